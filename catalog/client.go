@@ -1,0 +1,264 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// storeURLBase is the pseudo URL under which the TUF updater asks our
+// fetcher for metadata; the fetcher maps it back to store keys.
+const storeURLBase = "swarmship-store:/"
+
+// storeFetcher lets the TUF updater read metadata from any Store. The
+// updater's fetcher interface has no context, so the Client sets one for
+// the duration of each Refresh.
+type storeFetcher struct {
+	mu    sync.Mutex
+	ctx   context.Context
+	store Store
+}
+
+func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
+	key, ok := strings.CutPrefix(urlPath, storeURLBase)
+	if !ok {
+		return nil, fmt.Errorf("unexpected metadata URL %q", urlPath)
+	}
+	f.mu.Lock()
+	ctx := f.ctx
+	f.mu.Unlock()
+	b, err := ReadAll(ctx, f.store, key, maxLength)
+	if errors.Is(err, ErrNotFound) {
+		// The updater ends its search for newer roots on an HTTP 404.
+		return nil, fmt.Errorf("%s: %w", key, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: key})
+	}
+	return b, err
+}
+
+// Client reads a catalog the way agents do: every byte it returns has been
+// checked against TUF metadata that chains to a pinned root.
+//
+// Trusted metadata is kept in a local directory, so a Client refuses
+// metadata older than what it saw before (rollback), even across restarts.
+type Client struct {
+	store    Store
+	localDir string
+	fetcher  *storeFetcher
+	pinned   []byte
+
+	mu      sync.Mutex
+	updater *updater.Updater
+	now     func() time.Time
+}
+
+// NewClient prepares a client for store, trusting pinnedRoot on first use
+// and whatever newer root it has verified since (kept in localDir).
+func NewClient(store Store, pinnedRoot []byte, localDir string) (*Client, error) {
+	if _, err := metadata.Root().FromBytes(pinnedRoot); err != nil {
+		return nil, fmt.Errorf("pinned root: %w", err)
+	}
+	if err := os.MkdirAll(localDir, 0o750); err != nil {
+		return nil, fmt.Errorf("catalog state directory: %w", err)
+	}
+	return &Client{
+		store:    store,
+		localDir: localDir,
+		fetcher:  &storeFetcher{store: store},
+		pinned:   pinnedRoot,
+		now:      time.Now,
+	}, nil
+}
+
+// Store returns the store the client reads.
+func (c *Client) Store() Store { return c.store }
+
+// Refresh fetches and verifies the newest metadata. On error the client
+// keeps the metadata it had, and callers keep serving what they have.
+func (c *Client) Refresh(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetcher.mu.Lock()
+	c.fetcher.ctx = ctx
+	c.fetcher.mu.Unlock()
+
+	trusted := c.pinned
+	if b, err := os.ReadFile(filepath.Join(c.localDir, "root.json")); err == nil {
+		trusted = b
+	}
+	cfg, err := config.New(storeURLBase+"metadata", trusted)
+	if err != nil {
+		return err
+	}
+	cfg.LocalMetadataDir = c.localDir
+	cfg.LocalTargetsDir = filepath.Join(c.localDir, "targets")
+	cfg.Fetcher = c.fetcher
+	cfg.TimestampMaxLength = 64 << 10
+	cfg.SnapshotMaxLength = MaxMetadataSize
+	cfg.TargetsMaxLength = MaxMetadataSize
+	up, err := updater.New(cfg)
+	if err != nil {
+		return fmt.Errorf("catalog %s: trusted root: %w", c.store, err)
+	}
+	up.UnsafeSetRefTime(c.now())
+	if err := up.Refresh(); err != nil {
+		return fmt.Errorf("catalog %s: %w", c.store, describeTUFError(err))
+	}
+	c.updater = up
+	return nil
+}
+
+// describeTUFError turns the updater's errors into messages an operator
+// can act on, keeping the original for errors.Is/As.
+func describeTUFError(err error) error {
+	var expired *metadata.ErrExpiredMetadata
+	var badVersion *metadata.ErrBadVersionNumber
+	var unsigned *metadata.ErrUnsignedMetadata
+	var lengthOrHash *metadata.ErrLengthOrHashMismatch
+	switch {
+	case errors.As(err, &expired):
+		return fmt.Errorf("metadata expired (re-sign with `swarmship catalog resign`): %w", err)
+	case errors.As(err, &badVersion):
+		return fmt.Errorf("metadata is older than a version already trusted (rollback refused): %w", err)
+	case errors.As(err, &unsigned):
+		return fmt.Errorf("metadata is not signed by trusted keys: %w", err)
+	case errors.As(err, &lengthOrHash):
+		return fmt.Errorf("metadata does not match its signed length or hash: %w", err)
+	}
+	return err
+}
+
+func (c *Client) current() (*updater.Updater, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.updater == nil {
+		return nil, errors.New("catalog not loaded: Refresh first")
+	}
+	return c.updater, nil
+}
+
+// Releases lists every release in the signed catalog, yanked ones included.
+func (c *Client) Releases() ([]Release, error) {
+	up, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	return releasesFromTargets(up.GetTopLevelTargets())
+}
+
+// Entry returns the signed state of one release.
+func (c *Client) Entry(name, version string) (Release, error) {
+	rels, err := c.Releases()
+	if err != nil {
+		return Release{}, err
+	}
+	for _, r := range rels {
+		if r.Name == name && r.Version == version {
+			return r, nil
+		}
+	}
+	return Release{}, fmt.Errorf("%s@%s: %w", name, version, ErrNotFound)
+}
+
+// Target fetches the signed target at key and checks its length and hash.
+func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, error) {
+	up, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	tf, ok := up.GetTopLevelTargets()[key]
+	if !ok {
+		return nil, fmt.Errorf("%s is not a signed target of the catalog: %w", key, ErrNotFound)
+	}
+	if tf.Length > limit {
+		return nil, fmt.Errorf("%s: signed length %d exceeds the %d-byte limit", key, tf.Length, limit)
+	}
+	b, err := ReadAll(ctx, c.store, key, tf.Length)
+	if err != nil {
+		return nil, err
+	}
+	if err := tf.VerifyLengthHashes(b); err != nil {
+		return nil, fmt.Errorf("%s in %s does not match the signed catalog (changed or corrupted): %w", key, c.store, err)
+	}
+	return b, nil
+}
+
+// Manifest fetches and verifies the manifest of name@version.
+func (c *Client) Manifest(ctx context.Context, name, version string) (*Manifest, error) {
+	b, err := c.Target(ctx, ManifestKey(name, version), MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s@%s: %w", name, version, err)
+	}
+	if m.Name != name || m.Version != version {
+		return nil, fmt.Errorf("manifest at %s names %s: refusing a mix-up", ManifestKey(name, version), m.Ref())
+	}
+	return m, nil
+}
+
+// Torrent fetches and verifies the .torrent of name@version.
+func (c *Client) Torrent(ctx context.Context, name, version string) ([]byte, error) {
+	return c.Target(ctx, TorrentKey(name, version), MaxTorrentSize)
+}
+
+// Resolve picks the release a subscription means: a pinned version, the
+// version a channel points at, or else the newest version that is not
+// yanked. Yanked releases are never returned.
+func (c *Client) Resolve(name, channel, version string) (Release, error) {
+	rels, err := c.Releases()
+	if err != nil {
+		return Release{}, err
+	}
+	return ResolveRelease(rels, name, channel, version)
+}
+
+// ResolveRelease is Resolve over an already listed catalog.
+func ResolveRelease(rels []Release, name, channel, version string) (Release, error) {
+	var best *Release
+	for i := range rels {
+		r := &rels[i]
+		if r.Name != name {
+			continue
+		}
+		switch {
+		case version != "":
+			if r.Version == version {
+				if r.Yanked {
+					return Release{}, fmt.Errorf("%s@%s is yanked", name, version)
+				}
+				return *r, nil
+			}
+		case channel != "":
+			for _, ch := range r.Channels {
+				if ch == channel && !r.Yanked {
+					return *r, nil
+				}
+			}
+		default:
+			if !r.Yanked {
+				best = r // releases are sorted by version, so the last wins
+			}
+		}
+	}
+	if best != nil {
+		return *best, nil
+	}
+	switch {
+	case version != "":
+		return Release{}, fmt.Errorf("%s@%s: %w", name, version, ErrNotFound)
+	case channel != "":
+		return Release{}, fmt.Errorf("channel %s of %s points at no release: %w", channel, name, ErrNotFound)
+	}
+	return Release{}, fmt.Errorf("release %s: %w", name, ErrNotFound)
+}

@@ -1,0 +1,247 @@
+package catalog
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Limits on what a catalog may contain. They keep a hostile catalog from
+// exhausting an agent's memory or disk before anything is verified.
+const (
+	MaxManifestSize = 16 << 20  // bytes of one release manifest
+	MaxTorrentSize  = 32 << 20  // bytes of one .torrent file
+	MaxFiles        = 100_000   // files in one release
+	MaxNameLen      = 128       // bytes of a release name or version
+	MaxPathLen      = 4096      // bytes of a file path inside a release
+	MaxReleaseSize  = 1 << 44   // 16 TiB
+	manifestVersion = 1
+)
+
+// ManifestFile is one file of a release, with the SHA-256 that an agent
+// checks before it activates the release.
+type ManifestFile struct {
+	Path   string `json:"path"` // slash-separated, relative to the release root
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"` // lowercase hex
+}
+
+// Manifest describes one immutable release: name@version. It is a signed
+// TUF target, so every field is covered by the catalog's signatures.
+type Manifest struct {
+	Format      int               `json:"format"`
+	Name        string            `json:"name"`
+	Version     string            `json:"version"`
+	Files       []ManifestFile    `json:"files"`
+	TotalSize   int64             `json:"total_size"`
+	InfoHash    string            `json:"infohash"` // BitTorrent v1 infohash, lowercase hex
+	PieceLength int64             `json:"piece_length"`
+	Created     time.Time         `json:"created"`
+	Expires     time.Time         `json:"expires,omitzero"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Tenant      string            `json:"tenant,omitempty"`
+	Regions     []string          `json:"regions,omitempty"` // allowed regions; empty means any
+}
+
+// ReleaseRef names one release.
+type ReleaseRef struct {
+	Name    string
+	Version string
+}
+
+func (r ReleaseRef) String() string { return r.Name + "@" + r.Version }
+
+// ManifestKey is where the manifest of name@version lives in a catalog.
+func ManifestKey(name, version string) string {
+	return "releases/" + name + "/" + version + ".json"
+}
+
+// TorrentKey is where the .torrent of name@version lives in a catalog.
+func TorrentKey(name, version string) string {
+	return "torrents/" + name + "/" + version + ".torrent"
+}
+
+// DataPrefix is the key prefix of the payload of name@version; it ends in "/".
+func DataPrefix(name, version string) string {
+	return "data/" + name + "/" + version + "/"
+}
+
+// WebSeedBase is the key prefix that a BEP 19 url-list points at. Torrents
+// are named after their version, so a client appends "<version>/<path>".
+func WebSeedBase(name string) string {
+	return "data/" + name + "/"
+}
+
+// ValidateName checks a release name or version: 1–128 bytes of letters,
+// digits, '.', '_', '+', '-', not starting with '.' or '-'. This keeps
+// names safe as path components, object keys and URL segments.
+func ValidateName(kind, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", kind)
+	}
+	if len(s) > MaxNameLen {
+		return fmt.Errorf("%s %q is longer than %d bytes", kind, s, MaxNameLen)
+	}
+	if s[0] == '.' || s[0] == '-' {
+		return fmt.Errorf("%s %q must not start with '.' or '-'", kind, s)
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case r == '.' || r == '_' || r == '+' || r == '-':
+		default:
+			return fmt.Errorf("%s %q contains %q: use letters, digits, '.', '_', '+' or '-'", kind, s, r)
+		}
+	}
+	return nil
+}
+
+// ValidateFilePath checks one file path inside a release.
+func ValidateFilePath(p string) error {
+	if len(p) > MaxPathLen {
+		return fmt.Errorf("file path is longer than %d bytes", MaxPathLen)
+	}
+	if err := CleanKey(p); err != nil {
+		return fmt.Errorf("file path: %w", err)
+	}
+	return nil
+}
+
+// Validate checks a manifest as a whole. Agents call it on every manifest
+// they fetch, after TUF has checked its hash, and publish calls it before
+// signing: a valid signature on nonsense is still nonsense.
+func (m *Manifest) Validate() error {
+	if m.Format != manifestVersion {
+		return fmt.Errorf("manifest format %d is not supported (want %d)", m.Format, manifestVersion)
+	}
+	if err := ValidateName("name", m.Name); err != nil {
+		return err
+	}
+	if err := ValidateName("version", m.Version); err != nil {
+		return err
+	}
+	if len(m.Files) == 0 {
+		return errors.New("manifest lists no files")
+	}
+	if len(m.Files) > MaxFiles {
+		return fmt.Errorf("manifest lists %d files, more than %d", len(m.Files), MaxFiles)
+	}
+	seen := make(map[string]bool, len(m.Files))
+	var total int64
+	for _, f := range m.Files {
+		if err := ValidateFilePath(f.Path); err != nil {
+			return err
+		}
+		// A file "a" and a file "a/b" cannot both exist on disk.
+		lower := strings.ToLower(f.Path)
+		if seen[lower] {
+			return fmt.Errorf("file path %q appears twice (paths are compared case-insensitively)", f.Path)
+		}
+		seen[lower] = true
+		if f.Size < 0 || f.Size > MaxReleaseSize {
+			return fmt.Errorf("file %q has an invalid size %d", f.Path, f.Size)
+		}
+		if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 || strings.ToLower(f.SHA256) != f.SHA256 {
+			return fmt.Errorf("file %q has an invalid sha256 %q", f.Path, f.SHA256)
+		}
+		total += f.Size
+		if total > MaxReleaseSize {
+			return fmt.Errorf("release is larger than %d bytes", int64(MaxReleaseSize))
+		}
+	}
+	for _, f := range m.Files {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+			if seen[strings.ToLower(dir)] {
+				return fmt.Errorf("file %q is inside %q, which is also a file", f.Path, dir)
+			}
+		}
+	}
+	if total != m.TotalSize {
+		return fmt.Errorf("total_size %d does not match the files' sizes (%d)", m.TotalSize, total)
+	}
+	if b, err := hex.DecodeString(m.InfoHash); err != nil || len(b) != 20 || strings.ToLower(m.InfoHash) != m.InfoHash {
+		return fmt.Errorf("invalid infohash %q", m.InfoHash)
+	}
+	if m.PieceLength < 16<<10 || m.PieceLength > 64<<20 || m.PieceLength&(m.PieceLength-1) != 0 {
+		return fmt.Errorf("invalid piece length %d", m.PieceLength)
+	}
+	if m.Created.IsZero() {
+		return errors.New("manifest has no creation time")
+	}
+	if !m.Expires.IsZero() && !m.Expires.After(m.Created) {
+		return errors.New("manifest expires before it was created")
+	}
+	for _, r := range m.Regions {
+		if err := ValidateName("region", r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Expired reports whether the release is past its expiry at now.
+func (m *Manifest) Expired(now time.Time) bool {
+	return !m.Expires.IsZero() && !now.Before(m.Expires)
+}
+
+// Ref returns the release's name@version.
+func (m *Manifest) Ref() ReleaseRef { return ReleaseRef{m.Name, m.Version} }
+
+// MarshalManifest encodes m canonically (indented, stable field order).
+func MarshalManifest(m *Manifest) ([]byte, error) {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// ParseManifest decodes and validates a manifest, refusing unknown fields
+// and trailing data.
+func ParseManifest(b []byte) (*Manifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, fmt.Errorf("manifest is larger than %d bytes", MaxManifestSize)
+	}
+	var m Manifest
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decode manifest: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("decode manifest: trailing data")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid manifest: %w", err)
+	}
+	return &m, nil
+}
+
+// SameContent reports whether two manifests describe the same bytes: the
+// same files with the same hashes and the same torrent. Publishing the same
+// release twice is idempotent only when this holds.
+func (m *Manifest) SameContent(o *Manifest) bool {
+	return m.Name == o.Name && m.Version == o.Version && m.InfoHash == o.InfoHash &&
+		m.PieceLength == o.PieceLength && slices.Equal(m.Files, o.Files)
+}
+
+// EntryState is the mutable, signed state of a release in the catalog:
+// which channels point at it and whether it is yanked. It rides in the
+// TUF target's custom field, so promote and yank are one atomic targets
+// update and never rewrite the immutable manifest.
+type EntryState struct {
+	Channels []string `json:"channels,omitempty"`
+	Yanked   bool     `json:"yanked,omitempty"`
+}
+
+// Release is one catalog entry as listed from signed targets metadata.
+type Release struct {
+	ReleaseRef
+	EntryState
+	ManifestLength int64
+}

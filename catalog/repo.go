@@ -1,0 +1,523 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// Expiry says how long each role's metadata stays valid after signing.
+// Short timestamp and snapshot lifetimes protect agents from freeze
+// attacks; a catalog that nobody re-signs within them stops updating agents
+// (they keep what they have). `swarmship catalog resign` renews them.
+type Expiry struct {
+	Root, Targets, Snapshot, Timestamp time.Duration
+}
+
+// DefaultExpiry is used where the caller gives none.
+var DefaultExpiry = Expiry{
+	Root:      365 * 24 * time.Hour,
+	Targets:   365 * 24 * time.Hour,
+	Snapshot:  30 * 24 * time.Hour,
+	Timestamp: 7 * 24 * time.Hour,
+}
+
+// Metadata keys inside a catalog.
+const (
+	metadataPrefix = "metadata/"
+	RootKey        = metadataPrefix + "root.json"
+	timestampKey   = metadataPrefix + "timestamp.json"
+	// MaxMetadataSize bounds any one metadata file an agent will read.
+	MaxMetadataSize = 16 << 20
+)
+
+func versionedKey(version int64, role string) string {
+	return metadataPrefix + strconv.FormatInt(version, 10) + "." + role + ".json"
+}
+
+// ErrNotInitialized means the store holds no catalog yet.
+var ErrNotInitialized = errors.New("no catalog here: run `swarmship catalog init` first")
+
+// ErrReleaseExists is returned when publishing name@version with content
+// that differs from what the catalog already has.
+var ErrReleaseExists = errors.New("release already published with different content")
+
+// Init creates a new TUF repository in store, signed by keys, and returns
+// root.json. It refuses a store that already holds a catalog.
+func Init(ctx context.Context, store Store, keys Keys, exp Expiry, now time.Time) ([]byte, error) {
+	if _, err := store.Stat(ctx, RootKey); err == nil {
+		return nil, fmt.Errorf("%s already holds a catalog (%s exists)", store, RootKey)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	root := metadata.Root(now.Add(exp.Root))
+	root.Signed.ConsistentSnapshot = true
+	for _, role := range Roles {
+		k, ok := keys[role]
+		if !ok {
+			return nil, fmt.Errorf("no %s key", role)
+		}
+		pub, err := metadata.KeyFromPublicKey(k.Public())
+		if err != nil {
+			return nil, err
+		}
+		if err := root.Signed.AddKey(pub, role); err != nil {
+			return nil, err
+		}
+	}
+	if err := sign(root, keys["root"]); err != nil {
+		return nil, err
+	}
+	rootJSON, err := root.ToBytes(true)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repo{store: store, keys: keys, exp: exp, root: root,
+		targets:   metadata.Targets(now.Add(exp.Targets)),
+		snapshot:  metadata.Snapshot(now.Add(exp.Snapshot)),
+		timestamp: metadata.Timestamp(now.Add(exp.Timestamp)),
+	}
+	// Versions start at 0 so the first commit writes version 1 of each.
+	r.targets.Signed.Version = 0
+	r.snapshot.Signed.Version = 0
+	r.timestamp.Signed.Version = 0
+	if err := putBytes(ctx, store, versionedKey(1, "root"), rootJSON); err != nil {
+		return nil, err
+	}
+	if err := r.Commit(ctx, now); err != nil {
+		return nil, err
+	}
+	// root.json last: its presence marks a complete catalog.
+	if err := putBytes(ctx, store, RootKey, rootJSON); err != nil {
+		return nil, err
+	}
+	return rootJSON, nil
+}
+
+// Fingerprint is the SHA-256 of root.json, which operators compare when
+// they pin a catalog's root on agents.
+func Fingerprint(rootJSON []byte) string {
+	sum := sha256.Sum256(rootJSON)
+	return hex.EncodeToString(sum[:])
+}
+
+// Repo is a writable view of a catalog's TUF metadata, for publishers.
+// It is not safe for concurrent use, and two publishers must not write one
+// catalog at the same time.
+type Repo struct {
+	store     Store
+	keys      Keys
+	exp       Expiry
+	root      *metadata.Metadata[metadata.RootType]
+	targets   *metadata.Metadata[metadata.TargetsType]
+	snapshot  *metadata.Metadata[metadata.SnapshotType]
+	timestamp *metadata.Metadata[metadata.TimestampType]
+	dirty     bool
+}
+
+// OpenRepo loads the current metadata from store, checks that it is
+// validly signed by its own root and that keys are the catalog's keys.
+func OpenRepo(ctx context.Context, store Store, keys Keys, exp Expiry) (*Repo, error) {
+	rootJSON, err := ReadAll(ctx, store, RootKey, MaxMetadataSize)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", store, ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &Repo{store: store, keys: keys, exp: exp}
+	if r.root, err = metadata.Root().FromBytes(rootJSON); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", RootKey, err)
+	}
+	if err := r.root.VerifyDelegate("root", r.root); err != nil {
+		return nil, fmt.Errorf("%s in %s is not signed by its own root keys: %w", RootKey, store, err)
+	}
+	for role, k := range keys {
+		if err := r.checkKey(role, k); err != nil {
+			return nil, err
+		}
+	}
+	tsJSON, err := ReadAll(ctx, store, timestampKey, MaxMetadataSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.timestamp, err = metadata.Timestamp().FromBytes(tsJSON); err != nil {
+		return nil, fmt.Errorf("parse timestamp: %w", err)
+	}
+	if err := r.root.VerifyDelegate("timestamp", r.timestamp); err != nil {
+		return nil, fmt.Errorf("timestamp in %s: %w", store, err)
+	}
+	snapVer := r.timestamp.Signed.Meta["snapshot.json"].Version
+	snapJSON, err := ReadAll(ctx, store, versionedKey(snapVer, "snapshot"), MaxMetadataSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.snapshot, err = metadata.Snapshot().FromBytes(snapJSON); err != nil {
+		return nil, fmt.Errorf("parse snapshot: %w", err)
+	}
+	if err := r.root.VerifyDelegate("snapshot", r.snapshot); err != nil {
+		return nil, fmt.Errorf("snapshot in %s: %w", store, err)
+	}
+	tVer := r.snapshot.Signed.Meta["targets.json"].Version
+	tJSON, err := ReadAll(ctx, store, versionedKey(tVer, "targets"), MaxMetadataSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.targets, err = metadata.Targets().FromBytes(tJSON); err != nil {
+		return nil, fmt.Errorf("parse targets: %w", err)
+	}
+	if err := r.root.VerifyDelegate("targets", r.targets); err != nil {
+		return nil, fmt.Errorf("targets in %s: %w", store, err)
+	}
+	return r, nil
+}
+
+// checkKey verifies that k is the key root.json assigns to role.
+func (r *Repo) checkKey(role string, k crypto.Signer) error {
+	pub, err := metadata.KeyFromPublicKey(k.Public())
+	if err != nil {
+		return err
+	}
+	id, err := pub.ID()
+	if err != nil {
+		return err
+	}
+	roleDef, ok := r.root.Signed.Roles[role]
+	if !ok {
+		return fmt.Errorf("catalog root has no %s role", role)
+	}
+	if !slices.Contains(roleDef.KeyIDs, id) {
+		return fmt.Errorf("the %s key (id %.12s…) is not the catalog's %s key (ids %s): wrong keys directory?",
+			role, id, role, shortIDs(roleDef.KeyIDs))
+	}
+	return nil
+}
+
+func shortIDs(ids []string) string {
+	var out []string
+	for _, id := range ids {
+		if len(id) > 12 {
+			id = id[:12] + "…"
+		}
+		out = append(out, id)
+	}
+	return strings.Join(out, ", ")
+}
+
+// RootJSON returns the catalog's current root metadata.
+func (r *Repo) RootJSON() ([]byte, error) { return r.root.ToBytes(true) }
+
+// customOf decodes a target's swarmship state.
+func customOf(tf *metadata.TargetFiles) (EntryState, error) {
+	var st EntryState
+	if tf.Custom == nil {
+		return st, nil
+	}
+	if err := json.Unmarshal(*tf.Custom, &st); err != nil {
+		return st, fmt.Errorf("target %s: bad custom metadata: %w", tf.Path, err)
+	}
+	return st, nil
+}
+
+func setCustom(tf *metadata.TargetFiles, st EntryState) {
+	sort.Strings(st.Channels)
+	if len(st.Channels) == 0 && !st.Yanked {
+		tf.Custom = nil
+		return
+	}
+	b, _ := json.Marshal(st)
+	raw := json.RawMessage(b)
+	tf.Custom = &raw
+}
+
+// Releases lists the catalog's releases from the signed targets.
+func (r *Repo) Releases() ([]Release, error) {
+	return releasesFromTargets(r.targets.Signed.Targets)
+}
+
+// ManifestTarget returns the signed target of name@version's manifest.
+func (r *Repo) ManifestTarget(name, version string) (*metadata.TargetFiles, bool) {
+	tf, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	return tf, ok
+}
+
+// AddRelease records a release whose manifest and torrent are already in
+// the store. Channels given are moved to point at this release. If the
+// release is already recorded with the same manifest bytes, AddRelease only
+// applies the channels; with different bytes it fails with ErrReleaseExists.
+func (r *Repo) AddRelease(manifestJSON, torrent []byte, channels []string) error {
+	m, err := ParseManifest(manifestJSON)
+	if err != nil {
+		return err
+	}
+	mKey, tKey := ManifestKey(m.Name, m.Version), TorrentKey(m.Name, m.Version)
+	newM, err := metadata.TargetFile().FromBytes(mKey, manifestJSON, "sha256")
+	if err != nil {
+		return err
+	}
+	newT, err := metadata.TargetFile().FromBytes(tKey, torrent, "sha256")
+	if err != nil {
+		return err
+	}
+	if old, ok := r.targets.Signed.Targets[mKey]; ok {
+		if !old.Hashes.Equal(newM.Hashes) || old.Length != newM.Length {
+			return fmt.Errorf("%s: %w (releases are immutable: publish a new version)", m.Ref(), ErrReleaseExists)
+		}
+		if oldT, ok := r.targets.Signed.Targets[tKey]; ok && !oldT.Hashes.Equal(newT.Hashes) {
+			return fmt.Errorf("%s: %w (torrent differs)", m.Ref(), ErrReleaseExists)
+		}
+		for _, c := range channels {
+			if err := r.Promote(m.Name, m.Version, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	r.targets.Signed.Targets[tKey] = newT
+	r.targets.Signed.Targets[mKey] = newM
+	r.dirty = true
+	for _, c := range channels {
+		if err := r.Promote(m.Name, m.Version, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Promote points channel of release name at version, moving it off any
+// other version of name.
+func (r *Repo) Promote(name, version, channel string) error {
+	if err := ValidateName("channel", channel); err != nil {
+		return err
+	}
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	if err != nil {
+		return err
+	}
+	if st.Yanked {
+		return fmt.Errorf("%s@%s is yanked and cannot be promoted", name, version)
+	}
+	prefix := "releases/" + name + "/"
+	for key, tf := range r.targets.Signed.Targets {
+		if !strings.HasPrefix(key, prefix) || tf == target {
+			continue
+		}
+		other, err := customOf(tf)
+		if err != nil {
+			return err
+		}
+		if i := slices.Index(other.Channels, channel); i >= 0 {
+			other.Channels = slices.Delete(other.Channels, i, i+1)
+			setCustom(tf, other)
+			r.dirty = true
+		}
+	}
+	if !slices.Contains(st.Channels, channel) {
+		st.Channels = append(st.Channels, channel)
+		setCustom(target, st)
+		r.dirty = true
+	}
+	return nil
+}
+
+// Yank marks name@version as withdrawn: agents never activate it, and it
+// leaves every channel. Its files stay, so nothing already cached breaks.
+func (r *Repo) Yank(name, version string) error {
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	if err != nil {
+		return err
+	}
+	if st.Yanked {
+		return nil
+	}
+	setCustom(target, EntryState{Yanked: true})
+	r.dirty = true
+	return nil
+}
+
+// Dirty reports whether Commit has changes to sign.
+func (r *Repo) Dirty() bool { return r.dirty }
+
+// Commit signs and writes new targets, snapshot and timestamp metadata, in
+// that order, so that a reader never sees a timestamp naming metadata that
+// is not yet in the store. A crash part way leaves the previous catalog
+// valid; committing again finishes the job.
+func (r *Repo) Commit(ctx context.Context, now time.Time) error {
+	for _, role := range []string{"targets", "snapshot", "timestamp"} {
+		if _, ok := r.keys[role]; !ok {
+			return fmt.Errorf("no %s key loaded", role)
+		}
+	}
+	t := r.targets
+	t.Signed.Version++
+	t.Signed.Expires = now.Add(r.exp.Targets).UTC().Truncate(time.Second)
+	if err := sign(t, r.keys["targets"]); err != nil {
+		return err
+	}
+	tJSON, err := t.ToBytes(false)
+	if err != nil {
+		return err
+	}
+	if err := putBytes(ctx, r.store, versionedKey(t.Signed.Version, "targets"), tJSON); err != nil {
+		return err
+	}
+	return r.commitSnapshot(ctx, now)
+}
+
+// Resign renews snapshot and timestamp (new versions, fresh expiry) without
+// changing targets. Run it from cron well within the timestamp lifetime.
+func (r *Repo) Resign(ctx context.Context, now time.Time) error {
+	return r.commitSnapshot(ctx, now)
+}
+
+func (r *Repo) commitSnapshot(ctx context.Context, now time.Time) error {
+	s := r.snapshot
+	s.Signed.Version++
+	s.Signed.Expires = now.Add(r.exp.Snapshot).UTC().Truncate(time.Second)
+	s.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(r.targets.Signed.Version)}
+	if err := sign(s, r.keys["snapshot"]); err != nil {
+		return err
+	}
+	sJSON, err := s.ToBytes(false)
+	if err != nil {
+		return err
+	}
+	if err := putBytes(ctx, r.store, versionedKey(s.Signed.Version, "snapshot"), sJSON); err != nil {
+		return err
+	}
+	ts := r.timestamp
+	ts.Signed.Version++
+	ts.Signed.Expires = now.Add(r.exp.Timestamp).UTC().Truncate(time.Second)
+	mf := metadata.MetaFile(s.Signed.Version)
+	sum := sha256.Sum256(sJSON)
+	mf.Length = int64(len(sJSON))
+	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
+	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": mf}
+	if err := sign(ts, r.keys["timestamp"]); err != nil {
+		return err
+	}
+	tsJSON, err := ts.ToBytes(false)
+	if err != nil {
+		return err
+	}
+	if err := putBytes(ctx, r.store, timestampKey, tsJSON); err != nil {
+		return err
+	}
+	r.dirty = false
+	return nil
+}
+
+type signable interface {
+	Sign(signature.Signer) (*metadata.Signature, error)
+	ClearSignatures()
+}
+
+func sign(m signable, key crypto.Signer) error {
+	if key == nil {
+		return errors.New("missing signing key")
+	}
+	s, err := signature.LoadSigner(key, crypto.Hash(0))
+	if err != nil {
+		return err
+	}
+	m.ClearSignatures()
+	_, err = m.Sign(s)
+	return err
+}
+
+func putBytes(ctx context.Context, s Store, key string, b []byte) error {
+	if err := s.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("write %s to %s: %w", key, s, err)
+	}
+	return nil
+}
+
+// releasesFromTargets lists releases from a targets map, sorted by name
+// and then by version (CompareVersions).
+func releasesFromTargets(targets map[string]*metadata.TargetFiles) ([]Release, error) {
+	var out []Release
+	for key, tf := range targets {
+		rest, ok := strings.CutPrefix(key, "releases/")
+		if !ok {
+			continue
+		}
+		name, file, ok := strings.Cut(rest, "/")
+		version, isJSON := strings.CutSuffix(file, ".json")
+		if !ok || !isJSON || strings.Contains(version, "/") {
+			continue
+		}
+		if ValidateName("name", name) != nil || ValidateName("version", version) != nil {
+			continue
+		}
+		st, err := customOf(tf)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Release{ReleaseRef: ReleaseRef{name, version}, EntryState: st, ManifestLength: tf.Length})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return CompareVersions(out[i].Version, out[j].Version) < 0
+	})
+	return out, nil
+}
+
+// CompareVersions orders version strings: dot- or dash-separated numeric
+// parts compare as numbers, others as strings, so 1.10 sorts after 1.9.
+func CompareVersions(a, b string) int {
+	split := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' })
+	}
+	pa, pb := split(a), split(b)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		na, ea := strconv.ParseUint(pa[i], 10, 64)
+		nb, eb := strconv.ParseUint(pb[i], 10, 64)
+		switch {
+		case ea == nil && eb == nil:
+			if na != nb {
+				if na < nb {
+					return -1
+				}
+				return 1
+			}
+		case ea == nil:
+			return 1 // a numeric part sorts after a word: 1.0.1 > 1.0.beta
+		case eb == nil:
+			return -1
+		default:
+			if c := strings.Compare(pa[i], pb[i]); c != 0 {
+				return c
+			}
+		}
+	}
+	switch {
+	case len(pa) < len(pb):
+		return -1
+	case len(pa) > len(pb):
+		return 1
+	}
+	return strings.Compare(a, b)
+}

@@ -1,0 +1,107 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// ErrNotFound is returned (wrapped) by a Store when a key does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// ErrReadOnly is returned (wrapped) by stores that cannot be written, such as
+// a catalog read over plain HTTP.
+var ErrReadOnly = errors.New("store is read-only")
+
+// ObjectInfo describes one stored object.
+type ObjectInfo struct {
+	Key  string
+	Size int64
+}
+
+// Store is where a catalog lives: a directory, an S3 bucket/prefix, or a
+// read-only HTTP mirror. Keys are slash-separated relative paths such as
+// "metadata/timestamp.json" or "data/app/1.0/bin/app"; a Store never lets a
+// key escape its root. Every implementation passes catalog/storetest.
+type Store interface {
+	// Put stores size bytes read from r under key, replacing any existing
+	// object. Readers see either the whole old object or the whole new one,
+	// never a partial write. If r yields a different number of bytes than
+	// size, Put fails and the previous object (if any) is left intact.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+
+	// Get opens the object at key for reading. The caller closes it. A
+	// missing key gives an error wrapping ErrNotFound.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+
+	// GetRange opens length bytes of key starting at offset. length < 0 means
+	// to the end. A missing key wraps ErrNotFound.
+	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+
+	// Stat returns the object's size. A missing key wraps ErrNotFound.
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+
+	// List returns every object whose key starts with prefix, sorted by key.
+	// A prefix with no objects gives an empty list, not an error.
+	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// String names the store for humans and log lines (no secrets).
+	String() string
+}
+
+// URLer is implemented by stores whose objects can be fetched over HTTP
+// with Range requests (a BEP 19 web seed). ObjectURL returns the URL of key
+// for anonymous readers, or "" when the store has no such address.
+type URLer interface {
+	ObjectURL(key string) string
+}
+
+// CleanKey checks that key is a relative slash path that stays inside the
+// store: no empty, ".", ".." or absolute components, no backslashes or
+// control characters.
+func CleanKey(key string) error {
+	if key == "" {
+		return errors.New("empty key")
+	}
+	if strings.HasPrefix(key, "/") {
+		return fmt.Errorf("key %q is absolute", key)
+	}
+	for _, r := range key {
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			return fmt.Errorf("key %q contains a control character or backslash", key)
+		}
+	}
+	for _, part := range strings.Split(key, "/") {
+		if part == "" || part == "." || part == ".." {
+			return fmt.Errorf("key %q has an empty, '.' or '..' component", key)
+		}
+	}
+	if path.Clean(key) != key {
+		return fmt.Errorf("key %q is not clean", key)
+	}
+	return nil
+}
+
+// ReadAll reads a whole object, refusing objects larger than limit bytes so
+// that a hostile catalog cannot exhaust memory.
+func ReadAll(ctx context.Context, s Store, key string, limit int64) ([]byte, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", key, s, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s in %s is larger than the %d-byte limit", key, s, limit)
+	}
+	return b, nil
+}

@@ -1,0 +1,318 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/seeder"
+)
+
+func newCatalogCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "catalog",
+		Short: "Create, read, promote, yank and verify a signed catalog",
+	}
+	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
+		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd())
+	return c
+}
+
+func newCatalogInitCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "init --catalog URL --keys DIR",
+		Short: "Create a new catalog and its signing keys",
+		Long: `init creates a TUF repository (root, targets, snapshot, timestamp; ed25519) in
+the catalog, and one private key per role in DIR (mode 0600). It refuses to
+overwrite keys or an existing catalog. Agents pin the root.json it prints.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if f.keys == "" {
+				return errors.New("no keys directory given: use --keys DIR")
+			}
+			if f.url == "" {
+				return errors.New("no catalog given: use --catalog DIR or s3://bucket/prefix")
+			}
+			cfg := f.s3
+			cfg.Endpoint = f.s3URL
+			store, err := catalog.OpenOrCreateStore(ctx, f.url, cfg)
+			if err != nil {
+				return err
+			}
+			if _, err := store.Stat(ctx, catalog.RootKey); err == nil {
+				return fmt.Errorf("%s already holds a catalog", store)
+			}
+			keys, err := catalog.GenerateKeys(f.keys)
+			if err != nil {
+				return err
+			}
+			rootJSON, err := catalog.Init(ctx, store, keys, catalog.DefaultExpiry, time.Now())
+			if err != nil {
+				return err
+			}
+			rootPath := filepath.Join(f.keys, "root.json")
+			if err := os.WriteFile(rootPath, rootJSON, 0o644); err != nil {
+				return err
+			}
+			res := map[string]string{
+				"catalog": store.String(), "root": rootPath, "root_key": catalog.RootKey,
+				"fingerprint": catalog.Fingerprint(rootJSON), "keys": f.keys,
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "catalog     %s\nkeys        %s (keep them secret; root.key belongs offline)\nroot.json   %s (also %s in the catalog)\nfingerprint sha256:%s\n\nPin root.json on every agent (catalog.root in agent.yaml).\n",
+				res["catalog"], res["keys"], res["root"], res["root_key"], res["fingerprint"])
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func newCatalogLsCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List releases, their channels and whether they are yanked",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rels, err := cl.Releases()
+			if err != nil {
+				return err
+			}
+			if jsonOutput() {
+				type row struct {
+					Name     string   `json:"name"`
+					Version  string   `json:"version"`
+					Channels []string `json:"channels"`
+					Yanked   bool     `json:"yanked"`
+				}
+				out := []row{}
+				for _, r := range rels {
+					out = append(out, row{r.Name, r.Version, r.Channels, r.Yanked})
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tCHANNELS\tSTATE")
+			for _, r := range rels {
+				state := "published"
+				if r.Yanked {
+					state = "yanked"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Version, strings.Join(r.Channels, ","), state)
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func splitRef(s string) (name, version string) {
+	name, version, _ = strings.Cut(s, "@")
+	return name, version
+}
+
+func newCatalogShowCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "show NAME[@VERSION]",
+		Short: "Show a release's manifest (the newest version if none is given)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, version := splitRef(args[0])
+			cl, err := f.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rel, err := cl.Resolve(name, "", version)
+			if err != nil {
+				return err
+			}
+			m, err := cl.Manifest(cmd.Context(), rel.Name, rel.Version)
+			if err != nil {
+				return err
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), struct {
+					*catalog.Manifest
+					Channels []string `json:"channels"`
+					Yanked   bool     `json:"yanked"`
+				}{m, rel.Channels, rel.Yanked})
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "release   %s@%s\ninfohash  %s\nsize      %s in %d files, %s pieces\ncreated   %s\n",
+				m.Name, m.Version, m.InfoHash, humanBytes(m.TotalSize), len(m.Files), humanBytes(m.PieceLength), m.Created.Format(time.RFC3339))
+			if !m.Expires.IsZero() {
+				fmt.Fprintf(w, "expires   %s\n", m.Expires.Format(time.RFC3339))
+			}
+			fmt.Fprintf(w, "channels  %s\nyanked    %v\n", strings.Join(rel.Channels, ","), rel.Yanked)
+			for k, v := range m.Labels {
+				fmt.Fprintf(w, "label     %s=%s\n", k, v)
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nFILE\tSIZE\tSHA256")
+			for _, fl := range m.Files {
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", fl.Path, fl.Size, fl.SHA256)
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+// mutate opens the repo with the keys a change needs, applies fn and signs.
+func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error) error {
+	ctx := cmd.Context()
+	store, err := f.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	keys, err := f.loadKeys("targets", "snapshot", "timestamp")
+	if err != nil {
+		return err
+	}
+	repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
+	if err != nil {
+		return err
+	}
+	if err := fn(repo); err != nil {
+		return err
+	}
+	if !repo.Dirty() {
+		return nil
+	}
+	return repo.Commit(ctx, time.Now())
+}
+
+func newCatalogPromoteCmd() *cobra.Command {
+	var f catalogFlags
+	var channel string
+	c := &cobra.Command{
+		Use:   "promote NAME VERSION --channel C",
+		Short: "Point a channel at a version (also how you roll back)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if channel == "" {
+				return errors.New("--channel is required")
+			}
+			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	c.Flags().StringVar(&channel, "channel", "", "channel to move")
+	return c
+}
+
+func newCatalogYankCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "yank NAME VERSION",
+		Short: "Withdraw a release: agents never activate it",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s yanked\n", args[0], args[1])
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func newCatalogResignCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "resign",
+		Short: "Renew snapshot and timestamp signatures (run from cron within the timestamp lifetime)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			store, err := f.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			keys, err := f.loadKeys("snapshot", "timestamp")
+			if err != nil {
+				return err
+			}
+			repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
+			if err != nil {
+				return err
+			}
+			return repo.Resign(ctx, time.Now())
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func newCatalogVerifyCmd() *cobra.Command {
+	var f catalogFlags
+	c := &cobra.Command{
+		Use:   "verify",
+		Short: "Check every signature and expiry, and every payload object's size and SHA-256",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := f.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			problems, n, err := seeder.VerifyCatalog(cmd.Context(), cl)
+			if err != nil {
+				return err
+			}
+			if jsonOutput() {
+				if err := printJSON(cmd.OutOrStdout(), map[string]any{"releases": n, "problems": problems}); err != nil {
+					return err
+				}
+			} else {
+				for _, p := range problems {
+					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s %s: %s\n", p.Release, p.Key, p.Err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d releases checked, %d problems\n", n, len(problems))
+			}
+			if len(problems) > 0 {
+				return exitError{code: 1, msg: fmt.Sprintf("catalog verify found %d problems", len(problems))}
+			}
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	return c
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

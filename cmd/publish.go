@@ -1,0 +1,148 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/seeder"
+)
+
+func newPublishCmd() *cobra.Command {
+	var (
+		f        catalogFlags
+		opts     seeder.PublishOptions
+		pieceLen string
+		labels   []string
+		expires  time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "publish PATH... --catalog URL --keys DIR --name N --version V",
+		Short: "Hash files into a release, upload it and sign the catalog",
+		Long: `publish reads every file once, in parallel, computing BitTorrent v1 piece hashes
+(SHA-1) and each file's SHA-256; uploads the payload to data/<name>/<version>/,
+the torrent to torrents/<name>/<version>.torrent and the manifest, then signs.
+Running it again after a failure completes the release; publishing an existing
+version with different bytes is refused.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if len(args) == 0 {
+				return fmt.Errorf("nothing to publish: give one or more files or directories")
+			}
+			opts.Paths = args
+			pl, err := seeder.ParsePieceLength(pieceLen)
+			if err != nil {
+				return fmt.Errorf("--piece-length: %w", err)
+			}
+			opts.PieceLength = pl
+			if opts.Labels, err = seeder.ParseLabels(labels); err != nil {
+				return err
+			}
+			if expires < 0 {
+				return fmt.Errorf("--expires must not be negative")
+			}
+			opts.Expires = expires
+			// Validate names before touching the network or the keys.
+			if err := catalog.ValidateName("--name", opts.Name); err != nil {
+				return err
+			}
+			if err := catalog.ValidateName("--version", opts.Version); err != nil {
+				return err
+			}
+			keys, err := f.loadKeys("targets", "snapshot", "timestamp")
+			if err != nil {
+				return err
+			}
+			store, err := f.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			var bar *progressBar
+			if isTerminal(cmd.ErrOrStderr()) && !jsonOutput() {
+				bar = &progressBar{w: cmd.ErrOrStderr()}
+				opts.Progress = bar.update
+			}
+			res, err := seeder.Publish(ctx, store, keys, opts)
+			bar.done()
+			if err != nil {
+				return err
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			state := "published"
+			if res.AlreadyPublished {
+				state = "already published (unchanged)"
+			}
+			fmt.Fprintf(w, "%s@%s %s\ninfohash  %s\nsize      %s in %d files, %d pieces of %s\ntorrent   %s\n",
+				res.Name, res.Version, state, res.InfoHash, humanBytes(res.TotalSize), res.Files, res.Pieces, humanBytes(res.PieceLength), res.TorrentKey)
+			if res.WebSeed != "" {
+				fmt.Fprintf(w, "web seed  %s\n", res.WebSeed)
+			}
+			if len(res.Channels) > 0 {
+				fmt.Fprintf(w, "channels  %s\n", strings.Join(res.Channels, ","))
+			}
+			return nil
+		},
+	}
+	fs := c.Flags()
+	f.register(fs, true)
+	fs.StringVar(&opts.Name, "name", "", "release name")
+	fs.StringVar(&opts.Version, "version", "", "release version")
+	fs.StringSliceVar(&opts.Channels, "channel", nil, "channel(s) to point at this version")
+	fs.StringVar(&pieceLen, "piece-length", "auto", "piece length: auto or a power of two such as 4MiB")
+	fs.DurationVar(&expires, "expires", 0, "release lifetime, e.g. 720h (default: never expires)")
+	fs.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
+	fs.StringSliceVar(&opts.Regions, "region", nil, "regions the release may be delivered to (default: any)")
+	fs.StringVar(&opts.Tenant, "tenant", "", "tenant that owns the release")
+	fs.StringVar(&opts.WebSeedURL, "web-seed", "", "base URL where the catalog is served over HTTP (default: the S3 object URL; none for a directory)")
+	fs.StringSliceVar(&opts.Announce, "tracker", nil, "tracker announce URL(s) written into the torrent")
+	fs.IntVar(&opts.Workers, "workers", 0, "hashing goroutines (default: one per CPU)")
+	return c
+}
+
+// progressBar draws one line on a terminal; it is never used in cron.
+type progressBar struct {
+	mu    sync.Mutex
+	w     io.Writer
+	last  time.Time
+	stage string
+	drawn bool
+}
+
+func (p *progressBar) update(stage string, done, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if stage == p.stage && now.Sub(p.last) < 100*time.Millisecond && done < total {
+		return
+	}
+	p.stage, p.last = stage, now
+	frac := 1.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	const width = 30
+	n := int(frac * width)
+	fmt.Fprintf(p.w, "\r%-7s [%s%s] %5.1f%% %s / %s ", stage, strings.Repeat("#", n), strings.Repeat(".", width-n),
+		frac*100, humanBytes(done), humanBytes(total))
+	p.drawn = true
+}
+
+func (p *progressBar) done() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

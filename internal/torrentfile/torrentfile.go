@@ -1,0 +1,95 @@
+// Package torrentfile parses .torrent files from a catalog and checks them
+// against the signed release manifest. Agents and the origin both use it, so
+// a hostile torrent is refused the same way everywhere, before any byte is
+// written to disk.
+package torrentfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/swarmship/swarmship/catalog"
+)
+
+// Torrent is a parsed and checked torrent.
+type Torrent struct {
+	MetaInfo *metainfo.MetaInfo
+	Info     *metainfo.Info
+	InfoHash metainfo.Hash
+}
+
+// Parse decodes b and checks it against the manifest m: the infohash, the
+// name, the piece geometry and every file's path and size must agree, and
+// only plain v1 torrents without pad files are accepted.
+func Parse(b []byte, m *catalog.Manifest) (*Torrent, error) {
+	if len(b) > catalog.MaxTorrentSize {
+		return nil, fmt.Errorf("torrent is larger than %d bytes", catalog.MaxTorrentSize)
+	}
+	mi, err := metainfo.Load(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("decode torrent: %w", err)
+	}
+	ih := mi.HashInfoBytes()
+	if ih.HexString() != m.InfoHash {
+		return nil, fmt.Errorf("torrent infohash %s does not match the signed manifest's %s", ih.HexString(), m.InfoHash)
+	}
+	var info metainfo.Info
+	if err := bencode.Unmarshal(mi.InfoBytes, &info); err != nil {
+		return nil, fmt.Errorf("decode torrent info: %w", err)
+	}
+	if err := Check(&info, m); err != nil {
+		return nil, err
+	}
+	return &Torrent{MetaInfo: mi, Info: &info, InfoHash: ih}, nil
+}
+
+// Check compares an info dictionary with the manifest.
+func Check(info *metainfo.Info, m *catalog.Manifest) error {
+	if info.HasV2() {
+		return errors.New("torrent has v2 fields: only plain v1 torrents are accepted")
+	}
+	if info.Name != m.Version {
+		return fmt.Errorf("torrent name %q is not the release version %q", info.Name, m.Version)
+	}
+	if info.PieceLength != m.PieceLength {
+		return fmt.Errorf("torrent piece length %d differs from the manifest's %d", info.PieceLength, m.PieceLength)
+	}
+	if len(info.Files) == 0 {
+		return errors.New("torrent is single-file: swarmship torrents always list their files")
+	}
+	if len(info.Files) != len(m.Files) {
+		return fmt.Errorf("torrent lists %d files, the manifest %d", len(info.Files), len(m.Files))
+	}
+	var total int64
+	for i, f := range info.Files {
+		if len(f.PathUtf8) > 0 && strings.Join(f.PathUtf8, "/") != strings.Join(f.Path, "/") {
+			return fmt.Errorf("torrent file %d has a path.utf-8 that differs from its path", i)
+		}
+		if f.Attr != "" || len(f.SymlinkPath) > 0 {
+			return fmt.Errorf("torrent file %d has attributes %q (pad files and symlinks are refused)", i, f.Attr)
+		}
+		p := strings.Join(f.BestPath(), "/")
+		for _, c := range f.BestPath() {
+			if c == "" || c == "." || c == ".." || strings.ContainsAny(c, "/\\\x00") {
+				return fmt.Errorf("torrent file path %q is unsafe", p)
+			}
+		}
+		if err := catalog.ValidateFilePath(p); err != nil {
+			return fmt.Errorf("torrent: %w", err)
+		}
+		if p != m.Files[i].Path || f.Length != m.Files[i].Size {
+			return fmt.Errorf("torrent file %d is %s (%d bytes), the manifest says %s (%d bytes)", i, p, f.Length, m.Files[i].Path, m.Files[i].Size)
+		}
+		total += f.Length
+	}
+	wantPieces := (total + info.PieceLength - 1) / info.PieceLength
+	if int64(len(info.Pieces)) != wantPieces*20 {
+		return fmt.Errorf("torrent has %d bytes of piece hashes, want %d for %d bytes", len(info.Pieces), wantPieces*20, total)
+	}
+	return nil
+}

@@ -1,0 +1,13 @@
+// Command swarmship ships software and media to many sites over BitTorrent,
+// with a signed catalog in S3 or a directory. See README.md.
+package main
+
+import (
+	"os"
+
+	"github.com/swarmship/swarmship/cmd"
+)
+
+func main() {
+	os.Exit(cmd.Execute())
+}
