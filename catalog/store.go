@@ -38,14 +38,21 @@ type Store interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 
 	// GetRange opens length bytes of key starting at offset. length < 0 means
-	// to the end. A missing key wraps ErrNotFound.
+	// to the end. A range that runs past the end is cut short there (the
+	// reader yields fewer bytes). length 0 yields nothing for any offset from
+	// 0 to the size, and GetRange(key, 0, -1) opens any object whole, even an
+	// empty one; otherwise an offset at or past the end, or a negative one,
+	// is an error that does not wrap ErrNotFound. A missing key wraps
+	// ErrNotFound.
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 
 	// Stat returns the object's size. A missing key wraps ErrNotFound.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 
 	// List returns every object whose key starts with prefix, sorted by key.
-	// A prefix with no objects gives an empty list, not an error.
+	// The prefix is a plain string prefix, not a directory: "data/ap"
+	// matches "data/app/x" and "data/apple". A prefix with no objects gives
+	// an empty list, not an error.
 	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
 
 	// Delete removes key. Deleting a missing key is not an error.

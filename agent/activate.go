@@ -1,0 +1,274 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/swarmship/swarmship/catalog"
+)
+
+// verifyFiles checks every file of a downloaded release against the
+// SHA-256 in the signed manifest: piece hashes are SHA-1, and this is the
+// end-to-end check before anything is activated.
+func verifyFiles(ctx context.Context, dir string, m *catalog.Manifest) error {
+	for _, f := range m.Files {
+		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		fh, err := os.Open(p)
+		if err != nil {
+			return fmt.Errorf("verify %s: %w", f.Path, err)
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, io.LimitReader(contextReader{ctx, fh}, f.Size+1))
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("verify %s: %w", f.Path, err)
+		}
+		if n != f.Size {
+			return fmt.Errorf("verify %s: %d bytes, the signed manifest says %d", f.Path, n, f.Size)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 {
+			return fmt.Errorf("verify %s: sha256 %s does not match the signed %s", f.Path, got, f.SHA256)
+		}
+	}
+	return nil
+}
+
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// activeVersion reads which version current/<name> points at.
+func (a *Agent) activeVersion(name string) string {
+	target, err := os.Readlink(filepath.Join(a.cfg.CacheDir, "current", name))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(target)
+}
+
+// activate switches current/<name> to the release with one rename of a
+// symlink, so readers see the old or the new release and never a mix, then
+// runs the post-activate hook.
+func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) error {
+	name, version := rec.Name, rec.Version
+	previous := a.activeVersion(name)
+	if previous == version {
+		if rec.Phase != PhaseActive {
+			a.setPhase(rec, PhaseActive, "")
+			a.state.Put(rec)
+		}
+		return nil
+	}
+	link := filepath.Join(a.cfg.CacheDir, "current", name)
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := link + ".tmp-" + hex.EncodeToString(rnd[:])
+	if err := os.Symlink(filepath.Join("..", "releases", name, version), tmp); err != nil {
+		return fmt.Errorf("activate %s@%s: %w", name, version, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("activate %s@%s: %w", name, version, err)
+	}
+	syncDir(filepath.Dir(link))
+	now := time.Now()
+	a.setPhase(rec, PhaseActive, "")
+	rec.Activated, rec.LastUsed = now, now
+	if err := a.state.Put(rec); err != nil {
+		return err
+	}
+	// The version it replaced stays cached for rollback.
+	if previous != "" {
+		if prev, ok, _ := a.state.Get(name + "@" + previous); ok && prev.Phase == PhaseActive {
+			a.setPhase(prev, PhaseVerified, "")
+			prev.LastUsed = now
+			a.state.Put(prev)
+		}
+	}
+	a.log.Info("release activated", "release", name, "version", version, "previous", previous, "infohash", rec.InfoHash)
+	if err := a.runHook(ctx, d.manifest, previous); err != nil {
+		rec.LastError = err.Error()
+		a.state.Put(rec)
+		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
+	}
+	return nil
+}
+
+// runHook runs hooks.post_activate through /bin/sh with the release's
+// facts in its environment.
+func (a *Agent) runHook(ctx context.Context, m *catalog.Manifest, previous string) error {
+	if a.cfg.Hooks.PostActivate == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Hooks.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.cfg.Hooks.PostActivate)
+	cmd.Env = append(os.Environ(),
+		"SWARMSHIP_RELEASE="+m.Name,
+		"SWARMSHIP_VERSION="+m.Version,
+		"SWARMSHIP_PREVIOUS_VERSION="+previous,
+		"SWARMSHIP_INFOHASH="+m.InfoHash,
+		"SWARMSHIP_PATH="+a.releaseDir(m.Name, m.Version),
+		"SWARMSHIP_CURRENT="+filepath.Join(a.cfg.CacheDir, "current", m.Name),
+		"SWARMSHIP_SITE="+a.cfg.Site,
+	)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("post_activate hook: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
+}
+
+// writeFileAtomic writes b to path through a temp file and rename.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o640)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+func mustMarshalManifest(m *catalog.Manifest) []byte {
+	b, err := catalog.MarshalManifest(m)
+	if err != nil {
+		panic(err) // a validated manifest always encodes
+	}
+	return b
+}
+
+func metainfoPieceKey(d *download, i int) metainfo.PieceKey {
+	return metainfo.PieceKey{InfoHash: d.t.InfoHash(), Index: i}
+}
+
+// lazyStore stands in for a catalog store that could not be opened at
+// start (S3 endpoint down), and opens it on the next refresh.
+type lazyStore struct {
+	url string
+	s3  catalog.S3Config
+
+	mu    sync.Mutex
+	inner catalog.Store
+}
+
+var errStoreNotOpen = fmt.Errorf("catalog store not reachable yet")
+
+func (l *lazyStore) open(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inner != nil {
+		return nil
+	}
+	s, err := catalog.OpenStore(ctx, l.url, l.s3)
+	if err != nil {
+		return err
+	}
+	l.inner = s
+	return nil
+}
+
+func (l *lazyStore) get() (catalog.Store, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inner == nil {
+		return nil, errStoreNotOpen
+	}
+	return l.inner, nil
+}
+
+func (l *lazyStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	s, err := l.get()
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, key, r, size)
+}
+
+func (l *lazyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.Get(ctx, key)
+}
+
+func (l *lazyStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.GetRange(ctx, key, off, n)
+}
+
+func (l *lazyStore) Stat(ctx context.Context, key string) (catalog.ObjectInfo, error) {
+	s, err := l.get()
+	if err != nil {
+		return catalog.ObjectInfo{}, err
+	}
+	return s.Stat(ctx, key)
+}
+
+func (l *lazyStore) List(ctx context.Context, prefix string) ([]catalog.ObjectInfo, error) {
+	s, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return s.List(ctx, prefix)
+}
+
+func (l *lazyStore) Delete(ctx context.Context, key string) error {
+	s, err := l.get()
+	if err != nil {
+		return err
+	}
+	return s.Delete(ctx, key)
+}
+
+func (l *lazyStore) String() string { return l.url }

@@ -1,0 +1,609 @@
+// Package agent is the swarmship agent: it follows a signed catalog,
+// downloads subscribed releases from peers first and the origin as
+// fallback, verifies them against the signed manifest, activates them
+// atomically and keeps seeding. Run is the daemon; Sync is one pass.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/storage"
+	g "github.com/anacrolix/generics"
+	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/torrentfile"
+)
+
+// Agent is one site's agent. Create it with New, then call Run or Sync,
+// then Close.
+type Agent struct {
+	cfg      *Config
+	log      *slog.Logger
+	store    catalog.Store
+	catalog  *catalog.Client
+	state    *stateDB
+	bt       *torrent.Client
+	complete storage.PieceCompletion
+	down, up *rate.Limiter
+	peerID   [20]byte
+
+	mu          sync.Mutex
+	downloads   map[string]*download // by name@version
+	subs        []SubscriptionStatus
+	lastRefresh time.Time
+	catalogErr  error
+	refreshErrs int64
+	wake        chan struct{}
+
+	statusLn  net.Listener
+	statusSrv *http.Server
+	wg        sync.WaitGroup
+	runCancel context.CancelFunc
+	runCtx    context.Context
+}
+
+// download is one release in the torrent client.
+type download struct {
+	ref      catalog.ReleaseRef
+	manifest *catalog.Manifest
+	t        *torrent.Torrent
+	off      *offloader
+	base     Bytes // counted in earlier runs
+	baseUp   int64
+	cancel   context.CancelFunc
+	verified bool
+}
+
+// SubscriptionStatus says what a subscription resolves to and why it waits.
+type SubscriptionStatus struct {
+	Subscription string `json:"subscription"`
+	Name         string `json:"name"`
+	Target       string `json:"target,omitempty"` // version the catalog points at
+	Active       string `json:"active,omitempty"` // version activated now
+	Ready        bool   `json:"ready"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// Options are for embedding agents (demo, tests); the zero value is fine.
+type Options struct {
+	Logger *slog.Logger
+	// Store overrides the catalog store opened from cfg.Catalog.URL.
+	Store catalog.Store
+}
+
+// New opens the agent's state and starts its BitTorrent client. It does not
+// contact the catalog; Run and Sync do.
+func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("site", cfg.Site)
+	root, err := os.ReadFile(cfg.Catalog.Root)
+	if err != nil {
+		return nil, fmt.Errorf("catalog.root: %w", err)
+	}
+	for _, d := range []string{"", "releases", "current", "state", "tuf"} {
+		if err := os.MkdirAll(filepath.Join(cfg.CacheDir, d), 0o750); err != nil {
+			return nil, fmt.Errorf("cache_dir: %w", err)
+		}
+	}
+	store := opts.Store
+	if store == nil {
+		if store, err = catalog.OpenStore(ctx, cfg.Catalog.URL, catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())); err != nil {
+			// An unreachable catalog must not stop the agent from serving
+			// its cache: open it again on each refresh until it answers.
+			log.Warn("catalog unreachable at start; will retry", "catalog", cfg.Catalog.URL, "err", err)
+			store = &lazyStore{url: cfg.Catalog.URL, s3: catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())}
+		}
+	}
+	cc, err := catalog.NewClient(store, root, filepath.Join(cfg.CacheDir, "tuf"))
+	if err != nil {
+		return nil, err
+	}
+	state, err := openState(filepath.Join(cfg.CacheDir, "state", "agent.db"))
+	if err != nil {
+		return nil, err
+	}
+	completion, err := storage.NewBoltPieceCompletion(filepath.Join(cfg.CacheDir, "state"))
+	if err != nil {
+		state.Close()
+		return nil, fmt.Errorf("piece completion database: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, log: log, store: store, catalog: cc, state: state, complete: completion,
+		down: btclient.Unlimited(), up: btclient.Unlimited(),
+		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
+	}
+	a.bt, err = btclient.New(btclient.Config{
+		PeerIDPrefix: btclient.AgentPeerIDPrefix,
+		ListenHost:   cfg.Swarm.ListenHost,
+		ListenPort:   cfg.Swarm.ListenPort,
+		DataDir:      filepath.Join(cfg.CacheDir, "releases"),
+		MaxConns:     cfg.Swarm.MaxConns,
+		Upload:       a.up,
+		Download:     a.down,
+	})
+	if err != nil {
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
+	a.peerID = a.bt.PeerID()
+	return a, nil
+}
+
+// PeerPort is the port the agent accepts peers on.
+func (a *Agent) PeerPort() int { return a.bt.LocalPort() }
+
+// Close stops downloads and seeding and flushes state.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	for _, d := range a.downloads {
+		if d.cancel != nil {
+			d.cancel()
+		}
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+	a.mu.Lock()
+	for _, d := range a.downloads {
+		a.saveProgressLocked(d)
+	}
+	a.mu.Unlock()
+	if a.statusSrv != nil {
+		a.statusSrv.Close()
+	}
+	var errs []error
+	errs = append(errs, a.bt.Close()...)
+	errs = append(errs, a.complete.Close(), a.state.Close())
+	return errors.Join(errs...)
+}
+
+// Run is the daemon loop: refresh the catalog on an interval, reconcile
+// subscriptions, and serve status, until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.startStatus(); err != nil {
+		return err
+	}
+	a.restoreCached(ctx)
+	refresh := time.NewTimer(0)
+	defer refresh.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	backoff := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-refresh.C:
+			if err := a.refresh(ctx); err != nil {
+				a.log.Warn("catalog refresh failed; serving cached releases", "catalog", a.store.String(), "err", err, "retry_in", backoff)
+				refresh.Reset(backoff)
+				backoff = min(backoff*2, a.cfg.RefreshInterval)
+				continue
+			}
+			backoff = time.Second
+			refresh.Reset(a.cfg.RefreshInterval)
+		case <-tick.C:
+		case <-a.wake:
+		}
+		a.reconcile(ctx)
+	}
+}
+
+// Sync does one agent pass: refresh, then download, verify and activate
+// every subscription; it returns nil once all are active, or an error
+// naming what is not.
+func (a *Agent) Sync(ctx context.Context) error {
+	a.restoreCached(ctx)
+	if err := a.refresh(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a.reconcile(ctx)
+		if ready, reason := a.allReady(); ready {
+			return nil
+		} else if ctx.Err() != nil {
+			return fmt.Errorf("not done: %s", reason)
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		case <-a.wake:
+		}
+	}
+}
+
+// Seed keeps serving peers until ctx ends (sync --seed-for).
+func (a *Agent) Seed(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.mu.Lock()
+			for _, d := range a.downloads {
+				a.saveProgressLocked(d)
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+func (a *Agent) allReady() (bool, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.subs) == 0 {
+		if a.catalogErr != nil {
+			return false, a.catalogErr.Error()
+		}
+		return false, "catalog not read yet"
+	}
+	for _, s := range a.subs {
+		if !s.Ready {
+			reason := s.Reason
+			if reason == "" {
+				reason = "in progress"
+			}
+			return false, s.Subscription + ": " + reason
+		}
+	}
+	return true, ""
+}
+
+func (a *Agent) refresh(ctx context.Context) error {
+	if ls, ok := a.store.(*lazyStore); ok {
+		if err := ls.open(ctx); err != nil {
+			a.noteCatalogErr(err)
+			return err
+		}
+	}
+	err := a.catalog.Refresh(ctx)
+	a.noteCatalogErr(err)
+	return err
+}
+
+func (a *Agent) noteCatalogErr(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.catalogErr = err
+	if err != nil {
+		a.refreshErrs++
+	} else {
+		a.lastRefresh = time.Now()
+	}
+}
+
+// restoreCached re-adds releases from earlier runs so they keep seeding and
+// resume where they stopped; piece completion survives in bbolt.
+func (a *Agent) restoreCached(ctx context.Context) {
+	recs, err := a.state.All()
+	if err != nil {
+		a.log.Error("read state", "err", err)
+		return
+	}
+	for _, r := range recs {
+		if r.Phase == PhaseFailed && r.InfoHash == "" {
+			continue
+		}
+		a.mu.Lock()
+		_, have := a.downloads[r.Key()]
+		a.mu.Unlock()
+		if have {
+			continue
+		}
+		mb, err := os.ReadFile(a.manifestPath(r.Name, r.Version))
+		if err != nil {
+			continue
+		}
+		m, err := catalog.ParseManifest(mb)
+		if err != nil {
+			continue
+		}
+		tb, err := os.ReadFile(a.torrentPath(r.Name, r.Version))
+		if err != nil {
+			continue
+		}
+		if _, err := a.addDownload(ctx, m, tb); err != nil {
+			a.log.Warn("cannot resume cached release", "release", r.Name, "version", r.Version, "err", err)
+		}
+	}
+}
+
+func (a *Agent) manifestPath(name, version string) string {
+	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".json")
+}
+
+func (a *Agent) torrentPath(name, version string) string {
+	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".torrent")
+}
+
+// reconcile moves every subscription one step towards its target.
+func (a *Agent) reconcile(ctx context.Context) {
+	var subs []SubscriptionStatus
+	haveCatalog := a.catalogLoaded()
+	for _, s := range a.cfg.Subscriptions {
+		st := SubscriptionStatus{Subscription: s.String(), Name: s.Name}
+		st.Active = a.activeVersion(s.Name)
+		if !haveCatalog {
+			st.Reason = "catalog not read yet"
+			if err := a.currentCatalogErr(); err != nil {
+				st.Reason = "catalog unavailable: " + err.Error()
+			}
+			subs = append(subs, st)
+			continue
+		}
+		rel, err := a.catalog.Resolve(s.Name, s.Channel, s.Version)
+		if err != nil {
+			st.Reason = err.Error()
+			subs = append(subs, st)
+			continue
+		}
+		st.Target = rel.Version
+		if err := a.step(ctx, rel.ReleaseRef, &st); err != nil {
+			st.Reason = err.Error()
+		}
+		st.Ready = st.Active == st.Target
+		if st.Ready {
+			st.Reason = ""
+		}
+		subs = append(subs, st)
+	}
+	a.mu.Lock()
+	a.subs = subs
+	for _, d := range a.downloads {
+		a.saveProgressLocked(d)
+	}
+	a.mu.Unlock()
+}
+
+func (a *Agent) catalogLoaded() bool {
+	_, err := a.catalog.Releases()
+	return err == nil
+}
+
+func (a *Agent) currentCatalogErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.catalogErr
+}
+
+// step advances one release: fetch metadata, download, verify, activate.
+func (a *Agent) step(ctx context.Context, ref catalog.ReleaseRef, st *SubscriptionStatus) error {
+	a.mu.Lock()
+	d := a.downloads[ref.String()]
+	a.mu.Unlock()
+	if d == nil {
+		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
+		if err != nil {
+			a.fail(ref, "", err)
+			return err
+		}
+		if m.Expired(time.Now()) {
+			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
+		}
+		tb, err := a.catalog.Torrent(ctx, ref.Name, ref.Version)
+		if err != nil {
+			a.fail(ref, m.InfoHash, err)
+			return err
+		}
+		if d, err = a.addDownload(ctx, m, tb); err != nil {
+			a.fail(ref, m.InfoHash, err)
+			return err
+		}
+	}
+	rec, _, err := a.state.Get(ref.String())
+	if err != nil {
+		return err
+	}
+	switch {
+	case rec.Phase == PhaseActive && st.Active == ref.Version:
+		return nil
+	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
+		return a.activate(ctx, d, rec)
+	case !d.t.Complete().Bool():
+		if d.off != nil && d.off.failures.Load() > 0 && rec.LastError == "" {
+			rec.LastError = "origin fetch errors; retrying"
+		}
+		return fmt.Errorf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+	}
+	// Complete: the final word is the signed SHA-256 of every file.
+	if err := verifyFiles(ctx, a.releaseDir(ref.Name, ref.Version), d.manifest); err != nil {
+		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
+		rec.Phase, rec.LastError = PhaseFailed, err.Error()
+		a.state.Put(rec)
+		// Drop the torrent and its completion so the next pass refetches.
+		a.dropDownload(d)
+		return err
+	}
+	a.setPhase(rec, PhaseVerified, "")
+	rec.Verified = time.Now()
+	a.state.Put(rec)
+	return a.activate(ctx, d, rec)
+}
+
+// addDownload adds a release's torrent to the client (or finds it).
+func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentBytes []byte) (*download, error) {
+	tf, err := torrentfile.Parse(torrentBytes, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: refusing torrent: %w", m.Ref(), err)
+	}
+	ref := m.Ref()
+	a.mu.Lock()
+	if d := a.downloads[ref.String()]; d != nil {
+		a.mu.Unlock()
+		return d, nil
+	}
+	a.mu.Unlock()
+	// Keep the verified metadata next to the state so a restart can resume
+	// and seed without the catalog.
+	if err := writeFileAtomic(a.manifestPath(ref.Name, ref.Version), mustMarshalManifest(m)); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(a.torrentPath(ref.Name, ref.Version), torrentBytes); err != nil {
+		return nil, err
+	}
+	stor := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
+		PieceCompletion: btclient.SharedCompletion{PieceCompletion: a.complete},
+		UsePartFiles:    g.Some(false),
+	})
+	t, _ := a.bt.AddTorrentOpt(torrent.AddTorrentOpts{
+		InfoHash:  tf.InfoHash,
+		InfoBytes: tf.MetaInfo.InfoBytes,
+		Storage:   stor,
+	})
+	if a.cfg.Tracker != "" {
+		t.AddTrackers([][]string{{a.announceURL()}})
+	}
+	rec, ok, err := a.state.Get(ref.String())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Phase: PhaseQueued, Queued: time.Now()}
+	}
+	rec.InfoHash, rec.Size = m.InfoHash, m.TotalSize
+	if rec.Phase == PhaseQueued || rec.Phase == PhaseFailed {
+		a.setPhase(rec, PhaseDownloading, "")
+		rec.Started = time.Now()
+		rec.LastError = ""
+	}
+	if err := a.state.Put(rec); err != nil {
+		return nil, err
+	}
+	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	t.DownloadAll()
+	dctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.off = newOffloader(t, m, a.store, a.down, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	a.mu.Lock()
+	a.downloads[ref.String()] = d
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := d.off.run(dctx); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Warn("origin offload stopped", "release", ref.Name, "err", err)
+		}
+		a.poke()
+	}()
+	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
+	return d, nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) dropDownload(d *download) {
+	d.cancel()
+	d.t.Drop()
+	a.mu.Lock()
+	delete(a.downloads, d.ref.String())
+	a.mu.Unlock()
+	for i := 0; i < d.t.NumPieces(); i++ {
+		a.complete.Set(metainfoPieceKey(d, i), false)
+	}
+}
+
+// announceURL carries the agent's identity to the tracker.
+func (a *Agent) announceURL() string {
+	u, _ := url.Parse(a.cfg.Tracker)
+	q := u.Query()
+	q.Set("role", "agent")
+	if a.cfg.Tenant != "" {
+		q.Set("tenant", a.cfg.Tenant)
+	}
+	if a.cfg.Site != "" {
+		q.Set("site", a.cfg.Site)
+	}
+	if a.cfg.Region != "" {
+		q.Set("region", a.cfg.Region)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func (a *Agent) releaseDir(name, version string) string {
+	return filepath.Join(a.cfg.CacheDir, "releases", name, version)
+}
+
+func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
+	if rec.Phase != p {
+		a.log.Info("release state", "release", rec.Name, "version", rec.Version, "infohash", rec.InfoHash, "from", string(rec.Phase), "to", string(p))
+	}
+	rec.Phase, rec.Reason = p, reason
+}
+
+func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {
+	rec, ok, _ := a.state.Get(ref.String())
+	if !ok {
+		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}
+	}
+	if infoHash != "" {
+		rec.InfoHash = infoHash
+	}
+	a.setPhase(rec, PhaseFailed, "")
+	rec.LastError = err.Error()
+	a.state.Put(rec)
+}
+
+// saveProgressLocked copies live counters into the state record.
+func (a *Agent) saveProgressLocked(d *download) {
+	rec, ok, err := a.state.Get(d.ref.String())
+	if err != nil || !ok {
+		return
+	}
+	b, up := d.bytes()
+	changed := rec.Downloaded != b || rec.Uploaded != up || rec.Completed != d.t.BytesCompleted()
+	rec.Downloaded, rec.Uploaded, rec.Completed = b, up, d.t.BytesCompleted()
+	if changed {
+		a.state.Put(rec)
+	}
+}
+
+// bytes returns payload bytes by source and uploaded bytes, including
+// earlier runs.
+func (d *download) bytes() (Bytes, int64) {
+	st := d.t.Stats()
+	b := d.base
+	b.Peer += st.ConnStats.BytesReadUsefulData.Int64()
+	if d.off != nil {
+		b.Origin += d.off.originBytes.Load()
+	}
+	return b, d.baseUp + st.ConnStats.BytesWrittenData.Int64()
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,327 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/swarmship/swarmship/catalog"
+)
+
+// Config is an agent's configuration, read from YAML. It is composed of
+// its components' configs; each owns its defaults.
+type Config struct {
+	Catalog       CatalogConfig  `yaml:"catalog"`
+	Tracker       string         `yaml:"tracker"` // announce URL of the origin's tracker; empty: none
+	Site          string         `yaml:"site"`
+	Region        string         `yaml:"region"`
+	Tenant        string         `yaml:"tenant"`
+	CacheDir      string         `yaml:"cache_dir"`
+	Subscriptions []Subscription `yaml:"subscriptions"`
+	Swarm         SwarmConfig    `yaml:"swarm"`
+	Offload       OffloadConfig  `yaml:"offload"`
+	Status        StatusConfig   `yaml:"status"`
+	Hooks         HooksConfig    `yaml:"hooks"`
+	// RefreshInterval is how often the catalog is re-read.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+}
+
+// CatalogConfig says where the signed catalog is and which root to trust.
+type CatalogConfig struct {
+	URL  string `yaml:"url"`  // directory, s3://bucket/prefix or http(s)://mirror
+	Root string `yaml:"root"` // pinned root.json
+	S3   struct {
+		Endpoint  string `yaml:"endpoint"`
+		Region    string `yaml:"region"`
+		AccessKey string `yaml:"access_key"`
+		SecretKey string `yaml:"secret_key"`
+	} `yaml:"s3"`
+}
+
+// S3Config converts the YAML S3 settings for catalog.OpenStore.
+func (c CatalogConfig) S3Config() catalog.S3Config {
+	return catalog.S3Config{Endpoint: c.S3.Endpoint, Region: c.S3.Region, AccessKey: c.S3.AccessKey, SecretKey: c.S3.SecretKey}
+}
+
+// Subscription names a release the agent keeps: a channel of it, a pinned
+// version, or (neither) its newest version.
+type Subscription struct {
+	Name    string `yaml:"name"`
+	Channel string `yaml:"channel"`
+	Version string `yaml:"version"`
+	// Keep is how many previous versions stay cached for rollback.
+	Keep int `yaml:"keep"`
+}
+
+func (s Subscription) String() string {
+	switch {
+	case s.Version != "":
+		return s.Name + "@" + s.Version
+	case s.Channel != "":
+		return s.Name + " (channel " + s.Channel + ")"
+	}
+	return s.Name + " (latest)"
+}
+
+// SwarmConfig tunes the BitTorrent client.
+type SwarmConfig struct {
+	ListenPort int    `yaml:"listen_port"` // 0 picks a free port
+	ListenHost string `yaml:"listen_host"` // default all interfaces
+	MaxConns   int    `yaml:"max_conns"`   // established connections per torrent
+}
+
+// OffloadConfig tunes how agents share the origin's work (see offload.go).
+type OffloadConfig struct {
+	// StartupGrace is how long a new download waits for peers before it
+	// fetches its shard from the origin, so that agents that start together
+	// see each other before dividing the work.
+	StartupGrace time.Duration `yaml:"startup_grace"`
+	// OrphanTimeout is how long a piece that no connected peer has may stay
+	// missing before the next agent in its rendezvous order fetches it too.
+	OrphanTimeout time.Duration `yaml:"orphan_timeout"`
+	// Parallel is the number of concurrent range requests to the origin.
+	Parallel int `yaml:"parallel"`
+}
+
+// StatusConfig is the local status API.
+type StatusConfig struct {
+	Addr string `yaml:"addr"` // loopback address; "off" disables it
+}
+
+// HooksConfig names commands run on release events.
+type HooksConfig struct {
+	PostActivate string `yaml:"post_activate"`
+	// Timeout bounds each hook run.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+func (c *Config) setDefaults() {
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = time.Minute
+	}
+	if c.Swarm.MaxConns == 0 {
+		c.Swarm.MaxConns = 50
+	}
+	if c.Offload.StartupGrace == 0 {
+		c.Offload.StartupGrace = 3 * time.Second
+	}
+	if c.Offload.OrphanTimeout == 0 {
+		c.Offload.OrphanTimeout = 10 * time.Second
+	}
+	if c.Offload.Parallel == 0 {
+		c.Offload.Parallel = 4
+	}
+	if c.Status.Addr == "" {
+		c.Status.Addr = "127.0.0.1:7071"
+	}
+	if c.Hooks.Timeout == 0 {
+		c.Hooks.Timeout = 5 * time.Minute
+	}
+	for i := range c.Subscriptions {
+		if c.Subscriptions[i].Keep == 0 {
+			c.Subscriptions[i].Keep = 1
+		}
+	}
+}
+
+// fieldError is a config error tied to a YAML field path like
+// "subscriptions[1].name"; Load turns it into file:line.
+type fieldError struct {
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func ferr(field, format string, args ...any) error {
+	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the config after defaults are applied.
+func (c *Config) Validate() error {
+	if c.Catalog.URL == "" {
+		return ferr("catalog.url", "is required")
+	}
+	if err := checkCatalogURL(c.Catalog.URL); err != nil {
+		return ferr("catalog.url", "%v", err)
+	}
+	if c.Catalog.Root == "" {
+		return ferr("catalog.root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	}
+	if c.CacheDir == "" {
+		return ferr("cache_dir", "is required")
+	}
+	if c.Tracker != "" {
+		u, err := url.Parse(c.Tracker)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return ferr("tracker", "%q is not an http(s) announce URL", c.Tracker)
+		}
+	}
+	for _, f := range []struct{ name, v string }{{"site", c.Site}, {"region", c.Region}, {"tenant", c.Tenant}} {
+		if f.v != "" {
+			if err := catalog.ValidateName(f.name, f.v); err != nil {
+				return ferr(f.name, "%v", err)
+			}
+		}
+	}
+	if len(c.Subscriptions) == 0 {
+		return ferr("subscriptions", "lists no releases")
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Subscriptions {
+		field := "subscriptions[" + strconv.Itoa(i) + "]"
+		if err := catalog.ValidateName("name", s.Name); err != nil {
+			return ferr(field+".name", "%v", err)
+		}
+		if seen[s.Name] {
+			return ferr(field+".name", "%s is subscribed twice", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Channel != "" && s.Version != "" {
+			return ferr(field, "give a channel or a version, not both")
+		}
+		if s.Channel != "" {
+			if err := catalog.ValidateName("channel", s.Channel); err != nil {
+				return ferr(field+".channel", "%v", err)
+			}
+		}
+		if s.Version != "" {
+			if err := catalog.ValidateName("version", s.Version); err != nil {
+				return ferr(field+".version", "%v", err)
+			}
+		}
+		if s.Keep < 0 {
+			return ferr(field+".keep", "must not be negative")
+		}
+	}
+	if c.Swarm.ListenPort < 0 || c.Swarm.ListenPort > 65535 {
+		return ferr("swarm.listen_port", "%d is not a port", c.Swarm.ListenPort)
+	}
+	if c.Swarm.MaxConns < 1 {
+		return ferr("swarm.max_conns", "must be at least 1")
+	}
+	if c.Offload.Parallel < 1 || c.Offload.Parallel > 64 {
+		return ferr("offload.parallel", "must be between 1 and 64")
+	}
+	if c.Offload.StartupGrace < 0 || c.Offload.OrphanTimeout <= 0 {
+		return ferr("offload", "startup_grace must be >= 0 and orphan_timeout > 0")
+	}
+	if c.RefreshInterval < time.Second {
+		return ferr("refresh_interval", "must be at least 1s")
+	}
+	return nil
+}
+
+// LoadConfig reads and validates an agent config file. Errors name the
+// file, the line and the field.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	return ParseConfig(path, b)
+}
+
+// ParseConfig is LoadConfig on bytes; name is used in error messages.
+func ParseConfig(name string, b []byte) (*Config, error) {
+	if len(b) > 1<<20 {
+		return nil, fmt.Errorf("%s: config is larger than 1 MiB", name)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, os.ErrNotExist) || err.Error() == "EOF" {
+			return nil, fmt.Errorf("%s: config is empty", name)
+		}
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			if line := lineOf(&root, fe.field); line > 0 {
+				return nil, fmt.Errorf("%s:%d: %s: %s", name, line, fe.field, fe.msg)
+			}
+			return nil, fmt.Errorf("%s: %s: %s", name, fe.field, fe.msg)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// lineOf finds the line of a field path such as "subscriptions[1].name" in
+// a YAML document, or of its nearest existing parent; 0 if unknown.
+func lineOf(doc *yaml.Node, field string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(field, ".") {
+		key, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			key = part[:i]
+			idx, _ = strconv.Atoi(part[i+1 : len(part)-1])
+		}
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line = n.Content[i].Line
+				next = n.Content[i+1]
+				break
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// checkCatalogURL refuses catalog locations no store can open, so that
+// only reachability problems are left for run time.
+func checkCatalogURL(raw string) error {
+	i := strings.Index(raw, ":")
+	if i <= 1 || strings.ContainsAny(raw[:i], "/\\.") {
+		return nil // a plain path
+	}
+	switch scheme := strings.ToLower(raw[:i]); scheme {
+	case "file", "s3", "http", "https":
+		if _, err := url.Parse(raw); err != nil {
+			return err
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown scheme %q (want a directory, file://, s3:// or http(s)://)", scheme)
+	}
+}
+
+// Finish applies defaults and validates a config built in code rather than
+// read from a file.
+func (c *Config) Finish() error {
+	c.setDefaults()
+	return c.Validate()
+}

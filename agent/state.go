@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Phase is where a release is in the agent's state machine:
+// queued → downloading → verified → active, or failed (retried later).
+type Phase string
+
+// Release phases.
+const (
+	PhaseQueued      Phase = "queued"
+	PhaseDownloading Phase = "downloading"
+	PhaseVerified    Phase = "verified"
+	PhaseActive      Phase = "active"
+	PhaseFailed      Phase = "failed"
+)
+
+// Bytes counts payload bytes by where they came from.
+type Bytes struct {
+	Peer    int64 `json:"peer"`    // other agents and BitTorrent peers
+	Origin  int64 `json:"origin"`  // range requests to the catalog's payload (origin web seed or S3)
+	WebSeed int64 `json:"webseed"` // the torrent library's own web seed (off for agents)
+}
+
+// Total is all downloaded payload bytes.
+func (b Bytes) Total() int64 { return b.Peer + b.Origin + b.WebSeed }
+
+// ReleaseState is one release's record in the state database.
+type ReleaseState struct {
+	Name       string    `json:"name"`
+	Version    string    `json:"version"`
+	InfoHash   string    `json:"infohash"`
+	Phase      Phase     `json:"state"`
+	Size       int64     `json:"size"`
+	Completed  int64     `json:"completed"`
+	Downloaded Bytes     `json:"downloaded"`
+	Uploaded   int64     `json:"uploaded"`
+	LastError  string    `json:"last_error,omitempty"`
+	Reason     string    `json:"reason,omitempty"` // why it waits
+	Queued     time.Time `json:"queued"`
+	Started    time.Time `json:"started,omitzero"`
+	Verified   time.Time `json:"verified,omitzero"`
+	Activated  time.Time `json:"activated,omitzero"`
+	LastUsed   time.Time `json:"last_used,omitzero"`
+}
+
+// Key is the release's database key.
+func (r *ReleaseState) Key() string { return r.Name + "@" + r.Version }
+
+var releasesBucket = []byte("releases")
+
+// stateDB persists release states in bbolt. Every write is one transaction,
+// fsynced by bbolt, so a crash never leaves a half-written record.
+type stateDB struct {
+	db *bolt.DB
+}
+
+func openState(path string) (*stateDB, error) {
+	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("state database %s is locked: is another agent running on this cache?", path)
+		}
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(releasesBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &stateDB{db: db}, nil
+}
+
+func (s *stateDB) Close() error { return s.db.Close() }
+
+func (s *stateDB) Put(r *ReleaseState) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(releasesBucket).Put([]byte(r.Key()), b)
+	})
+}
+
+func (s *stateDB) Get(key string) (*ReleaseState, bool, error) {
+	var r *ReleaseState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(releasesBucket).Get([]byte(key))
+		if b == nil {
+			return nil
+		}
+		r = new(ReleaseState)
+		return json.Unmarshal(b, r)
+	})
+	return r, r != nil, err
+}
+
+func (s *stateDB) Delete(key string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(releasesBucket).Delete([]byte(key))
+	})
+}
+
+// All returns every record, sorted by key.
+func (s *stateDB) All() ([]*ReleaseState, error) {
+	var out []*ReleaseState
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(releasesBucket).ForEach(func(k, v []byte) error {
+			r := new(ReleaseState)
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("state record %s: %w", k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, err
+}

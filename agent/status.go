@@ -1,0 +1,160 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is what the local status API and `swarmship status` show.
+type Status struct {
+	Site          string               `json:"site,omitempty"`
+	Region        string               `json:"region,omitempty"`
+	Tenant        string               `json:"tenant,omitempty"`
+	PeerPort      int                  `json:"peer_port"`
+	Catalog       CatalogStatus        `json:"catalog"`
+	Subscriptions []SubscriptionStatus `json:"subscriptions"`
+	Releases      []ReleaseStatus      `json:"releases"`
+}
+
+// CatalogStatus is the health of the catalog feed.
+type CatalogStatus struct {
+	URL         string    `json:"url"`
+	LastRefresh time.Time `json:"last_refresh,omitzero"`
+	Error       string    `json:"error,omitempty"`
+}
+
+// ReleaseStatus is a release record with live figures.
+type ReleaseStatus struct {
+	ReleaseState
+	Peers int `json:"peers"`
+}
+
+// Status returns a snapshot of the agent's state.
+func (a *Agent) Status() Status {
+	recs, _ := a.state.All()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := Status{
+		Site: a.cfg.Site, Region: a.cfg.Region, Tenant: a.cfg.Tenant, PeerPort: a.bt.LocalPort(),
+		Catalog:       CatalogStatus{URL: a.store.String(), LastRefresh: a.lastRefresh},
+		Subscriptions: append([]SubscriptionStatus(nil), a.subs...),
+		Releases:      []ReleaseStatus{},
+	}
+	if a.catalogErr != nil {
+		st.Catalog.Error = a.catalogErr.Error()
+	}
+	for _, r := range recs {
+		rs := ReleaseStatus{ReleaseState: *r}
+		if d := a.downloads[r.Key()]; d != nil {
+			rs.Downloaded, rs.Uploaded = d.bytes()
+			rs.Completed = d.t.BytesCompleted()
+			rs.Peers = len(d.t.PeerConns())
+		}
+		st.Releases = append(st.Releases, rs)
+	}
+	return st
+}
+
+// Handler serves /status (JSON) and /metrics (Prometheus).
+func (a *Agent) Handler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(agentCollector{a})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(a.Status())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	return mux
+}
+
+// startStatus serves the status API on the configured loopback address.
+func (a *Agent) startStatus() error {
+	if a.cfg.Status.Addr == "off" || a.statusSrv != nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(a.cfg.Status.Addr)
+	if err != nil {
+		return fmt.Errorf("status.addr: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("status.addr %s: the status API listens on loopback only", a.cfg.Status.Addr)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Status.Addr)
+	if err != nil {
+		return fmt.Errorf("status API: %w", err)
+	}
+	a.statusLn = ln
+	a.statusSrv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go a.statusSrv.Serve(ln)
+	a.log.Info("status API listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// StatusAddr is where the status API listens, once Run has started it.
+func (a *Agent) StatusAddr() string {
+	if a.statusLn == nil {
+		return ""
+	}
+	return a.statusLn.Addr().String()
+}
+
+var (
+	descBytes    = prometheus.NewDesc("swarmship_agent_downloaded_bytes_total", "Payload bytes downloaded, by source (peer, origin, webseed).", []string{"source"}, nil)
+	descUpload   = prometheus.NewDesc("swarmship_agent_uploaded_bytes_total", "Payload bytes uploaded to peers.", nil, nil)
+	descReleases = prometheus.NewDesc("swarmship_agent_releases", "Releases in the agent's cache, by state.", []string{"state"}, nil)
+	descCatErr   = prometheus.NewDesc("swarmship_agent_catalog_errors_total", "Failed catalog refreshes.", nil, nil)
+	descCatAge   = prometheus.NewDesc("swarmship_agent_catalog_last_refresh_timestamp_seconds", "Unix time of the last successful catalog refresh.", nil, nil)
+	descPeers    = prometheus.NewDesc("swarmship_agent_peers", "Connected peers over all releases.", nil, nil)
+)
+
+// agentCollector reads the agent's live state at scrape time.
+type agentCollector struct{ a *Agent }
+
+func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers} {
+		ch <- d
+	}
+}
+
+func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.a.Status()
+	var b Bytes
+	var up int64
+	peers := 0
+	byState := map[Phase]int{PhaseQueued: 0, PhaseDownloading: 0, PhaseVerified: 0, PhaseActive: 0, PhaseFailed: 0}
+	for _, r := range st.Releases {
+		b.Peer += r.Downloaded.Peer
+		b.Origin += r.Downloaded.Origin
+		b.WebSeed += r.Downloaded.WebSeed
+		up += r.Uploaded
+		peers += r.Peers
+		byState[r.Phase]++
+	}
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.Peer), "peer")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.Origin), "origin")
+	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.WebSeed), "webseed")
+	ch <- prometheus.MustNewConstMetric(descUpload, prometheus.CounterValue, float64(up))
+	for s, n := range byState {
+		ch <- prometheus.MustNewConstMetric(descReleases, prometheus.GaugeValue, float64(n), string(s))
+	}
+	c.a.mu.Lock()
+	errs := c.a.refreshErrs
+	c.a.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descCatErr, prometheus.CounterValue, float64(errs))
+	var last float64
+	if !st.Catalog.LastRefresh.IsZero() {
+		last = float64(st.Catalog.LastRefresh.Unix())
+	}
+	ch <- prometheus.MustNewConstMetric(descCatAge, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(peers))
+}

@@ -1,0 +1,119 @@
+// Package btclient builds anacrolix/torrent clients with settings that
+// avoid the library's known traps (see shared notes): a seeder that stalls
+// after ~2 MiB with the default request-data allocation, Seed off by
+// default, a fixed default port, a process-wide upload limiter, UPnP, and
+// the library's web seed competing with peers as an equal source.
+package btclient
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	alog "github.com/anacrolix/log"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
+)
+
+// Peer ID prefixes (Azureus style) let swarmship processes recognise each
+// other: agents share origin work only among agents, and the tracker keeps
+// the origin seeder away from agents.
+const (
+	AgentPeerIDPrefix  = "-SS0100-"
+	OriginPeerIDPrefix = "-SO0100-"
+)
+
+// Config is what differs between swarmship's clients.
+type Config struct {
+	PeerIDPrefix string // AgentPeerIDPrefix or OriginPeerIDPrefix
+	ListenHost   string // "" = all interfaces
+	ListenPort   int    // 0 = a free port
+	DataDir      string // default storage directory (unused when every torrent has its own storage)
+	MaxConns     int    // established connections per torrent; 0 = library default
+	// Upload and Download limit the client; nil means unlimited. Callers
+	// keep the limiters to change limits at runtime (SetLimit).
+	Upload, Download *rate.Limiter
+	Logger           *slog.Logger
+}
+
+// Unlimited returns a limiter that does not limit but can be throttled
+// later with SetLimit. It has an explicit burst: a zero burst broke later
+// SetLimit calls in a probe.
+func Unlimited() *rate.Limiter { return rate.NewLimiter(rate.Inf, 64<<20) }
+
+// New starts a client.
+func New(c Config) (*torrent.Client, error) {
+	cc := torrent.NewDefaultClientConfig()
+	cc.Seed = true
+	cc.ListenPort = c.ListenPort
+	host := c.ListenHost
+	cc.ListenHost = func(string) string { return host }
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
+		cc.DisableIPv6 = true
+	}
+	cc.NoDHT = true
+	cc.DisableUTP = true
+	cc.NoDefaultPortForwarding = true
+	cc.DisableWebseeds = true
+	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
+	cc.DataDir = c.DataDir
+	if c.MaxConns > 0 {
+		cc.EstablishedConnsPerTorrent = c.MaxConns
+	}
+	if c.Upload == nil {
+		c.Upload = Unlimited()
+	}
+	if c.Download == nil {
+		c.Download = Unlimited()
+	}
+	cc.UploadRateLimiter = c.Upload
+	cc.DownloadRateLimiter = c.Download
+	id := make([]byte, 12)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for i := range id {
+		id[i] = alnum[int(id[i])%len(alnum)]
+	}
+	cc.PeerID = c.PeerIDPrefix + string(id)
+	cc.Logger = alog.Default.WithFilterLevel(alog.Critical)
+	if c.Logger != nil {
+		cc.Slogger = c.Logger
+	} else {
+		cc.Slogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("start BitTorrent client: %w", err)
+	}
+	return cl, nil
+}
+
+// TrustedCompletion reports every piece complete. The origin uses it for
+// payload it published itself and has checked against the signed manifest,
+// so that it seeds at once instead of re-hashing gigabytes on start.
+type TrustedCompletion struct{}
+
+// Get implements storage.PieceCompletion.
+func (TrustedCompletion) Get(metainfo.PieceKey) (storage.Completion, error) {
+	return storage.Completion{Complete: true, Ok: true}, nil
+}
+
+// Set implements storage.PieceCompletion; completion never changes.
+func (TrustedCompletion) Set(metainfo.PieceKey, bool) error { return nil }
+
+// Close implements storage.PieceCompletion.
+func (TrustedCompletion) Close() error { return nil }
+
+// SharedCompletion wraps a piece completion used by several storages so
+// that closing one storage does not close it for the others; the owner
+// closes the wrapped value itself.
+type SharedCompletion struct{ storage.PieceCompletion }
+
+// Close does nothing; see SharedCompletion.
+func (SharedCompletion) Close() error { return nil }

@@ -1,0 +1,908 @@
+// Package seeder creates torrents for releases, publishes them to a catalog
+// and runs the origin (tracker, web seed, seeding client).
+package seeder
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/anacrolix/torrent/metainfo"
+)
+
+// FileEntry is one input file of a release.
+type FileEntry struct {
+	Path   []string // path components inside the release, e.g. {"bin","app"}; validated
+	Source string   // local filesystem path to read
+	Size   int64
+}
+
+// HashResult is what one read pass over the files yields.
+type HashResult struct {
+	PieceLength int64
+	// Pieces holds the concatenated 20-byte SHA-1 piece hashes (BEP 3, v1, no
+	// pad files; pieces span file boundaries).
+	Pieces []byte
+	// SHA256 holds each file's SHA-256, in the order of the input files.
+	SHA256    [][32]byte
+	TotalSize int64
+}
+
+// Piece length limits. 16 KiB is the BitTorrent block size, so nothing
+// smaller makes sense; above 64 MiB clients start refusing torrents
+// (libtorrent's default limit is 128 MiB, others are lower) and one bad piece
+// costs too much to fetch again.
+const (
+	MinPieceLength = 16 << 10
+	MaxPieceLength = 64 << 20
+
+	// Bounds for ChoosePieceLength. Large pieces moved data much faster
+	// between peers in a probe (fewer requests and hash checks per byte);
+	// below 256 KiB the per-piece overhead dominates. Above 16 MiB too few
+	// pieces remain to spread origin shards over the swarm.
+	autoMinPieceLength = 256 << 10
+	autoMaxPieceLength = 16 << 20
+	// autoTargetPieces is the most pieces ChoosePieceLength aims for before it
+	// doubles the piece length, so that unclamped results land in (256, 512].
+	autoTargetPieces = 512
+)
+
+// readChunk is how much a worker reads with one pread before hashing it. Small
+// enough that the bytes are still in the core's L2 cache when SHA-1 (and, if
+// it can, SHA-256) goes over them, large enough that syscalls cost nothing.
+const readChunk = 256 << 10
+
+// progressStep is the least number of bytes between two progress calls.
+const progressStep = 4 << 20
+
+// ChoosePieceLength picks a piece length for throughput: the smallest power of
+// two that gives at most 512 pieces (so roughly 256–512, well inside the
+// 256–1024 range the swarm likes), clamped to [256 KiB, 16 MiB].
+func ChoosePieceLength(totalSize int64) int64 {
+	pl := int64(autoMinPieceLength)
+	for pl < autoMaxPieceLength && ceilDiv(totalSize, pl) > autoTargetPieces {
+		pl <<= 1
+	}
+	return pl
+}
+
+// ParsePieceLength parses a piece length given by a user: "auto" (returned as
+// 0, meaning "let ChoosePieceLength decide"), a plain byte count ("262144"),
+// or a number with a binary unit ("256KiB", "256K", "4MiB", "4M", "4MB").
+// Decimal units are read as binary ones: a piece length must be a power of
+// two, so "4MB" can only mean 4 MiB. The result must be a power of two
+// between 16 KiB and 64 MiB.
+func ParsePieceLength(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if strings.EqualFold(t, "auto") {
+		return 0, nil
+	}
+	n, err := parseByteSize(t)
+	if err != nil {
+		return 0, fmt.Errorf("piece length %q: %w", s, err)
+	}
+	if err := checkPieceLength(n); err != nil {
+		return 0, fmt.Errorf("piece length %q: %w", s, err)
+	}
+	return n, nil
+}
+
+func checkPieceLength(n int64) error {
+	switch {
+	case n <= 0 || n&(n-1) != 0:
+		return fmt.Errorf("%d is not a power of two (try 256KiB, 1MiB, 4MiB or auto)", n)
+	case n < MinPieceLength:
+		return fmt.Errorf("%d is below the minimum of 16 KiB", n)
+	case n > MaxPieceLength:
+		return fmt.Errorf("%d is above the maximum of 64 MiB", n)
+	}
+	return nil
+}
+
+// parseByteSize parses "123", "4K", "4KiB", "4KB", "4M", "4MiB", "1G", "1GiB"
+// (units case-insensitive, all binary).
+func parseByteSize(s string) (int64, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, errors.New("want a number of bytes, optionally with a unit such as KiB or MiB")
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, errors.New("number out of range")
+	}
+	var shift uint
+	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	case "", "b":
+	case "k", "kb", "kib":
+		shift = 10
+	case "m", "mb", "mib":
+		shift = 20
+	case "g", "gb", "gib":
+		shift = 30
+	default:
+		return 0, fmt.Errorf("unknown unit %q (use KiB, MiB or GiB)", s[i:])
+	}
+	if n > (1<<63-1)>>shift {
+		return 0, errors.New("number out of range")
+	}
+	return n << shift, nil
+}
+
+// CollectFiles walks the given paths and returns the files to publish, sorted
+// by path. A directory argument contributes its contents (paths relative to
+// it); a file argument contributes its base name. Symlinks, special files,
+// unreadable files, names that would be unsafe or ambiguous in a torrent or
+// a catalog key, and two sources landing on the same release path are all
+// refused, naming the path, rather than skipped: a release silently missing a
+// file is worse than a failed publish.
+func CollectFiles(paths []string) ([]FileEntry, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("no files or directories given to publish")
+	}
+	var files []FileEntry
+	for _, arg := range paths {
+		if arg == "" {
+			return nil, errors.New("empty path given to publish")
+		}
+		root := filepath.Clean(arg)
+		fi, err := os.Lstat(root)
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", arg, err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, symlinkError(root)
+		}
+		if !fi.IsDir() {
+			e, err := regularEntry(root, []string{filepath.Base(root)}, fi)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, e)
+			continue
+		}
+		before := len(files)
+		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", p, err)
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				return symlinkError(p)
+			}
+			if d.IsDir() {
+				if p != root {
+					// Check directory names here too, so the error names the
+					// directory and we do not descend into it.
+					rel, err := filepath.Rel(root, p)
+					if err != nil {
+						return err
+					}
+					if err := checkPathComponents(splitRel(rel)); err != nil {
+						return fmt.Errorf("publish %s: %w", p, err)
+					}
+				}
+				return nil
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("publish %s: %w", p, err)
+			}
+			e, err := regularEntry(p, splitRel(rel), info)
+			if err != nil {
+				return err
+			}
+			files = append(files, e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == before {
+			return nil, fmt.Errorf("publish %s: directory contains no files", arg)
+		}
+	}
+	sortEntries(files)
+	if err := checkUniquePaths(files); err != nil {
+		return nil, err
+	}
+	return files, nil
+}
+
+func splitRel(rel string) []string {
+	return strings.Split(rel, string(filepath.Separator))
+}
+
+func symlinkError(p string) error {
+	// Say so when the link cannot even be followed: a loop is most likely a
+	// mistake the user wants to hear about by name.
+	if _, err := os.Stat(p); err != nil && errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("publish %s: symlink loop; symlinks are not published", p)
+	}
+	return fmt.Errorf("publish %s: is a symlink; symlinks are not published (copy the target in, or name it directly)", p)
+}
+
+// regularEntry checks that p is a regular, readable file with a valid name.
+func regularEntry(p string, relPath []string, fi fs.FileInfo) (FileEntry, error) {
+	if !fi.Mode().IsRegular() {
+		return FileEntry{}, fmt.Errorf("publish %s: not a regular file (%s)", p, fi.Mode().Type())
+	}
+	if err := checkPathComponents(relPath); err != nil {
+		return FileEntry{}, fmt.Errorf("publish %s: %w", p, err)
+	}
+	// Open it now so that a permission problem shows up before minutes of
+	// hashing, not half-way through.
+	f, err := os.Open(p)
+	if err != nil {
+		return FileEntry{}, fmt.Errorf("publish %s: %w", p, err)
+	}
+	f.Close()
+	return FileEntry{Path: relPath, Source: p, Size: fi.Size()}, nil
+}
+
+// checkPathComponents refuses names that clients would map to a different
+// file, escape the download directory with, or that are not portable catalog
+// keys.
+func checkPathComponents(path []string) error {
+	if len(path) == 0 {
+		return errors.New("empty path")
+	}
+	for _, c := range path {
+		switch {
+		case c == "":
+			return errors.New("path has an empty component")
+		case c == "." || c == "..":
+			return fmt.Errorf("path component %q is not allowed", c)
+		case strings.ContainsAny(c, `/\`):
+			return fmt.Errorf("path component %q contains a slash or backslash", c)
+		case !utf8.ValidString(c):
+			return fmt.Errorf("path component %q is not valid UTF-8", c)
+		case strings.ContainsFunc(c, unicode.IsControl):
+			return fmt.Errorf("path component %q contains a control character", c)
+		}
+	}
+	return nil
+}
+
+// comparePaths orders paths component by component (bytewise), which keeps
+// each directory's files together and is the order of a BEP 52 file tree, so
+// a hybrid v1+v2 torrent can later be built from the same file list.
+func comparePaths(a, b []string) int {
+	return slices.Compare(a, b)
+}
+
+func sortEntries(files []FileEntry) {
+	slices.SortStableFunc(files, func(a, b FileEntry) int { return comparePaths(a.Path, b.Path) })
+}
+
+// checkUniquePaths refuses two files with the same path, and a path that is a
+// file in one place and a directory in another (possible with several
+// arguments), since no client could write both.
+func checkUniquePaths(files []FileEntry) error {
+	seen := make(map[string]int, len(files))
+	for i, f := range files {
+		key := strings.Join(f.Path, "/")
+		if j, ok := seen[key]; ok {
+			return fmt.Errorf("duplicate path %q in release: from %s and %s", key, files[j].Source, f.Source)
+		}
+		seen[key] = i
+	}
+	for _, f := range files {
+		for k := 1; k < len(f.Path); k++ {
+			dir := strings.Join(f.Path[:k], "/")
+			if j, ok := seen[dir]; ok {
+				return fmt.Errorf("path %q in release is both a file (from %s) and a directory (of %s)", dir, files[j].Source, f.Source)
+			}
+		}
+	}
+	return nil
+}
+
+// BuildInfo returns the v1 info dictionary for files hashed into r. It always
+// uses the multi-file form, even for one file, so that every release lands
+// under <name>/ the same way for every client and for the web seed.
+func BuildInfo(name string, files []FileEntry, r *HashResult) metainfo.Info {
+	info := metainfo.Info{
+		Name:        name,
+		PieceLength: r.PieceLength,
+		Pieces:      r.Pieces,
+		Files:       make([]metainfo.FileInfo, len(files)),
+	}
+	for i, f := range files {
+		info.Files[i] = metainfo.FileInfo{Length: f.Size, Path: slices.Clone(f.Path)}
+	}
+	return info
+}
+
+// HashPieces computes only the SHA-1 piece hashes of files, as HashFiles does.
+func HashPieces(ctx context.Context, files []FileEntry, pieceLength int64, workers int) ([]byte, error) {
+	r, err := hashFiles(ctx, files, pieceLength, workers, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.Pieces, nil
+}
+
+// HashFiles reads every file once, in parallel over workers goroutines (<= 0
+// means runtime.NumCPU()), computing the SHA-1 piece hashes and each file's
+// SHA-256 in the same pass. A pieceLength of 0 means ChoosePieceLength.
+// progress, if not nil, is called with the cumulative number of bytes fully
+// hashed, at most every few MiB and once at the end; calls may come from any
+// goroutine but never overlap, and the numbers only grow.
+func HashFiles(ctx context.Context, files []FileEntry, pieceLength int64, workers int, progress func(done int64)) (*HashResult, error) {
+	return hashFiles(ctx, files, pieceLength, workers, progress, true)
+}
+
+// How the hashing works
+//
+// The files are one byte stream cut into pieces. A worker takes a buffer
+// from a bounded pool, claims the next piece and reads it with pread
+// (ReadAt, so workers never contend for a file offset) in L2-sized chunks,
+// feeding each chunk to SHA-1 while it is hot. Pieces are independent, so
+// SHA-1 runs on all workers at once.
+//
+// A file's SHA-256 must see its bytes in order, but pieces finish out of
+// order. Each file therefore has a "chain": the index of the next piece its
+// SHA-256 needs, and whether some worker is currently running it. A worker
+// that finished a piece leaves it in the ready set and, for each file in the
+// piece whose chain is idle and waiting for exactly this piece, runs that
+// chain as far as consecutive ready pieces allow. Nobody waits for a chain:
+// a worker that finds it busy goes back to reading. This balances itself on
+// two cores: one worker ends up carrying the SHA-256 of a big file while the
+// other reads and SHA-1s ahead, and when the chain catches up its worker
+// returns to reading. Different files' chains run in parallel. When the
+// chain can take the piece at once, the worker feeds SHA-256 chunk by chunk
+// alongside SHA-1, so the bytes are read from memory only once.
+//
+// Each byte is read from the file exactly once, into a pooled piece buffer
+// that is returned once SHA-1 and every SHA-256 chain are done with it.
+// Memory is the pool: (2*workers+1) piece buffers. A buffer is taken
+// before a piece is claimed, so the lowest unfinished piece is always held by
+// a running worker and the chains can always advance: no deadlock however
+// the pool is sized.
+//
+// This is also where v2 piece layers and file roots would be computed later:
+// they are per-file SHA-256 trees over the same in-order chunks.
+
+type hashFile struct {
+	FileEntry
+	index      int   // position in the input
+	start      int64 // offset of the file in the torrent's byte stream
+	firstPiece int
+	lastPiece  int
+
+	// Open handle, shared by the pieces that overlap the file; opened by the
+	// first and closed by the last of them to read.
+	mu        sync.Mutex
+	f         *os.File
+	openErr   error
+	remaining int // pieces that still have to read from this file
+
+	// SHA-256 chain, guarded by hasher.chainMu.
+	sum     hash.Hash
+	next    int  // next piece the chain needs
+	running bool // a worker is hashing for this chain right now
+	done    bool
+}
+
+type pieceBuf struct {
+	data []byte
+	refs int // chains that still need this piece; guarded by chainMu
+	// For one-file pieces whose chain took the piece at once, SHA-256 is fed
+	// during the read (see readPiece).
+	inline *hashFile
+}
+
+type hasher struct {
+	files      []*hashFile // non-empty files only, in stream order
+	pl         int64
+	total      int64
+	numPieces  int
+	withSHA256 bool
+
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	nextIdx atomic.Int64
+	pool    chan []byte // free piece buffers
+	poolCap int         // buffers allocated so far, guarded by poolMu
+	poolMu  sync.Mutex
+	maxBufs int
+
+	pieces []byte
+
+	chainMu sync.Mutex
+	ready   map[int]*pieceBuf
+
+	progress     func(int64)
+	done         atomic.Int64
+	progressMu   sync.Mutex
+	lastReported atomic.Int64 // written under progressMu
+}
+
+func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, workers int, progress func(int64), withSHA256 bool) (*HashResult, error) {
+	if len(entries) == 0 {
+		return nil, errors.New("hash: no files")
+	}
+	var total int64
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if err := checkPathComponents(e.Path); err != nil {
+			return nil, fmt.Errorf("hash %s: %w", e.Source, err)
+		}
+		key := strings.Join(e.Path, "/")
+		if seen[key] {
+			return nil, fmt.Errorf("hash: duplicate path %q", key)
+		}
+		seen[key] = true
+		if e.Size < 0 {
+			return nil, fmt.Errorf("hash %s: negative size %d", e.Source, e.Size)
+		}
+		if total+e.Size < total {
+			return nil, errors.New("hash: total size overflows")
+		}
+		total += e.Size
+	}
+	if total == 0 {
+		// A torrent without pieces is refused by clients, and there would be
+		// nothing to transfer anyway.
+		return nil, errors.New("hash: all files are empty; nothing to publish")
+	}
+	if pieceLength == 0 {
+		pieceLength = ChoosePieceLength(total)
+	}
+	if err := checkPieceLength(pieceLength); err != nil {
+		return nil, fmt.Errorf("hash: piece length %w", err)
+	}
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	numPieces64 := ceilDiv(total, pieceLength)
+	if numPieces64 > int64(maxInt/20) {
+		return nil, errors.New("hash: too many pieces; use a larger piece length")
+	}
+	numPieces := int(numPieces64)
+	workers = min(workers, numPieces)
+
+	res := &HashResult{PieceLength: pieceLength, TotalSize: total}
+	if withSHA256 {
+		res.SHA256 = make([][32]byte, len(entries))
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	h := &hasher{
+		pl:         pieceLength,
+		total:      total,
+		numPieces:  numPieces,
+		withSHA256: withSHA256,
+		ctx:        ctx,
+		cancel:     cancel,
+		pieces:     make([]byte, numPieces*sha1.Size),
+		ready:      make(map[int]*pieceBuf),
+		progress:   progress,
+	}
+	var off int64
+	for i, e := range entries {
+		if e.Size == 0 {
+			// Nothing to read, but make sure the file still exists and is
+			// still empty, as the manifest will claim.
+			if err := checkEmptyFile(e); err != nil {
+				return nil, err
+			}
+			if withSHA256 {
+				res.SHA256[i] = sha256.Sum256(nil)
+			}
+			continue
+		}
+		f := &hashFile{
+			FileEntry:  e,
+			index:      i,
+			start:      off,
+			firstPiece: int(off / pieceLength),
+			lastPiece:  int((off + e.Size - 1) / pieceLength),
+		}
+		f.remaining = f.lastPiece - f.firstPiece + 1
+		f.next = f.firstPiece
+		if withSHA256 {
+			f.sum = sha256.New()
+		}
+		h.files = append(h.files, f)
+		off += e.Size
+	}
+	if withSHA256 {
+		// Buffers wait in the ready set for SHA-256 chains; one spare per
+		// worker lets readers run ahead of a chain.
+		h.maxBufs = 2*workers + 1
+	} else {
+		// Without SHA-256 a piece buffer is free as soon as its SHA-1 is done,
+		// and only a chunk of it is ever used.
+		h.maxBufs = workers
+	}
+	h.pool = make(chan []byte, h.maxBufs)
+
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(h.work)
+	}
+	wg.Wait()
+	// Close whatever an error left open.
+	for _, f := range h.files {
+		if f.f != nil {
+			f.f.Close()
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	res.Pieces = h.pieces
+	if withSHA256 {
+		for _, f := range h.files {
+			if !f.done {
+				return nil, fmt.Errorf("hash %s: internal error: SHA-256 incomplete", f.Source)
+			}
+			f.sum.Sum(res.SHA256[f.index][:0])
+		}
+	}
+	h.report()
+	return res, nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// ceilDiv is a/b rounded up, for a >= 0, b > 0, without overflowing.
+func ceilDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 {
+		q++
+	}
+	return q
+}
+
+func checkEmptyFile(e FileEntry) error {
+	fi, err := os.Stat(e.Source)
+	if err != nil {
+		return fmt.Errorf("hash %s: %w", e.Source, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("hash %s: not a regular file", e.Source)
+	}
+	if fi.Size() != 0 {
+		return fmt.Errorf("hash %s: file is %d bytes now, was listed as empty; did it change?", e.Source, fi.Size())
+	}
+	return nil
+}
+
+func (h *hasher) fail(err error) {
+	h.cancel(err)
+}
+
+// getBuf returns a free piece buffer, allocating one while under the limit.
+func (h *hasher) getBuf() ([]byte, bool) {
+	select {
+	case b := <-h.pool:
+		return b, true
+	default:
+	}
+	h.poolMu.Lock()
+	if h.poolCap < h.maxBufs {
+		h.poolCap++
+		h.poolMu.Unlock()
+		size := h.pl
+		if !h.withSHA256 {
+			size = min(h.pl, readChunk)
+		}
+		return make([]byte, size), true
+	}
+	h.poolMu.Unlock()
+	select {
+	case b := <-h.pool:
+		return b, true
+	case <-h.ctx.Done():
+		return nil, false
+	}
+}
+
+func (h *hasher) putBuf(b []byte) {
+	h.pool <- b // never blocks: at most maxBufs buffers exist
+}
+
+func (h *hasher) work() {
+	sha := sha1.New()
+	for h.ctx.Err() == nil {
+		buf, ok := h.getBuf()
+		if !ok {
+			return
+		}
+		idx := int(h.nextIdx.Add(1) - 1)
+		if idx >= h.numPieces {
+			h.putBuf(buf)
+			return
+		}
+		pb := &pieceBuf{data: buf}
+		if h.withSHA256 {
+			pb.inline = h.claimInline(idx)
+		}
+		sha.Reset()
+		if err := h.readPiece(idx, pb, sha); err != nil {
+			h.fail(err)
+			return
+		}
+		sha.Sum(h.pieces[idx*sha1.Size : idx*sha1.Size : (idx+1)*sha1.Size])
+		if !h.withSHA256 {
+			h.putBuf(buf)
+			h.addDone(h.pieceSize(idx))
+			continue
+		}
+		h.finishPiece(idx, pb)
+	}
+}
+
+func (h *hasher) pieceSize(idx int) int64 {
+	return min(h.pl, h.total-int64(idx)*h.pl)
+}
+
+// filesOf returns the files overlapping piece idx.
+func (h *hasher) filesOf(idx int) []*hashFile {
+	start := int64(idx) * h.pl
+	end := start + h.pieceSize(idx)
+	i := sort.Search(len(h.files), func(i int) bool {
+		f := h.files[i]
+		return f.start+f.Size > start
+	})
+	j := i
+	for j < len(h.files) && h.files[j].start < end {
+		j++
+	}
+	return h.files[i:j]
+}
+
+// claimInline takes the SHA-256 chain of the file if piece idx lies inside
+// one file and that chain is idle and waiting for exactly this piece, so
+// that SHA-256 can be fed from the same hot chunks as SHA-1. This is the
+// common case for big files once a chain has caught up with the readers.
+func (h *hasher) claimInline(idx int) *hashFile {
+	ov := h.filesOf(idx)
+	if len(ov) != 1 {
+		return nil
+	}
+	f := ov[0]
+	h.chainMu.Lock()
+	defer h.chainMu.Unlock()
+	if f.running || f.next != idx {
+		return nil
+	}
+	f.running = true
+	return f
+}
+
+// readPiece reads piece idx into pb.data (or, without SHA-256, through the
+// one chunk-sized buffer) and feeds it to sha.
+func (h *hasher) readPiece(idx int, pb *pieceBuf, sha hash.Hash) error {
+	start := int64(idx) * h.pl
+	size := h.pieceSize(idx)
+	buf := pb.data
+	var pos int // where the next chunk goes in buf
+	for _, f := range h.filesOf(idx) {
+		from := max(start, f.start)
+		to := min(start+size, f.start+f.Size)
+		file, err := f.acquire()
+		if err != nil {
+			return err
+		}
+		for off := from; off < to; {
+			n := int(min(to-off, readChunk))
+			if pos+n > len(buf) {
+				pos = 0 // chunk buffer (SHA-1 only): reuse from the start
+			}
+			chunk := buf[pos : pos+n]
+			if err := h.readAt(f, file, chunk, off-f.start); err != nil {
+				return err
+			}
+			sha.Write(chunk)
+			if pb.inline != nil {
+				pb.inline.sum.Write(chunk)
+			}
+			pos += n
+			off += int64(n)
+		}
+		if err := f.release(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *hasher) readAt(f *hashFile, file *os.File, p []byte, off int64) error {
+	if err := h.ctx.Err(); err != nil {
+		return err
+	}
+	n, err := file.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == io.EOF {
+		return fmt.Errorf("hash %s: file ended at %d bytes, listed as %d; did it change during hashing?", f.Source, off+int64(n), f.Size)
+	}
+	return fmt.Errorf("hash %s: %w", f.Source, err)
+}
+
+// acquire returns the file's open handle, opening it on first use.
+func (f *hashFile) acquire() (*os.File, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.f == nil && f.openErr == nil {
+		file, err := os.Open(f.Source)
+		if err != nil {
+			f.openErr = fmt.Errorf("hash: %w", err)
+		} else if err := f.checkSize(file); err != nil {
+			file.Close()
+			f.openErr = err
+		} else {
+			f.f = file
+		}
+	}
+	return f.f, f.openErr
+}
+
+// release closes the handle after the last piece that reads the file, and
+// checks that the file did not grow meanwhile (shrinking shows up as a short
+// read).
+func (f *hashFile) release() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.remaining--
+	if f.remaining > 0 || f.f == nil {
+		return nil
+	}
+	err := f.checkSize(f.f)
+	if cerr := f.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("hash: %w", cerr)
+	}
+	f.f = nil
+	return err
+}
+
+func (f *hashFile) checkSize(file *os.File) error {
+	fi, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("hash: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("hash %s: not a regular file", f.Source)
+	}
+	if fi.Size() != f.Size {
+		return fmt.Errorf("hash %s: file is %d bytes, listed as %d; did it change during hashing?", f.Source, fi.Size(), f.Size)
+	}
+	return nil
+}
+
+// finishPiece hands piece idx, whose SHA-1 is done, to the SHA-256 chains of
+// its files, runs those that are idle and waiting for it, and returns the
+// buffer once every chain is done with it.
+func (h *hasher) finishPiece(idx int, pb *pieceBuf) {
+	if f := pb.inline; f != nil {
+		// SHA-256 was fed during the read: move the chain on and carry on
+		// with whatever pieces queued up for it meanwhile.
+		h.release(idx, pb)
+		if next, ok := h.advance(f, idx); ok {
+			h.runChain(f, next)
+		}
+		return
+	}
+	ov := h.filesOf(idx)
+	h.chainMu.Lock()
+	pb.refs = len(ov)
+	h.ready[idx] = pb
+	var run []*hashFile
+	for _, f := range ov {
+		if !f.running && f.next == idx {
+			f.running = true
+			run = append(run, f)
+		}
+	}
+	h.chainMu.Unlock()
+	for _, f := range run {
+		h.runChain(f, idx)
+	}
+}
+
+// runChain feeds piece idx (ready, and owned by this chain run) and then
+// every following ready piece to f's SHA-256.
+func (h *hasher) runChain(f *hashFile, idx int) {
+	for {
+		if h.ctx.Err() != nil {
+			return
+		}
+		h.chainMu.Lock()
+		pb := h.ready[idx]
+		h.chainMu.Unlock()
+		start := int64(idx) * h.pl
+		from := max(start, f.start) - start
+		to := min(start+h.pieceSize(idx), f.start+f.Size) - start
+		f.sum.Write(pb.data[from:to])
+
+		h.chainMu.Lock()
+		pb.refs--
+		last := pb.refs == 0
+		if last {
+			delete(h.ready, idx)
+		}
+		h.chainMu.Unlock()
+		if last {
+			h.release(idx, pb)
+		}
+		var ok bool
+		if idx, ok = h.advance(f, idx); !ok {
+			return
+		}
+	}
+}
+
+// advance moves f's chain past piece idx. It reports the next piece to run
+// if that one is already waiting (the chain stays owned by the caller),
+// otherwise it marks the chain idle so that whoever finishes the next piece
+// runs it.
+func (h *hasher) advance(f *hashFile, idx int) (int, bool) {
+	h.chainMu.Lock()
+	defer h.chainMu.Unlock()
+	if idx == f.lastPiece {
+		f.done = true
+		f.running = false
+		return 0, false
+	}
+	f.next = idx + 1
+	if _, ok := h.ready[f.next]; ok {
+		return f.next, true
+	}
+	f.running = false
+	return 0, false
+}
+
+// release returns a piece buffer whose hashing is complete.
+func (h *hasher) release(idx int, pb *pieceBuf) {
+	h.putBuf(pb.data)
+	h.addDone(h.pieceSize(idx))
+}
+
+func (h *hasher) addDone(n int64) {
+	d := h.done.Add(n)
+	if h.progress != nil && d-h.lastReported.Load() >= progressStep {
+		h.report()
+	}
+}
+
+// report calls progress with the bytes done so far, serialised and only
+// growing.
+func (h *hasher) report() {
+	if h.progress == nil {
+		return
+	}
+	h.progressMu.Lock()
+	defer h.progressMu.Unlock()
+	d := h.done.Load()
+	if d > h.lastReported.Load() {
+		h.lastReported.Store(d)
+		h.progress(d)
+	}
+}

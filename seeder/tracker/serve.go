@@ -1,0 +1,441 @@
+package tracker
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/bits"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unique"
+
+	"github.com/anacrolix/torrent/bencode"
+)
+
+// Shared header value: assigning a preallocated slice avoids an allocation
+// per answer (net/http only reads it).
+var textPlain = []string{"text/plain"}
+
+// Refusal reasons, used as the metric label.
+const (
+	reasonMalformed    = "malformed"
+	reasonUnauthorized = "unauthorized"
+	reasonResidency    = "residency"
+)
+
+// Locality tiers of a candidate peer relative to the requester.
+const (
+	tierSite = iota
+	tierRegion
+	tierOther
+	numTiers
+)
+
+// ServeHTTP answers /announce and /scrape, matched as path suffixes so the
+// tracker can be mounted under any prefix. Other paths get 404.
+func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	var announce bool
+	switch {
+	case p == "announce" || strings.HasSuffix(p, "/announce"):
+		announce = true
+	case p == "scrape" || strings.HasSuffix(p, "/scrape"):
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if announce {
+		t.serveAnnounce(w, r)
+	} else {
+		t.serveScrape(w, r)
+	}
+}
+
+func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
+	start := time.Now() // wall clock on purpose: latency, not peer age
+	defer func() { t.m.latency.Observe(time.Since(start).Seconds()) }()
+
+	a, err := parseAnnounce(r.URL.RawQuery)
+	if err != nil {
+		t.refuse(w, r, &a, reasonMalformed, err)
+		return
+	}
+	addr, err := peerAddr(r.RemoteAddr, &a)
+	if err != nil {
+		t.refuse(w, r, &a, reasonMalformed, err)
+		return
+	}
+	if f := t.authorize.Load(); f != nil {
+		if err := (*f)(r, a.id); err != nil {
+			t.refuse(w, r, &a, reasonUnauthorized, err)
+			return
+		}
+	}
+	allowed := t.allowedRegions(a.infoHash)
+	if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
+		t.refuse(w, r, &a, reasonResidency, residencyError(a.id.Region))
+		return
+	}
+
+	now := t.now().UnixNano()
+	sh := t.shard(a.infoHash)
+	want := t.cfg.MaxPeers
+	if a.numWant >= 0 {
+		want = min(a.numWant, want)
+	} else {
+		want = min(defaultNumWant, want)
+	}
+	if a.event == eventStopped {
+		sh.remove(a.infoHash, a.id.Tenant, a.peerID)
+		want = 0 // a departing peer needs no peers
+	} else {
+		e := entry{
+			seen:       now,
+			left:       a.left,
+			site:       unique.Make(a.id.Site),
+			region:     unique.Make(a.id.Region),
+			addr:       addr,
+			id:         a.peerID,
+			role:       roleCode(a.id.Role),
+			uploaded:   a.uploaded,
+			downloaded: a.downloaded,
+		}
+		sh.upsert(a.infoHash, a.id.Tenant, &e, a.event == eventCompleted)
+	}
+	t.m.announce(a.event)
+
+	s := t.scratch.Get().(*scratch)
+	s.out = t.answer(s, sh, &a, addr, allowed, now, want)
+	w.Header()["Content-Type"] = textPlain
+	_, _ = w.Write(s.out)
+	t.scratch.Put(s)
+}
+
+func residencyError(region string) error {
+	if region == "" {
+		return errors.New("release not allowed in region (none given)")
+	}
+	return fmt.Errorf("release not allowed in region %s", region)
+}
+
+// scratch holds one answer's working buffers; pooled so a steady stream of
+// announces allocates nothing for them.
+type scratch struct {
+	res    [numTiers][]int // indices into swarm.peers, one reservoir per tier
+	seen   [numTiers]int   // candidates offered per tier
+	rng    uint64          // wyrand state, seeded per answer
+	v4, v6 []byte
+	out    []byte
+}
+
+// intn returns a pseudo-random int in [0, n). The reservoir draws one per
+// candidate beyond the first few, so this is wyrand with Lemire's
+// multiply-shift bound (a few ns) rather than the ChaCha8 generator behind
+// math/rand/v2 (seeded from it). Placement order needs no crypto strength,
+// and the bias for n far below 2^32 is negligible.
+func (s *scratch) intn(n int) int {
+	s.rng += 0xa0761d6478bd642f
+	hi, lo := bits.Mul64(s.rng, s.rng^0xe7037ed1a0b428db)
+	x := hi ^ lo
+	return int((x >> 32) * uint64(n) >> 32)
+}
+
+// offer adds candidate i to tier's reservoir of size n (Algorithm R): after
+// the pass every candidate of the tier had the same chance to be kept, with
+// O(n) memory and no sort of the whole swarm.
+func (s *scratch) offer(tier, i, n int) {
+	s.seen[tier]++
+	if len(s.res[tier]) < n {
+		s.res[tier] = append(s.res[tier], i)
+		return
+	}
+	if j := s.intn(s.seen[tier]); j < n {
+		s.res[tier][j] = i
+	}
+}
+
+// seenBefore is how many candidates the tiers nearer than tier have had.
+func (s *scratch) seenBefore(tier int) int {
+	n := 0
+	for t := range tier {
+		n += s.seen[t]
+	}
+	return n
+}
+
+// sameID compares peer IDs 8 bytes at a time; the first load almost always
+// differs, which beats a general memequal call in the hot loop.
+func sameID(a, b *[20]byte) bool {
+	return binary.LittleEndian.Uint64(a[:8]) == binary.LittleEndian.Uint64(b[:8]) &&
+		binary.LittleEndian.Uint64(a[8:16]) == binary.LittleEndian.Uint64(b[8:16]) &&
+		binary.LittleEndian.Uint32(a[16:]) == binary.LittleEndian.Uint32(b[16:])
+}
+
+// answer picks up to want peers for the requester in one pass over the swarm
+// and encodes the reply into s.out.
+func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort, allowed *regionSet, now int64, want int) []byte {
+	for i := range s.res {
+		s.res[i] = s.res[i][:0]
+		s.seen[i] = 0
+	}
+	s.v4, s.v6 = s.v4[:0], s.v6[:0]
+	s.rng = rand.Uint64()
+
+	cutoff := now - int64(t.cfg.PeerTTL)
+	reqSeeder := a.left == 0
+	reqAgent := a.id.Role == RoleAgent
+	// A requester without a site or region has no locality: never match
+	// other peers' empty values as "same site".
+	var mySite, myRegion unique.Handle[string]
+	hasRegion, hasSite := a.id.Region != "", a.id.Region != "" && a.id.Site != ""
+	if hasRegion {
+		myRegion = unique.Make(a.id.Region)
+	}
+	if hasSite {
+		mySite = unique.Make(a.id.Site)
+	}
+	var complete, incomplete int64
+
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	var peers []entry
+	if sw := sh.byHash[a.infoHash][a.id.Tenant]; sw != nil {
+		peers = sw.peers
+	}
+	for i := range peers {
+		p := &peers[i]
+		if p.seen < cutoff {
+			continue // stale; the sweep will remove it
+		}
+		if allowed != nil && !allowed.allows(p.region) {
+			continue
+		}
+		if p.left == 0 {
+			complete++
+		} else {
+			incomplete++
+		}
+		switch {
+		case want == 0,
+			p.addr == self, sameID(&p.id, &a.peerID), // never the requester itself
+			reqSeeder && p.left == 0,         // seeders have nothing to give each other
+			reqAgent && p.role == roleOrigin: // agents shard the origin over HTTP
+			continue
+		}
+		tier := tierOther
+		if hasRegion && p.region == myRegion {
+			tier = tierRegion
+			if hasSite && p.site == mySite {
+				tier = tierSite
+			}
+		}
+		// Once the nearer tiers have had want candidates, this tier can no
+		// longer reach the answer; skipping it saves the random draws.
+		if nearer := s.seenBefore(tier); nearer < want {
+			s.offer(tier, i, want)
+		}
+	}
+
+	// Reservoirs are filled in swarm order at first; shuffle each tier so
+	// the same few peers are not always at the head of every answer.
+	for _, res := range s.res {
+		for i := len(res) - 1; i > 0; i-- {
+			j := s.intn(i + 1)
+			res[i], res[j] = res[j], res[i]
+		}
+	}
+
+	out := s.out[:0]
+	out = append(out, 'd')
+	out = appendKeyInt(out, "complete", complete)
+	out = appendKeyInt(out, "incomplete", incomplete)
+	out = appendKeyInt(out, "interval", t.interval)
+	out = appendKeyInt(out, "min interval", max(1, t.interval/2))
+	if a.compact {
+		n := 0
+		for _, res := range s.res {
+			for _, i := range res {
+				if n == want {
+					break
+				}
+				n++
+				ap := peers[i].addr
+				if ip := ap.Addr(); ip.Is4() {
+					b := ip.As4()
+					s.v4 = append(s.v4, b[:]...)
+					s.v4 = append(s.v4, byte(ap.Port()>>8), byte(ap.Port()))
+				} else {
+					b := ip.As16()
+					s.v6 = append(s.v6, b[:]...)
+					s.v6 = append(s.v6, byte(ap.Port()>>8), byte(ap.Port()))
+				}
+			}
+		}
+		out = appendString(out, "peers")
+		out = appendString(out, s.v4)
+		out = appendString(out, "peers6")
+		out = appendString(out, s.v6)
+	} else {
+		// BEP 3 original form: one list of dicts, IPv4 and IPv6 alike.
+		out = appendString(out, "peers")
+		out = append(out, 'l')
+		n := 0
+		for _, res := range s.res {
+			for _, i := range res {
+				if n == want {
+					break
+				}
+				n++
+				p := &peers[i]
+				out = append(out, 'd')
+				out = appendString(out, "ip")
+				out = appendString(out, p.addr.Addr().String())
+				if !a.noPeerID {
+					out = appendString(out, "peer id")
+					out = appendString(out, p.id[:])
+				}
+				out = appendKeyInt(out, "port", int64(p.addr.Port()))
+				out = append(out, 'e')
+			}
+		}
+		out = append(out, 'e')
+	}
+	return append(out, 'e')
+}
+
+// The success answer is encoded by hand: it is the hot path (thousands per
+// second) and bencode.Marshal's reflection costs allocations per call. Keys
+// are written in sorted order as bencode requires; tests decode every answer
+// with bencode.Unmarshal to keep this honest.
+
+func appendString[S ~string | ~[]byte](b []byte, s S) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	return append(b, s...)
+}
+
+func appendKeyInt(b []byte, key string, v int64) []byte {
+	b = appendString(b, key)
+	b = append(b, 'i')
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, 'e')
+}
+
+// scrapeFile is one BEP 48 entry.
+type scrapeFile struct {
+	Complete   int64 `bencode:"complete"`
+	Downloaded int64 `bencode:"downloaded"`
+	Incomplete int64 `bencode:"incomplete"`
+}
+
+// serveScrape answers BEP 48 scrapes. At least one info_hash is required:
+// an unrestricted scrape would list every swarm of every tenant. Counts are
+// the requester's tenant only; a release the requester's region may not
+// have is left out as if unknown.
+func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
+	var a announce // only for refusal log fields
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		t.refuse(w, r, &a, reasonMalformed, errors.New("malformed query"))
+		return
+	}
+	if a.id, err = parseIdentity(q); err != nil {
+		t.refuse(w, r, &a, reasonMalformed, err)
+		return
+	}
+	hashes := q["info_hash"]
+	switch {
+	case len(hashes) == 0:
+		t.refuse(w, r, &a, reasonMalformed, errors.New("scrape requires at least one info_hash"))
+		return
+	case len(hashes) > maxScrapeList:
+		t.refuse(w, r, &a, reasonMalformed, fmt.Errorf("scrape of more than %d info_hash values", maxScrapeList))
+		return
+	}
+	for _, h := range hashes {
+		if len(h) != 20 {
+			t.refuse(w, r, &a, reasonMalformed, fmt.Errorf("invalid info_hash: %d bytes, want 20", len(h)))
+			return
+		}
+	}
+	copy(a.infoHash[:], hashes[0])
+	if f := t.authorize.Load(); f != nil {
+		if err := (*f)(r, a.id); err != nil {
+			t.refuse(w, r, &a, reasonUnauthorized, err)
+			return
+		}
+	}
+	t.m.scrapes.Inc()
+
+	cutoff := t.cutoff()
+	files := make(map[string]scrapeFile, len(hashes))
+	for _, h := range hashes {
+		var ih [20]byte
+		copy(ih[:], h)
+		allowed := t.allowedRegions(ih)
+		if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
+			continue
+		}
+		var f scrapeFile
+		sh := t.shard(ih)
+		sh.mu.RLock()
+		if sw := sh.byHash[ih][a.id.Tenant]; sw != nil {
+			f.Downloaded = sw.downloaded
+			for i := range sw.peers {
+				p := &sw.peers[i]
+				if p.seen < cutoff || !allowed.allows(p.region) {
+					continue
+				}
+				if p.left == 0 {
+					f.Complete++
+				} else {
+					f.Incomplete++
+				}
+			}
+		}
+		sh.mu.RUnlock()
+		files[h] = f
+	}
+	body, err := bencode.Marshal(struct {
+		Files map[string]scrapeFile `bencode:"files"`
+	}{files})
+	if err != nil { // cannot happen for these types; refuse rather than send junk
+		t.refuse(w, r, &a, reasonMalformed, err)
+		return
+	}
+	w.Header()["Content-Type"] = textPlain
+	_, _ = w.Write(body)
+}
+
+// refuse answers with a bencoded failure reason (HTTP 200, see the package
+// comment) and logs why. Nothing has been stored when it is called.
+func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, reason string, err error) {
+	t.m.refusals.WithLabelValues(reason).Inc()
+	slog.Warn("tracker refused request",
+		"reason", reason,
+		"infohash", hex.EncodeToString(a.infoHash[:]),
+		"tenant", a.id.Tenant,
+		"site", a.id.Site,
+		"peer", r.RemoteAddr,
+		"err", err)
+	body, merr := bencode.Marshal(map[string]string{"failure reason": err.Error()})
+	if merr != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header()["Content-Type"] = textPlain
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,418 @@
+// Package tracker is swarmship's HTTP BitTorrent tracker: BEP 3 announce,
+// BEP 23 compact peer lists, BEP 7 peers6 and BEP 48 scrape, made aware of
+// who announces (tenant, site, region, role).
+//
+// Locality and isolation rules:
+//   - Swarms are keyed by (tenant, infohash). Peers of another tenant are never
+//     returned nor counted.
+//   - Answers list same-site peers first, then same-region peers, then the
+//     rest; each tier in random order so load spreads over the site.
+//   - Origin seeders (role "origin") are not given to agents, which fetch their
+//     origin shard over HTTP; foreign clients (no role) do get them.
+//   - A release restricted to some regions (SetAllowedRegions) is refused to
+//     requesters outside those regions, and peers outside them are never stored
+//     or returned.
+//
+// Every answer, including a refusal, is HTTP 200 with a bencoded body: a
+// refusal carries "failure reason". That is the BitTorrent convention, and
+// clients such as libtorrent only show the reason to the user on a 200 reply.
+// Requests for other paths get 404, other methods 405.
+//
+// Foreign clients announce with the .torrent's announce URL plus their own
+// parameters, so a .torrent meant for tenant X should carry ?tenant=X in its
+// announce URL; a client that sends no tenant lives in the "" tenant's swarm.
+package tracker
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"maps"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unique"
+)
+
+// Config tunes the tracker. Zero values mean the defaults.
+type Config struct {
+	Interval time.Duration // announce interval sent to clients; default 60s
+	PeerTTL  time.Duration // a peer that has not announced for this long is dropped; default 3*Interval
+	MaxPeers int           // max peers per answer; default 50; numwant is honoured up to this
+}
+
+// Identity is who announced, taken from the announce URL's query parameters
+// tenant, site, region and role. Agents put them in their announce URL; a
+// foreign client such as aria2 sends none: tenant "", role "".
+type Identity struct{ Tenant, Site, Region, Role string }
+
+// Roles an announcer can claim.
+const (
+	RoleAgent  = "agent"
+	RoleOrigin = "origin"
+)
+
+// Peer is one stored swarm member.
+type Peer struct {
+	ID                   [20]byte
+	Addr                 netip.AddrPort
+	Identity             Identity
+	Left                 int64
+	Uploaded, Downloaded int64
+	LastSeen             time.Time
+}
+
+const (
+	defaultInterval = 60 * time.Second
+	defaultMaxPeers = 50
+	defaultNumWant  = 50
+	// numShards spreads swarms over independent locks so announces for
+	// different releases never contend. A shard holds every tenant's swarm of
+	// one infohash, so residency changes touch one shard.
+	numShards = 64
+)
+
+// Tracker is an http.Handler serving /announce and /scrape.
+type Tracker struct {
+	cfg      Config
+	interval int64 // seconds, as sent to clients
+	now      func() time.Time
+
+	shards [numShards]shard
+
+	// regions maps infohash to its allowed regions. Written rarely (when a
+	// release is published) and read by every announce, so it is a
+	// copy-on-write map behind an atomic pointer: readers take no lock.
+	regions   atomic.Pointer[map[[20]byte]*regionSet]
+	regionsMu sync.Mutex // serialises writers of regions
+
+	authorize atomic.Pointer[func(*http.Request, Identity) error]
+
+	scratch sync.Pool // *scratch, per-request buffers
+	m       metrics
+}
+
+type shard struct {
+	mu     sync.RWMutex
+	byHash map[[20]byte]map[string]*swarm // infohash -> tenant -> swarm
+	active map[string]int                 // tenant -> stored peers, for the gauge
+	_      [64]byte                       // keep hot locks on separate cache lines
+}
+
+// swarm holds one (tenant, infohash) swarm's peers in a slice, which the
+// answer scans in one pass, with an index by peer ID for O(1) update and
+// swap-remove.
+type swarm struct {
+	peers      []entry
+	index      map[[20]byte]int
+	downloaded int64 // completed events while the swarm existed, for scrape
+}
+
+// entry is a stored peer as the answer scan wants it: fixed size and free of
+// string data. Site and region are interned handles, so the locality test is
+// a pointer comparison instead of reading two strings per candidate from all
+// over the heap; that scan is the tracker's hot loop.
+type entry struct {
+	seen       int64 // unix nanoseconds of the last announce
+	left       int64
+	site       unique.Handle[string]
+	region     unique.Handle[string]
+	addr       netip.AddrPort
+	id         [20]byte
+	role       uint8
+	uploaded   int64
+	downloaded int64
+}
+
+const (
+	roleNone uint8 = iota
+	roleAgent
+	roleOrigin
+)
+
+var roleNames = [...]string{roleNone: "", roleAgent: RoleAgent, roleOrigin: RoleOrigin}
+
+func roleCode(role string) uint8 {
+	switch role {
+	case RoleAgent:
+		return roleAgent
+	case RoleOrigin:
+		return roleOrigin
+	}
+	return roleNone
+}
+
+// peer expands e into the exported form.
+func (e *entry) peer(tenant string) Peer {
+	return Peer{
+		ID:   e.id,
+		Addr: e.addr,
+		Identity: Identity{
+			Tenant: tenant,
+			Site:   e.site.Value(),
+			Region: e.region.Value(),
+			Role:   roleNames[e.role],
+		},
+		Left:       e.left,
+		Uploaded:   e.uploaded,
+		Downloaded: e.downloaded,
+		LastSeen:   time.Unix(0, e.seen),
+	}
+}
+
+// regionSet is an infohash's allowed regions, as names and as interned
+// handles for the scan.
+type regionSet struct {
+	names   []string
+	handles []unique.Handle[string]
+}
+
+func (rs *regionSet) allows(h unique.Handle[string]) bool {
+	return rs == nil || slices.Contains(rs.handles, h)
+}
+
+// New returns a tracker with cfg's zero fields set to their defaults.
+func New(cfg Config) *Tracker {
+	if cfg.Interval <= 0 {
+		cfg.Interval = defaultInterval
+	}
+	if cfg.PeerTTL <= 0 {
+		cfg.PeerTTL = 3 * cfg.Interval
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = defaultMaxPeers
+	}
+	t := &Tracker{
+		cfg:      cfg,
+		interval: max(1, int64(cfg.Interval/time.Second)),
+		now:      time.Now,
+	}
+	for i := range t.shards {
+		t.shards[i].byHash = make(map[[20]byte]map[string]*swarm)
+		t.shards[i].active = make(map[string]int)
+	}
+	t.scratch.New = func() any { return new(scratch) }
+	t.m = newMetrics(t)
+	return t
+}
+
+// Authorize installs a hook run for every announce and scrape after parsing
+// and before anything is stored. An error refuses the request with the
+// error's text as failure reason; nil f removes the hook.
+func (t *Tracker) Authorize(f func(r *http.Request, id Identity) error) {
+	if f == nil {
+		t.authorize.Store(nil)
+		return
+	}
+	t.authorize.Store(&f)
+}
+
+// SetAllowedRegions restricts infoHash to regions (data residency); nil or
+// empty lifts the restriction. Peers already stored outside the allowed
+// regions are dropped at once.
+func (t *Tracker) SetAllowedRegions(infoHash [20]byte, regions []string) {
+	// Copy, dropping "": a foreign client has no region and must not match.
+	var rs regionSet
+	for _, r := range regions {
+		if r != "" && !slices.Contains(rs.names, r) {
+			rs.names = append(rs.names, r)
+			rs.handles = append(rs.handles, unique.Make(r))
+		}
+	}
+
+	t.regionsMu.Lock()
+	next := make(map[[20]byte]*regionSet)
+	if cur := t.regions.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	if len(rs.names) == 0 {
+		delete(next, infoHash)
+	} else {
+		next[infoHash] = &rs
+	}
+	t.regions.Store(&next)
+	t.regionsMu.Unlock()
+
+	if len(rs.names) == 0 {
+		return
+	}
+	sh := t.shard(infoHash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for tenant, sw := range sh.byHash[infoHash] {
+		n := sw.filter(func(e *entry) bool { return rs.allows(e.region) })
+		sh.active[tenant] -= n
+		sh.dropIfEmpty(infoHash, tenant)
+	}
+}
+
+// allowedRegions returns infoHash's residency rule, nil when unrestricted.
+func (t *Tracker) allowedRegions(infoHash [20]byte) *regionSet {
+	m := t.regions.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[infoHash]
+}
+
+// Peers returns the live peers of infoHash across all tenants (Identity tells
+// them apart), sorted by ID. Peers past PeerTTL are left out even before the
+// sweep removes them.
+func (t *Tracker) Peers(infoHash [20]byte) []Peer {
+	cutoff := t.cutoff()
+	sh := t.shard(infoHash)
+	sh.mu.RLock()
+	var out []Peer
+	for tenant, sw := range sh.byHash[infoHash] {
+		for i := range sw.peers {
+			if sw.peers[i].seen >= cutoff {
+				out = append(out, sw.peers[i].peer(tenant))
+			}
+		}
+	}
+	sh.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Peer) int {
+		if c := bytes.Compare(a.ID[:], b.ID[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Identity.Tenant, b.Identity.Tenant)
+	})
+	return out
+}
+
+// Run sweeps expired peers every half PeerTTL (at least once a second) until
+// ctx is done. Answers skip stale peers without it; the sweep bounds memory
+// and keeps the active-peers gauge honest.
+func (t *Tracker) Run(ctx context.Context) {
+	every := max(t.cfg.PeerTTL/2, time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.sweep()
+		}
+	}
+}
+
+// sweep removes every peer not seen for PeerTTL and drops empty swarms.
+func (t *Tracker) sweep() {
+	cutoff := t.cutoff()
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for ih, tenants := range sh.byHash {
+			for tenant, sw := range tenants {
+				n := sw.filter(func(e *entry) bool { return e.seen >= cutoff })
+				sh.active[tenant] -= n
+				sh.dropIfEmpty(ih, tenant)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// cutoff is the oldest last-announce time (unix ns) of a live peer.
+func (t *Tracker) cutoff() int64 {
+	return t.now().Add(-t.cfg.PeerTTL).UnixNano()
+}
+
+func (t *Tracker) shard(infoHash [20]byte) *shard {
+	// Infohashes are SHA-1 output, so any 8 bytes are uniformly spread.
+	return &t.shards[binary.LittleEndian.Uint64(infoHash[:8])%numShards]
+}
+
+// upsert stores or refreshes p in the (tenant, infohash) swarm.
+func (sh *shard) upsert(infoHash [20]byte, tenant string, e *entry, completed bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	tenants := sh.byHash[infoHash]
+	if tenants == nil {
+		tenants = make(map[string]*swarm, 1)
+		sh.byHash[infoHash] = tenants
+	}
+	sw := tenants[tenant]
+	if sw == nil {
+		sw = &swarm{index: make(map[[20]byte]int)}
+		tenants[tenant] = sw
+	}
+	if i, ok := sw.index[e.id]; ok {
+		sw.peers[i] = *e
+	} else {
+		sw.index[e.id] = len(sw.peers)
+		sw.peers = append(sw.peers, *e)
+		sh.active[tenant]++
+	}
+	if completed {
+		sw.downloaded++
+	}
+}
+
+// remove deletes a peer (event=stopped).
+func (sh *shard) remove(infoHash [20]byte, tenant string, id [20]byte) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sw := sh.byHash[infoHash][tenant]
+	if sw == nil {
+		return
+	}
+	i, ok := sw.index[id]
+	if !ok {
+		return
+	}
+	last := len(sw.peers) - 1
+	if i != last {
+		sw.peers[i] = sw.peers[last]
+		sw.index[sw.peers[i].id] = i
+	}
+	sw.peers[last] = entry{}
+	sw.peers = sw.peers[:last]
+	delete(sw.index, id)
+	sh.active[tenant]--
+	sh.dropIfEmpty(infoHash, tenant)
+}
+
+// dropIfEmpty forgets an empty swarm, and the infohash once no tenant has
+// one, so announces for many short-lived releases do not leak memory.
+// Callers hold sh.mu.
+func (sh *shard) dropIfEmpty(infoHash [20]byte, tenant string) {
+	tenants := sh.byHash[infoHash]
+	if sw := tenants[tenant]; sw != nil && len(sw.peers) == 0 {
+		delete(tenants, tenant)
+	}
+	if len(tenants) == 0 {
+		delete(sh.byHash, infoHash)
+	}
+	if sh.active[tenant] == 0 {
+		delete(sh.active, tenant) // no zero-valued series for departed tenants
+	}
+}
+
+// filter keeps the peers for which keep is true, in place, and returns how
+// many it removed. Callers hold the shard's write lock.
+func (sw *swarm) filter(keep func(*entry) bool) int {
+	n := 0
+	for i := range sw.peers {
+		if keep(&sw.peers[i]) {
+			sw.peers[n] = sw.peers[i]
+			n++
+		}
+	}
+	removed := len(sw.peers) - n
+	if removed == 0 {
+		return 0
+	}
+	clear(sw.peers[n:])
+	sw.peers = sw.peers[:n]
+	clear(sw.index)
+	for i := range sw.peers {
+		sw.index[sw.peers[i].id] = i
+	}
+	return removed
+}
