@@ -17,9 +17,9 @@ import (
 	"sync"
 	"time"
 
+	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/storage"
-	g "github.com/anacrolix/generics"
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/catalog"

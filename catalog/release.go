@@ -14,12 +14,12 @@ import (
 // Limits on what a catalog may contain. They keep a hostile catalog from
 // exhausting an agent's memory or disk before anything is verified.
 const (
-	MaxManifestSize = 16 << 20  // bytes of one release manifest
-	MaxTorrentSize  = 32 << 20  // bytes of one .torrent file
-	MaxFiles        = 100_000   // files in one release
-	MaxNameLen      = 128       // bytes of a release name or version
-	MaxPathLen      = 4096      // bytes of a file path inside a release
-	MaxReleaseSize  = 1 << 44   // 16 TiB
+	MaxManifestSize = 16 << 20 // bytes of one release manifest
+	MaxTorrentSize  = 32 << 20 // bytes of one .torrent file
+	MaxFiles        = 100_000  // files in one release
+	MaxNameLen      = 128      // bytes of a release name or version
+	MaxPathLen      = 4096     // bytes of a file path inside a release
+	MaxReleaseSize  = 1 << 44  // 16 TiB
 	manifestVersion = 1
 )
 
