@@ -167,15 +167,6 @@ func (s *scratch) offer(tier, i, n int) {
 	}
 }
 
-// seenBefore is how many candidates the tiers nearer than tier have had.
-func (s *scratch) seenBefore(tier int) int {
-	n := 0
-	for t := range tier {
-		n += s.seen[t]
-	}
-	return n
-}
-
 // sameID compares peer IDs 8 bytes at a time; the first load almost always
 // differs, which beats a general memequal call in the hot loop.
 func sameID(a, b *[20]byte) bool {
@@ -208,6 +199,7 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		mySite = unique.Make(a.id.Site)
 	}
 	var complete, incomplete int64
+	maxTier := tierOther // farthest tier that can still reach the answer
 
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -242,10 +234,16 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 				tier = tierSite
 			}
 		}
-		// Once the nearer tiers have had want candidates, this tier can no
-		// longer reach the answer; skipping it saves the random draws.
-		if nearer := s.seenBefore(tier); nearer < want {
+		// Once the nearer tiers have had want candidates, farther tiers can
+		// no longer reach the answer; skipping them saves the random draws.
+		if tier <= maxTier {
 			s.offer(tier, i, want)
+			switch {
+			case s.seen[tierSite] >= want:
+				maxTier = tierSite
+			case s.seen[tierSite]+s.seen[tierRegion] >= want:
+				maxTier = tierRegion
+			}
 		}
 	}
 

@@ -1,0 +1,263 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/seeder/origin"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newOriginCmd, newAgentCmd, newSyncCmd, newStatusCmd)
+}
+
+// originFile is origin.yaml: the origin's config plus where its catalog
+// and pinned root are.
+type originFile struct {
+	origin.Config `yaml:",inline"`
+	Catalog       string `yaml:"catalog"`
+	Root          string `yaml:"root"`
+}
+
+func newOriginCmd() *cobra.Command {
+	var (
+		f          catalogFlags
+		configPath string
+		listen     string
+	)
+	c := &cobra.Command{
+		Use:   "origin --catalog URL [--config origin.yaml]",
+		Short: "Run the tracker, the seeder of current releases and the web seed of a directory catalog",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var of originFile
+			if configPath != "" {
+				b, err := os.ReadFile(configPath)
+				if err != nil {
+					return err
+				}
+				dec := yaml.NewDecoder(bytes.NewReader(b))
+				dec.KnownFields(true)
+				if err := dec.Decode(&of); err != nil {
+					return fmt.Errorf("%s: %s", configPath, strings.TrimPrefix(err.Error(), "yaml: "))
+				}
+			}
+			if f.url == "" {
+				f.url = of.Catalog
+			}
+			if f.root == "" {
+				f.root = of.Root
+			}
+			if listen != "" {
+				of.Listen = listen
+			}
+			of.SetDefaults()
+			store, err := f.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			root, err := f.pinnedRoot()
+			if err != nil {
+				return err
+			}
+			stateDir := of.CacheDir
+			if stateDir == "" {
+				if stateDir, err = os.MkdirTemp("", "swarmship-origin-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(stateDir)
+			}
+			client, err := catalog.NewClient(store, root, filepath.Join(stateDir, "tuf"))
+			if err != nil {
+				return err
+			}
+			o, err := origin.New(of.Config, store, client, slog.Default())
+			if err != nil {
+				return err
+			}
+			defer o.Close()
+			ln, err := net.Listen("tcp", of.Listen)
+			if err != nil {
+				return fmt.Errorf("origin listen: %w", err)
+			}
+			srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			go srv.Serve(ln)
+			slog.Info("origin listening", "addr", ln.Addr().String(), "catalog", store.String(), "peer_port", o.PeerPort())
+			err = o.Run(ctx)
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(shutdown)
+			return err
+		},
+	}
+	f.register(c.Flags(), false)
+	c.Flags().StringVar(&configPath, "config", "", "origin.yaml")
+	c.Flags().StringVar(&listen, "listen", "", "HTTP listen address (default :7070)")
+	return c
+}
+
+func newAgentCmd() *cobra.Command {
+	var configPath string
+	c := &cobra.Command{
+		Use:   "agent --config agent.yaml",
+		Short: "Run the agent daemon: follow the catalog, download, verify, activate, seed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := agent.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(cmd.Context(), cfg, agent.Options{})
+			if err != nil {
+				return err
+			}
+			runErr := a.Run(cmd.Context())
+			slog.Info("agent stopping; flushing state")
+			return errors.Join(runErr, a.Close())
+		},
+	}
+	c.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml")
+	return c
+}
+
+func newSyncCmd() *cobra.Command {
+	var (
+		configPath string
+		seedFor    time.Duration
+		timeout    time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "sync --config agent.yaml [--seed-for DUR]",
+		Short: "One agent pass for cron: exit 0 when every subscription is verified and active",
+		Long: `sync refreshes the catalog, downloads, verifies and activates every subscribed
+release, optionally seeds for a while, and exits: 0 when all subscriptions are
+active, 2 with a one-line reason when not (timeout, catalog unavailable, ...).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := agent.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			cfg.Status.Addr = "off" // the daemon may own the status port
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			a, err := agent.New(ctx, cfg, agent.Options{})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			if err := a.Sync(ctx); err != nil {
+				return exitError{code: 2, msg: "sync: " + oneLine(err.Error())}
+			}
+			if seedFor > 0 {
+				sctx, scancel := context.WithTimeout(cmd.Context(), seedFor)
+				a.Seed(sctx)
+				scancel()
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), a.Status())
+			}
+			for _, s := range a.Status().Subscriptions {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active\n", s.Subscription, s.Active)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml")
+	c.Flags().DurationVar(&seedFor, "seed-for", 0, "keep seeding this long after the pass")
+	c.Flags().DurationVar(&timeout, "timeout", time.Hour, "give up after this long")
+	return c
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newStatusCmd() *cobra.Command {
+	var addr, configPath string
+	c := &cobra.Command{
+		Use:   "status [--addr 127.0.0.1:7071 | --config agent.yaml]",
+		Short: "Show a running agent's releases, progress, sources and errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath != "" && !cmd.Flags().Changed("addr") {
+				cfg, err := agent.LoadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				addr = cfg.Status.Addr
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("agent status API at %s: %w (is the agent running?)", addr, err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("agent status API at %s: %s", addr, resp.Status)
+			}
+			var st agent.Status
+			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+				return fmt.Errorf("agent status API at %s: %w", addr, err)
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			printStatus(cmd.OutOrStdout(), st)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:7071", "agent status API address")
+	c.Flags().StringVar(&configPath, "config", "", "read the address from agent.yaml")
+	return c
+}
+
+func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
+	fmt.Fprintf(w, "site %s  region %s  tenant %s  peer port %d\n", dash(st.Site), dash(st.Region), dash(st.Tenant), st.PeerPort)
+	fmt.Fprintf(w, "catalog %s  last refresh %s", st.Catalog.URL, st.Catalog.LastRefresh.Format(time.RFC3339))
+	if st.Catalog.Error != "" {
+		fmt.Fprintf(w, "  error: %s", st.Catalog.Error)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSUBSCRIPTION\tTARGET\tACTIVE\tREADY\tWAITING FOR")
+	for _, s := range st.Subscriptions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.Subscription, dash(s.Target), dash(s.Active), s.Ready, s.Reason)
+	}
+	fmt.Fprintln(tw, "\nRELEASE\tSTATE\tPROGRESS\tFROM PEERS\tFROM ORIGIN\tUPLOADED\tPEERS\tLAST ERROR")
+	for _, r := range st.Releases {
+		pct := 0.0
+		if r.Size > 0 {
+			pct = 100 * float64(r.Completed) / float64(r.Size)
+		}
+		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
+			humanBytes(r.Downloaded.Peer), humanBytes(r.Downloaded.Origin), humanBytes(r.Uploaded), r.Peers, r.LastError)
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

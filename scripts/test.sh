@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh machine it installs what the tests
+# run against (Debian BitTorrent clients and python3-libtorrent, the
+# versitygw S3 server), then runs go vet, a gofmt check and the whole suite
+# with the race detector. With CI=true a missing tool fails a test instead of
+# skipping it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools="${SWARMSHIP_TOOLS:-$PWD/.tools}"
+mkdir -p "$tools"
+export SWARMSHIP_TOOLS="$tools"
+export PATH="$tools:$PATH"
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+need=()
+command -v aria2c >/dev/null || need+=(aria2)
+command -v mktorrent >/dev/null || need+=(mktorrent)
+command -v transmission-daemon >/dev/null || need+=(transmission-daemon transmission-cli)
+command -v qbittorrent-nox >/dev/null || need+=(qbittorrent-nox)
+/usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need+=(python3-libtorrent)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+if [ ! -x "$tools/versitygw" ]; then
+  echo "test.sh: installing versitygw v1.8.0" >&2
+  GOBIN="$tools" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
+fi
+
+echo "test.sh: go vet" >&2
+go vet ./...
+unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))"
+if [ -n "$unformatted" ]; then
+  echo "test.sh: gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+echo "test.sh: go test -race" >&2
+go test -race -count=1 -timeout 25m ./...
