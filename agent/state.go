@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -127,4 +128,14 @@ func (s *stateDB) All() ([]*ReleaseState, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
 	return out, err
+}
+
+// ReadState returns the release records of a stopped agent's cache.
+func ReadState(cacheDir string) ([]*ReleaseState, error) {
+	s, err := openState(filepath.Join(cacheDir, "state", "agent.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.All()
 }

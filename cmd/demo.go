@@ -141,7 +141,11 @@ func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sam
 	elapsed := time.Since(start)
 	fmt.Fprintf(out, "\nall %d agents active in %.2fs\n\n", nAgents, elapsed.Seconds())
 
-	m, err := catalog.ParseManifest(mustRead(filepath.Join(sw.CatalogDir, catalog.ManifestKey("demo", "1.0"))))
+	mb, err := catalog.ReadAll(ctx, sw.Store, catalog.ManifestKey("demo", "1.0"), catalog.MaxManifestSize)
+	if err != nil {
+		return err
+	}
+	m, err := catalog.ParseManifest(mb)
 	if err != nil {
 		return err
 	}
@@ -199,11 +203,6 @@ func checkTree(dir string, m *catalog.Manifest) error {
 		}
 	}
 	return nil
-}
-
-func mustRead(p string) []byte {
-	b, _ := os.ReadFile(p)
-	return b
 }
 
 // writeRandomFile writes size pseudo-random bytes (fast and incompressible).

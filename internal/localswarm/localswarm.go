@@ -27,7 +27,7 @@ type Swarm struct {
 	CatalogDir string
 	KeysDir    string
 	RootPath   string
-	Store      *catalog.DirStore
+	Store      catalog.Store
 	Keys       catalog.Keys
 	Origin     *origin.Origin
 	OriginURL  string // http://127.0.0.1:PORT
@@ -46,6 +46,11 @@ type Swarm struct {
 type OriginOptions struct {
 	// Seed runs the origin's BitTorrent seeder (for foreign clients).
 	Seed bool
+	// Store is the catalog; nil means a new directory catalog under dir.
+	Store catalog.Store
+	// WrapHandler, if set, wraps the origin's HTTP handler (tests use it
+	// to slow down or break the origin).
+	WrapHandler func(http.Handler) http.Handler
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -55,14 +60,21 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		log = slog.Default()
 	}
 	s := &Swarm{Dir: dir, CatalogDir: filepath.Join(dir, "catalog"), KeysDir: filepath.Join(dir, "keys"), Log: log}
-	if err := os.MkdirAll(s.CatalogDir, 0o755); err != nil {
-		return nil, err
-	}
-	store, err := catalog.NewDirStore(s.CatalogDir)
-	if err != nil {
-		return nil, err
+	store := opts.Store
+	if store == nil {
+		if err := os.MkdirAll(s.CatalogDir, 0o755); err != nil {
+			return nil, err
+		}
+		ds, err := catalog.NewDirStore(s.CatalogDir)
+		if err != nil {
+			return nil, err
+		}
+		store = ds
+	} else {
+		s.CatalogDir = ""
 	}
 	s.Store = store
+	var err error
 	if s.Keys, err = catalog.GenerateKeys(s.KeysDir); err != nil {
 		return nil, err
 	}
@@ -95,7 +107,11 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		s.ln.Close()
 		return nil, err
 	}
-	s.srv = &http.Server{Handler: s.Origin.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	h := s.Origin.Handler()
+	if opts.WrapHandler != nil {
+		h = opts.WrapHandler(h)
+	}
+	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go s.srv.Serve(s.ln)
 	octx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel

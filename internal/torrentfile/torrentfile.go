@@ -56,6 +56,10 @@ func Check(info *metainfo.Info, m *catalog.Manifest) error {
 	if info.Name != m.Version {
 		return fmt.Errorf("torrent name %q is not the release version %q", info.Name, m.Version)
 	}
+	if info.NameUtf8 != "" && info.NameUtf8 != info.Name {
+		// Clients name the download directory after name.utf-8 when present.
+		return fmt.Errorf("torrent name.utf-8 %q differs from its name %q", info.NameUtf8, info.Name)
+	}
 	if info.PieceLength != m.PieceLength {
 		return fmt.Errorf("torrent piece length %d differs from the manifest's %d", info.PieceLength, m.PieceLength)
 	}

@@ -366,6 +366,8 @@ func (o *Origin) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", o.healthz)
 	if o.dirRoot != nil {
 		mux.Handle("/", &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes})
+	} else {
+		mux.Handle("/", &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute})
 	}
 	return mux
 }
