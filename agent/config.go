@@ -245,6 +245,21 @@ func ParseConfig(name string, b []byte) (*Config, error) {
 		if errors.Is(err, os.ErrNotExist) || err.Error() == "EOF" {
 			return nil, fmt.Errorf("%s: config is empty", name)
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// "line 7: field x not found" → "agent.yaml:7: field x not found"
+			var msgs []string
+			for _, e := range te.Errors {
+				if rest, ok := strings.CutPrefix(e, "line "); ok {
+					if num, msg, ok := strings.Cut(rest, ": "); ok {
+						msgs = append(msgs, name+":"+num+": "+msg)
+						continue
+					}
+				}
+				msgs = append(msgs, name+": "+e)
+			}
+			return nil, errors.New(strings.Join(msgs, "; "))
+		}
 		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	c.setDefaults()

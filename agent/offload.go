@@ -244,6 +244,22 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	if err := piece.VerifyDataContext(ctx); err != nil {
 		return fmt.Errorf("verify piece %d: %w", p, err)
 	}
+	// A peer may have delivered chunks of the same piece meanwhile, which
+	// queues another check: judge the piece once the library settles.
+	for range 100 {
+		st := o.t.PieceState(p)
+		if st.Complete {
+			return nil
+		}
+		if !st.Hashing && !st.QueuedForHash && !st.Marking {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if !o.t.PieceState(p).Complete {
 		return fmt.Errorf("piece %d from the origin failed its hash check", p)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"unique"
 )
 
 // Limits on client-supplied values. They keep one hostile client from making
@@ -39,6 +40,9 @@ type announce struct {
 	noPeerID   bool
 	ip         netip.Addr // optional ip= parameter, invalid when absent or unusable
 	id         Identity
+
+	// Interned id.Site and id.Region, set once the announce is accepted.
+	site, region unique.Handle[string]
 }
 
 // parseAnnounce validates an announce query strictly. Anything that is not

@@ -52,8 +52,10 @@ func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	// GET only: an announce changes the swarm, so HEAD (a "safe" method that
+	// caches and link checkers send freely) must not store peers.
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
@@ -91,6 +93,7 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	}
 
 	now := t.now().UnixNano()
+	a.site, a.region = unique.Make(a.id.Site), unique.Make(a.id.Region)
 	sh := t.shard(a.infoHash)
 	want := t.cfg.MaxPeers
 	if a.numWant >= 0 {
@@ -105,8 +108,8 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		e := entry{
 			seen:       now,
 			left:       a.left,
-			site:       unique.Make(a.id.Site),
-			region:     unique.Make(a.id.Region),
+			site:       a.site,
+			region:     a.region,
 			addr:       addr,
 			id:         a.peerID,
 			role:       roleCode(a.id.Role),
@@ -188,16 +191,10 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	cutoff := now - int64(t.cfg.PeerTTL)
 	reqSeeder := a.left == 0
 	reqAgent := a.id.Role == RoleAgent
-	// A requester without a site or region has no locality: never match
-	// other peers' empty values as "same site".
-	var mySite, myRegion unique.Handle[string]
+	// A requester without a region has no locality: other peers' empty
+	// values must not count as "same region". A site is named within its
+	// region, so same site means same region and same site.
 	hasRegion, hasSite := a.id.Region != "", a.id.Region != "" && a.id.Site != ""
-	if hasRegion {
-		myRegion = unique.Make(a.id.Region)
-	}
-	if hasSite {
-		mySite = unique.Make(a.id.Site)
-	}
 	var complete, incomplete int64
 	maxTier := tierOther // farthest tier that can still reach the answer
 
@@ -228,9 +225,9 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 			continue
 		}
 		tier := tierOther
-		if hasRegion && p.region == myRegion {
+		if hasRegion && p.region == a.region {
 			tier = tierRegion
-			if hasSite && p.site == mySite {
+			if hasSite && p.site == a.site {
 				tier = tierSite
 			}
 		}

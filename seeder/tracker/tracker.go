@@ -16,7 +16,7 @@
 // Every answer, including a refusal, is HTTP 200 with a bencoded body: a
 // refusal carries "failure reason". That is the BitTorrent convention, and
 // clients such as libtorrent only show the reason to the user on a 200 reply.
-// Requests for other paths get 404, other methods 405.
+// Requests for other paths get 404, methods other than GET 405.
 //
 // Foreign clients announce with the .torrent's announce URL plus their own
 // parameters, so a .torrent meant for tenant X should carry ?tenant=X in its

@@ -808,6 +808,7 @@ func TestRoutingAndAddress(t *testing.T) {
 		{http.MethodGet, "/", 404},
 		{http.MethodGet, "/announcement?" + q, 404},
 		{http.MethodPost, "/announce?" + q, 405},
+		{http.MethodHead, "/announce?" + q, 405},
 	} {
 		req := httptest.NewRequest(tc.method, tc.target, nil)
 		rec := httptest.NewRecorder()
