@@ -49,13 +49,19 @@ func TestParseConfigErrorsNameFileLineAndField(t *testing.T) {
 			[]string{"agent.yaml:10:", "chanel"}},
 		{"bad release name", func(s string) string { return strings.Replace(s, "name: media", "name: ../media", 1) },
 			[]string{"agent.yaml:11:", "subscriptions[1].name"}},
-		{"channel and version", func(s string) string { return strings.Replace(s, `version: "2.1"`, "version: \"2.1\"\n    channel: beta", 1) },
+		{"channel and version", func(s string) string {
+			return strings.Replace(s, `version: "2.1"`, "version: \"2.1\"\n    channel: beta", 1)
+		},
 			[]string{"agent.yaml:11:", "subscriptions[1]", "not both"}},
 		{"missing root", func(s string) string { return strings.Replace(s, "  root: /etc/swarmship/root.json\n", "", 1) },
 			[]string{"agent.yaml:1:", "catalog.root", "required"}},
-		{"unknown catalog scheme", func(s string) string { return strings.Replace(s, "http://origin:7070/\n  root", "ftp://origin/\n  root", 1) },
+		{"unknown catalog scheme", func(s string) string {
+			return strings.Replace(s, "http://origin:7070/\n  root", "ftp://origin/\n  root", 1)
+		},
 			[]string{"agent.yaml:2:", "catalog.url", "ftp"}},
-		{"tracker not http", func(s string) string { return strings.Replace(s, "tracker: http://origin:7070/announce", "tracker: udp://origin:1/announce", 1) },
+		{"tracker not http", func(s string) string {
+			return strings.Replace(s, "tracker: http://origin:7070/announce", "tracker: udp://origin:1/announce", 1)
+		},
 			[]string{"agent.yaml:4:", "tracker"}},
 		{"duplicate subscription", func(s string) string { return strings.Replace(s, "name: media", "name: app", 1) },
 			[]string{"agent.yaml:11:", "subscribed twice"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,9 +182,16 @@ func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, e
 	if tf.Length > limit {
 		return nil, fmt.Errorf("%s: signed length %d exceeds the %d-byte limit", key, tf.Length, limit)
 	}
-	b, err := ReadAll(ctx, c.store, key, tf.Length)
+	// Read at most one byte past the signed length: a longer object is
+	// then reported as not matching the catalog, like any other change.
+	rc, err := c.store.Get(ctx, key)
 	if err != nil {
 		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(rc, tf.Length+1))
+	rc.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", key, c.store, err)
 	}
 	if err := tf.VerifyLengthHashes(b); err != nil {
 		return nil, fmt.Errorf("%s in %s does not match the signed catalog (changed or corrupted): %w", key, c.store, err)
