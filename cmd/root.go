@@ -30,18 +30,28 @@ var global globalFlags
 
 // Execute runs the command line and returns the process exit code.
 func Execute() int {
-	root := newRootCmd()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+}
+
+// Run runs swarmship with args and returns the exit code; tests call it
+// in-process.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	global = globalFlags{}
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
-				fmt.Fprintln(os.Stderr, "swarmship:", ee.msg)
+				fmt.Fprintln(stderr, "swarmship:", ee.msg)
 			}
 			return ee.code
 		}
-		fmt.Fprintln(os.Stderr, "swarmship:", err)
+		fmt.Fprintln(stderr, "swarmship:", err)
 		return 1
 	}
 	return 0
