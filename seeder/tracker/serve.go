@@ -191,6 +191,9 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	cutoff := now - int64(t.cfg.PeerTTL)
 	reqSeeder := a.left == 0
 	reqAgent := a.id.Role == RoleAgent
+	// The origin's seeder waits for foreign clients to dial it; handing it
+	// agents would make it dial them and become an equal source for them.
+	reqOrigin := a.id.Role == RoleOrigin
 	// A requester without a region has no locality: other peers' empty
 	// values must not count as "same region". A site is named within its
 	// region, so same site means same region and same site.
@@ -221,7 +224,8 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		case want == 0,
 			p.addr == self, sameID(&p.id, &a.peerID), // never the requester itself
 			reqSeeder && p.left == 0,         // seeders have nothing to give each other
-			reqAgent && p.role == roleOrigin: // agents shard the origin over HTTP
+			reqAgent && p.role == roleOrigin, // agents shard the origin over HTTP
+			reqOrigin && p.role == roleAgent:
 			continue
 		}
 		tier := tierOther

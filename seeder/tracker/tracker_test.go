@@ -425,8 +425,10 @@ func TestRoleAndSeederFiltering(t *testing.T) {
 			[]netip.AddrPort{origin, agentSeed, agentLeech}},
 		{"seeder gets no seeders", ann{id: pid(2), remote: "10.0.0.2:1", left: 0, ident: Identity{Tenant: "t", Site: "s", Region: "eu", Role: RoleAgent}},
 			[]netip.AddrPort{agentLeech, foreign}},
-		{"origin seeder gets leechers", ann{id: pid(1), remote: "10.0.0.1:1", left: 0, ident: Identity{Tenant: "t", Site: "dc", Region: "eu", Role: RoleOrigin}},
-			[]netip.AddrPort{agentLeech, foreign}},
+		// Agents take origin shards over HTTP: the origin's seeder must not
+		// dial them, or it becomes an equal source for them.
+		{"origin seeder gets foreign leechers only", ann{id: pid(1), remote: "10.0.0.1:1", left: 0, ident: Identity{Tenant: "t", Site: "dc", Region: "eu", Role: RoleOrigin}},
+			[]netip.AddrPort{foreign}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.a.ih = ih
