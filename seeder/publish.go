@@ -92,6 +92,13 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if opts.Expiry == (catalog.Expiry{}) {
 		opts.Expiry = catalog.DefaultExpiry
 	}
+	// Check for the signing keys now: without them the final Commit would
+	// fail after the payload had been uploaded.
+	for _, role := range []string{"targets", "snapshot", "timestamp"} {
+		if keys[role] == nil {
+			return nil, fmt.Errorf("no %s key loaded: publishing needs the targets, snapshot and timestamp keys", role)
+		}
+	}
 	files, err := CollectFiles(opts.Paths)
 	if err != nil {
 		return nil, err
