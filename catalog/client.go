@@ -124,7 +124,10 @@ func describeTUFError(err error) error {
 	var badVersion *metadata.ErrBadVersionNumber
 	var unsigned *metadata.ErrUnsignedMetadata
 	var lengthOrHash *metadata.ErrLengthOrHashMismatch
+	var missing *metadata.ErrDownloadHTTP
 	switch {
+	case errors.As(err, &missing) && missing.StatusCode == 404:
+		return fmt.Errorf("no catalog metadata here (%s is missing): wrong catalog URL, or run `swarmship catalog init`: %w", missing.URL, err)
 	case errors.As(err, &expired):
 		return fmt.Errorf("metadata expired (re-sign with `swarmship catalog resign`): %w", err)
 	case errors.As(err, &badVersion):

@@ -25,15 +25,18 @@ import (
 
 func BenchmarkHashPieces(b *testing.B) {
 	entries := benchFile(b)
-	for _, workers := range benchWorkers() {
-		b.Run(fmt.Sprintf("pl=4MiB/workers=%d", workers), func(b *testing.B) {
-			b.SetBytes(entries[0].Size)
-			for b.Loop() {
-				if _, err := HashPieces(context.Background(), entries, 4<<20, workers); err != nil {
-					b.Fatal(err)
+	for _, mode := range []string{"mmap", "pread"} {
+		for _, workers := range benchWorkers() {
+			b.Run(fmt.Sprintf("pl=4MiB/%s/workers=%d", mode, workers), func(b *testing.B) {
+				benchUseMmap(b, mode == "mmap")
+				b.SetBytes(entries[0].Size)
+				for b.Loop() {
+					if _, err := HashPieces(context.Background(), entries, 4<<20, workers); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 	// The library's single-threaded builder, for reference.
 	b.Run("pl=4MiB/library", func(b *testing.B) {
@@ -51,17 +54,27 @@ func BenchmarkHashPieces(b *testing.B) {
 func BenchmarkHashFiles(b *testing.B) {
 	entries := benchFile(b)
 	for _, pl := range []int64{1 << 20, 4 << 20, 16 << 20} {
-		for _, workers := range benchWorkers() {
-			b.Run(fmt.Sprintf("pl=%dMiB/workers=%d", pl>>20, workers), func(b *testing.B) {
-				b.SetBytes(entries[0].Size)
-				for b.Loop() {
-					if _, err := HashFiles(context.Background(), entries, pl, workers, nil); err != nil {
-						b.Fatal(err)
+		for _, mode := range []string{"mmap", "pread"} {
+			for _, workers := range benchWorkers() {
+				b.Run(fmt.Sprintf("pl=%dMiB/%s/workers=%d", pl>>20, mode, workers), func(b *testing.B) {
+					benchUseMmap(b, mode == "mmap")
+					b.SetBytes(entries[0].Size)
+					for b.Loop() {
+						if _, err := HashFiles(context.Background(), entries, pl, workers, nil); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
+}
+
+// benchUseMmap picks how big files are read (see mmapMinSize).
+func benchUseMmap(b *testing.B, on bool) {
+	old := useMmap
+	useMmap = on
+	b.Cleanup(func() { useMmap = old })
 }
 
 func benchWorkers() []int {

@@ -108,8 +108,13 @@ func TestHashFilesMatchesLibrary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			entries := writeTree(t, t.TempDir(), tc.files)
 			want := referencePieces(t, entries, tc.pieceLength)
-			for _, workers := range []int{1, 4, 0} {
-				t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			for _, run := range []struct {
+				workers int
+				mmap    bool
+			}{{1, true}, {4, true}, {0, true}, {1, false}, {4, false}} {
+				t.Run(fmt.Sprintf("workers=%d/mmap=%v", run.workers, run.mmap), func(t *testing.T) {
+					setUseMmap(t, run.mmap)
+					workers := run.workers
 					var calls []int64
 					var mu sync.Mutex
 					r, err := HashFiles(context.Background(), entries, tc.pieceLength, workers, func(done int64) {
@@ -148,6 +153,52 @@ func TestHashFilesMatchesLibrary(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+func setUseMmap(t *testing.T, on bool) {
+	old := useMmap
+	useMmap = on
+	t.Cleanup(func() { useMmap = old })
+}
+
+// TestHashFilesFileChangesDuringHashing changes a file right after the
+// hasher opened (and mapped) it: shrinking must give an error naming the
+// file, not wrong hashes and not a crash from the fault on the mapping;
+// growing must be noticed too.
+func TestHashFilesFileChangesDuringHashing(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		newSize int64
+		want    string
+	}{
+		{"shrinks", 1 << 20, "did it change during hashing?"},
+		{"grows", 5 << 20, "is 5242880 bytes, listed as 4194304; did it change during hashing?"},
+	} {
+		for _, mm := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/mmap=%v", tc.name, mm), func(t *testing.T) {
+				setUseMmap(t, mm)
+				entries := writeTree(t, t.TempDir(), []testFile{{"big", 4 << 20}})
+				testHookOpened = func(path string) {
+					if err := os.Truncate(path, tc.newSize); err != nil {
+						t.Error(err)
+					}
+				}
+				t.Cleanup(func() { testHookOpened = nil })
+				_, err := HashFiles(context.Background(), entries, 256<<10, 2, nil)
+				t.Logf("HashFiles: %v", err)
+				if err == nil || !strings.Contains(err.Error(), entries[0].Source) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("HashFiles error = %v, want one naming %s and containing %q", err, entries[0].Source, tc.want)
+				}
+				if err := os.Truncate(entries[0].Source, 4<<20); err != nil {
+					t.Fatal(err)
+				}
+				_, err = HashPieces(context.Background(), entries, 256<<10, 2)
+				if err == nil || !strings.Contains(err.Error(), entries[0].Source) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("HashPieces error = %v, want one naming %s and containing %q", err, entries[0].Source, tc.want)
+				}
+			})
+		}
 	}
 }
 
