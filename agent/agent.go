@@ -47,6 +47,7 @@ type Agent struct {
 	catalogErr  error
 	refreshErrs int64
 	wake        chan struct{}
+	reports     reportCounters
 
 	statusLn  net.Listener
 	statusSrv *http.Server
@@ -179,6 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	defer a.startReporter(ctx)()
 	a.restoreCached(ctx)
 	refresh := time.NewTimer(0)
 	defer refresh.Stop()
@@ -420,22 +422,24 @@ func (a *Agent) step(ctx context.Context, ref catalog.ReleaseRef, st *Subscripti
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
-		if d.off != nil && d.off.failures.Load() > 0 && rec.LastError == "" {
-			rec.LastError = "origin fetch errors; retrying"
+		if e := d.off.lastErr.Load(); e != nil && rec.LastError != *e {
+			rec.LastError = "origin fetch: " + *e
+			a.state.Put(rec)
 		}
 		return fmt.Errorf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	if err := verifyFiles(ctx, a.releaseDir(ref.Name, ref.Version), d.manifest); err != nil {
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
-		rec.Phase, rec.LastError = PhaseFailed, err.Error()
+		rec.LastError = err.Error()
+		a.setPhase(rec, PhaseFailed, "")
 		a.state.Put(rec)
 		// Drop the torrent and its completion so the next pass refetches.
 		a.dropDownload(d)
 		return err
 	}
 	a.setPhase(rec, PhaseVerified, "")
-	rec.Verified = time.Now()
+	rec.Verified, rec.LastError = time.Now(), ""
 	a.state.Put(rec)
 	return a.activate(ctx, d, rec)
 }
@@ -461,7 +465,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if err := writeFileAtomic(a.torrentPath(ref.Name, ref.Version), torrentBytes); err != nil {
 		return nil, err
 	}
-	stor := storage.NewFileOpts(storage.NewFileClientOpts{
+	stor := btclient.NewFileStorage(storage.NewFileClientOpts{
 		ClientBaseDir:   filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
 		PieceCompletion: btclient.SharedCompletion{PieceCompletion: a.complete},
 		UsePartFiles:    g.Some(false),
@@ -479,9 +483,12 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	if !ok {
-		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Phase: PhaseQueued, Queued: time.Now()}
+		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}
 	}
 	rec.InfoHash, rec.Size = m.InfoHash, m.TotalSize
+	if rec.Phase == "" {
+		a.setPhase(rec, PhaseQueued, "")
+	}
 	if rec.Phase == PhaseQueued || rec.Phase == PhaseFailed {
 		a.setPhase(rec, PhaseDownloading, "")
 		rec.Started = time.Now()
@@ -552,7 +559,14 @@ func (a *Agent) releaseDir(name, version string) string {
 
 func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
 	if rec.Phase != p {
-		a.log.Info("release state", "release", rec.Name, "version", rec.Version, "infohash", rec.InfoHash, "from", string(rec.Phase), "to", string(p))
+		attrs := []any{"release", rec.Name, "version", rec.Version, "infohash", rec.InfoHash, "tenant", a.cfg.Tenant, "from", string(rec.Phase), "to", string(p)}
+		if reason != "" {
+			attrs = append(attrs, "reason", reason)
+		}
+		if p == PhaseFailed && rec.LastError != "" {
+			attrs = append(attrs, "err", rec.LastError)
+		}
+		a.log.Info("release state", attrs...)
 	}
 	rec.Phase, rec.Reason = p, reason
 }
@@ -565,8 +579,8 @@ func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {
 	if infoHash != "" {
 		rec.InfoHash = infoHash
 	}
-	a.setPhase(rec, PhaseFailed, "")
 	rec.LastError = err.Error()
+	a.setPhase(rec, PhaseFailed, "")
 	a.state.Put(rec)
 }
 

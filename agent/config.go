@@ -29,6 +29,7 @@ type Config struct {
 	Offload       OffloadConfig  `yaml:"offload"`
 	Status        StatusConfig   `yaml:"status"`
 	Hooks         HooksConfig    `yaml:"hooks"`
+	Report        ReportConfig   `yaml:"report"`
 	// RefreshInterval is how often the catalog is re-read.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 }
@@ -124,6 +125,7 @@ func (c *Config) setDefaults() {
 	if c.Hooks.Timeout == 0 {
 		c.Hooks.Timeout = 5 * time.Minute
 	}
+	c.Report.setDefaults()
 	for i := range c.Subscriptions {
 		if c.Subscriptions[i].Keep == 0 {
 			c.Subscriptions[i].Keep = 1
@@ -215,6 +217,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshInterval < time.Second {
 		return ferr("refresh_interval", "must be at least 1s")
+	}
+	if err := c.Report.validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -89,6 +89,7 @@ type offloader struct {
 
 	originBytes atomic.Int64
 	failures    atomic.Int64
+	lastErr     atomic.Pointer[string] // last origin fetch error, for status
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -137,6 +138,8 @@ func (o *offloader) run(ctx context.Context) error {
 					defer wg.Done()
 					if err := o.fetchPiece(ctx, p); err != nil && ctx.Err() == nil {
 						o.failures.Add(1)
+						msg := err.Error()
+						o.lastErr.Store(&msg)
 						o.log.Warn("origin fetch failed", "piece", p, "err", err)
 						// Back off so a broken origin is not hammered.
 						select {
