@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +40,7 @@ type Agent struct {
 	complete storage.PieceCompletion
 	down, up *rate.Limiter
 	peerID   [20]byte
+	token    string
 
 	mu          sync.Mutex
 	downloads   map[string]*download // by name@version
@@ -102,7 +104,21 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("cache_dir: %w", err)
 		}
 	}
+	tok := cfg.Token
+	if cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token_file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
 	store := opts.Store
+	if store == nil && tok != "" && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
+		client := &http.Client{Transport: bearerTransport{token: tok, next: http.DefaultTransport}}
+		if store, err = catalog.NewHTTPStore(cfg.Catalog.URL, client); err != nil {
+			return nil, err
+		}
+	}
 	if store == nil {
 		if store, err = catalog.OpenStore(ctx, cfg.Catalog.URL, catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())); err != nil {
 			// An unreachable catalog must not stop the agent from serving
@@ -125,7 +141,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("piece completion database: %w", err)
 	}
 	a := &Agent{
-		cfg: cfg, log: log, store: store, catalog: cc, state: state, complete: completion,
+		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		down: btclient.Unlimited(), up: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 	}
@@ -145,6 +161,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.peerID = a.bt.PeerID()
 	return a, nil
+}
+
+// bearerTransport adds the agent's token to catalog requests. Go drops
+// the header when a redirect leaves the host (presigned S3 URLs).
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // PeerPort is the port the agent accepts peers on.
@@ -548,6 +577,9 @@ func (a *Agent) announceURL() string {
 	}
 	if a.cfg.Region != "" {
 		q.Set("region", a.cfg.Region)
+	}
+	if a.token != "" {
+		q.Set("token", a.token)
 	}
 	u.RawQuery = q.Encode()
 	return u.String()

@@ -18,11 +18,15 @@ import (
 // Config is an agent's configuration, read from YAML. It is composed of
 // its components' configs; each owns its defaults.
 type Config struct {
-	Catalog       CatalogConfig  `yaml:"catalog"`
-	Tracker       string         `yaml:"tracker"` // announce URL of the origin's tracker; empty: none
-	Site          string         `yaml:"site"`
-	Region        string         `yaml:"region"`
-	Tenant        string         `yaml:"tenant"`
+	Catalog CatalogConfig `yaml:"catalog"`
+	Tracker string        `yaml:"tracker"` // announce URL of the origin's tracker; empty: none
+	Site    string        `yaml:"site"`
+	Region  string        `yaml:"region"`
+	Tenant  string        `yaml:"tenant"`
+	// Token (or TokenFile) is the access token from `swarmship token
+	// issue`, sent to the tracker and to a private catalog.
+	Token         string         `yaml:"token"`
+	TokenFile     string         `yaml:"token_file"`
 	CacheDir      string         `yaml:"cache_dir"`
 	Subscriptions []Subscription `yaml:"subscriptions"`
 	Swarm         SwarmConfig    `yaml:"swarm"`
@@ -172,6 +176,9 @@ func (c *Config) Validate() error {
 				return ferr(f.name, "%v", err)
 			}
 		}
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		return ferr("token", "give token or token_file, not both")
 	}
 	if len(c.Subscriptions) == 0 {
 		return ferr("subscriptions", "lists no releases")

@@ -5,6 +5,7 @@ package origin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -42,6 +44,13 @@ type Config struct {
 	// AnnounceURL is the tracker URL the seeder announces to; default
 	// http://<listen>/announce.
 	AnnounceURL string `yaml:"announce_url"`
+	// TokenPublicKey (token.pub from `swarmship token keygen`) makes the
+	// tracker require a valid token whose tenant, site and region match
+	// the announce.
+	TokenPublicKey string `yaml:"token_public_key"`
+	// PrivateCatalog also requires a token to read the catalog and the
+	// web seed over HTTP.
+	PrivateCatalog bool `yaml:"private_catalog"`
 }
 
 // SetDefaults fills unset fields.
@@ -73,6 +82,8 @@ type Origin struct {
 
 	mu      sync.Mutex
 	seeding map[string]*torrent.Torrent // by name@version
+
+	tokenKey ed25519.PublicKey // nil: no tokens required
 	lastErr error
 	lastOK  time.Time
 	ready   atomic.Bool
@@ -85,6 +96,16 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		log = slog.Default()
 	}
 	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}}
+	if cfg.TokenPublicKey != "" {
+		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
+		if err != nil {
+			return nil, err
+		}
+		o.tokenKey = pub
+		o.tracker.Authorize(o.authorizeAnnounce)
+	} else if cfg.PrivateCatalog {
+		return nil, errors.New("origin: private_catalog needs token_public_key")
+	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
 		if err != nil {
@@ -364,11 +385,16 @@ func (o *Origin) Handler() http.Handler {
 	mux.Handle("/scrape", o.tracker)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", o.healthz)
+	var catalogHandler http.Handler
 	if o.dirRoot != nil {
-		mux.Handle("/", &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes})
+		catalogHandler = &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes}
 	} else {
-		mux.Handle("/", &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute})
+		catalogHandler = &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute}
 	}
+	if o.cfg.PrivateCatalog {
+		catalogHandler = o.requireToken(catalogHandler)
+	}
+	mux.Handle("/", catalogHandler)
 	return mux
 }
 
@@ -416,4 +442,48 @@ func (c originCollector) Collect(ch chan<- prometheus.Metric) {
 		ts = float64(last.Unix())
 	}
 	ch <- prometheus.MustNewConstMetric(descCatalogOK, prometheus.GaugeValue, ts)
+}
+
+// authorizeAnnounce admits an announce only with a valid token whose
+// claims match the identity in the announce URL.
+func (o *Origin) authorizeAnnounce(r *http.Request, id tracker.Identity) error {
+	tok := token.FromRequest(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
+	c, err := token.Verify(o.tokenKey, tok, time.Now())
+	if errors.Is(err, token.ErrMissing) {
+		return fmt.Errorf("%w: %w", tracker.ErrUnauthenticated, err)
+	}
+	if err != nil {
+		return err
+	}
+	return matchClaims(c, id.Tenant, id.Site, id.Region)
+}
+
+func matchClaims(c token.Claims, tenant, site, region string) error {
+	switch {
+	case c.Tenant != tenant:
+		return fmt.Errorf("token is for tenant %q, not %q", c.Tenant, tenant)
+	case c.Site != "" && c.Site != site:
+		return fmt.Errorf("token is for site %q, not %q", c.Site, site)
+	case c.Region != "" && c.Region != region:
+		return fmt.Errorf("token is for region %q, not %q", c.Region, region)
+	}
+	return nil
+}
+
+// requireToken guards the catalog of a private deployment.
+func (o *Origin) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := token.FromRequest(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
+		if _, err := token.Verify(o.tokenKey, tok, time.Now()); err != nil {
+			code := http.StatusForbidden
+			if errors.Is(err, token.ErrMissing) {
+				code = http.StatusUnauthorized
+				w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
+			}
+			o.log.Warn("catalog request refused", "path", r.URL.Path, "peer", r.RemoteAddr, "err", err)
+			http.Error(w, "token required: "+err.Error(), code)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -436,5 +436,23 @@ func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, re
 		return
 	}
 	w.Header()["Content-Type"] = textPlain
+	if reason == reasonUnauthorized {
+		// Clients treat any non-200 as a failed announce; the status
+		// tells operators and proxies what happened.
+		code := http.StatusForbidden
+		if errors.Is(err, ErrUnauthenticated) {
+			code = http.StatusUnauthorized
+		}
+		w.WriteHeader(code)
+	}
+	if reason == reasonUnauthorized {
+		// Clients treat any non-200 as a failed announce; the status
+		// tells operators and proxies what happened.
+		code := http.StatusForbidden
+		if errors.Is(err, ErrUnauthenticated) {
+			code = http.StatusUnauthorized
+		}
+		w.WriteHeader(code)
+	}
 	_, _ = w.Write(body)
 }

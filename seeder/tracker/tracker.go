@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"maps"
 	"net/http"
 	"net/netip"
@@ -199,6 +200,10 @@ func New(cfg Config) *Tracker {
 	t.m = newMetrics(t)
 	return t
 }
+
+// ErrUnauthenticated marks an Authorize error as "no credentials": the
+// tracker answers 401 instead of 403.
+var ErrUnauthenticated = errors.New("authentication required")
 
 // Authorize installs a hook run for every announce and scrape after parsing
 // and before anything is stored. An error refuses the request with the

@@ -94,10 +94,18 @@ func get(t testing.TB, tr *Tracker, target, remote string) []byte {
 	}
 	rec := httptest.NewRecorder()
 	tr.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
+	// Refusals are bencoded failures; authorization failures also carry
+	// 401/403 (checked in TestAuthorize).
+	if rec.Code != http.StatusOK && rec.Code != http.StatusUnauthorized && rec.Code != http.StatusForbidden {
 		t.Fatalf("GET %s: status %d", target, rec.Code)
 	}
 	return rec.Body.Bytes()
+}
+
+func status(tr *Tracker, target string) int {
+	rec := httptest.NewRecorder()
+	tr.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+	return rec.Code
 }
 
 func announceRaw(t testing.TB, tr *Tracker, rawQuery, remote string) resp {
@@ -724,10 +732,13 @@ func TestAuthorize(t *testing.T) {
 		mu.Lock()
 		seen = append(seen, id)
 		mu.Unlock()
-		if r.URL.Query().Get("token") != "good" {
-			return errors.New("bad token")
+		switch r.URL.Query().Get("token") {
+		case "good":
+			return nil
+		case "":
+			return fmt.Errorf("%w: no token", ErrUnauthenticated)
 		}
-		return nil
+		return errors.New("bad token")
 	})
 	id := Identity{Tenant: "t", Site: "s", Region: "eu", Role: RoleAgent}
 	q := ann{ih: ih, id: pid(1), port: 6881, left: 5, ident: id}.values()
@@ -740,8 +751,16 @@ func TestAuthorize(t *testing.T) {
 	if stored(tr, ih) != 0 {
 		t.Fatal("refused announce stored a peer")
 	}
+	if c := status(tr, "/announce?"+q.Encode()); c != http.StatusForbidden {
+		t.Errorf("bad token: status %d, want 403", c)
+	}
+	q.Del("token")
+	if c := status(tr, "/announce?"+q.Encode()); c != http.StatusUnauthorized {
+		t.Errorf("no token: status %d, want 401", c)
+	}
+	q.Set("token", "bad")
 	// Scrape goes through the hook too.
-	sq := url.Values{"info_hash": {string(ih[:])}, "tenant": {"t"}}
+	sq := url.Values{"info_hash": {string(ih[:])}, "tenant": {"t"}, "token": {"bad"}}
 	if r := decode(t, get(t, tr, "/scrape?"+sq.Encode(), "")); r.Failure != "bad token" {
 		t.Errorf("scrape failure %q", r.Failure)
 	}
@@ -751,7 +770,7 @@ func TestAuthorize(t *testing.T) {
 	if stored(tr, ih) != 1 {
 		t.Error("authorized announce not stored")
 	}
-	if len(seen) != 3 || seen[0] != id {
+	if len(seen) != 5 || seen[0] != id {
 		t.Errorf("hook saw %+v", seen)
 	}
 

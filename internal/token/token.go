@@ -1,0 +1,228 @@
+// Package token issues and verifies swarmship access tokens: short,
+// ed25519-signed claims naming a tenant, site and region, with an expiry.
+// The tracker, the origin's private catalog and the report endpoint accept
+// a request only with a valid token whose claims match the request.
+//
+// A token is "ss1." + base64url(JSON claims) + "." + base64url(signature),
+// where the signature covers everything before the last dot. It is short
+// enough for an announce URL's query string.
+package token
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/swarmship/swarmship/catalog"
+)
+
+const (
+	prefix = "ss1."
+	// MaxLen bounds a token so a hostile one cannot cost much to parse.
+	MaxLen = 1024
+)
+
+// b64 decodes strictly, so that each token has exactly one spelling.
+var b64 = base64.RawURLEncoding.Strict()
+
+// Errors a token can fail with; check with errors.Is.
+var (
+	ErrMissing   = errors.New("no token")
+	ErrMalformed = errors.New("malformed token")
+	ErrSignature = errors.New("token signature is not valid")
+	ErrExpired   = errors.New("token expired")
+)
+
+// Claims are what a token asserts.
+type Claims struct {
+	Tenant   string    `json:"tenant"`
+	Site     string    `json:"site,omitempty"`
+	Region   string    `json:"region,omitempty"`
+	IssuedAt time.Time `json:"iat"`
+	Expires  time.Time `json:"exp"`
+}
+
+// Validate checks claims before they are signed.
+func (c Claims) Validate() error {
+	if err := catalog.ValidateName("tenant", c.Tenant); err != nil {
+		return err
+	}
+	for _, f := range []struct{ kind, v string }{{"site", c.Site}, {"region", c.Region}} {
+		if f.v != "" {
+			if err := catalog.ValidateName(f.kind, f.v); err != nil {
+				return err
+			}
+		}
+	}
+	if !c.Expires.After(c.IssuedAt) {
+		return errors.New("token must expire after it is issued")
+	}
+	return nil
+}
+
+// Issue signs claims.
+func Issue(key ed25519.PrivateKey, c Claims) (string, error) {
+	c.IssuedAt = c.IssuedAt.UTC().Truncate(time.Second)
+	c.Expires = c.Expires.UTC().Truncate(time.Second)
+	if err := c.Validate(); err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	signed := prefix + base64.RawURLEncoding.EncodeToString(b)
+	sig := ed25519.Sign(key, []byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// Verify checks tok's signature with pub and its expiry at now.
+func Verify(pub ed25519.PublicKey, tok string, now time.Time) (Claims, error) {
+	var c Claims
+	if tok == "" {
+		return c, ErrMissing
+	}
+	if len(tok) > MaxLen || !strings.HasPrefix(tok, prefix) {
+		return c, ErrMalformed
+	}
+	i := strings.LastIndexByte(tok, '.')
+	if i <= len(prefix) {
+		return c, ErrMalformed
+	}
+	sig, err := b64.DecodeString(tok[i+1:])
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return c, ErrMalformed
+	}
+	if !ed25519.Verify(pub, []byte(tok[:i]), sig) {
+		return c, ErrSignature
+	}
+	payload, err := b64.DecodeString(tok[len(prefix):i])
+	if err != nil {
+		return c, ErrMalformed
+	}
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !now.Before(c.Expires) {
+		return c, fmt.Errorf("%w at %s", ErrExpired, c.Expires.Format(time.RFC3339))
+	}
+	return c, nil
+}
+
+// Key files in a keys directory.
+const (
+	PrivateKeyFile = "token.key"
+	PublicKeyFile  = "token.pub"
+)
+
+// GenerateKey writes a new token signing key pair into dir, refusing to
+// overwrite one.
+func GenerateKey(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	priv := filepath.Join(dir, PrivateKeyFile)
+	if _, err := os.Lstat(priv); err == nil {
+		return fmt.Errorf("%s already exists", priv)
+	}
+	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(priv, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	pder, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, PublicKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644)
+}
+
+// LoadPrivateKey reads token.key from dir, refusing a file others can read.
+func LoadPrivateKey(dir string) (ed25519.PrivateKey, error) {
+	p := filepath.Join(dir, PrivateKeyFile)
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no token signing key in %s: run `swarmship token keygen --keys %s`", dir, dir)
+	} else if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key file %s has mode %v: it must be readable by its owner only (chmod 600)", p, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s is not a PEM key", p)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an ed25519 key", p)
+	}
+	return key, nil
+}
+
+// LoadPublicKey reads a token verification key (token.pub).
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("token public key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s is not a PEM public key", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an ed25519 key", path)
+	}
+	return pub, nil
+}
+
+// FromRequest finds a token in a request: "Authorization: Bearer T" or a
+// "token" query parameter (announce URLs can carry no headers).
+func FromRequest(header, query string) string {
+	if t, ok := strings.CutPrefix(header, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return query
+}
