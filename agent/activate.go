@@ -272,3 +272,12 @@ func (l *lazyStore) Delete(ctx context.Context, key string) error {
 }
 
 func (l *lazyStore) String() string { return l.url }
+
+// cachedManifest reads the verified manifest kept next to the state.
+func (a *Agent) cachedManifest(name, version string) (*catalog.Manifest, error) {
+	b, err := os.ReadFile(a.manifestPath(name, version))
+	if err != nil {
+		return nil, err
+	}
+	return catalog.ParseManifest(b)
+}

@@ -41,6 +41,11 @@ type Agent struct {
 	down, up *rate.Limiter
 	peerID   [20]byte
 	token    string
+	loc      *time.Location
+	now      func() time.Time
+	// originLimit bounds range requests to the origin: the lower of the
+	// profile's download and WAN download rates.
+	originLimit *rate.Limiter
 
 	mu          sync.Mutex
 	downloads   map[string]*download // by name@version
@@ -49,6 +54,8 @@ type Agent struct {
 	catalogErr  error
 	refreshErrs int64
 	wake        chan struct{}
+	pol         policyState
+	evictions   int64
 	reports     reportCounters
 
 	statusLn  net.Listener
@@ -67,7 +74,7 @@ type download struct {
 	base     Bytes // counted in earlier runs
 	baseUp   int64
 	cancel   context.CancelFunc
-	verified bool
+	paused   bool // touched only by the reconcile loop
 }
 
 // SubscriptionStatus says what a subscription resolves to and why it waits.
@@ -85,6 +92,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Store overrides the catalog store opened from cfg.Catalog.URL.
 	Store catalog.Store
+	// Now is the clock for schedules and windows (tests shift it).
+	Now func() time.Time
 }
 
 // New opens the agent's state and starts its BitTorrent client. It does not
@@ -142,8 +151,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
-		down: btclient.Unlimited(), up: btclient.Unlimited(),
+		down: btclient.Unlimited(), up: btclient.Unlimited(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
+		loc: cfg.Location(), now: opts.Now,
+	}
+	if a.now == nil {
+		a.now = time.Now
 	}
 	a.bt, err = btclient.New(btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
@@ -153,6 +166,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		MaxConns:     cfg.Swarm.MaxConns,
 		Upload:       a.up,
 		Download:     a.down,
+		NoPeers:      !cfg.Mode.Peers(),
 	})
 	if err != nil {
 		completion.Close()
@@ -210,6 +224,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.startReporter(ctx)()
+	a.removeOrphans()
+	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	refresh := time.NewTimer(0)
 	defer refresh.Stop()
@@ -240,6 +256,8 @@ func (a *Agent) Run(ctx context.Context) error {
 // every subscription; it returns nil once all are active, or an error
 // naming what is not.
 func (a *Agent) Sync(ctx context.Context) error {
+	a.removeOrphans()
+	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	if err := a.refresh(ctx); err != nil {
 		return err
@@ -369,6 +387,16 @@ func (a *Agent) torrentPath(name, version string) string {
 
 // reconcile moves every subscription one step towards its target.
 func (a *Agent) reconcile(ctx context.Context) {
+	now := a.now()
+	a.applyPolicy(now)
+	a.mu.Lock()
+	gcDue := now.Sub(a.pol.lastGC) >= time.Minute
+	a.mu.Unlock()
+	if gcDue && a.catalogLoaded() {
+		if err := a.gc(0, now); err != nil {
+			a.log.Warn("cache over quota", "err", err)
+		}
+	}
 	var subs []SubscriptionStatus
 	haveCatalog := a.catalogLoaded()
 	for _, s := range a.cfg.Subscriptions {
@@ -389,7 +417,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
-		if err := a.step(ctx, rel.ReleaseRef, &st); err != nil {
+		if err := a.step(ctx, s, rel.ReleaseRef, &st); err != nil {
 			st.Reason = err.Error()
 		}
 		st.Ready = st.Active == st.Target
@@ -418,18 +446,28 @@ func (a *Agent) currentCatalogErr() error {
 }
 
 // step advances one release: fetch metadata, download, verify, activate.
-func (a *Agent) step(ctx context.Context, ref catalog.ReleaseRef, st *SubscriptionStatus) error {
+func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseRef, st *SubscriptionStatus) error {
 	a.mu.Lock()
 	d := a.downloads[ref.String()]
 	a.mu.Unlock()
+	now := a.now()
 	if d == nil {
 		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
 		if err != nil {
 			a.fail(ref, "", err)
 			return err
 		}
-		if m.Expired(time.Now()) {
+		if m.Expired(now) {
 			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
+		}
+		if _, cached, _ := a.state.Get(ref.String()); !cached {
+			// Room first: a release larger than the quota is refused, and
+			// GC makes space before a download that needs it.
+			if err := a.gc(m.TotalSize, now); err != nil {
+				err = fmt.Errorf("%s: %w", ref, err)
+				a.fail(ref, m.InfoHash, err)
+				return err
+			}
 		}
 		tb, err := a.catalog.Torrent(ctx, ref.Name, ref.Version)
 		if err != nil {
@@ -451,6 +489,19 @@ func (a *Agent) step(ctx context.Context, ref catalog.ReleaseRef, st *Subscripti
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
+		if ok, why := a.mayDownload(sub, now); !ok {
+			d.pause(true)
+			if rec.Reason != why {
+				rec.Reason = why
+				a.state.Put(rec)
+			}
+			return errors.New(why)
+		}
+		d.pause(false)
+		if rec.Reason != "" {
+			rec.Reason = ""
+			a.state.Put(rec)
+		}
 		if e := d.off.lastErr.Load(); e != nil && rec.LastError != *e {
 			rec.LastError = "origin fetch: " + *e
 			a.state.Put(rec)
@@ -499,12 +550,18 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		PieceCompletion: btclient.SharedCompletion{PieceCompletion: a.complete},
 		UsePartFiles:    g.Some(false),
 	})
+	a.mu.Lock()
+	uploadOK := !a.pol.applied || a.pol.uploadOK
+	a.mu.Unlock()
 	t, _ := a.bt.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  tf.InfoHash,
 		InfoBytes: tf.MetaInfo.InfoBytes,
 		Storage:   stor,
+		// Nothing moves until a reconcile says the policy allows it.
+		DisallowDataDownload: true,
+		DisallowDataUpload:   !uploadOK,
 	})
-	if a.cfg.Tracker != "" {
+	if a.cfg.Tracker != "" && a.cfg.Mode.Peers() {
 		t.AddTrackers([][]string{{a.announceURL()}})
 	}
 	rec, ok, err := a.state.Get(ref.String())
@@ -530,7 +587,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	t.DownloadAll()
 	dctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	d.off = newOffloader(t, m, a.store, a.down, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.paused = true // until the next reconcile checks the policy
+	d.off.paused.Store(true)
+	a.poke()
 	a.mu.Lock()
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
@@ -628,6 +688,20 @@ func (a *Agent) saveProgressLocked(d *download) {
 	if changed {
 		a.state.Put(rec)
 	}
+}
+
+// pause stops or resumes a download (peers and origin alike).
+func (d *download) pause(p bool) {
+	if d.paused == p {
+		return
+	}
+	d.paused = p
+	if p {
+		d.t.DisallowDataDownload()
+	} else {
+		d.t.AllowDataDownload()
+	}
+	d.off.paused.Store(p)
 }
 
 // bytes returns payload bytes by source and uploaded bytes, including

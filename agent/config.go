@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/policy"
 )
 
 // Config is an agent's configuration, read from YAML. It is composed of
@@ -36,6 +37,31 @@ type Config struct {
 	Report        ReportConfig   `yaml:"report"`
 	// RefreshInterval is how often the catalog is re-read.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
+
+	// TimeZone is the site's IANA zone for schedules; default UTC.
+	TimeZone string `yaml:"timezone"`
+	// Rates are bandwidth profiles chosen by a weekly schedule.
+	Rates RatesConfig `yaml:"rates"`
+	// Mode is on, download-only, origin-only or offline.
+	Mode policy.Mode `yaml:"mode"`
+	// CacheQuota bounds the release cache, e.g. "20GiB"; empty: no quota.
+	CacheQuota string      `yaml:"cache_quota"`
+	Power      PowerConfig `yaml:"power"`
+}
+
+// RatesConfig names rate profiles and when each applies. The first
+// matching schedule rule wins; outside every rule Default applies.
+type RatesConfig struct {
+	Profiles []policy.RateProfile `yaml:"profiles"`
+	Schedule []policy.Rule        `yaml:"schedule"`
+	Default  string               `yaml:"default"`
+}
+
+// PowerConfig says what counts as metered and how low the battery may go.
+type PowerConfig struct {
+	policy.PowerRules `yaml:",inline"`
+	// SysfsRoot is where /sys lives (tests point it elsewhere).
+	SysfsRoot string `yaml:"sysfs_root"`
 }
 
 // CatalogConfig says where the signed catalog is and which root to trust.
@@ -63,6 +89,10 @@ type Subscription struct {
 	Version string `yaml:"version"`
 	// Keep is how many previous versions stay cached for rollback.
 	Keep int `yaml:"keep"`
+	// Windows, if set, allow downloading only inside them (pre-seeding,
+	// e.g. "daily 22:00-06:00"); Urgent ignores metered/battery rules.
+	Windows []policy.Window `yaml:"windows"`
+	Urgent  bool            `yaml:"urgent"`
 }
 
 func (s Subscription) String() string {
@@ -125,6 +155,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Status.Addr == "" {
 		c.Status.Addr = "127.0.0.1:7071"
+	}
+	if c.Power.SysfsRoot == "" {
+		c.Power.SysfsRoot = "/sys"
+	}
+	if c.Mode == "" {
+		c.Mode = policy.ModeOn
 	}
 	if c.Hooks.Timeout == 0 {
 		c.Hooks.Timeout = 5 * time.Minute
@@ -221,6 +257,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Offload.StartupGrace < 0 || c.Offload.OrphanTimeout <= 0 {
 		return ferr("offload", "startup_grace must be >= 0 and orphan_timeout > 0")
+	}
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			return ferr("timezone", "%v", err)
+		}
+	}
+	sched := policy.Schedule{Rules: c.Rates.Schedule}
+	if err := sched.Validate(); err != nil {
+		return ferr("rates.schedule", "%v", err)
+	}
+	if len(c.Rates.Profiles) > 0 || len(c.Rates.Schedule) > 0 || c.Rates.Default != "" {
+		if err := policy.CheckProfiles(sched, c.Rates.Profiles, c.Rates.Default); err != nil {
+			return ferr("rates", "%v", err)
+		}
+	}
+	if c.CacheQuota != "" {
+		if _, err := ParseSize(c.CacheQuota); err != nil {
+			return ferr("cache_quota", "%v", err)
+		}
+	}
+	if err := c.Power.Validate(); err != nil {
+		return ferr("power", "%v", err)
+	}
+	if c.Mode == policy.ModeOffline {
+		return ferr("mode", "offline (bundle import) is not supported yet; use origin-only for networks that may only reach the origin")
 	}
 	if c.RefreshInterval < time.Second {
 		return ferr("refresh_interval", "must be at least 1s")
@@ -351,4 +412,47 @@ func checkCatalogURL(raw string) error {
 func (c *Config) Finish() error {
 	c.setDefaults()
 	return c.Validate()
+}
+
+// Location returns the site's time zone (validated by Validate).
+func (c *Config) Location() *time.Location {
+	if c.TimeZone == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// QuotaBytes is the cache quota in bytes, 0 for none.
+func (c *Config) QuotaBytes() int64 {
+	n, _ := ParseSize(c.CacheQuota)
+	return n
+}
+
+// ParseSize reads sizes like "20GiB", "512MiB", "1.5TiB" or plain bytes.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := 1.0
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || f*mult > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 20GiB)", s)
+	}
+	return int64(f * mult), nil
 }

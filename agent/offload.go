@@ -89,6 +89,7 @@ type offloader struct {
 
 	originBytes atomic.Int64
 	failures    atomic.Int64
+	paused      atomic.Bool            // outside a download window, or by policy
 	lastErr     atomic.Pointer[string] // last origin fetch error, for status
 
 	mu       sync.Mutex
@@ -167,7 +168,7 @@ func (o *offloader) run(ctx context.Context) error {
 // the origin now: pieces that no connected peer has and that this agent
 // owns among the live members.
 func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
-	if max <= 0 {
+	if max <= 0 || o.paused.Load() {
 		return nil
 	}
 	members, avail := o.swarmView()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -18,6 +19,7 @@ type Status struct {
 	Tenant        string               `json:"tenant,omitempty"`
 	PeerPort      int                  `json:"peer_port"`
 	Catalog       CatalogStatus        `json:"catalog"`
+	Policy        PolicyStatus         `json:"policy"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
 	Releases      []ReleaseStatus      `json:"releases"`
 }
@@ -45,6 +47,7 @@ func (a *Agent) Status() Status {
 		Catalog:       CatalogStatus{URL: a.store.String(), LastRefresh: a.lastRefresh},
 		Subscriptions: append([]SubscriptionStatus(nil), a.subs...),
 		Releases:      []ReleaseStatus{},
+		Policy:        a.pol.status,
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
@@ -115,13 +118,18 @@ var (
 	descCatErr   = prometheus.NewDesc("swarmship_agent_catalog_errors_total", "Failed catalog refreshes.", nil, nil)
 	descCatAge   = prometheus.NewDesc("swarmship_agent_catalog_last_refresh_timestamp_seconds", "Unix time of the last successful catalog refresh.", nil, nil)
 	descPeers    = prometheus.NewDesc("swarmship_agent_peers", "Connected peers over all releases.", nil, nil)
+	descCache    = prometheus.NewDesc("swarmship_agent_cache_bytes", "Bytes of releases in the cache.", nil, nil)
+	descQuota    = prometheus.NewDesc("swarmship_agent_cache_quota_bytes", "Cache quota in bytes (0: none).", nil, nil)
+	descEvict    = prometheus.NewDesc("swarmship_agent_gc_evictions_total", "Releases evicted from the cache.", nil, nil)
+	descRate     = prometheus.NewDesc("swarmship_agent_rate_limit_bytes_per_second", "Rate limit in force by direction (0: unlimited).", []string{"direction", "profile"}, nil)
+	descUpload0  = prometheus.NewDesc("swarmship_agent_upload_allowed", "1 when the policy (mode, metered, battery) allows uploading.", nil, nil)
 )
 
 // agentCollector reads the agent's live state at scrape time.
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers} {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0} {
 		ch <- d
 	}
 }
@@ -157,4 +165,25 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descCatAge, prometheus.GaugeValue, last)
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(peers))
+	c.a.mu.Lock()
+	pol, evictions := c.a.pol.status, c.a.evictions
+	downLim, upLim := c.a.down.Limit(), c.a.up.Limit()
+	c.a.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descCache, prometheus.GaugeValue, float64(pol.CachedBytes))
+	ch <- prometheus.MustNewConstMetric(descQuota, prometheus.GaugeValue, float64(pol.QuotaBytes))
+	ch <- prometheus.MustNewConstMetric(descEvict, prometheus.CounterValue, float64(evictions))
+	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, limitValue(downLim), "down", pol.Profile)
+	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, limitValue(upLim), "up", pol.Profile)
+	allowed := 0.0
+	if pol.Upload {
+		allowed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descUpload0, prometheus.GaugeValue, allowed)
+}
+
+func limitValue(l rate.Limit) float64 {
+	if l == rate.Inf {
+		return 0
+	}
+	return float64(l)
 }

@@ -38,6 +38,9 @@ type Config struct {
 	// keep the limiters to change limits at runtime (SetLimit).
 	Upload, Download *rate.Limiter
 	Logger           *slog.Logger
+	// NoPeers accepts no peer connections and shares no peers (origin-only
+	// mode for networks that may talk only to the origin).
+	NoPeers bool
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -61,6 +64,10 @@ func New(c Config) (*torrent.Client, error) {
 	cc.DisableWebseeds = true
 	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
 	cc.DataDir = c.DataDir
+	if c.NoPeers {
+		cc.AcceptPeerConnections = false
+		cc.DisablePEX = true
+	}
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
 	}

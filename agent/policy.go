@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/policy"
+)
+
+// PolicyStatus is the branch policy in force, for status and metrics.
+type PolicyStatus struct {
+	Mode        policy.Mode `json:"mode"`
+	Profile     string      `json:"profile,omitempty"`
+	DownLimit   string      `json:"down_limit"`
+	UpLimit     string      `json:"up_limit"`
+	NextEdge    time.Time   `json:"next_window_edge,omitzero"`
+	Upload      bool        `json:"upload_allowed"`
+	Throttle    string      `json:"throttle,omitempty"` // why uploads or downloads wait (metered, battery)
+	QuotaBytes  int64       `json:"quota_bytes,omitempty"`
+	CachedBytes int64       `json:"cached_bytes"`
+}
+
+// policyState is what applyPolicy last did, so it acts only on changes.
+type policyState struct {
+	status   PolicyStatus
+	applied  bool
+	uploadOK bool
+	cond     policy.Conditions
+	lastGC   time.Time
+}
+
+// applyPolicy sets rate limits and upload permission from the schedule,
+// the mode and the power/metered conditions at now. Limits change at
+// window edges without restart (rate.Limiter.SetLimit).
+func (a *Agent) applyPolicy(now time.Time) {
+	cfg := a.cfg
+	loc := a.loc
+	sched := policy.Schedule{Location: loc, Rules: cfg.Rates.Schedule}
+	prof := policy.UnlimitedProfile
+	if len(cfg.Rates.Profiles) > 0 {
+		p, err := policy.ProfileAt(sched, cfg.Rates.Profiles, cfg.Rates.Default, now)
+		if err == nil {
+			prof = p
+		}
+	}
+	cond := a.readConditions()
+	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
+	upOK = upOK && cfg.Mode.Upload()
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := &a.pol
+	if !st.applied || st.status.Profile != prof.Name {
+		setRate(a.down, prof.Down)
+		setRate(a.up, prof.Up)
+		setRate(a.originLimit, min0(prof.Down, prof.WANDown))
+		if st.applied {
+			a.log.Info("rate profile changed", "profile", prof.Name, "down", prof.Down.String(), "up", prof.Up.String())
+		}
+	}
+	if !st.applied || st.uploadOK != upOK {
+		for _, d := range a.downloads {
+			if upOK {
+				d.t.AllowDataUpload()
+			} else {
+				d.t.DisallowDataUpload()
+			}
+		}
+		if st.applied {
+			a.log.Info("uploads "+map[bool]string{true: "allowed", false: "stopped"}[upOK], "mode", string(cfg.Mode), "reason", why)
+		}
+	}
+	st.applied, st.uploadOK, st.cond = true, upOK, cond
+	st.status = PolicyStatus{
+		Mode: cfg.Mode, Profile: prof.Name, DownLimit: prof.Down.String(), UpLimit: prof.Up.String(),
+		NextEdge: sched.NextChange(now), Upload: upOK, Throttle: why, QuotaBytes: cfg.QuotaBytes(),
+		CachedBytes: st.status.CachedBytes,
+	}
+	if len(cfg.Rates.Schedule) == 0 {
+		st.status.NextEdge = time.Time{}
+	}
+}
+
+// min0 is the smaller of two rates where 0 means unlimited.
+func min0(a, b policy.Rate) policy.Rate {
+	switch {
+	case a == policy.Unlimited:
+		return b
+	case b == policy.Unlimited:
+		return a
+	}
+	return min(a, b)
+}
+
+// setRate applies a policy rate (bytes/s, 0 = unlimited) to a limiter. The
+// burst stays small when limited so the rate holds over short intervals,
+// yet at least one 64 KiB read so no single wait can exceed it.
+func setRate(l *rate.Limiter, r policy.Rate) {
+	if l == nil {
+		return
+	}
+	if r == policy.Unlimited {
+		l.SetLimit(rate.Inf)
+		l.SetBurst(64 << 20)
+		return
+	}
+	l.SetLimit(rate.Limit(r))
+	l.SetBurst(int(max(64<<10, min(int64(r)/4, math.MaxInt32))))
+}
+
+// mayDownload says whether a subscription's release may download now.
+func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
+	if !a.cfg.Mode.Origin() && !a.cfg.Mode.Peers() {
+		return false, "mode " + string(a.cfg.Mode) + " downloads nothing"
+	}
+	a.mu.Lock()
+	cond := a.pol.cond
+	a.mu.Unlock()
+	return policy.MayDownload(policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: sub.Urgent}, now, cond, a.cfg.Power.PowerRules)
+}
+
+// readConditions reads battery and metered-interface state from sysfs.
+func (a *Agent) readConditions() policy.Conditions {
+	c := policy.Conditions{BatteryPercent: -1}
+	root := a.cfg.Power.SysfsRoot
+	if a.cfg.Power.MinBattery > 0 {
+		files := map[string]string{}
+		dir := filepath.Join(root, "class", "power_supply")
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			for _, name := range []string{"type", "status", "capacity", "online", "present", "scope"} {
+				if b, err := os.ReadFile(filepath.Join(dir, e.Name(), name)); err == nil {
+					files[e.Name()+"/"+name] = strings.TrimSpace(string(b))
+				}
+			}
+		}
+		c.OnBattery, c.BatteryPercent = policy.ParsePowerSupply(files)
+	}
+	for _, ifc := range a.cfg.Power.MeteredInterfaces {
+		b, err := os.ReadFile(filepath.Join(root, "class", "net", ifc, "operstate"))
+		if err == nil && strings.TrimSpace(string(b)) == "up" {
+			c.Interfaces = append(c.Interfaces, ifc)
+		}
+	}
+	return c
+}
+
+// gc evicts cached releases so that need more bytes fit under the quota,
+// and drops expired and yanked ones; see policy.PlanGC for the order.
+// Active and pinned releases are never evicted.
+func (a *Agent) gc(need int64, now time.Time) error {
+	recs, err := a.state.All()
+	if err != nil {
+		return err
+	}
+	yanked := map[string]bool{}
+	if rels, err := a.catalog.Releases(); err == nil {
+		for _, r := range rels {
+			if r.Yanked {
+				yanked[r.ReleaseRef.String()] = true
+			}
+		}
+	}
+	pinned := map[string]bool{}
+	keep := map[string]int{}
+	for _, s := range a.cfg.Subscriptions {
+		if s.Version != "" {
+			pinned[s.Name+"@"+s.Version] = true
+		}
+		keep[s.Name] = s.Keep
+	}
+	var cached []policy.CachedRelease
+	var used int64
+	for _, r := range recs {
+		cr := policy.CachedRelease{
+			Name: r.Name, Version: r.Version, Size: r.Size,
+			Active:      a.activeVersion(r.Name) == r.Version,
+			Pinned:      pinned[r.Key()],
+			Yanked:      yanked[r.Key()],
+			LastUsed:    r.LastUsed,
+			Downloading: r.Phase == PhaseDownloading || r.Phase == PhaseQueued,
+		}
+		if cr.LastUsed.IsZero() {
+			cr.LastUsed = r.Queued
+		}
+		if m, err := a.cachedManifest(r.Name, r.Version); err == nil {
+			cr.Expires = m.Expires
+		}
+		cached = append(cached, cr)
+		used += r.Size
+	}
+	evict, planErr := policy.PlanGC(cached, a.cfg.QuotaBytes(), need, keep, now)
+	for _, e := range evict {
+		if err := a.evict(e.Name, e.Version); err != nil {
+			a.log.Error("evict", "release", e.Name, "version", e.Version, "err", err)
+			continue
+		}
+		used -= e.Size
+		a.log.Info("release evicted", "release", e.Name, "version", e.Version, "bytes", e.Size, "expired", e.Expired(now), "yanked", e.Yanked)
+	}
+	a.mu.Lock()
+	a.pol.status.CachedBytes = used
+	a.pol.lastGC = now
+	a.evictions += int64(len(evict))
+	a.mu.Unlock()
+	return planErr
+}
+
+// evict removes a release: first its state record, then its files, so a
+// crash part way leaves only files without a record, which the next start
+// removes; a record never points at half-deleted files.
+func (a *Agent) evict(name, version string) error {
+	if a.activeVersion(name) == version {
+		return errors.New("refusing to evict the active release")
+	}
+	key := name + "@" + version
+	a.mu.Lock()
+	d := a.downloads[key]
+	a.mu.Unlock()
+	if d != nil {
+		a.dropDownload(d)
+	}
+	if err := a.state.Delete(key); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(a.releaseDir(name, version)); err != nil {
+		return fmt.Errorf("remove files: %w", err)
+	}
+	os.Remove(a.manifestPath(name, version))
+	os.Remove(a.torrentPath(name, version))
+	return nil
+}
+
+// removeOrphans deletes release directories that have no state record:
+// what an eviction interrupted by a crash left behind.
+func (a *Agent) removeOrphans() {
+	recs, err := a.state.All()
+	if err != nil {
+		return
+	}
+	known := map[string]bool{}
+	for _, r := range recs {
+		known[r.Key()] = true
+	}
+	base := filepath.Join(a.cfg.CacheDir, "releases")
+	names, _ := os.ReadDir(base)
+	for _, n := range names {
+		versions, _ := os.ReadDir(filepath.Join(base, n.Name()))
+		for _, v := range versions {
+			key := n.Name() + "@" + v.Name()
+			if !known[key] && a.activeVersion(n.Name()) != v.Name() {
+				a.log.Info("removing files of an unrecorded release", "release", n.Name(), "version", v.Name())
+				os.RemoveAll(filepath.Join(base, n.Name(), v.Name()))
+			}
+		}
+	}
+}
