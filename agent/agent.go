@@ -26,6 +26,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/torrentfile"
+	"github.com/swarmship/swarmship/policy"
 )
 
 // Agent is one site's agent. Create it with New, then call Run or Sync,
@@ -460,14 +461,16 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 		if m.Expired(now) {
 			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
 		}
-		if _, cached, _ := a.state.Get(ref.String()); !cached {
-			// Room first: a release larger than the quota is refused, and
-			// GC makes space before a download that needs it.
-			if err := a.gc(m.TotalSize, now); err != nil {
-				err = fmt.Errorf("%s: %w", ref, err)
-				a.fail(ref, m.InfoHash, err)
-				return err
-			}
+		// Room first: a release larger than the quota is refused, and GC
+		// makes space before a download whose bytes are not cached yet.
+		err = policy.CheckFits(m.TotalSize, a.cfg.QuotaBytes())
+		if rec, cached, _ := a.state.Get(ref.String()); err == nil && (!cached || rec.Phase == PhaseFailed || rec.Phase == PhaseQueued) {
+			err = a.gc(m.TotalSize, now)
+		}
+		if err != nil {
+			err = fmt.Errorf("%s: %w", ref, err)
+			a.fail(ref, m.InfoHash, err)
+			return err
 		}
 		tb, err := a.catalog.Torrent(ctx, ref.Name, ref.Version)
 		if err != nil {

@@ -152,6 +152,7 @@ func (s *Swarm) AgentConfig(name, site, region string, subs ...agent.Subscriptio
 		Swarm:           agent.SwarmConfig{ListenHost: "127.0.0.1"},
 		Offload:         agent.OffloadConfig{StartupGrace: 1500 * time.Millisecond, OrphanTimeout: 5 * time.Second},
 		Status:          agent.StatusConfig{Addr: "127.0.0.1:0"},
+		Report:          agent.ReportConfig{URL: s.OriginURL + "/", Interval: 500 * time.Millisecond, Name: name},
 	}
 	return cfg
 }
@@ -168,10 +169,19 @@ type RunningAgent struct {
 
 // StartAgent creates an agent from cfg and runs it.
 func (s *Swarm) StartAgent(ctx context.Context, name string, cfg *agent.Config) (*RunningAgent, error) {
+	return s.StartAgentWith(ctx, name, cfg, agent.Options{})
+}
+
+// StartAgentWith is StartAgent with options (a test clock, say); the
+// logger defaults to the swarm's.
+func (s *Swarm) StartAgentWith(ctx context.Context, name string, cfg *agent.Config, opts agent.Options) (*RunningAgent, error) {
 	if err := cfg.Finish(); err != nil {
 		return nil, err
 	}
-	a, err := agent.New(ctx, cfg, agent.Options{Logger: s.Log.With("agent", name)})
+	if opts.Logger == nil {
+		opts.Logger = s.Log.With("agent", name)
+	}
+	a, err := agent.New(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
