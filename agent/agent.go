@@ -168,6 +168,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		Upload:       a.up,
 		Download:     a.down,
 		NoPeers:      !cfg.Mode.Peers(),
+		// Peer exchange would hand out peers the tracker kept away.
+		NoPEX: cfg.Swarm.Locality == "site" || cfg.Swarm.Locality == "region",
 	})
 	if err != nil {
 		completion.Close()
@@ -461,6 +463,10 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 		if m.Expired(now) {
 			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
 		}
+		if ok, why := policy.AllowedRelease(policy.Residency{Tenant: m.Tenant, Regions: m.Regions},
+			policy.Identity{Tenant: a.cfg.Tenant, Site: a.cfg.Site, Region: a.cfg.Region}); !ok {
+			return fmt.Errorf("%s: %s", ref, why)
+		}
 		// Room first: a release larger than the quota is refused, and GC
 		// makes space before a download whose bytes are not cached yet.
 		err = policy.CheckFits(m.TotalSize, a.cfg.QuotaBytes())
@@ -643,6 +649,9 @@ func (a *Agent) announceURL() string {
 	}
 	if a.token != "" {
 		q.Set("token", a.token)
+	}
+	if l := a.cfg.Swarm.Locality; l != "" && l != "any" {
+		q.Set("locality", l)
 	}
 	u.RawQuery = q.Encode()
 	return u.String()

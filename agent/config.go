@@ -110,6 +110,11 @@ type SwarmConfig struct {
 	ListenPort int    `yaml:"listen_port"` // 0 picks a free port
 	ListenHost string `yaml:"listen_host"` // default all interfaces
 	MaxConns   int    `yaml:"max_conns"`   // established connections per torrent
+	// Locality limits which peers an agent exchanges with: "any" (default:
+	// nearest first, then the rest), "region" or "site" (a branch that must
+	// not share over the WAN: its agents fetch one copy from the origin and
+	// share it inside the site).
+	Locality string `yaml:"locality"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -248,6 +253,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Swarm.ListenPort < 0 || c.Swarm.ListenPort > 65535 {
 		return ferr("swarm.listen_port", "%d is not a port", c.Swarm.ListenPort)
+	}
+	switch c.Swarm.Locality {
+	case "", "any", "region", "site":
+	default:
+		return ferr("swarm.locality", "%q: want any, region or site", c.Swarm.Locality)
 	}
 	if c.Swarm.MaxConns < 1 {
 		return ferr("swarm.max_conns", "must be at least 1")

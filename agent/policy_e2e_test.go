@@ -2,6 +2,9 @@ package agent_test
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/policy"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 // shiftedClock runs at real speed from a chosen wall-clock start, so that
@@ -239,4 +243,120 @@ func manifestOf(t *testing.T, sw *localswarm.Swarm, name, version string) *catal
 		t.Fatal(err)
 	}
 	return m
+}
+
+// With locality "site", each site takes one copy from the origin and shares
+// it inside the site: no payload crosses between sites.
+func TestLocalitySiteKeepsBytesInSite(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	m := publish(t, sw, "app", "1.0", 80, map[string]int64{"app.bin": 12 << 20}, "stable")
+	var agents []*localswarm.RunningAgent
+	site := map[*localswarm.RunningAgent]string{}
+	for i := range 6 {
+		s := []string{"branch-a", "branch-b"}[i%2]
+		name := s + "-" + string(rune('1'+i/2))
+		cfg := sw.AgentConfig(name, s, "eu", agent.Subscription{Name: "app", Channel: "stable"})
+		cfg.Swarm.Locality = "site"
+		ra, err := sw.StartAgent(context.Background(), name, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents = append(agents, ra)
+		site[ra] = s
+	}
+	waitActive(t, "app", "1.0", 90*time.Second, agents...)
+	type sums struct{ peer, origin, up int64 }
+	by := map[string]*sums{"branch-a": {}, "branch-b": {}}
+	for _, ra := range agents {
+		checkActiveFiles(t, ra, m)
+		rs := releaseStatus(ra, "app", "1.0")
+		s := by[site[ra]]
+		s.peer += rs.Downloaded.Peer
+		s.origin += rs.Downloaded.Origin
+		s.up += rs.Uploaded
+	}
+	// Uploads and peer downloads balance inside each site exactly when no
+	// payload crossed between sites (every upload is some peer's download).
+	for name, s := range by {
+		local := s.origin + min(s.up, s.peer)
+		share := float64(local) / float64(s.peer+s.origin)
+		t.Logf("%s: %d from origin, %d from peers, %d uploaded in site: local share %.3f", name, s.origin, s.peer, s.up, share)
+		if share < 0.9 {
+			t.Errorf("%s: only %.1f%% of its payload came from its own site or the origin", name, 100*share)
+		}
+	}
+	// And directly: no agent is connected to an agent of the other site.
+	port := map[string]string{}
+	for _, ra := range agents {
+		port[fmt.Sprint(ra.Agent.PeerPort())] = site[ra]
+	}
+	for _, ra := range agents {
+		for _, addr := range releaseStatus(ra, "app", "1.0").PeerAddrs {
+			_, p, _ := net.SplitHostPort(addr)
+			if s, ok := port[p]; ok && s != site[ra] {
+				t.Errorf("%s (%s) is connected to an agent of %s", ra.Name, site[ra], s)
+			}
+		}
+	}
+	copies := float64(sw.Origin.Egress().Total()) / float64(m.TotalSize)
+	if copies > 2.2 {
+		t.Errorf("origin sent %.2f copies for two sites, want about one per site", copies)
+	}
+}
+
+// A release restricted to a region is never fetched by an agent outside
+// it, and the agent says why; agents inside the region get it.
+func TestResidencyRefusesForbiddenRegion(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	dir := writePayload(t, t.TempDir(), 90, map[string]int64{"patient-data.bin": 2 << 20})
+	if _, err := sw.PublishWith(context.Background(), seeder.PublishOptions{
+		Name: "records", Version: "1.0", Paths: []string{filepath.Join(dir, "patient-data.bin")},
+		Channels: []string{"stable"}, Regions: []string{"eu"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sub := agent.Subscription{Name: "records", Channel: "stable"}
+	eu, err := sw.StartAgent(context.Background(), "eu-1", sw.AgentConfig("eu-1", "fra", "eu", sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	us, err := sw.StartAgent(context.Background(), "us-1", sw.AgentConfig("us-1", "nyc", "us", sub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "records", "1.0", 60*time.Second, eu)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := us.Agent.Status()
+		if len(st.Subscriptions) == 1 && strings.Contains(st.Subscriptions[0].Reason, "restricted to regions eu; this agent is in region us") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("us agent status %+v: want a residency reason", st.Subscriptions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rs := releaseStatus(us, "records", "1.0"); rs.Phase != "" || rs.Downloaded.Total() != 0 {
+		t.Fatalf("us agent holds %+v for an eu-only release", rs)
+	}
+	if _, err := os.Stat(filepath.Join(us.Config.CacheDir, "releases", "records")); err == nil {
+		t.Fatal("us agent wrote files of an eu-only release")
+	}
+	ih := manifestOf(t, sw, "records", "1.0").InfoHash
+	for _, p := range sw.Origin.Tracker().Peers(hexHash(t, ih)) {
+		if p.Identity.Region != "eu" {
+			t.Fatalf("tracker holds a %s peer for an eu-only release", p.Identity.Region)
+		}
+	}
+}
+
+func hexHash(t *testing.T, s string) [20]byte {
+	t.Helper()
+	var h [20]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 20 {
+		t.Fatalf("bad infohash %q", s)
+	}
+	copy(h[:], b)
+	return h
 }

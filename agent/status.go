@@ -34,7 +34,8 @@ type CatalogStatus struct {
 // ReleaseStatus is a release record with live figures.
 type ReleaseStatus struct {
 	ReleaseState
-	Peers int `json:"peers"`
+	Peers     int      `json:"peers"`
+	PeerAddrs []string `json:"peer_addrs,omitempty"` // remote addresses of connected peers
 }
 
 // Status returns a snapshot of the agent's state.
@@ -57,7 +58,10 @@ func (a *Agent) Status() Status {
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Completed = d.t.BytesCompleted()
-			rs.Peers = len(d.t.PeerConns())
+			for _, pc := range d.t.PeerConns() {
+				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())
+			}
+			rs.Peers = len(rs.PeerAddrs)
 		}
 		st.Releases = append(st.Releases, rs)
 	}

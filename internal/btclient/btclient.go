@@ -41,6 +41,8 @@ type Config struct {
 	// NoPeers accepts no peer connections and shares no peers (origin-only
 	// mode for networks that may talk only to the origin).
 	NoPeers bool
+	// NoPEX turns off peer exchange (locality-restricted agents).
+	NoPEX bool
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -64,6 +66,9 @@ func New(c Config) (*torrent.Client, error) {
 	cc.DisableWebseeds = true
 	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
 	cc.DataDir = c.DataDir
+	if c.NoPEX {
+		cc.DisablePEX = true
+	}
 	if c.NoPeers {
 		cc.AcceptPeerConnections = false
 		cc.DisablePEX = true

@@ -133,6 +133,14 @@ func (s *Swarm) Publish(ctx context.Context, name, version string, paths []strin
 	})
 }
 
+// PublishWith publishes with full options; the origin is filled in as
+// tracker and web seed.
+func (s *Swarm) PublishWith(ctx context.Context, opts seeder.PublishOptions) (*seeder.PublishResult, error) {
+	opts.WebSeedURL = s.OriginURL + "/"
+	opts.Announce = []string{s.OriginURL + "/announce"}
+	return seeder.Publish(ctx, s.Store, s.Keys, opts)
+}
+
 // Repo opens the catalog for promote and yank.
 func (s *Swarm) Repo(ctx context.Context) (*catalog.Repo, error) {
 	return catalog.OpenRepo(ctx, s.Store, s.Keys, catalog.DefaultExpiry)

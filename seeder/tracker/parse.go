@@ -40,6 +40,10 @@ type announce struct {
 	noPeerID   bool
 	ip         netip.Addr // optional ip= parameter, invalid when absent or unusable
 	id         Identity
+	// locality=site or locality=region limits the answer to peers of the
+	// requester's own site or region (branches that must not share over
+	// the WAN); absent or "any" means nearest first, then the rest.
+	locality int
 
 	// Interned id.Site and id.Region, set once the announce is accepted.
 	site, region unique.Handle[string]
@@ -96,6 +100,19 @@ func parseAnnounce(rawQuery string) (announce, error) {
 		return a, err
 	} else if ok {
 		a.numWant = int(min(nw, 1<<20)) // clamp before int conversion; MaxPeers bounds it later
+	}
+
+	a.locality = tierOther
+	switch loc, _, err := single(q, "locality"); {
+	case err != nil:
+		return a, err
+	case loc == "site":
+		a.locality = tierSite
+	case loc == "region":
+		a.locality = tierRegion
+	case loc == "" || loc == "any":
+	default:
+		return a, fmt.Errorf("unknown locality %q (want site, region or any)", loc)
 	}
 
 	ev, _, err := single(q, "event")

@@ -199,7 +199,7 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	// region, so same site means same region and same site.
 	hasRegion, hasSite := a.id.Region != "", a.id.Region != "" && a.id.Site != ""
 	var complete, incomplete int64
-	maxTier := tierOther // farthest tier that can still reach the answer
+	maxTier := a.locality // farthest tier that can still reach the answer
 
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()

@@ -984,3 +984,39 @@ func BenchmarkAnnounce(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
 }
+
+func TestLocalityRestrictsAnswer(t *testing.T) {
+	tr, _ := newTest(Config{})
+	ih := hash("locality")
+	peers := []struct {
+		remote string
+		id     Identity
+	}{
+		{"10.0.1.1:1", Identity{Tenant: "t", Site: "a", Region: "eu", Role: RoleAgent}},
+		{"10.0.1.2:1", Identity{Tenant: "t", Site: "a", Region: "eu", Role: RoleAgent}},
+		{"10.0.2.1:1", Identity{Tenant: "t", Site: "b", Region: "eu", Role: RoleAgent}},
+		{"10.0.3.1:1", Identity{Tenant: "t", Site: "c", Region: "us", Role: RoleAgent}},
+	}
+	for i, p := range peers {
+		mustOK(t, ann{ih: ih, id: pid(i + 1), remote: p.remote, left: 9, ident: p.id}.do(t, tr))
+	}
+	self := Identity{Tenant: "t", Site: "a", Region: "eu", Role: RoleAgent}
+	for _, tc := range []struct {
+		locality string
+		want     int
+	}{{"site", 1}, {"region", 2}, {"any", 3}, {"", 3}} {
+		q := ann{ih: ih, id: pid(1), port: 6881, left: 9, ident: self}.values()
+		if tc.locality != "" {
+			q.Set("locality", tc.locality)
+		}
+		r := announceRaw(t, tr, q.Encode(), "10.0.1.1:1")
+		if len(r.addrs) != tc.want {
+			t.Errorf("locality %q: %d peers %v, want %d", tc.locality, len(r.addrs), r.addrs, tc.want)
+		}
+	}
+	q := ann{ih: ih, id: pid(1), port: 6881, left: 9, ident: self}.values()
+	q.Set("locality", "planet")
+	if r := announceRaw(t, tr, q.Encode(), "10.0.1.1:1"); !strings.Contains(r.Failure, "locality") {
+		t.Errorf("bad locality accepted: %+v", r)
+	}
+}
