@@ -515,7 +515,11 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 			rec.LastError = "origin fetch: " + *e
 			a.state.Put(rec)
 		}
-		return fmt.Errorf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+		if rec.LastError != "" {
+			msg += "; last error: " + rec.LastError
+		}
+		return errors.New(msg)
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	if err := verifyFiles(ctx, a.releaseDir(ref.Name, ref.Version), d.manifest); err != nil {

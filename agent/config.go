@@ -291,7 +291,9 @@ func (c *Config) Validate() error {
 		return ferr("power", "%v", err)
 	}
 	if c.Mode == policy.ModeOffline {
-		return ferr("mode", "offline (bundle import) is not supported yet; use origin-only for networks that may only reach the origin")
+		if u := strings.ToLower(c.Catalog.URL); strings.HasPrefix(u, "http:") || strings.HasPrefix(u, "https:") || strings.HasPrefix(u, "s3:") {
+			return ferr("catalog.url", "mode offline reads a bundle directory (swarmship bundle import), not %s", c.Catalog.URL)
+		}
 	}
 	if c.RefreshInterval < time.Second {
 		return ferr("refresh_interval", "must be at least 1s")

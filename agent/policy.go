@@ -117,9 +117,6 @@ func setRate(l *rate.Limiter, r policy.Rate) {
 
 // mayDownload says whether a subscription's release may download now.
 func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
-	if !a.cfg.Mode.Origin() && !a.cfg.Mode.Peers() {
-		return false, "mode " + string(a.cfg.Mode) + " downloads nothing"
-	}
 	a.mu.Lock()
 	cond := a.pol.cond
 	a.mu.Unlock()

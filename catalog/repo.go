@@ -521,3 +521,53 @@ func CompareVersions(a, b string) int {
 	}
 	return strings.Compare(a, b)
 }
+
+// CopyMetadata copies a catalog's current signed metadata from src to dst:
+// every root version (clients walk the chain from the root they pinned),
+// the timestamp and the snapshot and targets it names. It checks nothing;
+// readers of dst verify it like any catalog.
+func CopyMetadata(ctx context.Context, src, dst Store) error {
+	copyKey := func(key string) ([]byte, error) {
+		b, err := ReadAll(ctx, src, key, MaxMetadataSize)
+		if err != nil {
+			return nil, err
+		}
+		return b, putBytes(ctx, dst, key, b)
+	}
+	for v := int64(1); ; v++ {
+		if _, err := copyKey(versionedKey(v, "root")); errors.Is(err, ErrNotFound) && v > 1 {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	if _, err := copyKey(RootKey); err != nil {
+		return err
+	}
+	tsJSON, err := copyKey(timestampKey)
+	if err != nil {
+		return err
+	}
+	ts, err := metadata.Timestamp().FromBytes(tsJSON)
+	if err != nil {
+		return fmt.Errorf("parse timestamp: %w", err)
+	}
+	snapMeta, ok := ts.Signed.Meta["snapshot.json"]
+	if !ok {
+		return errors.New("timestamp names no snapshot")
+	}
+	snapJSON, err := copyKey(versionedKey(snapMeta.Version, "snapshot"))
+	if err != nil {
+		return err
+	}
+	snap, err := metadata.Snapshot().FromBytes(snapJSON)
+	if err != nil {
+		return fmt.Errorf("parse snapshot: %w", err)
+	}
+	tMeta, ok := snap.Signed.Meta["targets.json"]
+	if !ok {
+		return errors.New("snapshot names no targets")
+	}
+	_, err = copyKey(versionedKey(tMeta.Version, "targets"))
+	return err
+}

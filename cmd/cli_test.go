@@ -355,3 +355,67 @@ func TestAgentStopsCleanlyOnSIGTERM(t *testing.T) {
 		t.Errorf("no structured state-change log lines:\n%s", logs.String())
 	}
 }
+
+func TestBundleExportImportOffline(t *testing.T) {
+	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	src := payload(t, map[string]string{"app.bin": strings.Repeat("b", 2<<20), "etc/conf": "x=1\n"})
+	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "usb")
+	out, errOut, code := swarmship(t, "bundle", "export", "--catalog", sw.CatalogDir, "--root", sw.RootPath,
+		"--state", t.TempDir(), "--release", "app:stable", "--out", bundle)
+	if code != 0 || !strings.Contains(out, "1 releases") {
+		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	// The air-gapped agent's config names an origin it cannot reach; the
+	// bundle replaces it, verified from the same pinned root.
+	cfgPath, cache := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	sw.Close()
+	out, errOut, code = swarmship(t, "bundle", "import", bundle, "--config", cfgPath, "--timeout", "60s")
+	if code != 0 || !strings.Contains(out, "1.0 active") {
+		t.Fatalf("import: %d %s %s", code, out, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(cache, "current", "app", "app.bin"))
+	if err != nil || len(b) != 2<<20 {
+		t.Fatalf("imported file: %v, %d bytes", err, len(b))
+	}
+
+	// A bundle whose payload was altered is refused and activates nothing.
+	tampered := filepath.Join(t.TempDir(), "usb")
+	if _, errOut, code := swarmship(t, "bundle", "export", "--catalog", sw.CatalogDir, "--root", sw.RootPath,
+		"--state", t.TempDir(), "--release", "app@1.0", "--out", tampered); code != 0 {
+		t.Fatalf("export: %s", errOut)
+	}
+	if err := os.WriteFile(filepath.Join(tampered, "data", "app", "1.0", "app.bin"), []byte(strings.Repeat("B", 2<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, cache2 := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	_, errOut, code = swarmship(t, "bundle", "import", tampered, "--config", cfg2, "--timeout", "5s")
+	if code != 2 {
+		t.Fatalf("tampered bundle import: code %d, %s", code, errOut)
+	}
+	if _, err := os.Readlink(filepath.Join(cache2, "current", "app")); err == nil {
+		t.Fatal("a tampered bundle was activated")
+	}
+	// Metadata signed by someone else is refused before any payload is read.
+	other := filepath.Join(t.TempDir(), "other")
+	_, otherKeys := initCatalog(t)
+	os.RemoveAll(other)
+	if _, _, code := swarmship(t, "catalog", "init", "--catalog", other, "--keys", otherKeys+"2"); code != 0 {
+		t.Fatal("init other")
+	}
+	for _, name := range []string{"timestamp.json"} {
+		b, _ := os.ReadFile(filepath.Join(other, "metadata", name))
+		os.WriteFile(filepath.Join(bundle, "metadata", name), b, 0o644)
+	}
+	cfg3, _ := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	_, errOut, code = swarmship(t, "bundle", "import", bundle, "--config", cfg3, "--timeout", "5s")
+	if code != 2 || !strings.Contains(errOut, "catalog") {
+		t.Fatalf("foreign metadata: code %d, %s", code, errOut)
+	}
+}
