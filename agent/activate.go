@@ -17,6 +17,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/audit"
 )
 
 // verifyFiles checks every file of a downloaded release against the
@@ -106,6 +107,13 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		}
 	}
 	a.log.Info("release activated", "release", name, "version", version, "previous", previous, "infohash", rec.InfoHash)
+	if l, err := audit.Open(a.cfg.AuditLog, 0, 0); err == nil {
+		err = l.Append(audit.Event{Action: "activate", Release: name, Version: version, InfoHash: rec.InfoHash,
+			Tenant: a.cfg.Tenant, Site: a.cfg.Site, Details: map[string]string{"previous": previous}})
+		if err != nil {
+			a.log.Error("audit log", "err", err)
+		}
+	}
 	if err := a.runHook(ctx, d.manifest, previous); err != nil {
 		rec.LastError = err.Error()
 		a.state.Put(rec)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +46,10 @@ type Config struct {
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
 	// CacheQuota bounds the release cache, e.g. "20GiB"; empty: no quota.
-	CacheQuota string      `yaml:"cache_quota"`
-	Power      PowerConfig `yaml:"power"`
+	CacheQuota string `yaml:"cache_quota"`
+	// AuditLog records every activation (default cache_dir/state/audit.jsonl).
+	AuditLog string      `yaml:"audit_log"`
+	Power    PowerConfig `yaml:"power"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -160,6 +163,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Status.Addr == "" {
 		c.Status.Addr = "127.0.0.1:7071"
+	}
+	if c.AuditLog == "" && c.CacheDir != "" {
+		c.AuditLog = filepath.Join(c.CacheDir, "state", "audit.jsonl")
 	}
 	if c.Power.SysfsRoot == "" {
 		c.Power.SysfsRoot = "/sys"

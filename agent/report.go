@@ -125,6 +125,10 @@ func (a *Agent) runReporter(ctx context.Context) {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
+	a.reportLoop(ctx, endpoint, func() *report.Report { return a.buildReport(id, name) })
+}
+
+func (a *Agent) reportLoop(ctx context.Context, endpoint string, build func() *report.Report) {
 	client := &http.Client{Timeout: a.cfg.Report.Timeout}
 	every := a.cfg.Report.Interval
 	t := time.NewTimer(time.Duration(mrand.Int64N(int64(min(every, 5*time.Second))) + 1))
@@ -137,7 +141,7 @@ func (a *Agent) runReporter(ctx context.Context) {
 		case <-t.C:
 		}
 		next := every
-		if err := a.sendReport(ctx, client, endpoint, a.buildReport(id, name)); err != nil {
+		if err := a.sendReport(ctx, client, endpoint, build()); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -187,6 +191,7 @@ func (a *Agent) agentID() string {
 func (a *Agent) buildReport(id, name string) *report.Report {
 	st := a.Status()
 	trim := func(s string) string { return report.Trim(s, report.MaxText) }
+	short := func(s string) string { return report.Trim(s, report.MaxNameLen) }
 	catURL := st.Catalog.URL
 	if u, err := url.Parse(catURL); err == nil && u.User != nil {
 		u.User = nil
@@ -199,8 +204,14 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		IntervalSeconds: a.cfg.Report.Interval.Seconds(),
 		Sent:            time.Now().UTC(),
 		Catalog:         report.Catalog{URL: trim(catURL), LastRefresh: st.Catalog.LastRefresh, Error: trim(st.Catalog.Error)},
-		Subscriptions:   []report.Subscription{},
-		Releases:        []report.Release{},
+		Policy: report.Policy{
+			Mode: short(string(st.Policy.Mode)), Profile: short(st.Policy.Profile),
+			DownLimit: short(st.Policy.DownLimit), UpLimit: short(st.Policy.UpLimit),
+			UploadAllowed: st.Policy.Upload, Throttle: short(st.Policy.Throttle),
+			CachedBytes: max(st.Policy.CachedBytes, 0), QuotaBytes: max(st.Policy.QuotaBytes, 0),
+		},
+		Subscriptions: []report.Subscription{},
+		Releases:      []report.Release{},
 	}
 	for _, s := range st.Subscriptions {
 		if len(r.Subscriptions) == report.MaxSubs {
@@ -243,6 +254,9 @@ func (a *Agent) sendReport(ctx context.Context, client *http.Client, endpoint st
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "swarmship-agent")
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

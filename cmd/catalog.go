@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -61,6 +62,9 @@ overwrite keys or an existing catalog. Agents pin the root.json it prints.`,
 			}
 			rootPath := filepath.Join(f.keys, "root.json")
 			if err := os.WriteFile(rootPath, rootJSON, 0o644); err != nil {
+				return err
+			}
+			if err := f.audit(audit.Event{Action: "keys.init", Details: map[string]string{"catalog": store.String(), "fingerprint": catalog.Fingerprint(rootJSON)}}); err != nil {
 				return err
 			}
 			res := map[string]string{
@@ -215,6 +219,9 @@ func newCatalogPromoteCmd() *cobra.Command {
 			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
 				return err
 			}
+			if err := f.audit(audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
 			return nil
 		},
@@ -232,6 +239,9 @@ func newCatalogYankCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
+				return err
+			}
+			if err := f.audit(audit.Event{Action: "yank", Release: args[0], Version: args[1]}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s yanked\n", args[0], args[1])

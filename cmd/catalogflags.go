@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/audit"
 )
 
 // catalogFlags are the flags every command that touches a catalog shares.
@@ -22,12 +23,14 @@ type catalogFlags struct {
 	stateDir string
 	s3       catalog.S3Config
 	s3URL    string
+	auditLog string
 }
 
 func (f *catalogFlags) register(fs *pflag.FlagSet, withKeys bool) {
 	fs.StringVar(&f.url, "catalog", os.Getenv("SWARMSHIP_CATALOG"), "catalog: a directory, file:///dir, s3://bucket/prefix or http(s)://mirror (env SWARMSHIP_CATALOG)")
 	if withKeys {
 		fs.StringVar(&f.keys, "keys", os.Getenv("SWARMSHIP_KEYS"), "directory of the catalog's private signing keys (env SWARMSHIP_KEYS)")
+		fs.StringVar(&f.auditLog, "audit-log", os.Getenv("SWARMSHIP_AUDIT_LOG"), "append-only audit log of catalog changes (default: audit.jsonl in --keys)")
 	}
 	fs.StringVar(&f.root, "root", "", "pinned root.json to trust (default: root.json in --keys)")
 	fs.StringVar(&f.stateDir, "state", "", "where verified catalog metadata is cached (default: the user cache directory)")
@@ -96,4 +99,30 @@ func (f *catalogFlags) client(ctx context.Context) (*catalog.Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// audit records a catalog change in the publisher's audit log (default
+// audit.jsonl in the keys directory).
+func (f *catalogFlags) audit(e audit.Event) error {
+	path := f.auditLog
+	if path == "" && f.keys != "" {
+		path = filepath.Join(f.keys, "audit.jsonl")
+	}
+	return auditTo(path, e)
+}
+
+// auditTo appends e to the log at path ("" = none). A change that cannot be
+// audited is reported as an error, though it has happened.
+func auditTo(path string, e audit.Event) error {
+	if path == "" {
+		return nil
+	}
+	l, err := audit.Open(path, 0, 0)
+	if err == nil {
+		err = l.Append(e)
+	}
+	if err != nil {
+		return fmt.Errorf("%s done, but the audit log failed: %w", e.Action, err)
+	}
+	return nil
 }

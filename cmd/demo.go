@@ -105,7 +105,7 @@ func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sam
 		return fmt.Errorf("publish: %w", err)
 	}
 	fmt.Fprintf(out, "published  demo@1.0: %s in %d files, %d pieces, infohash %s (%.2fs)\n", humanBytes(res.TotalSize), res.Files, res.Pieces, res.InfoHash, time.Since(start).Seconds())
-	fmt.Fprintf(out, "catalog    %s (signed, TUF)\norigin     %s (tracker, web seed)\n\n", sw.CatalogDir, sw.OriginURL)
+	fmt.Fprintf(out, "catalog    %s (signed, TUF)\norigin     %s (tracker, web seed)\ndashboard  %s/dashboard\n\n", sw.CatalogDir, sw.OriginURL, sw.OriginURL)
 
 	var running []*localswarm.RunningAgent
 	sites := []string{"branch-a", "branch-b"}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -72,6 +73,13 @@ version with different bytes is refused.`,
 			bar.done()
 			if err != nil {
 				return err
+			}
+			if !res.AlreadyPublished || len(res.Channels) > 0 {
+				if err := f.audit(audit.Event{Action: "publish", Release: res.Name, Version: res.Version, InfoHash: res.InfoHash,
+					Channel: strings.Join(res.Channels, ","), Tenant: opts.Tenant,
+					Details: map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished)}}); err != nil {
+					return err
+				}
 			}
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), res)

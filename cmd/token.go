@@ -2,10 +2,12 @@ package cmd
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/internal/token"
 )
 
@@ -29,7 +31,7 @@ func newTokenCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s/%s (secret) and %s/%s (for the origin)\n", keys, token.PrivateKeyFile, keys, token.PublicKeyFile)
-			return nil
+			return auditTo(filepath.Join(keys, "audit.jsonl"), audit.Event{Action: "token.keygen"})
 		},
 	}
 	keygen.Flags().StringVar(&keys, "keys", "", "keys directory")
@@ -56,6 +58,10 @@ func newTokenCmd() *cobra.Command {
 			claims.IssuedAt, claims.Expires = now, now.Add(ttl)
 			tok, err := token.Issue(key, claims)
 			if err != nil {
+				return err
+			}
+			if err := auditTo(filepath.Join(keys, "audit.jsonl"), audit.Event{Action: "token.issue", Tenant: claims.Tenant, Site: claims.Site,
+				Details: map[string]string{"region": claims.Region, "expires": claims.Expires.UTC().Format(time.RFC3339)}}); err != nil {
 				return err
 			}
 			if jsonOutput() {

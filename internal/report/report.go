@@ -44,6 +44,7 @@ type Report struct {
 	IntervalSeconds float64        `json:"interval_seconds"`
 	Sent            time.Time      `json:"sent"` // the agent's clock; the origin uses its own
 	Catalog         Catalog        `json:"catalog"`
+	Policy          Policy         `json:"policy"`
 	Subscriptions   []Subscription `json:"subscriptions"`
 	Releases        []Release      `json:"releases"`
 }
@@ -53,6 +54,18 @@ type Catalog struct {
 	URL         string    `json:"url,omitempty"`
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	Error       string    `json:"error,omitempty"`
+}
+
+// Policy is the branch policy in force: P2P mode, rate profile, limits.
+type Policy struct {
+	Mode          string `json:"mode,omitempty"`
+	Profile       string `json:"profile,omitempty"`
+	DownLimit     string `json:"down_limit,omitempty"`
+	UpLimit       string `json:"up_limit,omitempty"`
+	UploadAllowed bool   `json:"upload_allowed"`
+	Throttle      string `json:"throttle,omitempty"` // why transfers wait (metered, battery)
+	CachedBytes   int64  `json:"cached_bytes"`
+	QuotaBytes    int64  `json:"quota_bytes,omitempty"`
 }
 
 // Subscription is what one subscription resolves to.
@@ -163,6 +176,15 @@ func (r *Report) Validate() error {
 	}
 	if err := text("catalog.error", r.Catalog.Error, MaxText); err != nil {
 		return err
+	}
+	p := r.Policy
+	for _, f := range []struct{ k, v string }{{"policy.mode", p.Mode}, {"policy.profile", p.Profile}, {"policy.down_limit", p.DownLimit}, {"policy.up_limit", p.UpLimit}, {"policy.throttle", p.Throttle}} {
+		if err := text(f.k, f.v, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if p.CachedBytes < 0 || p.QuotaBytes < 0 {
+		return errors.New("policy: negative cache figures")
 	}
 	if len(r.Subscriptions) > MaxSubs {
 		return fmt.Errorf("%d subscriptions, at most %d", len(r.Subscriptions), MaxSubs)

@@ -41,6 +41,7 @@ type Config struct {
 	PeerHost        string         `yaml:"peer_host"`        // listen host of the seeder
 	RefreshInterval time.Duration  `yaml:"refresh_interval"` // catalog re-read interval
 	Tracker         tracker.Config `yaml:"tracker"`
+	Reports         ReportsConfig  `yaml:"reports"` // agent reports, rollout view, alerts
 	// AnnounceURL is the tracker URL the seeder announces to; default
 	// http://<listen>/announce.
 	AnnounceURL string `yaml:"announce_url"`
@@ -76,6 +77,7 @@ type Origin struct {
 	tracker *tracker.Tracker
 	bt      *torrent.Client
 	dirRoot *os.Root // set for directory catalogs: the web seed
+	reports *reportStore
 
 	webSeedBytes atomic.Int64
 	catalogBytes atomic.Int64
@@ -84,9 +86,9 @@ type Origin struct {
 	seeding map[string]*torrent.Torrent // by name@version
 
 	tokenKey ed25519.PublicKey // nil: no tokens required
-	lastErr error
-	lastOK  time.Time
-	ready   atomic.Bool
+	lastErr  error
+	lastOK   time.Time
+	ready    atomic.Bool
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -128,6 +130,12 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		o.bt = bt
 	}
+	reports, err := openReports(cfg.Reports, cfg.CacheDir, o, log)
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	o.reports = reports
 	return o, nil
 }
 
@@ -190,6 +198,7 @@ func (o *Origin) Close() error {
 	if o.dirRoot != nil {
 		errs = append(errs, o.dirRoot.Close())
 	}
+	errs = append(errs, o.reports.close())
 	return errors.Join(errs...)
 }
 
@@ -379,12 +388,13 @@ func fileSHA256(p, want string) error {
 func (o *Origin) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(o.tracker.Collectors()...)
-	reg.MustRegister(originCollector{o})
+	reg.MustRegister(originCollector{o}, rolloutCollector{o.reports})
 	mux := http.NewServeMux()
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", o.healthz)
+	o.reports.routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
 	var catalogHandler http.Handler
 	if o.dirRoot != nil {
 		catalogHandler = &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes}
