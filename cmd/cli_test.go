@@ -137,6 +137,23 @@ func TestCatalogLifecycle(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "app@1.0") || !strings.Contains(out, "bin/app") {
 		t.Fatalf("show picks the newest version that is not yanked:\n%s", out)
 	}
+	// Every change is in the audit log, in order.
+	out, errOut, code = swarmship(t, "audit", "--file", filepath.Join(keys, "audit.jsonl"), "-o", "json")
+	var events []struct{ Action, Release, Version, Channel string }
+	if err := json.Unmarshal([]byte(out), &events); code != 0 || err != nil {
+		t.Fatalf("audit: %d %v %s", code, err, errOut)
+	}
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action+" "+e.Version)
+	}
+	if got := strings.Join(actions, ","); got != "keys.init ,publish 1.0,publish 2.0,promote 1.0,yank 2.0" {
+		t.Fatalf("audit trail: %s", got)
+	}
+	out, _, _ = swarmship(t, "audit", "--file", filepath.Join(keys, "audit.jsonl"), "--action", "publish")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || strings.Contains(out, "yank") {
+		t.Fatalf("audit --action publish: want a header and two events:\n%s", out)
+	}
 	if out, errOut, code := swarmship(t, "catalog", "verify", "--catalog", cat, "--keys", keys); code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify: %d %s %s", code, out, errOut)
 	}
