@@ -570,10 +570,13 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		InfoHash:  tf.InfoHash,
 		InfoBytes: tf.MetaInfo.InfoBytes,
 		Storage:   stor,
-		// Nothing moves until a reconcile says the policy allows it.
-		DisallowDataDownload: true,
-		DisallowDataUpload:   !uploadOK,
 	})
+	// Nothing moves until a reconcile says the policy allows it. (The
+	// matching AddTorrentOpts fields are ignored by this library version.)
+	t.DisallowDataDownload()
+	if !uploadOK {
+		t.DisallowDataUpload()
+	}
 	if a.cfg.Tracker != "" && a.cfg.Mode.Peers() {
 		t.AddTrackers([][]string{{a.announceURL()}})
 	}

@@ -94,11 +94,34 @@ type offloader struct {
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
+	// ownDone and ownGrew track our own progress (bytes received).
+	ownDone int64
+	ownGrew time.Time
+	// resumed is when a pause last ended: silence while paused is not a
+	// peer's fault.
+	resumed time.Time
+}
+
+// stalledFor says how long our own download has received no payload byte
+// (from peers or the origin); bytes, not verified pieces, so that large
+// pieces on a slow link do not look like a stall.
+func (o *offloader) stalledFor() time.Duration {
+	now := time.Now()
+	st := o.t.Stats()
+	done := st.ConnStats.BytesReadUsefulData.Int64() + o.originBytes.Load()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ownGrew.IsZero() || done > o.ownDone || o.paused.Load() {
+		o.ownDone, o.ownGrew = done, now
+	}
+	return now.Sub(o.ownGrew)
 }
 
 type peerProgress struct {
-	pieces   uint64
-	lastGrew time.Time
+	pieces     uint64    // pieces the peer has
+	lastGrew   time.Time // when that last grew
+	read       int64     // payload bytes it has sent us
+	lastServed time.Time // when that last grew
 }
 
 func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limiter *rate.Limiter, cfg OffloadConfig, self [20]byte, log *slog.Logger) *offloader {
@@ -168,10 +191,27 @@ func (o *offloader) run(ctx context.Context) error {
 // the origin now: pieces that no connected peer has and that this agent
 // owns among the live members.
 func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
-	if max <= 0 || o.paused.Load() {
+	if o.paused.Load() {
+		o.mu.Lock()
+		o.resumed = time.Now()
+		o.mu.Unlock()
+		return nil
+	}
+	if max <= 0 {
 		return nil
 	}
 	members, avail := o.swarmView()
+	// Peers that advertise pieces but never send them (download-only
+	// agents, choked or starved links) must not stall us: once our own
+	// download has made no progress for a while, pieces "available" from
+	// peers count as missing, and later the whole remainder is ours.
+	switch stalled := o.stalledFor(); {
+	case stalled > 2*o.cfg.OrphanTimeout:
+		members = members[:1]
+		fallthrough
+	case stalled > o.cfg.OrphanTimeout:
+		avail = roaring.New()
+	}
 	ih := o.t.InfoHash()
 	var out []int
 	for p := 0; p < n && len(out) < max; p++ {
@@ -188,10 +228,16 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	return out
 }
 
-// swarmView returns the live members (self first) and the union of the
-// pieces connected peers have.
+// swarmView returns the live members (self first) and the pieces that
+// connected peers have and are actually serving.
+//
+// A member is a swarmship agent that is still downloading and making
+// progress. A peer that has pieces we lack but has sent us nothing for
+// OrphanTimeout (a download-only agent, a choked or starved link) is not
+// serving: its pieces count as missing and it holds no shard.
 func (o *offloader) swarmView() ([][20]byte, *roaring.Bitmap) {
 	now := time.Now()
+	ours := o.completedPieces()
 	avail := roaring.New()
 	members := [][20]byte{o.self}
 	n := uint64(o.t.NumPieces())
@@ -199,22 +245,34 @@ func (o *offloader) swarmView() ([][20]byte, *roaring.Bitmap) {
 	defer o.mu.Unlock()
 	seen := map[[20]byte]bool{}
 	for _, pc := range o.t.PeerConns() {
-		pieces := pc.PeerPieces()
-		avail.Or(pieces)
 		id := [20]byte(pc.PeerID)
-		if !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) || seen[id] {
+		if seen[id] {
 			continue
 		}
 		seen[id] = true
+		pieces := pc.PeerPieces()
 		count := pieces.GetCardinality()
+		st := pc.Stats()
+		read := st.BytesReadUsefulData.Int64()
 		pp, ok := o.progress[id]
-		if !ok || count > pp.pieces {
-			pp = peerProgress{pieces: count, lastGrew: now}
-			o.progress[id] = pp
+		if !ok {
+			pp = peerProgress{pieces: count, lastGrew: now, read: read, lastServed: now}
 		}
+		if count > pp.pieces {
+			pp.pieces, pp.lastGrew = count, now
+		}
+		if read > pp.read || pp.lastServed.Before(o.resumed) {
+			pp.read, pp.lastServed = read, now
+		}
+		o.progress[id] = pp
+		serving := now.Sub(pp.lastServed) <= o.cfg.OrphanTimeout || roaring.AndNot(pieces, ours).IsEmpty()
+		if !serving {
+			continue
+		}
+		avail.Or(pieces)
 		// A complete peer fetches nothing, and a stalled one should not
 		// hold pieces that others wait for.
-		if count >= n || now.Sub(pp.lastGrew) > o.cfg.OrphanTimeout {
+		if !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) || count >= n || now.Sub(pp.lastGrew) > o.cfg.OrphanTimeout {
 			continue
 		}
 		members = append(members, id)
@@ -226,6 +284,19 @@ func (o *offloader) swarmView() ([][20]byte, *roaring.Bitmap) {
 	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
 	return members, avail
+}
+
+// completedPieces is the set of pieces this agent has verified.
+func (o *offloader) completedPieces() *roaring.Bitmap {
+	have := roaring.New()
+	i := uint64(0)
+	for _, run := range o.t.PieceStateRuns() {
+		if run.Complete {
+			have.AddRange(i, i+uint64(run.Length))
+		}
+		i += uint64(run.Length)
+	}
+	return have
 }
 
 // fetchPiece reads piece p from the origin, writes it into the torrent's

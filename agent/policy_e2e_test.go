@@ -363,3 +363,33 @@ func hexHash(t *testing.T, s string) [20]byte {
 	copy(h[:], b)
 	return h
 }
+
+// A download-only agent never uploads, though it advertises what it has;
+// its neighbours must not wait for it forever.
+func TestDownloadOnlyAgentUploadsNothingAndStallsNobody(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	m := publish(t, sw, "app", "1.0", 96, map[string]int64{"app.bin": 8 << 20}, "stable")
+	sub := agent.Subscription{Name: "app", Channel: "stable"}
+	cfgA := sw.AgentConfig("metered", "s", "eu", sub)
+	cfgA.Mode = policy.ModeDownloadOnly
+	cfgA.Offload.OrphanTimeout = 2 * time.Second
+	a, err := sw.StartAgent(context.Background(), "metered", cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB := sw.AgentConfig("normal", "s", "eu", sub)
+	cfgB.Offload.OrphanTimeout = 2 * time.Second
+	b, err := sw.StartAgent(context.Background(), "normal", cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "app", "1.0", 60*time.Second, a, b)
+	checkActiveFiles(t, a, m)
+	checkActiveFiles(t, b, m)
+	if up := releaseStatus(a, "app", "1.0").Uploaded; up != 0 {
+		t.Fatalf("download-only agent uploaded %d bytes", up)
+	}
+	if p := a.Agent.Status().Policy; p.Upload || p.Mode != policy.ModeDownloadOnly {
+		t.Fatalf("policy status %+v", p)
+	}
+}
