@@ -144,19 +144,7 @@ func GenerateKey(dir string) error {
 	if err != nil {
 		return err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(priv, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := catalog.WritePrivateKeyFile(priv, key); err != nil {
 		return err
 	}
 	pder, err := x509.MarshalPKIXPublicKey(pub)
@@ -168,33 +156,11 @@ func GenerateKey(dir string) error {
 
 // LoadPrivateKey reads token.key from dir, refusing a file others can read.
 func LoadPrivateKey(dir string) (ed25519.PrivateKey, error) {
-	p := filepath.Join(dir, PrivateKeyFile)
-	fi, err := os.Stat(p)
+	key, err := catalog.ReadPrivateKeyFile(filepath.Join(dir, PrivateKeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no token signing key in %s: run `swarmship token keygen --keys %s`", dir, dir)
-	} else if err != nil {
-		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s has mode %v: it must be readable by its owner only (chmod 600)", p, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s is not a PEM key", p)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s is not an ed25519 key", p)
-	}
-	return key, nil
+	return key, err
 }
 
 // LoadPublicKey reads a token verification key (token.pub).
