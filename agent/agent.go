@@ -25,6 +25,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -109,6 +110,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
 	}
+	peerTLS, peerID, err := peertls.Load(cfg.PeerTLS)
+	if err != nil {
+		return nil, fmt.Errorf("peer_tls: %w", err)
+	}
+	if peerTLS != nil && cfg.Tenant != "" && peerID.Tenant != cfg.Tenant {
+		return nil, fmt.Errorf("peer_tls: certificate is for tenant %q, the agent is configured for %q", peerID.Tenant, cfg.Tenant)
+	}
 	for _, d := range []string{"", "releases", "current", "state", "tuf"} {
 		if err := os.MkdirAll(filepath.Join(cfg.CacheDir, d), 0o750); err != nil {
 			return nil, fmt.Errorf("cache_dir: %w", err)
@@ -170,6 +178,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality == "site" || cfg.Swarm.Locality == "region",
+		TLS:   peerTLS, TLSLog: log,
 	})
 	if err != nil {
 		completion.Close()

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	Report        ReportConfig   `yaml:"report"`
 	// RefreshInterval is how often the catalog is re-read.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
+
+	// PeerTLS makes peer connections mutual TLS (see internal/peertls).
+	PeerTLS peertls.Config `yaml:"peer_tls"`
 
 	// TimeZone is the site's IANA zone for schedules; default UTC.
 	TimeZone string `yaml:"timezone"`
@@ -264,6 +268,9 @@ func (c *Config) Validate() error {
 	case "", "any", "region", "site":
 	default:
 		return ferr("swarm.locality", "%q: want any, region or site", c.Swarm.Locality)
+	}
+	if err := c.PeerTLS.Validate(); err != nil {
+		return ferr("peer_tls", "%v", err)
 	}
 	if c.Swarm.MaxConns < 1 {
 		return ferr("swarm.max_conns", "must be at least 1")

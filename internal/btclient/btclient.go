@@ -7,16 +7,20 @@ package btclient
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 
 	alog "github.com/anacrolix/log"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/internal/peertls"
 )
 
 // Peer ID prefixes (Azureus style) let swarmship processes recognise each
@@ -43,6 +47,14 @@ type Config struct {
 	NoPeers bool
 	// NoPEX turns off peer exchange (locality-restricted agents).
 	NoPEX bool
+	// TLS, if set (peertls.Load), makes every peer connection mutual TLS:
+	// the plain TCP and uTP sockets and the DHT are off, and ListenHost and
+	// ListenPort apply to the TLS listener. The listener closes with the
+	// client.
+	TLS *tls.Config
+	// TLSLog gets a line for peers refused at the TLS handshake (a few a
+	// second at most); nil: not logged.
+	TLSLog *slog.Logger
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -66,12 +78,25 @@ func New(c Config) (*torrent.Client, error) {
 	cc.DisableWebseeds = true
 	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
 	cc.DataDir = c.DataDir
+	// Every torrent gets its own storage; the default one must not leave a
+	// piece-completion database in DataDir (or the working directory).
+	cc.DefaultStorage = storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   c.DataDir,
+		PieceCompletion: storage.NewMapPieceCompletion(),
+	})
 	if c.NoPEX {
 		cc.DisablePEX = true
 	}
 	if c.NoPeers {
 		cc.AcceptPeerConnections = false
 		cc.DisablePEX = true
+	}
+	if c.TLS != nil {
+		cc.DisableTCP = true
+		cc.DisableUTP = true
+		cc.NoDHT = true
+		// TLS already hides the handshake: skip MSE's key exchange.
+		cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
 	}
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
@@ -102,6 +127,20 @@ func New(c Config) (*torrent.Client, error) {
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
 		return nil, fmt.Errorf("start BitTorrent client: %w", err)
+	}
+	if c.TLS != nil {
+		addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
+		if c.NoPeers {
+			addr = "" // accepts nothing: no listener at all
+		}
+		var opts []peertls.Option
+		if c.TLSLog != nil {
+			opts = append(opts, peertls.WithLogger(c.TLSLog))
+		}
+		if _, err := peertls.Attach(cl, c.TLS, addr, opts...); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	return cl, nil
 }

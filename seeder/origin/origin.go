@@ -27,6 +27,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -52,6 +53,8 @@ type Config struct {
 	// PrivateCatalog also requires a token to read the catalog and the
 	// web seed over HTTP.
 	PrivateCatalog bool `yaml:"private_catalog"`
+	// PeerTLS makes the seeder's peer connections mutual TLS.
+	PeerTLS peertls.Config `yaml:"peer_tls"`
 }
 
 // SetDefaults fills unset fields.
@@ -119,11 +122,17 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		if o.dirRoot == nil && cfg.CacheDir == "" {
 			return nil, errors.New("origin: cache_dir is required to seed a remote catalog")
 		}
+		peerTLS, _, err := peertls.Load(cfg.PeerTLS)
+		if err != nil {
+			return nil, fmt.Errorf("origin: peer_tls: %w", err)
+		}
 		bt, err := btclient.New(btclient.Config{
 			PeerIDPrefix: btclient.OriginPeerIDPrefix,
 			ListenHost:   cfg.PeerHost,
 			ListenPort:   cfg.PeerPort,
 			DataDir:      cfg.CacheDir,
+			TLS:          peerTLS,
+			TLSLog:       log,
 		})
 		if err != nil {
 			return nil, err

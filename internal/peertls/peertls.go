@@ -1,0 +1,556 @@
+// Package peertls runs BitTorrent peer connections over mutual TLS 1.3.
+//
+// Every agent and origin of an enterprise holds a certificate signed by
+// the enterprise CA. A peer connection is accepted or made only when both
+// ends present such a certificate and both belong to the same tenant; a
+// peer without a certificate, with one from another CA, or of another
+// tenant is refused during the TLS handshake, before a byte of the
+// BitTorrent protocol is exchanged.
+//
+// # Certificate convention
+//
+// A peer certificate names its tenant and site (and optionally its region)
+// in exactly one URI subject alternative name:
+//
+//	swarmship://tenant/<tenant>/site/<site>
+//	swarmship://tenant/<tenant>/site/<site>/region/<region>
+//
+// Values follow the catalog's name rules (letters, digits, '.', '_', '+',
+// '-'; see catalog.ValidateName). Peers are dialled by IP address, so host
+// names in the certificate are not checked; the identity is the URI SAN.
+// Because every peer is both a TLS client (when it dials) and a TLS server
+// (when it accepts), leaf certificates need both extended key usages,
+// serverAuth and clientAuth. With openssl:
+//
+//	subjectAltName = URI:swarmship://tenant/acme/site/berlin-01/region/eu
+//	extendedKeyUsage = serverAuth, clientAuth
+//
+// The CA file may hold several certificates (during a CA rotation); the
+// certificate file may carry intermediates after the leaf. The key file
+// must be readable by its owner only (chmod 600).
+//
+// # Wiring
+//
+// Load turns a Config into a *tls.Config. Attach plugs it into an
+// anacrolix client with Client.AddListener and Client.AddDialer; the
+// client must be created with DisableTCP, DisableUTP and NoDHT so that no
+// plain socket exists (internal/btclient does this when given a TLS
+// config). The listener completes the TLS handshake before the client sees
+// a connection, so unauthenticated peers never reach the BitTorrent code.
+package peertls
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/catalog"
+)
+
+// Modes of Config.Mode.
+const (
+	ModeOff      = "off"      // plain peer connections (the default)
+	ModeRequired = "required" // only mutual-TLS peer connections
+)
+
+// URIScheme is the scheme of the identity SAN.
+const URIScheme = "swarmship"
+
+// Config is the peer_tls section of agent and origin configs.
+type Config struct {
+	CA   string `yaml:"ca"`   // PEM file: the enterprise CA certificate(s)
+	Cert string `yaml:"cert"` // PEM file: this peer's certificate (+ intermediates)
+	Key  string `yaml:"key"`  // PEM file: its private key, mode 0600
+	Mode string `yaml:"mode"` // "off" (default) or "required"
+}
+
+// Enabled reports whether peer connections must use mutual TLS.
+func (c Config) Enabled() bool { return c.Mode == ModeRequired }
+
+// Validate checks the settings without reading files.
+func (c Config) Validate() error {
+	switch c.Mode {
+	case ModeRequired:
+		for _, f := range []struct{ name, v string }{{"ca", c.CA}, {"cert", c.Cert}, {"key", c.Key}} {
+			if f.v == "" {
+				return fmt.Errorf("%s is required with mode %s", f.name, ModeRequired)
+			}
+		}
+	case "":
+		// Files without a mode are most likely a forgotten mode: refuse
+		// rather than run in plain text believing TLS is on. An explicit
+		// "off" keeps them (certificates rolled out before the switch).
+		if c.CA != "" || c.Cert != "" || c.Key != "" {
+			return fmt.Errorf("ca/cert/key are set but mode is not: set mode: %s (or %s)", ModeRequired, ModeOff)
+		}
+	case ModeOff:
+	default:
+		return fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeOff, ModeRequired)
+	}
+	return nil
+}
+
+// Identity is who a certificate speaks for.
+type Identity struct {
+	Tenant string
+	Site   string
+	Region string // optional
+}
+
+// URI is the identity's subject alternative name.
+func (id Identity) URI() *url.URL {
+	p := "/" + url.PathEscape(id.Tenant) + "/site/" + url.PathEscape(id.Site)
+	if id.Region != "" {
+		p += "/region/" + url.PathEscape(id.Region)
+	}
+	return &url.URL{Scheme: URIScheme, Host: "tenant", Path: p}
+}
+
+func (id Identity) String() string { return id.URI().String() }
+
+// IdentityFromCert reads the identity SAN of a certificate. It does not
+// verify the certificate.
+func IdentityFromCert(c *x509.Certificate) (Identity, error) {
+	var found []*url.URL
+	for _, u := range c.URIs {
+		if u.Scheme == URIScheme {
+			found = append(found, u)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Identity{}, fmt.Errorf("certificate %q has no %s:// URI SAN naming its tenant and site", c.Subject.CommonName, URIScheme)
+	case 1:
+	default:
+		return Identity{}, fmt.Errorf("certificate %q has %d %s:// URI SANs, want one", c.Subject.CommonName, len(found), URIScheme)
+	}
+	return parseIdentityURI(found[0])
+}
+
+func parseIdentityURI(u *url.URL) (Identity, error) {
+	bad := func(why string) (Identity, error) {
+		return Identity{}, fmt.Errorf("identity SAN %q: %s (want %s://tenant/<tenant>/site/<site>[/region/<region>])", u.String(), why, URIScheme)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Port() != "" || u.Opaque != "" {
+		return bad("unexpected user, port, query or fragment")
+	}
+	parts := append([]string{u.Host}, strings.Split(strings.TrimPrefix(u.EscapedPath(), "/"), "/")...)
+	if len(parts)%2 != 0 {
+		return bad("keys and values do not pair up")
+	}
+	var id Identity
+	seen := map[string]bool{}
+	for i := 0; i < len(parts); i += 2 {
+		key := parts[i]
+		val, err := url.PathUnescape(parts[i+1])
+		if err != nil {
+			return bad(err.Error())
+		}
+		if seen[key] {
+			return bad(key + " appears twice")
+		}
+		seen[key] = true
+		if err := catalog.ValidateName(key, val); err != nil {
+			return bad(err.Error())
+		}
+		switch key {
+		case "tenant":
+			id.Tenant = val
+		case "site":
+			id.Site = val
+		case "region":
+			id.Region = val
+		default:
+			return bad("unknown key " + key)
+		}
+	}
+	if parts[0] != "tenant" || id.Site == "" {
+		return bad("tenant must come first and site is required")
+	}
+	return id, nil
+}
+
+// Load reads the CA, certificate and key of c and returns a TLS config
+// for peer connections (TLS 1.3 only, client certificates required and
+// verified against the CA, peers of another tenant refused) and this
+// peer's identity. With mode off it returns a nil config.
+func Load(c Config) (*tls.Config, Identity, error) {
+	if err := c.Validate(); err != nil {
+		return nil, Identity{}, err
+	}
+	if !c.Enabled() {
+		return nil, Identity{}, nil
+	}
+	caPEM, err := os.ReadFile(c.CA)
+	if err != nil {
+		return nil, Identity{}, fmt.Errorf("ca: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, Identity{}, fmt.Errorf("ca: %s holds no PEM certificate", c.CA)
+	}
+	if err := checkKeyMode(c.Key); err != nil {
+		return nil, Identity{}, err
+	}
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, Identity{}, fmt.Errorf("cert/key: %w", err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, Identity{}, fmt.Errorf("cert: %w", err)
+		}
+	}
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		ic, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, Identity{}, fmt.Errorf("cert: intermediate: %w", err)
+		}
+		inter.AddCert(ic)
+	}
+	for _, eku := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
+			return nil, Identity{}, fmt.Errorf("cert %s does not verify against ca %s for both serverAuth and clientAuth: %w", c.Cert, c.CA, err)
+		}
+	}
+	id, err := IdentityFromCert(leaf)
+	if err != nil {
+		return nil, Identity{}, fmt.Errorf("cert %s: %w", c.Cert, err)
+	}
+	return NewConfig(roots, cert, id), id, nil
+}
+
+// NewConfig builds the peer TLS config from material already loaded; self
+// is the identity of cert. Load is the usual way in.
+func NewConfig(roots *x509.CertPool, cert tls.Certificate, self Identity) *tls.Config {
+	v := &verifier{roots: roots, self: self}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		MaxVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      roots,
+		ClientCAs:    roots,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		// Peers are dialled by IP and certificates name no hosts, so the
+		// library's host-name check is off on the client side;
+		// VerifyConnection verifies the chain against RootCAs instead and
+		// checks the tenant, on both sides.
+		InsecureSkipVerify: true, //nolint:gosec // chain verified in VerifyConnection
+		VerifyConnection:   v.verify,
+		// No resumption: every connection presents and checks certificates.
+		SessionTicketsDisabled: true,
+	}
+}
+
+type verifier struct {
+	roots *x509.CertPool
+	self  Identity
+}
+
+// verify runs on both sides after the certificate exchange.
+func (v *verifier) verify(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("peer sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if len(cs.VerifiedChains) == 0 {
+		// Client side (InsecureSkipVerify): verify the server's chain. The
+		// server side was verified by crypto/tls (ClientAuth).
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: v.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return fmt.Errorf("peer certificate: %w", err)
+		}
+	}
+	id, err := IdentityFromCert(leaf)
+	if err != nil {
+		return fmt.Errorf("peer certificate: %w", err)
+	}
+	if id.Tenant != v.self.Tenant {
+		return fmt.Errorf("peer %s belongs to tenant %q, not %q", id, id.Tenant, v.self.Tenant)
+	}
+	return nil
+}
+
+func checkKeyMode(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("key file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// PeerIdentity returns the verified identity of the other end of a
+// handshaken TLS connection.
+func PeerIdentity(c *tls.Conn) (Identity, error) {
+	cs := c.ConnectionState()
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return Identity{}, errors.New("no verified peer certificate")
+	}
+	return IdentityFromCert(cs.PeerCertificates[0])
+}
+
+// Defaults of the transport.
+const (
+	DialTimeout         = 10 * time.Second
+	HandshakeTimeout    = 10 * time.Second
+	MaxPendingHandshake = 256 // concurrent server handshakes per listener
+)
+
+// Dialer dials peers over TLS for an anacrolix client (torrent.Dialer).
+// The TLS handshake completes inside Dial.
+type Dialer struct {
+	TLS     *tls.Config
+	Timeout time.Duration // TCP connect and handshake; 0 = DialTimeout
+}
+
+// DialerNetwork is "tcp": peer addresses from trackers and PEX are TCP
+// addresses.
+func (d Dialer) DialerNetwork() string { return "tcp" }
+
+// Dial connects to addr and completes the TLS handshake.
+func (d Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = DialTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	td := tls.Dialer{NetDialer: &net.Dialer{}, Config: d.TLS}
+	return td.DialContext(ctx, "tcp", addr)
+}
+
+// Listener accepts TCP connections and hands out only those whose TLS
+// handshake succeeded (torrent.Listener). Handshakes run concurrently, at
+// most MaxPendingHandshake at a time, each bounded by HandshakeTimeout.
+type Listener struct {
+	ln       net.Listener
+	tc       *tls.Config
+	conns    chan net.Conn
+	done     chan struct{}
+	hold     <-chan struct{} // Accept after Close waits for this (see Attach)
+	ctx      context.Context
+	cancel   context.CancelFunc
+	once     sync.Once
+	wg       sync.WaitGroup
+	accepted atomic.Int64
+	refused  atomic.Int64
+	onRefuse func(net.Addr, error)
+}
+
+// Listen listens on a TCP address ("host:port") for TLS peers.
+func Listen(addr string, tc *tls.Config) (*Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Listener{ln: ln, tc: tc, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	l.wg.Add(1)
+	go l.serve()
+	return l, nil
+}
+
+func (l *Listener) serve() {
+	defer l.wg.Done()
+	sem := make(chan struct{}, MaxPendingHandshake)
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		select {
+		case sem <- struct{}{}:
+		case <-l.done:
+			c.Close()
+			return
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-sem }()
+			l.handshake(c)
+		}()
+	}
+}
+
+func (l *Listener) handshake(c net.Conn) {
+	tc := tls.Server(c, l.tc)
+	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		c.Close()
+		l.refused.Add(1)
+		if l.onRefuse != nil {
+			l.onRefuse(c.RemoteAddr(), err)
+		}
+		return
+	}
+	l.accepted.Add(1)
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.Close()
+	}
+}
+
+// Accept returns the next connection whose TLS handshake succeeded.
+func (l *Listener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+	}
+	if l.hold != nil {
+		// The anacrolix accept loop retries on errors until its client is
+		// closed; make it wait instead of spinning.
+		<-l.hold
+	}
+	return nil, net.ErrClosed
+}
+
+// Addr is the TCP address listened on.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Port is the TCP port listened on.
+func (l *Listener) Port() int {
+	if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
+		return a.Port
+	}
+	return 0
+}
+
+// Accepted and Refused count completed and failed TLS handshakes.
+func (l *Listener) Accepted() int64 { return l.accepted.Load() }
+
+// Refused counts connections dropped at the TLS handshake: no or an
+// untrusted certificate, another tenant, not TLS at all, or too slow.
+func (l *Listener) Refused() int64 { return l.refused.Load() }
+
+// Close stops listening, aborts pending handshakes and waits for them.
+func (l *Listener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		l.cancel()
+		err = l.ln.Close()
+		l.wg.Wait()
+	})
+	return err
+}
+
+// Transport is what Attach added to a client.
+type Transport struct {
+	Listener *Listener // nil when attached without a listen address
+	Dialer   Dialer
+}
+
+// Port is the TLS listener's port, 0 without one.
+func (t *Transport) Port() int {
+	if t == nil || t.Listener == nil {
+		return 0
+	}
+	return t.Listener.Port()
+}
+
+// Close closes the listener. Attach also closes it when the client
+// closes, so callers need not keep the Transport.
+func (t *Transport) Close() error {
+	if t.Listener == nil {
+		return nil
+	}
+	return t.Listener.Close()
+}
+
+// Option tunes Attach.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger logs refused handshakes (at most a few lines a second).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Attach makes cl talk to peers over mutual TLS: it listens on listenAddr
+// ("host:port"; "" for none) with a TLS listener given to cl.AddListener
+// and adds a TLS dialer with cl.AddDialer. cl must have been created with
+// DisableTCP, DisableUTP and NoDHT, or it also keeps its plain sockets.
+// The listener is closed when cl closes; the returned Transport (an
+// io.Closer) may close it earlier.
+func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Option) (*Transport, error) {
+	if tc == nil {
+		return nil, errors.New("peertls: nil TLS config")
+	}
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	t := &Transport{Dialer: Dialer{TLS: tc}}
+	if listenAddr != "" {
+		ln, err := Listen(listenAddr, tc)
+		if err != nil {
+			return nil, fmt.Errorf("peer TLS listener: %w", err)
+		}
+		ln.hold = cl.Closed()
+		if o.log != nil {
+			lim := rate.NewLimiter(2, 10)
+			var dropped atomic.Int64
+			ln.onRefuse = func(a net.Addr, err error) {
+				if !lim.Allow() {
+					dropped.Add(1)
+					return
+				}
+				o.log.Warn("peer refused at TLS handshake", "remote", a.String(), "err", err, "unlogged_before", dropped.Swap(0))
+			}
+		}
+		t.Listener = ln
+		go func() {
+			<-cl.Closed()
+			ln.Close()
+		}()
+		cl.AddListener(ln)
+	}
+	cl.AddDialer(t.Dialer)
+	return t, nil
+}
+
+var _ io.Closer = (*Transport)(nil)
+var _ torrent.Listener = (*Listener)(nil)
+var _ torrent.Dialer = Dialer{}
