@@ -66,9 +66,10 @@ const (
 	autoTargetPieces = 512
 )
 
-// readChunk is how much a worker reads with one pread before hashing it. Small
-// enough that the bytes are still in the core's L2 cache when SHA-1 (and, if
-// it can, SHA-256) goes over them, large enough that syscalls cost nothing.
+// readChunk is how much a worker hashes at a time: one pread, or one slice
+// of a mapped file. Small enough that the bytes are still in the core's L2
+// cache when SHA-256 follows SHA-1 over them (and a pread buffer stays in
+// L2), large enough that the per-call costs vanish.
 const readChunk = 256 << 10
 
 // progressStep is the least number of bytes between two progress calls.
@@ -474,16 +475,10 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 		return nil, errors.New("hash: no files")
 	}
 	var total int64
-	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		if err := checkPathComponents(e.Path); err != nil {
 			return nil, fmt.Errorf("hash %s: %w", e.Source, err)
 		}
-		key := strings.Join(e.Path, "/")
-		if seen[key] {
-			return nil, fmt.Errorf("hash: duplicate path %q", key)
-		}
-		seen[key] = true
 		if e.Size < 0 {
 			return nil, fmt.Errorf("hash %s: negative size %d", e.Source, e.Size)
 		}
@@ -491,6 +486,9 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 			return nil, errors.New("hash: total size overflows")
 		}
 		total += e.Size
+	}
+	if err := checkUniquePaths(entries); err != nil {
+		return nil, fmt.Errorf("hash: %w", err)
 	}
 	if total == 0 {
 		// Clients refuse a torrent without pieces, and there would be

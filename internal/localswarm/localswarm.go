@@ -158,7 +158,7 @@ func (s *Swarm) AgentConfig(name, site, region string, subs ...agent.Subscriptio
 		Subscriptions:   subs,
 		RefreshInterval: time.Second,
 		Swarm:           agent.SwarmConfig{ListenHost: "127.0.0.1"},
-		Offload:         agent.OffloadConfig{StartupGrace: 1500 * time.Millisecond, OrphanTimeout: 5 * time.Second},
+		Offload:         agent.OffloadConfig{StartupGrace: 2 * time.Second, OrphanTimeout: 10 * time.Second},
 		Status:          agent.StatusConfig{Addr: "127.0.0.1:0"},
 		Report:          agent.ReportConfig{URL: s.OriginURL + "/", Interval: 500 * time.Millisecond, Name: name},
 	}

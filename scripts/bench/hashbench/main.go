@@ -2,7 +2,8 @@
 // for scripts/bench/hash. It can also write a pseudo-random test file quickly.
 //
 //	hashbench -gen 1GiB FILE             write FILE
-//	hashbench -mode pieces|files FILE    hash FILE -runs times, print seconds
+//	hashbench -mode pieces|files PATH    hash PATH (a file, or a directory as a
+//	                                     release) -runs times, print seconds
 package main
 
 import (
@@ -12,7 +13,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -26,7 +26,7 @@ func main() {
 	workers := flag.Int("workers", 0, "hashing goroutines (0: one per CPU)")
 	runs := flag.Int("runs", 5, "timed runs; the best and the median are printed")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: hashbench [flags] FILE\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: hashbench [flags] FILE|DIR\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -49,11 +49,11 @@ func run(path, gen, mode, pieceLength string, workers, runs int) error {
 	if err != nil {
 		return err
 	}
-	fi, err := os.Stat(path)
+	// A directory is hashed as a release of all its files, as publish would.
+	files, err := seeder.CollectFiles([]string{path})
 	if err != nil {
 		return err
 	}
-	files := []seeder.FileEntry{{Path: []string{filepath.Base(path)}, Source: path, Size: fi.Size()}}
 	ctx := context.Background()
 	var times []float64
 	for range max(runs, 1) {
