@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/tracing"
 )
 
 // verifyFiles checks every file of a downloaded release against the
@@ -80,6 +81,8 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		}
 		return nil
 	}
+	ctx, span := tracing.Start(ctx, "activate", tracing.Release(name, version, rec.InfoHash)...)
+	defer span.End()
 	link := filepath.Join(a.cfg.CacheDir, "current", name)
 	var rnd [6]byte
 	rand.Read(rnd[:])

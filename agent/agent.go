@@ -21,12 +21,15 @@ import (
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/storage"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/torrentfile"
+	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -60,6 +63,8 @@ type Agent struct {
 	evictions   int64
 	reports     reportCounters
 
+	traceShutdown func(context.Context) error
+
 	statusLn  net.Listener
 	statusSrv *http.Server
 	wg        sync.WaitGroup
@@ -76,7 +81,8 @@ type download struct {
 	base     Bytes // counted in earlier runs
 	baseUp   int64
 	cancel   context.CancelFunc
-	paused   bool // touched only by the reconcile loop
+	paused   bool       // touched only by the reconcile loop
+	span     trace.Span // download span, ended at verification
 }
 
 // SubscriptionStatus says what a subscription resolves to and why it waits.
@@ -186,6 +192,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.peerID = a.bt.PeerID()
+	if a.traceShutdown, err = tracing.Setup(cfg.Tracing, "swarmship-agent"); err != nil {
+		a.bt.Close()
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -218,8 +230,14 @@ func (a *Agent) Close() error {
 	a.mu.Lock()
 	for _, d := range a.downloads {
 		a.saveProgressLocked(d)
+		d.span.End()
 	}
 	a.mu.Unlock()
+	if a.traceShutdown != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		a.traceShutdown(ctx)
+		cancel()
+	}
 	if a.statusSrv != nil {
 		a.statusSrv.Close()
 	}
@@ -337,7 +355,9 @@ func (a *Agent) refresh(ctx context.Context) error {
 			return err
 		}
 	}
+	ctx, span := tracing.Start(ctx, "catalog.refresh", attribute.String("catalog", a.store.String()))
 	err := a.catalog.Refresh(ctx)
+	tracing.End(span, err)
 	a.noteCatalogErr(err)
 	return err
 }
@@ -531,7 +551,11 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 		return errors.New(msg)
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
-	if err := verifyFiles(ctx, a.releaseDir(ref.Name, ref.Version), d.manifest); err != nil {
+	vctx, vspan := tracing.Start(trace.ContextWithSpan(ctx, d.span), "verify", tracing.Release(ref.Name, ref.Version, d.manifest.InfoHash)...)
+	err = verifyFiles(vctx, a.releaseDir(ref.Name, ref.Version), d.manifest)
+	tracing.End(vspan, err)
+	d.span.End()
+	if err != nil {
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
 		rec.LastError = err.Error()
 		a.setPhase(rec, PhaseFailed, "")
@@ -609,6 +633,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	t.DownloadAll()
 	dctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel

@@ -15,6 +15,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -51,6 +52,9 @@ type Config struct {
 	Mode policy.Mode `yaml:"mode"`
 	// CacheQuota bounds the release cache, e.g. "20GiB"; empty: no quota.
 	CacheQuota string `yaml:"cache_quota"`
+	// Tracing exports OpenTelemetry spans (catalog refresh, download,
+	// verify, activate) over OTLP when an endpoint is set.
+	Tracing tracing.Config `yaml:"tracing"`
 	// AuditLog records every activation (default cache_dir/state/audit.jsonl).
 	AuditLog string      `yaml:"audit_log"`
 	Power    PowerConfig `yaml:"power"`
@@ -299,6 +303,9 @@ func (c *Config) Validate() error {
 		if _, err := ParseSize(c.CacheQuota); err != nil {
 			return ferr("cache_quota", "%v", err)
 		}
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		return ferr("tracing.otlp_endpoint", "%v", err)
 	}
 	if err := c.Power.Validate(); err != nil {
 		return ferr("power", "%v", err)
