@@ -200,12 +200,13 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	if max <= 0 {
 		return nil
 	}
-	members, avail := o.swarmView()
+	stalled := o.stalledFor()
+	members, avail := o.swarmView(stalled)
 	// Peers that advertise pieces but never send them (download-only
 	// agents, choked or starved links) must not stall us: once our own
 	// download has made no progress for a while, pieces "available" from
 	// peers count as missing, and later the whole remainder is ours.
-	switch stalled := o.stalledFor(); {
+	switch {
 	case stalled > 2*o.cfg.OrphanTimeout:
 		members = members[:1]
 		fallthrough
@@ -232,10 +233,13 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 // connected peers have and are actually serving.
 //
 // A member is a swarmship agent that is still downloading and making
-// progress. A peer that has pieces we lack but has sent us nothing for
-// OrphanTimeout (a download-only agent, a choked or starved link) is not
-// serving: its pieces count as missing and it holds no shard.
-func (o *offloader) swarmView() ([][20]byte, *roaring.Bitmap) {
+// progress. While our own download is stalled (nothing received for half
+// the orphan timeout), a peer that has pieces we lack but has sent us
+// nothing for OrphanTimeout (a download-only agent, a choked link) is not
+// serving: its pieces count as missing and it holds no shard. Only while
+// stalled: a busy or slow link also leaves single peers silent for a
+// while, and declaring them dead sends their shards to the origin again.
+func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitmap) {
 	now := time.Now()
 	ours := o.completedPieces()
 	avail := roaring.New()
@@ -265,7 +269,8 @@ func (o *offloader) swarmView() ([][20]byte, *roaring.Bitmap) {
 			pp.read, pp.lastServed = read, now
 		}
 		o.progress[id] = pp
-		serving := now.Sub(pp.lastServed) <= o.cfg.OrphanTimeout || roaring.AndNot(pieces, ours).IsEmpty()
+		serving := stalled <= o.cfg.OrphanTimeout/2 || now.Sub(pp.lastServed) <= o.cfg.OrphanTimeout ||
+			roaring.AndNot(pieces, ours).IsEmpty()
 		if !serving {
 			continue
 		}

@@ -77,6 +77,11 @@ func New(c Config) (*torrent.Client, error) {
 	cc.NoDefaultPortForwarding = true
 	cc.DisableWebseeds = true
 	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
+	// The default 64 MiB budget of unverified bytes is spent first on the
+	// rarest pieces, which nobody has early in a rollout (the origin shards
+	// come over HTTP): for releases over 64 MiB, agents requested nothing
+	// from peers for the first ~25 s in the branch testbed. Unbounded.
+	cc.MaxUnverifiedBytes = 0
 	cc.DataDir = c.DataDir
 	// Every torrent gets its own storage; the default one must not leave a
 	// piece-completion database in DataDir (or the working directory).
