@@ -17,6 +17,8 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/swarmship/swarmship/policy"
 )
 
 // Expiry says how long each role's metadata stays valid after signing.
@@ -485,42 +487,9 @@ func releasesFromTargets(targets map[string]*metadata.TargetFiles) ([]Release, e
 	return out, nil
 }
 
-// CompareVersions orders version strings: dot- or dash-separated numeric
-// parts compare as numbers, others as strings, so 1.10 sorts after 1.9.
-func CompareVersions(a, b string) int {
-	split := func(s string) []string {
-		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' })
-	}
-	pa, pb := split(a), split(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, ea := strconv.ParseUint(pa[i], 10, 64)
-		nb, eb := strconv.ParseUint(pb[i], 10, 64)
-		switch {
-		case ea == nil && eb == nil:
-			if na != nb {
-				if na < nb {
-					return -1
-				}
-				return 1
-			}
-		case ea == nil:
-			return 1 // a numeric part sorts after a word: 1.0.1 > 1.0.beta
-		case eb == nil:
-			return -1
-		default:
-			if c := strings.Compare(pa[i], pb[i]); c != 0 {
-				return c
-			}
-		}
-	}
-	switch {
-	case len(pa) < len(pb):
-		return -1
-	case len(pa) > len(pb):
-		return 1
-	}
-	return strings.Compare(a, b)
-}
+// CompareVersions orders version strings; see policy.CompareVersions,
+// which GC uses to tell rollback copies apart, so both agree.
+func CompareVersions(a, b string) int { return policy.CompareVersions(a, b) }
 
 // CopyMetadata copies a catalog's current signed metadata from src to dst:
 // every root version (clients walk the chain from the root they pinned),

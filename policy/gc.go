@@ -65,7 +65,7 @@ func CheckFits(size, quota int64) error {
 // highest versions below the name's active version that are neither
 // expired nor yanked nor downloading; a name with no active version (e.g.
 // no longer subscribed) has nothing to roll back to and keeps none. Versions
-// compare like catalog.CompareVersions: numeric parts as numbers, so 1.10
+// compare like CompareVersions: numeric parts as numbers, so 1.10
 // is above 1.9.
 //
 // If even evicting everything of step 2 cannot make room, PlanGC returns an
@@ -92,7 +92,7 @@ func PlanGC(releases []CachedRelease, quota int64, need int64, keep map[string]i
 		}
 	}
 	byLRU := func(a, b CachedRelease) int {
-		return cmp.Or(a.LastUsed.Compare(b.LastUsed), strings.Compare(a.Name, b.Name), compareVersions(a.Version, b.Version))
+		return cmp.Or(a.LastUsed.Compare(b.LastUsed), strings.Compare(a.Name, b.Name), CompareVersions(a.Version, b.Version))
 	}
 	slices.SortStableFunc(garbage, byLRU)
 	slices.SortStableFunc(lru, byLRU)
@@ -150,7 +150,7 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 		var active string
 		hasActive := false
 		for _, i := range idx {
-			if r := releases[i]; r.Active && (!hasActive || compareVersions(r.Version, active) > 0) {
+			if r := releases[i]; r.Active && (!hasActive || CompareVersions(r.Version, active) > 0) {
 				active, hasActive = r.Version, true
 			}
 		}
@@ -160,12 +160,12 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 		var cands []int
 		for _, i := range idx {
 			r := releases[i]
-			if r.Active || r.Downloading || r.Yanked || r.Expired(now) || compareVersions(r.Version, active) >= 0 {
+			if r.Active || r.Downloading || r.Yanked || r.Expired(now) || CompareVersions(r.Version, active) >= 0 {
 				continue // not a usable previous version
 			}
 			cands = append(cands, i)
 		}
-		slices.SortStableFunc(cands, func(a, b int) int { return compareVersions(releases[b].Version, releases[a].Version) })
+		slices.SortStableFunc(cands, func(a, b int) int { return CompareVersions(releases[b].Version, releases[a].Version) })
 		for _, i := range cands[:min(max(n, 0), len(cands))] {
 			kept[i] = true
 		}
@@ -173,11 +173,11 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 	return kept
 }
 
-// compareVersions orders version strings like catalog.CompareVersions (kept
-// in step with it; policy does not import catalog): dot-, dash-, plus- or
-// underscore-separated numeric parts compare as numbers, others as strings,
-// and a numeric part sorts after a word.
-func compareVersions(a, b string) int {
+// CompareVersions orders version strings: dot-, dash-, plus- or
+// underscore-separated numeric parts compare as numbers, others as
+// strings, and a numeric part sorts after a word, so 1.10 sorts after 1.9.
+// The catalog lists releases in this order too.
+func CompareVersions(a, b string) int {
 	split := func(s string) []string {
 		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' })
 	}
