@@ -421,19 +421,19 @@ func (a *Agent) torrentPath(name, version string) string {
 func (a *Agent) reconcile(ctx context.Context) {
 	now := a.now()
 	a.applyPolicy(now)
+	// One decode of the signed targets per pass, shared by every
+	// subscription: it was the agent's main idle cost.
+	rels, relsErr := a.catalog.Releases()
+	haveCatalog := relsErr == nil
 	a.mu.Lock()
 	gcDue := now.Sub(a.pol.lastGC) >= time.Minute
 	a.mu.Unlock()
-	if gcDue && a.catalogLoaded() {
+	if gcDue && haveCatalog {
 		if err := a.gc(0, now); err != nil {
 			a.log.Warn("cache over quota", "err", err)
 		}
 	}
 	var subs []SubscriptionStatus
-	// One decode of the signed targets per pass, shared by every
-	// subscription: it was the agent's main idle cost.
-	rels, relsErr := a.catalog.Releases()
-	haveCatalog := relsErr == nil
 	for _, s := range a.cfg.Subscriptions {
 		st := SubscriptionStatus{Subscription: s.String(), Name: s.Name}
 		st.Active = a.activeVersion(s.Name)
@@ -467,11 +467,6 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.saveProgressLocked(d)
 	}
 	a.mu.Unlock()
-}
-
-func (a *Agent) catalogLoaded() bool {
-	_, err := a.catalog.Releases()
-	return err == nil
 }
 
 func (a *Agent) currentCatalogErr() error {
