@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/storage"
 	"go.opentelemetry.io/otel/attribute"
@@ -589,11 +588,8 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if err := writeFileAtomic(a.torrentPath(ref.Name, ref.Version), torrentBytes); err != nil {
 		return nil, err
 	}
-	stor := btclient.NewFileStorage(storage.NewFileClientOpts{
-		ClientBaseDir:   filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
-		PieceCompletion: btclient.SharedCompletion{PieceCompletion: a.complete},
-		UsePartFiles:    g.Some(false),
-	})
+	stor := btclient.NewFileStorage(filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
+		btclient.SharedCompletion{PieceCompletion: a.complete})
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
 	a.mu.Unlock()

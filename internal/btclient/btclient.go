@@ -85,10 +85,7 @@ func New(c Config) (*torrent.Client, error) {
 	cc.DataDir = c.DataDir
 	// Every torrent gets its own storage; the default one must not leave a
 	// piece-completion database in DataDir (or the working directory).
-	cc.DefaultStorage = storage.NewFileOpts(storage.NewFileClientOpts{
-		ClientBaseDir:   c.DataDir,
-		PieceCompletion: storage.NewMapPieceCompletion(),
-	})
+	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
 	if c.NoPEX {
 		cc.DisablePEX = true
 	}

@@ -113,7 +113,7 @@ func seed(tb testing.TB, cl *torrent.Client, dir string, mi *metainfo.MetaInfo) 
 	t, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
-		Storage:   btclient.NewFileStorage(storage.NewFileClientOpts{ClientBaseDir: dir, PieceCompletion: btclient.TrustedCompletion{}}),
+		Storage:   btclient.NewFileStorage(dir, btclient.TrustedCompletion{}),
 	})
 	<-t.GotInfo()
 	return t
@@ -125,7 +125,7 @@ func leech(tb testing.TB, cl *torrent.Client, dir string, mi *metainfo.MetaInfo)
 	t, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
-		Storage:   btclient.NewFileStorage(storage.NewFileClientOpts{ClientBaseDir: dir, PieceCompletion: storage.NewMapPieceCompletion()}),
+		Storage:   btclient.NewFileStorage(dir, storage.NewMapPieceCompletion()),
 	})
 	<-t.GotInfo()
 	t.DownloadAll()

@@ -19,9 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -295,11 +293,7 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	if err := o.ensurePayload(ctx, base, m); err != nil {
 		return err
 	}
-	stor := storage.NewFileOpts(storage.NewFileClientOpts{
-		ClientBaseDir:   base,
-		PieceCompletion: btclient.TrustedCompletion{},
-		UsePartFiles:    g.Some(false),
-	})
+	stor := btclient.NewFileStorage(base, btclient.TrustedCompletion{})
 	t, _ := o.bt.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tf.InfoHash, InfoBytes: tf.MetaInfo.InfoBytes, Storage: stor})
 	// The seeder must never write into the catalog.
 	t.DisallowDataDownload()
