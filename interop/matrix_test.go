@@ -1,10 +1,15 @@
 package interop
 
 import (
+	"context"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
+	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 // The interop matrix: each foreign client of clients_test.go (aria2,
@@ -41,5 +46,106 @@ func TestForeignFromWebSeed(t *testing.T) {
 				t.Errorf("origin web seed sent %d bytes, release is %d", eg.WebSeed, res.TotalSize)
 			}
 		})
+	}
+}
+
+// TestForeignLeechesFromAgents: each client downloads from agents that hold
+// the release, through the tracker, with the url-list removed and no origin
+// seeder; the agents must have uploaded at least the release.
+func TestForeignLeechesFromAgents(t *testing.T) {
+	for _, c := range foreignClients() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSwarm(t, localswarm.OriginOptions{})
+			res := publish(t, s, true)
+			torrent := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
+			dir := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
+			defer cancel()
+
+			var agents []*localswarm.RunningAgent
+			startAgents := func(n int) {
+				for i := range n {
+					name := "agent" + strconv.Itoa(i+1)
+					cfg := s.AgentConfig(name, "store-"+strconv.Itoa(i+1), "eu", agent.Subscription{Name: relName, Channel: "stable"})
+					ra, err := s.StartAgent(ctx, name, cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					agents = append(agents, ra)
+				}
+			}
+			waitAgents := func() {
+				t.Helper()
+				if err := localswarm.WaitActive(ctx, relName, relVersion, agents...); err != nil {
+					logAgents(t, agents)
+					t.Fatal(err)
+				}
+			}
+
+			var wait func(*testing.T, time.Duration)
+			var before int64
+			if c.dialsLoopback {
+				// Agents first: the client finds them through the tracker
+				// and dials them.
+				startAgents(2)
+				waitAgents()
+				before = uploadedBy(agents)
+				webBefore := s.Origin.Egress().WebSeed
+				wait = c.start(t, torrent, res.InfoHash, dir, false)
+				wait(t, clientTimeout)
+				if d := s.Origin.Egress().WebSeed - webBefore; d != 0 {
+					t.Errorf("origin web seed sent %d bytes while the client downloaded", d)
+				}
+			} else {
+				// The client first: it announces, and the agent finds it in
+				// its first announce and dials it. One agent, so that
+				// everything it uploads went to the client.
+				wait = c.start(t, torrent, res.InfoHash, dir, false)
+				waitTrackerPeer(t, s, res.InfoHash, c.name+" leeching", clientTimeout,
+					func(p tracker.Peer) bool { return isForeign(p) && p.Left > 0 })
+				startAgents(1)
+				waitAgents()
+				wait(t, clientTimeout)
+			}
+			checkClientFiles(t, c, filepath.Join(dir, relVersion), readManifest(t, s.Store, relName, relVersion))
+			if eg := s.Origin.Egress(); eg.Peer != 0 {
+				t.Errorf("origin sent %d bytes as a peer; it runs no seeder", eg.Peer)
+			}
+			// The last blocks may still be in flight when the client
+			// reports itself complete.
+			deadline := time.Now().Add(5 * time.Second)
+			for uploadedBy(agents)-before < res.TotalSize && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			up := uploadedBy(agents) - before
+			t.Logf("agents uploaded %d bytes to %s (release %d)", up, c.name, res.TotalSize)
+			if up < res.TotalSize {
+				t.Errorf("agents uploaded %d bytes to %s, release is %d", up, c.name, res.TotalSize)
+			}
+		})
+	}
+}
+
+// uploadedBy sums the bytes the agents uploaded for the test release.
+func uploadedBy(agents []*localswarm.RunningAgent) int64 {
+	var n int64
+	for _, ra := range agents {
+		for _, r := range ra.Agent.Status().Releases {
+			if r.Name == relName && r.Version == relVersion {
+				n += r.Uploaded
+			}
+		}
+	}
+	return n
+}
+
+func logAgents(t *testing.T, agents []*localswarm.RunningAgent) {
+	t.Helper()
+	for _, ra := range agents {
+		for _, r := range ra.Agent.Status().Releases {
+			t.Logf("%s: %s@%s %s, %d of %d bytes (%+v), peers %v, last error %q",
+				ra.Name, r.Name, r.Version, r.Phase, r.Completed, r.Size, r.Downloaded, r.PeerAddrs, r.LastError)
+		}
 	}
 }
