@@ -2,8 +2,11 @@ package interop
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,6 +130,101 @@ func TestForeignLeechesFromAgents(t *testing.T) {
 	}
 }
 
+// TestAgentLeechesFromForeign: each client seeds the release and one agent
+// downloads it while the origin refuses payload; the agent's bytes by
+// source must show the release from peers and nothing from the origin, and
+// it must activate the release (signed SHA-256 checked).
+func TestAgentLeechesFromForeign(t *testing.T) {
+	for _, c := range foreignClients() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			gate := &payloadGate{}
+			s := newSwarm(t, localswarm.OriginOptions{WrapHandler: gate.wrap})
+			res := publish(t, s, true)
+			torrent := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
+
+			// The client seeds a copy of the payload, checked by itself.
+			dir := t.TempDir()
+			copyTree(t, filepath.Join(s.CatalogDir, "data", relName, relVersion), filepath.Join(dir, relVersion))
+			wait := c.start(t, torrent, res.InfoHash, dir, true)
+			wait(t, clientTimeout)
+			seeder := waitTrackerPeer(t, s, res.InfoHash, c.name+" seeding", clientTimeout,
+				func(p tracker.Peer) bool { return isForeign(p) && p.Left == 0 })
+
+			ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
+			defer cancel()
+			cfg := s.AgentConfig("agent1", "store-1", "eu", agent.Subscription{Name: relName, Channel: "stable"})
+			ra, err := s.StartAgent(ctx, "agent1", cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			// Whom the agent talks to while it downloads: once complete it
+			// drops the seeder (two seeds have nothing to exchange).
+			seen := map[string]bool{}
+			watchCtx, stopWatch := context.WithCancel(context.Background())
+			defer stopWatch()
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				for {
+					for _, a := range releaseStatusOf(ra).PeerAddrs {
+						seen[a] = true
+					}
+					select {
+					case <-watchCtx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}()
+			err = localswarm.WaitActive(ctx, relName, relVersion, ra)
+			stopWatch()
+			<-watched // seen is ours from here on
+			if err != nil {
+				logAgents(t, []*localswarm.RunningAgent{ra})
+				t.Fatalf("%v; peers while downloading %v", err, seen)
+			}
+			rel := releaseStatus(t, ra)
+			t.Logf("agent active after %v: bytes by source %+v, peers while downloading %v; origin refused %d payload requests",
+				time.Since(start).Round(time.Millisecond), rel.Downloaded, seen, gate.refused.Load())
+			if rel.Downloaded.Origin != 0 || rel.Downloaded.WebSeed != 0 {
+				t.Errorf("agent counts %d bytes from the origin and %d from web seeds; want 0", rel.Downloaded.Origin, rel.Downloaded.WebSeed)
+			}
+			// Peer bytes are useful payload bytes: the release once, plus
+			// at most a few blocks received twice.
+			if p := rel.Downloaded.Peer; p < res.TotalSize || p > res.TotalSize+res.TotalSize/20 {
+				t.Errorf("agent counts %d bytes from peers, release is %d", p, res.TotalSize)
+			}
+			if eg := s.Origin.Egress(); eg.WebSeed != 0 || eg.Peer != 0 {
+				t.Errorf("origin sent payload: %+v", eg)
+			}
+			if !seen[seeder.Addr.String()] {
+				t.Errorf("the agent never connected to %s at %s; its peers were %v", c.name, seeder.Addr, seen)
+			}
+			// The agent checked the signed SHA-256 before activating; check
+			// what current/ points at once more.
+			checkFiles(t, filepath.Join(cfg.CacheDir, "current", relName), readManifest(t, s.Store, relName, relVersion))
+		})
+	}
+}
+
+// payloadGate wraps the origin's handler so that it refuses every payload
+// request (data/: the web seed, and the agents' origin shards) and counts
+// them; catalog metadata, torrents and the tracker are served as usual.
+type payloadGate struct{ refused atomic.Int64 }
+
+func (g *payloadGate) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/data/") {
+			g.refused.Add(1)
+			http.Error(w, "this test's origin serves no payload", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // uploadedBy sums the bytes the agents uploaded for the test release.
 func uploadedBy(agents []*localswarm.RunningAgent) int64 {
 	var n int64
@@ -138,6 +236,27 @@ func uploadedBy(agents []*localswarm.RunningAgent) int64 {
 		}
 	}
 	return n
+}
+
+// releaseStatus is the agent's status of the test release.
+func releaseStatus(t *testing.T, ra *localswarm.RunningAgent) agent.ReleaseStatus {
+	t.Helper()
+	r := releaseStatusOf(ra)
+	if r.Name == "" {
+		t.Fatalf("%s has no status for %s@%s", ra.Name, relName, relVersion)
+	}
+	return r
+}
+
+// releaseStatusOf is the agent's status of the test release, zero if it
+// has none yet.
+func releaseStatusOf(ra *localswarm.RunningAgent) agent.ReleaseStatus {
+	for _, r := range ra.Agent.Status().Releases {
+		if r.Name == relName && r.Version == relVersion {
+			return r
+		}
+	}
+	return agent.ReleaseStatus{}
 }
 
 func logAgents(t *testing.T, agents []*localswarm.RunningAgent) {
