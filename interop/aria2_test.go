@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anacrolix/torrent/metainfo"
-
 	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/seeder"
@@ -54,28 +52,7 @@ func TestAria2FromOriginSeeder(t *testing.T) {
 			res := publish(t, s, tc.withEmpty)
 			waitOriginAnnounced(t, s, res)
 
-			mi, err := metainfo.LoadFromFile(filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(mi.UrlList) == 0 {
-				t.Fatal("the published torrent has no url-list")
-			}
-			mi.UrlList = nil
-			if got := mi.HashInfoBytes().HexString(); got != res.InfoHash {
-				t.Fatalf("infohash changed to %s", got)
-			}
-			torrentPath := filepath.Join(t.TempDir(), relVersion+".torrent")
-			f, err := os.Create(torrentPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := mi.Write(f); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Close(); err != nil {
-				t.Fatal(err)
-			}
+			torrentPath := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
 
 			dir := t.TempDir()
 			runAria2(t, aria2, torrentPath, dir)

@@ -1,12 +1,27 @@
-// Package interop checks that releases published by swarmship download
-// with other BitTorrent clients (libtorrent, aria2): from the web seed of
-// a directory catalog (served by the origin) or an S3 bucket, and from
-// swarmship agents as plain peers. Every file is then checked against the
-// SHA-256 in the signed manifest.
+// Package interop checks swarmship against other BitTorrent clients —
+// aria2, libtorrent, Transmission and qBittorrent — in each direction the
+// client allows:
+//
+//   - they download releases published by swarmship from the web seed of a
+//     directory catalog (served by the origin) or an S3 bucket, and from the
+//     origin's seeder found through its tracker;
+//   - they download from swarmship agents as plain peers, found through the
+//     origin's tracker (or handed to libtorrent directly), with no web seed
+//     and no origin seeder to fall back on;
+//   - a swarmship agent downloads a release from each of them seeding it,
+//     with the origin refusing every payload request, and activates it.
+//
+// Every file a client downloads is checked against the SHA-256 in the
+// signed manifest, and the bytes are accounted for on swarmship's side
+// (origin egress, agents' bytes by source and uploads). The matrix of all
+// four clients is in matrix_test.go, the clients and their limits in
+// clients_test.go (Transmission 3.00 creates no zero-length files and
+// ignores loopback peers from trackers, so agents dial it).
 //
 // The clients are real programs. When one is missing the test skips on a
 // developer machine and fails in CI (CI=true); see internal/testenv. All
-// traffic stays on 127.0.0.1.
+// traffic stays on 127.0.0.1: the clients listen there, with DHT, local
+// peer discovery, peer exchange and port mapping off.
 package interop
 
 import (
