@@ -78,9 +78,9 @@ func checkClientFiles(t *testing.T, c foreignClient, root string, m *catalog.Man
 }
 
 // clientTimeout bounds one client's download or check of the test release
-// (~7 MiB on loopback: a second or two when all is well, ~11 s from
-// Transmission, which unchokes peers every 10 s). agentTimeout bounds
-// agents' downloads, which may wait on such a client.
+// (~7 MiB on loopback: a second or two when all is well, 10-15 s with
+// Transmission 3.00, which reconsiders chokes and interest only every 10 s).
+// agentTimeout bounds agents' downloads, which may wait on such a client.
 const (
 	clientTimeout = 25 * time.Second
 	agentTimeout  = 40 * time.Second
