@@ -45,8 +45,10 @@ type Agent struct {
 	down, up *rate.Limiter
 	peerID   [20]byte
 	token    string
-	loc      *time.Location
-	now      func() time.Time
+	// trackerHTTP fetches the tracker's swarm views.
+	trackerHTTP *http.Client
+	loc         *time.Location
+	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
 	// profile's download and WAN download rates.
 	originLimit *rate.Limiter
@@ -168,6 +170,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		down: btclient.Unlimited(), up: btclient.Unlimited(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now,
+		trackerHTTP: &http.Client{Timeout: 10 * time.Second},
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -182,7 +185,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		Download:     a.down,
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
-		NoPEX: cfg.Swarm.Locality == "site" || cfg.Swarm.Locality == "region",
+		NoPEX: cfg.Swarm.Locality != "any",
 		TLS:   peerTLS, TLSLog: log,
 	})
 	if err != nil {
@@ -537,7 +540,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 			rec.Reason = ""
 			a.state.Put(rec)
 		}
-		if e := d.off.lastErr.Load(); e != nil && rec.LastError != *e {
+		if e := d.off.lastErr.Load(); e != nil && rec.LastError != "origin fetch: "+*e {
 			rec.LastError = "origin fetch: " + *e
 			a.state.Put(rec)
 		}
@@ -632,6 +635,22 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	dctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	// With locality site or region the agent shares only inside that tier
+	// and its connections are the whole swarm it can use.
+	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
+		if w := newSwarmWatcher(a.announceURL(), a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP); w != nil {
+			d.off.watch = w
+			if a.cfg.Swarm.Locality == "gateway" && a.cfg.Site != "" {
+				b := &siteBridge{self: a.peerID, site: a.cfg.Site, region: a.cfg.Region, t: t, lastSeen: map[[20]byte]time.Time{}}
+				w.bridge = b.update
+			}
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				w.run(dctx)
+			}()
+		}
+	}
 	d.paused = true // until the next reconcile checks the policy
 	d.off.paused.Store(true)
 	a.poke()

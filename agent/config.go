@@ -121,10 +121,17 @@ type SwarmConfig struct {
 	ListenPort int    `yaml:"listen_port"` // 0 picks a free port
 	ListenHost string `yaml:"listen_host"` // default all interfaces
 	MaxConns   int    `yaml:"max_conns"`   // established connections per torrent
-	// Locality limits which peers an agent exchanges with: "any" (default:
-	// nearest first, then the rest), "region" or "site" (a branch that must
-	// not share over the WAN: its agents fetch one copy from the origin and
-	// share it inside the site).
+	// Locality limits which peers an agent exchanges with:
+	//   - "gateway" (default): its own site's agents; one agent per site and
+	//     release, the site's gateway, also exchanges with the other sites'
+	//     gateways, so each piece crosses the site's WAN link about once.
+	//     Without a site it is "any".
+	//   - "any": nearest first, then the rest.
+	//   - "region" or "site": only that tier (a branch that must not share
+	//     over the WAN: its agents fetch one copy from the origin and share
+	//     it inside the site).
+	// Every mode but "any" turns peer exchange off: it would hand out the
+	// peers the tracker kept away.
 	Locality string `yaml:"locality"`
 }
 
@@ -156,6 +163,9 @@ type HooksConfig struct {
 func (c *Config) setDefaults() {
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = time.Minute
+	}
+	if c.Swarm.Locality == "" {
+		c.Swarm.Locality = "gateway"
 	}
 	if c.Swarm.MaxConns == 0 {
 		c.Swarm.MaxConns = 50
@@ -269,9 +279,9 @@ func (c *Config) Validate() error {
 		return ferr("swarm.listen_port", "%d is not a port", c.Swarm.ListenPort)
 	}
 	switch c.Swarm.Locality {
-	case "", "any", "region", "site":
+	case "gateway", "any", "region", "site":
 	default:
-		return ferr("swarm.locality", "%q: want any, region or site", c.Swarm.Locality)
+		return ferr("swarm.locality", "%q: want gateway, any, region or site", c.Swarm.Locality)
 	}
 	if err := c.PeerTLS.Validate(); err != nil {
 		return ferr("peer_tls", "%v", err)

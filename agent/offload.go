@@ -32,7 +32,8 @@ import (
 // everything else from peers.
 //
 // Ownership is rendezvous hashing over the swarm's live members: the agent
-// itself and every connected swarmship agent that is making progress. Each
+// itself, every connected swarmship agent that is making progress, and the
+// agents the tracker lists that this one is not connected to. Each
 // agent computes the same owner for a piece from the same member set, so
 // the shards are disjoint; when a member leaves or stalls, only its pieces
 // move, to their next-ranked member. An agent alone owns every piece, which
@@ -71,6 +72,17 @@ func ownsPiece(infoHash, self [20]byte, members [][20]byte, piece int) bool {
 	return true
 }
 
+// listMaxAge is how old the tracker's member list may be before the
+// offloader falls back to its own connections.
+const listMaxAge = 45 * time.Second
+
+// suspectFor is how long a listed agent whose shard seemed orphaned holds
+// no shard; maxSuspectScan bounds the pieces examined to find such agents.
+const (
+	suspectFor     = 2 * time.Minute
+	maxSuspectScan = 512
+)
+
 // rangeSource reads payload bytes from where the catalog keeps them.
 type rangeSource interface {
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
@@ -84,6 +96,7 @@ type offloader struct {
 	limiter  *rate.Limiter
 	cfg      OffloadConfig
 	self     [20]byte
+	watch    *swarmWatcher // the tracker's member list; nil: connections only
 	log      *slog.Logger
 	fileEnds []int64 // cumulative end offset of each file
 
@@ -100,6 +113,10 @@ type offloader struct {
 	// resumed is when a pause last ended: silence while paused is not a
 	// peer's fault.
 	resumed time.Time
+	// unconnected are the members of the last swarm view known only from
+	// the tracker's list; suspects those of them that seemed gone, until when.
+	unconnected [][20]byte
+	suspects    map[[20]byte]time.Time
 }
 
 // stalledFor says how long our own download has received no payload byte
@@ -125,7 +142,7 @@ type peerProgress struct {
 }
 
 func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limiter *rate.Limiter, cfg OffloadConfig, self [20]byte, log *slog.Logger) *offloader {
-	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, progress: map[[20]byte]peerProgress{}}
+	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{}}
 	var end int64
 	for _, f := range m.Files {
 		end += f.Size
@@ -202,6 +219,9 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	}
 	stalled := o.stalledFor()
 	members, avail := o.swarmView(stalled)
+	if stalled > o.cfg.OrphanTimeout {
+		o.suspectOwners(n, members, avail)
+	}
 	// Peers that advertise pieces but never send them (download-only
 	// agents, choked or starved links) must not stall us: once our own
 	// download has made no progress for a while, pieces "available" from
@@ -244,6 +264,17 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 	ours := o.completedPieces()
 	avail := roaring.New()
 	members := [][20]byte{o.self}
+	// Agents this one is not connected to (other sites, or a site whose
+	// connections are still forming) are members as the tracker lists them;
+	// connected ones are judged by what they do.
+	listed, _ := o.watch.downloaders(listMaxAge)
+	for id, until := range o.suspects {
+		if now.After(until) {
+			delete(o.suspects, id)
+		} else {
+			delete(listed, id)
+		}
+	}
 	n := uint64(o.t.NumPieces())
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -254,6 +285,7 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 			continue
 		}
 		seen[id] = true
+		delete(listed, id)
 		pieces := pc.PeerPieces()
 		count := pieces.GetCardinality()
 		st := pc.Stats()
@@ -287,8 +319,62 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 			delete(o.progress, id)
 		}
 	}
+	o.unconnected = o.unconnected[:0]
+	for id := range listed {
+		if id != o.self {
+			members = append(members, id)
+			o.unconnected = append(o.unconnected, id)
+		}
+	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
 	return members, avail
+}
+
+// suspectOwners runs while our download is stalled: members we know only
+// from the tracker's list (not connected to us) that own pieces nobody we
+// are connected to has are taken for gone (killed agents stay listed until
+// the tracker expires them) and hold no shard for suspectFor; their pieces
+// move to the next member in rendezvous order, often us.
+func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitmap) {
+	o.mu.Lock()
+	unconnected := map[[20]byte]bool{}
+	for _, id := range o.unconnected {
+		unconnected[id] = true
+	}
+	o.mu.Unlock()
+	if len(unconnected) == 0 {
+		return
+	}
+	ih := o.t.InfoHash()
+	now := time.Now()
+	found := map[[20]byte]bool{}
+	checked := 0
+	for p := 0; p < n && checked < maxSuspectScan; p++ {
+		if avail.Contains(uint32(p)) || o.t.PieceState(p).Complete {
+			continue
+		}
+		checked++
+		var best [20]byte
+		var bestScore uint64
+		for i, m := range members {
+			sc := pieceScore(ih, m, p)
+			if i == 0 || sc > bestScore || (sc == bestScore && string(m[:]) > string(best[:])) {
+				best, bestScore = m, sc
+			}
+		}
+		if unconnected[best] {
+			found[best] = true
+		}
+	}
+	if len(found) == 0 {
+		return
+	}
+	o.mu.Lock()
+	for id := range found {
+		o.suspects[id] = now.Add(suspectFor)
+	}
+	o.mu.Unlock()
+	o.log.Info("origin offload: taking over shards of unreachable agents", "agents", len(found))
 }
 
 // completedPieces is the set of pieces this agent has verified.

@@ -386,7 +386,7 @@ func fileSHA256(p, want string) error {
 	return nil
 }
 
-// Handler serves the tracker (/announce, /scrape), the catalog read-only
+// Handler serves the tracker (/announce, /scrape, /swarm), the catalog read-only
 // over HTTP for directory catalogs (the web seed), /healthz and /metrics.
 func (o *Origin) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
@@ -395,6 +395,7 @@ func (o *Origin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
+	mux.Handle("/swarm", o.tracker)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", o.healthz)
 	o.reports.routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard

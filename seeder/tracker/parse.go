@@ -44,6 +44,9 @@ type announce struct {
 	// requester's own site or region (branches that must not share over
 	// the WAN); absent or "any" means nearest first, then the rest.
 	locality int
+	// gateway (locality=gateway) lets only one agent per site exchange
+	// with other sites; see answer.
+	gateway bool
 
 	// Interned id.Site and id.Region, set once the announce is accepted.
 	site, region unique.Handle[string]
@@ -110,9 +113,11 @@ func parseAnnounce(rawQuery string) (announce, error) {
 		a.locality = tierSite
 	case loc == "region":
 		a.locality = tierRegion
+	case loc == "gateway":
+		a.gateway = true
 	case loc == "" || loc == "any":
 	default:
-		return a, fmt.Errorf("unknown locality %q (want site, region or any)", loc)
+		return a, fmt.Errorf("unknown locality %q (want gateway, site, region or any)", loc)
 	}
 
 	ev, _, err := single(q, "event")

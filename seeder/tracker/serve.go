@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -48,6 +49,14 @@ func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "announce" || strings.HasSuffix(p, "/announce"):
 		announce = true
 	case p == "scrape" || strings.HasSuffix(p, "/scrape"):
+	case strings.HasSuffix(p, "/swarm"):
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		t.serveSwarm(w, r)
+		return
 	default:
 		http.NotFound(w, r)
 		return
@@ -137,6 +146,7 @@ func residencyError(region string) error {
 // scratch holds one answer's working buffers; pooled so a steady stream of
 // announces allocates nothing for them.
 type scratch struct {
+	gw     map[siteKey]int // gateway-mode answers: each site's gateway, as an index into swarm.peers
 	res    [numTiers][]int // indices into swarm.peers, one reservoir per tier
 	seen   [numTiers]int   // candidates offered per tier
 	rng    uint64          // wyrand state, seeded per answer
@@ -172,6 +182,33 @@ func (s *scratch) offer(tier, i, n int) {
 
 // sameID compares peer IDs 8 bytes at a time; the first load almost always
 // differs, which beats a general memequal call in the hot loop.
+// siteKey names a site; site names are unique within a region.
+type siteKey struct{ site, region unique.Handle[string] }
+
+var noSite = unique.Make("")
+
+// electGateways fills s.gw with each site's gateway among peers: the live
+// agent that has announced longest (lowest peer ID on a tie). The oldest
+// member is a stable choice: agents that join later do not move it, so a
+// site does not end up with two agents holding WAN connections.
+func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet) {
+	if s.gw == nil {
+		s.gw = make(map[siteKey]int)
+	}
+	clear(s.gw)
+	for i := range peers {
+		p := &peers[i]
+		if p.seen < cutoff || p.role != roleAgent || p.site == noSite || !allowed.allows(p.region) {
+			continue
+		}
+		k := siteKey{p.site, p.region}
+		g, ok := s.gw[k]
+		if !ok || p.joined < peers[g].joined || (p.joined == peers[g].joined && bytes.Compare(p.id[:], peers[g].id[:]) < 0) {
+			s.gw[k] = i
+		}
+	}
+}
+
 func sameID(a, b *[20]byte) bool {
 	return binary.LittleEndian.Uint64(a[:8]) == binary.LittleEndian.Uint64(b[:8]) &&
 		binary.LittleEndian.Uint64(a[8:16]) == binary.LittleEndian.Uint64(b[8:16]) &&
@@ -207,6 +244,15 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	if sw := sh.byHash[a.infoHash][a.id.Tenant]; sw != nil {
 		peers = sw.peers
 	}
+	// In gateway mode, find each site's gateway first; the requester sees
+	// other sites only if it is its own site's gateway.
+	gatewayMode := a.gateway && reqAgent && a.id.Site != ""
+	var isGateway bool
+	if gatewayMode {
+		electGateways(s, peers, cutoff, allowed)
+		g, ok := s.gw[siteKey{a.site, a.region}]
+		isGateway = !ok || sameID(&peers[g].id, &a.peerID)
+	}
 	for i := range peers {
 		p := &peers[i]
 		if p.seen < cutoff {
@@ -233,6 +279,15 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 			tier = tierRegion
 			if hasSite && p.site == a.site {
 				tier = tierSite
+			}
+		}
+		if gatewayMode {
+			if p.site == a.site && p.region == a.region {
+				tier = tierSite
+			} else if !isGateway || (p.site != noSite && s.gw[siteKey{p.site, p.region}] != i) {
+				// Only gateways cross sites, and only to other gateways
+				// (or to peers that belong to no site).
+				continue
 			}
 		}
 		// Once the nearer tiers have had want candidates, farther tiers can
@@ -436,15 +491,6 @@ func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, re
 		return
 	}
 	w.Header()["Content-Type"] = textPlain
-	if reason == reasonUnauthorized {
-		// Clients treat any non-200 as a failed announce; the status
-		// tells operators and proxies what happened.
-		code := http.StatusForbidden
-		if errors.Is(err, ErrUnauthenticated) {
-			code = http.StatusUnauthorized
-		}
-		w.WriteHeader(code)
-	}
 	if reason == reasonUnauthorized {
 		// Clients treat any non-200 as a failed announce; the status
 		// tells operators and proxies what happened.

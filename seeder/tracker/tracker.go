@@ -7,6 +7,12 @@
 //     returned nor counted.
 //   - Answers list same-site peers first, then same-region peers, then the
 //     rest; each tier in random order so load spreads over the site.
+//   - Agents announcing locality=gateway cross sites through one agent per
+//     site and swarm, the site's gateway: its longest-announcing agent. The
+//     gateway gets its own site's peers and the other sites' gateways;
+//     every other agent gets only its own site's peers. Each piece then
+//     crosses a site's WAN link about once instead of once per agent that
+//     happens to ask a remote peer for it.
 //   - Origin seeders (role "origin") are not given to agents, which fetch their
 //     origin shard over HTTP; foreign clients (no role) do get them.
 //   - A release restricted to some regions (SetAllowedRegions) is refused to
@@ -119,6 +125,7 @@ type swarm struct {
 // over the heap; that scan is the tracker's hot loop.
 type entry struct {
 	seen       int64 // unix nanoseconds of the last announce
+	joined     int64 // unix nanoseconds of the first announce; elects gateways
 	left       int64
 	site       unique.Handle[string]
 	region     unique.Handle[string]
@@ -348,8 +355,10 @@ func (sh *shard) upsert(infoHash [20]byte, tenant string, e *entry, completed bo
 		tenants[tenant] = sw
 	}
 	if i, ok := sw.index[e.id]; ok {
+		e.joined = sw.peers[i].joined
 		sw.peers[i] = *e
 	} else {
+		e.joined = e.seen
 		sw.index[e.id] = len(sw.peers)
 		sw.peers = append(sw.peers, *e)
 		sh.active[tenant]++
