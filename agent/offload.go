@@ -171,8 +171,8 @@ func (o *offloader) run(ctx context.Context) error {
 		if o.t.Complete().Bool() {
 			return nil
 		}
-		if len(inflight) < o.cfg.Parallel {
-			for _, p := range o.candidates(n, inflight, o.cfg.Parallel-len(inflight)) {
+		if par := o.parallel(); len(inflight) < par {
+			for _, p := range o.candidates(n, inflight, par-len(inflight)) {
 				inflight[p] = true
 				wg.Add(1)
 				go func(p int) {
@@ -202,6 +202,21 @@ func (o *offloader) run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// parallel is how many range requests this agent keeps open to the origin:
+// Parallel divided among the agents of its site that are downloading, so
+// that a site's origin fetches together use about as many connections as
+// one agent's. Peer traffic from other sites shares the site's WAN downlink
+// with them, and TCP shares a link per connection: with every agent at
+// Parallel, origin transfers crowded the other sites' pieces off the
+// downlink while those sites' uplinks sat half idle (branch testbed).
+func (o *offloader) parallel() int {
+	n := o.watch.siteDownloaders(listMaxAge)
+	if n <= 1 {
+		return o.cfg.Parallel
+	}
+	return max(1, (o.cfg.Parallel+n-1)/n)
 }
 
 // candidates picks up to max missing pieces this agent should fetch from

@@ -114,6 +114,26 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	return nil
 }
 
+// siteDownloaders counts the listed agents of our own site that still
+// download (us included); 0 when the list is missing or stale.
+func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
+	if w == nil {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || time.Since(w.fetched) > maxAge {
+		return 0
+	}
+	n := 0
+	for _, m := range w.members {
+		if m.Left > 0 && m.Site == w.site && m.Region == w.region {
+			n++
+		}
+	}
+	return n
+}
+
 // gatewayGrace is how long a listed agent of our own site may stay
 // unconnected before we take it for gone: connections take a moment to form
 // after an agent first announces.
