@@ -68,7 +68,7 @@ func need(t *testing.T, msg string) {
 // {kind="webseed"} + {kind="peer"} (catalog metadata excluded); as a cross
 // check, everything the origin namespace's interface sent (TCP/IP headers,
 // catalog, tracker included, about 5-10% over the payload) must stay under
-// 1.3 copies.
+// 1.3 copies. Each branch's WAN link must also carry at most 1.3 copies in.
 //
 // The script does the work in other processes; this test only builds the
 // binary, runs the script and reads its JSON, so it costs little under
@@ -171,7 +171,12 @@ func TestSmallBranchNetwork(t *testing.T) {
 	if e.IfaceCopies > 1.3 {
 		t.Errorf("origin interface sent %.3f copies (payload, headers, catalog, tracker), want <= 1.3", e.IfaceCopies)
 	}
+	// Gateway locality: each piece crosses a branch's WAN link about once
+	// (payload plus headers and the branch's share of tracker traffic).
 	for _, br := range r.P2P.Branches {
 		t.Logf("WAN ingress %s: %.3f copies", br.Branch, br.WANRxCopies)
+		if br.WANRxCopies > 1.3 {
+			t.Errorf("WAN ingress %s: %.3f copies, want <= 1.3", br.Branch, br.WANRxCopies)
+		}
 	}
 }

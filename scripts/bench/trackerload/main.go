@@ -82,6 +82,7 @@ func main() {
 		token       = flag.String("token", "", "token query parameter, if the tracker wants one")
 		seeders     = flag.Float64("seeders", 0.5, "fraction of agents that announce left=0")
 		numWant     = flag.Int("numwant", 50, "numwant sent by each agent")
+		locality    = flag.String("locality", "gateway", "locality sent by each agent (agents default to gateway); empty: none")
 		concurrency = flag.Int("concurrency", 32, "workers, each with its own keep-alive connection")
 		duration    = flag.Duration("d", 15*time.Second, "measured duration")
 		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up (every agent announces started first)")
@@ -109,7 +110,7 @@ func main() {
 	for i := range pool {
 		pool[i] = &conn{addr: addr, host: u.Host}
 	}
-	agents := makeAgents(u.EscapedPath(), *nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *seeders, *numWant)
+	agents := makeAgents(u.EscapedPath(), *nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant)
 
 	// Warm-up: every agent announces "started" once (spread over the
 	// workers), then periodic announces until the warm-up time is over.
@@ -161,7 +162,7 @@ func main() {
 
 // makeAgents builds every agent's two announce URLs up front, so the
 // generator spends its CPU on sending, not on formatting.
-func makeAgents(path string, n, swarms, sites, regions int, tenant, token string, seeders float64, numWant int) []agent {
+func makeAgents(path string, n, swarms, sites, regions int, tenant, token, locality string, seeders float64, numWant int) []agent {
 	hashes := make([][20]byte, swarms)
 	for i := range hashes {
 		rand.Read(hashes[i][:])
@@ -194,6 +195,9 @@ func makeAgents(path string, n, swarms, sites, regions int, tenant, token string
 		q.Set("site", "site-"+strconv.Itoa(site))
 		q.Set("region", "region-"+strconv.Itoa(site%regions))
 		q.Set("role", "agent")
+		if locality != "" {
+			q.Set("locality", locality)
+		}
 		if token != "" {
 			q.Set("token", token)
 		}
