@@ -764,13 +764,25 @@ func TestAuthorize(t *testing.T) {
 	if r := decode(t, get(t, tr, "/scrape?"+sq.Encode(), "")); r.Failure != "bad token" {
 		t.Errorf("scrape failure %q", r.Failure)
 	}
+	// So does the swarm view, which lists agents' addresses.
+	if c := status(tr, "/swarm?"+sq.Encode()); c != http.StatusForbidden {
+		t.Errorf("swarm view with a bad token: status %d, want 403", c)
+	}
+	sq.Del("token")
+	if c := status(tr, "/swarm?"+sq.Encode()); c != http.StatusUnauthorized {
+		t.Errorf("swarm view without a token: status %d, want 401", c)
+	}
+	sq.Set("token", "good")
+	if c := status(tr, "/swarm?"+sq.Encode()); c != http.StatusOK {
+		t.Errorf("swarm view with a good token: status %d, want 200", c)
+	}
 
 	q.Set("token", "good")
 	mustOK(t, announceRaw(t, tr, q.Encode(), "10.0.0.1:1"))
 	if stored(tr, ih) != 1 {
 		t.Error("authorized announce not stored")
 	}
-	if len(seen) != 5 || seen[0] != id {
+	if len(seen) != 8 || seen[0] != id { // 4 announces, 1 scrape, 3 swarm views
 		t.Errorf("hook saw %+v", seen)
 	}
 
