@@ -638,7 +638,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	// With locality site or region the agent shares only inside that tier
 	// and its connections are the whole swarm it can use.
 	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
-		if w := newSwarmWatcher(a.announceURL(), a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP); w != nil {
+		if w := newSwarmWatcher(a.announceURL(), a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP, d.off.log); w != nil {
 			d.off.watch = w
 			if a.cfg.Swarm.Locality == "gateway" && a.cfg.Site != "" {
 				b := &siteBridge{self: a.peerID, site: a.cfg.Site, region: a.cfg.Region, t: t, lastSeen: map[[20]byte]time.Time{}}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,6 +30,7 @@ import (
 type swarmWatcher struct {
 	url          string // …/swarm?info_hash=…&<identity>
 	client       *http.Client
+	log          *slog.Logger
 	site, region string // our own; see downloaders
 
 	// bridge, if set, runs after every successful fetch (see bridgeSites).
@@ -37,12 +39,11 @@ type swarmWatcher struct {
 	mu      sync.Mutex
 	members map[[20]byte]tracker.SwarmMember
 	fetched time.Time
-	lastErr error
 }
 
 // newSwarmWatcher returns nil when announceURL is not a swarmship tracker's
 // (its path must end in /announce).
-func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client *http.Client) *swarmWatcher {
+func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client *http.Client, log *slog.Logger) *swarmWatcher {
 	u, err := url.Parse(announceURL)
 	if err != nil || !strings.HasSuffix(u.Path, "/announce") {
 		return nil
@@ -52,7 +53,7 @@ func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client
 	q.Del("locality")
 	q.Set("info_hash", string(infoHash[:]))
 	u.RawQuery = q.Encode()
-	return &swarmWatcher{url: u.String(), client: client, site: site, region: region}
+	return &swarmWatcher{url: u.String(), client: client, log: log, site: site, region: region}
 }
 
 // run polls until ctx ends: often while a rollout is starting (agents
@@ -60,11 +61,18 @@ func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client
 // origin twice), then at a calmer pace.
 func (w *swarmWatcher) run(ctx context.Context) {
 	start := time.Now()
+	var failing bool
 	for {
 		err := w.fetch(ctx)
-		w.mu.Lock()
-		w.lastErr = err
-		w.mu.Unlock()
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			// Not fatal: the offloader falls back to its own connections.
+			w.log.Warn("tracker swarm view unavailable", "err", err)
+			failing = true
+		case err == nil && failing:
+			w.log.Info("tracker swarm view available again")
+			failing = false
+		}
 		every := 10 * time.Second
 		if time.Since(start) < 30*time.Second {
 			every = 2 * time.Second

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/seeder/tracker"
+)
+
+func TestSwarmWatcher(t *testing.T) {
+	id := func(b byte) [20]byte { var x [20]byte; x[0] = b; return x }
+	hexID := func(b byte) string { x := id(b); return hex.EncodeToString(x[:]) }
+	ih := id(0xaa)
+
+	var query map[string][]string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/t/swarm" {
+			http.NotFound(w, r)
+			return
+		}
+		query = r.URL.Query()
+		json.NewEncoder(w).Encode(tracker.SwarmView{Interval: 60, Agents: []tracker.SwarmMember{
+			{PeerID: hexID(1), Site: "a", Region: "eu", Left: 5},                // us
+			{PeerID: hexID(2), Site: "a", Region: "eu", Left: 5},                // same site
+			{PeerID: hexID(3), Site: "b", Region: "eu", Left: 5},                // other site
+			{PeerID: hexID(4), Site: "b", Region: "eu", Left: 0},                // other site, complete
+			{PeerID: hexID(5), Site: "a", Region: "us", Left: 5},                // same name, other region
+			{PeerID: "zz", Site: "b", Region: "eu", Left: 5},                    // garbage: skipped
+			{PeerID: hexID(6), Site: "a", Region: "eu", Left: 0, Gateway: true}, // same site, complete
+		}})
+	}))
+	defer srv.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	if w := newSwarmWatcher(srv.URL+"/t/tracker.php", "a", "eu", ih, srv.Client(), log); w != nil {
+		t.Error("a tracker URL not ending in /announce got a watcher")
+	}
+	w := newSwarmWatcher(srv.URL+"/t/announce?tenant=acme&token=tok&locality=gateway&role=agent", "a", "eu", ih, srv.Client(), log)
+	if w == nil {
+		t.Fatal("no watcher")
+	}
+	if _, ok := w.downloaders(time.Minute); ok {
+		t.Error("downloaders before any fetch")
+	}
+	if n := w.siteDownloaders(time.Minute); n != 0 {
+		t.Errorf("siteDownloaders before any fetch: %d", n)
+	}
+	if err := w.fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if query["tenant"][0] != "acme" || query["token"][0] != "tok" || query["info_hash"][0] != string(ih[:]) || query["locality"] != nil {
+		t.Errorf("swarm view query %v", query)
+	}
+	d, ok := w.downloaders(time.Minute)
+	if !ok {
+		t.Fatal("fresh list not used")
+	}
+	// Other sites' downloaders only (region counts: a@us is another site).
+	if len(d) != 2 || !d[id(3)] || !d[id(5)] {
+		t.Errorf("downloaders %v, want agents 3 and 5", d)
+	}
+	if n := w.siteDownloaders(time.Minute); n != 2 {
+		t.Errorf("siteDownloaders %d, want 2 (us and agent 2)", n)
+	}
+	if _, ok := w.downloaders(-time.Second); ok {
+		t.Error("stale list used")
+	}
+	var nilWatcher *swarmWatcher
+	if _, ok := nilWatcher.downloaders(time.Minute); ok || nilWatcher.siteDownloaders(time.Minute) != 0 {
+		t.Error("nil watcher answered")
+	}
+
+	// A refusal (bencoded, not JSON) or an HTTP error keeps the last list.
+	bad := newSwarmWatcher(srv.URL+"/x/announce", "a", "eu", ih, srv.Client(), log)
+	if err := bad.fetch(context.Background()); err == nil {
+		t.Error("404 accepted")
+	}
+}
+
+func TestParallelSharedBySite(t *testing.T) {
+	for _, tc := range []struct {
+		parallel, site, want int
+	}{{4, 0, 4}, {4, 1, 4}, {4, 2, 2}, {4, 3, 2}, {4, 4, 1}, {4, 12, 1}, {1, 4, 1}} {
+		w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]tracker.SwarmMember{}}
+		for i := range tc.site {
+			w.members[[20]byte{byte(i)}] = tracker.SwarmMember{Site: "a", Left: 1}
+		}
+		w.members[[20]byte{0xff}] = tracker.SwarmMember{Site: "b", Left: 1}
+		o := &offloader{cfg: OffloadConfig{Parallel: tc.parallel}, watch: w}
+		if got := o.parallel(); got != tc.want {
+			t.Errorf("Parallel %d, %d site downloaders: %d, want %d", tc.parallel, tc.site, got, tc.want)
+		}
+	}
+}
