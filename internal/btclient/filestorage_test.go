@@ -525,3 +525,34 @@ func TestFileStorageSwarm(t *testing.T) {
 		t.Fatalf("restarted leecher not complete: %d bytes missing", lt.BytesMissing())
 	}
 }
+
+func TestFileStorageCompletionWithoutRecord(t *testing.T) {
+	// Pieces nobody recorded: incomplete without hashing when their bytes
+	// are not on disk, unknown (to be hashed) when they may be.
+	info, data := buildInfo(t, "v1", 16, []testFile{{"a", 20}, {"e", 0}, {"b", 20}})
+	dir := t.TempDir()
+	cl, ti := openTorrent(t, dir, info, nil)
+	defer cl.Close()
+	check := func(when string, want ...storage.Completion) {
+		t.Helper()
+		for i, w := range want {
+			if c := ti.Piece(info.Piece(i)).Completion(); c != w {
+				t.Fatalf("%s: piece %d: %+v, want %+v", when, i, c, w)
+			}
+		}
+	}
+	incomplete, unknown := storage.Completion{Ok: true}, storage.Completion{}
+	check("fresh", incomplete, incomplete, incomplete)
+	// a written in full, b up to byte 5 of piece 1 (torrent byte 25).
+	if _, err := ti.Piece(info.Piece(0)).WriteAt(data[:16], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ti.Piece(info.Piece(1)).WriteAt(data[16:25], 0); err != nil {
+		t.Fatal(err)
+	}
+	check("partly written", unknown, incomplete, incomplete)
+	if _, err := ti.Piece(info.Piece(2)).WriteAt(data[32:40], 0); err != nil {
+		t.Fatal(err)
+	}
+	check("all files full length", unknown, unknown, unknown)
+}
