@@ -647,7 +647,18 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 			a.wg.Add(1)
 			go func() {
 				defer a.wg.Done()
-				w.run(dctx)
+				// The view serves the origin offload, which ends when the
+				// download completes; a seeding release polls nothing.
+				wctx, stop := context.WithCancel(dctx)
+				defer stop()
+				go func() {
+					select {
+					case <-t.Complete().On():
+						stop()
+					case <-wctx.Done():
+					}
+				}()
+				w.run(wctx)
 			}()
 		}
 	}
