@@ -57,15 +57,28 @@ func pieceScore(infoHash [20]byte, member [20]byte, piece int) uint64 {
 	return x
 }
 
+// outranks orders two members' scores for one piece: the higher score wins,
+// the higher ID on a tie, so every agent picks the same owner.
+func outranks(s1 uint64, m1 [20]byte, s2 uint64, m2 [20]byte) bool {
+	return s1 > s2 || (s1 == s2 && string(m1[:]) > string(m2[:]))
+}
+
+// pieceOwner is the member that owns piece p. members must not be empty.
+func pieceOwner(infoHash [20]byte, members [][20]byte, piece int) [20]byte {
+	best, bestScore := members[0], pieceScore(infoHash, members[0], piece)
+	for _, m := range members[1:] {
+		if s := pieceScore(infoHash, m, piece); outranks(s, m, bestScore, best) {
+			best, bestScore = m, s
+		}
+	}
+	return best
+}
+
 // ownsPiece reports whether self has the highest score among members.
 func ownsPiece(infoHash, self [20]byte, members [][20]byte, piece int) bool {
 	mine := pieceScore(infoHash, self, piece)
 	for _, m := range members {
-		if m == self {
-			continue
-		}
-		s := pieceScore(infoHash, m, piece)
-		if s > mine || (s == mine && string(m[:]) > string(self[:])) {
+		if m != self && outranks(pieceScore(infoHash, m, piece), m, mine, self) {
 			return false
 		}
 	}
@@ -369,16 +382,8 @@ func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitm
 			continue
 		}
 		checked++
-		var best [20]byte
-		var bestScore uint64
-		for i, m := range members {
-			sc := pieceScore(ih, m, p)
-			if i == 0 || sc > bestScore || (sc == bestScore && string(m[:]) > string(best[:])) {
-				best, bestScore = m, sc
-			}
-		}
-		if unconnected[best] {
-			found[best] = true
+		if owner := pieceOwner(ih, members, p); unconnected[owner] {
+			found[owner] = true
 		}
 	}
 	if len(found) == 0 {
