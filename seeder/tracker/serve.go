@@ -44,19 +44,14 @@ const (
 // tracker can be mounted under any prefix. Other paths get 404.
 func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
-	var announce bool
+	var serve func(http.ResponseWriter, *http.Request)
 	switch {
 	case p == "announce" || strings.HasSuffix(p, "/announce"):
-		announce = true
+		serve = t.serveAnnounce
 	case p == "scrape" || strings.HasSuffix(p, "/scrape"):
-	case strings.HasSuffix(p, "/swarm"):
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		t.serveSwarm(w, r)
-		return
+		serve = t.serveScrape
+	case strings.HasSuffix(p, "/"+SwarmPath):
+		serve = t.serveSwarm
 	default:
 		http.NotFound(w, r)
 		return
@@ -68,11 +63,7 @@ func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if announce {
-		t.serveAnnounce(w, r)
-	} else {
-		t.serveScrape(w, r)
-	}
+	serve(w, r)
 }
 
 func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
@@ -89,15 +80,8 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, &a, reasonMalformed, err)
 		return
 	}
-	if f := t.authorize.Load(); f != nil {
-		if err := (*f)(r, a.id); err != nil {
-			t.refuse(w, r, &a, reasonUnauthorized, err)
-			return
-		}
-	}
-	allowed := t.allowedRegions(a.infoHash)
-	if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
-		t.refuse(w, r, &a, reasonResidency, residencyError(a.id.Region))
+	allowed, ok := t.admit(w, r, &a)
+	if !ok {
 		return
 	}
 
@@ -134,6 +118,24 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	w.Header()["Content-Type"] = textPlain
 	_, _ = w.Write(s.out)
 	t.scratch.Put(s)
+}
+
+// admit runs the authorization hook and the release's residency rule for
+// an announce or a swarm view of a.infoHash. It refuses the request itself
+// and returns false, or returns the allowed regions (nil: unrestricted).
+func (t *Tracker) admit(w http.ResponseWriter, r *http.Request, a *announce) (*regionSet, bool) {
+	if f := t.authorize.Load(); f != nil {
+		if err := (*f)(r, a.id); err != nil {
+			t.refuse(w, r, a, reasonUnauthorized, err)
+			return nil, false
+		}
+	}
+	allowed := t.allowedRegions(a.infoHash)
+	if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
+		t.refuse(w, r, a, reasonResidency, residencyError(a.id.Region))
+		return nil, false
+	}
+	return allowed, true
 }
 
 func residencyError(region string) error {

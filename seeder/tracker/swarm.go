@@ -63,15 +63,8 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	copy(a.infoHash[:], h)
-	if f := t.authorize.Load(); f != nil {
-		if err := (*f)(r, a.id); err != nil {
-			t.refuse(w, r, &a, reasonUnauthorized, err)
-			return
-		}
-	}
-	allowed := t.allowedRegions(a.infoHash)
-	if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
-		t.refuse(w, r, &a, reasonResidency, residencyError(a.id.Region))
+	allowed, ok := t.admit(w, r, &a)
+	if !ok {
 		return
 	}
 	view := t.swarmView(a.infoHash, a.id.Tenant, allowed)
