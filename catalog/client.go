@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,33 +173,69 @@ func (c *Client) Entry(name, version string) (Release, error) {
 }
 
 // Target fetches the signed target at key and checks its length and hash.
+// It reads the target's hash-prefixed name, as the TUF specification says
+// for a root with consistent snapshots, and falls back to the plain name
+// when that copy is missing or does not verify (catalogs published before
+// targets were stored under both names): the bytes are checked against the
+// signed length and hash either way, so the fallback trusts nothing more.
 func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, error) {
-	up, err := c.current()
+	tf, keys, err := c.targetKeys(key, limit)
 	if err != nil {
 		return nil, err
+	}
+	var first error
+	for _, k := range keys {
+		b, err := readTargetCopy(ctx, c.store, tf, k)
+		if err == nil {
+			return b, nil
+		}
+		// A missing copy says least: a later copy's failure is the news.
+		if first == nil || errors.Is(first, ErrNotFound) {
+			first = err
+		}
+	}
+	return nil, first
+}
+
+// TargetCopies returns the store keys that hold the signed target key, the
+// one Target reads first before the other (see TargetKeys).
+func (c *Client) TargetCopies(key string) ([]string, error) {
+	_, keys, err := c.targetKeys(key, -1)
+	return keys, err
+}
+
+// TargetCopy reads target key from storeKey, one of TargetCopies(key), and
+// checks it against the signed length and hash, with no fallback: `catalog
+// verify` checks each copy this way.
+func (c *Client) TargetCopy(ctx context.Context, key, storeKey string, limit int64) ([]byte, error) {
+	tf, keys, err := c.targetKeys(key, limit)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(keys, storeKey) {
+		return nil, fmt.Errorf("%s is not where target %s is stored", storeKey, key)
+	}
+	return readTargetCopy(ctx, c.store, tf, storeKey)
+}
+
+// targetKeys looks up the signed target key and where it is stored; a
+// limit >= 0 refuses targets signed as longer than that.
+func (c *Client) targetKeys(key string, limit int64) (*metadata.TargetFiles, []string, error) {
+	up, err := c.current()
+	if err != nil {
+		return nil, nil, err
 	}
 	tf, ok := up.GetTopLevelTargets()[key]
 	if !ok {
-		return nil, fmt.Errorf("%s is not a signed target of the catalog: %w", key, ErrNotFound)
+		return nil, nil, fmt.Errorf("%s is not a signed target of the catalog: %w", key, ErrNotFound)
 	}
-	if tf.Length > limit {
-		return nil, fmt.Errorf("%s: signed length %d exceeds the %d-byte limit", key, tf.Length, limit)
+	if limit >= 0 && tf.Length > limit {
+		return nil, nil, fmt.Errorf("%s: signed length %d exceeds the %d-byte limit", key, tf.Length, limit)
 	}
-	// Read at most one byte past the signed length: a longer object is
-	// then reported as not matching the catalog, like any other change.
-	rc, err := c.store.Get(ctx, key)
-	if err != nil {
-		return nil, err
+	if !up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot {
+		return tf, []string{tf.Path}, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(rc, tf.Length+1))
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read %s from %s: %w", key, c.store, err)
-	}
-	if err := tf.VerifyLengthHashes(b); err != nil {
-		return nil, fmt.Errorf("%s in %s does not match the signed catalog (changed or corrupted): %w", key, c.store, err)
-	}
-	return b, nil
+	return tf, TargetKeys(tf), nil
 }
 
 // Manifest fetches and verifies the manifest of name@version.

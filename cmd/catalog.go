@@ -256,7 +256,7 @@ func newCatalogResignCmd() *cobra.Command {
 	var f catalogFlags
 	c := &cobra.Command{
 		Use:   "resign",
-		Short: "Renew snapshot and timestamp signatures (run from cron within the timestamp lifetime)",
+		Short: "Renew snapshot and timestamp signatures (run from cron within the timestamp lifetime); restore missing target copies",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -272,7 +272,16 @@ func newCatalogResignCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return repo.Resign(ctx, time.Now())
+			// Also the upgrade step for catalogs published before targets
+			// were stored under hash-prefixed names (consistent snapshots).
+			written, repairErr := repo.RepairTargetCopies(ctx)
+			for _, k := range written {
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote missing target copy %s\n", k)
+			}
+			if err := repo.Resign(ctx, time.Now()); err != nil {
+				return err
+			}
+			return repairErr
 		},
 	}
 	f.register(c.Flags(), true)

@@ -72,10 +72,11 @@ func ExportBundle(ctx context.Context, c *catalog.Client, dst catalog.Store, spe
 		if err != nil {
 			return nil, err
 		}
-		if err := dst.Put(ctx, catalog.ManifestKey(m.Name, m.Version), strings.NewReader(string(mb)), int64(len(mb))); err != nil {
+		// Both names, like the catalog: the bundle is a catalog in its own right.
+		if err := catalog.PutTarget(ctx, dst, catalog.ManifestKey(m.Name, m.Version), mb); err != nil {
 			return nil, err
 		}
-		if err := dst.Put(ctx, catalog.TorrentKey(m.Name, m.Version), strings.NewReader(string(tb)), int64(len(tb))); err != nil {
+		if err := catalog.PutTarget(ctx, dst, catalog.TorrentKey(m.Name, m.Version), tb); err != nil {
 			return nil, err
 		}
 		res.Releases = append(res.Releases, r.ReleaseRef.String())

@@ -1,7 +1,6 @@
 package seeder
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -206,14 +205,15 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if err := uploadPayload(ctx, store, files, m, false, opts.Progress); err != nil {
 		return nil, err
 	}
-	if err := store.Put(ctx, res.TorrentKey, bytes.NewReader(torrentBytes), int64(len(torrentBytes))); err != nil {
+	// Targets go under their hash-prefixed names too (consistent snapshots).
+	if err := catalog.PutTarget(ctx, store, res.TorrentKey, torrentBytes); err != nil {
 		return nil, fmt.Errorf("upload torrent: %w", err)
 	}
 	manifestJSON, err := catalog.MarshalManifest(m)
 	if err != nil {
 		return nil, err
 	}
-	if err := store.Put(ctx, res.ManifestKey, bytes.NewReader(manifestJSON), int64(len(manifestJSON))); err != nil {
+	if err := catalog.PutTarget(ctx, store, res.ManifestKey, manifestJSON); err != nil {
 		return nil, fmt.Errorf("upload manifest: %w", err)
 	}
 	if err := repo.AddRelease(manifestJSON, torrentBytes, opts.Channels); err != nil {

@@ -37,26 +37,51 @@ func VerifyCatalog(ctx context.Context, c *catalog.Client) ([]Problem, int, erro
 	return problems, len(rels), nil
 }
 
-// VerifyRelease checks one release; see VerifyCatalog.
+// VerifyRelease checks one release; see VerifyCatalog. Manifest and
+// torrent are checked under both names they are stored at (hash-prefixed
+// for TUF clients and agents, plain for older agents and people).
 func VerifyRelease(ctx context.Context, c *catalog.Client, name, version string) []Problem {
 	ref := name + "@" + version
+	mKey, tKey := catalog.ManifestKey(name, version), catalog.TorrentKey(name, version)
+	mProblems := verifyTargetCopies(ctx, c, ref, mKey, catalog.MaxManifestSize)
+	tProblems := verifyTargetCopies(ctx, c, ref, tKey, catalog.MaxTorrentSize)
+	problems := append(mProblems, tProblems...)
 	m, err := c.Manifest(ctx, name, version)
 	if err != nil {
-		return []Problem{{Release: ref, Key: catalog.ManifestKey(name, version), Err: err.Error()}}
+		if len(mProblems) == 0 {
+			problems = append(problems, Problem{Release: ref, Key: mKey, Err: err.Error()})
+		}
+		return problems
 	}
-	var problems []Problem
-	tb, err := c.Torrent(ctx, name, version)
-	if err == nil {
-		_, err = torrentfile.Parse(tb, m)
-	}
-	if err != nil {
-		problems = append(problems, Problem{Release: ref, Key: catalog.TorrentKey(name, version), Err: err.Error()})
+	// Copy problems are reported above; a torrent read fine must also be
+	// the one the manifest describes.
+	if tb, err := c.Torrent(ctx, name, version); err == nil {
+		if _, err := torrentfile.Parse(tb, m); err != nil {
+			problems = append(problems, Problem{Release: ref, Key: tKey, Err: err.Error()})
+		}
+	} else if len(tProblems) == 0 {
+		problems = append(problems, Problem{Release: ref, Key: tKey, Err: err.Error()})
 	}
 	prefix := catalog.DataPrefix(name, version)
 	for _, f := range m.Files {
 		key := prefix + f.Path
 		if err := verifyObject(ctx, c.Store(), key, f); err != nil {
 			problems = append(problems, Problem{Release: ref, Key: key, Err: err.Error()})
+		}
+	}
+	return problems
+}
+
+// verifyTargetCopies checks each stored copy of the signed target key.
+func verifyTargetCopies(ctx context.Context, c *catalog.Client, ref, key string, limit int64) []Problem {
+	copies, err := c.TargetCopies(key)
+	if err != nil {
+		return []Problem{{Release: ref, Key: key, Err: err.Error()}}
+	}
+	var problems []Problem
+	for _, k := range copies {
+		if _, err := c.TargetCopy(ctx, key, k, limit); err != nil {
+			problems = append(problems, Problem{Release: ref, Key: k, Err: err.Error()})
 		}
 	}
 	return problems
