@@ -407,19 +407,18 @@ func tufTorrentChanged(t *testing.T, s catalog.Store) {
 		{"empty", nil},
 		{"other release's torrent", tufGet(t, s, catalog.TorrentKey("app", "1.1"))},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tufPut(t, s, key, tc.b)
-			defer tufPut(t, s, key, good)
+		tufEachCopy(t, s, key, good, tc.name, tc.b, func(t *testing.T, bad []string) {
 			cl := c.client(t, t.TempDir()) // metadata is intact
 			_, err := cl.Torrent(ctx, "app", "1.0")
-			tufWantErr(t, "Torrent of a changed torrent", err, key+" in "+s.String()+" does not match the signed catalog")
+			if len(bad) == 2 {
+				tufWantErr(t, "Torrent of a changed torrent", err, bad[0]+" in "+s.String()+" does not match the signed catalog")
+			} else if err != nil {
+				t.Fatalf("Torrent with one good copy left: %v", err)
+			}
 			if _, err := cl.Manifest(ctx, "app", "1.0"); err != nil {
 				t.Fatalf("Manifest beside a changed torrent: %v", err)
 			}
-			problems, _, err := seeder.VerifyCatalog(ctx, cl)
-			if err != nil || len(problems) != 1 || problems[0].Key != key {
-				t.Fatalf("VerifyCatalog = %+v, %v; want one problem with %s", problems, err, key)
-			}
+			tufWantProblems(t, cl, bad)
 		})
 	}
 	cl := c.client(t, t.TempDir())
@@ -465,20 +464,60 @@ func tufManifestChanged(t *testing.T, s catalog.Store) {
 		{"truncated", good[:len(good)/2]},
 		{"other release's manifest", tufGet(t, s, catalog.ManifestKey("app", "1.1"))},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tufPut(t, s, key, tc.b)
-			defer tufPut(t, s, key, good)
+		tufEachCopy(t, s, key, good, tc.name, tc.b, func(t *testing.T, bad []string) {
 			cl := c.client(t, t.TempDir())
 			_, err := cl.Manifest(ctx, "app", "1.0")
-			tufWantErr(t, "Manifest of a changed manifest", err, key+" in "+s.String()+" does not match the signed catalog")
+			if len(bad) == 2 {
+				tufWantErr(t, "Manifest of a changed manifest", err, bad[0]+" in "+s.String()+" does not match the signed catalog")
+			} else if err != nil {
+				t.Fatalf("Manifest with one good copy left: %v", err)
+			}
 			if _, err := cl.Manifest(ctx, "app", "1.1"); err != nil {
 				t.Fatalf("Manifest of the untouched release: %v", err)
 			}
-			problems, _, err := seeder.VerifyCatalog(ctx, cl)
-			if err != nil || len(problems) != 1 || problems[0].Key != key {
-				t.Fatalf("VerifyCatalog = %+v, %v; want one problem with %s", problems, err, key)
-			}
+			tufWantProblems(t, cl, bad)
 		})
+	}
+}
+
+// tufEachCopy runs fn once with b stored in place of the target copy
+// under its hash-prefixed name, once under its plain name, and once under
+// both; bad lists the keys changed, hash-prefixed first. good comes back
+// after each run.
+func tufEachCopy(t *testing.T, s catalog.Store, key string, good []byte, name string, b []byte, fn func(t *testing.T, bad []string)) {
+	t.Helper()
+	hashed := catalog.HashedTargetKey(key, sha256Hex(string(good)))
+	if !bytes.Equal(tufGet(t, s, hashed), good) {
+		t.Fatalf("%s does not hold the bytes of %s", hashed, key)
+	}
+	for _, tc := range []struct {
+		which string
+		bad   []string
+	}{
+		{"hashed", []string{hashed}},
+		{"plain", []string{key}},
+		{"both", []string{hashed, key}},
+	} {
+		t.Run(name+"/"+tc.which, func(t *testing.T) {
+			for _, k := range tc.bad {
+				tufPut(t, s, k, b)
+				defer tufPut(t, s, k, good)
+			}
+			fn(t, tc.bad)
+		})
+	}
+}
+
+// tufWantProblems checks that catalog verify reports exactly the keys bad.
+func tufWantProblems(t *testing.T, cl *catalog.Client, bad []string) {
+	t.Helper()
+	problems, _, err := seeder.VerifyCatalog(t.Context(), cl)
+	var got []string
+	for _, p := range problems {
+		got = append(got, p.Key)
+	}
+	if err != nil || !slices.Equal(got, bad) {
+		t.Fatalf("VerifyCatalog = %+v, %v; want problems with exactly %v", problems, err, bad)
 	}
 }
 
