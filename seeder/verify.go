@@ -81,7 +81,12 @@ func verifyTargetCopies(ctx context.Context, c *catalog.Client, ref, key string,
 	var problems []Problem
 	for _, k := range copies {
 		if _, err := c.TargetCopy(ctx, key, k, limit); err != nil {
-			problems = append(problems, Problem{Release: ref, Key: k, Err: err.Error()})
+			msg := err.Error()
+			if errors.Is(err, catalog.ErrNotFound) {
+				// Catalogs published before targets had hash-prefixed copies.
+				msg += " (`swarmship catalog resign` restores missing copies)"
+			}
+			problems = append(problems, Problem{Release: ref, Key: k, Err: msg})
 		}
 	}
 	return problems
