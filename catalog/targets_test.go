@@ -144,7 +144,9 @@ func consistentUpgrade(t *testing.T, s catalog.Store) {
 	if err == nil || !strings.Contains(err.Error(), broken) {
 		t.Fatalf("repair with no good copy of %s: %v", broken, err)
 	}
-	if want := slices.DeleteFunc(slices.Clone(hashed), func(k string) bool { return strings.HasPrefix(k, "torrents/app/") && strings.HasSuffix(k, ".1.1.torrent") }); !slices.Equal(written, want) {
+	if want := slices.DeleteFunc(slices.Clone(hashed), func(k string) bool {
+		return strings.HasPrefix(k, "torrents/app/") && strings.HasSuffix(k, ".1.1.torrent")
+	}); !slices.Equal(written, want) {
 		t.Fatalf("repair wrote %v, want %v", written, want)
 	}
 	// With the plain copy back, repair completes; a second run writes nothing.
