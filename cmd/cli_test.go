@@ -167,6 +167,40 @@ func TestCatalogLifecycle(t *testing.T) {
 	}
 }
 
+// TestCatalogResignUpgradesOldLayout: a catalog published before targets
+// had hash-prefixed copies (deleted here) fails verify with a hint, and
+// `catalog resign` writes the missing copies and names them.
+func TestCatalogResignUpgradesOldLayout(t *testing.T) {
+	cat, keys := initCatalog(t)
+	src := payload(t, map[string]string{"bin/app": "one"})
+	if _, errOut, code := swarmship(t, "publish", src, "--catalog", cat, "--keys", keys, "--name", "app", "--version", "1.0"); code != 0 {
+		t.Fatalf("publish: %s", errOut)
+	}
+	var hashed []string
+	for _, pattern := range []string{"releases/app/*.1.0.json", "torrents/app/*.1.0.torrent"} {
+		m, _ := filepath.Glob(filepath.Join(cat, filepath.FromSlash(pattern)))
+		if len(m) != 1 || len(filepath.Base(m[0])) < 65 || filepath.Base(m[0])[64] != '.' {
+			t.Fatalf("%s matches %v; want one hash-prefixed copy", pattern, m)
+		}
+		rel, _ := filepath.Rel(cat, m[0])
+		hashed = append(hashed, filepath.ToSlash(rel))
+		if err := os.Remove(m[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, code := swarmship(t, "catalog", "verify", "--catalog", cat, "--keys", keys)
+	if code != 1 || !strings.Contains(out, hashed[0]) || !strings.Contains(out, "catalog resign") {
+		t.Fatalf("verify of the old layout: code %d\n%s", code, out)
+	}
+	_, errOut, code := swarmship(t, "catalog", "resign", "--catalog", cat, "--keys", keys)
+	if code != 0 || !strings.Contains(errOut, "wrote missing target copy "+hashed[0]) || !strings.Contains(errOut, hashed[1]) {
+		t.Fatalf("resign: code %d, %s", code, errOut)
+	}
+	if out, errOut, code := swarmship(t, "catalog", "verify", "--catalog", cat, "--keys", keys); code != 0 || !strings.Contains(out, "0 problems") {
+		t.Fatalf("verify after resign: %d %s %s", code, out, errOut)
+	}
+}
+
 func regexpLine(out string, fields ...string) bool {
 	for _, line := range strings.Split(out, "\n") {
 		ok := true
@@ -388,6 +422,13 @@ func TestBundleExportImportOffline(t *testing.T) {
 		"--state", t.TempDir(), "--release", "app:stable", "--out", bundle)
 	if code != 0 || !strings.Contains(out, "1 releases") {
 		t.Fatalf("export: %d %s %s", code, out, errOut)
+	}
+	// The bundle is a conforming TUF repository: targets under their
+	// hash-prefixed names too.
+	for _, pattern := range []string{"releases/app/*1.0.json", "torrents/app/*1.0.torrent"} {
+		if m, _ := filepath.Glob(filepath.Join(bundle, filepath.FromSlash(pattern))); len(m) != 2 {
+			t.Fatalf("bundle holds %v for %s; want the plain and the hash-prefixed copy", m, pattern)
+		}
 	}
 	// The air-gapped agent's config names an origin it cannot reach; the
 	// bundle replaces it, verified from the same pinned root.
