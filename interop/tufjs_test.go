@@ -101,6 +101,36 @@ func TestTUFJSReadsCatalog(t *testing.T) {
 		t.Logf("tuf-js requests: %v", reqs)
 	})
 
+	// Our own client, as agents use it through the origin, reads the same
+	// hash-prefixed names and never needs the plain ones.
+	t.Run("our client", func(t *testing.T) {
+		hs, err := catalog.NewHTTPStore(s.OriginURL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, err := os.ReadFile(s.RootPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := catalog.NewClient(hs, root, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rec.reset()
+		for _, k := range targets {
+			b, err := cl.Target(ctx, k, catalog.MaxTorrentSize)
+			if err != nil || !bytes.Equal(b, plain[k]) {
+				t.Fatalf("Target(%s) = %d bytes, %v", k, len(b), err)
+			}
+		}
+		if reqs, want := rec.get(), []string{"GET /" + hashed[targets[0]] + " 200", "GET /" + hashed[targets[1]] + " 200"}; !slices.Equal(reqs, want) {
+			t.Fatalf("our client requested %v; want %v", reqs, want)
+		}
+	})
+
 	t.Run("changed copy refused", func(t *testing.T) {
 		k := res.TorrentKey
 		bad := bytes.Clone(plain[k])
