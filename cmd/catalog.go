@@ -292,7 +292,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 	var f catalogFlags
 	c := &cobra.Command{
 		Use:   "verify",
-		Short: "Check every signature and expiry, and every payload object's size and SHA-256",
+		Short: "Check every signature and expiry, both stored copies of each manifest and torrent, and every payload object's size and SHA-256",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := f.client(cmd.Context())
