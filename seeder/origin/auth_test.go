@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/origin"
@@ -432,4 +434,41 @@ func TestRevokedTokenRefusedEverywhere(t *testing.T) {
 		t.Error("a malformed list was accepted")
 	}
 	check(agent, false)
+}
+
+// A browser opens the dashboard with an operator token in the URL
+// fragment: the page sends it as a bearer header and renders the tenant's
+// agents; without it the page shows the error and no data.
+func TestDashboardLoginByFragmentInBrowser(t *testing.T) {
+	chromium := testenv.RequireTool(t, "chromium")
+	to := newTenantOrigin(t)
+	acme := to.issue(t, token.Claims{Tenant: "acme", Site: "s1"})
+	if code, body := to.report(t, acme, agentReport("agent-acme-1", "acme", "s1", to.ih["app-acme"])); code != http.StatusNoContent {
+		t.Fatalf("report: %d %s", code, body)
+	}
+	ops := to.issue(t, token.Claims{Role: token.RoleOperator, Tenant: "acme"})
+	dom := dumpDOM(t, chromium, to.srv.URL+"/dashboard/#token="+ops)
+	if !strings.Contains(dom, `data-state="ready"`) || !strings.Contains(dom, "host-agent-acme-1") {
+		t.Errorf("with the token the dashboard did not render the agent:\n%.3000s", dom)
+	}
+	dom = dumpDOM(t, chromium, to.srv.URL+"/dashboard/")
+	if !strings.Contains(dom, `data-state="error"`) || strings.Contains(dom, "agent-acme-1") || !strings.Contains(dom, "operator token") {
+		t.Errorf("without a token:\n%.3000s", dom)
+	}
+}
+
+func dumpDOM(t *testing.T, bin, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%.3000s", err, stderr.String())
+	}
+	return string(out)
 }

@@ -447,7 +447,12 @@ func (o *Origin) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		// Still serving the last good catalog: degraded, not down.
+		// Still serving the last good catalog: degraded, not down. The
+		// error (store names, keys) is for operators: the log has it.
+		if o.tokensOn() {
+			fmt.Fprintf(w, "degraded: last good catalog at %s\n", last.Format(time.RFC3339))
+			return
+		}
 		fmt.Fprintf(w, "degraded: last good catalog at %s; refresh error: %v\n", last.Format(time.RFC3339), err)
 		return
 	}
