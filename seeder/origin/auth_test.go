@@ -364,8 +364,7 @@ func TestReportPoisoningWithTokensRefused(t *testing.T) {
 	}
 	resp, body = get(t, "GET", to.srv.URL+"/api/v1/rollout", bearer(fleet))
 	var ro origin.Rollout
-	json.Unmarshal([]byte(body), &ro)
-	if ro.Agents.Known != 2 {
+	if err := json.Unmarshal([]byte(body), &ro); err != nil || resp.StatusCode != 200 || ro.Agents.Known != 2 {
 		t.Errorf("%d agents known, want 2 (acme/a1, globex/a1)", ro.Agents.Known)
 	}
 }
