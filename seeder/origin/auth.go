@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
@@ -71,7 +72,9 @@ func (o *Origin) refuse(w http.ResponseWriter, r *http.Request, what string, err
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
 	}
-	o.log.Warn(what+" refused", "path", r.URL.Path, "peer", r.RemoteAddr, "err", err)
+	if ok, dropped := o.refusals.allow(time.Now()); ok {
+		o.log.Warn(what+" refused", "path", r.URL.Path, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
+	}
 	msg := "token required"
 	switch {
 	case errors.Is(err, token.ErrRevoked), errors.Is(err, token.ErrExpired), errors.Is(err, token.ErrSignature), errors.Is(err, token.ErrMalformed):
@@ -149,7 +152,10 @@ func (o *Origin) catalogGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := o.authenticate(r, true)
 		if err == nil && !o.mayRead(c, strings.TrimPrefix(r.URL.Path, "/")) {
-			if !o.ready.Load() {
+			o.mu.Lock()
+			loaded := o.tenants != nil
+			o.mu.Unlock()
+			if !loaded {
 				http.Error(w, "catalog not loaded yet", http.StatusServiceUnavailable)
 				return
 			}
@@ -203,4 +209,28 @@ func (o *Origin) mayRead(c token.Claims, key string) bool {
 		}
 	}
 	return known
+}
+
+// refusalLog bounds the log lines of refused requests, so that a hostile
+// client cannot fill the disk: a burst of 20, then 2 a second; the next
+// line logged counts the ones left out.
+type refusalLog struct {
+	mu      sync.Mutex
+	b       bucket
+	dropped int
+}
+
+func (l *refusalLog) allow(now time.Time) (bool, int) {
+	if l == nil {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.b.allow(now, 2, 20) {
+		l.dropped++
+		return false, 0
+	}
+	d := l.dropped
+	l.dropped = 0
+	return true, d
 }

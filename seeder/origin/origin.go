@@ -92,6 +92,7 @@ type Origin struct {
 
 	tokenKey ed25519.PublicKey // nil: no tokens required
 	revoked  *token.Revocations
+	refusals *refusalLog
 	tenants  map[string]string // release tenant by name@version, from the signed manifests
 	lastErr  error
 	lastOK   time.Time
@@ -104,7 +105,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}}
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &refusalLog{}}
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {
@@ -236,20 +237,30 @@ func (o *Origin) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	o.ready.Store(true)
 	rels, err := o.catalog.Releases()
 	if err != nil {
 		return err
 	}
+	// Release tenants for the catalog guard, from the signed manifests.
+	o.mu.Lock()
+	prev := o.tenants
+	o.mu.Unlock()
 	tenants := make(map[string]string, len(rels))
 	defer func() {
 		o.mu.Lock()
 		o.tenants = tenants
 		o.mu.Unlock()
-		o.ready.Store(true)
 	}()
 	for _, r := range rels {
 		if r.Yanked {
 			o.stopSeeding(r.ReleaseRef)
+			// Manifests are immutable: a yanked one is read once, for its tenant.
+			if t, ok := prev[r.ReleaseRef.String()]; ok {
+				tenants[r.ReleaseRef.String()] = t
+			} else if m, err := o.catalog.Manifest(ctx, r.Name, r.Version); err == nil {
+				tenants[r.ReleaseRef.String()] = m.Tenant
+			}
 			continue
 		}
 		m, err := o.catalog.Manifest(ctx, r.Name, r.Version)

@@ -210,15 +210,16 @@ func (b *bucket) allow(now time.Time, rate, burst float64) bool {
 // reportStore keeps the latest report and a short history per agent and
 // computes the rollout view.
 type reportStore struct {
-	cfg    ReportsConfig
-	log    *slog.Logger
-	now    func() time.Time
-	db     *bolt.DB // nil: memory only
-	peers  func([20]byte) []tracker.Peer
-	egress func() Egress
-	auth   func(*http.Request, *report.Report) (int, error)
-	guard  func(fleetOnly bool, what string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc
-	tokens bool // reports are authenticated: identities come from tokens
+	cfg      ReportsConfig
+	log      *slog.Logger
+	now      func() time.Time
+	db       *bolt.DB // nil: memory only
+	peers    func([20]byte) []tracker.Peer
+	egress   func() Egress
+	auth     func(*http.Request, *report.Report) (int, error)
+	guard    func(fleetOnly bool, what string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc
+	tokens   bool // reports are authenticated: identities come from tokens
+	refusals *refusalLog
 
 	decoding chan struct{}
 
@@ -244,7 +245,7 @@ func openReports(cfg ReportsConfig, cacheDir string, o *Origin, log *slog.Logger
 	cfg.setDefaults()
 	s := &reportStore{
 		cfg: cfg, log: log, now: time.Now,
-		peers: o.tracker.Peers, egress: o.Egress, auth: o.authorizeReport, guard: o.operator, tokens: o.tokensOn(),
+		peers: o.tracker.Peers, egress: o.Egress, auth: o.authorizeReport, guard: o.operator, tokens: o.tokensOn(), refusals: o.refusals,
 		decoding: make(chan struct{}, maxDecoding), perTenant: map[string]*tenantUse{}, addrLim: map[string]*bucket{},
 		agents: map[string]*agentRecord{}, series: map[string]*series{},
 		firstSeen: map[string]time.Time{}, alertSince: map[string]time.Time{},
@@ -492,13 +493,17 @@ func (s *reportStore) handleReport(w http.ResponseWriter, r *http.Request) {
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
 		}
-		s.log.Warn("agent report refused", "agent", rep.AgentID, "site", rep.Site, "peer", r.RemoteAddr, "err", err)
+		if ok, dropped := s.refusals.allow(time.Now()); ok {
+			s.log.Warn("agent report refused", "agent", rep.AgentID, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
+		}
 		http.Error(w, "token required: "+err.Error(), code)
 		return
 	}
 	if err := s.ingestFrom(rep, addr); err != nil {
 		s.rejected.Add(1)
-		s.log.Warn("agent report refused", "agent", rep.AgentID, "tenant", rep.Tenant, "site", rep.Site, "peer", r.RemoteAddr, "err", err)
+		if ok, dropped := s.refusals.allow(time.Now()); ok {
+			s.log.Warn("agent report refused", "agent", rep.AgentID, "tenant", rep.Tenant, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
+		}
 		http.Error(w, err.Error(), codeFor(err))
 		return
 	}

@@ -226,3 +226,21 @@ func TestReportExhaustionBounded(t *testing.T) {
 		t.Errorf("restart restored %d agents, max_agents_per_tenant is 5", n)
 	}
 }
+
+// Refused requests are logged at most 20 at once and 2 a second after,
+// and the next line logged counts the rest: a flood of bad tokens or
+// reports cannot fill the disk.
+func TestRefusalLogBounded(t *testing.T) {
+	var l refusalLog
+	now := time.Now()
+	logged := 0
+	for range 1000 {
+		if ok, _ := l.allow(now); ok {
+			logged++
+		}
+	}
+	ok, dropped := l.allow(now.Add(time.Second))
+	if logged != 20 || !ok || dropped != 980 {
+		t.Errorf("logged %d of 1000, then %v with %d left out", logged, ok, dropped)
+	}
+}
