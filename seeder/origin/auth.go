@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -134,6 +135,22 @@ func (o *Origin) operator(fleetOnly bool, what string, h func(w http.ResponseWri
 		}
 		h(w, r, c.Tenant)
 	}
+}
+
+// seederKeyParam carries the origin seeder's key in its announce URL.
+const seederKeyParam = "origin_key"
+
+// authorizeSeeder admits a role=origin announce only from this origin's
+// own seeder: an agent token cannot make a peer look like the origin.
+func (o *Origin) authorizeSeeder(r *http.Request) error {
+	k := r.URL.Query().Get(seederKeyParam)
+	if k == "" {
+		return fmt.Errorf("%w: role=origin without the origin's key", tracker.ErrUnauthenticated)
+	}
+	if o.seederKey == "" || subtle.ConstantTimeCompare([]byte(k), []byte(o.seederKey)) != 1 {
+		return fmt.Errorf("%w: role=origin is this origin's seeder only", errForbidden)
+	}
+	return nil
 }
 
 // agentClaims checks an agent's token against the identity it claims.

@@ -471,3 +471,31 @@ func dumpDOM(t *testing.T, bin, url string) string {
 	}
 	return string(out)
 }
+
+// Only the origin's own seeder may announce as role=origin: an agent
+// token claiming it is refused, and the seeder is admitted (it used to
+// be refused in token mode for lack of a token).
+func TestOnlyTheOriginSeederAnnouncesAsOrigin(t *testing.T) {
+	to := newTenantOrigin(t)
+	acme := to.issue(t, token.Claims{Tenant: "acme", Site: "s1"})
+	q := url.Values{}
+	q.Set("info_hash", "aaaaaaaaaaaaaaaaaaaa")
+	q.Set("peer_id", "-SS0001-abcdefghijkl")
+	q.Set("port", "6881")
+	q.Set("left", "0")
+	q.Set("tenant", "acme")
+	q.Set("site", "s1")
+	q.Set("role", "origin")
+	q.Set("token", acme)
+	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("agent token as role=origin: %s, want 401", resp.Status)
+	}
+	q.Set("origin_key", "guess")
+	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("guessed origin key: %s, want 403", resp.Status)
+	}
+	q.Set("origin_key", origin.SeederKeyForTest(to.o))
+	if resp, body := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != 200 || strings.Contains(body, "failure") {
+		t.Errorf("the origin's seeder: %s %q", resp.Status, body)
+	}
+}

@@ -93,6 +93,9 @@ type Origin struct {
 	tokenKey ed25519.PublicKey // nil: no tokens required
 	revoked  *token.Revocations
 	refusals *refusalLog
+	// seederKey admits the origin's own seeder to its tracker as
+	// role=origin when tokens are on; nobody else may claim that role.
+	seederKey string
 	tenants  map[string]string // release tenant by name@version, from the signed manifests
 	lastErr  error
 	lastOK   time.Time
@@ -112,6 +115,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, err
 		}
 		o.tokenKey = pub
+		o.seederKey = token.NewID()
 		o.tracker.Authorize(o.authorizeAnnounce)
 	} else if cfg.PrivateCatalog {
 		return nil, errors.New("origin: private_catalog needs token_public_key")
@@ -340,10 +344,14 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 }
 
 func (o *Origin) announceURL() string {
-	if o.cfg.AnnounceURL != "" {
-		return o.cfg.AnnounceURL + "?role=origin"
+	q := "?role=origin"
+	if o.seederKey != "" {
+		q += "&" + seederKeyParam + "=" + o.seederKey
 	}
-	return "http://" + hostPort(o.cfg.Listen) + "/announce?role=origin"
+	if o.cfg.AnnounceURL != "" {
+		return o.cfg.AnnounceURL + q
+	}
+	return "http://" + hostPort(o.cfg.Listen) + "/announce" + q
 }
 
 func hostPort(listen string) string {
@@ -503,6 +511,9 @@ func (c originCollector) Collect(ch chan<- prometheus.Metric) {
 // authorizeAnnounce admits an announce only with a valid token whose
 // claims match the identity in the announce URL.
 func (o *Origin) authorizeAnnounce(r *http.Request, id tracker.Identity) error {
+	if id.Role == tracker.RoleOrigin {
+		return o.authorizeSeeder(r)
+	}
 	c, err := o.authenticate(r, true)
 	if errors.Is(err, token.ErrMissing) {
 		return fmt.Errorf("%w: %w", tracker.ErrUnauthenticated, err)
