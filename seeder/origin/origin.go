@@ -96,10 +96,10 @@ type Origin struct {
 	// seederKey admits the origin's own seeder to its tracker as
 	// role=origin when tokens are on; nobody else may claim that role.
 	seederKey string
-	tenants  map[string]string // release tenant by name@version, from the signed manifests
-	lastErr  error
-	lastOK   time.Time
-	ready    atomic.Bool
+	tenants   map[string]string // release tenant by name@version, from the signed manifests
+	lastErr   error
+	lastOK    time.Time
+	ready     atomic.Bool
 }
 
 // New prepares an origin for a catalog. client must read the same store.
