@@ -51,6 +51,8 @@ type OriginOptions struct {
 	// WrapHandler, if set, wraps the origin's HTTP handler (tests use it
 	// to slow down or break the origin).
 	WrapHandler func(http.Handler) http.Handler
+	// Configure, if set, edits the origin's config (tokens, reports).
+	Configure func(*origin.Config)
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -96,13 +98,17 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		return nil, err
 	}
 	seed := opts.Seed
-	s.Origin, err = origin.New(origin.Config{
+	ocfg := origin.Config{
 		Listen:          s.ln.Addr().String(),
 		CacheDir:        filepath.Join(dir, "origin", "cache"),
 		Seed:            &seed,
 		PeerHost:        "127.0.0.1",
 		RefreshInterval: time.Second,
-	}, store, client, log.With("role", "origin"))
+	}
+	if opts.Configure != nil {
+		opts.Configure(&ocfg)
+	}
+	s.Origin, err = origin.New(ocfg, store, client, log.With("role", "origin"))
 	if err != nil {
 		s.ln.Close()
 		return nil, err

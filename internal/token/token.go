@@ -11,8 +11,10 @@ package token
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -43,19 +45,55 @@ var (
 	ErrExpired   = errors.New("token expired")
 )
 
+// Roles a token can carry. An agent token (the default) announces, reads
+// its tenant's catalog and reports; an operator token reads the dashboard,
+// the rollout and agent APIs and /metrics, for its tenant or, without a
+// tenant, for the whole fleet. Neither can do the other's work.
+const (
+	RoleAgent    = "agent"
+	RoleOperator = "operator"
+)
+
 // Claims are what a token asserts.
 type Claims struct {
-	Tenant   string    `json:"tenant"`
-	Site     string    `json:"site,omitempty"`
-	Region   string    `json:"region,omitempty"`
+	// ID names the token in revocation lists; Issue fills it in.
+	ID     string `json:"jti,omitempty"`
+	Role   string `json:"role,omitempty"` // "" means RoleAgent
+	Tenant string `json:"tenant,omitempty"`
+	Site   string `json:"site,omitempty"`
+	Region string `json:"region,omitempty"`
+	// Agent binds an agent token to one agent id: its reports must carry it.
+	Agent    string    `json:"agent,omitempty"`
 	IssuedAt time.Time `json:"iat"`
 	Expires  time.Time `json:"exp"`
 }
 
+// IsOperator reports whether the token is an operator's.
+func (c Claims) IsOperator() bool { return c.Role == RoleOperator }
+
+// Fleet reports whether an operator token covers every tenant.
+func (c Claims) Fleet() bool { return c.IsOperator() && c.Tenant == "" }
+
 // Validate checks claims before they are signed.
 func (c Claims) Validate() error {
-	if err := catalog.ValidateName("tenant", c.Tenant); err != nil {
-		return err
+	switch c.Role {
+	case "", RoleAgent, RoleOperator:
+	default:
+		return fmt.Errorf("role %q is not %s or %s", c.Role, RoleAgent, RoleOperator)
+	}
+	if c.Tenant != "" || !c.IsOperator() {
+		if err := catalog.ValidateName("tenant", c.Tenant); err != nil {
+			return err
+		}
+	}
+	if c.IsOperator() && (c.Site != "" || c.Region != "" || c.Agent != "") {
+		return errors.New("an operator token names a tenant or nothing: no site, region or agent")
+	}
+	if c.ID != "" && !validID(c.ID) {
+		return errors.New("token id must be 1-64 letters, digits, '-' or '_'")
+	}
+	if c.Agent != "" && !validID(c.Agent) {
+		return errors.New("agent must be 1-64 letters, digits, '-' or '_'")
 	}
 	for _, f := range []struct{ kind, v string }{{"site", c.Site}, {"region", c.Region}} {
 		if f.v != "" {
@@ -70,8 +108,40 @@ func (c Claims) Validate() error {
 	return nil
 }
 
-// Issue signs claims.
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// NewID is a random token id.
+func NewID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported systems
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Fingerprint names a token that carries no id (issued before ids
+// existed): the first 128 bits of its SHA-256, in hex. Revocation lists
+// accept either.
+func Fingerprint(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Issue signs claims, giving them a fresh ID unless they have one.
 func Issue(key ed25519.PrivateKey, c Claims) (string, error) {
+	if c.ID == "" {
+		c.ID = NewID()
+	}
 	c.IssuedAt = c.IssuedAt.UTC().Truncate(time.Second)
 	c.Expires = c.Expires.UTC().Truncate(time.Second)
 	if err := c.Validate(); err != nil {

@@ -51,6 +51,10 @@ type Config struct {
 	// PrivateCatalog also requires a token to read the catalog and the
 	// web seed over HTTP.
 	PrivateCatalog bool `yaml:"private_catalog"`
+	// RevocationList is a file of revoked token ids or fingerprints, one
+	// per line (`swarmship token revoke`), re-read when it changes and on
+	// SIGHUP; a revoked token is refused everywhere.
+	RevocationList string `yaml:"revocation_list"`
 	// PeerTLS makes the seeder's peer connections mutual TLS.
 	PeerTLS peertls.Config `yaml:"peer_tls"`
 }
@@ -87,9 +91,15 @@ type Origin struct {
 	seeding map[string]*torrent.Torrent // by name@version
 
 	tokenKey ed25519.PublicKey // nil: no tokens required
-	lastErr  error
-	lastOK   time.Time
-	ready    atomic.Bool
+	revoked  *token.Revocations
+	refusals *refusalLog
+	// seederKey admits the origin's own seeder to its tracker as
+	// role=origin when tokens are on; nobody else may claim that role.
+	seederKey string
+	tenants   map[string]string // release tenant by name@version, from the signed manifests
+	lastErr   error
+	lastOK    time.Time
+	ready     atomic.Bool
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -98,16 +108,26 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}}
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &refusalLog{}}
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {
 			return nil, err
 		}
 		o.tokenKey = pub
+		o.seederKey = token.NewID()
 		o.tracker.Authorize(o.authorizeAnnounce)
 	} else if cfg.PrivateCatalog {
 		return nil, errors.New("origin: private_catalog needs token_public_key")
+	} else if cfg.RevocationList != "" {
+		return nil, errors.New("origin: revocation_list needs token_public_key")
+	}
+	if cfg.RevocationList != "" {
+		rl, err := token.OpenRevocations(cfg.RevocationList)
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		o.revoked = rl
 	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
@@ -181,6 +201,7 @@ func (o *Origin) Egress() Egress {
 // Run refreshes the catalog and seeds current releases until ctx ends.
 func (o *Origin) Run(ctx context.Context) error {
 	go o.tracker.Run(ctx)
+	go o.watchRevocations(ctx)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -225,9 +246,25 @@ func (o *Origin) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Release tenants for the catalog guard, from the signed manifests.
+	o.mu.Lock()
+	prev := o.tenants
+	o.mu.Unlock()
+	tenants := make(map[string]string, len(rels))
+	defer func() {
+		o.mu.Lock()
+		o.tenants = tenants
+		o.mu.Unlock()
+	}()
 	for _, r := range rels {
 		if r.Yanked {
 			o.stopSeeding(r.ReleaseRef)
+			// Manifests are immutable: a yanked one is read once, for its tenant.
+			if t, ok := prev[r.ReleaseRef.String()]; ok {
+				tenants[r.ReleaseRef.String()] = t
+			} else if m, err := o.catalog.Manifest(ctx, r.Name, r.Version); err == nil {
+				tenants[r.ReleaseRef.String()] = m.Tenant
+			}
 			continue
 		}
 		m, err := o.catalog.Manifest(ctx, r.Name, r.Version)
@@ -235,6 +272,7 @@ func (o *Origin) refresh(ctx context.Context) error {
 			o.log.Warn("origin: manifest", "release", r.Name, "version", r.Version, "err", err)
 			continue
 		}
+		tenants[r.ReleaseRef.String()] = m.Tenant
 		if m.Expired(time.Now()) {
 			o.stopSeeding(r.ReleaseRef)
 			continue
@@ -306,10 +344,14 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 }
 
 func (o *Origin) announceURL() string {
-	if o.cfg.AnnounceURL != "" {
-		return o.cfg.AnnounceURL + "?role=origin"
+	q := "?role=origin"
+	if o.seederKey != "" {
+		q += "&" + seederKeyParam + "=" + o.seederKey
 	}
-	return "http://" + hostPort(o.cfg.Listen) + "/announce?role=origin"
+	if o.cfg.AnnounceURL != "" {
+		return o.cfg.AnnounceURL + q
+	}
+	return "http://" + hostPort(o.cfg.Listen) + "/announce" + q
 }
 
 func hostPort(listen string) string {
@@ -396,7 +438,10 @@ func (o *Origin) Handler() http.Handler {
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
 	mux.Handle("/swarm", o.tracker)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	mux.Handle("GET /metrics", o.operator(true, "metrics", func(w http.ResponseWriter, r *http.Request, _ string) {
+		metrics.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("GET /healthz", o.healthz)
 	o.reports.routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
 	var catalogHandler http.Handler
@@ -406,7 +451,7 @@ func (o *Origin) Handler() http.Handler {
 		catalogHandler = &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute}
 	}
 	if o.cfg.PrivateCatalog {
-		catalogHandler = o.requireToken(catalogHandler)
+		catalogHandler = o.catalogGuard(catalogHandler)
 	}
 	mux.Handle("/", catalogHandler)
 	return mux
@@ -421,7 +466,12 @@ func (o *Origin) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		// Still serving the last good catalog: degraded, not down.
+		// Still serving the last good catalog: degraded, not down. The
+		// error (store names, keys) is for operators: the log has it.
+		if o.tokensOn() {
+			fmt.Fprintf(w, "degraded: last good catalog at %s\n", last.Format(time.RFC3339))
+			return
+		}
 		fmt.Fprintf(w, "degraded: last good catalog at %s; refresh error: %v\n", last.Format(time.RFC3339), err)
 		return
 	}
@@ -461,15 +511,17 @@ func (c originCollector) Collect(ch chan<- prometheus.Metric) {
 // authorizeAnnounce admits an announce only with a valid token whose
 // claims match the identity in the announce URL.
 func (o *Origin) authorizeAnnounce(r *http.Request, id tracker.Identity) error {
-	tok := token.FromRequest(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
-	c, err := token.Verify(o.tokenKey, tok, time.Now())
+	if id.Role == tracker.RoleOrigin {
+		return o.authorizeSeeder(r)
+	}
+	c, err := o.authenticate(r, true)
 	if errors.Is(err, token.ErrMissing) {
 		return fmt.Errorf("%w: %w", tracker.ErrUnauthenticated, err)
 	}
 	if err != nil {
 		return err
 	}
-	return matchClaims(c, id.Tenant, id.Site, id.Region)
+	return agentClaims(c, id.Tenant, id.Site, id.Region)
 }
 
 func matchClaims(c token.Claims, tenant, site, region string) error {
@@ -482,22 +534,4 @@ func matchClaims(c token.Claims, tenant, site, region string) error {
 		return fmt.Errorf("token is for region %q, not %q", c.Region, region)
 	}
 	return nil
-}
-
-// requireToken guards the catalog of a private deployment.
-func (o *Origin) requireToken(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := token.FromRequest(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
-		if _, err := token.Verify(o.tokenKey, tok, time.Now()); err != nil {
-			code := http.StatusForbidden
-			if errors.Is(err, token.ErrMissing) {
-				code = http.StatusUnauthorized
-				w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
-			}
-			o.log.Warn("catalog request refused", "path", r.URL.Path, "peer", r.RemoteAddr, "err", err)
-			http.Error(w, "token required: "+err.Error(), code)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"mime"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +22,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/swarmship/swarmship/internal/report"
-	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
@@ -49,6 +49,24 @@ type ReportsConfig struct {
 	Forget time.Duration `yaml:"forget"`
 	// MaxAgents bounds memory; reports from further agents are refused; default 100000.
 	MaxAgents int `yaml:"max_agents"`
+	// MaxAgentsPerTenant bounds the agents one tenant can register; default 10000.
+	MaxAgentsPerTenant int `yaml:"max_agents_per_tenant"`
+	// MaxRecordBytes bounds one agent's stored record (latest report and
+	// history, as JSON): history is dropped oldest first to fit, and a
+	// report that alone exceeds it is refused; default 128 KiB.
+	MaxRecordBytes int `yaml:"max_record_bytes"`
+	// MaxTenantBytes and MaxBytes bound the stored records of one tenant
+	// and of all (memory and reports.db); default 64 MiB and 256 MiB.
+	MaxTenantBytes int64 `yaml:"max_tenant_bytes"`
+	MaxBytes       int64 `yaml:"max_bytes"`
+	// MaxInterval caps the report interval an agent declares, so that no
+	// agent counts as live for longer than stall_intervals*max_interval
+	// after its last report; default 2m.
+	MaxInterval time.Duration `yaml:"max_interval"`
+	// RatePerAddress is the reports per second accepted from one address
+	// (burst: 4 s worth, at least 50); default 50. One agent identity may
+	// send identityRate per second.
+	RatePerAddress float64 `yaml:"rate_per_address"`
 }
 
 func (c *ReportsConfig) setDefaults() {
@@ -76,7 +94,36 @@ func (c *ReportsConfig) setDefaults() {
 	if c.MaxAgents <= 0 {
 		c.MaxAgents = 100000
 	}
+	if c.MaxAgentsPerTenant <= 0 {
+		c.MaxAgentsPerTenant = 10000
+	}
+	if c.MaxRecordBytes <= 0 {
+		c.MaxRecordBytes = 128 << 10
+	}
+	if c.MaxTenantBytes <= 0 {
+		c.MaxTenantBytes = 64 << 20
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 256 << 20
+	}
+	if c.MaxInterval <= 0 {
+		c.MaxInterval = 2 * time.Minute
+	}
+	if c.RatePerAddress <= 0 {
+		c.RatePerAddress = 50
+	}
 }
+
+// Per-identity report rate and the bound on report requests decoded at
+// once (each may hold report.MaxBody bytes).
+const (
+	identityRate    = 5.0
+	identityBurst   = 10.0
+	maxDecoding     = 4
+	maxAddrLimiters = 10000
+	storedTextLen   = 256 // free text kept per field
+	storedNameLen   = 64
+)
 
 // Alert kinds, exported as swarmship_alerts{kind}.
 const (
@@ -100,6 +147,13 @@ type agentRecord struct {
 	FirstSeen time.Time               `json:"first_seen"`
 	Progress  map[string]progressMark `json:"progress"` // by name@version
 	History   []historyEntry          `json:"history"`  // oldest first
+	// Addr is the address the agent reports from. Without tokens a
+	// record is bound to it while the agent is live, so that nobody else
+	// can overwrite it by reusing its id.
+	Addr string `json:"addr,omitempty"`
+
+	size int    // bytes of the stored JSON, counted against the budgets
+	lim  bucket // per-identity rate
 }
 
 // progressMark is when a release last moved on an agent: its completed
@@ -124,25 +178,58 @@ type historyItem struct {
 	Uploaded   int64        `json:"uploaded"`
 }
 
-func (r *agentRecord) interval() time.Duration {
-	return time.Duration(r.Report.IntervalSeconds * float64(time.Second))
+// interval is the agent's report interval, capped by the origin.
+func (s *reportStore) interval(r *agentRecord) time.Duration {
+	return min(time.Duration(r.Report.IntervalSeconds*float64(time.Second)), s.cfg.MaxInterval)
+}
+
+// recordKey names an agent's record: agent ids are only unique within a
+// tenant, and a tenant's agents can never touch another tenant's records.
+func recordKey(tenant, agentID string) string { return tenant + "/" + agentID }
+
+// bucket is a token bucket.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) allow(now time.Time, rate, burst float64) bool {
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else if d := now.Sub(b.last).Seconds(); d > 0 {
+		b.tokens = min(burst, b.tokens+d*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // reportStore keeps the latest report and a short history per agent and
 // computes the rollout view.
 type reportStore struct {
-	cfg    ReportsConfig
-	log    *slog.Logger
-	now    func() time.Time
-	db     *bolt.DB // nil: memory only
-	peers  func([20]byte) []tracker.Peer
-	egress func() Egress
-	auth   func(*http.Request, *report.Report) (int, error)
+	cfg      ReportsConfig
+	log      *slog.Logger
+	now      func() time.Time
+	db       *bolt.DB // nil: memory only
+	peers    func([20]byte) []tracker.Peer
+	egress   func() Egress
+	auth     func(*http.Request, *report.Report) (int, error)
+	guard    func(fleetOnly bool, what string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc
+	tokens   bool // reports are authenticated: identities come from tokens
+	refusals *refusalLog
+
+	decoding chan struct{}
 
 	accepted, rejected atomic.Int64
 
 	mu         sync.Mutex
-	agents     map[string]*agentRecord
+	agents     map[string]*agentRecord // by recordKey
+	perTenant  map[string]*tenantUse
+	totalBytes int64
+	addrLim    map[string]*bucket
 	series     map[string]*series   // by name@version
 	firstSeen  map[string]time.Time // releases, by name@version
 	capacity   []capSample
@@ -158,7 +245,8 @@ func openReports(cfg ReportsConfig, cacheDir string, o *Origin, log *slog.Logger
 	cfg.setDefaults()
 	s := &reportStore{
 		cfg: cfg, log: log, now: time.Now,
-		peers: o.tracker.Peers, egress: o.Egress, auth: o.authorizeReport,
+		peers: o.tracker.Peers, egress: o.Egress, auth: o.authorizeReport, guard: o.operator, tokens: o.tokensOn(), refusals: o.refusals,
+		decoding: make(chan struct{}, maxDecoding), perTenant: map[string]*tenantUse{}, addrLim: map[string]*bucket{},
 		agents: map[string]*agentRecord{}, series: map[string]*series{},
 		firstSeen: map[string]time.Time{}, alertSince: map[string]time.Time{},
 	}
@@ -182,23 +270,47 @@ func openReports(cfg ReportsConfig, cacheDir string, o *Origin, log *slog.Logger
 		if err != nil {
 			return err
 		}
+		// The same bounds as for live reports: a database filled before
+		// they existed (or by hand) cannot bring back more than they allow.
 		var stale [][]byte
+		rekey := map[string][]byte{}
 		err = b.ForEach(func(k, v []byte) error {
 			var rec agentRecord
-			if json.Unmarshal(v, &rec) != nil || rec.Report == nil || rec.Report.Validate() != nil || now.Sub(rec.Received) > cfg.Forget {
+			if len(v) > cfg.MaxRecordBytes || json.Unmarshal(v, &rec) != nil || rec.Report == nil || rec.Report.Validate() != nil || now.Sub(rec.Received) > cfg.Forget {
+				stale = append(stale, k)
+				return nil
+			}
+			key := recordKey(rec.Report.Tenant, rec.Report.AgentID)
+			if s.agents[key] != nil || s.admitLocked(rec.Report.Tenant, nil, len(v)) != nil {
 				stale = append(stale, k)
 				return nil
 			}
 			if rec.Progress == nil {
 				rec.Progress = map[string]progressMark{}
 			}
-			s.agents[string(k)] = &rec
+			rec.size = len(v)
+			s.account(rec.Report.Tenant, rec.size, 1)
+			s.agents[key] = &rec
+			if string(k) != key {
+				stale = append(stale, k)
+				rekey[key] = v
+			}
 			return nil
 		})
-		for _, k := range stale {
-			b.Delete(k)
+		if err != nil {
+			return err
 		}
-		return err
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		for k, v := range rekey {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -219,14 +331,140 @@ func (s *reportStore) close() error {
 }
 
 // routes registers the report API and the dashboard.
+// The dashboard's static files carry no data and are served to anyone;
+// the APIs it polls need an operator token when tokens are on.
 func (s *reportStore) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+report.Path, s.handleReport)
-	mux.HandleFunc("GET /api/v1/rollout", s.handleRollout)
-	mux.HandleFunc("GET /api/v1/agents/{id}", s.handleAgent)
+	mux.HandleFunc("GET /api/v1/rollout", s.guard(false, "rollout", s.handleRollout))
+	mux.HandleFunc("GET /api/v1/agents/{id}", s.guard(false, "agent view", s.handleAgent))
 	dashboardRoutes(mux)
 }
 
+// tenantUse is what one tenant's records take.
+type tenantUse struct {
+	agents int
+	bytes  int64
+}
+
+// account adds size bytes and n agents to a tenant's use. s.mu is held
+// (or the store is not shared yet).
+func (s *reportStore) account(tenant string, size, n int) {
+	u := s.perTenant[tenant]
+	if u == nil {
+		u = &tenantUse{}
+		s.perTenant[tenant] = u
+	}
+	u.agents += n
+	u.bytes += int64(size)
+	s.totalBytes += int64(size)
+	if u.agents == 0 {
+		delete(s.perTenant, tenant)
+	}
+}
+
+// Refusals of the report bounds.
+var (
+	errTooManyAgents = errors.New("origin keeps no more agents; raise reports.max_agents or reports.max_agents_per_tenant")
+	errReportsFull   = errors.New("origin keeps no more report data; raise reports.max_tenant_bytes or reports.max_bytes")
+	errRecordTooBig  = errors.New("report is larger than reports.max_record_bytes once stored")
+	errRateLimited   = errors.New("too many reports; slow down")
+	errRecordBound   = errors.New("this agent id is bound to another site, address or token")
+)
+
+// admitLocked checks that a record of size bytes fits the budgets,
+// replacing old (nil: a new agent).
+func (s *reportStore) admitLocked(tenant string, old *agentRecord, size int) error {
+	u := s.perTenant[tenant]
+	if u == nil {
+		u = &tenantUse{}
+	}
+	oldSize := 0
+	if old != nil {
+		oldSize = old.size
+	} else if len(s.agents) >= s.cfg.MaxAgents || u.agents >= s.cfg.MaxAgentsPerTenant {
+		return errTooManyAgents
+	}
+	grow := int64(size - oldSize)
+	if grow > 0 && (u.bytes+grow > s.cfg.MaxTenantBytes || s.totalBytes+grow > s.cfg.MaxBytes) {
+		return errReportsFull
+	}
+	return nil
+}
+
+// codeFor maps an ingest refusal to its HTTP status.
+func codeFor(err error) int {
+	switch {
+	case errors.Is(err, errRateLimited):
+		return http.StatusTooManyRequests
+	case errors.Is(err, errRecordTooBig):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errRecordBound):
+		return http.StatusForbidden
+	case errors.Is(err, errReportsFull):
+		return http.StatusInsufficientStorage
+	}
+	return http.StatusServiceUnavailable
+}
+
+// addrAllowed applies the per-address rate.
+func (s *reportStore) addrAllowed(addr string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.addrLim[addr]
+	if b == nil {
+		if len(s.addrLim) >= maxAddrLimiters {
+			// Forget the buckets that have refilled: they hold no state.
+			full := max(4*time.Second, time.Duration(float64(time.Second)*s.addrBurst()/s.cfg.RatePerAddress))
+			for a, ob := range s.addrLim {
+				if now.Sub(ob.last) > full {
+					delete(s.addrLim, a)
+				}
+			}
+			if len(s.addrLim) >= maxAddrLimiters {
+				clear(s.addrLim)
+			}
+		}
+		b = &bucket{}
+		s.addrLim[addr] = b
+	}
+	return b.allow(now, s.cfg.RatePerAddress, s.addrBurst())
+}
+
+func (s *reportStore) addrBurst() float64 { return max(50, 4*s.cfg.RatePerAddress) }
+
+// compact trims what the origin keeps of a report's free text.
+func compact(rep *report.Report) {
+	t := func(p *string, n int) { *p = report.Trim(*p, n) }
+	t(&rep.Name, storedNameLen)
+	t(&rep.Catalog.URL, storedTextLen)
+	t(&rep.Catalog.Error, storedTextLen)
+	for i := range rep.Subscriptions {
+		t(&rep.Subscriptions[i].Subscription, storedTextLen)
+		t(&rep.Subscriptions[i].Reason, storedTextLen)
+	}
+	for i := range rep.Releases {
+		t(&rep.Releases[i].LastError, storedTextLen)
+		t(&rep.Releases[i].Reason, storedTextLen)
+	}
+}
+
 func (s *reportStore) handleReport(w http.ResponseWriter, r *http.Request) {
+	addr := r.RemoteAddr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		addr = h
+	}
+	if !s.addrAllowed(addr, s.now()) {
+		s.rejected.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, errRateLimited.Error(), http.StatusTooManyRequests)
+		return
+	}
+	select {
+	case s.decoding <- struct{}{}:
+		defer func() { <-s.decoding }()
+	case <-r.Context().Done():
+		return
+	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			s.rejected.Add(1)
@@ -255,13 +493,18 @@ func (s *reportStore) handleReport(w http.ResponseWriter, r *http.Request) {
 		if code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
 		}
-		s.log.Warn("agent report refused", "agent", rep.AgentID, "site", rep.Site, "peer", r.RemoteAddr, "err", err)
+		if ok, dropped := s.refusals.allow(time.Now()); ok {
+			s.log.Warn("agent report refused", "agent", rep.AgentID, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
+		}
 		http.Error(w, "token required: "+err.Error(), code)
 		return
 	}
-	if err := s.ingest(rep); err != nil {
+	if err := s.ingestFrom(rep, addr); err != nil {
 		s.rejected.Add(1)
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		if ok, dropped := s.refusals.allow(time.Now()); ok {
+			s.log.Warn("agent report refused", "agent", rep.AgentID, "tenant", rep.Tenant, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
+		}
+		http.Error(w, err.Error(), codeFor(err))
 		return
 	}
 	s.accepted.Add(1)
@@ -275,73 +518,124 @@ func (o *Origin) authorizeReport(r *http.Request, rep *report.Report) (int, erro
 	if o.tokenKey == nil {
 		return 0, nil
 	}
-	c, err := token.Verify(o.tokenKey, token.FromRequest(r.Header.Get("Authorization"), ""), time.Now())
-	if errors.Is(err, token.ErrMissing) {
-		return http.StatusUnauthorized, err
-	}
+	c, err := o.authenticate(r, false)
 	if err == nil {
-		err = matchClaims(c, rep.Tenant, rep.Site, rep.Region)
+		err = agentClaims(c, rep.Tenant, rep.Site, rep.Region)
+	}
+	if err == nil && c.Agent != "" && c.Agent != rep.AgentID {
+		err = fmt.Errorf("token is for agent %q, not %q", c.Agent, rep.AgentID)
 	}
 	if err != nil {
-		return http.StatusForbidden, err
+		return statusFor(err), err
 	}
 	return 0, nil
 }
 
-var errTooManyAgents = errors.New("origin keeps no more agents; raise reports.max_agents")
+// ingest stores a validated report from inside the process.
+func (s *reportStore) ingest(rep *report.Report) error { return s.ingestFrom(rep, "") }
 
-// ingest stores a validated report.
-func (s *reportStore) ingest(rep *report.Report) error {
+// ingestFrom stores a validated report received from addr ("" from
+// inside the process), within the rate and size bounds. A refused report
+// changes nothing.
+func (s *reportStore) ingestFrom(rep *report.Report, addr string) error {
+	compact(rep)
 	now := s.now()
+	key := recordKey(rep.Tenant, rep.AgentID)
 	s.mu.Lock()
-	rec := s.agents[rep.AgentID]
-	if rec == nil {
-		if len(s.agents) >= s.cfg.MaxAgents {
+	old := s.agents[key]
+	if old != nil && now.Sub(old.Received) > s.cfg.Forget {
+		s.dropLocked(key)
+		old = nil
+	}
+	if old != nil {
+		live := now.Sub(old.Received) <= time.Duration(s.cfg.StallIntervals)*s.interval(old)
+		switch {
+		case old.Report.Site != rep.Site:
+			// A site moves only after its old record is forgotten.
 			s.mu.Unlock()
-			return errTooManyAgents
+			return fmt.Errorf("%w: agent %s reports for site %q", errRecordBound, rep.AgentID, old.Report.Site)
+		case !s.tokens && addr != "" && old.Addr != "" && old.Addr != addr && live:
+			s.mu.Unlock()
+			return fmt.Errorf("%w: agent %s reports from another address", errRecordBound, rep.AgentID)
+		case addr != "" && !old.lim.allow(now, identityRate, identityBurst):
+			s.mu.Unlock()
+			return errRateLimited
 		}
-		rec = &agentRecord{FirstSeen: now, Progress: map[string]progressMark{}}
-		s.agents[rep.AgentID] = rec
 	}
-	rec.Report, rec.Received = rep, now
+	rec := &agentRecord{FirstSeen: now, Progress: map[string]progressMark{}, Report: rep, Received: now, Addr: addr}
+	if old != nil {
+		rec.FirstSeen, rec.lim = old.FirstSeen, old.lim
+		if addr == "" {
+			rec.Addr = old.Addr
+		}
+	}
 	// Progress marks: a release moves when its bytes grow or its state changes.
-	current := map[string]progressMark{}
-	for key, st := range agentReleases(rep) {
+	for k, st := range agentReleases(rep) {
 		m := progressMark{State: st.state, Completed: st.completed, Since: now}
-		if old, ok := rec.Progress[key]; ok && old.State == m.State && m.Completed <= old.Completed {
-			m = old
+		if old != nil {
+			if om, ok := old.Progress[k]; ok && om.State == m.State && m.Completed <= om.Completed {
+				m = om
+			}
 		}
-		current[key] = m
-		if _, ok := s.firstSeen[key]; !ok {
-			s.firstSeen[key] = now
-		}
+		rec.Progress[k] = m
 	}
-	rec.Progress = current
 	h := historyEntry{Time: now, Releases: make([]historyItem, 0, len(rep.Releases))}
 	for _, r := range rep.Releases {
 		h.Releases = append(h.Releases, historyItem{Release: r.Key(), State: r.State, Completed: r.Completed, Downloaded: r.Downloaded, Uploaded: r.Uploaded})
 	}
-	rec.History = append(rec.History, h)
-	if n := len(rec.History) - s.cfg.History; n > 0 {
-		rec.History = append(rec.History[:0], rec.History[n:]...)
+	if old != nil {
+		rec.History = append(rec.History, old.History[max(0, len(old.History)+1-s.cfg.History):]...)
 	}
-	var blob []byte
-	if s.db != nil {
-		blob, _ = json.Marshal(rec)
+	rec.History = append(rec.History, h)
+	blob, err := json.Marshal(rec)
+	// Over its byte cap a record loses history, oldest first.
+	for err == nil && len(blob) > s.cfg.MaxRecordBytes && len(rec.History) > 1 {
+		rec.History = rec.History[len(rec.History)/2:]
+		blob, err = json.Marshal(rec)
+	}
+	if err == nil && len(blob) > s.cfg.MaxRecordBytes {
+		err = fmt.Errorf("%w (%d bytes, at most %d)", errRecordTooBig, len(blob), s.cfg.MaxRecordBytes)
+	}
+	if err == nil {
+		err = s.admitLocked(rep.Tenant, old, len(blob))
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	rec.size = len(blob)
+	if old != nil {
+		s.account(rep.Tenant, rec.size-old.size, 0)
+	} else {
+		s.account(rep.Tenant, rec.size, 1)
+	}
+	s.agents[key] = rec
+	for k := range rec.Progress {
+		if _, ok := s.firstSeen[k]; !ok {
+			s.firstSeen[k] = now
+		}
 	}
 	if now.Sub(s.lastSample) >= time.Second {
-		s.sampleLocked(now, s.aggregateLocked(now))
+		s.sampleLocked(now, s.aggregateLocked(now, nil))
 	}
 	s.mu.Unlock()
-	if blob != nil {
+	if s.db != nil {
 		// Batch coalesces concurrent reports into one transaction.
 		if err := s.db.Batch(func(tx *bolt.Tx) error {
-			return tx.Bucket(reportsBucket).Put([]byte(rep.AgentID), blob)
+			return tx.Bucket(reportsBucket).Put([]byte(key), blob)
 		}); err != nil {
 			s.log.Warn("cannot store agent report", "agent", rep.AgentID, "err", err)
 		}
 	}
 	return nil
+}
+
+// dropLocked forgets a record in memory; s.mu is held.
+func (s *reportStore) dropLocked(key string) {
+	if rec := s.agents[key]; rec != nil {
+		s.account(rec.Report.Tenant, -rec.size, -1)
+		delete(s.agents, key)
+	}
 }
 
 type agentRelease struct {
@@ -554,17 +848,21 @@ func bump(m map[string]*Breakdown, name string) *Breakdown {
 }
 
 // aggregateLocked folds every agent's latest report into per-release
-// figures. s.mu is held.
-func (s *reportStore) aggregateLocked(now time.Time) *aggregate {
+// figures; with a scope, only the agents of that tenant. s.mu is held.
+func (s *reportStore) aggregateLocked(now time.Time, scope *string) *aggregate {
 	a := &aggregate{rels: map[string]*relAgg{}}
-	for id, rec := range s.agents {
+	for key, rec := range s.agents {
 		age := now.Sub(rec.Received)
 		if age > s.cfg.Forget {
-			a.forget = append(a.forget, id)
+			a.forget = append(a.forget, key)
 			continue
 		}
 		rep := rec.Report
-		stallAfter := time.Duration(s.cfg.StallIntervals) * rec.interval()
+		if scope != nil && rep.Tenant != *scope {
+			continue
+		}
+		id := rep.AgentID
+		stallAfter := time.Duration(s.cfg.StallIntervals) * s.interval(rec)
 		live := age <= stallAfter
 		a.counts.Known++
 		if live {
@@ -760,15 +1058,23 @@ func (sr *series) rate() float64 {
 	return float64(last.Completed-first.Completed) / dt
 }
 
-// Rollout computes the rollout view now.
-func (s *reportStore) Rollout() Rollout {
+// Rollout computes the rollout view of the whole fleet now.
+func (s *reportStore) Rollout() Rollout { return s.view(nil) }
+
+// view computes the rollout view of the fleet (scope nil) or of one
+// tenant's agents. A tenant's view leaves out what only the fleet has:
+// the origin's egress, the time series and the fleet-wide alerts, and it
+// changes no alert or sampling state.
+func (s *reportStore) view(scope *string) Rollout {
 	now := s.now()
 	s.mu.Lock()
-	a := s.aggregateLocked(now)
-	for _, id := range a.forget {
-		delete(s.agents, id)
+	a := s.aggregateLocked(now, scope)
+	for _, key := range a.forget {
+		s.dropLocked(key)
 	}
-	s.sampleLocked(now, a)
+	if scope == nil {
+		s.sampleLocked(now, a)
+	}
 	out := Rollout{Generated: now.UTC(), Agents: a.counts, Releases: []ReleaseRollout{}, AgentList: a.rows}
 	firing := map[string]Alert{}
 	fire := func(al Alert) {
@@ -782,11 +1088,11 @@ func (s *reportStore) Rollout() Rollout {
 	}
 	var stallMax time.Duration
 	for _, rec := range s.agents {
-		stallMax = max(stallMax, time.Duration(s.cfg.StallIntervals)*rec.interval())
+		stallMax = max(stallMax, time.Duration(s.cfg.StallIntervals)*s.interval(rec))
 	}
 	for key, ra := range a.rels {
 		r := &ra.r
-		if sr := s.series[key]; sr != nil {
+		if sr := s.series[key]; sr != nil && scope == nil {
 			r.Series = append([]SeriesPoint(nil), sr.points...)
 			r.Rate = sr.rate()
 		}
@@ -833,7 +1139,7 @@ func (s *reportStore) Rollout() Rollout {
 		}
 		out.Releases = append(out.Releases, *r)
 	}
-	if m := len(a.missing); m > 0 && float64(m) >= s.cfg.ChurnRatio*float64(a.counts.Known) {
+	if m := len(a.missing); scope == nil && m > 0 && float64(m) >= s.cfg.ChurnRatio*float64(a.counts.Known) {
 		names := make([]string, 0, 3)
 		for _, rec := range a.missing[:min(m, 3)] {
 			names = append(names, rec.Report.Name)
@@ -846,18 +1152,22 @@ func (s *reportStore) Rollout() Rollout {
 	for _, c := range s.capacity {
 		peak = max(peak, c.n)
 	}
-	if peak >= 2 && float64(a.counts.Seeding) < s.cfg.CapacityDrop*float64(peak) {
+	if scope == nil && peak >= 2 && float64(a.counts.Seeding) < s.cfg.CapacityDrop*float64(peak) {
 		fire(Alert{Kind: AlertUploadCapacity, Severity: "warning",
 			Message: fmt.Sprintf("%d agents can seed, down from %d within the last hour", a.counts.Seeding, peak)})
 	}
-	for key := range s.alertSince {
-		if _, ok := firing[key]; !ok {
-			delete(s.alertSince, key)
+	if scope == nil {
+		for key := range s.alertSince {
+			if _, ok := firing[key]; !ok {
+				delete(s.alertSince, key)
+			}
 		}
 	}
 	out.Alerts = []Alert{}
 	for key, al := range firing {
-		s.alertSince[key] = al.Since
+		if scope == nil {
+			s.alertSince[key] = al.Since
+		}
 		out.Alerts = append(out.Alerts, al)
 	}
 	firstSeen := s.firstSeen
@@ -874,9 +1184,9 @@ func (s *reportStore) Rollout() Rollout {
 		return firstSeen[y.Release].Compare(firstSeen[x.Release]) // newest first
 	})
 	s.mu.Unlock()
-	for _, id := range a.forget {
+	for _, key := range a.forget {
 		if s.db != nil {
-			s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(reportsBucket).Delete([]byte(id)) })
+			s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(reportsBucket).Delete([]byte(key)) })
 		}
 	}
 	slices.SortFunc(out.Alerts, func(x, y Alert) int {
@@ -892,7 +1202,9 @@ func (s *reportStore) Rollout() Rollout {
 		return strings.Compare(x.Site+"\x00"+x.Name+x.AgentID, y.Site+"\x00"+y.Name+y.AgentID)
 	})
 	out.AgentList = out.AgentList[:min(len(out.AgentList), maxAgentRows)]
-	out.Egress = s.egress()
+	if scope == nil {
+		out.Egress = s.egress()
+	}
 	return out
 }
 
@@ -947,15 +1259,25 @@ func roundDur(d time.Duration) string {
 	return d.Round(100 * time.Millisecond).String()
 }
 
-func (s *reportStore) handleRollout(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, s.Rollout())
+// handleRollout serves the rollout view, cut to the operator's tenant.
+func (s *reportStore) handleRollout(w http.ResponseWriter, r *http.Request, tenant string) {
+	if tenant == "" {
+		writeJSON(w, s.Rollout())
+		return
+	}
+	writeJSON(w, s.view(&tenant))
 }
 
-// handleAgent serves one agent's latest report and history.
-func (s *reportStore) handleAgent(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// handleAgent serves one agent's latest report and history; a fleet
+// operator names the tenant with ?tenant= (default: no tenant), a
+// tenant's operator sees only its own agents.
+func (s *reportStore) handleAgent(w http.ResponseWriter, r *http.Request, tenant string) {
+	if tenant == "" {
+		tenant = r.URL.Query().Get("tenant")
+	}
+	key := recordKey(tenant, r.PathValue("id"))
 	s.mu.Lock()
-	rec := s.agents[id]
+	rec := s.agents[key]
 	var b []byte
 	if rec != nil {
 		b, _ = json.Marshal(rec)

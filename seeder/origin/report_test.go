@@ -390,13 +390,13 @@ func TestReportsPersistWithHistory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(s.agents["a1"].History); n != 32 {
+	if n := len(s.agents[recordKey("", "a1")].History); n != 32 {
 		t.Errorf("history keeps %d reports, want 32", n)
 	}
 	s.close()
 
 	s2, _ := newTestStore(t, dir, nil)
-	rec := s2.agents["a1"]
+	rec := s2.agents[recordKey("", "a1")]
 	if rec == nil || len(rec.History) != 32 || rec.Report.Releases[0].Completed != 390 || rec.History[31].Releases[0].Completed != 390 {
 		t.Fatalf("after reopening: %+v", rec)
 	}

@@ -5,6 +5,18 @@
 
 (function () {
   const API = "../api/v1/rollout";
+  // An origin that requires tokens wants an operator token. It arrives in
+  // the URL fragment (dashboard/#token=...), which browsers never send to
+  // the server or put in a Referer; it is kept for this tab only and
+  // removed from the address bar, then sent as a bearer header.
+  const KEY = "swarmship-token";
+  const m = /^#token=([A-Za-z0-9._-]+)$/.exec(location.hash);
+  if (m) {
+    try { sessionStorage.setItem(KEY, m[1]); } catch (e) { /* storage off: this page view only */ }
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  let bearer = m ? m[1] : null;
+  try { bearer = bearer || sessionStorage.getItem(KEY); } catch (e) { /* storage off */ }
   const EVERY = 2000;
   const SVG = "http://www.w3.org/2000/svg";
   const STATES = ["active", "verified", "downloading", "queued", "pending", "failed"];
@@ -320,7 +332,12 @@
   async function poll() {
     const err = document.getElementById("error");
     try {
-      const res = await fetch(API, { cache: "no-store", headers: { Accept: "application/json" } });
+      const headers = { Accept: "application/json" };
+      if (bearer) headers.Authorization = "Bearer " + bearer;
+      const res = await fetch(API, { cache: "no-store", headers });
+      if (res.status === 401 || res.status === 403) {
+        throw new Error(res.status + ": this origin needs an operator token; open dashboard/#token=TOKEN (swarmship token issue --role operator)");
+      }
       if (!res.ok) throw new Error(res.status + " " + res.statusText);
       render(await res.json());
       err.hidden = true;
