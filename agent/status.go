@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,7 +82,31 @@ func (a *Agent) Handler() http.Handler {
 		enc.Encode(a.Status())
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	return mux
+	return hostGuard(a.cfg.Status.Hosts, mux)
+}
+
+// hostGuard answers only requests whose Host header names this machine's
+// loopback (or one of the configured names). A browser visiting a hostile
+// page whose DNS name then rebinds to 127.0.0.1 sends that page's name as
+// Host: refusing it keeps the page from reading the API.
+func hostGuard(names []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{"localhost": true}
+	for _, n := range names {
+		allowed[strings.ToLower(strings.TrimSuffix(n, "."))] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), "."))
+		ip := net.ParseIP(host)
+		if !allowed[host] && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "forbidden: unknown Host (the status API answers to localhost, loopback addresses and status.hosts)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // startStatus serves the status API on the configured loopback address.

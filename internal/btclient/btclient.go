@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 
 	alog "github.com/anacrolix/log"
@@ -55,6 +56,10 @@ type Config struct {
 	// TLSLog gets a line for peers refused at the TLS handshake (a few a
 	// second at most); nil: not logged.
 	TLSLog *slog.Logger
+	// TrackerRequest, if set, edits each HTTP tracker request before it is
+	// sent (the agent puts its token in an Authorization header there,
+	// never in the announce URL).
+	TrackerRequest func(*http.Request) error
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -83,6 +88,7 @@ func New(c Config) (*torrent.Client, error) {
 	// from peers for the first ~25 s in the branch testbed. Unbounded.
 	cc.MaxUnverifiedBytes = 0
 	cc.DataDir = c.DataDir
+	cc.HttpRequestDirector = c.TrackerRequest
 	// Every torrent gets its own storage; the default one must not leave a
 	// piece-completion database in DataDir (or the working directory).
 	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
