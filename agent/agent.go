@@ -166,7 +166,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
-		down: btclient.Unlimited(), up: btclient.Unlimited(), originLimit: btclient.Unlimited(),
+		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now,
 		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker)},

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/internal/btclient"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -211,7 +213,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func limitValue(l rate.Limit) float64 {
-	if l == rate.Inf {
+	if l == rate.Inf || l == btclient.Unmetered {
 		return 0
 	}
 	return float64(l)
