@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -62,7 +63,9 @@ type Agent struct {
 	wake        chan struct{}
 	pol         policyState
 	evictions   int64
-	reports     reportCounters
+	// originHashFails counts origin pieces that failed their hash check.
+	originHashFails atomic.Int64
+	reports         reportCounters
 
 	traceShutdown func(context.Context) error
 
@@ -622,6 +625,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	dctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.hashFails = &a.originHashFails
 	// With locality site or region the agent shares only inside that tier
 	// and its connections are the whole swarm it can use.
 	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {

@@ -153,6 +153,7 @@ var (
 	descQuota    = prometheus.NewDesc("swarmship_agent_cache_quota_bytes", "Cache quota in bytes (0: none).", nil, nil)
 	descEvict    = prometheus.NewDesc("swarmship_agent_gc_evictions_total", "Releases evicted from the cache.", nil, nil)
 	descRate     = prometheus.NewDesc("swarmship_agent_rate_limit_bytes_per_second", "Rate limit in force by direction (0: unlimited).", []string{"direction", "profile"}, nil)
+	descHashFail = prometheus.NewDesc("swarmship_agent_origin_piece_hash_failures_total", "Pieces fetched from the origin that failed their hash check (each backs off: 5 s, x4, at most 15 min).", nil, nil)
 	descUpload0  = prometheus.NewDesc("swarmship_agent_upload_allowed", "1 when the policy (mode, metered, battery) allows uploading.", nil, nil)
 )
 
@@ -160,7 +161,7 @@ var (
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0} {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail} {
 		ch <- d
 	}
 }
@@ -210,6 +211,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 		allowed = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descUpload0, prometheus.GaugeValue, allowed)
+	ch <- prometheus.MustNewConstMetric(descHashFail, prometheus.CounterValue, float64(c.a.originHashFails.Load()))
 }
 
 func limitValue(l rate.Limit) float64 {
