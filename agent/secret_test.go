@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -116,3 +117,30 @@ func TestStatusAPIChecksHost(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// The token goes only to the host it was configured for: a redirect from
+// the catalog to another host (a presigned S3 URL) does not carry it.
+func TestBearerOnlyToItsHost(t *testing.T) {
+	var otherAuth, ownAuth string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		otherAuth = r.Header.Get("Authorization")
+	}))
+	defer other.Close()
+	own := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ownAuth = r.Header.Get("Authorization")
+		http.Redirect(w, r, other.URL+"/data/x?X-Amz-Signature=s", http.StatusFound)
+	}))
+	defer own.Close()
+	client := &http.Client{Transport: newBearerTransport("s3cr3t", own.URL+"/")}
+	resp, err := client.Get(own.URL + "/data/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ownAuth != "Bearer s3cr3t" {
+		t.Errorf("own host got Authorization %q", ownAuth)
+	}
+	if otherAuth != "" {
+		t.Errorf("redirect target got Authorization %q", otherAuth)
+	}
+}
