@@ -63,6 +63,17 @@ func greedyPeer(ctx context.Context, addr string, ih metainfo.Hash, reqs []pp.Me
 	return c, nil
 }
 
+// rssMiB is the process's resident set from /proc (0 where there is none).
+func rssMiB() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, rss int64
+	fmt.Sscan(string(b), &size, &rss)
+	return rss * int64(os.Getpagesize()) >> 20
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	debug.FreeOSMemory()
@@ -141,7 +152,7 @@ func TestGreedyPeersPinBoundedMemory(t *testing.T) {
 		t.Errorf("got piece %d with %d bytes, want the 16 KiB block of piece 2", p.Index, len(p.Piece))
 	}
 
-	base := heapInUse()
+	base, baseRSS := heapInUse(), rssMiB()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var conns []net.Conn
@@ -161,12 +172,13 @@ func TestGreedyPeersPinBoundedMemory(t *testing.T) {
 		t.Logf("sample: +%d MiB, peers %d", (int64(h)-int64(base))>>20, releaseStatus(agents[0], "big", "1.0").Peers)
 	}
 	grown := int64(peak) - int64(base)
+	peakRSS := rssMiB()
 	for _, c := range conns {
 		c.Close()
 	}
 	time.Sleep(2 * time.Second)
 	after := int64(heapInUse()) - int64(base)
-	t.Logf("heap in use: base %d MiB, +%d MiB with 8 greedy peers, +%d MiB after they closed", base>>20, grown>>20, after>>20)
+	t.Logf("heap in use: base %d MiB, +%d MiB with 8 greedy peers, +%d MiB after they closed; RSS %d -> %d -> %d MiB", base>>20, grown>>20, after>>20, baseRSS, peakRSS, rssMiB())
 	if os.Getenv("SWARMSHIP_PEERMEM_REPORT") != "" {
 		return // measuring an old build
 	}
