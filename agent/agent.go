@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -62,7 +63,9 @@ type Agent struct {
 	wake        chan struct{}
 	pol         policyState
 	evictions   int64
-	reports     reportCounters
+	// originHashFails counts origin pieces that failed their hash check.
+	originHashFails atomic.Int64
+	reports         reportCounters
 
 	traceShutdown func(context.Context) error
 
@@ -131,15 +134,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	tok := cfg.Token
 	if cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("token_file: %w", err)
+		if tok, err = readTokenFile(cfg.TokenFile); err != nil {
+			return nil, err
 		}
-		tok = strings.TrimSpace(string(b))
 	}
+	log = redactLogger(log, tok)
 	store := opts.Store
 	if store == nil && tok != "" && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
-		client := &http.Client{Transport: bearerTransport{token: tok, next: http.DefaultTransport}}
+		client := &http.Client{Transport: newBearerTransport(tok, cfg.Catalog.URL)}
 		if store, err = catalog.NewHTTPStore(cfg.Catalog.URL, client); err != nil {
 			return nil, err
 		}
@@ -167,10 +169,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
-		down: btclient.Unlimited(), up: btclient.Unlimited(), originLimit: btclient.Unlimited(),
+		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now,
-		trackerHTTP: &http.Client{Timeout: 10 * time.Second},
+		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker)},
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -187,6 +189,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality != "any",
 		TLS:   peerTLS, TLSLog: log,
+		TrackerRequest: trackerDirector(tok, cfg.Tracker),
 	})
 	if err != nil {
 		completion.Close()
@@ -201,19 +204,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	return a, nil
-}
-
-// bearerTransport adds the agent's token to catalog requests. Go drops
-// the header when a redirect leaves the host (presigned S3 URLs).
-type bearerTransport struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
 }
 
 // PeerPort is the port the agent accepts peers on.
@@ -635,6 +625,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	dctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.hashFails = &a.originHashFails
 	// With locality site or region the agent shares only inside that tier
 	// and its connections are the whole swarm it can use.
 	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
@@ -711,9 +702,6 @@ func (a *Agent) announceURL() string {
 	}
 	if a.cfg.Region != "" {
 		q.Set("region", a.cfg.Region)
-	}
-	if a.token != "" {
-		q.Set("token", a.token)
 	}
 	if l := a.cfg.Swarm.Locality; l != "" && l != "any" {
 		q.Set("locality", l)

@@ -151,6 +151,10 @@ type OffloadConfig struct {
 // StatusConfig is the local status API.
 type StatusConfig struct {
 	Addr string `yaml:"addr"` // loopback address; "off" disables it
+	// Hosts are extra names the API answers to; requests naming any other
+	// Host than localhost or a loopback address get 403 (a web page
+	// that rebinds its DNS name to 127.0.0.1 must not read the API).
+	Hosts []string `yaml:"hosts"`
 }
 
 // HooksConfig names commands run on release events.
@@ -244,6 +248,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Token != "" && c.TokenFile != "" {
 		return ferr("token", "give token or token_file, not both")
+	}
+	// A token keeps strangers off the tracker and the catalog, but the peer
+	// port would still hand the payload to anyone who knows an infohash:
+	// with tokens, peers must authenticate too (mutual TLS).
+	if (c.Token != "" || c.TokenFile != "") && c.Mode.Peers() && !c.PeerTLS.Enabled() {
+		field := "token"
+		if c.TokenFile != "" {
+			field = "token_file"
+		}
+		return ferr(field, "a token needs peer_tls mode %s: without it any client that knows an infohash downloads private releases from this agent's peer port (or use mode origin-only)", peertls.ModeRequired)
 	}
 	if len(c.Subscriptions) == 0 {
 		return ferr("subscriptions", "lists no releases")

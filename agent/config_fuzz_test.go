@@ -20,6 +20,7 @@ site: ber1
 region: eu-central
 tenant: acme
 token_file: /etc/swarmship/token
+peer_tls: {mode: required, ca: /etc/swarmship/ca.pem, cert: /etc/swarmship/peer.pem, key: /etc/swarmship/peer.key}
 cache_dir: /var/lib/swarmship
 cache_quota: 20GiB
 refresh_interval: 30s
@@ -35,7 +36,7 @@ subscriptions:
     version: 2.1.0+build.7
 swarm: {listen_host: 10.0.0.5, listen_port: 6881, max_conns: 20, locality: site}
 offload: {startup_grace: 0s, orphan_timeout: 1m, parallel: 8}
-status: {addr: "127.0.0.1:7071"}
+status: {addr: "127.0.0.1:7071", hosts: [till-3.local]}
 hooks: {post_activate: "systemctl reload app", timeout: 30s}
 report: {url: "http://origin:7070/", interval: 1m, timeout: 5s, name: till-3}
 rates:

@@ -140,3 +140,35 @@ func TestOwnershipIsDisjointAndMovesOnlyDepartedShare(t *testing.T) {
 		}
 	}
 }
+
+// A token without peer authentication would guard the tracker and the
+// catalog while the peer port serves the payload to anyone: refused, with
+// the way out in the message. Agents that take no peers may have a token
+// alone.
+func TestTokenNeedsPeerTLS(t *testing.T) {
+	tests := []struct {
+		name, extra string
+		wantErr     string // "" = accepted
+	}{
+		{"token, no peer_tls", "token: abc\n", "token: a token needs peer_tls mode required"},
+		{"token_file, no peer_tls", "token_file: /t\n", "token_file: a token needs peer_tls"},
+		{"token, peer_tls off", "token: abc\npeer_tls: {mode: \"off\"}\n", "needs peer_tls"},
+		{"token, download-only", "token: abc\nmode: download-only\n", "needs peer_tls"},
+		{"token, peer_tls required", "token: abc\npeer_tls: {mode: required, ca: /c, cert: /p, key: /k}\n", ""},
+		{"token, origin-only", "token: abc\nmode: origin-only\n", ""},
+		{"no token", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("agent.yaml", []byte(goodConfig+tt.extra))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.wantErr != "" && err == nil:
+				t.Fatal("accepted")
+			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
+				t.Fatalf("error %q does not contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -76,7 +76,7 @@ func TestLogLinePerReleaseStateChange(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	rec := httptest.NewRecorder()
-	ra.Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	ra.Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/metrics", nil))
 	if !bytes.Contains(rec.Body.Bytes(), []byte(`swarmship_agent_reports_total{result="ok"}`)) {
 		t.Errorf("agent metrics lack report counts")
 	}

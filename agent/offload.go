@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -115,8 +116,14 @@ type offloader struct {
 
 	originBytes atomic.Int64
 	failures    atomic.Int64
-	paused      atomic.Bool            // outside a download window, or by policy
-	lastErr     atomic.Pointer[string] // last origin fetch error, for status
+	// hashFails counts origin pieces that failed their hash check (shared
+	// with the agent for its metrics; never nil).
+	hashFails *atomic.Int64
+	// badPieces holds the back-off of pieces whose origin bytes failed
+	// their hash (only run's goroutine touches it).
+	badPieces map[int]pieceBackoff
+	paused    atomic.Bool            // outside a download window, or by policy
+	lastErr   atomic.Pointer[string] // last origin fetch error, for status
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -155,7 +162,8 @@ type peerProgress struct {
 }
 
 func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limiter *rate.Limiter, cfg OffloadConfig, self [20]byte, log *slog.Logger) *offloader {
-	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{}}
+	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{},
+		hashFails: new(atomic.Int64), badPieces: map[int]pieceBackoff{}}
 	var end int64
 	for _, f := range m.Files {
 		end += f.Size
@@ -175,7 +183,11 @@ func (o *offloader) run(ctx context.Context) error {
 	}
 	n := o.t.NumPieces()
 	inflight := make(map[int]bool)
-	done := make(chan int, o.cfg.Parallel)
+	type result struct {
+		piece   int
+		badHash bool
+	}
+	done := make(chan result, o.cfg.Parallel)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -185,23 +197,37 @@ func (o *offloader) run(ctx context.Context) error {
 			return nil
 		}
 		if par := o.parallel(); len(inflight) < par {
-			for _, p := range o.candidates(n, inflight, par-len(inflight)) {
+			skip := inflight
+			if len(o.badPieces) > 0 {
+				now := time.Now()
+				skip = maps.Clone(inflight)
+				for p, b := range o.badPieces {
+					if now.Before(b.until) {
+						skip[p] = true
+					}
+				}
+			}
+			for _, p := range o.candidates(n, skip, par-len(inflight)) {
 				inflight[p] = true
 				wg.Add(1)
 				go func(p int) {
 					defer wg.Done()
-					if err := o.fetchPiece(ctx, p); err != nil && ctx.Err() == nil {
+					err := o.fetchPiece(ctx, p)
+					bad := errors.Is(err, errOriginHash)
+					if err != nil && ctx.Err() == nil {
 						o.failures.Add(1)
 						msg := err.Error()
 						o.lastErr.Store(&msg)
 						o.log.Warn("origin fetch failed", "piece", p, "err", err)
-						// Back off so a broken origin is not hammered.
-						select {
-						case <-ctx.Done():
-						case <-time.After(time.Second):
+						if !bad {
+							// Back off so a broken origin is not hammered.
+							select {
+							case <-ctx.Done():
+							case <-time.After(time.Second):
+							}
 						}
 					}
-					done <- p
+					done <- result{p, bad}
 				}(p)
 			}
 		}
@@ -210,8 +236,14 @@ func (o *offloader) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-o.t.Complete().On():
 			return nil
-		case p := <-done:
-			delete(inflight, p)
+		case r := <-done:
+			delete(inflight, r.piece)
+			if r.badHash {
+				o.hashFails.Add(1)
+				b := o.badPieces[r.piece].next(time.Now())
+				o.badPieces[r.piece] = b
+				o.log.Warn("origin sent a piece that fails its hash; backing off", "piece", r.piece, "failures", b.fails, "retry_in", time.Until(b.until).Round(time.Second))
+			}
 		case <-tick.C:
 		}
 	}
@@ -447,9 +479,40 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 		}
 	}
 	if !o.t.PieceState(p).Complete {
-		return fmt.Errorf("piece %d from the origin failed its hash check", p)
+		return fmt.Errorf("piece %d: %w", p, errOriginHash)
 	}
 	return nil
+}
+
+// errOriginHash marks origin bytes that failed the piece hash.
+var errOriginHash = errors.New("bytes from the origin failed the piece hash check")
+
+// Back-off of a piece whose origin bytes failed their hash: a corrupted
+// or hostile origin would otherwise be asked for the same piece every
+// second (54 MiB pulled for a 3 MiB release in the attack of issue 12).
+// Peers may still deliver the piece meanwhile; only the origin waits.
+const (
+	hashBackoffFirst = 5 * time.Second
+	hashBackoffMax   = 15 * time.Minute
+)
+
+type pieceBackoff struct {
+	fails int
+	until time.Time
+}
+
+// next is the back-off after one more failure at now: 5 s, then four
+// times longer each time, at most hashBackoffMax.
+func (b pieceBackoff) next(now time.Time) pieceBackoff {
+	d := hashBackoffFirst
+	for range b.fails {
+		if d >= hashBackoffMax/4 {
+			d = hashBackoffMax
+			break
+		}
+		d *= 4
+	}
+	return pieceBackoff{fails: b.fails + 1, until: now.Add(d)}
 }
 
 // readRange fills buf with the release bytes at torrent offset off, which

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -59,7 +60,8 @@ func (a *Agent) applyPolicy(now time.Time) {
 	st := &a.pol
 	if !st.applied || st.status.Profile != prof.Name {
 		setRate(a.down, prof.Down)
-		setRate(a.up, prof.Up)
+		// The upload limiter's burst is the request-length cap (btclient).
+		btclient.SetUploadRate(a.up, float64(prof.Up))
 		setRate(a.originLimit, min0(prof.Down, prof.WANDown))
 		if st.applied {
 			a.log.Info("rate profile changed", "profile", prof.Name, "down", prof.Down.String(), "up", prof.Up.String())

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/internal/btclient"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -81,7 +84,31 @@ func (a *Agent) Handler() http.Handler {
 		enc.Encode(a.Status())
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	return mux
+	return hostGuard(a.cfg.Status.Hosts, mux)
+}
+
+// hostGuard answers only requests whose Host header names this machine's
+// loopback (or one of the configured names). A browser visiting a hostile
+// page whose DNS name then rebinds to 127.0.0.1 sends that page's name as
+// Host: refusing it keeps the page from reading the API.
+func hostGuard(names []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{"localhost": true}
+	for _, n := range names {
+		allowed[strings.ToLower(strings.TrimSuffix(n, "."))] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), "."))
+		ip := net.ParseIP(host)
+		if !allowed[host] && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "forbidden: unknown Host (the status API answers to localhost, loopback addresses and status.hosts)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // startStatus serves the status API on the configured loopback address.
@@ -126,6 +153,7 @@ var (
 	descQuota    = prometheus.NewDesc("swarmship_agent_cache_quota_bytes", "Cache quota in bytes (0: none).", nil, nil)
 	descEvict    = prometheus.NewDesc("swarmship_agent_gc_evictions_total", "Releases evicted from the cache.", nil, nil)
 	descRate     = prometheus.NewDesc("swarmship_agent_rate_limit_bytes_per_second", "Rate limit in force by direction (0: unlimited).", []string{"direction", "profile"}, nil)
+	descHashFail = prometheus.NewDesc("swarmship_agent_origin_piece_hash_failures_total", "Pieces fetched from the origin that failed their hash check (each backs off: 5 s, x4, at most 15 min).", nil, nil)
 	descUpload0  = prometheus.NewDesc("swarmship_agent_upload_allowed", "1 when the policy (mode, metered, battery) allows uploading.", nil, nil)
 )
 
@@ -133,7 +161,7 @@ var (
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0} {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail} {
 		ch <- d
 	}
 }
@@ -183,10 +211,11 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 		allowed = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descUpload0, prometheus.GaugeValue, allowed)
+	ch <- prometheus.MustNewConstMetric(descHashFail, prometheus.CounterValue, float64(c.a.originHashFails.Load()))
 }
 
 func limitValue(l rate.Limit) float64 {
-	if l == rate.Inf {
+	if l == rate.Inf || l == btclient.Unmetered {
 		return 0
 	}
 	return float64(l)

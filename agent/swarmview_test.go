@@ -20,12 +20,13 @@ func TestSwarmWatcher(t *testing.T) {
 	ih := id(0xaa)
 
 	var query map[string][]string
+	var auth string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/t/swarm" {
 			http.NotFound(w, r)
 			return
 		}
-		query = r.URL.Query()
+		query, auth = r.URL.Query(), r.Header.Get("Authorization")
 		json.NewEncoder(w).Encode(tracker.SwarmView{Interval: 60, Agents: []tracker.SwarmMember{
 			{PeerID: hexID(1), Site: "a", Region: "eu", Left: 5},                // us
 			{PeerID: hexID(2), Site: "a", Region: "eu", Left: 5},                // same site
@@ -42,7 +43,9 @@ func TestSwarmWatcher(t *testing.T) {
 	if w := newSwarmWatcher(srv.URL+"/t/tracker.php", "a", "eu", ih, srv.Client(), log); w != nil {
 		t.Error("a tracker URL not ending in /announce got a watcher")
 	}
-	w := newSwarmWatcher(srv.URL+"/t/announce?tenant=acme&token=tok&locality=gateway&role=agent", "a", "eu", ih, srv.Client(), log)
+	// The token rides in the client's transport, never in the URL.
+	client := &http.Client{Transport: newBearerTransport("tok", srv.URL)}
+	w := newSwarmWatcher(srv.URL+"/t/announce?tenant=acme&locality=gateway&role=agent", "a", "eu", ih, client, log)
 	if w == nil {
 		t.Fatal("no watcher")
 	}
@@ -55,8 +58,11 @@ func TestSwarmWatcher(t *testing.T) {
 	if err := w.fetch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if query["tenant"][0] != "acme" || query["token"][0] != "tok" || query["info_hash"][0] != string(ih[:]) || query["locality"] != nil {
+	if query["tenant"][0] != "acme" || query["token"] != nil || query["info_hash"][0] != string(ih[:]) || query["locality"] != nil {
 		t.Errorf("swarm view query %v", query)
+	}
+	if auth != "Bearer tok" {
+		t.Errorf("swarm view Authorization %q", auth)
 	}
 	d, ok := w.downloaders(time.Minute)
 	if !ok {

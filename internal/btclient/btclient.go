@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 
 	alog "github.com/anacrolix/log"
@@ -39,7 +40,9 @@ type Config struct {
 	DataDir      string // default storage directory (unused when every torrent has its own storage)
 	MaxConns     int    // established connections per torrent; 0 = library default
 	// Upload and Download limit the client; nil means unlimited. Callers
-	// keep the limiters to change limits at runtime (SetLimit).
+	// keep the limiters to change limits at runtime: Upload must come from
+	// UploadLimiter and change with SetUploadRate (its burst is the
+	// request-length cap); Download changes with SetLimit.
 	Upload, Download *rate.Limiter
 	Logger           *slog.Logger
 	// NoPeers accepts no peer connections and shares no peers (origin-only
@@ -55,6 +58,46 @@ type Config struct {
 	// TLSLog gets a line for peers refused at the TLS handshake (a few a
 	// second at most); nil: not logged.
 	TLSLog *slog.Logger
+	// TrackerRequest, if set, edits each HTTP tracker request before it is
+	// sent (the agent puts its token in an Authorization header there,
+	// never in the announce URL).
+	TrackerRequest func(*http.Request) error
+}
+
+// MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
+// every client we interoperate with (anacrolix, libtorrent, Transmission,
+// aria2) asks for 16 KiB; a peer asking for more is refused (or dropped
+// when it lacks the fast extension) instead of making the agent read
+// whole pieces into memory for it.
+const MaxRequestLength = 16 << 10
+
+// maxRequestData is the library's per-connection budget of request data
+// read ahead for a peer. It is exactly what a connection can hold (the
+// library queues at most 1024 requests per peer, each at most
+// MaxRequestLength): every request's reservation fits, so the seeder
+// deadlock of a small budget (a request server waiting on a reservation
+// behind requests it has not served; shared notes) cannot happen, and a
+// peer that asks and never reads pins at most 16 MiB, not 64.
+const maxRequestData = 1024 * MaxRequestLength
+
+// Unmetered is the upload rate used for "unlimited". It is finite on
+// purpose: the library checks request lengths against the upload
+// limiter's burst only when the limit is not rate.Inf.
+const Unmetered = rate.Limit(1 << 40)
+
+// UploadLimiter returns an upload limiter that does not limit but caps
+// peer requests at MaxRequestLength; change it with SetUploadRate only.
+func UploadLimiter() *rate.Limiter { return rate.NewLimiter(Unmetered, MaxRequestLength) }
+
+// SetUploadRate sets an UploadLimiter to bytesPerSec (0: unlimited). The
+// burst stays MaxRequestLength: it is the library's request-length cap.
+func SetUploadRate(l *rate.Limiter, bytesPerSec float64) {
+	if bytesPerSec <= 0 {
+		l.SetLimit(Unmetered)
+	} else {
+		l.SetLimit(rate.Limit(bytesPerSec))
+	}
+	l.SetBurst(MaxRequestLength)
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -76,13 +119,14 @@ func New(c Config) (*torrent.Client, error) {
 	cc.DisableUTP = true
 	cc.NoDefaultPortForwarding = true
 	cc.DisableWebseeds = true
-	cc.MaxAllocPeerRequestDataPerConn = 64 << 20
+	cc.MaxAllocPeerRequestDataPerConn = maxRequestData
 	// The default 64 MiB budget of unverified bytes is spent first on the
 	// rarest pieces, which nobody has early in a rollout (the origin shards
 	// come over HTTP): for releases over 64 MiB, agents requested nothing
 	// from peers for the first ~25 s in the branch testbed. Unbounded.
 	cc.MaxUnverifiedBytes = 0
 	cc.DataDir = c.DataDir
+	cc.HttpRequestDirector = c.TrackerRequest
 	// Every torrent gets its own storage; the default one must not leave a
 	// piece-completion database in DataDir (or the working directory).
 	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
@@ -104,7 +148,10 @@ func New(c Config) (*torrent.Client, error) {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
 	}
 	if c.Upload == nil {
-		c.Upload = Unlimited()
+		c.Upload = UploadLimiter()
+	}
+	if c.Upload.Limit() == rate.Inf || c.Upload.Burst() > MaxRequestLength {
+		return nil, fmt.Errorf("btclient: the upload limiter must come from UploadLimiter (a limit of rate.Inf or a burst over %d bytes turns off the request-length cap)", MaxRequestLength)
 	}
 	if c.Download == nil {
 		c.Download = Unlimited()

@@ -172,7 +172,7 @@ func TestObservability(t *testing.T) {
 			"origin": parseMetrics(t, "origin", httpGet(t, sw.OriginURL+"/metrics")),
 		}
 		rec := httptest.NewRecorder()
-		agents[0].Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		agents[0].Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/metrics", nil))
 		if rec.Code != 200 {
 			t.Fatalf("agent /metrics: %d", rec.Code)
 		}
