@@ -10,6 +10,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/origin"
@@ -25,8 +26,19 @@ func TestPrivateCatalogTenantAgents(t *testing.T) {
 	if err := token.GenerateKey(keys); err != nil {
 		t.Fatal(err)
 	}
+	// Tokens imply peer TLS (an agent with a token and plain peers is
+	// refused): every agent gets a certificate naming its tenant and site.
+	pki := filepath.Join(dir, "pki")
+	specs := []peertls.CertSpec{{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}}}
+	for _, a := range []struct{ name, tenant, site string }{{"globex-1", "globex", "g1"}, {"acme-1", "acme", "store-1"}, {"acme-2", "acme", "store-2"}} {
+		specs = append(specs, peertls.CertSpec{Name: a.name, Identity: peertls.Identity{Tenant: a.tenant, Site: a.site, Region: "eu"}})
+	}
+	if err := peertls.GenerateTestPKI(pki, specs...); err != nil {
+		t.Fatal(err)
+	}
 	sw, err := localswarm.New(ctx, filepath.Join(dir, "swarm"), localswarm.OriginOptions{Configure: func(c *origin.Config) {
 		c.TokenPublicKey, c.PrivateCatalog = filepath.Join(keys, token.PublicKeyFile), true
+		c.PeerTLS = peertls.TestConfig(pki, "origin")
 	}}, testLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +62,7 @@ func TestPrivateCatalogTenantAgents(t *testing.T) {
 		}
 		cfg := sw.AgentConfig(name, site, "eu", agent.Subscription{Name: "app", Channel: "stable"})
 		cfg.Tenant, cfg.Token = tenant, tok
+		cfg.PeerTLS = peertls.TestConfig(pki, name)
 		ra, err := sw.StartAgent(ctx, name, cfg)
 		if err != nil {
 			t.Fatal(err)
