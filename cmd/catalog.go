@@ -181,28 +181,23 @@ func newCatalogShowCmd() *cobra.Command {
 	return c
 }
 
-// mutate opens the repo with the keys a change needs, applies fn and signs.
-func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error) error {
+// mutate applies fn to the newest catalog and signs, reloading and
+// applying fn again when another writer commits first.
+func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error, roles ...string) error {
 	ctx := cmd.Context()
 	store, err := f.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	keys, err := f.loadKeys("targets", "snapshot", "timestamp")
+	if len(roles) == 0 {
+		roles = []string{"targets", "snapshot", "timestamp"}
+	}
+	keys, err := f.loadKeys(roles...)
 	if err != nil {
 		return err
 	}
-	repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
-	if err != nil {
-		return err
-	}
-	if err := fn(repo); err != nil {
-		return err
-	}
-	if !repo.Dirty() {
-		return nil
-	}
-	return repo.Commit(ctx, time.Now())
+	_, err = catalog.Update(ctx, store, keys, catalog.UpdateOptions{}, fn)
+	return err
 }
 
 func newCatalogPromoteCmd() *cobra.Command {
@@ -259,20 +254,7 @@ func newCatalogResignCmd() *cobra.Command {
 		Short: "Renew snapshot and timestamp signatures (run from cron within the timestamp lifetime)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			store, err := f.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			keys, err := f.loadKeys("snapshot", "timestamp")
-			if err != nil {
-				return err
-			}
-			repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
-			if err != nil {
-				return err
-			}
-			return repo.Resign(ctx, time.Now())
+			return mutate(cmd, &f, func(r *catalog.Repo) error { r.RenewSignatures(); return nil }, "snapshot", "timestamp")
 		},
 	}
 	f.register(c.Flags(), true)
