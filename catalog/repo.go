@@ -55,7 +55,7 @@ var ErrNotInitialized = errors.New("no catalog here: run `swarmship catalog init
 
 // ErrReleaseExists is returned when publishing name@version with content
 // that differs from what the catalog already has.
-var ErrReleaseExists = errors.New("release already published with different content")
+var ErrReleaseExists = errors.New("already published with different bytes")
 
 // Init creates a new TUF repository in store, signed by keys, and returns
 // root.json. It refuses a store that already holds a catalog.
@@ -430,6 +430,7 @@ func (r *Repo) Commit(ctx context.Context, now time.Time) error {
 		version++
 	}
 	r.maxTargets = version
+	CrashPoint("targets")
 	if err := r.commitSnapshot(ctx, now); err != nil {
 		t.Signed.Version = prevVersion
 		return err
@@ -471,6 +472,7 @@ func (r *Repo) commitSnapshot(ctx context.Context, now time.Time) error {
 	}
 	// Committed. The rest only makes it visible to readers.
 	r.dirty = false
+	CrashPoint("snapshot")
 	return r.forwardTimestamp(ctx, now, s.Signed.Version, sJSON)
 }
 
@@ -732,4 +734,10 @@ func CopyMetadata(ctx context.Context, src, dst Store) error {
 	}
 	_, err = copyKey(versionedKey(tMeta.Version, "targets"))
 	return err
+}
+
+// Target returns the signed target at key.
+func (r *Repo) Target(key string) (*metadata.TargetFiles, bool) {
+	tf, ok := r.targets.Signed.Targets[key]
+	return tf, ok
 }
