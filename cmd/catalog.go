@@ -22,7 +22,7 @@ func newCatalogCmd() *cobra.Command {
 		Short: "Create, read, promote, yank and verify a signed catalog",
 	}
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
-		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd())
+		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	return c
 }
 
@@ -276,15 +276,40 @@ func newCatalogVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Unsigned leftovers are reported, not failed on: one may be a
+			// publish in flight. `catalog gc` removes the old ones.
+			leftovers, err := seeder.FindLeftovers(cmd.Context(), cl.Store())
+			leftoverNote := ""
+			if errors.Is(err, catalog.ErrReadOnly) {
+				leftoverNote, err = "not checked: the store cannot be listed", nil
+			}
+			if err != nil {
+				return err
+			}
+			if leftovers == nil {
+				leftovers = []seeder.Leftover{}
+			}
 			if jsonOutput() {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"releases": n, "problems": problems}); err != nil {
+				out := map[string]any{"releases": n, "problems": problems, "leftovers": leftovers}
+				if leftoverNote != "" {
+					out["leftovers_note"] = leftoverNote
+				}
+				if err := printJSON(cmd.OutOrStdout(), out); err != nil {
 					return err
 				}
 			} else {
 				for _, p := range problems {
 					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s %s: %s\n", p.Release, p.Key, p.Err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%d releases checked, %d problems\n", n, len(problems))
+				now := time.Now()
+				for _, l := range leftovers {
+					fmt.Fprintf(cmd.OutOrStdout(), "LEFTOVER %s %s (%s, written %s ago; unsigned: a publish in flight, or one that failed; `catalog gc` removes old ones)\n",
+						l.Kind, l.Key, humanBytes(l.Size), now.Sub(l.ModTime).Truncate(time.Second))
+				}
+				if leftoverNote != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "leftovers %s\n", leftoverNote)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d releases checked, %d problems, %d unsigned leftovers\n", n, len(problems), len(leftovers))
 			}
 			if len(problems) > 0 {
 				return exitError{code: 1, msg: fmt.Sprintf("catalog verify found %d problems", len(problems))}
@@ -293,6 +318,66 @@ func newCatalogVerifyCmd() *cobra.Command {
 		},
 	}
 	f.register(c.Flags(), true)
+	return c
+}
+
+func newCatalogGCCmd() *cobra.Command {
+	var (
+		f         catalogFlags
+		olderThan time.Duration
+		dryRun    bool
+	)
+	c := &cobra.Command{
+		Use:   "gc --older-than D",
+		Short: "Remove unsigned leftovers (staging uploads, orphaned payloads, torrents, manifests) older than D",
+		Long: `gc deletes what no signed target references: the staging uploads of publishes
+that lost a race, failed or were killed, and payloads, torrents and manifests
+of releases that were never signed. It never deletes an object a signed
+release needs, nor one written less than --older-than ago: a staging upload
+goes only when its newest object is that old, so choose D longer than your
+slowest single-file upload.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("older-than") {
+				return errors.New("--older-than is required (e.g. 24h): younger objects may belong to a publish in flight")
+			}
+			store, err := f.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			gone, err := seeder.CollectGarbage(cmd.Context(), store, olderThan, time.Now(), dryRun)
+			if err != nil {
+				return err
+			}
+			var bytes int64
+			for _, l := range gone {
+				bytes += l.Size
+			}
+			if !dryRun && len(gone) > 0 {
+				if err := f.audit(audit.Event{Action: "gc", Details: map[string]string{"objects": fmt.Sprint(len(gone)), "bytes": fmt.Sprint(bytes)}}); err != nil {
+					return err
+				}
+			}
+			if gone == nil {
+				gone = []seeder.Leftover{}
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"removed": gone, "dry_run": dryRun})
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			for _, l := range gone {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", verb, l.Kind, l.Key)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d objects, %s\n", verb, len(gone), humanBytes(bytes))
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	c.Flags().DurationVar(&olderThan, "older-than", 0, "only remove leftovers last written longer ago than this (required)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed")
 	return c
 }
 
