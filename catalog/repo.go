@@ -191,10 +191,10 @@ func OpenRepo(ctx context.Context, store Store, keys Keys, exp Expiry) (*Repo, e
 		return nil, err
 	}
 	if r.snapshot, err = metadata.Snapshot().FromBytes(snapJSON); err != nil {
-		return nil, fmt.Errorf("parse snapshot: %w", err)
+		return nil, fmt.Errorf("parse %s: %w", versionedKey(snapVer, "snapshot"), err)
 	}
 	if err := r.root.VerifyDelegate("snapshot", r.snapshot); err != nil {
-		return nil, fmt.Errorf("snapshot in %s: %w", store, err)
+		return nil, fmt.Errorf("%s in %s: %w", versionedKey(snapVer, "snapshot"), store, err)
 	}
 	if r.snapshot.Signed.Version != snapVer {
 		return nil, fmt.Errorf("%s in %s says it is version %d", versionedKey(snapVer, "snapshot"), store, r.snapshot.Signed.Version)
