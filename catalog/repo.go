@@ -96,7 +96,11 @@ func Init(ctx context.Context, store Store, keys Keys, exp Expiry, now time.Time
 	r.targets.Signed.Version = 0
 	r.snapshot.Signed.Version = 0
 	r.timestamp.Signed.Version = 0
-	if err := putBytes(ctx, store, versionedKey(1, "root"), rootJSON); err != nil {
+	// Create-only: of two inits racing on one store, one goes on and the
+	// other stops here instead of mixing roots.
+	if err := createBytes(ctx, store, versionedKey(1, "root"), rootJSON); errors.Is(err, ErrExists) {
+		return nil, fmt.Errorf("%s already holds a catalog (or another init is running): %w", store, err)
+	} else if err != nil {
 		return nil, err
 	}
 	if err := r.Commit(ctx, now); err != nil {
@@ -479,10 +483,26 @@ func (r *Repo) commitSnapshot(ctx context.Context, now time.Time) error {
 // forwardTimestamp points timestamp.json at the newest snapshot, starting
 // with snapVer (whose bytes the caller has). Writers that commit at the
 // same moment may overwrite each other's timestamp in either order, so
-// after writing, look again and move it forward until it names the newest
-// snapshot in the store; it never stays behind a commit that finished.
+// each looks for a newer snapshot just before writing (and names that one
+// instead), and looks again after writing until the timestamp names the
+// newest snapshot: it never stays behind a commit that finished. What is
+// left is a window of one write during which a slower writer's older
+// timestamp can land after a newer one; an agent that read the newer one
+// then refuses the older as a rollback once, keeps what it has, and takes
+// the newer at its next refresh.
 func (r *Repo) forwardTimestamp(ctx context.Context, now time.Time, snapVer int64, sJSON []byte) error {
 	for range 10 {
+		latest, _, err := latestVersions(ctx, r.store)
+		if err != nil {
+			return err
+		}
+		if latest > snapVer {
+			b, err := r.readSnapshot(ctx, latest)
+			if err != nil {
+				return err
+			}
+			snapVer, sJSON = latest, b
+		}
 		cur, err := r.storedTimestamp(ctx)
 		if err != nil {
 			return err
@@ -516,28 +536,26 @@ func (r *Repo) forwardTimestamp(ctx context.Context, now time.Time, snapVer int6
 			return err
 		}
 		r.timestamp = ts
-		latest, _, err := latestVersions(ctx, r.store)
-		if err != nil {
-			return err
-		}
-		if latest <= snapVer {
-			// A writer that committed a newer snapshot after our write
-			// runs this same loop and moves the timestamp on itself.
-			return nil
-		}
-		snapVer = latest
-		if sJSON, err = ReadAll(ctx, r.store, versionedKey(latest, "snapshot"), MaxMetadataSize); err != nil {
-			return err
-		}
-		snap, err := metadata.Snapshot().FromBytes(sJSON)
-		if err != nil {
-			return fmt.Errorf("parse %s: %w", versionedKey(latest, "snapshot"), err)
-		}
-		if err := r.root.VerifyDelegate("snapshot", snap); err != nil {
-			return fmt.Errorf("%s in %s: %w", versionedKey(latest, "snapshot"), r.store, err)
-		}
 	}
 	return fmt.Errorf("timestamp in %s: other writers keep committing; the next commit brings it forward", r.store)
+}
+
+// readSnapshot returns the bytes of snapshot version v after checking its
+// signature.
+func (r *Repo) readSnapshot(ctx context.Context, v int64) ([]byte, error) {
+	key := versionedKey(v, "snapshot")
+	b, err := ReadAll(ctx, r.store, key, MaxMetadataSize)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := metadata.Snapshot().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", key, err)
+	}
+	if err := r.root.VerifyDelegate("snapshot", snap); err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", key, r.store, err)
+	}
+	return b, nil
 }
 
 // TimestampBehind reports whether timestamp.json names an older snapshot

@@ -185,6 +185,28 @@ func TestPublishRaceTwenty(t *testing.T) {
 			dirs[w] = writePayload(t, map[string]string{"f": fmt.Sprint("payload ", w)})
 		}
 		retries := make([]int, writers)
+		// An agent refreshing throughout: a timestamp that went backwards
+		// (two writers overwriting it in the wrong order) would show here.
+		agent := c.client(t)
+		stop := make(chan struct{})
+		refreshes, refreshErrs := 0, 0
+		var lastErr error
+		agentDone := make(chan struct{})
+		go func() {
+			defer close(agentDone)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				refreshes++
+				if err := agent.Refresh(t.Context()); err != nil {
+					refreshErrs++
+					lastErr = err
+				}
+			}
+		}()
 		start := time.Now()
 		var wg sync.WaitGroup
 		for w := range writers {
@@ -201,6 +223,9 @@ func TestPublishRaceTwenty(t *testing.T) {
 		}
 		wg.Wait()
 		took := time.Since(start)
+		close(stop)
+		<-agentDone
+		t.Logf("FIGURE %s: an agent refreshing every 5 ms meanwhile: %d refreshes, %d failed (last: %v)", t.Name(), refreshes, refreshErrs, lastErr)
 		total := 0
 		for _, r := range retries {
 			total += r
