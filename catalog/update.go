@@ -1,11 +1,15 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
+	"sync"
 	"time"
 )
 
@@ -48,6 +52,9 @@ func Update(ctx context.Context, store Store, keys Keys, opts UpdateOptions, fn 
 	if log == nil {
 		log = slog.Default()
 	}
+	if err := CheckCreateOnly(ctx, store); err != nil {
+		return 0, err
+	}
 	backoff := opts.Backoff
 	for attempt := 1; ; attempt++ {
 		repo, err := OpenRepo(ctx, store, keys, opts.Expiry)
@@ -85,5 +92,56 @@ func Update(ctx context.Context, store Store, keys Keys, opts UpdateOptions, fn 
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// createOnlyProbeKey is overwritten by every probe; nothing reads it.
+const createOnlyProbeKey = metadataPrefix + "create-only-probe"
+
+var probed sync.Map // Store → nil or the probe's error
+
+// CheckCreateOnly makes sure store really refuses a create-only write of a
+// key that exists: an S3 server that ignores If-None-Match would let two
+// publishers overwrite each other's commits silently. It writes a probe
+// object and tries to create it again; the answer is remembered per store.
+func CheckCreateOnly(ctx context.Context, store Store) error {
+	// Only pointers are remembered: other values may not be comparable.
+	cacheable := reflect.TypeOf(store).Kind() == reflect.Pointer
+	if cacheable {
+		if v, ok := probed.Load(store); ok {
+			if v == nil {
+				return nil
+			}
+			return v.(error)
+		}
+	}
+	c, ok := store.(CreateOnlyStore)
+	if !ok {
+		return fmt.Errorf("cannot write the catalog in %s: %w", store, ErrNoConditionalWrite)
+	}
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	mine := []byte(hex.EncodeToString(b[:]))
+	if err := store.Put(ctx, createOnlyProbeKey, bytes.NewReader(mine), int64(len(mine))); err != nil {
+		return err
+	}
+	other := []byte("probe: must not replace the object")
+	err := c.PutIfAbsent(ctx, createOnlyProbeKey, bytes.NewReader(other), int64(len(other)))
+	switch {
+	case errors.Is(err, ErrExists):
+		if cacheable {
+			probed.Store(store, nil)
+		}
+		return nil
+	case err == nil:
+		err = fmt.Errorf("cannot write the catalog in %s: it ignored a create-only write (If-None-Match) and replaced an existing object: %w", store, ErrNoConditionalWrite)
+		if cacheable {
+			probed.Store(store, err)
+		}
+		return err
+	default:
+		return fmt.Errorf("probe the create-only write of %s: %w", store, err)
 	}
 }

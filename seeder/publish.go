@@ -325,15 +325,20 @@ func signedObject(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 	matches := func(b []byte) bool {
 		return int64(len(b)) == tf.Length && tf.VerifyLengthHashes(b) == nil
 	}
-	b, err := catalog.ReadAll(ctx, store, key, limit)
-	if err == nil && matches(b) {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, catalog.ErrNotFound) {
-		return nil, err
-	}
-	name, version, staged, ok := stagedNameOf(key)
-	if ok {
+	// Twice: the publish that won may move its copy into place and delete
+	// the staged one between our two looks.
+	for range 2 {
+		b, err := catalog.ReadAll(ctx, store, key, limit)
+		if err == nil && matches(b) {
+			return b, nil
+		}
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return nil, err
+		}
+		name, version, staged, ok := stagedNameOf(key)
+		if !ok {
+			break
+		}
 		list, err := store.List(ctx, catalog.StagingPrefix+name+"/"+version+"/")
 		if err != nil && !errors.Is(err, catalog.ErrReadOnly) {
 			return nil, err

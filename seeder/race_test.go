@@ -123,7 +123,22 @@ func TestPublishRaceSameVersion(t *testing.T) {
 				t.Fatalf("round %d: store holds %q; the winner published %q", round, b, contents[winner])
 			}
 		}
-		checkClean(t, c, rounds)
+		// The same bytes published twice at once: both succeed.
+		dirs := []string{writePayload(t, map[string]string{"bin/app": "same"}), writePayload(t, map[string]string{"bin/app": "same"})}
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = seeder.Publish(t.Context(), s, c.keys, seeder.PublishOptions{Name: "app", Version: "9.0", Paths: []string{dirs[i]}})
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("identical publishes at once: %v", errs)
+		}
+		checkClean(t, c, rounds+1)
 	})
 }
 
