@@ -136,6 +136,9 @@ type Repo struct {
 	// or not: a commit that lost its race may have left one behind.
 	maxTargets int64
 	resign     bool // Update re-signs snapshot and timestamp even if nothing changed
+	// holdTimestamp makes Commit stop at the commit point, leaving the
+	// timestamp (what readers follow) to a later Publish.
+	holdTimestamp bool
 }
 
 // RenewSignatures asks Update to re-sign snapshot and timestamp even when
@@ -477,6 +480,9 @@ func (r *Repo) commitSnapshot(ctx context.Context, now time.Time) error {
 	// Committed. The rest only makes it visible to readers.
 	r.dirty = false
 	CrashPoint("snapshot")
+	if r.holdTimestamp {
+		return nil
+	}
 	return r.forwardTimestamp(ctx, now, s.Signed.Version, sJSON)
 }
 

@@ -25,6 +25,11 @@ type UpdateOptions struct {
 	Backoff time.Duration
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// HoldTimestamp commits (the change is durable and later writers build
+	// on it) without pointing timestamp.json at it, so readers do not see
+	// it yet; a later Update, or Publish on a Repo, does that. publish uses
+	// it to put a release's bytes in place before agents learn of it.
+	HoldTimestamp bool
 }
 
 // Update applies fn to the newest catalog and commits it, and when another
@@ -61,6 +66,7 @@ func Update(ctx context.Context, store Store, keys Keys, opts UpdateOptions, fn 
 		if err != nil {
 			return attempt - 1, err
 		}
+		repo.holdTimestamp = opts.HoldTimestamp
 		if err := fn(repo); err != nil {
 			return attempt - 1, err
 		}
@@ -69,6 +75,8 @@ func Update(ctx context.Context, store Store, keys Keys, opts UpdateOptions, fn 
 			err = repo.Commit(ctx, opts.Now())
 		case repo.resign:
 			err = repo.Resign(ctx, opts.Now())
+		case opts.HoldTimestamp:
+			return attempt - 1, nil
 		default:
 			return attempt - 1, repo.Publish(ctx, opts.Now())
 		}

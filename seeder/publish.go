@@ -199,7 +199,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
 			return nil, err
 		}
-		return res, nil
+		return res, showRelease(ctx, store, keys, opts)
 	}
 
 	// Stage everything under a key of our own: racing publishes of this
@@ -229,7 +229,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	}
 	catalog.CrashPoint("commit")
 	won := false
-	res.CommitRetries, err = catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now}, func(r *catalog.Repo) error {
+	res.CommitRetries, err = catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now, HoldTimestamp: true}, func(r *catalog.Repo) error {
 		won = false
 		if _, signed := r.ManifestTarget(opts.Name, opts.Version); signed {
 			// Someone committed this version while we uploaded.
@@ -259,7 +259,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
 			return nil, err
 		}
-		return res, nil
+		return res, showRelease(ctx, store, keys, opts)
 	}
 	keepStage = true
 	catalog.CrashPoint("place")
@@ -267,7 +267,16 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		return nil, fmt.Errorf("%s@%s is signed, but moving it into place failed (run the same publish again to finish): %w", opts.Name, opts.Version, err)
 	}
 	deletePrefix(ctx, store, stage)
-	return res, nil
+	return res, showRelease(ctx, store, keys, opts)
+}
+
+// showRelease points timestamp.json at the newest commit, which makes the
+// release visible to agents now that its bytes are in place.
+func showRelease(ctx context.Context, store catalog.Store, keys catalog.Keys, opts PublishOptions) error {
+	if _, err := catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now}, func(*catalog.Repo) error { return nil }); err != nil {
+		return fmt.Errorf("%s@%s is signed and in place, but publishing the timestamp failed (run the same publish again to finish): %w", opts.Name, opts.Version, err)
+	}
+	return nil
 }
 
 // Names of the torrent and manifest inside a staging prefix.
@@ -284,7 +293,7 @@ func stagingID(now time.Time) string {
 
 // commitRelease applies the channels of an already signed release.
 func commitRelease(ctx context.Context, store catalog.Store, keys catalog.Keys, opts PublishOptions, m *catalog.Manifest, manifestJSON, torrentBytes []byte) (int, error) {
-	return catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now}, func(r *catalog.Repo) error {
+	return catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now, HoldTimestamp: true}, func(r *catalog.Repo) error {
 		if _, signed := r.ManifestTarget(m.Name, m.Version); !signed {
 			return r.AddRelease(manifestJSON, torrentBytes, opts.Channels) // cannot happen: releases are never removed
 		}
