@@ -440,9 +440,61 @@ func (r *Repo) Commit(ctx context.Context, now time.Time) error {
 	CrashPoint("targets")
 	if err := r.commitSnapshot(ctx, now); err != nil {
 		t.Signed.Version = prevVersion
+		if errors.Is(err, ErrConflict) {
+			// No snapshot names our targets file and none ever will
+			// (the winner's names its own version): take it away
+			// rather than leave it for gc.
+			_ = r.store.Delete(context.WithoutCancel(ctx), versionedKey(version, "targets"))
+		}
 		return err
 	}
 	return nil
+}
+
+// TargetsVersion is the version of the targets metadata loaded.
+func (r *Repo) TargetsVersion() int64 { return r.targets.Signed.Version }
+
+// UnreferencedTargets lists the targets metadata files that no snapshot in
+// the store names: left by writers killed between writing targets and
+// their snapshot, or belonging to a commit in flight right now (callers
+// that delete go by age). It reads every snapshot file (a few hundred
+// bytes each).
+func UnreferencedTargets(ctx context.Context, store Store) ([]ObjectInfo, error) {
+	list, err := store.List(ctx, metadataPrefix)
+	if err != nil {
+		return nil, err
+	}
+	named := map[int64]bool{}
+	var targets []ObjectInfo
+	for _, o := range list {
+		name := strings.TrimPrefix(o.Key, metadataPrefix)
+		if _, ok := strings.CutSuffix(name, ".targets.json"); ok {
+			targets = append(targets, o)
+			continue
+		}
+		if _, ok := strings.CutSuffix(name, ".snapshot.json"); !ok {
+			continue
+		}
+		b, err := ReadAll(ctx, store, o.Key, MaxMetadataSize)
+		if err != nil {
+			return nil, err
+		}
+		snap, err := metadata.Snapshot().FromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s in %s: %w", o.Key, store, err)
+		}
+		if mf, ok := snap.Signed.Meta["targets.json"]; ok {
+			named[mf.Version] = true
+		}
+	}
+	var out []ObjectInfo
+	for _, o := range targets {
+		num, _ := strings.CutSuffix(strings.TrimPrefix(o.Key, metadataPrefix), ".targets.json")
+		if v, err := strconv.ParseInt(num, 10, 64); err == nil && !named[v] {
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 // Resign renews snapshot and timestamp (new versions, fresh expiry) without

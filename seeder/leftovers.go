@@ -17,7 +17,7 @@ import (
 // payload, torrent or manifest of a release that was never signed.
 type Leftover struct {
 	Key     string    `json:"key"`
-	Kind    string    `json:"kind"` // staging, payload, torrent, manifest
+	Kind    string    `json:"kind"` // staging, payload, torrent, manifest, metadata
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"modified"`
 }
@@ -31,7 +31,8 @@ var leftoverAreas = []struct{ prefix, kind string }{
 }
 
 // FindLeftovers lists the objects under staging/, data/, torrents/ and
-// releases/ that the newest committed catalog does not reference. It
+// releases/ that the newest committed catalog does not reference, and
+// targets metadata files that no snapshot names. It
 // lists first and reads the signed metadata second, so an object written
 // by a publish that commits while this runs is seen as referenced. A
 // staging upload stays referenced while the release it holds is signed
@@ -86,7 +87,16 @@ func FindLeftovers(ctx context.Context, store catalog.Store) ([]Leftover, error)
 			keep[catalog.DataPrefix(r.Name, r.Version)+f.Path] = true
 		}
 	}
+	// Targets files no snapshot names: a commit in flight may own one
+	// (gc's age limit protects it), a killed one left it.
+	unused, err := catalog.UnreferencedTargets(ctx, store)
+	if err != nil {
+		return nil, err
+	}
 	var out []Leftover
+	for _, o := range unused {
+		out = append(out, Leftover{Key: o.Key, Kind: "metadata", Size: o.Size, ModTime: o.ModTime})
+	}
 	for _, l := range all {
 		if keep[l.Key] || keepStage[stagePrefixOf(l.Key)] {
 			continue
