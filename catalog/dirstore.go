@@ -185,6 +185,18 @@ func (d *DirStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 // previous object is untouched. Directories are created with mode 0755 and
 // files with mode 0644 (both subject to the umask).
 func (d *DirStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return d.write(ctx, key, r, size, false)
+}
+
+// PutIfAbsent implements CreateOnlyStore: the object is written to a
+// temporary file and synced as for Put, then hard-linked to its name;
+// link(2) fails if the name exists, so of racing writers exactly one wins
+// and readers never see a partial file.
+func (d *DirStore) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	return d.write(ctx, key, r, size, true)
+}
+
+func (d *DirStore) write(ctx context.Context, key string, r io.Reader, size int64, createOnly bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -204,6 +216,12 @@ func (d *DirStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 	if dir != "." {
 		if err := mkdirAllSynced(root, dir); err != nil {
 			return fmt.Errorf("put %s in %s: %w", key, d, err)
+		}
+	}
+	if createOnly {
+		// Fail before uploading when the answer is already known.
+		if _, err := root.Lstat(filepath.FromSlash(key)); err == nil {
+			return fmt.Errorf("put %s in %s: %w", key, d, ErrExists)
 		}
 	}
 	tmp, f, err := createTemp(root, dir)
@@ -227,14 +245,66 @@ func (d *DirStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("put %s in %s: %w", key, d, err)
 	}
-	if err := root.Rename(tmp, filepath.FromSlash(key)); err != nil {
-		return fmt.Errorf("put %s in %s: %w", key, d, err)
+	if createOnly {
+		err := root.Link(tmp, filepath.FromSlash(key))
+		root.Remove(tmp)
+		ok = true
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("put %s in %s: %w", key, d, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("put %s in %s: %w", key, d, err)
+		}
+	} else {
+		if err := root.Rename(tmp, filepath.FromSlash(key)); err != nil {
+			return fmt.Errorf("put %s in %s: %w", key, d, err)
+		}
+		ok = true
 	}
-	ok = true
 	if err := syncDir(root, dir); err != nil {
 		return fmt.Errorf("put %s in %s: sync directory: %w", key, d, err)
 	}
 	return nil
+}
+
+// Copy implements Copier with a hard link to a temporary name renamed over
+// dst: no bytes move, and readers of dst see the old or the new object.
+func (d *DirStore) Copy(ctx context.Context, src, dst string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, k := range []string{src, dst} {
+		if err := d.checkKey(k); err != nil {
+			return err
+		}
+	}
+	root, err := d.open()
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if fi, err := root.Stat(filepath.FromSlash(src)); err != nil {
+		return d.fsErr("copy", src, err)
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("copy %s in %s: not a regular file", src, d)
+	}
+	dir := path.Dir(dst)
+	if dir != "." {
+		if err := mkdirAllSynced(root, dir); err != nil {
+			return fmt.Errorf("copy to %s in %s: %w", dst, d, err)
+		}
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	tmp := filepath.Join(filepath.FromSlash(dir), dirTempPrefix+hex.EncodeToString(b[:]))
+	if err := root.Link(filepath.FromSlash(src), tmp); err != nil {
+		return d.fsErr("copy", src, err)
+	}
+	if err := root.Rename(tmp, filepath.FromSlash(dst)); err != nil {
+		root.Remove(tmp)
+		return fmt.Errorf("copy to %s in %s: %w", dst, d, err)
+	}
+	return syncDir(root, dir)
 }
 
 // createTemp creates a new temporary file in dir (a slash path relative to
@@ -389,7 +459,7 @@ func (d *DirStore) List(ctx context.Context, prefix string) ([]ObjectInfo, error
 		if !fi.Mode().IsRegular() {
 			return nil
 		}
-		out = append(out, ObjectInfo{Key: name, Size: fi.Size()})
+		out = append(out, ObjectInfo{Key: name, Size: fi.Size(), ModTime: fi.ModTime()})
 		return nil
 	})
 	if err != nil {

@@ -66,6 +66,17 @@ func TorrentKey(name, version string) string {
 	return "torrents/" + name + "/" + version + ".torrent"
 }
 
+// StagingPrefix holds uploads of publishes that have not committed yet
+// (or never will: `catalog gc` removes those). Nothing under it is signed.
+const StagingPrefix = "staging/"
+
+// StagingKey is where publish id of name@version stages its objects: id
+// starts with the UTC time the publish began, so a human can tell an
+// abandoned upload at a glance; gc goes by the objects' write times.
+func StagingKey(name, version, id string) string {
+	return StagingPrefix + name + "/" + version + "/" + id + "/"
+}
+
 // DataPrefix is the key prefix of the payload of name@version; it ends in "/".
 func DataPrefix(name, version string) string {
 	return "data/" + name + "/" + version + "/"

@@ -55,7 +55,7 @@ var ErrNotInitialized = errors.New("no catalog here: run `swarmship catalog init
 
 // ErrReleaseExists is returned when publishing name@version with content
 // that differs from what the catalog already has.
-var ErrReleaseExists = errors.New("release already published with different content")
+var ErrReleaseExists = errors.New("already published with different bytes")
 
 // Init creates a new TUF repository in store, signed by keys, and returns
 // root.json. It refuses a store that already holds a catalog.
@@ -96,7 +96,11 @@ func Init(ctx context.Context, store Store, keys Keys, exp Expiry, now time.Time
 	r.targets.Signed.Version = 0
 	r.snapshot.Signed.Version = 0
 	r.timestamp.Signed.Version = 0
-	if err := putBytes(ctx, store, versionedKey(1, "root"), rootJSON); err != nil {
+	// Create-only: of two inits racing on one store, one goes on and the
+	// other stops here instead of mixing roots.
+	if err := createBytes(ctx, store, versionedKey(1, "root"), rootJSON); errors.Is(err, ErrExists) {
+		return nil, fmt.Errorf("%s already holds a catalog (or another init is running): %w", store, err)
+	} else if err != nil {
 		return nil, err
 	}
 	if err := r.Commit(ctx, now); err != nil {
@@ -117,8 +121,8 @@ func Fingerprint(rootJSON []byte) string {
 }
 
 // Repo is a writable view of a catalog's TUF metadata, for publishers.
-// It is not safe for concurrent use, and two publishers must not write one
-// catalog at the same time.
+// It is not safe for concurrent use. Several publishers may write one
+// catalog at once: Commit is a compare-and-swap (see Commit and Update).
 type Repo struct {
 	store     Store
 	keys      Keys
@@ -128,7 +132,22 @@ type Repo struct {
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
 	dirty     bool
+	// maxTargets is the highest targets version found in the store, taken
+	// or not: a commit that lost its race may have left one behind.
+	maxTargets int64
+	resign     bool // Update re-signs snapshot and timestamp even if nothing changed
+	// holdTimestamp makes Commit stop at the commit point, leaving the
+	// timestamp (what readers follow) to a later Publish.
+	holdTimestamp bool
 }
+
+// RenewSignatures asks Update to re-sign snapshot and timestamp even when
+// targets do not change (what `catalog resign` does).
+func (r *Repo) RenewSignatures() { r.resign = true }
+
+// ErrConflict means another writer committed the catalog first; reload and
+// apply the change again (Update does).
+var ErrConflict = errors.New("another writer committed the catalog first")
 
 // OpenRepo loads the current metadata from store, checks that it is
 // validly signed by its own root and that keys are the catalog's keys.
@@ -162,16 +181,30 @@ func OpenRepo(ctx context.Context, store Store, keys Keys, exp Expiry) (*Repo, e
 	if err := r.root.VerifyDelegate("timestamp", r.timestamp); err != nil {
 		return nil, fmt.Errorf("timestamp in %s: %w", store, err)
 	}
+	// The newest snapshot is the catalog's state: its create-only write is
+	// each commit's linearization point, and the timestamp may lag it by a
+	// writer that died before updating timestamp.json.
 	snapVer := r.timestamp.Signed.Meta["snapshot.json"].Version
+	latestSnap, maxTargets, err := latestVersions(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	r.maxTargets = maxTargets
+	if latestSnap > snapVer {
+		snapVer = latestSnap
+	}
 	snapJSON, err := ReadAll(ctx, store, versionedKey(snapVer, "snapshot"), MaxMetadataSize)
 	if err != nil {
 		return nil, err
 	}
 	if r.snapshot, err = metadata.Snapshot().FromBytes(snapJSON); err != nil {
-		return nil, fmt.Errorf("parse snapshot: %w", err)
+		return nil, fmt.Errorf("parse %s: %w", versionedKey(snapVer, "snapshot"), err)
 	}
 	if err := r.root.VerifyDelegate("snapshot", r.snapshot); err != nil {
-		return nil, fmt.Errorf("snapshot in %s: %w", store, err)
+		return nil, fmt.Errorf("%s in %s: %w", versionedKey(snapVer, "snapshot"), store, err)
+	}
+	if r.snapshot.Signed.Version != snapVer {
+		return nil, fmt.Errorf("%s in %s says it is version %d", versionedKey(snapVer, "snapshot"), store, r.snapshot.Signed.Version)
 	}
 	tVer := r.snapshot.Signed.Meta["targets.json"].Version
 	tJSON, err := ReadAll(ctx, store, versionedKey(tVer, "targets"), MaxMetadataSize)
@@ -361,73 +394,304 @@ func (r *Repo) Yank(name, version string) error {
 // Dirty reports whether Commit has changes to sign.
 func (r *Repo) Dirty() bool { return r.dirty }
 
-// Commit signs and writes new targets, snapshot and timestamp metadata, in
-// that order, so that a reader never sees a timestamp naming metadata that
-// is not yet in the store. A crash part way leaves the previous catalog
-// valid; committing again finishes the job.
+// Commit signs and writes new targets, snapshot and timestamp metadata as
+// a compare-and-swap against the state OpenRepo loaded. The targets file
+// goes to a version no one has used (create-only, skipping versions left
+// by commits that lost a race); the create-only write of snapshot version
+// N+1 is the commit point: of writers that loaded snapshot N exactly one
+// writes N+1, the others get ErrConflict and must reload. Only then is
+// timestamp.json, which readers start from, pointed at the newest
+// snapshot. A writer killed before the snapshot write leaves an unused
+// targets file that nothing names; one killed after it leaves a committed
+// catalog whose timestamp the next writer (or a re-run) brings forward.
 func (r *Repo) Commit(ctx context.Context, now time.Time) error {
 	for _, role := range []string{"targets", "snapshot", "timestamp"} {
 		if _, ok := r.keys[role]; !ok {
 			return fmt.Errorf("no %s key loaded", role)
 		}
 	}
+	if _, ok := r.store.(CreateOnlyStore); !ok {
+		return fmt.Errorf("cannot write the catalog in %s: %w", r.store, ErrNoConditionalWrite)
+	}
 	t := r.targets
-	t.Signed.Version++
+	prevVersion := t.Signed.Version
+	version := max(prevVersion, r.maxTargets) + 1
 	t.Signed.Expires = now.Add(r.exp.Targets).UTC().Truncate(time.Second)
-	if err := sign(t, r.keys["targets"]); err != nil {
+	for attempt := 0; ; attempt++ {
+		t.Signed.Version = version
+		if err := sign(t, r.keys["targets"]); err != nil {
+			return err
+		}
+		tJSON, err := t.ToBytes(false)
+		if err != nil {
+			return err
+		}
+		err = createBytes(ctx, r.store, versionedKey(version, "targets"), tJSON)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrExists) || attempt >= 100 {
+			t.Signed.Version = prevVersion
+			return err
+		}
+		version++
+	}
+	r.maxTargets = version
+	CrashPoint("targets")
+	if err := r.commitSnapshot(ctx, now); err != nil {
+		t.Signed.Version = prevVersion
+		if errors.Is(err, ErrConflict) {
+			// No snapshot names our targets file and none ever will
+			// (the winner's names its own version): take it away
+			// rather than leave it for gc.
+			_ = r.store.Delete(context.WithoutCancel(ctx), versionedKey(version, "targets"))
+		}
 		return err
 	}
-	tJSON, err := t.ToBytes(false)
+	return nil
+}
+
+// TargetsVersion is the version of the targets metadata loaded.
+func (r *Repo) TargetsVersion() int64 { return r.targets.Signed.Version }
+
+// UnreferencedTargets lists the targets metadata files that no snapshot in
+// the store names: left by writers killed between writing targets and
+// their snapshot, or belonging to a commit in flight right now (callers
+// that delete go by age). It reads every snapshot file (a few hundred
+// bytes each).
+func UnreferencedTargets(ctx context.Context, store Store) ([]ObjectInfo, error) {
+	list, err := store.List(ctx, metadataPrefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := putBytes(ctx, r.store, versionedKey(t.Signed.Version, "targets"), tJSON); err != nil {
-		return err
+	named := map[int64]bool{}
+	var targets []ObjectInfo
+	for _, o := range list {
+		name := strings.TrimPrefix(o.Key, metadataPrefix)
+		if _, ok := strings.CutSuffix(name, ".targets.json"); ok {
+			targets = append(targets, o)
+			continue
+		}
+		if _, ok := strings.CutSuffix(name, ".snapshot.json"); !ok {
+			continue
+		}
+		b, err := ReadAll(ctx, store, o.Key, MaxMetadataSize)
+		if err != nil {
+			return nil, err
+		}
+		snap, err := metadata.Snapshot().FromBytes(b)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s in %s: %w", o.Key, store, err)
+		}
+		if mf, ok := snap.Signed.Meta["targets.json"]; ok {
+			named[mf.Version] = true
+		}
 	}
-	return r.commitSnapshot(ctx, now)
+	var out []ObjectInfo
+	for _, o := range targets {
+		num, _ := strings.CutSuffix(strings.TrimPrefix(o.Key, metadataPrefix), ".targets.json")
+		if v, err := strconv.ParseInt(num, 10, 64); err == nil && !named[v] {
+			out = append(out, o)
+		}
+	}
+	return out, nil
 }
 
 // Resign renews snapshot and timestamp (new versions, fresh expiry) without
 // changing targets. Run it from cron well within the timestamp lifetime.
+// Like Commit it fails with ErrConflict if another writer committed first.
 func (r *Repo) Resign(ctx context.Context, now time.Time) error {
+	if _, ok := r.store.(CreateOnlyStore); !ok {
+		return fmt.Errorf("cannot write the catalog in %s: %w", r.store, ErrNoConditionalWrite)
+	}
 	return r.commitSnapshot(ctx, now)
 }
 
 func (r *Repo) commitSnapshot(ctx context.Context, now time.Time) error {
 	s := r.snapshot
+	prev := s.Signed.Version
 	s.Signed.Version++
 	s.Signed.Expires = now.Add(r.exp.Snapshot).UTC().Truncate(time.Second)
 	s.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": metadata.MetaFile(r.targets.Signed.Version)}
 	if err := sign(s, r.keys["snapshot"]); err != nil {
+		s.Signed.Version = prev
 		return err
 	}
 	sJSON, err := s.ToBytes(false)
 	if err != nil {
+		s.Signed.Version = prev
 		return err
 	}
-	if err := putBytes(ctx, r.store, versionedKey(s.Signed.Version, "snapshot"), sJSON); err != nil {
+	if err := createBytes(ctx, r.store, versionedKey(s.Signed.Version, "snapshot"), sJSON); err != nil {
+		s.Signed.Version = prev
+		if errors.Is(err, ErrExists) {
+			return fmt.Errorf("snapshot version %d: %w", prev+1, ErrConflict)
+		}
 		return err
 	}
-	ts := r.timestamp
-	ts.Signed.Version++
-	ts.Signed.Expires = now.Add(r.exp.Timestamp).UTC().Truncate(time.Second)
-	mf := metadata.MetaFile(s.Signed.Version)
-	sum := sha256.Sum256(sJSON)
-	mf.Length = int64(len(sJSON))
-	mf.Hashes = metadata.Hashes{"sha256": sum[:]}
-	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": mf}
-	if err := sign(ts, r.keys["timestamp"]); err != nil {
+	// Committed. The rest only makes it visible to readers.
+	r.dirty = false
+	CrashPoint("snapshot")
+	if r.holdTimestamp {
+		return nil
+	}
+	return r.forwardTimestamp(ctx, now, s.Signed.Version, sJSON)
+}
+
+// forwardTimestamp points timestamp.json at the newest snapshot, starting
+// with snapVer (whose bytes the caller has). Writers that commit at the
+// same moment may overwrite each other's timestamp in either order, so
+// each looks for a newer snapshot just before writing (and names that one
+// instead), and looks again after writing until the timestamp names the
+// newest snapshot: it never stays behind a commit that finished. What is
+// left is a window of one write during which a slower writer's older
+// timestamp can land after a newer one; an agent that read the newer one
+// then refuses the older as a rollback once, keeps what it has, and takes
+// the newer at its next refresh.
+func (r *Repo) forwardTimestamp(ctx context.Context, now time.Time, snapVer int64, sJSON []byte) error {
+	for range 10 {
+		latest, _, err := latestVersions(ctx, r.store)
+		if err != nil {
+			return err
+		}
+		if latest > snapVer {
+			b, err := r.readSnapshot(ctx, latest)
+			if err != nil {
+				return err
+			}
+			snapVer, sJSON = latest, b
+		}
+		cur, err := r.storedTimestamp(ctx)
+		if err != nil {
+			return err
+		}
+		if cur != nil && cur.Signed.Meta["snapshot.json"] != nil && cur.Signed.Meta["snapshot.json"].Version >= snapVer {
+			if cur.Signed.Version > r.timestamp.Signed.Version {
+				r.timestamp = cur
+			}
+			return nil
+		}
+		ts := metadata.Timestamp(now.Add(r.exp.Timestamp).UTC().Truncate(time.Second))
+		// Timestamp versions follow snapshot versions, so two writers
+		// naming one snapshot write one version and never go backwards.
+		ts.Signed.Version = snapVer
+		if cur != nil && cur.Signed.Version >= snapVer {
+			ts.Signed.Version = cur.Signed.Version + 1
+		}
+		mf := metadata.MetaFile(snapVer)
+		sum := sha256.Sum256(sJSON)
+		mf.Length = int64(len(sJSON))
+		mf.Hashes = metadata.Hashes{"sha256": sum[:]}
+		ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": mf}
+		if err := sign(ts, r.keys["timestamp"]); err != nil {
+			return err
+		}
+		tsJSON, err := ts.ToBytes(false)
+		if err != nil {
+			return err
+		}
+		if err := putBytes(ctx, r.store, timestampKey, tsJSON); err != nil {
+			return err
+		}
+		r.timestamp = ts
+	}
+	return fmt.Errorf("timestamp in %s: other writers keep committing; the next commit brings it forward", r.store)
+}
+
+// readSnapshot returns the bytes of snapshot version v after checking its
+// signature.
+func (r *Repo) readSnapshot(ctx context.Context, v int64) ([]byte, error) {
+	key := versionedKey(v, "snapshot")
+	b, err := ReadAll(ctx, r.store, key, MaxMetadataSize)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := metadata.Snapshot().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", key, err)
+	}
+	if err := r.root.VerifyDelegate("snapshot", snap); err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", key, r.store, err)
+	}
+	return b, nil
+}
+
+// TimestampBehind reports whether timestamp.json names an older snapshot
+// than the newest committed one (a writer died between the two writes).
+func (r *Repo) TimestampBehind(ctx context.Context) (bool, error) {
+	cur, err := r.storedTimestamp(ctx)
+	if err != nil {
+		return false, err
+	}
+	return cur == nil || cur.Signed.Meta["snapshot.json"] == nil || cur.Signed.Meta["snapshot.json"].Version < r.snapshot.Signed.Version, nil
+}
+
+// Publish brings timestamp.json forward to the newest committed snapshot
+// when it lags (a writer died after its commit point); otherwise it does
+// nothing.
+func (r *Repo) Publish(ctx context.Context, now time.Time) error {
+	behind, err := r.TimestampBehind(ctx)
+	if err != nil || !behind {
 		return err
 	}
-	tsJSON, err := ts.ToBytes(false)
+	sJSON, err := r.snapshot.ToBytes(false)
 	if err != nil {
 		return err
 	}
-	if err := putBytes(ctx, r.store, timestampKey, tsJSON); err != nil {
-		return err
+	// Re-read the stored bytes: the timestamp signs their hash, and a
+	// re-encoding need not match them byte for byte.
+	if b, err := ReadAll(ctx, r.store, versionedKey(r.snapshot.Signed.Version, "snapshot"), MaxMetadataSize); err == nil {
+		sJSON = b
 	}
-	r.dirty = false
-	return nil
+	return r.forwardTimestamp(ctx, now, r.snapshot.Signed.Version, sJSON)
+}
+
+func (r *Repo) storedTimestamp(ctx context.Context) (*metadata.Metadata[metadata.TimestampType], error) {
+	b, err := ReadAll(ctx, r.store, timestampKey, MaxMetadataSize)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ts, err := metadata.Timestamp().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", timestampKey, err)
+	}
+	if err := r.root.VerifyDelegate("timestamp", ts); err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", timestampKey, r.store, err)
+	}
+	return ts, nil
+}
+
+// latestVersions returns the highest snapshot and targets versions stored
+// under metadata/ (0 when there are none, or the store cannot list).
+func latestVersions(ctx context.Context, store Store) (snapshot, targets int64, err error) {
+	list, err := store.List(ctx, metadataPrefix)
+	if errors.Is(err, ErrReadOnly) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, o := range list {
+		name := strings.TrimPrefix(o.Key, metadataPrefix)
+		num, role, ok := strings.Cut(name, ".")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseInt(num, 10, 64)
+		if err != nil || v <= 0 {
+			continue
+		}
+		switch role {
+		case "snapshot.json":
+			snapshot = max(snapshot, v)
+		case "targets.json":
+			targets = max(targets, v)
+		}
+	}
+	return snapshot, targets, nil
 }
 
 type signable interface {
@@ -446,6 +710,13 @@ func sign(m signable, key crypto.Signer) error {
 	m.ClearSignatures()
 	_, err = m.Sign(s)
 	return err
+}
+
+func createBytes(ctx context.Context, s Store, key string, b []byte) error {
+	if err := PutIfAbsent(ctx, s, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("write %s to %s: %w", key, s, err)
+	}
+	return nil
 }
 
 func putBytes(ctx context.Context, s Store, key string, b []byte) error {
@@ -539,4 +810,10 @@ func CopyMetadata(ctx context.Context, src, dst Store) error {
 	}
 	_, err = copyKey(versionedKey(tMeta.Version, "targets"))
 	return err
+}
+
+// Target returns the signed target at key.
+func (r *Repo) Target(key string) (*metadata.TargetFiles, bool) {
+	tf, ok := r.targets.Signed.Targets[key]
+	return tf, ok
 }

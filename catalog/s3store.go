@@ -279,6 +279,58 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	return nil
 }
 
+// PutIfAbsent implements CreateOnlyStore with a conditional PutObject
+// (If-None-Match: *), which S3 and versitygw (v1.8.0, tested) answer with
+// 412 Precondition Failed when the key exists. It is always one request,
+// never a multipart upload, so the condition covers the whole object
+// (catalog metadata is far below the 5 GiB single-request limit).
+func (s *S3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	name, err := s.object(key)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("put %s in %s: negative size %d", key, s, size)
+	}
+	er := newExactReader(ctx, r, size)
+	if size == 0 {
+		if _, err := er.Read(nil); err != io.EOF {
+			return fmt.Errorf("put %s in %s: %w", key, s, err)
+		}
+	}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
+	opts.SetMatchETagExcept("*")
+	_, err = s.client.PutObject(ctx, s.bucket, name, er, size, opts)
+	if err != nil {
+		if er, ok := asS3Error(err); ok && (er.StatusCode == http.StatusPreconditionFailed || er.StatusCode == http.StatusConflict) {
+			// 409 is S3's answer to a conditional write racing another
+			// one on the same key: this writer did not win either.
+			return fmt.Errorf("put %s in %s: %w", key, s, ErrExists)
+		}
+		return fmt.Errorf("put %s in %s: %w", key, s, err)
+	}
+	return nil
+}
+
+// Copy implements Copier with a server-side CopyObject.
+func (s *S3Store) Copy(ctx context.Context, src, dst string) error {
+	srcName, err := s.object(src)
+	if err != nil {
+		return err
+	}
+	dstName, err := s.object(dst)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.CopyObject(ctx,
+		minio.CopyDestOptions{Bucket: s.bucket, Object: dstName},
+		minio.CopySrcOptions{Bucket: s.bucket, Object: srcName})
+	if err != nil {
+		return s.objErr("copy", src, err)
+	}
+	return nil
+}
+
 // Get implements Store.
 func (s *S3Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	return s.get(ctx, key, minio.GetObjectOptions{})
@@ -354,7 +406,7 @@ func (s *S3Store) List(ctx context.Context, prefix string) ([]ObjectInfo, error)
 		if !ok || CleanKey(key) != nil {
 			continue
 		}
-		out = append(out, ObjectInfo{Key: key, Size: oi.Size})
+		out = append(out, ObjectInfo{Key: key, Size: oi.Size, ModTime: oi.LastModified})
 	}
 	slices.SortFunc(out, func(a, b ObjectInfo) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil

@@ -67,7 +67,7 @@ func TestS3StorePrefixIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 || list[0] != (catalog.ObjectInfo{Key: "k", Size: 4}) {
+	if len(list) != 1 || list[0].Key != "k" || list[0].Size != 4 {
 		t.Errorf("List of prefix a = %+v; want only k (4 bytes)", list)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is returned (wrapped) by a Store when a key does not exist.
@@ -16,10 +17,73 @@ var ErrNotFound = errors.New("object not found")
 // a catalog read over plain HTTP.
 var ErrReadOnly = errors.New("store is read-only")
 
+// ErrExists is returned (wrapped) by PutIfAbsent when the key already
+// holds an object: another writer got there first.
+var ErrExists = errors.New("object already exists")
+
+// ErrNoConditionalWrite is returned (wrapped) when a catalog writer needs
+// a create-only write and the store offers none. Such stores are refused
+// for writing catalogs rather than given a weaker lock.
+var ErrNoConditionalWrite = errors.New("store offers no create-only write, so concurrent publishers could lose each other's releases")
+
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Key  string
 	Size int64
+	// ModTime is when the object was last written, where the store knows
+	// it (List fills it in for directories and S3); gc uses it to tell
+	// an abandoned upload from one in flight.
+	ModTime time.Time
+}
+
+// CreateOnlyStore is implemented by stores that can create an object only
+// if its key is free, atomically against other writers: the directory
+// store (link(2) of a complete temporary file) and S3 (If-None-Match: *).
+// Catalog commits are built on it.
+type CreateOnlyStore interface {
+	Store
+	// PutIfAbsent stores size bytes from r under key unless key already
+	// holds an object, in which case it fails with an error wrapping
+	// ErrExists and leaves the object untouched. Of several writers racing
+	// on one free key exactly one succeeds. Readers never see a partial
+	// object.
+	PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error
+}
+
+// Copier is implemented by stores that copy objects without moving the
+// bytes through the caller (a hard link on a directory, CopyObject on S3).
+type Copier interface {
+	// Copy replaces dst with the content of src, atomically for readers of
+	// dst. A missing src wraps ErrNotFound.
+	Copy(ctx context.Context, src, dst string) error
+}
+
+// PutIfAbsent is the create-only write of s, or an error wrapping
+// ErrNoConditionalWrite when s has none.
+func PutIfAbsent(ctx context.Context, s Store, key string, r io.Reader, size int64) error {
+	c, ok := s.(CreateOnlyStore)
+	if !ok {
+		return fmt.Errorf("%s: %w", s, ErrNoConditionalWrite)
+	}
+	return c.PutIfAbsent(ctx, key, r, size)
+}
+
+// CopyObject copies src to dst inside s: server-side where s can, else by
+// streaming the bytes through this process.
+func CopyObject(ctx context.Context, s Store, src, dst string) error {
+	if c, ok := s.(Copier); ok {
+		return c.Copy(ctx, src, dst)
+	}
+	st, err := s.Stat(ctx, src)
+	if err != nil {
+		return err
+	}
+	rc, err := s.Get(ctx, src)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return s.Put(ctx, dst, rc, st.Size)
 }
 
 // Store is where a catalog lives: a directory, an S3 bucket/prefix, or a

@@ -48,11 +48,19 @@ func TargetKeys(tf *metadata.TargetFiles) []string {
 // plain name missing, which `catalog resign` repairs, and never a plain
 // name whose content-addressed copy is absent for new clients.
 func PutTarget(ctx context.Context, s Store, key string, b []byte) error {
-	sum := sha256.Sum256(b)
-	if err := putBytes(ctx, s, HashedTargetKey(key, hex.EncodeToString(sum[:])), b); err != nil {
+	if err := PutHashedTarget(ctx, s, key, b); err != nil {
 		return err
 	}
 	return putBytes(ctx, s, key, b)
+}
+
+// PutHashedTarget stores b under the hash-prefixed name of the target at
+// key only. That name is content-addressed, so a publish may write it
+// before its commit: racing publishes never write over each other's, and
+// a loser's copy is an unsigned leftover for `catalog gc`.
+func PutHashedTarget(ctx context.Context, s Store, key string, b []byte) error {
+	sum := sha256.Sum256(b)
+	return putBytes(ctx, s, HashedTargetKey(key, hex.EncodeToString(sum[:])), b)
 }
 
 // RepairTargetCopies writes the copies of signed targets (see TargetKeys)

@@ -22,7 +22,7 @@ func newCatalogCmd() *cobra.Command {
 		Short: "Create, read, promote, yank and verify a signed catalog",
 	}
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
-		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd())
+		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	return c
 }
 
@@ -181,28 +181,23 @@ func newCatalogShowCmd() *cobra.Command {
 	return c
 }
 
-// mutate opens the repo with the keys a change needs, applies fn and signs.
-func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error) error {
+// mutate applies fn to the newest catalog and signs, reloading and
+// applying fn again when another writer commits first.
+func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error, roles ...string) error {
 	ctx := cmd.Context()
 	store, err := f.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	keys, err := f.loadKeys("targets", "snapshot", "timestamp")
+	if len(roles) == 0 {
+		roles = []string{"targets", "snapshot", "timestamp"}
+	}
+	keys, err := f.loadKeys(roles...)
 	if err != nil {
 		return err
 	}
-	repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
-	if err != nil {
-		return err
-	}
-	if err := fn(repo); err != nil {
-		return err
-	}
-	if !repo.Dirty() {
-		return nil
-	}
-	return repo.Commit(ctx, time.Now())
+	_, err = catalog.Update(ctx, store, keys, catalog.UpdateOptions{}, fn)
+	return err
 }
 
 func newCatalogPromoteCmd() *cobra.Command {
@@ -259,26 +254,22 @@ func newCatalogResignCmd() *cobra.Command {
 		Short: "Renew snapshot and timestamp signatures (run from cron within the timestamp lifetime); restore missing target copies",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			store, err := f.openStore(ctx)
-			if err != nil {
-				return err
-			}
-			keys, err := f.loadKeys("snapshot", "timestamp")
-			if err != nil {
-				return err
-			}
-			repo, err := catalog.OpenRepo(ctx, store, keys, catalog.DefaultExpiry)
-			if err != nil {
-				return err
-			}
-			// Also the upgrade step for catalogs published before targets
-			// were stored under hash-prefixed names (consistent snapshots).
-			written, repairErr := repo.RepairTargetCopies(ctx)
+			// Resign is also the upgrade step for catalogs published before
+			// targets were stored under hash-prefixed names (consistent
+			// snapshots): the repair writes only content-addressed copies, so
+			// running it again on a retried commit is harmless.
+			var written []string
+			var repairErr error
+			err := mutate(cmd, &f, func(r *catalog.Repo) error {
+				w, err := r.RepairTargetCopies(cmd.Context())
+				written, repairErr = append(written, w...), err
+				r.RenewSignatures()
+				return nil
+			}, "snapshot", "timestamp")
 			for _, k := range written {
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote missing target copy %s\n", k)
 			}
-			if err := repo.Resign(ctx, time.Now()); err != nil {
+			if err != nil {
 				return err
 			}
 			return repairErr
@@ -303,15 +294,40 @@ func newCatalogVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Unsigned leftovers are reported, not failed on: one may be a
+			// publish in flight. `catalog gc` removes the old ones.
+			leftovers, err := seeder.FindLeftovers(cmd.Context(), cl.Store())
+			leftoverNote := ""
+			if errors.Is(err, catalog.ErrReadOnly) {
+				leftoverNote, err = "not checked: the store cannot be listed", nil
+			}
+			if err != nil {
+				return err
+			}
+			if leftovers == nil {
+				leftovers = []seeder.Leftover{}
+			}
 			if jsonOutput() {
-				if err := printJSON(cmd.OutOrStdout(), map[string]any{"releases": n, "problems": problems}); err != nil {
+				out := map[string]any{"releases": n, "problems": problems, "leftovers": leftovers}
+				if leftoverNote != "" {
+					out["leftovers_note"] = leftoverNote
+				}
+				if err := printJSON(cmd.OutOrStdout(), out); err != nil {
 					return err
 				}
 			} else {
 				for _, p := range problems {
 					fmt.Fprintf(cmd.OutOrStdout(), "FAIL %s %s: %s\n", p.Release, p.Key, p.Err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%d releases checked, %d problems\n", n, len(problems))
+				now := time.Now()
+				for _, l := range leftovers {
+					fmt.Fprintf(cmd.OutOrStdout(), "LEFTOVER %s %s (%s, written %s ago; unsigned: a publish in flight, or one that failed; `catalog gc` removes old ones)\n",
+						l.Kind, l.Key, humanBytes(l.Size), now.Sub(l.ModTime).Truncate(time.Second))
+				}
+				if leftoverNote != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "leftovers %s\n", leftoverNote)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%d releases checked, %d problems, %d unsigned leftovers\n", n, len(problems), len(leftovers))
 			}
 			if len(problems) > 0 {
 				return exitError{code: 1, msg: fmt.Sprintf("catalog verify found %d problems", len(problems))}
@@ -320,6 +336,66 @@ func newCatalogVerifyCmd() *cobra.Command {
 		},
 	}
 	f.register(c.Flags(), true)
+	return c
+}
+
+func newCatalogGCCmd() *cobra.Command {
+	var (
+		f         catalogFlags
+		olderThan time.Duration
+		dryRun    bool
+	)
+	c := &cobra.Command{
+		Use:   "gc --older-than D",
+		Short: "Remove unsigned leftovers (staging uploads, orphaned payloads, torrents, manifests) older than D",
+		Long: `gc deletes what no signed target references: the staging uploads of publishes
+that lost a race, failed or were killed, and payloads, torrents and manifests
+of releases that were never signed. It never deletes an object a signed
+release needs, nor one written less than --older-than ago: a staging upload
+goes only when its newest object is that old, so choose D longer than your
+slowest single-file upload.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("older-than") {
+				return errors.New("--older-than is required (e.g. 24h): younger objects may belong to a publish in flight")
+			}
+			store, err := f.openStore(cmd.Context())
+			if err != nil {
+				return err
+			}
+			gone, err := seeder.CollectGarbage(cmd.Context(), store, olderThan, time.Now(), dryRun)
+			if err != nil {
+				return err
+			}
+			var bytes int64
+			for _, l := range gone {
+				bytes += l.Size
+			}
+			if !dryRun && len(gone) > 0 {
+				if err := f.audit(audit.Event{Action: "gc", Details: map[string]string{"objects": fmt.Sprint(len(gone)), "bytes": fmt.Sprint(bytes)}}); err != nil {
+					return err
+				}
+			}
+			if gone == nil {
+				gone = []seeder.Leftover{}
+			}
+			if jsonOutput() {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"removed": gone, "dry_run": dryRun})
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			for _, l := range gone {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", verb, l.Kind, l.Key)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d objects, %s\n", verb, len(gone), humanBytes(bytes))
+			return nil
+		},
+	}
+	f.register(c.Flags(), true)
+	c.Flags().DurationVar(&olderThan, "older-than", 0, "only remove leftovers last written longer ago than this (required)")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed")
 	return c
 }
 

@@ -26,10 +26,12 @@ func newPublishCmd() *cobra.Command {
 		Use:   "publish PATH... --catalog URL --keys DIR --name N --version V",
 		Short: "Hash files into a release, upload it and sign the catalog",
 		Long: `publish reads every file once, in parallel, computing BitTorrent v1 piece hashes
-(SHA-1) and each file's SHA-256; uploads the payload to data/<name>/<version>/,
-the torrent to torrents/<name>/<version>.torrent and the manifest, then signs.
-Running it again after a failure completes the release; publishing an existing
-version with different bytes is refused.`,
+(SHA-1) and each file's SHA-256; uploads payload, torrent and manifest under a
+staging key of its own, signs the catalog (a compare-and-swap, retried when
+another publisher commits first), and then copies them to data/<name>/<version>/,
+torrents/<name>/<version>.torrent and releases/<name>/<version>.json. Running it
+again after a failure completes the release; publishing an existing version
+with different bytes fails with "already published with different bytes".`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

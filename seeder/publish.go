@@ -1,8 +1,11 @@
 package seeder
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/swarmship/swarmship/catalog"
 )
@@ -52,6 +56,9 @@ type PublishResult struct {
 	WebSeed          string   `json:"web_seed,omitempty"`
 	Channels         []string `json:"channels,omitempty"`
 	AlreadyPublished bool     `json:"already_published"`
+	// CommitRetries counts how often the signed commit lost a race with
+	// another writer and was applied again to the newer catalog.
+	CommitRetries int `json:"commit_retries"`
 }
 
 // Publish hashes the release, uploads payload, torrent and manifest, and
@@ -175,79 +182,294 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		WebSeed: webSeed, Channels: opts.Channels,
 	}
 
-	// Already signed? Then only the same bytes may be "published" again.
-	if _, signed := repo.ManifestTarget(opts.Name, opts.Version); signed {
-		old, err := signedManifest(ctx, store, opts.Name, opts.Version)
-		if err != nil {
-			return nil, err
-		}
-		if !old.SameContent(m) {
-			return nil, fmt.Errorf("%s@%s: %w (releases are immutable: publish a new version)", opts.Name, opts.Version, catalog.ErrReleaseExists)
-		}
-		res.AlreadyPublished = true
-		// Finish a publish whose payload was damaged or partly lost.
-		if err := uploadPayload(ctx, store, files, m, true, opts.Progress); err != nil {
-			return nil, err
-		}
-		for _, c := range opts.Channels {
-			if err := repo.Promote(opts.Name, opts.Version, c); err != nil {
-				return nil, err
-			}
-		}
-		if repo.Dirty() {
-			if err := repo.Commit(ctx, opts.Now()); err != nil {
-				return nil, err
-			}
-		}
-		return res, nil
-	}
-
-	if err := uploadPayload(ctx, store, files, m, false, opts.Progress); err != nil {
-		return nil, err
-	}
-	// Targets go under their hash-prefixed names too (consistent snapshots).
-	if err := catalog.PutTarget(ctx, store, res.TorrentKey, torrentBytes); err != nil {
-		return nil, fmt.Errorf("upload torrent: %w", err)
-	}
 	manifestJSON, err := catalog.MarshalManifest(m)
 	if err != nil {
 		return nil, err
 	}
-	if err := catalog.PutTarget(ctx, store, res.ManifestKey, manifestJSON); err != nil {
+
+	// Already signed? Then only the same bytes may be "published" again,
+	// and doing so completes whatever a killed publish left undone.
+	if _, signed := repo.ManifestTarget(opts.Name, opts.Version); signed {
+		if err := checkSameRelease(ctx, store, repo, m); err != nil {
+			return nil, err
+		}
+		res.AlreadyPublished = true
+		if res.CommitRetries, err = commitRelease(ctx, store, keys, opts, m, manifestJSON, torrentBytes); err != nil {
+			return nil, err
+		}
+		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
+			return nil, err
+		}
+		return res, showRelease(ctx, store, keys, opts)
+	}
+
+	// Stage everything under a key of our own: racing publishes of this
+	// name@version never write over each other, and only the one whose
+	// signed commit wins moves its bytes into place.
+	stage := catalog.StagingKey(opts.Name, opts.Version, stagingID(opts.Now()))
+	// Our staged copy goes when we lose or fail before committing. Kept
+	// when the commit may have happened (an error after the commit point):
+	// a re-run then finds the signed manifest and torrent there. `catalog
+	// gc` removes what killed or failed runs leave.
+	keepStage := false
+	defer func() {
+		if !keepStage {
+			deletePrefix(context.WithoutCancel(ctx), store, stage)
+		}
+	}()
+	if err := uploadPayload(ctx, store, stage+"data/", files, m, opts.Progress); err != nil {
+		return nil, err
+	}
+	catalog.CrashPoint("torrent")
+	if err := store.Put(ctx, stage+stagedTorrent, bytes.NewReader(torrentBytes), int64(len(torrentBytes))); err != nil {
+		return nil, fmt.Errorf("upload torrent: %w", err)
+	}
+	catalog.CrashPoint("manifest")
+	if err := store.Put(ctx, stage+stagedManifest, bytes.NewReader(manifestJSON), int64(len(manifestJSON))); err != nil {
 		return nil, fmt.Errorf("upload manifest: %w", err)
 	}
-	if err := repo.AddRelease(manifestJSON, torrentBytes, opts.Channels); err != nil {
-		return nil, err
-	}
-	if err := repo.Commit(ctx, opts.Now()); err != nil {
+	catalog.CrashPoint("commit")
+	won := false
+	res.CommitRetries, err = catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now, HoldTimestamp: true}, func(r *catalog.Repo) error {
+		won = false
+		if _, signed := r.ManifestTarget(opts.Name, opts.Version); signed {
+			// Someone committed this version while we uploaded.
+			if err := checkSameRelease(ctx, store, r, m); err != nil {
+				return err
+			}
+			for _, c := range opts.Channels {
+				if err := r.Promote(opts.Name, opts.Version, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		won = true
+		return r.AddRelease(manifestJSON, torrentBytes, opts.Channels)
+	})
+	if err != nil {
+		keepStage = won && !errors.Is(err, catalog.ErrConflict)
 		return nil, fmt.Errorf("sign catalog: %w", err)
 	}
-	return res, nil
-}
-
-// signedManifest reads the manifest already in the store; the caller has
-// established that the catalog signs it.
-func signedManifest(ctx context.Context, store catalog.Store, name, version string) (*catalog.Manifest, error) {
-	b, err := catalog.ReadAll(ctx, store, catalog.ManifestKey(name, version), catalog.MaxManifestSize)
-	if err != nil {
-		return nil, err
+	if !won {
+		// An identical publish won the race; its bytes are the signed ones.
+		res.AlreadyPublished = true
+		if repo, err = catalog.OpenRepo(ctx, store, keys, opts.Expiry); err != nil {
+			return nil, err
+		}
+		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
+			return nil, err
+		}
+		return res, showRelease(ctx, store, keys, opts)
 	}
-	return catalog.ParseManifest(b)
+	keepStage = true
+	catalog.CrashPoint("place")
+	if err := placeStaged(ctx, store, stage, m, torrentBytes, manifestJSON); err != nil {
+		return nil, fmt.Errorf("%s@%s is signed, but moving it into place failed (run the same publish again to finish): %w", opts.Name, opts.Version, err)
+	}
+	deletePrefix(ctx, store, stage)
+	return res, showRelease(ctx, store, keys, opts)
 }
 
-// uploadPayload copies every file to data/<name>/<version>/. With
-// onlyMissing, objects already present with the right size are kept.
-func uploadPayload(ctx context.Context, store catalog.Store, files []FileEntry, m *catalog.Manifest, onlyMissing bool, progress func(string, int64, int64)) error {
+// showRelease points timestamp.json at the newest commit, which makes the
+// release visible to agents now that its bytes are in place.
+func showRelease(ctx context.Context, store catalog.Store, keys catalog.Keys, opts PublishOptions) error {
+	if _, err := catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now}, func(*catalog.Repo) error { return nil }); err != nil {
+		return fmt.Errorf("%s@%s is signed and in place, but publishing the timestamp failed (run the same publish again to finish): %w", opts.Name, opts.Version, err)
+	}
+	return nil
+}
+
+// Names of the torrent and manifest inside a staging prefix.
+const (
+	stagedTorrent  = "release.torrent"
+	stagedManifest = "release.json"
+)
+
+func stagingID(now time.Time) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+// commitRelease applies the channels of an already signed release.
+func commitRelease(ctx context.Context, store catalog.Store, keys catalog.Keys, opts PublishOptions, m *catalog.Manifest, manifestJSON, torrentBytes []byte) (int, error) {
+	return catalog.Update(ctx, store, keys, catalog.UpdateOptions{Expiry: opts.Expiry, Now: opts.Now, HoldTimestamp: true}, func(r *catalog.Repo) error {
+		if _, signed := r.ManifestTarget(m.Name, m.Version); !signed {
+			return r.AddRelease(manifestJSON, torrentBytes, opts.Channels) // cannot happen: releases are never removed
+		}
+		for _, c := range opts.Channels {
+			if err := r.Promote(m.Name, m.Version, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// checkSameRelease fails with ErrReleaseExists unless the release signed
+// in repo has the content of m.
+func checkSameRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *catalog.Manifest) error {
+	b, err := signedObject(ctx, store, repo, catalog.ManifestKey(m.Name, m.Version), catalog.MaxManifestSize)
+	if err != nil {
+		return err
+	}
+	old, err := catalog.ParseManifest(b)
+	if err != nil {
+		return err
+	}
+	if !old.SameContent(m) {
+		return fmt.Errorf("%s@%s: %w (releases are immutable: publish a new version)", m.Name, m.Version, catalog.ErrReleaseExists)
+	}
+	return nil
+}
+
+// signedObject returns the bytes of the signed target key: from its place,
+// or, while the publish that won is still moving it there (or was killed
+// doing so), from that publish's staging copy.
+func signedObject(ctx context.Context, store catalog.Store, repo *catalog.Repo, key string, limit int64) ([]byte, error) {
+	tf, ok := repo.Target(key)
+	if !ok {
+		return nil, fmt.Errorf("%s is not signed", key)
+	}
+	matches := func(b []byte) bool {
+		return int64(len(b)) == tf.Length && tf.VerifyLengthHashes(b) == nil
+	}
+	// Twice: the publish that won may move its copy into place and delete
+	// the staged one between our two looks.
+	for range 2 {
+		b, err := catalog.ReadAll(ctx, store, key, limit)
+		if err == nil && matches(b) {
+			return b, nil
+		}
+		if err != nil && !errors.Is(err, catalog.ErrNotFound) {
+			return nil, err
+		}
+		name, version, staged, ok := stagedNameOf(key)
+		if !ok {
+			break
+		}
+		list, err := store.List(ctx, catalog.StagingPrefix+name+"/"+version+"/")
+		if err != nil && !errors.Is(err, catalog.ErrReadOnly) {
+			return nil, err
+		}
+		for _, o := range list {
+			if !strings.HasSuffix(o.Key, "/"+staged) || o.Size != tf.Length {
+				continue
+			}
+			if b, err := catalog.ReadAll(ctx, store, o.Key, limit); err == nil && matches(b) {
+				return b, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s is signed but neither it nor a staged copy in %s matches the signature; re-run the publish that made it", key, store)
+}
+
+// stagedNameOf maps a manifest or torrent key to its release and the name
+// of its copy inside a staging prefix.
+func stagedNameOf(key string) (name, version, staged string, ok bool) {
+	if rest, ok := strings.CutPrefix(key, "releases/"); ok {
+		if n, v, ok := strings.Cut(strings.TrimSuffix(rest, ".json"), "/"); ok {
+			return n, v, stagedManifest, true
+		}
+	}
+	if rest, ok := strings.CutPrefix(key, "torrents/"); ok {
+		if n, v, ok := strings.Cut(strings.TrimSuffix(rest, ".torrent"), "/"); ok {
+			return n, v, stagedTorrent, true
+		}
+	}
+	return "", "", "", false
+}
+
+// placeStaged copies a winning publish's staged objects to the places the
+// signed catalog names: payload first, then torrent and manifest.
+//
+// Torrent and manifest go under both their names (catalog.PutTarget): the
+// hash-prefixed one that agents and TUF clients read, then the plain one.
+// They are small, so they are written from memory rather than copied.
+func placeStaged(ctx context.Context, store catalog.Store, stage string, m *catalog.Manifest, torrentBytes, manifestJSON []byte) error {
 	prefix := catalog.DataPrefix(m.Name, m.Version)
+	for _, f := range m.Files {
+		if err := catalog.CopyObject(ctx, store, stage+"data/"+f.Path, prefix+f.Path); err != nil {
+			return err
+		}
+	}
+	if err := catalog.PutTarget(ctx, store, catalog.TorrentKey(m.Name, m.Version), torrentBytes); err != nil {
+		return err
+	}
+	return catalog.PutTarget(ctx, store, catalog.ManifestKey(m.Name, m.Version), manifestJSON)
+}
+
+// completeRelease makes the stored objects of a signed release match the
+// signature: payload files that are missing or the wrong size come from
+// the local files (whose SHA-256s equal the signed ones), torrent and
+// manifest from a staged copy when missing or different.
+func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, files []FileEntry, m *catalog.Manifest, progress func(string, int64, int64)) error {
+	prefix := catalog.DataPrefix(m.Name, m.Version)
+	var missing []FileEntry
+	var missingM []catalog.ManifestFile
+	for i, f := range files {
+		if st, err := store.Stat(ctx, prefix+m.Files[i].Path); err == nil && st.Size == f.Size {
+			continue
+		}
+		missing = append(missing, f)
+		missingM = append(missingM, m.Files[i])
+	}
+	if len(missing) > 0 {
+		sub := *m
+		sub.Files = missingM
+		if err := uploadPayload(ctx, store, prefix, missing, &sub, progress); err != nil {
+			return err
+		}
+	}
+	for _, key := range []string{catalog.TorrentKey(m.Name, m.Version), catalog.ManifestKey(m.Name, m.Version)} {
+		tf, _ := repo.Target(key)
+		intact := tf != nil
+		for _, k := range catalogTargetKeys(tf) {
+			if b, err := catalog.ReadAll(ctx, store, k, catalog.MaxManifestSize+catalog.MaxTorrentSize); err != nil || tf.VerifyLengthHashes(b) != nil {
+				intact = false
+			}
+		}
+		if intact {
+			continue
+		}
+		b, err := signedObject(ctx, store, repo, key, catalog.MaxManifestSize+catalog.MaxTorrentSize)
+		if err != nil {
+			return err
+		}
+		// Both names: the plain one and the hash-prefixed (consistent
+		// snapshot) one that agents and TUF clients read.
+		if err := catalog.PutTarget(ctx, store, key, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catalogTargetKeys is catalog.TargetKeys, empty for a missing target.
+func catalogTargetKeys(tf *metadata.TargetFiles) []string {
+	if tf == nil {
+		return nil
+	}
+	return catalog.TargetKeys(tf)
+}
+
+// deletePrefix removes every object under prefix, best effort.
+func deletePrefix(ctx context.Context, store catalog.Store, prefix string) {
+	list, err := store.List(ctx, prefix)
+	if err != nil {
+		return
+	}
+	for _, o := range list {
+		_ = store.Delete(ctx, o.Key)
+	}
+}
+
+// uploadPayload copies every file of m to prefix + its path.
+func uploadPayload(ctx context.Context, store catalog.Store, prefix string, files []FileEntry, m *catalog.Manifest, progress func(string, int64, int64)) error {
 	var done int64
 	for i, f := range files {
 		key := prefix + m.Files[i].Path
-		if onlyMissing {
-			if st, err := store.Stat(ctx, key); err == nil && st.Size == f.Size {
-				done += f.Size
-				continue
-			}
-		}
 		fh, err := os.Open(f.Source)
 		if err != nil {
 			return fmt.Errorf("open %s: %w", f.Source, err)
@@ -262,6 +484,7 @@ func uploadPayload(ctx context.Context, store catalog.Store, files []FileEntry, 
 		if err != nil {
 			return fmt.Errorf("upload %s: %w", f.Source, err)
 		}
+		catalog.CrashPoint("payload")
 		done += f.Size
 	}
 	return nil

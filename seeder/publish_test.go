@@ -562,16 +562,37 @@ func TestPublishSameVersion(t *testing.T) {
 // or a lost connection at that point of a publish would.
 type failingStore struct {
 	catalog.Store
-	failPrefix string
-	failed     int
+	failPrefix, failSuffix string
+	failed                 int
 }
 
-func (f *failingStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	if strings.HasPrefix(key, f.failPrefix) {
+func (f *failingStore) fail(key string) error {
+	if strings.HasPrefix(key, f.failPrefix) && strings.HasSuffix(key, f.failSuffix) {
 		f.failed++
 		return fmt.Errorf("injected failure writing %s", key)
 	}
+	return nil
+}
+
+func (f *failingStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := f.fail(key); err != nil {
+		return err
+	}
 	return f.Store.Put(ctx, key, r, size)
+}
+
+func (f *failingStore) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := f.fail(key); err != nil {
+		return err
+	}
+	return catalog.PutIfAbsent(ctx, f.Store, key, r, size)
+}
+
+func (f *failingStore) Copy(ctx context.Context, src, dst string) error {
+	if err := f.fail(dst); err != nil {
+		return err
+	}
+	return catalog.CopyObject(ctx, f.Store, src, dst)
 }
 
 // ObjectURL keeps the web seed URL the same as the real store's.
@@ -585,14 +606,15 @@ func (f *failingStore) ObjectURL(key string) string {
 func TestPublishCrashBeforeSigning(t *testing.T) {
 	gw := pubGateway(t)
 	for _, tc := range []struct {
-		name, failPrefix string
+		name, failPrefix, failSuffix string
+		committed                    bool // the failure comes after the commit point
 	}{
-		{"before the payload", "data/"},
-		{"before the torrent", "torrents/"},
-		{"before the manifest", "releases/"},
-		{"before any metadata", "metadata/"},
-		{"before the snapshot", "metadata/3.snapshot.json"}, // Init signs 1, the first publish 2
-		{"before the timestamp", "metadata/timestamp.json"},
+		{"before the payload", "staging/", "", false},
+		{"before the torrent", "staging/", "/release.torrent", false},
+		{"before the manifest", "staging/", "/release.json", false},
+		{"before any metadata", "metadata/", "", false},
+		{"before the snapshot", "metadata/3.snapshot.json", "", false}, // Init signs 1, the first publish 2
+		{"before the timestamp", "metadata/timestamp.json", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
@@ -611,9 +633,10 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 
 				opts := seeder.PublishOptions{Name: "app", Version: "2.0", Channels: []string{"stable"},
 					Paths: []string{writePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
-				fs := &failingStore{Store: s, failPrefix: tc.failPrefix}
+				fs := &failingStore{Store: s, failPrefix: tc.failPrefix, failSuffix: tc.failSuffix}
 				_, err = seeder.Publish(ctx, fs, c.keys, opts)
 				wantErrContains(t, "Publish with a failing store", err, "injected failure writing "+tc.failPrefix)
+				wantErrContains(t, "Publish with a failing store", err, tc.failSuffix)
 				if fs.failed != 1 {
 					t.Errorf("%d writes failed; want Publish to stop at the first", fs.failed)
 				}
@@ -642,8 +665,8 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Publish again: %v", err)
 				}
-				if res.AlreadyPublished {
-					t.Errorf("retry says AlreadyPublished; the first attempt never signed")
+				if res.AlreadyPublished != tc.committed {
+					t.Errorf("retry says AlreadyPublished=%v; the first attempt committed: %v", res.AlreadyPublished, tc.committed)
 				}
 				if err := agent.Refresh(ctx); err != nil {
 					t.Fatalf("Refresh after the retry: %v", err)

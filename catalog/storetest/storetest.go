@@ -337,6 +337,106 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		}
 		wg.Wait()
 	})
+
+	t.Run("CreateOnly", func(t *testing.T) { runCreateOnly(t, newStore(t)) })
+	t.Run("Copy", func(t *testing.T) {
+		s := newStore(t)
+		ctx := t.Context()
+		put(t, s, "staging/a/blob", []byte("staged bytes"))
+		put(t, s, "data/a/1/f", []byte("old"))
+		if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/a/1/f"); err != nil {
+			t.Fatal(err)
+		}
+		checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
+		if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/b/new/f"); err != nil {
+			t.Fatal(err)
+		}
+		checkGet(t, s, "data/b/new/f", []byte("staged bytes"))
+		// The copy is independent of its source.
+		if err := s.Delete(ctx, "staging/a/blob"); err != nil {
+			t.Fatal(err)
+		}
+		checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
+		if err := catalog.CopyObject(ctx, s, "staging/missing", "data/x"); !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("copy of a missing object: got %v, want ErrNotFound", err)
+		}
+		checkList(t, s, "", "data/a/1/f", "data/b/new/f")
+	})
+	t.Run("ListModTime", func(t *testing.T) {
+		s := newStore(t)
+		before := time.Now().Add(-time.Minute)
+		put(t, s, "staging/x", []byte("x"))
+		list, err := s.List(t.Context(), "staging/")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("list: %v %v", list, err)
+		}
+		if mt := list[0].ModTime; mt.Before(before) || mt.After(time.Now().Add(time.Minute)) {
+			t.Errorf("ModTime %v is not about now", mt)
+		}
+	})
+}
+
+// runCreateOnly checks the create-only write that catalog commits rely on.
+func runCreateOnly(t *testing.T, st catalog.Store) {
+	ctx := t.Context()
+	s, ok := st.(catalog.CreateOnlyStore)
+	if !ok {
+		t.Fatalf("%T is writable but has no PutIfAbsent: catalogs on it could lose releases", st)
+	}
+	first := []byte("first writer")
+	if err := s.PutIfAbsent(ctx, "metadata/2.snapshot.json", bytes.NewReader(first), int64(len(first))); err != nil {
+		t.Fatalf("PutIfAbsent of a free key: %v", err)
+	}
+	checkGet(t, s, "metadata/2.snapshot.json", first)
+	second := []byte("second writer, longer")
+	err := s.PutIfAbsent(ctx, "metadata/2.snapshot.json", bytes.NewReader(second), int64(len(second)))
+	if !errors.Is(err, catalog.ErrExists) {
+		t.Errorf("PutIfAbsent of a taken key: got %v, want ErrExists", err)
+	}
+	checkGet(t, s, "metadata/2.snapshot.json", first)
+	// A failed upload neither creates the key nor leaves anything behind.
+	if err := s.PutIfAbsent(ctx, "metadata/3.snapshot.json", bytes.NewReader([]byte("ab")), 5); err == nil {
+		t.Error("PutIfAbsent with a short reader succeeded")
+	}
+	checkMissing(t, s, "metadata/3.snapshot.json")
+	if err := s.PutIfAbsent(ctx, "../escape", bytes.NewReader(nil), 0); err == nil {
+		t.Error("PutIfAbsent accepted an invalid key")
+	}
+	// Writers racing on one free key: exactly one wins, the rest see
+	// ErrExists, and the object is whole and the winner's.
+	for round := range 5 {
+		key := fmt.Sprintf("metadata/%d.targets.json", 10+round)
+		const writers = 8
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			wins []int
+		)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := bytes.Repeat([]byte{byte('a' + w)}, 4096+w)
+				err := s.PutIfAbsent(ctx, key, bytes.NewReader(body), int64(len(body)))
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins = append(wins, w)
+					mu.Unlock()
+				case !errors.Is(err, catalog.ErrExists):
+					t.Errorf("racing writer %d: %v (want nil or ErrExists)", w, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if len(wins) != 1 {
+			t.Fatalf("round %d: %d writers won (%v), want exactly 1", round, len(wins), wins)
+		}
+		w := wins[0]
+		checkGet(t, s, key, bytes.Repeat([]byte{byte('a' + w)}, 4096+w))
+	}
+	checkList(t, s, "metadata/", "metadata/10.targets.json", "metadata/11.targets.json",
+		"metadata/12.targets.json", "metadata/13.targets.json", "metadata/14.targets.json", "metadata/2.snapshot.json")
 }
 
 // RunReadOnly runs the read checks against a store that cannot be written.
