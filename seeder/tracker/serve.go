@@ -271,8 +271,8 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	// other sites only if it is its own site's gateway.
 	gatewayMode := a.gateway && reqAgent && a.id.Site != ""
 	var isGateway bool
+	var trusted []bool
 	if gatewayMode {
-		var trusted []bool
 		if personal(s, sw, a.peerID, cutoff) {
 			trusted = s.trusted
 		}
@@ -315,6 +315,19 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 				// Only gateways cross sites, and only to other gateways
 				// (or to peers that belong to no site).
 				continue
+			}
+			// From the requester's point of view, the agents it trusts
+			// come first, then its site, then the rest: fakes that slip
+			// under the caps do not crowd out the real agents.
+			if trusted != nil {
+				switch {
+				case trusted[i]:
+					tier = tierSite
+				case tier == tierSite:
+					tier = tierRegion
+				default:
+					tier = tierOther
+				}
 			}
 		}
 		// Once the nearer tiers have had want candidates, farther tiers can
