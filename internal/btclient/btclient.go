@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 
 	alog "github.com/anacrolix/log"
@@ -55,6 +56,9 @@ type Config struct {
 	// TLSLog gets a line for peers refused at the TLS handshake (a few a
 	// second at most); nil: not logged.
 	TLSLog *slog.Logger
+	// TrackerAuthorization, if set, is the Authorization header of every
+	// HTTP announce and scrape.
+	TrackerAuthorization string
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -73,6 +77,12 @@ func New(c Config) (*torrent.Client, error) {
 		cc.DisableIPv6 = true
 	}
 	cc.NoDHT = true
+	if auth := c.TrackerAuthorization; auth != "" {
+		cc.HttpRequestDirector = func(r *http.Request) error {
+			r.Header.Set("Authorization", auth)
+			return nil
+		}
+	}
 	cc.DisableUTP = true
 	cc.NoDefaultPortForwarding = true
 	cc.DisableWebseeds = true

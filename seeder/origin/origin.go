@@ -6,15 +6,19 @@ package origin
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,9 +91,13 @@ type Origin struct {
 	seeding map[string]*torrent.Torrent // by name@version
 
 	tokenKey ed25519.PublicKey // nil: no tokens required
-	lastErr  error
-	lastOK   time.Time
-	ready    atomic.Bool
+	// seederKey is the credential the origin's own seeder announces with
+	// in token mode: random per process, never leaves it.
+	seederKey string
+	allow     allowlist
+	lastErr   error
+	lastOK    time.Time
+	ready     atomic.Bool
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -105,9 +113,18 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, err
 		}
 		o.tokenKey = pub
+		var k [32]byte
+		if _, err := rand.Read(k[:]); err != nil {
+			return nil, err
+		}
+		o.seederKey = "swarmship-origin-seeder." + hex.EncodeToString(k[:])
 		o.tracker.Authorize(o.authorizeAnnounce)
 	} else if cfg.PrivateCatalog {
 		return nil, errors.New("origin: private_catalog needs token_public_key")
+	}
+	if !cfg.Tracker.AllowUnknownInfoHashes {
+		o.allow.reload = o.reloadAllowlist
+		o.tracker.SetCatalog(&o.allow)
 	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
@@ -125,12 +142,13 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, fmt.Errorf("origin: peer_tls: %w", err)
 		}
 		bt, err := btclient.New(btclient.Config{
-			PeerIDPrefix: btclient.OriginPeerIDPrefix,
-			ListenHost:   cfg.PeerHost,
-			ListenPort:   cfg.PeerPort,
-			DataDir:      cfg.CacheDir,
-			TLS:          peerTLS,
-			TLSLog:       log,
+			TrackerAuthorization: bearer(o.seederKey),
+			PeerIDPrefix:         btclient.OriginPeerIDPrefix,
+			ListenHost:           cfg.PeerHost,
+			ListenPort:           cfg.PeerPort,
+			DataDir:              cfg.CacheDir,
+			TLS:                  peerTLS,
+			TLSLog:               log,
 		})
 		if err != nil {
 			return nil, err
@@ -221,37 +239,83 @@ func (o *Origin) refresh(ctx context.Context) error {
 		return err
 	}
 	o.ready.Store(true)
-	rels, err := o.catalog.Releases()
+	ms, err := o.updateAllowlist(ctx)
 	if err != nil {
 		return err
 	}
+	for _, r := range ms.gone {
+		o.stopSeeding(r)
+	}
+	for _, m := range ms.current {
+		if o.bt != nil {
+			if err := o.seed(ctx, m); err != nil {
+				o.log.Warn("origin: cannot seed", "release", m.Name, "version", m.Version, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// releaseSet is the catalog's releases as the origin serves them.
+type releaseSet struct {
+	current []*catalog.Manifest  // neither yanked nor expired, manifest loaded
+	gone    []catalog.ReleaseRef // yanked or expired
+}
+
+// updateAllowlist reads the releases of the loaded catalog and gives the
+// tracker their infohashes.
+func (o *Origin) updateAllowlist(ctx context.Context) (releaseSet, error) {
+	var out releaseSet
+	rels, err := o.catalog.Releases()
+	if err != nil {
+		return out, err
+	}
+	live := map[string]bool{}
 	for _, r := range rels {
 		if r.Yanked {
-			o.stopSeeding(r.ReleaseRef)
+			out.gone = append(out.gone, r.ReleaseRef)
 			continue
 		}
 		m, err := o.catalog.Manifest(ctx, r.Name, r.Version)
 		if err != nil {
+			live[r.String()] = true // keep its swarm meanwhile
 			o.log.Warn("origin: manifest", "release", r.Name, "version", r.Version, "err", err)
 			continue
 		}
 		if m.Expired(time.Now()) {
-			o.stopSeeding(r.ReleaseRef)
+			out.gone = append(out.gone, r.ReleaseRef)
 			continue
 		}
+		live[r.String()] = true
+		out.current = append(out.current, m)
+		// Residency first: the release is open to announces from the
+		// moment the allowlist has it.
 		if len(m.Regions) > 0 {
 			var ih [20]byte
 			b, _ := hex.DecodeString(m.InfoHash)
 			copy(ih[:], b)
 			o.tracker.SetAllowedRegions(ih, m.Regions)
 		}
-		if o.bt != nil {
-			if err := o.seed(ctx, m); err != nil {
-				o.log.Warn("origin: cannot seed", "release", r.Name, "version", r.Version, "err", err)
-			}
-		}
 	}
-	return nil
+	o.allow.update(out.current, live)
+	o.tracker.CatalogChanged()
+	return out, nil
+}
+
+// reloadAllowlist re-reads the catalog for the tracker (allowlist.Reload).
+func (o *Origin) reloadAllowlist(ctx context.Context) error {
+	if err := o.catalog.Refresh(ctx); err != nil {
+		return err
+	}
+	_, err := o.updateAllowlist(ctx)
+	return err
+}
+
+func bearer(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "Bearer " + key
 }
 
 func (o *Origin) stopSeeding(ref catalog.ReleaseRef) {
@@ -297,7 +361,7 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	t, _ := o.bt.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tf.InfoHash, InfoBytes: tf.MetaInfo.InfoBytes, Storage: stor})
 	// The seeder must never write into the catalog.
 	t.DisallowDataDownload()
-	t.AddTrackers([][]string{{o.announceURL()}})
+	t.AddTrackers([][]string{{o.announceURL(m.Tenant)}})
 	o.mu.Lock()
 	o.seeding[ref.String()] = t
 	o.mu.Unlock()
@@ -305,11 +369,23 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	return nil
 }
 
-func (o *Origin) announceURL() string {
-	if o.cfg.AnnounceURL != "" {
-		return o.cfg.AnnounceURL + "?role=origin"
+// announceURL is where the seeder announces a release of tenant: in that
+// tenant's swarm, where the tenant's foreign clients are (the tracker
+// accepts a release's infohash only in its own tenant's swarm).
+func (o *Origin) announceURL(tenant string) string {
+	base := o.cfg.AnnounceURL
+	if base == "" {
+		base = "http://" + hostPort(o.cfg.Listen) + "/announce"
 	}
-	return "http://" + hostPort(o.cfg.Listen) + "/announce?role=origin"
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	q := url.Values{"role": {tracker.RoleOrigin}}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	return base + sep + q.Encode()
 }
 
 func hostPort(listen string) string {
@@ -461,6 +537,11 @@ func (c originCollector) Collect(ch chan<- prometheus.Metric) {
 // authorizeAnnounce admits an announce only with a valid token whose
 // claims match the identity in the announce URL.
 func (o *Origin) authorizeAnnounce(r *http.Request, id tracker.Identity) error {
+	// The origin's own seeder: its per-process credential, role origin only.
+	if id.Role == tracker.RoleOrigin && o.seederKey != "" &&
+		subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(bearer(o.seederKey))) == 1 {
+		return nil
+	}
 	tok := token.FromRequest(r.Header.Get("Authorization"), r.URL.Query().Get("token"))
 	c, err := token.Verify(o.tokenKey, tok, time.Now())
 	if errors.Is(err, token.ErrMissing) {
