@@ -19,6 +19,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
@@ -33,12 +34,20 @@ type swarmWatcher struct {
 	log          *slog.Logger
 	site, region string // our own; see downloaders
 
+	// self and connected make each request a report: our peer ID and the
+	// agents we hold connections with. The tracker then answers from our
+	// point of view (trusted members, gateways), which fake announcers
+	// cannot enter (see seeder/tracker/trust.go). connected nil: no report.
+	self      [20]byte
+	connected func() [][20]byte
+
 	// bridge, if set, runs after every successful fetch (see bridgeSites).
 	bridge func(members map[[20]byte]tracker.SwarmMember)
 
-	mu      sync.Mutex
-	members map[[20]byte]tracker.SwarmMember
-	fetched time.Time
+	mu       sync.Mutex
+	members  map[[20]byte]tracker.SwarmMember
+	personal bool // members came with the tracker's trust marks
+	fetched  time.Time
 }
 
 // newSwarmWatcher returns nil when announceURL is not a swarmship tracker's
@@ -88,7 +97,15 @@ func (w *swarmWatcher) run(ctx context.Context) {
 func (w *swarmWatcher) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.url, nil)
+	u := w.url
+	if w.connected != nil {
+		var ids strings.Builder
+		for _, id := range w.connected() {
+			ids.WriteString(hex.EncodeToString(id[:]))
+		}
+		u += "&" + url.Values{"peer_id": {string(w.self[:])}, "connected": {ids.String()}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -107,6 +124,11 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	}
 	members := make(map[[20]byte]tracker.SwarmMember, len(view.Agents))
 	for _, m := range view.Agents {
+		// From our point of view, an agent we do not trust is of no use,
+		// except as a candidate gateway of a site we have not reached yet.
+		if view.Personal && !m.Trusted && !(m.Gateway && (m.Site != w.site || m.Region != w.region)) {
+			continue
+		}
 		var id [20]byte
 		if b, err := hex.DecodeString(m.PeerID); err == nil && len(b) == 20 {
 			copy(id[:], b)
@@ -114,7 +136,7 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 		}
 	}
 	w.mu.Lock()
-	w.members, w.fetched = members, time.Now()
+	w.members, w.personal, w.fetched = members, view.Personal, time.Now()
 	w.mu.Unlock()
 	if w.bridge != nil {
 		w.bridge(members)
@@ -135,7 +157,7 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 	}
 	n := 0
 	for _, m := range w.members {
-		if m.Left > 0 && m.Site == w.site && m.Region == w.region {
+		if m.Left > 0 && m.Site == w.site && m.Region == w.region && (m.Trusted || !w.personal) {
 			n++
 		}
 	}
@@ -234,9 +256,41 @@ func (w *swarmWatcher) downloaders(maxAge time.Duration) (map[[20]byte]bool, boo
 	}
 	out := make(map[[20]byte]bool, len(w.members))
 	for id, m := range w.members {
-		if m.Left > 0 && (m.Site != w.site || m.Region != w.region) {
+		// Only trusted members hold offload shards: a shard owned by a
+		// fake would never be fetched by anyone.
+		if m.Left > 0 && (m.Site != w.site || m.Region != w.region) && (m.Trusted || !w.personal) {
 			out[id] = true
 		}
 	}
 	return out, true
 }
+
+// reportConnections lists the agents t holds connections with, those that
+// sent us the most payload first, at most maxReport of them: the report a
+// swarm view request carries.
+func reportConnections(t *torrent.Torrent) [][20]byte {
+	type conn struct {
+		id   [20]byte
+		read int64
+	}
+	var cs []conn
+	seen := map[[20]byte]bool{}
+	for _, pc := range t.PeerConns() {
+		id := [20]byte(pc.PeerID)
+		if seen[id] || !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) {
+			continue
+		}
+		seen[id] = true
+		st := pc.Stats()
+		cs = append(cs, conn{id, st.BytesReadUsefulData.Int64()})
+	}
+	slices.SortFunc(cs, func(a, b conn) int { return cmp.Compare(b.read, a.read) })
+	out := make([][20]byte, 0, min(len(cs), maxReport))
+	for _, c := range cs[:min(len(cs), maxReport)] {
+		out = append(out, c.id)
+	}
+	return out
+}
+
+// maxReport matches the tracker's limit on one report.
+const maxReport = 32

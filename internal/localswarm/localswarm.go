@@ -19,6 +19,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 // Swarm is a catalog, its origin and any number of agents.
@@ -51,6 +52,8 @@ type OriginOptions struct {
 	// WrapHandler, if set, wraps the origin's HTTP handler (tests use it
 	// to slow down or break the origin).
 	WrapHandler func(http.Handler) http.Handler
+	// Tracker tunes the origin's tracker (caps, trust_ip_param).
+	Tracker tracker.Config
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -102,6 +105,7 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		Seed:            &seed,
 		PeerHost:        "127.0.0.1",
 		RefreshInterval: time.Second,
+		Tracker:         opts.Tracker,
 	}, store, client, log.With("role", "origin"))
 	if err != nil {
 		s.ln.Close()
