@@ -108,12 +108,12 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 			region: unique.Make(a.id.Region),
 			role:   roleCode(a.id.Role),
 		}
-		stored, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported)
-		if err != nil {
+		// Not stored yet (its first announce is on the way): the view is
+		// still personal, with nobody trusted.
+		if _, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported); err != nil {
 			t.refuse(w, r, &a, reasonPeerID, err)
 			return
 		}
-		hasID = stored
 	}
 	var self *[20]byte
 	if hasID {
@@ -139,7 +139,10 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 		peers = sw.peers
 	}
 	var trusted []bool
-	if self != nil && personal(s, sw, *self, cutoff) {
+	if self != nil {
+		if !personal(s, sw, *self, cutoff) {
+			s.trusted = append(s.trusted[:0], make([]bool, len(peers))...)
+		}
 		trusted = s.trusted
 		view.Personal = true
 	}
