@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -83,7 +84,15 @@ func (w *swarmWatcher) run(ctx context.Context) {
 			failing = false
 		}
 		every := 10 * time.Second
-		if time.Since(start) < 30*time.Second {
+		switch age := time.Since(start); {
+		case age < 6*time.Second && w.connected != nil:
+			// Trust spreads one report per poll (seeder/tracker/trust.go):
+			// agents reach each other in the first second, and each must
+			// have reported that before the offload divides the work at
+			// StartupGrace (3 s), or sites shard alone and the origin
+			// sends pieces twice.
+			every = time.Second
+		case age < 30*time.Second:
 			every = 2 * time.Second
 		}
 		select {
@@ -181,7 +190,12 @@ type siteBridge struct {
 	// lastSeen is when each agent of our site was last connected to us or
 	// first listed.
 	lastSeen map[[20]byte]time.Time
+	round    int // updates so far; moves the window over open sites' candidates
 }
+
+// openPerRound is how many candidates of an open site (seeder/tracker/trust.go)
+// the bridge dials per update.
+const openPerRound = 4
 
 // update runs with each fresh member list.
 func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
@@ -225,16 +239,42 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
 		}
 	}
 	var peers []torrent.PeerInfo
+	add := func(id [20]byte, m tracker.SwarmMember) {
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+			peers = append(peers, torrent.PeerInfo{Id: id, Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceTracker})
+		}
+	}
+	// A site we reach through nobody yet is open: all its agents are
+	// candidates, fakes included, and every failed dial costs a slot of
+	// the client's dial rate (10 a second). So a few per round, newest
+	// first (fakes that came early to win the old election go last), in a
+	// window that moves each round until one answers.
+	open := map[[2]string][][20]byte{}
 	for id, m := range members {
 		if !m.Gateway || connected[id] || (m.Site == b.site && m.Region == b.region) {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(m.Addr)
-		if err != nil {
+		if m.Trusted {
+			add(id, m)
 			continue
 		}
-		peers = append(peers, torrent.PeerInfo{Id: id, Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceTracker})
+		k := [2]string{m.Site, m.Region}
+		open[k] = append(open[k], id)
 	}
+	for _, ids := range open {
+		slices.SortFunc(ids, func(x, y [20]byte) int {
+			if c := cmp.Compare(members[y].Joined, members[x].Joined); c != 0 {
+				return c
+			}
+			return bytes.Compare(x[:], y[:])
+		})
+		n := min(len(ids), openPerRound)
+		for i := range n {
+			id := ids[(b.round*openPerRound+i)%len(ids)]
+			add(id, members[id])
+		}
+	}
+	b.round++
 	if len(peers) > 0 {
 		b.t.AddPeers(peers)
 	}

@@ -113,6 +113,12 @@ func New(c Config) (*torrent.Client, error) {
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
 	}
+	// The library dials 10 peers a second. Addresses that refuse (fake
+	// announcers that slipped under the tracker's caps, agents gone since
+	// their last announce) then delay the real peers of a swarm by seconds
+	// at the start, when the offload divides the work; half-open
+	// connections stay bounded by HalfOpenConnsPerTorrent (25).
+	cc.DialRateLimiter = rate.NewLimiter(50, 50)
 	if c.Upload == nil {
 		c.Upload = Unlimited()
 	}
