@@ -130,4 +130,3 @@ func TestRolloutWithFakeAnnouncers(t *testing.T) {
 		})
 	}
 }
-
