@@ -333,4 +333,4 @@ func reportConnections(t *torrent.Torrent) [][20]byte {
 }
 
 // maxReport matches the tracker's limit on one report.
-const maxReport = 32
+const maxReport = 16

@@ -165,6 +165,7 @@ func TestUnknownInfoHashesRefused(t *testing.T) {
 		}
 	}
 	grew := int64(heapInUse()) - int64(before)
+	runtime.KeepAlive(tr)
 	t.Logf("heap after 20,000 random infohashes: %+d KiB", grew/1024)
 	if n := tr.Stored(); n != 0 {
 		t.Errorf("%d peers stored for unknown infohashes", n)
@@ -407,5 +408,34 @@ func TestFakeAnnouncersNeverWinGateways(t *testing.T) {
 		if _, err := fmt.Sscanf(a, "10.66.%d.%d", &x, &y); err == nil && x%2 == 1 {
 			t.Errorf("a1's answer holds fake %s of site b", a)
 		}
+	}
+}
+
+// TestMemoryPerPeer measures the heap a stored peer costs at worst (an
+// agent with a full report, each peer from its own address) and checks it
+// against the bound stated in limits.go (about 1.5 KiB).
+func TestMemoryPerPeer(t *testing.T) {
+	tr, _ := newTest(Config{MaxPeersPerAddress: -1, MaxSwarmsPerAddress: -1})
+	id := Identity{Tenant: "t", Site: "s", Region: "eu", Role: RoleAgent}
+	const n = 20000
+	report := make([][20]byte, maxReport)
+	for i := range report {
+		report[i] = pid(900000 + i)
+	}
+	before := heapInUse()
+	for i := range n {
+		ih := hash(fmt.Sprint(i % 100))
+		remote := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		mustOK(t, ann{ih: ih, id: pid(i), remote: remote + ":1", left: 1, ident: id}.do(t, tr))
+		e := entry{id: pid(i), addr: netip.MustParseAddrPort(remote + ":0"), tok: noToken, site: unique.Make("s"), region: unique.Make("eu"), role: roleAgent}
+		if ok, err := tr.storeReport(tr.shard(ih), ih, "t", &e, report); !ok || err != nil {
+			t.Fatalf("report %d: %v %v", i, ok, err)
+		}
+	}
+	per := (int64(heapInUse()) - int64(before)) / n
+	runtime.KeepAlive(tr)
+	t.Logf("heap per stored peer with a full report: %d bytes (%d peers)", per, tr.Stored())
+	if per > 2048 {
+		t.Errorf("a peer costs %d bytes, over the stated bound of about 1.5 KiB", per)
 	}
 }

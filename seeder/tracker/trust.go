@@ -37,7 +37,7 @@ import (
 // while real agents find each other.
 
 // maxReport bounds the peers one report lists.
-const maxReport = 32
+const maxReport = 16
 
 // openSite marks, in scratch.gw, a site with live agents none of which the
 // requester trusts: all of them are candidate gateways.
