@@ -246,7 +246,7 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
 	}
 	// A site we reach through nobody yet is open: all its agents are
 	// candidates, fakes included, and every failed dial costs a slot of
-	// the client's dial rate (10 a second). So a few per round, newest
+	// the client's dial rate (btclient). So a few per round, newest
 	// first (fakes that came early to win the old election go last), in a
 	// window that moves each round until one answers.
 	open := map[[2]string][][20]byte{}
