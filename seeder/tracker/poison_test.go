@@ -317,7 +317,7 @@ func TestFakeAnnouncersNeverWinGateways(t *testing.T) {
 		}
 		ap := netip.MustParseAddrPort(fakeAddr(i))
 		e := entry{id: pid(100000 + i), addr: netip.AddrPortFrom(ap.Addr(), 0), tok: noToken, site: unique.Make(id.Site), region: unique.Make(id.Region), role: roleAgent}
-		if ok, err := tr.storeReport(tr.shard(ih), ih, "t", &e, [][20]byte{pid(100000 + (i+2)%fakes), pid(100000 + (i+4)%fakes)}); !ok || err != nil {
+		if ok, err := tr.storeReport(tr.shard(ih), ih, "t", &e, [][20]byte{pid(100000 + (i+2)%fakes), pid(100000 + (i+4)%fakes)}, 0); !ok || err != nil {
 			t.Fatalf("fake report %d: %v %v", i, ok, err)
 		}
 	}
@@ -428,7 +428,7 @@ func TestMemoryPerPeer(t *testing.T) {
 		remote := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 		mustOK(t, ann{ih: ih, id: pid(i), remote: remote + ":1", left: 1, ident: id}.do(t, tr))
 		e := entry{id: pid(i), addr: netip.MustParseAddrPort(remote + ":0"), tok: noToken, site: unique.Make("s"), region: unique.Make("eu"), role: roleAgent}
-		if ok, err := tr.storeReport(tr.shard(ih), ih, "t", &e, report); !ok || err != nil {
+		if ok, err := tr.storeReport(tr.shard(ih), ih, "t", &e, report, 0); !ok || err != nil {
 			t.Fatalf("report %d: %v %v", i, ok, err)
 		}
 	}

@@ -110,7 +110,7 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		}
 		// Not stored yet (its first announce is on the way): the view is
 		// still personal, with nobody trusted.
-		if _, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported); err != nil {
+		if _, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff()); err != nil {
 			t.refuse(w, r, &a, reasonPeerID, err)
 			return
 		}

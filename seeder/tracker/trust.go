@@ -109,7 +109,7 @@ func (s *scratch) gateway(k siteKey, i int) bool {
 // storeReport records what reporter says it is connected to, if the
 // stored peer with its ID is its own (same address, credential, identity).
 // It returns false when no such peer is stored: nothing is kept.
-func (t *Tracker) storeReport(sh *shard, infoHash [20]byte, tenant string, reporter *entry, ids [][20]byte) (bool, error) {
+func (t *Tracker) storeReport(sh *shard, infoHash [20]byte, tenant string, reporter *entry, ids [][20]byte, cutoff int64) (bool, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sw := sh.byHash[infoHash][tenant]
@@ -117,8 +117,8 @@ func (t *Tracker) storeReport(sh *shard, infoHash [20]byte, tenant string, repor
 		return false, nil
 	}
 	i, ok := sw.index[reporter.id]
-	if !ok {
-		return false, nil
+	if !ok || sw.peers[i].seen < cutoff {
+		return false, nil // unknown or expired: nothing to bind to
 	}
 	if !sameOwner(&sw.peers[i], reporter) {
 		return false, errPeerIDBound
