@@ -43,7 +43,7 @@ type swarmWatcher struct {
 	connected func() [][20]byte
 
 	// bridge, if set, runs after every successful fetch (see bridgeSites).
-	bridge func(members map[[20]byte]tracker.SwarmMember)
+	bridge func(members map[[20]byte]tracker.SwarmMember, personal bool)
 
 	mu       sync.Mutex
 	members  map[[20]byte]tracker.SwarmMember
@@ -133,9 +133,11 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	}
 	members := make(map[[20]byte]tracker.SwarmMember, len(view.Agents))
 	for _, m := range view.Agents {
-		// From our point of view, an agent we do not trust is of no use,
-		// except as a candidate gateway of a site we have not reached yet.
-		if view.Personal && !m.Trusted && !(m.Gateway && (m.Site != w.site || m.Region != w.region)) {
+		// From our point of view, an agent of another site we do not
+		// trust is of no use, except as a candidate gateway of a site we
+		// have not reached yet. Untrusted agents of our own site stay for
+		// the site bridge; nothing else counts them (downloaders).
+		if view.Personal && !m.Trusted && !m.Gateway && (m.Site != w.site || m.Region != w.region) {
 			continue
 		}
 		var id [20]byte
@@ -148,7 +150,7 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	w.members, w.personal, w.fetched = members, view.Personal, time.Now()
 	w.mu.Unlock()
 	if w.bridge != nil {
-		w.bridge(members)
+		w.bridge(members, view.Personal)
 	}
 	return nil
 }
@@ -178,6 +180,10 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 // after an agent first announces.
 const gatewayGrace = 10 * time.Second
 
+// untrustedGrace is gatewayGrace for an older agent of our site that the
+// tracker's personal view does not mark trusted (seeder/tracker/trust.go).
+const untrustedGrace = 500 * time.Millisecond
+
 // siteBridge keeps this agent's site connected to the other sites when the
 // agent is its site's effective gateway: the oldest agent of the site that
 // is still there. That is the tracker's gateway unless it died, in which
@@ -198,7 +204,7 @@ type siteBridge struct {
 const openPerRound = 4
 
 // update runs with each fresh member list.
-func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
+func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember, personal bool) {
 	now := time.Now()
 	connected := map[[20]byte]bool{}
 	for _, pc := range b.t.PeerConns() {
@@ -228,13 +234,20 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
 		return strings.Compare(x.PeerID, y.PeerID)
 	})
 	// The effective gateway: the oldest local agent that is us or still
-	// seems to be there.
+	// seems to be there. In a personal view an older agent we do not trust
+	// gets a shorter grace: a real one connects to us within a second and
+	// becomes trusted, a fake never does. Waiting that long keeps a site's
+	// younger agents from all dialing other sites at the start.
 	for _, m := range local {
 		id := ids[m.PeerID]
 		if id == b.self {
 			break
 		}
-		if now.Sub(b.lastSeen[id]) < gatewayGrace {
+		grace := gatewayGrace
+		if personal && !m.Trusted {
+			grace = untrustedGrace
+		}
+		if now.Sub(b.lastSeen[id]) < grace {
 			return // someone older is the gateway
 		}
 	}

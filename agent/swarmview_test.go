@@ -103,7 +103,8 @@ func TestParallelSharedBySite(t *testing.T) {
 // TestSwarmWatcherPersonalView: with a report (peer_id, connected) the
 // tracker's view is personal, and members it does not mark trusted hold no
 // shard and do not count as site downloaders; an open site's candidates
-// (gateway, untrusted) stay listed for the site bridge only.
+// (gateway, untrusted) and untrusted agents of our own site stay listed for
+// the site bridge only.
 func TestSwarmWatcherPersonalView(t *testing.T) {
 	id := func(b byte) [20]byte { var x [20]byte; x[0] = b; return x }
 	hexID := func(b byte) string { x := id(b); return hex.EncodeToString(x[:]) }
@@ -143,7 +144,7 @@ func TestSwarmWatcherPersonalView(t *testing.T) {
 	_, fake7 := w.members[id(7)]
 	_, cand4 := w.members[id(4)]
 	w.mu.Unlock()
-	if fake3 || fake7 || !cand4 {
+	if !fake3 || fake7 || !cand4 {
 		t.Errorf("kept members: fake3 %v fake7 %v candidate4 %v", fake3, fake7, cand4)
 	}
 }
