@@ -631,6 +631,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
 		if w := newSwarmWatcher(a.announceURL(), a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP, d.off.log); w != nil {
 			d.off.watch = w
+			w.self, w.connected = a.peerID, func() [][20]byte { return reportConnections(t) }
 			if a.cfg.Swarm.Locality == "gateway" && a.cfg.Site != "" {
 				b := &siteBridge{self: a.peerID, site: a.cfg.Site, region: a.cfg.Region, t: t, lastSeen: map[[20]byte]time.Time{}}
 				w.bridge = b.update

@@ -25,6 +25,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 // badPeerIP is where the corrupting peer listens. anacrolix bans per IP,
@@ -53,7 +54,9 @@ func TestBadPeerIsBanned(t *testing.T) {
 	}
 	// A slower origin makes the agents take pieces from peers first, the
 	// bad one included.
-	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: slowPayload(20 * time.Millisecond)})
+	// The bad peer announces its own loopback address with ip=, which the
+	// tracker honours only with trust_ip_param.
+	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: slowPayload(20 * time.Millisecond), Tracker: tracker.Config{TrustIPParam: true}})
 	m := publish(t, sw, "app", "1.0", 40, map[string]int64{
 		"bin/app":  6 << 20,
 		"data.bin": 2<<20 + 777,
@@ -185,7 +188,7 @@ func startCorruptingPeer(t *testing.T, sw *localswarm.Swarm, m *catalog.Manifest
 		t.Fatalf("the bad peer does not believe it has the release (%d of %d bytes)", bt.BytesCompleted(), m.TotalSize)
 	}
 	// Announce as an agent of site-0, at badPeerIP (the tracker honours
-	// ip= from loopback), asking for no peers.
+	// ip= from loopback with trust_ip_param), asking for no peers.
 	cfg := sw.AgentConfig("bad-peer", "site-0", "eu", sub)
 	u, err := url.Parse(cfg.Tracker)
 	if err != nil {

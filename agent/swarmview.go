@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
@@ -33,12 +35,20 @@ type swarmWatcher struct {
 	log          *slog.Logger
 	site, region string // our own; see downloaders
 
-	// bridge, if set, runs after every successful fetch (see bridgeSites).
-	bridge func(members map[[20]byte]tracker.SwarmMember)
+	// self and connected make each request a report: our peer ID and the
+	// agents we hold connections with. The tracker then answers from our
+	// point of view (trusted members, gateways), which fake announcers
+	// cannot enter (see seeder/tracker/trust.go). connected nil: no report.
+	self      [20]byte
+	connected func() [][20]byte
 
-	mu      sync.Mutex
-	members map[[20]byte]tracker.SwarmMember
-	fetched time.Time
+	// bridge, if set, runs after every successful fetch (see bridgeSites).
+	bridge func(members map[[20]byte]tracker.SwarmMember, personal bool)
+
+	mu       sync.Mutex
+	members  map[[20]byte]tracker.SwarmMember
+	personal bool // members came with the tracker's trust marks
+	fetched  time.Time
 }
 
 // newSwarmWatcher returns nil when announceURL is not a swarmship tracker's
@@ -74,7 +84,15 @@ func (w *swarmWatcher) run(ctx context.Context) {
 			failing = false
 		}
 		every := 10 * time.Second
-		if time.Since(start) < 30*time.Second {
+		switch age := time.Since(start); {
+		case age < 6*time.Second && w.connected != nil:
+			// Trust spreads one report per poll (seeder/tracker/trust.go):
+			// agents reach each other in the first second, and each must
+			// have reported that before the offload divides the work at
+			// StartupGrace (3 s), or sites shard alone and the origin
+			// sends pieces twice.
+			every = time.Second
+		case age < 30*time.Second:
 			every = 2 * time.Second
 		}
 		select {
@@ -88,7 +106,15 @@ func (w *swarmWatcher) run(ctx context.Context) {
 func (w *swarmWatcher) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.url, nil)
+	u := w.url
+	if w.connected != nil {
+		var ids strings.Builder
+		for _, id := range w.connected() {
+			ids.WriteString(hex.EncodeToString(id[:]))
+		}
+		u += "&" + url.Values{"peer_id": {string(w.self[:])}, "connected": {ids.String()}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -107,6 +133,13 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	}
 	members := make(map[[20]byte]tracker.SwarmMember, len(view.Agents))
 	for _, m := range view.Agents {
+		// From our point of view, an agent of another site we do not
+		// trust is of no use, except as a candidate gateway of a site we
+		// have not reached yet. Untrusted agents of our own site stay for
+		// the site bridge; nothing else counts them (downloaders).
+		if view.Personal && !m.Trusted && !m.Gateway && (m.Site != w.site || m.Region != w.region) {
+			continue
+		}
 		var id [20]byte
 		if b, err := hex.DecodeString(m.PeerID); err == nil && len(b) == 20 {
 			copy(id[:], b)
@@ -114,10 +147,10 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 		}
 	}
 	w.mu.Lock()
-	w.members, w.fetched = members, time.Now()
+	w.members, w.personal, w.fetched = members, view.Personal, time.Now()
 	w.mu.Unlock()
 	if w.bridge != nil {
-		w.bridge(members)
+		w.bridge(members, view.Personal)
 	}
 	return nil
 }
@@ -135,7 +168,7 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 	}
 	n := 0
 	for _, m := range w.members {
-		if m.Left > 0 && m.Site == w.site && m.Region == w.region {
+		if m.Left > 0 && m.Site == w.site && m.Region == w.region && (m.Trusted || !w.personal) {
 			n++
 		}
 	}
@@ -146,6 +179,10 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 // unconnected before we take it for gone: connections take a moment to form
 // after an agent first announces.
 const gatewayGrace = 10 * time.Second
+
+// untrustedGrace is gatewayGrace for an older agent of our site that the
+// tracker's personal view does not mark trusted (seeder/tracker/trust.go).
+const untrustedGrace = 500 * time.Millisecond
 
 // siteBridge keeps this agent's site connected to the other sites when the
 // agent is its site's effective gateway: the oldest agent of the site that
@@ -159,10 +196,15 @@ type siteBridge struct {
 	// lastSeen is when each agent of our site was last connected to us or
 	// first listed.
 	lastSeen map[[20]byte]time.Time
+	round    int // updates so far; moves the window over open sites' candidates
 }
 
+// openPerRound is how many candidates of an open site (seeder/tracker/trust.go)
+// the bridge dials per update.
+const openPerRound = 4
+
 // update runs with each fresh member list.
-func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
+func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember, personal bool) {
 	now := time.Now()
 	connected := map[[20]byte]bool{}
 	for _, pc := range b.t.PeerConns() {
@@ -192,27 +234,60 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
 		return strings.Compare(x.PeerID, y.PeerID)
 	})
 	// The effective gateway: the oldest local agent that is us or still
-	// seems to be there.
+	// seems to be there. In a personal view an older agent we do not trust
+	// gets a shorter grace: a real one connects to us within a second and
+	// becomes trusted, a fake never does. Waiting that long keeps a site's
+	// younger agents from all dialing other sites at the start.
 	for _, m := range local {
 		id := ids[m.PeerID]
 		if id == b.self {
 			break
 		}
-		if now.Sub(b.lastSeen[id]) < gatewayGrace {
+		grace := gatewayGrace
+		if personal && !m.Trusted {
+			grace = untrustedGrace
+		}
+		if now.Sub(b.lastSeen[id]) < grace {
 			return // someone older is the gateway
 		}
 	}
 	var peers []torrent.PeerInfo
+	add := func(id [20]byte, m tracker.SwarmMember) {
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+			peers = append(peers, torrent.PeerInfo{Id: id, Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceTracker})
+		}
+	}
+	// A site we reach through nobody yet is open: all its agents are
+	// candidates, fakes included, and every failed dial costs a slot of
+	// the client's dial rate (btclient). So a few per round, newest
+	// first (fakes that came early to win the old election go last), in a
+	// window that moves each round until one answers.
+	open := map[[2]string][][20]byte{}
 	for id, m := range members {
 		if !m.Gateway || connected[id] || (m.Site == b.site && m.Region == b.region) {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(m.Addr)
-		if err != nil {
+		if m.Trusted {
+			add(id, m)
 			continue
 		}
-		peers = append(peers, torrent.PeerInfo{Id: id, Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceTracker})
+		k := [2]string{m.Site, m.Region}
+		open[k] = append(open[k], id)
 	}
+	for _, ids := range open {
+		slices.SortFunc(ids, func(x, y [20]byte) int {
+			if c := cmp.Compare(members[y].Joined, members[x].Joined); c != 0 {
+				return c
+			}
+			return bytes.Compare(x[:], y[:])
+		})
+		n := min(len(ids), openPerRound)
+		for i := range n {
+			id := ids[(b.round*openPerRound+i)%len(ids)]
+			add(id, members[id])
+		}
+	}
+	b.round++
 	if len(peers) > 0 {
 		b.t.AddPeers(peers)
 	}
@@ -234,9 +309,41 @@ func (w *swarmWatcher) downloaders(maxAge time.Duration) (map[[20]byte]bool, boo
 	}
 	out := make(map[[20]byte]bool, len(w.members))
 	for id, m := range w.members {
-		if m.Left > 0 && (m.Site != w.site || m.Region != w.region) {
+		// Only trusted members hold offload shards: a shard owned by a
+		// fake would never be fetched by anyone.
+		if m.Left > 0 && (m.Site != w.site || m.Region != w.region) && (m.Trusted || !w.personal) {
 			out[id] = true
 		}
 	}
 	return out, true
 }
+
+// reportConnections lists the agents t holds connections with, those that
+// sent us the most payload first, at most maxReport of them: the report a
+// swarm view request carries.
+func reportConnections(t *torrent.Torrent) [][20]byte {
+	type conn struct {
+		id   [20]byte
+		read int64
+	}
+	var cs []conn
+	seen := map[[20]byte]bool{}
+	for _, pc := range t.PeerConns() {
+		id := [20]byte(pc.PeerID)
+		if seen[id] || !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) {
+			continue
+		}
+		seen[id] = true
+		st := pc.Stats()
+		cs = append(cs, conn{id, st.BytesReadUsefulData.Int64()})
+	}
+	slices.SortFunc(cs, func(a, b conn) int { return cmp.Compare(b.read, a.read) })
+	out := make([][20]byte, 0, min(len(cs), maxReport))
+	for _, c := range cs[:min(len(cs), maxReport)] {
+		out = append(out, c.id)
+	}
+	return out
+}
+
+// maxReport matches the tracker's limit on one report.
+const maxReport = 16

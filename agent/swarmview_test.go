@@ -105,3 +105,52 @@ func TestParallelSharedBySite(t *testing.T) {
 		}
 	}
 }
+
+// TestSwarmWatcherPersonalView: with a report (peer_id, connected) the
+// tracker's view is personal, and members it does not mark trusted hold no
+// shard and do not count as site downloaders; an open site's candidates
+// (gateway, untrusted) and untrusted agents of our own site stay listed for
+// the site bridge only.
+func TestSwarmWatcherPersonalView(t *testing.T) {
+	id := func(b byte) [20]byte { var x [20]byte; x[0] = b; return x }
+	hexID := func(b byte) string { x := id(b); return hex.EncodeToString(x[:]) }
+	ih := id(0xaa)
+	var query map[string][]string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.Query()
+		json.NewEncoder(w).Encode(tracker.SwarmView{Interval: 60, Personal: true, Agents: []tracker.SwarmMember{
+			{PeerID: hexID(1), Site: "a", Region: "eu", Left: 5, Trusted: true, Gateway: true}, // us
+			{PeerID: hexID(2), Site: "a", Region: "eu", Left: 5, Trusted: true},                // mate
+			{PeerID: hexID(3), Site: "a", Region: "eu", Left: 5},                               // fake of our site
+			{PeerID: hexID(4), Site: "b", Region: "eu", Left: 5, Gateway: true},                // open site b: candidate
+			{PeerID: hexID(5), Site: "b", Region: "eu", Left: 5, Gateway: true},                // open site b: candidate
+			{PeerID: hexID(6), Site: "c", Region: "eu", Left: 5, Trusted: true, Gateway: true}, // reached site c
+			{PeerID: hexID(7), Site: "c", Region: "eu", Left: 5},                               // fake of site c
+		}})
+	}))
+	defer srv.Close()
+	w := newSwarmWatcher(srv.URL+"/t/announce?role=agent", "a", "eu", ih, srv.Client(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.self = id(1)
+	w.connected = func() [][20]byte { return [][20]byte{id(2), id(6)} }
+	if err := w.fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if query["peer_id"][0] != string(w.self[:]) || query["connected"][0] != hexID(2)+hexID(6) {
+		t.Errorf("report not sent: %v", query)
+	}
+	d, _ := w.downloaders(time.Minute)
+	if len(d) != 1 || !d[id(6)] {
+		t.Errorf("shard holders from other sites %v, want only trusted agent 6", d)
+	}
+	if n := w.siteDownloaders(time.Minute); n != 2 {
+		t.Errorf("site downloaders %d, want 2 (us and the trusted mate)", n)
+	}
+	w.mu.Lock()
+	_, fake3 := w.members[id(3)]
+	_, fake7 := w.members[id(7)]
+	_, cand4 := w.members[id(4)]
+	w.mu.Unlock()
+	if !fake3 || fake7 || !cand4 {
+		t.Errorf("kept members: fake3 %v fake7 %v candidate4 %v", fake3, fake7, cand4)
+	}
+}

@@ -60,7 +60,7 @@ type Config struct {
 	TLSLog *slog.Logger
 	// TrackerRequest, if set, edits each HTTP tracker request before it is
 	// sent (the agent puts its token in an Authorization header there,
-	// never in the announce URL).
+	// never in the announce URL; the origin's seeder its credential).
 	TrackerRequest func(*http.Request) error
 }
 
@@ -147,6 +147,12 @@ func New(c Config) (*torrent.Client, error) {
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
 	}
+	// The library dials 10 peers a second. Addresses that refuse (fake
+	// announcers that slipped under the tracker's caps, agents gone since
+	// their last announce) then delay the real peers of a swarm by seconds
+	// at the start, when the offload divides the work; half-open
+	// connections stay bounded by HalfOpenConnsPerTorrent (25).
+	cc.DialRateLimiter = rate.NewLimiter(50, 50)
 	if c.Upload == nil {
 		c.Upload = UploadLimiter()
 	}

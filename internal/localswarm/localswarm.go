@@ -19,6 +19,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 // Swarm is a catalog, its origin and any number of agents.
@@ -53,6 +54,8 @@ type OriginOptions struct {
 	WrapHandler func(http.Handler) http.Handler
 	// Configure, if set, edits the origin's config (tokens, reports).
 	Configure func(*origin.Config)
+	// Tracker tunes the origin's tracker (caps, trust_ip_param).
+	Tracker tracker.Config
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -104,6 +107,7 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		Seed:            &seed,
 		PeerHost:        "127.0.0.1",
 		RefreshInterval: time.Second,
+		Tracker:         opts.Tracker,
 	}
 	if opts.Configure != nil {
 		opts.Configure(&ocfg)

@@ -137,17 +137,15 @@ func (o *Origin) operator(fleetOnly bool, what string, h func(w http.ResponseWri
 	}
 }
 
-// seederKeyParam carries the origin seeder's key in its announce URL.
-const seederKeyParam = "origin_key"
-
 // authorizeSeeder admits a role=origin announce only from this origin's
-// own seeder: an agent token cannot make a peer look like the origin.
+// own seeder, by the per-process credential in its Authorization header:
+// an agent token cannot make a peer look like the origin.
 func (o *Origin) authorizeSeeder(r *http.Request) error {
-	k := r.URL.Query().Get(seederKeyParam)
-	if k == "" {
+	got := r.Header.Get("Authorization")
+	if got == "" {
 		return fmt.Errorf("%w: role=origin without the origin's key", tracker.ErrUnauthenticated)
 	}
-	if o.seederKey == "" || subtle.ConstantTimeCompare([]byte(k), []byte(o.seederKey)) != 1 {
+	if o.seederKey == "" || subtle.ConstantTimeCompare([]byte(got), []byte(seederAuthorization(o.seederKey))) != 1 {
 		return fmt.Errorf("%w: role=origin is this origin's seeder only", errForbidden)
 	}
 	return nil
@@ -164,10 +162,12 @@ func agentClaims(c token.Claims, tenant, site, region string) error {
 // catalogGuard guards the catalog of a private deployment: a valid token,
 // and for release files (manifests, torrents, payload) one of the
 // release's tenant. Signed metadata is readable by every token holder:
-// agents of all tenants need it to verify anything.
+// agents of all tenants need it to verify anything. The token comes only
+// in the Authorization header (agents never put it in a URL, where it
+// would end up in proxies' and servers' logs).
 func (o *Origin) catalogGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := o.authenticate(r, true)
+		c, err := o.authenticate(r, false)
 		if err == nil && !o.mayRead(c, strings.TrimPrefix(r.URL.Path, "/")) {
 			o.mu.Lock()
 			loaded := o.tenants != nil

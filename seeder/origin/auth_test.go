@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -207,8 +208,8 @@ func TestCrossTenantCatalogReadRefused(t *testing.T) {
 			}
 		}
 		// A token in the query (how web seeds carry it) is scoped the same.
-		if resp, body := get(t, "GET", to.srv.URL+k+"?token="+globex, nil); resp.StatusCode != http.StatusForbidden || strings.Contains(body, acmePayload) {
-			t.Errorf("globex ?token= GET %s: %s", k, resp.Status)
+		if resp, body := get(t, "GET", to.srv.URL+k+"?token="+globex, nil); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, acmePayload) {
+			t.Errorf("globex ?token= GET %s: %s, want 401 (tokens only in the header)", k, resp.Status)
 		}
 		for who, tok := range map[string]string{"acme agent": acme, "acme operator": acmeOps, "fleet operator": fleet} {
 			if resp, _ := get(t, "GET", to.srv.URL+k, bearer(tok)); resp.StatusCode != 200 {
@@ -479,7 +480,11 @@ func TestOnlyTheOriginSeederAnnouncesAsOrigin(t *testing.T) {
 	to := newTenantOrigin(t)
 	acme := to.issue(t, token.Claims{Tenant: "acme", Site: "s1"})
 	q := url.Values{}
-	q.Set("info_hash", "aaaaaaaaaaaaaaaaaaaa")
+	ih, err := hex.DecodeString(to.ih["app-acme"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Set("info_hash", string(ih))
 	q.Set("peer_id", "-SS0001-abcdefghijkl")
 	q.Set("port", "6881")
 	q.Set("left", "0")
@@ -490,12 +495,14 @@ func TestOnlyTheOriginSeederAnnouncesAsOrigin(t *testing.T) {
 	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("agent token as role=origin: %s, want 401", resp.Status)
 	}
-	q.Set("origin_key", "guess")
-	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != http.StatusForbidden {
+	q.Del("token")
+	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), bearer(acme)); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("agent token in the header as role=origin: %s, want 403", resp.Status)
+	}
+	if resp, _ := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), bearer("guess")); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("guessed origin key: %s, want 403", resp.Status)
 	}
-	q.Set("origin_key", origin.SeederKeyForTest(to.o))
-	if resp, body := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil); resp.StatusCode != 200 || strings.Contains(body, "failure") {
+	if resp, body := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), bearer(origin.SeederKeyForTest(to.o))); resp.StatusCode != 200 || strings.Contains(body, "failure") {
 		t.Errorf("the origin's seeder: %s %q", resp.Status, body)
 	}
 }

@@ -13,8 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,10 +95,12 @@ type Origin struct {
 	tokenKey ed25519.PublicKey // nil: no tokens required
 	revoked  *token.Revocations
 	refusals *refusalLog
-	// seederKey admits the origin's own seeder to its tracker as
-	// role=origin when tokens are on; nobody else may claim that role.
+	// seederKey is the credential the origin's own seeder announces with
+	// in token mode (in an Authorization header): random per process,
+	// never leaves it; nobody else may announce as role=origin.
 	seederKey string
 	tenants   map[string]string // release tenant by name@version, from the signed manifests
+	allow     allowlist
 	lastErr   error
 	lastOK    time.Time
 	ready     atomic.Bool
@@ -129,6 +133,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		o.revoked = rl
 	}
+	if !cfg.Tracker.AllowUnknownInfoHashes {
+		o.allow.reload = o.reloadAllowlist
+		o.tracker.SetCatalog(&o.allow)
+	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
 		if err != nil {
@@ -145,12 +153,13 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, fmt.Errorf("origin: peer_tls: %w", err)
 		}
 		bt, err := btclient.New(btclient.Config{
-			PeerIDPrefix: btclient.OriginPeerIDPrefix,
-			ListenHost:   cfg.PeerHost,
-			ListenPort:   cfg.PeerPort,
-			DataDir:      cfg.CacheDir,
-			TLS:          peerTLS,
-			TLSLog:       log,
+			TrackerRequest:       o.authorizeSeederRequest,
+			PeerIDPrefix:         btclient.OriginPeerIDPrefix,
+			ListenHost:           cfg.PeerHost,
+			ListenPort:           cfg.PeerPort,
+			DataDir:              cfg.CacheDir,
+			TLS:                  peerTLS,
+			TLSLog:               log,
 		})
 		if err != nil {
 			return nil, err
@@ -242,9 +251,36 @@ func (o *Origin) refresh(ctx context.Context) error {
 		return err
 	}
 	o.ready.Store(true)
-	rels, err := o.catalog.Releases()
+	ms, err := o.updateAllowlist(ctx)
 	if err != nil {
 		return err
+	}
+	for _, r := range ms.gone {
+		o.stopSeeding(r)
+	}
+	for _, m := range ms.current {
+		if o.bt != nil {
+			if err := o.seed(ctx, m); err != nil {
+				o.log.Warn("origin: cannot seed", "release", m.Name, "version", m.Version, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// releaseSet is the catalog's releases as the origin serves them.
+type releaseSet struct {
+	current []*catalog.Manifest  // neither yanked nor expired, manifest loaded
+	gone    []catalog.ReleaseRef // yanked or expired
+}
+
+// updateAllowlist reads the releases of the loaded catalog and gives the
+// tracker their infohashes.
+func (o *Origin) updateAllowlist(ctx context.Context) (releaseSet, error) {
+	var out releaseSet
+	rels, err := o.catalog.Releases()
+	if err != nil {
+		return out, err
 	}
 	// Release tenants for the catalog guard, from the signed manifests.
 	o.mu.Lock()
@@ -256,9 +292,10 @@ func (o *Origin) refresh(ctx context.Context) error {
 		o.tenants = tenants
 		o.mu.Unlock()
 	}()
+	live := map[string]bool{}
 	for _, r := range rels {
 		if r.Yanked {
-			o.stopSeeding(r.ReleaseRef)
+			out.gone = append(out.gone, r.ReleaseRef)
 			// Manifests are immutable: a yanked one is read once, for its tenant.
 			if t, ok := prev[r.ReleaseRef.String()]; ok {
 				tenants[r.ReleaseRef.String()] = t
@@ -269,27 +306,53 @@ func (o *Origin) refresh(ctx context.Context) error {
 		}
 		m, err := o.catalog.Manifest(ctx, r.Name, r.Version)
 		if err != nil {
+			live[r.String()] = true // keep its swarm meanwhile
 			o.log.Warn("origin: manifest", "release", r.Name, "version", r.Version, "err", err)
 			continue
 		}
 		tenants[r.ReleaseRef.String()] = m.Tenant
 		if m.Expired(time.Now()) {
-			o.stopSeeding(r.ReleaseRef)
+			out.gone = append(out.gone, r.ReleaseRef)
 			continue
 		}
+		live[r.String()] = true
+		out.current = append(out.current, m)
+		// Residency first: the release is open to announces from the
+		// moment the allowlist has it.
 		if len(m.Regions) > 0 {
 			var ih [20]byte
 			b, _ := hex.DecodeString(m.InfoHash)
 			copy(ih[:], b)
 			o.tracker.SetAllowedRegions(ih, m.Regions)
 		}
-		if o.bt != nil {
-			if err := o.seed(ctx, m); err != nil {
-				o.log.Warn("origin: cannot seed", "release", r.Name, "version", r.Version, "err", err)
-			}
-		}
+	}
+	o.allow.update(out.current, live)
+	o.tracker.CatalogChanged()
+	return out, nil
+}
+
+// reloadAllowlist re-reads the catalog for the tracker (allowlist.Reload).
+func (o *Origin) reloadAllowlist(ctx context.Context) error {
+	if err := o.catalog.Refresh(ctx); err != nil {
+		return err
+	}
+	_, err := o.updateAllowlist(ctx)
+	return err
+}
+
+// authorizeSeederRequest puts the seeder's credential on its announces.
+func (o *Origin) authorizeSeederRequest(r *http.Request) error {
+	if o.seederKey != "" {
+		r.Header.Set("Authorization", seederAuthorization(o.seederKey))
 	}
 	return nil
+}
+
+func seederAuthorization(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "Bearer " + key
 }
 
 func (o *Origin) stopSeeding(ref catalog.ReleaseRef) {
@@ -335,7 +398,7 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	t, _ := o.bt.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tf.InfoHash, InfoBytes: tf.MetaInfo.InfoBytes, Storage: stor})
 	// The seeder must never write into the catalog.
 	t.DisallowDataDownload()
-	t.AddTrackers([][]string{{o.announceURL()}})
+	t.AddTrackers([][]string{{o.announceURL(m.Tenant)}})
 	o.mu.Lock()
 	o.seeding[ref.String()] = t
 	o.mu.Unlock()
@@ -343,15 +406,23 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	return nil
 }
 
-func (o *Origin) announceURL() string {
-	q := "?role=origin"
-	if o.seederKey != "" {
-		q += "&" + seederKeyParam + "=" + o.seederKey
+// announceURL is where the seeder announces a release of tenant: in that
+// tenant's swarm, where the tenant's foreign clients are (the tracker
+// accepts a release's infohash only in its own tenant's swarm).
+func (o *Origin) announceURL(tenant string) string {
+	base := o.cfg.AnnounceURL
+	if base == "" {
+		base = "http://" + hostPort(o.cfg.Listen) + "/announce"
 	}
-	if o.cfg.AnnounceURL != "" {
-		return o.cfg.AnnounceURL + q
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
 	}
-	return "http://" + hostPort(o.cfg.Listen) + "/announce" + q
+	q := url.Values{"role": {tracker.RoleOrigin}}
+	if tenant != "" {
+		q.Set("tenant", tenant)
+	}
+	return base + sep + q.Encode()
 }
 
 func hostPort(listen string) string {

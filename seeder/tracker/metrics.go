@@ -23,7 +23,7 @@ func newMetrics(t *Tracker) metrics {
 		}, []string{"event"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "swarmship_tracker_refusals_total",
-			Help: "Announces and scrapes refused, by reason (malformed, unauthorized, residency).",
+			Help: "Announces and scrapes refused, by reason (malformed, unauthorized, residency, unknown_infohash, cap, peer_id_bound).",
 		}, []string{"reason"}),
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "swarmship_tracker_scrapes_total",
@@ -44,7 +44,7 @@ func newMetrics(t *Tracker) metrics {
 	m.completed = m.announces.WithLabelValues(eventCompleted)
 	m.stopped = m.announces.WithLabelValues(eventStopped)
 	m.regular = m.announces.WithLabelValues("none")
-	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency} {
+	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency, reasonPeerID, reasonCap, reasonUnknown} {
 		m.refusals.WithLabelValues(r) // export zeros so rates work from the start
 	}
 	return m

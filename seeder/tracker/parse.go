@@ -259,18 +259,19 @@ func flag(q url.Values, key string, def bool) (bool, error) {
 }
 
 // peerAddr is the address other peers should dial: the request's remote IP
-// and the announced port. The announced ip= replaces the remote IP only when
-// the request comes from loopback and ip= is a loopback or private address:
-// that covers a tracker and clients on one host or behind a local relay
-// (test beds), without letting a remote client point a swarm at a third
-// party's address.
-func peerAddr(remoteAddr string, a *announce) (netip.AddrPort, error) {
+// and the announced port. ip= is ignored unless trustIP (Config.TrustIPParam)
+// is on; then it replaces the remote IP only when the request comes from
+// loopback and ip= is a loopback or private address: a relay on the
+// tracker's host that the operator runs. Trusting it by default let any
+// local process (or anything behind a local proxy) point a swarm at a
+// third party's address.
+func peerAddr(remoteAddr string, a *announce, trustIP bool) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return netip.AddrPort{}, errors.New("cannot determine peer address")
 	}
 	ip := ap.Addr().Unmap()
-	if a.ip.IsValid() && ip.IsLoopback() {
+	if trustIP && a.ip.IsValid() && ip.IsLoopback() {
 		if alt := a.ip.Unmap(); alt.IsLoopback() || alt.IsPrivate() {
 			ip = alt
 		}

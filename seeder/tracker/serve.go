@@ -75,7 +75,7 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		t.refuse(w, r, &a, reasonMalformed, err)
 		return
 	}
-	addr, err := peerAddr(r.RemoteAddr, &a)
+	addr, err := peerAddr(r.RemoteAddr, &a, t.cfg.TrustIPParam)
 	if err != nil {
 		t.refuse(w, r, &a, reasonMalformed, err)
 		return
@@ -94,22 +94,27 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	} else {
 		want = min(defaultNumWant, want)
 	}
+	e := entry{
+		seen:       now,
+		left:       a.left,
+		site:       a.site,
+		region:     a.region,
+		addr:       addr,
+		id:         a.peerID,
+		role:       roleCode(a.id.Role),
+		uploaded:   a.uploaded,
+		downloaded: a.downloaded,
+		tok:        credential(r),
+	}
 	if a.event == eventStopped {
-		sh.remove(a.infoHash, a.id.Tenant, a.peerID)
-		want = 0 // a departing peer needs no peers
-	} else {
-		e := entry{
-			seen:       now,
-			left:       a.left,
-			site:       a.site,
-			region:     a.region,
-			addr:       addr,
-			id:         a.peerID,
-			role:       roleCode(a.id.Role),
-			uploaded:   a.uploaded,
-			downloaded: a.downloaded,
+		if err := t.remove(sh, a.infoHash, a.id.Tenant, &e); err != nil {
+			t.refuse(w, r, &a, reasonPeerID, err)
+			return
 		}
-		sh.upsert(a.infoHash, a.id.Tenant, &e, a.event == eventCompleted)
+		want = 0 // a departing peer needs no peers
+	} else if reason, err := t.upsert(sh, a.infoHash, a.id.Tenant, &e, a.event == eventCompleted, now-int64(t.cfg.PeerTTL)); err != nil {
+		t.refuse(w, r, &a, reason, err)
+		return
 	}
 	t.m.announce(a.event)
 
@@ -130,6 +135,12 @@ func (t *Tracker) admit(w http.ResponseWriter, r *http.Request, a *announce) (*r
 			return nil, false
 		}
 	}
+	// After authorization: an unauthenticated client learns nothing about
+	// which infohashes exist. Nothing is stored for an unknown one.
+	if !t.known(r.Context(), a.id.Tenant, a.infoHash) {
+		t.refuse(w, r, a, reasonUnknown, errors.New("unknown info_hash"))
+		return nil, false
+	}
 	allowed := t.allowedRegions(a.infoHash)
 	if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
 		t.refuse(w, r, a, reasonResidency, residencyError(a.id.Region))
@@ -148,12 +159,14 @@ func residencyError(region string) error {
 // scratch holds one answer's working buffers; pooled so a steady stream of
 // announces allocates nothing for them.
 type scratch struct {
-	gw     map[siteKey]int // gateway-mode answers: each site's gateway, as an index into swarm.peers
-	res    [numTiers][]int // indices into swarm.peers, one reservoir per tier
-	seen   [numTiers]int   // candidates offered per tier
-	rng    uint64          // wyrand state, seeded per answer
-	v4, v6 []byte
-	out    []byte
+	gw      map[siteKey]int // gateway-mode answers: each site's gateway, as an index into swarm.peers, or openSite
+	trusted []bool          // per swarm.peers index: trusted by the requester (trust.go)
+	queue   []int
+	res     [numTiers][]int // indices into swarm.peers, one reservoir per tier
+	seen    [numTiers]int   // candidates offered per tier
+	rng     uint64          // wyrand state, seeded per answer
+	v4, v6  []byte
+	out     []byte
 }
 
 // intn returns a pseudo-random int in [0, n). The reservoir draws one per
@@ -192,8 +205,10 @@ var noSite = unique.Make("")
 // electGateways fills s.gw with each site's gateway among peers: the live
 // agent that has announced longest (lowest peer ID on a tie). The oldest
 // member is a stable choice: agents that join later do not move it, so a
-// site does not end up with two agents holding WAN connections.
-func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet) {
+// site does not end up with two agents holding WAN connections. With
+// trusted (the requester's point of view, see trust.go) only trusted agents
+// are elected, and a site without any is open.
+func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, trusted []bool) {
 	if s.gw == nil {
 		s.gw = make(map[siteKey]int)
 	}
@@ -205,7 +220,12 @@ func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet) 
 		}
 		k := siteKey{p.site, p.region}
 		g, ok := s.gw[k]
-		if !ok || p.joined < peers[g].joined || (p.joined == peers[g].joined && bytes.Compare(p.id[:], peers[g].id[:]) < 0) {
+		switch {
+		case trusted != nil && !trusted[i]:
+			if !ok {
+				s.gw[k] = openSite
+			}
+		case !ok || g == openSite || p.joined < peers[g].joined || (p.joined == peers[g].joined && bytes.Compare(p.id[:], peers[g].id[:]) < 0):
 			s.gw[k] = i
 		}
 	}
@@ -243,17 +263,22 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	var peers []entry
-	if sw := sh.byHash[a.infoHash][a.id.Tenant]; sw != nil {
+	sw := sh.byHash[a.infoHash][a.id.Tenant]
+	if sw != nil {
 		peers = sw.peers
 	}
 	// In gateway mode, find each site's gateway first; the requester sees
 	// other sites only if it is its own site's gateway.
 	gatewayMode := a.gateway && reqAgent && a.id.Site != ""
 	var isGateway bool
+	var trusted []bool
 	if gatewayMode {
-		electGateways(s, peers, cutoff, allowed)
+		if personal(s, sw, a.peerID, cutoff) {
+			trusted = s.trusted
+		}
+		electGateways(s, peers, cutoff, allowed, trusted)
 		g, ok := s.gw[siteKey{a.site, a.region}]
-		isGateway = !ok || sameID(&peers[g].id, &a.peerID)
+		isGateway = !ok || g == openSite || sameID(&peers[g].id, &a.peerID)
 	}
 	for i := range peers {
 		p := &peers[i]
@@ -286,10 +311,23 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		if gatewayMode {
 			if p.site == a.site && p.region == a.region {
 				tier = tierSite
-			} else if !isGateway || (p.site != noSite && s.gw[siteKey{p.site, p.region}] != i) {
+			} else if !isGateway || (p.site != noSite && !s.gateway(siteKey{p.site, p.region}, i)) {
 				// Only gateways cross sites, and only to other gateways
 				// (or to peers that belong to no site).
 				continue
+			}
+			// From the requester's point of view, the agents it trusts
+			// come first, then its site, then the rest: fakes that slip
+			// under the caps do not crowd out the real agents.
+			if trusted != nil {
+				switch {
+				case trusted[i]:
+					tier = tierSite
+				case tier == tierSite:
+					tier = tierRegion
+				default:
+					tier = tierOther
+				}
 			}
 		}
 		// Once the nearer tiers have had want candidates, farther tiers can
@@ -441,6 +479,9 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 	for _, h := range hashes {
 		var ih [20]byte
 		copy(ih[:], h)
+		if !t.known(r.Context(), a.id.Tenant, ih) {
+			continue // as if unknown: no answer, nothing stored
+		}
 		allowed := t.allowedRegions(ih)
 		if allowed != nil && !slices.Contains(allowed.names, a.id.Region) {
 			continue

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"unique"
 )
 
 // SwarmPath is where, next to /announce, the tracker lists a swarm's
@@ -31,6 +33,10 @@ type SwarmView struct {
 	Interval  int64         `json:"interval"` // seconds between announces
 	Agents    []SwarmMember `json:"agents"`   // sorted by peer ID
 	Truncated bool          `json:"truncated,omitempty"`
+	// Personal is set when the requester sent peer_id and its report of
+	// connections (see trust.go): Gateway and Trusted are then from its
+	// point of view, and only Trusted members should hold offload shards.
+	Personal bool `json:"personal,omitempty"`
 }
 
 // SwarmMember is one agent in a SwarmView.
@@ -41,11 +47,16 @@ type SwarmMember struct {
 	Region  string `json:"region,omitempty"`
 	Left    int64  `json:"left"`              // bytes left at its last announce
 	Joined  int64  `json:"joined"`            // its first announce, unix milliseconds
-	Gateway bool   `json:"gateway,omitempty"` // its site's gateway (see the package comment)
+	Gateway bool   `json:"gateway,omitempty"` // its site's gateway (see the package comment); all of an open site's agents
+	Trusted bool   `json:"trusted,omitempty"` // reachable from the requester over reported connections
 }
 
 // serveSwarm answers a SwarmView request. It takes the identity and token
-// parameters of an announce and the same authorization.
+// parameters of an announce and the same authorization, and optionally the
+// requester's peer_id (20 raw bytes, as in an announce) with connected= (the
+// hex peer IDs of the agents it holds connections with, at most maxReport),
+// which the tracker keeps as the requester's report (trust.go). A report is
+// taken only from the stored peer's own address, credential and identity.
 func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 	var a announce // for refusal log fields
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -63,17 +74,59 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	copy(a.infoHash[:], h)
+	var reported [][20]byte
+	hasID := q.Has("peer_id")
+	if hasID {
+		if err := parseHash(q, "peer_id", &a.peerID); err != nil {
+			t.refuse(w, r, &a, reasonMalformed, err)
+			return
+		}
+		c, _, err := single(q, "connected")
+		if err == nil {
+			reported, err = parseReport(c)
+		}
+		if err != nil {
+			t.refuse(w, r, &a, reasonMalformed, err)
+			return
+		}
+	}
 	allowed, ok := t.admit(w, r, &a)
 	if !ok {
 		return
 	}
-	view := t.swarmView(a.infoHash, a.id.Tenant, allowed)
+	if hasID {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			t.refuse(w, r, &a, reasonMalformed, errors.New("cannot determine peer address"))
+			return
+		}
+		probe := entry{
+			id:     a.peerID,
+			addr:   netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), 0),
+			tok:    credential(r),
+			site:   unique.Make(a.id.Site),
+			region: unique.Make(a.id.Region),
+			role:   roleCode(a.id.Role),
+		}
+		// Not stored yet (its first announce is on the way): the view is
+		// still personal, with nobody trusted.
+		if _, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff()); err != nil {
+			t.refuse(w, r, &a, reasonPeerID, err)
+			return
+		}
+	}
+	var self *[20]byte
+	if hasID {
+		self = &a.peerID
+	}
+	view := t.swarmView(a.infoHash, a.id.Tenant, allowed, self)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(view)
 }
 
-// swarmView lists the live agents of one tenant's swarm.
-func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet) SwarmView {
+// swarmView lists the live agents of one tenant's swarm, from the point of
+// view of the agent with peer ID self if it is set (trust.go).
+func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet, self *[20]byte) SwarmView {
 	view := SwarmView{Interval: t.interval, Agents: []SwarmMember{}}
 	cutoff := t.cutoff()
 	s := t.scratch.Get().(*scratch)
@@ -81,10 +134,19 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 	sh := t.shard(infoHash)
 	sh.mu.RLock()
 	var peers []entry
-	if sw := sh.byHash[infoHash][tenant]; sw != nil {
+	sw := sh.byHash[infoHash][tenant]
+	if sw != nil {
 		peers = sw.peers
 	}
-	electGateways(s, peers, cutoff, allowed)
+	var trusted []bool
+	if self != nil {
+		if !personal(s, sw, *self, cutoff) {
+			s.trusted = append(s.trusted[:0], make([]bool, len(peers))...)
+		}
+		trusted = s.trusted
+		view.Personal = true
+	}
+	electGateways(s, peers, cutoff, allowed, trusted)
 	for i := range peers {
 		p := &peers[i]
 		if p.seen < cutoff || p.role != roleAgent || !allowed.allows(p.region) {
@@ -94,7 +156,6 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 			view.Truncated = true
 			break
 		}
-		g, ok := s.gw[siteKey{p.site, p.region}]
 		view.Agents = append(view.Agents, SwarmMember{
 			PeerID:  hex.EncodeToString(p.id[:]),
 			Addr:    p.addr.String(),
@@ -102,7 +163,8 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 			Site:    p.site.Value(),
 			Region:  p.region.Value(),
 			Left:    p.left,
-			Gateway: ok && g == i,
+			Gateway: s.gateway(siteKey{p.site, p.region}, i),
+			Trusted: trusted != nil && trusted[i],
 		})
 	}
 	sh.mu.RUnlock()

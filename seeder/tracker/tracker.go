@@ -50,6 +50,24 @@ type Config struct {
 	Interval time.Duration // announce interval sent to clients; default 60s
 	PeerTTL  time.Duration // a peer that has not announced for this long is dropped; default 3*Interval
 	MaxPeers int           // max peers per answer; default 50; numwant is honoured up to this
+
+	// Caps against poisoning (see limits.go); 0 means the default, a
+	// negative value no cap. An address is the announcer's IP, a token its
+	// credential (Authorization header or token parameter), compared by
+	// hash.
+	MaxPeersPerAddress  int `yaml:"max_peers_per_address"`  // peers one address holds in one swarm; default 64
+	MaxSwarmsPerAddress int `yaml:"max_swarms_per_address"` // swarms one address holds peers in; default 1024
+	MaxPeersPerToken    int `yaml:"max_peers_per_token"`    // peers one token holds in one swarm; default 1024
+	MaxSwarmsPerToken   int `yaml:"max_swarms_per_token"`   // swarms one token holds peers in; default 4096
+	MaxTotalPeers       int `yaml:"max_total_peers"`        // peers stored in all; default 100000
+
+	// TrustIPParam honours an announce's ip= when the request comes from
+	// loopback (a relay or proxy on the origin's host that the operator
+	// runs). Off: the peer address is always the request's remote address.
+	TrustIPParam bool `yaml:"trust_ip_param"`
+	// AllowUnknownInfoHashes lets the origin's tracker take announces for
+	// infohashes that are not in its catalog (load benchmarks only).
+	AllowUnknownInfoHashes bool `yaml:"allow_unknown_infohashes"`
 }
 
 // Identity is who announced, taken from the announce URL's query parameters
@@ -98,6 +116,8 @@ type Tracker struct {
 	regionsMu sync.Mutex // serialises writers of regions
 
 	authorize atomic.Pointer[func(*http.Request, Identity) error]
+	catalog   atomic.Pointer[catalogRef] // nil: any infohash
+	lim       limits
 
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
@@ -117,6 +137,9 @@ type swarm struct {
 	peers      []entry
 	index      map[[20]byte]int
 	downloaded int64 // completed events while the swarm existed, for scrape
+	// reports holds, per agent that sent one with its swarm view request,
+	// the agents it is connected to (at most maxReport); see trust.go.
+	reports map[[20]byte][][20]byte
 }
 
 // entry is a stored peer as the answer scan wants it: fixed size and free of
@@ -134,6 +157,7 @@ type entry struct {
 	role       uint8
 	uploaded   int64
 	downloaded int64
+	tok        unique.Handle[string] // hash of the credential it announced with; noToken if none
 }
 
 const (
@@ -194,11 +218,17 @@ func New(cfg Config) *Tracker {
 	if cfg.MaxPeers <= 0 {
 		cfg.MaxPeers = defaultMaxPeers
 	}
+	cfg.MaxPeersPerAddress = capOr(cfg.MaxPeersPerAddress, defaultPeersPerAddress)
+	cfg.MaxSwarmsPerAddress = capOr(cfg.MaxSwarmsPerAddress, defaultSwarmsPerAddress)
+	cfg.MaxPeersPerToken = capOr(cfg.MaxPeersPerToken, defaultPeersPerToken)
+	cfg.MaxSwarmsPerToken = capOr(cfg.MaxSwarmsPerToken, defaultSwarmsPerToken)
+	cfg.MaxTotalPeers = capOr(cfg.MaxTotalPeers, defaultTotalPeers)
 	t := &Tracker{
 		cfg:      cfg,
 		interval: max(1, int64(cfg.Interval/time.Second)),
 		now:      time.Now,
 	}
+	t.lim.init(&t.cfg)
 	for i := range t.shards {
 		t.shards[i].byHash = make(map[[20]byte]map[string]*swarm)
 		t.shards[i].active = make(map[string]int)
@@ -256,9 +286,7 @@ func (t *Tracker) SetAllowedRegions(infoHash [20]byte, regions []string) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	for tenant, sw := range sh.byHash[infoHash] {
-		n := sw.filter(func(e *entry) bool { return rs.allows(e.region) })
-		sh.active[tenant] -= n
-		sh.dropIfEmpty(infoHash, tenant)
+		t.filter(sh, infoHash, tenant, sw, func(e *entry) bool { return rs.allows(e.region) })
 	}
 }
 
@@ -313,17 +341,22 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 }
 
-// sweep removes every peer not seen for PeerTTL and drops empty swarms.
+// sweep removes every peer not seen for PeerTTL, and every swarm whose
+// infohash the catalog no longer lists for its tenant, and drops empty
+// swarms.
 func (t *Tracker) sweep() {
 	cutoff := t.cutoff()
+	cat := t.catalog.Load()
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		for ih, tenants := range sh.byHash {
 			for tenant, sw := range tenants {
-				n := sw.filter(func(e *entry) bool { return e.seen >= cutoff })
-				sh.active[tenant] -= n
-				sh.dropIfEmpty(ih, tenant)
+				if cat != nil && !cat.c.Allows(tenant, ih) {
+					t.filter(sh, ih, tenant, sw, func(*entry) bool { return false })
+					continue
+				}
+				t.filter(sh, ih, tenant, sw, func(e *entry) bool { return e.seen >= cutoff })
 			}
 		}
 		sh.mu.Unlock()
@@ -340,46 +373,94 @@ func (t *Tracker) shard(infoHash [20]byte) *shard {
 	return &t.shards[binary.LittleEndian.Uint64(infoHash[:8])%numShards]
 }
 
-// upsert stores or refreshes p in the (tenant, infohash) swarm.
-func (sh *shard) upsert(infoHash [20]byte, tenant string, e *entry, completed bool) {
+// errPeerIDBound refuses an announce that reuses a live peer's ID from
+// another address, credential or identity: it may neither replace nor
+// remove that peer.
+var errPeerIDBound = errors.New("peer_id is in use by another peer until it expires")
+
+// upsert stores or refreshes e in the (tenant, infohash) swarm. A peer ID
+// stays bound to the address, credential and identity of its first
+// announce until it expires; a new peer must fit the caps.
+func (t *Tracker) upsert(sh *shard, infoHash [20]byte, tenant string, e *entry, completed bool, cutoff int64) (string, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	sw := sh.byHash[infoHash][tenant]
+	if sw != nil {
+		if i, ok := sw.index[e.id]; ok {
+			old := &sw.peers[i]
+			if old.seen >= cutoff && !sameOwner(old, e) {
+				return reasonPeerID, errPeerIDBound
+			}
+			if sameOwner(old, e) {
+				e.joined = old.joined
+				if old.seen < cutoff {
+					e.joined = e.seen // a new life for an expired ID
+				}
+				sw.peers[i] = *e
+				if completed {
+					sw.downloaded++
+				}
+				return "", nil
+			}
+			// An expired peer with this ID: let it go, then admit e as new.
+			t.removeAt(sh, infoHash, tenant, sw, i)
+			sw = sh.byHash[infoHash][tenant]
+		}
+	}
+	if reason, err := t.lim.acquire(infoHash, tenant, e.addr.Addr(), e.tok); err != nil {
+		return reason, err
+	}
 	tenants := sh.byHash[infoHash]
 	if tenants == nil {
 		tenants = make(map[string]*swarm, 1)
 		sh.byHash[infoHash] = tenants
 	}
-	sw := tenants[tenant]
 	if sw == nil {
 		sw = &swarm{index: make(map[[20]byte]int)}
 		tenants[tenant] = sw
 	}
-	if i, ok := sw.index[e.id]; ok {
-		e.joined = sw.peers[i].joined
-		sw.peers[i] = *e
-	} else {
-		e.joined = e.seen
-		sw.index[e.id] = len(sw.peers)
-		sw.peers = append(sw.peers, *e)
-		sh.active[tenant]++
-	}
+	e.joined = e.seen
+	sw.index[e.id] = len(sw.peers)
+	sw.peers = append(sw.peers, *e)
+	sh.active[tenant]++
 	if completed {
 		sw.downloaded++
 	}
+	return "", nil
 }
 
-// remove deletes a peer (event=stopped).
-func (sh *shard) remove(infoHash [20]byte, tenant string, id [20]byte) {
+// sameOwner tells whether b comes from the peer that stored a: same
+// address (the port may change), credential and identity.
+func sameOwner(a, b *entry) bool {
+	return a.addr.Addr() == b.addr.Addr() && a.tok == b.tok && a.site == b.site && a.region == b.region && a.role == b.role
+}
+
+// remove deletes a peer (event=stopped) if e, the stopping announce, comes
+// from its owner; a stop for an unknown ID is a no-op.
+func (t *Tracker) remove(sh *shard, infoHash [20]byte, tenant string, e *entry) error {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sw := sh.byHash[infoHash][tenant]
 	if sw == nil {
-		return
+		return nil
 	}
-	i, ok := sw.index[id]
+	i, ok := sw.index[e.id]
 	if !ok {
-		return
+		return nil
 	}
+	if !sameOwner(&sw.peers[i], e) {
+		return errPeerIDBound
+	}
+	t.removeAt(sh, infoHash, tenant, sw, i)
+	return nil
+}
+
+// removeAt deletes peer i of sw. Callers hold sh.mu.
+func (t *Tracker) removeAt(sh *shard, infoHash [20]byte, tenant string, sw *swarm, i int) {
+	p := &sw.peers[i]
+	id := p.id
+	t.lim.release(infoHash, tenant, p.addr.Addr(), p.tok)
+	delete(sw.reports, id)
 	last := len(sw.peers) - 1
 	if i != last {
 		sw.peers[i] = sw.peers[last]
@@ -408,19 +489,23 @@ func (sh *shard) dropIfEmpty(infoHash [20]byte, tenant string) {
 	}
 }
 
-// filter keeps the peers for which keep is true, in place, and returns how
-// many it removed. Callers hold the shard's write lock.
-func (sw *swarm) filter(keep func(*entry) bool) int {
+// filter keeps the peers of sw for which keep is true, in place, releases
+// the others' caps and drops sw if it is left empty. Callers hold sh.mu.
+func (t *Tracker) filter(sh *shard, infoHash [20]byte, tenant string, sw *swarm, keep func(*entry) bool) {
 	n := 0
 	for i := range sw.peers {
-		if keep(&sw.peers[i]) {
-			sw.peers[n] = sw.peers[i]
+		p := &sw.peers[i]
+		if keep(p) {
+			sw.peers[n] = *p
 			n++
+			continue
 		}
+		t.lim.release(infoHash, tenant, p.addr.Addr(), p.tok)
+		delete(sw.reports, p.id)
 	}
 	removed := len(sw.peers) - n
 	if removed == 0 {
-		return 0
+		return
 	}
 	clear(sw.peers[n:])
 	sw.peers = sw.peers[:n]
@@ -428,5 +513,6 @@ func (sw *swarm) filter(keep func(*entry) bool) int {
 	for i := range sw.peers {
 		sw.index[sw.peers[i].id] = i
 	}
-	return removed
+	sh.active[tenant] -= removed
+	sh.dropIfEmpty(infoHash, tenant)
 }

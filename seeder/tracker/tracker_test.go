@@ -562,7 +562,9 @@ func TestPeerBounds(t *testing.T) {
 			tr, _ := newTest(Config{MaxPeers: tc.maxPeers})
 			ih := hash("bounds")
 			for i := range 60 {
-				tr.shard(ih).upsert(ih, "", &entry{id: pid(i), addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1), left: 1, seen: tr.now().UnixNano()}, false)
+				if _, err := tr.upsert(tr.shard(ih), ih, "", &entry{id: pid(i), addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 1), left: 1, seen: tr.now().UnixNano(), tok: noToken, site: noSite, region: noSite}, false, 0); err != nil {
+					t.Fatal(err)
+				}
 			}
 			r := mustOK(t, ann{ih: ih, id: pid(0), remote: "10.0.0.0:1", port: 1, left: 1, numwant: tc.numwant}.do(t, tr))
 			if len(r.addrs) != tc.want {
@@ -859,7 +861,7 @@ func TestRoutingAndAddress(t *testing.T) {
 		{"203.0.113.9:1", "10.1.2.3", "203.0.113.9:7000"},
 		{"127.0.0.1:1", "not-an-ip", "127.0.0.1:7000"},
 	} {
-		tr, _ := newTest(Config{})
+		tr, _ := newTest(Config{TrustIPParam: true})
 		mustOK(t, ann{ih: ih, id: pid(1), remote: tc.remote, port: 7000, left: 5, ip: tc.ip}.do(t, tr))
 		if p := tr.Peers(ih); len(p) != 1 || p[0].Addr.String() != tc.want {
 			t.Errorf("remote %s ip=%s: stored %+v, want %s", tc.remote, tc.ip, p, tc.want)
