@@ -153,13 +153,13 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, fmt.Errorf("origin: peer_tls: %w", err)
 		}
 		bt, err := btclient.New(btclient.Config{
-			TrackerRequest:       o.authorizeSeederRequest,
-			PeerIDPrefix:         btclient.OriginPeerIDPrefix,
-			ListenHost:           cfg.PeerHost,
-			ListenPort:           cfg.PeerPort,
-			DataDir:              cfg.CacheDir,
-			TLS:                  peerTLS,
-			TLSLog:               log,
+			TrackerRequest: o.authorizeSeederRequest,
+			PeerIDPrefix:   btclient.OriginPeerIDPrefix,
+			ListenHost:     cfg.PeerHost,
+			ListenPort:     cfg.PeerPort,
+			DataDir:        cfg.CacheDir,
+			TLS:            peerTLS,
+			TLSLog:         log,
 		})
 		if err != nil {
 			return nil, err
