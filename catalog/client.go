@@ -158,6 +158,21 @@ func (c *Client) Releases() ([]Release, error) {
 	return releasesFromTargets(up.GetTopLevelTargets())
 }
 
+// TargetNames lists the keys of every signed target (manifests, torrents,
+// other signed documents) in the loaded catalog.
+func (c *Client) TargetNames() ([]string, error) {
+	up, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	targets := up.GetTopLevelTargets()
+	names := make([]string, 0, len(targets))
+	for k := range targets {
+		names = append(names, k)
+	}
+	return names, nil
+}
+
 // Entry returns the signed state of one release.
 func (c *Client) Entry(name, version string) (Release, error) {
 	rels, err := c.Releases()

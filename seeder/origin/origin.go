@@ -79,6 +79,7 @@ type Origin struct {
 	bt      *torrent.Client
 	dirRoot *os.Root // set for directory catalogs: the web seed
 	reports *reportStore
+	served  signedIndex // what the web seed and catalog proxy may serve
 
 	webSeedBytes atomic.Int64
 	catalogBytes atomic.Int64
@@ -218,6 +219,9 @@ func (o *Origin) refresh(ctx context.Context) error {
 	}
 	o.mu.Unlock()
 	if err != nil {
+		return err
+	}
+	if err := o.served.update(ctx, o.catalog, o.log); err != nil {
 		return err
 	}
 	o.ready.Store(true)
@@ -405,6 +409,7 @@ func (o *Origin) Handler() http.Handler {
 	} else {
 		catalogHandler = &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute}
 	}
+	catalogHandler = o.served.guard(catalogHandler)
 	if o.cfg.PrivateCatalog {
 		catalogHandler = o.requireToken(catalogHandler)
 	}
