@@ -55,6 +55,10 @@ type Config struct {
 	// TLSLog gets a line for peers refused at the TLS handshake (a few a
 	// second at most); nil: not logged.
 	TLSLog *slog.Logger
+	// TrackerTLS, if set, verifies https trackers with this config (root
+	// CAs, client certificate); the library alone skips verification. Set
+	// it only when the tracker URLs are https (see trackertls.go).
+	TrackerTLS *tls.Config
 }
 
 // Unlimited returns a limiter that does not limit but can be throttled
@@ -99,6 +103,13 @@ func New(c Config) (*torrent.Client, error) {
 		cc.NoDHT = true
 		// TLS already hides the handshake: skip MSE's key exchange.
 		cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	}
+	if c.TrackerTLS != nil {
+		tt, err := newTrackerTLS(c.TrackerTLS, c.TLSLog)
+		if err != nil {
+			return nil, err
+		}
+		cc.TrackerDialContext = tt.DialContext
 	}
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns
