@@ -47,6 +47,8 @@ type Agent struct {
 	token    string
 	// trackerHTTP fetches the tracker's swarm views.
 	trackerHTTP *http.Client
+	// originHTTP carries every request to the origin (verified TLS).
+	originHTTP *http.Transport
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
@@ -137,9 +139,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
+	originTLS, err := cfg.TLS.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	originHTTP := originTransport(originTLS)
 	store := opts.Store
-	if store == nil && tok != "" && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
-		client := &http.Client{Transport: bearerTransport{token: tok, next: http.DefaultTransport}}
+	if store == nil && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
+		client := &http.Client{Transport: originHTTP}
+		if tok != "" {
+			client.Transport = bearerTransport{token: tok, next: originHTTP}
+		}
 		if store, err = catalog.NewHTTPStore(cfg.Catalog.URL, client); err != nil {
 			return nil, err
 		}
@@ -170,12 +180,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		down: btclient.Unlimited(), up: btclient.Unlimited(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now,
-		trackerHTTP: &http.Client{Timeout: 10 * time.Second},
+		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: originHTTP},
+		originHTTP:  originHTTP,
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.bt, err = btclient.New(btclient.Config{
+	btc := btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -187,7 +198,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality != "any",
 		TLS:   peerTLS, TLSLog: log,
-	})
+	}
+	if strings.HasPrefix(cfg.Tracker, "https://") {
+		btc.TrackerTLS = originTLS
+	}
+	a.bt, err = btclient.New(btc)
 	if err != nil {
 		completion.Close()
 		state.Close()

@@ -5,6 +5,7 @@ package localswarm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,8 @@ type OriginOptions struct {
 	// WrapHandler, if set, wraps the origin's HTTP handler (tests use it
 	// to slow down or break the origin).
 	WrapHandler func(http.Handler) http.Handler
+	// TLS makes the origin serve HTTPS (OriginURL is then https://).
+	TLS origin.TLSConfig
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -90,6 +93,9 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		return nil, err
 	}
 	s.OriginURL = "http://" + s.ln.Addr().String()
+	if opts.TLS.Enabled() {
+		s.OriginURL = "https://" + s.ln.Addr().String()
+	}
 	client, err := catalog.NewClient(store, rootJSON, filepath.Join(dir, "origin", "tuf"))
 	if err != nil {
 		s.ln.Close()
@@ -102,6 +108,7 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		Seed:            &seed,
 		PeerHost:        "127.0.0.1",
 		RefreshInterval: time.Second,
+		TLS:             opts.TLS,
 	}, store, client, log.With("role", "origin"))
 	if err != nil {
 		s.ln.Close()
@@ -112,7 +119,11 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		h = opts.WrapHandler(h)
 	}
 	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go s.srv.Serve(s.ln)
+	ln := s.ln
+	if tc := s.Origin.ServerTLS(); tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	go s.srv.Serve(ln)
 	octx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)

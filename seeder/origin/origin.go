@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +55,8 @@ type Config struct {
 	PrivateCatalog bool `yaml:"private_catalog"`
 	// PeerTLS makes the seeder's peer connections mutual TLS.
 	PeerTLS peertls.Config `yaml:"peer_tls"`
+	// TLS makes Listen serve HTTPS (see TLSConfig).
+	TLS TLSConfig `yaml:"tls"`
 }
 
 // SetDefaults fills unset fields.
@@ -87,7 +91,8 @@ type Origin struct {
 	mu      sync.Mutex
 	seeding map[string]*torrent.Torrent // by name@version
 
-	tokenKey ed25519.PublicKey // nil: no tokens required
+	serverTLS *tls.Config      // nil: plain HTTP
+	tokenKey  ed25519.PublicKey // nil: no tokens required
 	lastErr  error
 	lastOK   time.Time
 	ready    atomic.Bool
@@ -109,6 +114,13 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		o.tracker.Authorize(o.authorizeAnnounce)
 	} else if cfg.PrivateCatalog {
 		return nil, errors.New("origin: private_catalog needs token_public_key")
+	}
+	if cfg.TLS.Enabled() {
+		tc, err := cfg.TLS.ServerConfig()
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		o.serverTLS = tc
 	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
@@ -132,6 +144,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			DataDir:      cfg.CacheDir,
 			TLS:          peerTLS,
 			TLSLog:       log,
+			TrackerTLS:   o.trackerTLS(),
 		})
 		if err != nil {
 			return nil, err
@@ -313,7 +326,25 @@ func (o *Origin) announceURL() string {
 	if o.cfg.AnnounceURL != "" {
 		return o.cfg.AnnounceURL + "?role=origin"
 	}
-	return "http://" + hostPort(o.cfg.Listen) + "/announce?role=origin"
+	scheme := "http://"
+	if o.serverTLS != nil {
+		scheme = "https://"
+	}
+	return scheme + hostPort(o.cfg.Listen) + "/announce?role=origin"
+}
+
+// ServerTLS is the TLS config for the Listen socket; nil: plain HTTP.
+func (o *Origin) ServerTLS() *tls.Config { return o.serverTLS }
+
+// trackerTLS is how the seeder verifies an https tracker; nil for http.
+func (o *Origin) trackerTLS() *tls.Config {
+	if !strings.HasPrefix(o.announceURL(), "https://") {
+		return nil
+	}
+	if o.serverTLS == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12} // system roots
+	}
+	return selfTrackerTLS(o.serverTLS)
 }
 
 func hostPort(listen string) string {
