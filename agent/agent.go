@@ -47,8 +47,6 @@ type Agent struct {
 	token    string
 	// trackerHTTP fetches the tracker's swarm views.
 	trackerHTTP *http.Client
-	// originHTTP carries every request to the origin (verified TLS).
-	originHTTP *http.Transport
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
@@ -73,6 +71,9 @@ type Agent struct {
 	wg        sync.WaitGroup
 	runCancel context.CancelFunc
 	runCtx    context.Context
+
+	// originHTTP carries every request to the origin (verified TLS).
+	originHTTP *http.Transport
 }
 
 // download is one release in the torrent client.

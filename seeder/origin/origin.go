@@ -85,14 +85,15 @@ type Origin struct {
 	reports *reportStore
 	served  signedIndex // what the web seed and catalog proxy may serve
 
+	serverTLS *tls.Config // nil: plain HTTP
+
 	webSeedBytes atomic.Int64
 	catalogBytes atomic.Int64
 
 	mu      sync.Mutex
 	seeding map[string]*torrent.Torrent // by name@version
 
-	serverTLS *tls.Config      // nil: plain HTTP
-	tokenKey  ed25519.PublicKey // nil: no tokens required
+	tokenKey ed25519.PublicKey // nil: no tokens required
 	lastErr  error
 	lastOK   time.Time
 	ready    atomic.Bool
