@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/httprange"
 )
 
 // catalogServer serves a directory catalog read-only over HTTP: the signed
@@ -52,7 +53,7 @@ func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if !checkRange(w, r, st.Size()) {
+	if !httprange.Check(w, r, st.Size()) {
 		return
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))

@@ -1,4 +1,7 @@
-package origin
+// Package httprange checks HTTP Range headers before net/http serves
+// them, so a request cannot turn a small header into a large multipart
+// answer.
+package httprange
 
 import (
 	"errors"
@@ -9,35 +12,36 @@ import (
 	"strings"
 )
 
-// maxRanges bounds the ranges of one request. Web seeds and agents ask for
+// MaxRanges bounds the ranges of one request. Web seeds and agents ask for
 // one range at a time; a multipart answer to thousands of ranges is an
 // amplification (RFC 9110 §14.2 lets a server reject such lists).
-const maxRanges = 16
+const MaxRanges = 16
 
-// byteRange is a resolved range: bytes [start, start+length) of the file.
-type byteRange struct{ start, length int64 }
+// Range is a resolved range: bytes [start, start+length) of the file.
+type Range struct{ Start, Length int64 }
 
+// Errors of Parse.
 var (
-	errTooManyRanges = errors.New("too many ranges")
-	errOverlap       = errors.New("overlapping ranges")
-	errBadRange      = errors.New("malformed range")
+	ErrTooMany   = errors.New("too many ranges")
+	ErrOverlap   = errors.New("overlapping ranges")
+	ErrMalformed = errors.New("malformed range")
 )
 
-// parseRanges resolves a Range header value against a file of size bytes.
-// It stops after maxRanges+1 entries, so a header of 50,000 ranges costs
+// Parse resolves a Range header value against a file of size bytes.
+// It stops after MaxRanges+1 entries, so a header of 50,000 ranges costs
 // no more than one of 17. Unsatisfiable single entries are skipped, as
 // RFC 9110 says; the caller decides what an empty result means. Ranges
 // that overlap are refused: with them a small header asks for the file
 // many times over.
-func parseRanges(h string, size int64) ([]byteRange, error) {
+func Parse(h string, size int64) ([]Range, error) {
 	spec, ok := strings.CutPrefix(h, "bytes=")
 	if !ok {
-		return nil, errBadRange
+		return nil, ErrMalformed
 	}
-	var out []byteRange
+	var out []Range
 	for n := 0; spec != ""; n++ {
-		if n == maxRanges {
-			return nil, errTooManyRanges
+		if n == MaxRanges {
+			return nil, ErrTooMany
 		}
 		var part string
 		part, spec, _ = strings.Cut(spec, ",")
@@ -47,10 +51,10 @@ func parseRanges(h string, size int64) ([]byteRange, error) {
 		}
 		first, last, ok := strings.Cut(part, "-")
 		if !ok {
-			return nil, errBadRange
+			return nil, ErrMalformed
 		}
 		first, last = strings.TrimSpace(first), strings.TrimSpace(last)
-		var r byteRange
+		var r Range
 		switch {
 		case first == "":
 			// Suffix: the last N bytes.
@@ -62,7 +66,7 @@ func parseRanges(h string, size int64) ([]byteRange, error) {
 				continue
 			}
 			n = min(n, size)
-			r = byteRange{start: size - n, length: n}
+			r = Range{Start: size - n, Length: n}
 		default:
 			s, err := parseDigits(first)
 			if err != nil {
@@ -75,22 +79,22 @@ func parseRanges(h string, size int64) ([]byteRange, error) {
 					return nil, err
 				}
 				if e < s {
-					return nil, errBadRange
+					return nil, ErrMalformed
 				}
 				end = min(e, size-1)
 			}
 			if s >= size {
 				continue
 			}
-			r = byteRange{start: s, length: end - s + 1}
+			r = Range{Start: s, Length: end - s + 1}
 		}
 		out = append(out, r)
 	}
 	sorted := slices.Clone(out)
-	slices.SortFunc(sorted, func(a, b byteRange) int { return compareInt64(a.start, b.start) })
+	slices.SortFunc(sorted, func(a, b Range) int { return compareInt64(a.Start, b.Start) })
 	for i := 1; i < len(sorted); i++ {
-		if sorted[i].start < sorted[i-1].start+sorted[i-1].length {
-			return nil, errOverlap
+		if sorted[i].Start < sorted[i-1].Start+sorted[i-1].Length {
+			return nil, ErrOverlap
 		}
 	}
 	return out, nil
@@ -109,33 +113,33 @@ func compareInt64(a, b int64) int {
 // parseDigits parses a non-negative decimal without sign or spaces.
 func parseDigits(s string) (int64, error) {
 	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, errBadRange
+		return 0, ErrMalformed
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, errBadRange
+		return 0, ErrMalformed
 	}
 	return n, nil
 }
 
-// checkRange answers a request whose Range header is abusive (too many or
+// Check answers a request whose Range header is abusive (too many or
 // overlapping ranges) with 416 and reports false; anything else is left to
 // http.ServeContent. Malformed headers are left too: ServeContent answers
 // them itself, with the same bounded cost.
-func checkRange(w http.ResponseWriter, r *http.Request, size int64) bool {
+func Check(w http.ResponseWriter, r *http.Request, size int64) bool {
 	h := r.Header.Get("Range")
 	if h == "" || r.Method != http.MethodGet {
 		return true
 	}
 	// Counting separators first bounds every header, including ones this
 	// parser and ServeContent's might read differently.
-	_, err := parseRanges(h, size)
-	if strings.Count(h, ",") >= maxRanges {
-		err = errTooManyRanges
+	_, err := Parse(h, size)
+	if strings.Count(h, ",") >= MaxRanges {
+		err = ErrTooMany
 	}
-	if errors.Is(err, errTooManyRanges) || errors.Is(err, errOverlap) {
+	if errors.Is(err, ErrTooMany) || errors.Is(err, ErrOverlap) {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		http.Error(w, fmt.Sprintf("range refused: %v (at most %d, not overlapping)", err, maxRanges), http.StatusRequestedRangeNotSatisfiable)
+		http.Error(w, fmt.Sprintf("range refused: %v (at most %d, not overlapping)", err, MaxRanges), http.StatusRequestedRangeNotSatisfiable)
 		return false
 	}
 	return true
