@@ -152,6 +152,12 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		o.bt = bt
 	}
+	o.served.reload = func(ctx context.Context) error {
+		if err := o.catalog.Refresh(ctx); err != nil {
+			return err
+		}
+		return o.served.update(ctx, o.catalog, o.log)
+	}
 	reports, err := openReports(cfg.Reports, cfg.CacheDir, o, log)
 	if err != nil {
 		o.Close()

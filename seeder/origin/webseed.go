@@ -174,7 +174,16 @@ type signedIndex struct {
 	// files caches each manifest's payload keys: releases are immutable,
 	// so a manifest is read once, not on every refresh.
 	files map[string][]string
+
+	// reload re-reads the catalog and updates the index. A miss calls it
+	// (at most every missReload) so that a release is servable as soon as
+	// agents can see it signed, not a refresh interval later.
+	reload     func(context.Context) error
+	reloadMu   sync.Mutex
+	lastReload time.Time
 }
+
+const missReload = 2 * time.Second
 
 // update rebuilds the index from the loaded catalog. A manifest that cannot
 // be read keeps its payload unserved until a later refresh reads it.
@@ -233,10 +242,30 @@ func (x *signedIndex) allowed(key string) bool {
 // guard answers 404 for every key the index does not list.
 func (x *signedIndex) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !x.allowed(strings.TrimPrefix(r.URL.Path, "/")) {
+		key := strings.TrimPrefix(r.URL.Path, "/")
+		if !x.allowed(key) && !x.reloadAndCheck(r.Context(), key) {
 			http.NotFound(w, r)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// reloadAndCheck reloads the catalog once for a miss, unless one was done
+// in the last missReload: misses from anyone cost at most one catalog
+// read (the timestamp, if nothing changed) every two seconds.
+func (x *signedIndex) reloadAndCheck(ctx context.Context, key string) bool {
+	if x.reload == nil || !hasServedPrefix(key) || strings.HasPrefix(key, "metadata/") {
+		return false
+	}
+	x.reloadMu.Lock()
+	defer x.reloadMu.Unlock()
+	if time.Since(x.lastReload) < missReload {
+		return x.allowed(key)
+	}
+	x.lastReload = time.Now()
+	if err := x.reload(ctx); err != nil {
+		return false
+	}
+	return x.allowed(key)
 }

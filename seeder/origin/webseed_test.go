@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 // A key or any other unsigned file dropped under the served prefixes is
@@ -92,5 +96,35 @@ func TestWebSeedRangeAbuse(t *testing.T) {
 				t.Errorf("416 without Content-Range: %q", resp.Header.Get("Content-Range"))
 			}
 		})
+	}
+}
+
+// A release published while the origin runs is served at once (a miss
+// reloads the catalog, at most every two seconds), not a refresh
+// interval (30 s by default) later.
+func TestWebSeedServesNewReleaseWithoutWaiting(t *testing.T) {
+	srv, cat := newOrigin(t)
+	dir := filepath.Dir(cat)
+	keys, err := catalog.LoadKeys(filepath.Join(dir, "keys"), "targets", "snapshot", "timestamp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := catalog.NewDirStore(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "new.bin")
+	os.WriteFile(src, []byte("fresh"), 0o644)
+	if resp, _ := get(t, "GET", srv.URL+"/data/app/2.0/new.bin", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("before publish: %s", resp.Status)
+	}
+	time.Sleep(2100 * time.Millisecond) // past the miss back-off of the request above
+	if _, err := seeder.Publish(t.Context(), store, keys, seeder.PublishOptions{Name: "app", Version: "2.0", Paths: []string{src}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/releases/app/2.0.json", "/torrents/app/2.0.torrent", "/data/app/2.0/new.bin"} {
+		if resp, _ := get(t, "GET", srv.URL+p, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s right after publish: %s", p, resp.Status)
+		}
 	}
 }
