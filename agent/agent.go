@@ -374,7 +374,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 		}
 	}
 	ctx, span := tracing.Start(ctx, "catalog.refresh", attribute.String("catalog", a.store.String()))
-	err := a.catalog.Refresh(ctx)
+	err := tlsHint(a.catalog.Refresh(ctx))
 	tracing.End(span, err)
 	a.noteCatalogErr(err)
 	return err

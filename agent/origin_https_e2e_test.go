@@ -89,7 +89,7 @@ func TestOriginHTTPSAgentVerifiesCertificate(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			err = a.Sync(ctx)
-			if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			if err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") || !strings.Contains(err.Error(), "tls.ca in agent.yaml") {
 				t.Fatalf("sync with %s: %v, want a certificate error", tc.name, err)
 			}
 			t.Logf("refused: %v", err)

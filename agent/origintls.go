@@ -3,10 +3,12 @@ package agent
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -74,4 +76,15 @@ func originTransport(tc *tls.Config) *http.Transport {
 	t.TLSClientConfig = tc
 	t.TLSHandshakeTimeout = 10 * time.Second
 	return t
+}
+
+// tlsHint says what to do when the origin's certificate did not verify.
+// The TUF updater does not always keep the error chain, hence the text
+// match as well.
+func tlsHint(err error) error {
+	var verr *tls.CertificateVerificationError
+	if err == nil || !(errors.As(err, &verr) || strings.Contains(err.Error(), "x509: ")) {
+		return err
+	}
+	return fmt.Errorf("%w (the origin's HTTPS certificate did not verify: tls.ca in agent.yaml must name the CA that signed it)", err)
 }
