@@ -54,6 +54,24 @@ func TestWebSeedServesOnlySignedFiles(t *testing.T) {
 			t.Errorf("GET /%s: %s, want 200", f, resp.Status)
 		}
 	}
+	// The hash-prefixed copies that TUF clients read (consistent
+	// snapshots) are signed targets too; a made-up hash is not.
+	hashed, _ := filepath.Glob(filepath.Join(cat, "releases", "app", "*.1.0.json"))
+	hashedT, _ := filepath.Glob(filepath.Join(cat, "torrents", "app", "*.1.0.torrent"))
+	if len(hashed) != 1 || len(hashedT) != 1 {
+		t.Fatalf("hash-prefixed copies: %v %v", hashed, hashedT)
+	}
+	for _, p := range append(hashed, hashedT...) {
+		rel, _ := filepath.Rel(cat, p)
+		if resp, _ := get(t, "GET", srv.URL+"/"+filepath.ToSlash(rel), nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /%s: %s, want 200", rel, resp.Status)
+		}
+	}
+	fake := filepath.Join(cat, "releases", "app", strings.Repeat("0", 64)+".1.0.json")
+	os.WriteFile(fake, []byte("PRIVATE KEY"), 0o644)
+	if resp, _ := get(t, "GET", srv.URL+"/releases/app/"+strings.Repeat("0", 64)+".1.0.json", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("made-up hash-prefixed name: %s, want 404", resp.Status)
+	}
 }
 
 // Many or overlapping ranges are refused with 416 and a short body instead
