@@ -11,8 +11,8 @@ import (
 )
 
 // 10,000 and 50,000 disjoint one-byte ranges of a 1 MiB file: ServeContent
-// alone answers a multipart body of 1.5 and 7.6 MB; behind Check the
-// answer is a 416 of a few dozen bytes.
+// alone answers a multipart body of 1.5 and 7.6 MB (measured; only the
+// first is repeated here); behind Check the answer is a 416 of 61 bytes.
 func TestCheckBoundsManyRanges(t *testing.T) {
 	data := strings.Repeat("x", 1<<20)
 	for _, n := range []int{10_000, 50_000} {
@@ -24,7 +24,11 @@ func TestCheckBoundsManyRanges(t *testing.T) {
 			}
 			fmt.Fprintf(&b, "%d-%d", i*2, i*2)
 		}
-		for _, guarded := range []bool{false, true} {
+		modes := []bool{false, true}
+		if n > 10_000 {
+			modes = modes[1:] // the unguarded 7.6 MB answer is slow under -race
+		}
+		for _, guarded := range modes {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if guarded && !Check(w, r, int64(len(data))) {
 					return
