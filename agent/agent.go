@@ -74,6 +74,9 @@ type Agent struct {
 	wg        sync.WaitGroup
 	runCancel context.CancelFunc
 	runCtx    context.Context
+
+	// originHTTP carries every request to the origin (verified TLS).
+	originHTTP *http.Transport
 }
 
 // download is one release in the torrent client.
@@ -139,9 +142,14 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		}
 	}
 	log = redactLogger(log, tok)
+	originTLS, err := cfg.TLS.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	originHTTP := originTransport(originTLS)
 	store := opts.Store
-	if store == nil && tok != "" && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
-		client := &http.Client{Transport: newBearerTransport(tok, cfg.Catalog.URL)}
+	if store == nil && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
+		client := &http.Client{Transport: newBearerTransport(tok, cfg.Catalog.URL, originHTTP)}
 		if store, err = catalog.NewHTTPStore(cfg.Catalog.URL, client); err != nil {
 			return nil, err
 		}
@@ -172,12 +180,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now,
-		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker)},
+		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker, originHTTP)},
+		originHTTP:  originHTTP,
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.bt, err = btclient.New(btclient.Config{
+	btc := btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -190,7 +199,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		NoPEX: cfg.Swarm.Locality != "any",
 		TLS:   peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.Tracker),
-	})
+	}
+	if strings.HasPrefix(cfg.Tracker, "https://") {
+		btc.TrackerTLS = originTLS
+	}
+	a.bt, err = btclient.New(btc)
 	if err != nil {
 		completion.Close()
 		state.Close()
@@ -348,7 +361,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 		}
 	}
 	ctx, span := tracing.Start(ctx, "catalog.refresh", attribute.String("catalog", a.store.String()))
-	err := a.catalog.Refresh(ctx)
+	err := tlsHint(a.catalog.Refresh(ctx))
 	tracing.End(span, err)
 	a.noteCatalogErr(err)
 	return err

@@ -43,6 +43,8 @@ type Config struct {
 
 	// PeerTLS makes peer connections mutual TLS (see internal/peertls).
 	PeerTLS peertls.Config `yaml:"peer_tls"`
+	// TLS checks the origin's HTTPS certificate (see OriginTLSConfig).
+	TLS OriginTLSConfig `yaml:"tls"`
 
 	// TimeZone is the site's IANA zone for schedules; default UTC.
 	TimeZone string `yaml:"timezone"`

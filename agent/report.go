@@ -130,6 +130,9 @@ func (a *Agent) runReporter(ctx context.Context) {
 
 func (a *Agent) reportLoop(ctx context.Context, endpoint string, build func() *report.Report) {
 	client := &http.Client{Timeout: a.cfg.Report.Timeout}
+	if a.originHTTP != nil {
+		client.Transport = a.originHTTP
+	}
 	every := a.cfg.Report.Interval
 	t := time.NewTimer(time.Duration(mrand.Int64N(int64(min(every, 5*time.Second))) + 1))
 	defer t.Stop()

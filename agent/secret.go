@@ -54,12 +54,13 @@ type bearerTransport struct {
 }
 
 // newBearerTransport returns a transport that authenticates requests to
-// rawURL's host; with no token it is the default transport.
-func newBearerTransport(token, rawURL string) http.RoundTripper {
+// rawURL's host and sends every request through next; with no token it
+// is next.
+func newBearerTransport(token, rawURL string, next http.RoundTripper) http.RoundTripper {
 	if token == "" {
-		return http.DefaultTransport
+		return next
 	}
-	return bearerTransport{token: token, host: hostOf(rawURL), next: http.DefaultTransport}
+	return bearerTransport{token: token, host: hostOf(rawURL), next: next}
 }
 
 func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {

@@ -131,7 +131,7 @@ func TestBearerOnlyToItsHost(t *testing.T) {
 		http.Redirect(w, r, other.URL+"/data/x?X-Amz-Signature=s", http.StatusFound)
 	}))
 	defer own.Close()
-	client := &http.Client{Transport: newBearerTransport("s3cr3t", own.URL+"/")}
+	client := &http.Client{Transport: newBearerTransport("s3cr3t", own.URL+"/", http.DefaultTransport)}
 	resp, err := client.Get(own.URL + "/data/x")
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,7 @@ func TestSwarmWatcher(t *testing.T) {
 		t.Error("a tracker URL not ending in /announce got a watcher")
 	}
 	// The token rides in the client's transport, never in the URL.
-	client := &http.Client{Transport: newBearerTransport("tok", srv.URL)}
+	client := &http.Client{Transport: newBearerTransport("tok", srv.URL, http.DefaultTransport)}
 	w := newSwarmWatcher(srv.URL+"/t/announce?tenant=acme&locality=gateway&role=agent", "a", "eu", ih, client, log)
 	if w == nil {
 		t.Fatal("no watcher")

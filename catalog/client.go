@@ -158,6 +158,22 @@ func (c *Client) Releases() ([]Release, error) {
 	return releasesFromTargets(up.GetTopLevelTargets())
 }
 
+// TargetNames lists the store keys of every signed target (manifests,
+// torrents, other signed documents) in the loaded catalog: each target's
+// hash-prefixed and plain copies (TargetKeys).
+func (c *Client) TargetNames() ([]string, error) {
+	up, err := c.current()
+	if err != nil {
+		return nil, err
+	}
+	targets := up.GetTopLevelTargets()
+	names := make([]string, 0, 2*len(targets))
+	for _, tf := range targets {
+		names = append(names, TargetKeys(tf)...)
+	}
+	return names, nil
+}
+
 // Entry returns the signed state of one release.
 func (c *Client) Entry(name, version string) (Release, error) {
 	rels, err := c.Releases()

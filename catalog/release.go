@@ -9,6 +9,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits on what a catalog may contain. They keep a hostile catalog from
@@ -112,13 +116,47 @@ func ValidateName(kind, s string) error {
 	return nil
 }
 
-// ValidateFilePath checks one file path inside a release.
+// ValidateFilePath checks one file path inside a release. It is the one
+// rule for publish (what may be signed) and the web seed (what may be
+// served), so a release that publishes is always servable.
 func ValidateFilePath(p string) error {
 	if len(p) > MaxPathLen {
 		return fmt.Errorf("file path is longer than %d bytes", MaxPathLen)
 	}
 	if err := CleanKey(p); err != nil {
 		return fmt.Errorf("file path: %w", err)
+	}
+	for _, c := range strings.Split(p, "/") {
+		if err := ValidatePathComponent(c); err != nil {
+			return fmt.Errorf("file path %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// ValidatePathComponent checks one file or directory name of a release:
+// valid UTF-8 in Unicode NFC, no control characters or slashes, and no
+// leading '.' (dotfiles and dot-directories are refused, since they hide
+// on disk and are what keys and VCS metadata look like). NFC is required
+// because macOS writes names decomposed (NFD) and Linux keeps bytes: two
+// names that look the same would otherwise be two files on one system and
+// one on another.
+func ValidatePathComponent(c string) error {
+	switch {
+	case c == "":
+		return errors.New("path has an empty component")
+	case c == "." || c == "..":
+		return fmt.Errorf("path component %q is not allowed", c)
+	case strings.ContainsAny(c, `/\`):
+		return fmt.Errorf("path component %q contains a slash or backslash", c)
+	case !utf8.ValidString(c):
+		return fmt.Errorf("path component %q is not valid UTF-8", c)
+	case strings.ContainsFunc(c, unicode.IsControl):
+		return fmt.Errorf("path component %q contains a control character", c)
+	case c[0] == '.':
+		return fmt.Errorf("path component %q starts with '.': dotfiles and dot-directories are not published or served", c)
+	case !norm.NFC.IsNormalString(c):
+		return fmt.Errorf("path component %q is not in Unicode NFC form (rename it to %q)", c, norm.NFC.String(c))
 	}
 	return nil
 }

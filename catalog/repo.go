@@ -50,6 +50,32 @@ func versionedKey(version int64, role string) string {
 	return metadataPrefix + strconv.FormatInt(version, 10) + "." + role + ".json"
 }
 
+// IsMetadataKey reports whether key names a TUF metadata file of a catalog:
+// metadata/<role>.json or metadata/<version>.<role>.json for a top-level
+// role. Anything else under metadata/ (a key file left there, notes) is
+// not catalog metadata and is not served.
+func IsMetadataKey(key string) bool {
+	name, ok := strings.CutPrefix(key, metadataPrefix)
+	if !ok {
+		return false
+	}
+	name, ok = strings.CutSuffix(name, ".json")
+	if !ok {
+		return false
+	}
+	if v, role, found := strings.Cut(name, "."); found {
+		if v == "" || strings.TrimLeft(v, "0123456789") != "" {
+			return false
+		}
+		name = role
+	}
+	switch name {
+	case "root", "targets", "snapshot", "timestamp":
+		return true
+	}
+	return false
+}
+
 // ErrNotInitialized means the store holds no catalog yet.
 var ErrNotInitialized = errors.New("no catalog here: run `swarmship catalog init` first")
 

@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ func newOriginCmd() *cobra.Command {
 		f          catalogFlags
 		configPath string
 		listen     string
+		tlsFlags   origin.TLSConfig
 	)
 	c := &cobra.Command{
 		Use:   "origin --catalog URL [--config origin.yaml]",
@@ -68,6 +70,12 @@ func newOriginCmd() *cobra.Command {
 			}
 			if listen != "" {
 				of.Listen = listen
+			}
+			if tlsFlags.Cert != "" || tlsFlags.Key != "" {
+				of.TLS.Cert, of.TLS.Key = tlsFlags.Cert, tlsFlags.Key
+			}
+			if tlsFlags.ClientCA != "" {
+				of.TLS.ClientCA = tlsFlags.ClientCA
 			}
 			of.SetDefaults()
 			// The tracker's live heap is tiny and churns fast: at 10k
@@ -106,9 +114,13 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("origin listen: %w", err)
 			}
+			scheme := "http"
+			if tc := o.ServerTLS(); tc != nil {
+				ln, scheme = tls.NewListener(ln, tc), "https"
+			}
 			srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second}
 			go srv.Serve(ln)
-			slog.Info("origin listening", "addr", ln.Addr().String(), "catalog", store.String(), "peer_port", o.PeerPort())
+			slog.Info("origin listening", "addr", ln.Addr().String(), "scheme", scheme, "catalog", store.String(), "peer_port", o.PeerPort())
 			err = o.Run(ctx)
 			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -119,6 +131,9 @@ func newOriginCmd() *cobra.Command {
 	f.register(c.Flags(), false)
 	c.Flags().StringVar(&configPath, "config", "", "origin.yaml")
 	c.Flags().StringVar(&listen, "listen", "", "HTTP listen address (default :7070)")
+	c.Flags().StringVar(&tlsFlags.Cert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
+	c.Flags().StringVar(&tlsFlags.Key, "tls-key", "", "private key of --tls-cert (PEM, mode 0600)")
+	c.Flags().StringVar(&tlsFlags.ClientCA, "tls-client-ca", "", "verify client certificates against this CA (PEM)")
 	return c
 }
 

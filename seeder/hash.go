@@ -22,11 +22,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/edsrzf/mmap-go"
+
+	"github.com/swarmship/swarmship/catalog"
 )
 
 // FileEntry is one input file of a release.
@@ -266,24 +266,15 @@ func regularEntry(p string, relPath []string, fi fs.FileInfo) (FileEntry, error)
 }
 
 // checkPathComponents refuses names that clients would map to a different
-// file, escape the download directory with, or that are not portable catalog
-// keys.
+// file, escape the download directory with, that are not portable catalog
+// keys, or that the web seed would not serve (catalog.ValidatePathComponent).
 func checkPathComponents(path []string) error {
 	if len(path) == 0 {
 		return errors.New("empty path")
 	}
 	for _, c := range path {
-		switch {
-		case c == "":
-			return errors.New("path has an empty component")
-		case c == "." || c == "..":
-			return fmt.Errorf("path component %q is not allowed", c)
-		case strings.ContainsAny(c, `/\`):
-			return fmt.Errorf("path component %q contains a slash or backslash", c)
-		case !utf8.ValidString(c):
-			return fmt.Errorf("path component %q is not valid UTF-8", c)
-		case strings.ContainsFunc(c, unicode.IsControl):
-			return fmt.Errorf("path component %q contains a control character", c)
+		if err := catalog.ValidatePathComponent(c); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -311,6 +302,16 @@ func checkUniquePaths(files []FileEntry) error {
 			return fmt.Errorf("duplicate path %q in release: from %s and %s", key, files[j].Source, f.Source)
 		}
 		seen[key] = i
+	}
+	// The manifest compares paths case-insensitively (case-insensitive file
+	// systems would merge them): say so before hashing, not after.
+	folded := make(map[string]int, len(files))
+	for i, f := range files {
+		key := strings.ToLower(strings.Join(f.Path, "/"))
+		if j, ok := folded[key]; ok {
+			return fmt.Errorf("paths %q and %q in release differ only in case (from %s and %s)", strings.Join(files[j].Path, "/"), strings.Join(f.Path, "/"), files[j].Source, f.Source)
+		}
+		folded[key] = i
 	}
 	for _, f := range files {
 		for k := 1; k < len(f.Path); k++ {

@@ -459,6 +459,36 @@ func TestCollectFilesErrors(t *testing.T) {
 			writeTree(t, dir, []testFile{{"rel/\xff", 1}})
 			return []string{filepath.Join(dir, "rel")}
 		}, "not valid UTF-8"},
+		// Publish and the web seed share catalog.ValidatePathComponent: what
+		// the web seed would refuse must not be signed.
+		{"NFD name", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"rel/cafe\u0301.txt", 1}})
+			return []string{filepath.Join(dir, "rel")}
+		}, "not in Unicode NFC form"},
+		{"NFC and NFD twins", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"rel/caf\u00e9.txt", 1}, {"rel/cafe\u0301.txt", 1}})
+			return []string{filepath.Join(dir, "rel")}
+		}, "not in Unicode NFC form"},
+		{"NFD directory name", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"rel/re\u0301sume\u0301/x", 1}})
+			return []string{filepath.Join(dir, "rel")}
+		}, "not in Unicode NFC form"},
+		{"dotfile", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"rel/x", 1}, {"rel/.env", 1}})
+			return []string{filepath.Join(dir, "rel")}
+		}, `".env" starts with '.'`},
+		{"dot-directory", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"rel/x", 1}, {"rel/.git/config", 1}})
+			return []string{filepath.Join(dir, "rel")}
+		}, `".git" starts with '.'`},
+		{"dotfile argument", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{".signing.key", 1}})
+			return []string{filepath.Join(dir, ".signing.key")}
+		}, `".signing.key" starts with '.'`},
+		{"names differing only in case", func(t *testing.T, dir string) []string {
+			writeTree(t, dir, []testFile{{"one/Readme", 1}, {"two/README", 1}})
+			return []string{filepath.Join(dir, "one"), filepath.Join(dir, "two")}
+		}, "differ only in case"},
 		{"duplicate path from two directories", func(t *testing.T, dir string) []string {
 			writeTree(t, dir, []testFile{{"one/x", 1}, {"two/x", 1}})
 			return []string{filepath.Join(dir, "one"), filepath.Join(dir, "two")}

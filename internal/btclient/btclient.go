@@ -62,6 +62,10 @@ type Config struct {
 	// sent (the agent puts its token in an Authorization header there,
 	// never in the announce URL; the origin's seeder its credential).
 	TrackerRequest func(*http.Request) error
+	// TrackerTLS, if set, verifies https trackers with this config (root
+	// CAs, client certificate); the library alone skips verification. Set
+	// it only when the tracker URLs are https (see trackertls.go).
+	TrackerTLS *tls.Config
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -143,6 +147,13 @@ func New(c Config) (*torrent.Client, error) {
 		cc.NoDHT = true
 		// TLS already hides the handshake: skip MSE's key exchange.
 		cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	}
+	if c.TrackerTLS != nil {
+		tt, err := newTrackerTLS(c.TrackerTLS, c.TLSLog)
+		if err != nil {
+			return nil, err
+		}
+		cc.TrackerDialContext = tt.DialContext
 	}
 	if c.MaxConns > 0 {
 		cc.EstablishedConnsPerTorrent = c.MaxConns

@@ -5,6 +5,7 @@ package localswarm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,8 @@ type OriginOptions struct {
 	Configure func(*origin.Config)
 	// Tracker tunes the origin's tracker (caps, trust_ip_param).
 	Tracker tracker.Config
+	// TLS makes the origin serve HTTPS (OriginURL is then https://).
+	TLS origin.TLSConfig
 }
 
 // New creates a catalog under dir and starts an origin serving it on a
@@ -95,6 +98,9 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		return nil, err
 	}
 	s.OriginURL = "http://" + s.ln.Addr().String()
+	if opts.TLS.Enabled() {
+		s.OriginURL = "https://" + s.ln.Addr().String()
+	}
 	client, err := catalog.NewClient(store, rootJSON, filepath.Join(dir, "origin", "tuf"))
 	if err != nil {
 		s.ln.Close()
@@ -108,6 +114,7 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		PeerHost:        "127.0.0.1",
 		RefreshInterval: time.Second,
 		Tracker:         opts.Tracker,
+		TLS:             opts.TLS,
 	}
 	if opts.Configure != nil {
 		opts.Configure(&ocfg)
@@ -122,7 +129,11 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		h = opts.WrapHandler(h)
 	}
 	s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go s.srv.Serve(s.ln)
+	ln := s.ln
+	if tc := s.Origin.ServerTLS(); tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
+	go s.srv.Serve(ln)
 	octx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(1)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +26,9 @@ type CertSpec struct {
 	// NotAfter defaults to a day from now; a past time makes an expired
 	// certificate.
 	NotAfter time.Time
+	// IPs and DNSNames are added as SANs (server certificates for HTTPS).
+	IPs      []net.IP
+	DNSNames []string
 }
 
 // GenerateTestPKI writes a throwaway CA (ca.pem, ca.key) to dir, or reuses
@@ -59,6 +63,7 @@ func GenerateTestPKI(dir string, certs ...CertSpec) error {
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		}
+		tmpl.IPAddresses, tmpl.DNSNames = s.IPs, s.DNSNames
 		if s.Identity != (Identity{}) {
 			tmpl.URIs = append(tmpl.URIs, s.Identity.URI())
 		}

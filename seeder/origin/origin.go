@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,6 +60,8 @@ type Config struct {
 	RevocationList string `yaml:"revocation_list"`
 	// PeerTLS makes the seeder's peer connections mutual TLS.
 	PeerTLS peertls.Config `yaml:"peer_tls"`
+	// TLS makes Listen serve HTTPS (see TLSConfig).
+	TLS TLSConfig `yaml:"tls"`
 }
 
 // SetDefaults fills unset fields.
@@ -85,6 +88,9 @@ type Origin struct {
 	bt      *torrent.Client
 	dirRoot *os.Root // set for directory catalogs: the web seed
 	reports *reportStore
+	served  signedIndex // what the web seed and catalog proxy may serve
+
+	serverTLS *tls.Config // nil: plain HTTP
 
 	webSeedBytes atomic.Int64
 	catalogBytes atomic.Int64
@@ -137,6 +143,13 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		o.allow.reload = o.reloadAllowlist
 		o.tracker.SetCatalog(&o.allow)
 	}
+	if cfg.TLS.Enabled() {
+		tc, err := cfg.TLS.ServerConfig()
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		o.serverTLS = tc
+	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
 		if err != nil {
@@ -160,11 +173,18 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			DataDir:        cfg.CacheDir,
 			TLS:            peerTLS,
 			TLSLog:         log,
+			TrackerTLS:     o.trackerTLS(),
 		})
 		if err != nil {
 			return nil, err
 		}
 		o.bt = bt
+	}
+	o.served.reload = func(ctx context.Context) error {
+		if err := o.catalog.Refresh(ctx); err != nil {
+			return err
+		}
+		return o.served.update(ctx, o.catalog, o.log)
 	}
 	reports, err := openReports(cfg.Reports, cfg.CacheDir, o, log)
 	if err != nil {
@@ -248,6 +268,9 @@ func (o *Origin) refresh(ctx context.Context) error {
 	}
 	o.mu.Unlock()
 	if err != nil {
+		return err
+	}
+	if err := o.served.update(ctx, o.catalog, o.log); err != nil {
 		return err
 	}
 	o.ready.Store(true)
@@ -412,7 +435,11 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 func (o *Origin) announceURL(tenant string) string {
 	base := o.cfg.AnnounceURL
 	if base == "" {
-		base = "http://" + hostPort(o.cfg.Listen) + "/announce"
+		scheme := "http://"
+		if o.serverTLS != nil {
+			scheme = "https://"
+		}
+		base = scheme + hostPort(o.cfg.Listen) + "/announce"
 	}
 	sep := "?"
 	if strings.Contains(base, "?") {
@@ -423,6 +450,20 @@ func (o *Origin) announceURL(tenant string) string {
 		q.Set("tenant", tenant)
 	}
 	return base + sep + q.Encode()
+}
+
+// ServerTLS is the TLS config for the Listen socket; nil: plain HTTP.
+func (o *Origin) ServerTLS() *tls.Config { return o.serverTLS }
+
+// trackerTLS is how the seeder verifies an https tracker; nil for http.
+func (o *Origin) trackerTLS() *tls.Config {
+	if !strings.HasPrefix(o.announceURL(""), "https://") {
+		return nil
+	}
+	if o.serverTLS == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12} // system roots
+	}
+	return selfTrackerTLS(o.serverTLS)
 }
 
 func hostPort(listen string) string {
@@ -521,6 +562,7 @@ func (o *Origin) Handler() http.Handler {
 	} else {
 		catalogHandler = &remoteCatalogServer{store: o.store, catalog: &o.catalogBytes, ttl: 15 * time.Minute}
 	}
+	catalogHandler = o.served.guard(catalogHandler)
 	if o.cfg.PrivateCatalog {
 		catalogHandler = o.catalogGuard(catalogHandler)
 	}

@@ -16,17 +16,28 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/origin"
 )
 
 func newOrigin(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
+	srv, cat, _ := newOriginWith(t, origin.Config{}, nil)
+	return srv, cat
+}
+
+// newOriginWith publishes app@1.0 (file.bin = "0123456789abcdef") into a
+// fresh directory catalog, runs an origin on it until its catalog is
+// loaded, and serves its handler with srvStart (nil: plain HTTP).
+func newOriginWith(t *testing.T, cfg origin.Config, srvStart func(*httptest.Server)) (*httptest.Server, string, []byte) {
+	t.Helper()
 	dir := t.TempDir()
 	cat := filepath.Join(dir, "catalog")
-	os.MkdirAll(filepath.Join(cat, "data", "app", "1.0"), 0o755)
-	os.WriteFile(filepath.Join(cat, "data", "app", "1.0", "file.bin"), []byte("0123456789abcdef"), 0o644)
+	src := filepath.Join(dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "file.bin"), []byte("0123456789abcdef"), 0o644)
+	os.MkdirAll(cat, 0o755)
 	os.WriteFile(filepath.Join(dir, "secret"), []byte("outside"), 0o644)
-	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(cat, "data", "app", "1.0", "escape"))
 	store, err := catalog.NewDirStore(cat)
 	if err != nil {
 		t.Fatal(err)
@@ -39,19 +50,53 @@ func newOrigin(t *testing.T) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := seeder.Publish(t.Context(), store, keys, seeder.PublishOptions{Name: "app", Version: "1.0", Paths: []string{filepath.Join(src, "file.bin")}}); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(filepath.Join(dir, "secret"), filepath.Join(cat, "data", "app", "1.0", "escape"))
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := false
-	o, err := origin.New(origin.Config{Seed: &seed}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if cfg.Seed == nil {
+		seed := false
+		cfg.Seed = &seed
+	}
+	o, err := origin.New(cfg, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { o.Close() })
-	srv := httptest.NewServer(o.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; o.Close() })
+	srv := httptest.NewUnstartedServer(o.Handler())
+	if srvStart == nil {
+		srv.Start()
+	} else {
+		srvStart(srv)
+	}
 	t.Cleanup(srv.Close)
-	return srv, cat
+	waitReady(t, srv.Client(), srv.URL)
+	return srv, cat, root
+}
+
+func waitReady(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("origin not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func get(t *testing.T, method, url string, hdr map[string]string) (*http.Response, string) {

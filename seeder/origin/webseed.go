@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/httprange"
 )
 
 // catalogServer serves a directory catalog read-only over HTTP: the signed
@@ -48,6 +51,9 @@ func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		http.NotFound(w, r)
+		return
+	}
+	if !httprange.Check(w, r, st.Size()) {
 		return
 	}
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
@@ -154,4 +160,112 @@ func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	n, err := io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
 	c.n.Add(n)
 	return n, err
+}
+
+// signedIndex is what the origin may serve from the catalog: TUF metadata,
+// signed targets (manifests, torrents) and the payload files listed in
+// signed manifests. Anything else placed under the catalog's prefixes (a
+// key file, a half-published payload, notes) is answered 404, so a
+// mistake in the bucket or directory does not become a download.
+type signedIndex struct {
+	mu      sync.RWMutex
+	targets map[string]bool
+	data    map[string]bool
+	// files caches each manifest's payload keys: releases are immutable,
+	// so a manifest is read once, not on every refresh.
+	files map[string][]string
+
+	// reload re-reads the catalog and updates the index. A miss calls it
+	// (at most every missReload) so that a release is servable as soon as
+	// agents can see it signed, not a refresh interval later.
+	reload     func(context.Context) error
+	reloadMu   sync.Mutex
+	lastReload time.Time
+}
+
+const missReload = 2 * time.Second
+
+// update rebuilds the index from the loaded catalog. A manifest that cannot
+// be read keeps its payload unserved until a later refresh reads it.
+func (x *signedIndex) update(ctx context.Context, c *catalog.Client, log *slog.Logger) error {
+	names, err := c.TargetNames()
+	if err != nil {
+		return err
+	}
+	rels, err := c.Releases()
+	if err != nil {
+		return err
+	}
+	x.mu.RLock()
+	cached := x.files
+	x.mu.RUnlock()
+	targets := make(map[string]bool, len(names))
+	for _, n := range names {
+		targets[n] = true
+	}
+	files := make(map[string][]string, len(rels))
+	data := map[string]bool{}
+	for _, r := range rels {
+		mk := catalog.ManifestKey(r.Name, r.Version)
+		keys, ok := cached[mk]
+		if !ok {
+			m, err := c.Manifest(ctx, r.Name, r.Version)
+			if err != nil {
+				log.Warn("web seed: manifest unreadable; its payload is not served", "release", r.Name, "version", r.Version, "err", err)
+				continue
+			}
+			for _, f := range m.Files {
+				keys = append(keys, catalog.DataPrefix(m.Name, m.Version)+f.Path)
+			}
+		}
+		files[mk] = keys
+		for _, k := range keys {
+			data[k] = true
+		}
+	}
+	x.mu.Lock()
+	x.targets, x.data, x.files = targets, data, files
+	x.mu.Unlock()
+	return nil
+}
+
+// allowed reports whether key may be served.
+func (x *signedIndex) allowed(key string) bool {
+	if catalog.IsMetadataKey(key) {
+		return true
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.targets[key] || x.data[key]
+}
+
+// guard answers 404 for every key the index does not list.
+func (x *signedIndex) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.URL.Path, "/")
+		if !x.allowed(key) && !x.reloadAndCheck(r.Context(), key) {
+			http.NotFound(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// reloadAndCheck reloads the catalog once for a miss, unless one was done
+// in the last missReload: misses from anyone cost at most one catalog
+// read (the timestamp, if nothing changed) every two seconds.
+func (x *signedIndex) reloadAndCheck(ctx context.Context, key string) bool {
+	if x.reload == nil || !hasServedPrefix(key) || strings.HasPrefix(key, "metadata/") {
+		return false
+	}
+	x.reloadMu.Lock()
+	defer x.reloadMu.Unlock()
+	if time.Since(x.lastReload) < missReload {
+		return x.allowed(key)
+	}
+	x.lastReload = time.Now()
+	if err := x.reload(ctx); err != nil {
+		return false
+	}
+	return x.allowed(key)
 }

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// OriginTLSConfig is how the agent checks the origin's HTTPS certificate
+// (catalog, tracker announces, swarm views, reports, origin offload). It
+// applies to https URLs only; without it those are verified against the
+// system roots.
+type OriginTLSConfig struct {
+	// CA (PEM) replaces the system roots: only certificates chaining to
+	// it are accepted. A private CA is the usual case; note that S3
+	// presigned redirects then need a certificate from it too, or
+	// SystemRoots.
+	CA string `yaml:"ca"`
+	// SystemRoots adds the system roots to CA (for a public S3 endpoint
+	// behind the origin's redirects).
+	SystemRoots bool `yaml:"system_roots"`
+	// Cert and Key (PEM, key mode 0600) are the client certificate for an
+	// origin with client_ca set.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// clientConfig builds the TLS config for requests to the origin.
+func (c OriginTLSConfig) clientConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CA != "" {
+		b, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("tls.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if c.SystemRoots {
+			if sys, err := x509.SystemCertPool(); err == nil {
+				pool = sys
+			}
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("tls.ca: %s holds no PEM certificate", c.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		return nil, fmt.Errorf("tls: cert and key go together")
+	}
+	if c.Cert != "" {
+		fi, err := os.Stat(c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls.key: %w", err)
+		}
+		if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("tls.key: %s has mode %v: it must be readable by its owner only (chmod 600 %s)", c.Key, fi.Mode().Perm(), c.Key)
+		}
+		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// originTransport is the HTTP transport for every request to the origin.
+func originTransport(tc *tls.Config) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tc
+	t.TLSHandshakeTimeout = 10 * time.Second
+	return t
+}
+
+// tlsHint says what to do when the origin's certificate did not verify.
+// The TUF updater does not always keep the error chain, hence the text
+// match as well.
+func tlsHint(err error) error {
+	var verr *tls.CertificateVerificationError
+	if err == nil || !(errors.As(err, &verr) || strings.Contains(err.Error(), "x509: ")) {
+		return err
+	}
+	return fmt.Errorf("%w (the origin's HTTPS certificate did not verify: tls.ca in agent.yaml must name the CA that signed it)", err)
+}

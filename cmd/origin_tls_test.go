@@ -1,0 +1,78 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/internal/peertls"
+)
+
+// `swarmship origin --tls-cert --tls-key` serves HTTPS: a client holding
+// the CA gets /healthz, a plain HTTP client gets no answer from the
+// origin's handler, and a key readable by others is refused at start.
+func TestOriginServesHTTPS(t *testing.T) {
+	catalogDir, keysDir := initCatalog(t)
+	pki := filepath.Join(t.TempDir(), "pki")
+	if err := peertls.GenerateTestPKI(pki, peertls.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := []string{"origin", "--catalog", catalogDir, "--root", filepath.Join(keysDir, "root.json"), "--listen", addr,
+		"--tls-cert", filepath.Join(pki, "origin.pem"), "--tls-key", filepath.Join(pki, "origin.key")}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	var errOut bytes.Buffer
+	go func() { done <- Run(ctx, args, &bytes.Buffer{}, &errOut) }()
+	defer func() { cancel(); <-done }()
+
+	ca, err := os.ReadFile(filepath.Join(pki, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get("https://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HTTPS origin not healthy: %v; stderr: %s", err, errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP to the HTTPS origin: %s, want Go's 400 for HTTP on a TLS port", resp.Status)
+		}
+	}
+
+	if err := os.Chmod(filepath.Join(pki, "origin.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := swarmship(t, append(args[:len(args):len(args)], "--listen", "127.0.0.1:0")...)
+	if code == 0 || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("0644 key: exit %d, %s", code, stderr)
+	}
+}
