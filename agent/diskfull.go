@@ -29,7 +29,7 @@ import (
 // before the next try (flapping), up to flapMax.
 const (
 	probeMin    = 100 * time.Millisecond
-	probeMax    = time.Second
+	probeMax    = 500 * time.Millisecond
 	flapWindow  = 30 * time.Second
 	flapMax     = 30 * time.Second
 	diskGCEvery = 30 * time.Second
