@@ -445,10 +445,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.log.Warn("cache over quota", "err", err)
 		}
 	}
-	a.mu.Lock()
-	diskGCDue := now.Sub(a.pol.lastDiskGC) >= diskGCEvery
-	a.mu.Unlock()
-	if diskGCDue && haveCatalog && a.diskFull() {
+	if haveCatalog && a.diskFull() {
 		a.gcForDisk(now)
 	}
 	var subs []SubscriptionStatus
@@ -502,8 +499,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 	if d == nil {
 		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
 		if err != nil {
-			a.fail(ref, "", err)
-			return err
+			return a.failOrWait(ref, "", err, now)
 		}
 		if m.Expired(now) {
 			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
@@ -525,12 +521,10 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 		}
 		tb, err := a.catalog.Torrent(ctx, ref.Name, ref.Version)
 		if err != nil {
-			a.fail(ref, m.InfoHash, err)
-			return err
+			return a.failOrWait(ref, m.InfoHash, err, now)
 		}
 		if d, err = a.addDownload(ctx, m, tb); err != nil {
-			a.fail(ref, m.InfoHash, err)
-			return err
+			return a.failOrWait(ref, m.InfoHash, err, now)
 		}
 	}
 	rec, _, err := a.state.Get(ref.String())
@@ -761,6 +755,17 @@ func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
 		a.log.Info("release state", attrs...)
 	}
 	rec.Phase, rec.Reason = p, reason
+}
+
+// failOrWait records err as the release's failure, unless it is a full
+// disk: then the release only waits for room (the GC may make some).
+func (a *Agent) failOrWait(ref catalog.ReleaseRef, infoHash string, err error, now time.Time) error {
+	if isNoSpace(err) {
+		a.gcForDisk(now)
+		return errors.New(writeFaultReason(err))
+	}
+	a.fail(ref, infoHash, err)
+	return err
 }
 
 func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {

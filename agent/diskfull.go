@@ -216,6 +216,12 @@ func (a *Agent) diskFull() bool {
 // downloading) go, least recently used first, until every paused
 // download's remainder fits in the free space.
 func (a *Agent) gcForDisk(now time.Time) {
+	a.mu.Lock()
+	due := now.Sub(a.pol.lastDiskGC) >= diskGCEvery
+	a.mu.Unlock()
+	if !due {
+		return
+	}
 	dir := filepath.Join(a.cfg.CacheDir, "releases")
 	free, ok := freeBytes(dir)
 	if !ok {

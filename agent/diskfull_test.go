@@ -316,3 +316,53 @@ func checkReleaseFiles(t *testing.T, dir string, m *catalog.Manifest) {
 		}
 	}
 }
+
+// On a full disk the GC runs first: a cached release that nothing keeps
+// (not active, not pinned, not the rollback copy) is evicted to make room,
+// and the download completes without anyone freeing space.
+func TestAgentDiskFullGCMakesRoom(t *testing.T) {
+	disk := mountTmpfs(t, 32<<20)
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	sizes := map[string]map[string]int64{
+		"0": {"bin/app": 14 << 20},
+		"1": {"bin/app": 2 << 20},
+		"2": {"bin/app": 2<<20 + 1},
+		"3": {"bin/app": 10 << 20},
+	}
+	cfg := sw.AgentConfig("small-disk", "site-1", "eu", agent.Subscription{Name: "app", Channel: "stable"})
+	cfg.CacheDir = filepath.Join(disk, "agent")
+	cfg.Offload.StartupGrace = 10 * time.Millisecond
+	cfg.Tracker = ""
+	// Slow enough to fill the disk part way through v3.
+	cfg.Rates = agent.RatesConfig{Profiles: []policy.RateProfile{{Name: "wan", Down: 8 << 20}}, Default: "wan"}
+	var ra *localswarm.RunningAgent
+	var ms []*catalog.Manifest
+	for i, v := range []string{"0", "1", "2", "3"} {
+		ms = append(ms, publish(t, sw, "app", v, uint64(20+i), sizes[v]))
+		if v == "3" {
+			break
+		}
+		promote(t, sw, "app", v, "stable")
+		if ra == nil {
+			var err error
+			if ra, err = sw.StartAgent(context.Background(), "small-disk", cfg); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ra.Stop() })
+		}
+		waitActive(t, "app", v, 60*time.Second, ra)
+	}
+	promote(t, sw, "app", "3", "stable")
+	waitCompleted(t, ra, "app", "3", 2<<20)
+	fillDisk(t, disk) // never removed
+	waitActivePolling(t, ra, "app", "3", 60*time.Second)
+	checkActiveFiles(t, ra, ms[3])
+	if _, err := os.Stat(filepath.Join(cfg.CacheDir, "releases", "app", "0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("app@0 was not evicted to make room: %v", err)
+	}
+	if rs := releaseStatus(ra, "app", "0"); rs.Name != "" {
+		t.Errorf("app@0 still recorded: %+v", rs.ReleaseState)
+	}
+	// The rollback copy stays.
+	checkReleaseFiles(t, filepath.Join(cfg.CacheDir, "releases", "app", "2"), ms[2])
+}
