@@ -94,8 +94,8 @@ func (d *download) applyLocked() {
 // for an origin piece. It pauses the release and starts the probe that
 // resumes it.
 func (a *Agent) onWriteError(d *download, err error) {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return
+	if err == nil || errors.Is(err, context.Canceled) || d.ctx.Err() != nil {
+		return // the download is being dropped or the agent closes
 	}
 	reason := writeFaultReason(err)
 	now := time.Now()
