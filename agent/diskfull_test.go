@@ -79,6 +79,7 @@ type diskFullRun struct {
 	originWhile   int64         // origin bytes the agent read while the disk was full
 	egressWhile   int64         // payload bytes the origin served meanwhile
 	resumeAfter   time.Duration // space back -> v2 active
+	unpaused      time.Duration // space back -> reason gone from status
 	remainder     int64         // bytes of v2 left when space came back
 	baselineAfter time.Duration // the same remainder without the fault
 }
@@ -101,8 +102,8 @@ func TestAgentDiskFullPausesAndResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runDiskFull(t, mountTmpfs(t, 32<<20), tc.peer)
 			t.Logf("%s: disk filled at %s of v2; while full the agent read %d origin bytes, the origin served %d; "+
-				"space back -> active in %v for %s, the same remainder without the fault took %v (ratio %.2f)",
-				tc.name, mib(r.fillAt), r.originWhile, r.egressWhile, r.resumeAfter.Round(time.Millisecond),
+				"space back -> resumed in %v, active in %v for %s; the same remainder without the fault took %v (ratio %.2f)",
+				tc.name, mib(r.fillAt), r.originWhile, r.egressWhile, r.unpaused.Round(time.Millisecond), r.resumeAfter.Round(time.Millisecond),
 				mib(r.remainder), r.baselineAfter.Round(time.Millisecond), float64(r.resumeAfter)/float64(r.baselineAfter))
 		})
 	}
@@ -230,6 +231,13 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
+	for rs := releaseStatus(ra, "app", "2.0"); strings.HasPrefix(rs.Reason, "disk full:"); rs = releaseStatus(ra, "app", "2.0") {
+		if time.Since(t0) > 30*time.Second {
+			t.Fatalf("still paused 30s after space returned: %s", rs.Reason)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	run.unpaused = time.Since(t0)
 	waitActivePolling(t, ra, "app", "2.0", 60*time.Second)
 	run.resumeAfter = time.Since(t0)
 	checkActiveFiles(t, ra, m2)
