@@ -63,6 +63,7 @@ type Agent struct {
 	pol         policyState
 	evictions   int64
 	reports     reportCounters
+	closing     bool // Close has begun
 
 	traceShutdown func(context.Context) error
 
@@ -232,6 +233,7 @@ func (a *Agent) PeerPort() int { return a.bt.LocalPort() }
 // Close stops downloads and seeding and flushes state.
 func (a *Agent) Close() error {
 	a.mu.Lock()
+	a.closing = true // no new goroutines from here on (see onWriteError)
 	for _, d := range a.downloads {
 		if d.cancel != nil {
 			d.cancel()

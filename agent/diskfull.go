@@ -118,11 +118,16 @@ func (a *Agent) onWriteError(d *download, err error) {
 	}
 	a.log.Warn("release paused: cannot write its data", "release", d.ref.Name, "version", d.ref.Version,
 		"reason", reason, "completed", d.t.BytesCompleted(), "size", d.manifest.TotalSize)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.probeRoom(d.ctx, d, min(probeMin<<flaps, flapMax))
-	}()
+	// Under a.mu, so that Close's wg.Wait never races this Add.
+	a.mu.Lock()
+	if !a.closing {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.probeRoom(d.ctx, d, min(probeMin<<flaps, flapMax))
+		}()
+	}
+	a.mu.Unlock()
 	a.poke()
 }
 

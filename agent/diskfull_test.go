@@ -246,7 +246,16 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 	if rs := releaseStatus(ra, "app", "2.0"); rs.Reason != "" {
 		t.Errorf("v2 active but its status still says %q", rs.Reason)
 	}
-	if !peer {
+	if peer {
+		// Peers, not the origin, deliver the rest: the library's own
+		// handler would have left peer downloading off for good, and the
+		// origin offload would have fetched the remainder once stalled.
+		rs := releaseStatus(ra, "app", "2.0")
+		t.Logf("v2 bytes from peers %d, from the origin %d", rs.Downloaded.Peer, rs.Downloaded.Origin)
+		if rs.Downloaded.Origin > budget {
+			t.Errorf("v2 took %d bytes from the origin with a seeding peer connected; want <= %d", rs.Downloaded.Origin, budget)
+		}
+	} else {
 		copies := float64(sw.Origin.Egress().WebSeed-before) / float64(m2.TotalSize)
 		t.Logf("origin sent %.3f copies of v2 (piece length %d)", copies, m2.PieceLength)
 		if copies > 1.1 {
