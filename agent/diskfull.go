@@ -105,7 +105,7 @@ func (a *Agent) onWriteError(d *download, err error) {
 	if first {
 		d.faultSince = now
 		if !d.resumedAt.IsZero() && now.Sub(d.resumedAt) < flapWindow {
-			d.flaps++
+			d.flaps = min(d.flaps+1, 10) // 100ms<<9 is past flapMax already
 		} else {
 			d.flaps = 0
 		}
