@@ -134,13 +134,14 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 	var run diskFullRun
 	// setup makes a catalog with v1 on the channel and v2 published but
 	// not promoted; it returns a config maker and a function that starts
-	// the seeding peer if there is one.
-	setup := func() (*localswarm.Swarm, *catalog.Manifest, *catalog.Manifest, func(name, cacheDir string) *agent.Config, func()) {
+	// the seeding peer if there is one (with v1 and v2; back: with v1 on
+	// the channel again).
+	setup := func() (*localswarm.Swarm, *catalog.Manifest, *catalog.Manifest, func(name, cacheDir string) *agent.Config, func(back bool)) {
 		sw := newSwarm(t, localswarm.OriginOptions{})
 		m1 := publish(t, sw, "app", "1.0", 11, map[string]int64{"bin/app": 4 << 20, "README": 1 << 10}, "stable")
 		// v2 does not fit in what is left once the disk fills part way.
 		m2 := publish(t, sw, "app", "2.0", 12, map[string]int64{"bin/app": 14 << 20, "share/data": 2<<20 + 333})
-		seed := func() {
+		seed := func(back bool) {
 			if !peer {
 				return
 			}
@@ -156,8 +157,10 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 			waitActive(t, "app", "1.0", 60*time.Second, seed)
 			promote(t, sw, "app", "2.0", "stable")
 			waitActive(t, "app", "2.0", 60*time.Second, seed)
-			promote(t, sw, "app", "1.0", "stable")
-			waitActive(t, "app", "1.0", 60*time.Second, seed)
+			if back {
+				promote(t, sw, "app", "1.0", "stable")
+				waitActive(t, "app", "1.0", 60*time.Second, seed)
+			}
 		}
 		return sw, m1, m2, func(name, cacheDir string) *agent.Config {
 			cfg := sw.AgentConfig(name, "site-1", "eu", agent.Subscription{Name: "app", Channel: "stable"})
@@ -187,7 +190,7 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 	}
 
 	sw, m1, m2, config, seed := setup()
-	seed()
+	seed(true)
 	cfg := config("small-disk", filepath.Join(disk, "agent"))
 	ra := start(sw, "small-disk", cfg)
 	waitActive(t, "app", "1.0", 60*time.Second, ra)
@@ -279,8 +282,11 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 	// a new deployment (a stopped agent still listed by the tracker
 	// slowed a new one's start by a minute).
 	sw, _, _, config, seed = setup()
-	seed()
-	promote(t, sw, "app", "2.0", "stable")
+	if peer {
+		seed(false) // leaves v2 on the channel
+	} else {
+		promote(t, sw, "app", "2.0", "stable")
+	}
 	rb := start(sw, "baseline", config("baseline", t.TempDir()))
 	waitCompleted(t, rb, "app", "2.0", run.fillAt)
 	t0 = time.Now()
