@@ -93,8 +93,13 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	previous := a.activeVersion(name)
 	if previous == version {
 		if rec.Phase != PhaseActive {
+			// The link moved but the record was not saved (a full disk
+			// fails the state write): finish the switch now.
 			a.setPhase(rec, PhaseActive, "")
-			a.state.Put(rec)
+			if err := a.state.Put(rec); err != nil {
+				return fmt.Errorf("activate %s@%s: %w", name, version, err)
+			}
+			a.demoteOthers(name, version, time.Now())
 		}
 		return nil
 	}
@@ -119,13 +124,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		return err
 	}
 	// The version it replaced stays cached for rollback.
-	if previous != "" {
-		if prev, ok, _ := a.state.Get(name + "@" + previous); ok && prev.Phase == PhaseActive {
-			a.setPhase(prev, PhaseVerified, "")
-			prev.LastUsed = now
-			a.state.Put(prev)
-		}
-	}
+	a.demoteOthers(name, version, now)
 	a.log.Info("release activated", "release", name, "version", version, "previous", previous, "infohash", rec.InfoHash)
 	if l, err := audit.Open(a.cfg.AuditLog, 0, 0); err == nil {
 		err = l.Append(audit.Event{Action: "activate", Release: name, Version: version, InfoHash: rec.InfoHash,
@@ -140,6 +139,19 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
 	}
 	return nil
+}
+
+// demoteOthers marks every other version of name recorded active as
+// verified: it stays cached for rollback.
+func (a *Agent) demoteOthers(name, version string, now time.Time) {
+	recs, _ := a.state.All()
+	for _, r := range recs {
+		if r.Name == name && r.Version != version && r.Phase == PhaseActive {
+			a.setPhase(r, PhaseVerified, "")
+			r.LastUsed = now
+			a.state.Put(r)
+		}
+	}
 }
 
 // runHook runs hooks.post_activate through /bin/sh with the release's

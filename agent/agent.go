@@ -66,6 +66,7 @@ type Agent struct {
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
 	reports         reportCounters
+	closing         bool // Close has begun
 
 	traceShutdown func(context.Context) error
 
@@ -87,9 +88,19 @@ type download struct {
 	off      *offloader
 	base     Bytes // counted in earlier runs
 	baseUp   int64
+	ctx      context.Context // ends when the download is dropped or the agent closes
 	cancel   context.CancelFunc
-	paused   bool       // touched only by the reconcile loop
 	span     trace.Span // download span, ended at verification
+
+	// mu guards the pause state (diskfull.go): the policy's pause, a
+	// write fault (disk full) and what was last applied.
+	mu         sync.Mutex
+	paused     bool   // by policy (window, battery)
+	fault      string // why writes fail; "" when they work
+	faultSince time.Time
+	resumedAt  time.Time // when a write fault last cleared
+	flaps      int       // faults soon after a resume, for back-off
+	halted     bool      // data download disallowed and offloader paused
 }
 
 // SubscriptionStatus says what a subscription resolves to and why it waits.
@@ -225,6 +236,7 @@ func (a *Agent) PeerPort() int { return a.bt.LocalPort() }
 // Close stops downloads and seeding and flushes state.
 func (a *Agent) Close() error {
 	a.mu.Lock()
+	a.closing = true // no new goroutines from here on (see onWriteError)
 	for _, d := range a.downloads {
 		if d.cancel != nil {
 			d.cancel()
@@ -438,6 +450,9 @@ func (a *Agent) reconcile(ctx context.Context) {
 			a.log.Warn("cache over quota", "err", err)
 		}
 	}
+	if haveCatalog && a.diskFull() {
+		a.gcForDisk(now)
+	}
 	var subs []SubscriptionStatus
 	for _, s := range a.cfg.Subscriptions {
 		st := SubscriptionStatus{Subscription: s.String(), Name: s.Name}
@@ -489,8 +504,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 	if d == nil {
 		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
 		if err != nil {
-			a.fail(ref, "", err)
-			return err
+			return a.failOrWait(ref, "", err, now)
 		}
 		if m.Expired(now) {
 			return fmt.Errorf("%s expired at %s", ref, m.Expires.Format(time.RFC3339))
@@ -512,12 +526,10 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 		}
 		tb, err := a.catalog.Torrent(ctx, ref.Name, ref.Version)
 		if err != nil {
-			a.fail(ref, m.InfoHash, err)
-			return err
+			return a.failOrWait(ref, m.InfoHash, err, now)
 		}
 		if d, err = a.addDownload(ctx, m, tb); err != nil {
-			a.fail(ref, m.InfoHash, err)
-			return err
+			return a.failOrWait(ref, m.InfoHash, err, now)
 		}
 	}
 	rec, _, err := a.state.Get(ref.String())
@@ -530,15 +542,18 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseR
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
-		if ok, why := a.mayDownload(sub, now); !ok {
-			d.pause(true)
+		ok, why := a.mayDownload(sub, now)
+		d.pause(!ok)
+		if fault := d.writeFault(); fault != "" {
+			ok, why = false, fault
+		}
+		if !ok {
 			if rec.Reason != why {
 				rec.Reason = why
 				a.state.Put(rec)
 			}
 			return errors.New(why)
 		}
-		d.pause(false)
 		if rec.Reason != "" {
 			rec.Reason = ""
 			a.state.Put(rec)
@@ -636,9 +651,13 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	t.DownloadAll()
 	dctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
+	d.ctx, d.cancel = dctx, cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
 	d.off.hashFails = &a.originHashFails
+	// A failed write pauses the release until there is room again; the
+	// library's default would stop downloading for the process's life.
+	d.off.onWriteErr = func(err error) { a.onWriteError(d, err) }
+	t.SetOnWriteChunkError(func(err error) { a.onWriteError(d, err) })
 	// With locality site or region the agent shares only inside that tier
 	// and its connections are the whole swarm it can use.
 	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
@@ -667,7 +686,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 			}()
 		}
 	}
-	d.paused = true // until the next reconcile checks the policy
+	d.paused, d.halted = true, true // until the next reconcile checks the policy
 	d.off.paused.Store(true)
 	a.poke()
 	a.mu.Lock()
@@ -742,6 +761,17 @@ func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
 	rec.Phase, rec.Reason = p, reason
 }
 
+// failOrWait records err as the release's failure, unless it is a full
+// disk: then the release only waits for room (the GC may make some).
+func (a *Agent) failOrWait(ref catalog.ReleaseRef, infoHash string, err error, now time.Time) error {
+	if isNoSpace(err) {
+		a.gcForDisk(now)
+		return errors.New(writeFaultReason(err))
+	}
+	a.fail(ref, infoHash, err)
+	return err
+}
+
 func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {
 	rec, ok, _ := a.state.Get(ref.String())
 	if !ok {
@@ -767,20 +797,6 @@ func (a *Agent) saveProgressLocked(d *download) {
 	if changed {
 		a.state.Put(rec)
 	}
-}
-
-// pause stops or resumes a download (peers and origin alike).
-func (d *download) pause(p bool) {
-	if d.paused == p {
-		return
-	}
-	d.paused = p
-	if p {
-		d.t.DisallowDataDownload()
-	} else {
-		d.t.AllowDataDownload()
-	}
-	d.off.paused.Store(p)
 }
 
 // bytes returns payload bytes by source and uploaded bytes, including

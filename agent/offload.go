@@ -102,6 +102,9 @@ type rangeSource interface {
 	GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }
 
+// errOffloadPaused ends a fetch that a pause overtook; it is not a failure.
+var errOffloadPaused = errors.New("origin fetch stopped: release paused")
+
 // offloader fetches a download's owned pieces from the origin.
 type offloader struct {
 	t        *torrent.Torrent
@@ -124,6 +127,9 @@ type offloader struct {
 	badPieces map[int]pieceBackoff
 	paused    atomic.Bool            // outside a download window, or by policy
 	lastErr   atomic.Pointer[string] // last origin fetch error, for status
+	// onWriteErr is told when a fetched piece cannot be written to
+	// storage (disk full): it pauses the release.
+	onWriteErr func(error)
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -214,7 +220,7 @@ func (o *offloader) run(ctx context.Context) error {
 					defer wg.Done()
 					err := o.fetchPiece(ctx, p)
 					bad := errors.Is(err, errOriginHash)
-					if err != nil && ctx.Err() == nil {
+					if err != nil && ctx.Err() == nil && !errors.Is(err, errOffloadPaused) {
 						o.failures.Add(1)
 						msg := err.Error()
 						o.lastErr.Store(&msg)
@@ -455,8 +461,14 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	if o.t.PieceState(p).Complete {
 		return nil // a peer delivered it meanwhile
 	}
+	if o.paused.Load() {
+		return errOffloadPaused // e.g. another write just failed for lack of space
+	}
 	piece := o.t.Piece(p)
 	if _, err := piece.Storage().WriteAt(buf, 0); err != nil {
+		if o.onWriteErr != nil {
+			o.onWriteErr(err)
+		}
 		return fmt.Errorf("write piece %d: %w", p, err)
 	}
 	if err := piece.VerifyDataContext(ctx); err != nil {
@@ -550,6 +562,11 @@ func (o *offloader) readFile(ctx context.Context, key string, off int64, dst []b
 	defer rc.Close()
 	const chunk = 64 << 10
 	for got := 0; got < len(dst); {
+		// A pause (disk full, policy) ends fetches in flight too: what
+		// they would bring could not be stored or is not wanted now.
+		if o.paused.Load() {
+			return errOffloadPaused
+		}
 		n := min(chunk, len(dst)-got)
 		if o.limiter != nil {
 			if err := o.limiter.WaitN(ctx, min(n, o.limiter.Burst())); err != nil {

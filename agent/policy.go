@@ -35,6 +35,8 @@ type policyState struct {
 	uploadOK bool
 	cond     policy.Conditions
 	lastGC   time.Time
+	// lastDiskGC is when the GC last ran to make room on a full disk.
+	lastDiskGC time.Time
 }
 
 // applyPolicy sets rate limits and upload permission from the schedule,
@@ -155,6 +157,12 @@ func (a *Agent) readConditions() policy.Conditions {
 // and drops expired and yanked ones; see policy.PlanGC for the order.
 // Active and pinned releases are never evicted.
 func (a *Agent) gc(need int64, now time.Time) error {
+	return a.gcWithin(a.cfg.QuotaBytes(), need, now)
+}
+
+// gcWithin is gc with quota bytes as the limit (a full disk sets a lower
+// one than the configured quota).
+func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 	recs, err := a.state.All()
 	if err != nil {
 		return err
@@ -195,7 +203,7 @@ func (a *Agent) gc(need int64, now time.Time) error {
 		cached = append(cached, cr)
 		used += r.Size
 	}
-	evict, planErr := policy.PlanGC(cached, a.cfg.QuotaBytes(), need, keep, now)
+	evict, planErr := policy.PlanGC(cached, quota, need, keep, now)
 	for _, e := range evict {
 		if err := a.evict(e.Name, e.Version); err != nil {
 			a.log.Error("evict", "release", e.Name, "version", e.Version, "err", err)

@@ -65,6 +65,11 @@ func (a *Agent) Status() Status {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())
 			}
 			rs.Peers = len(rs.PeerAddrs)
+			// The state database may be on the full disk too: the live
+			// reason wins over what could be saved.
+			if fault := d.writeFault(); fault != "" {
+				rs.Reason = fault
+			}
 		}
 		st.Releases = append(st.Releases, rs)
 	}
