@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/storage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
@@ -41,7 +40,10 @@ type Agent struct {
 	catalog  *catalog.Client
 	state    *stateDB
 	bt       *torrent.Client
-	complete storage.PieceCompletion
+	complete *completionDB
+	// byHash finds a download by infohash without a.mu, for the counters
+	// saved with each completed piece (see completionDB).
+	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
 	token    string
@@ -62,6 +64,7 @@ type Agent struct {
 	wake        chan struct{}
 	pol         policyState
 	evictions   int64
+	recoveries  []Recovery // what was done about damaged state at start
 	reports     reportCounters
 
 	traceShutdown func(context.Context) error
@@ -156,11 +159,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	state, err := openState(filepath.Join(cfg.CacheDir, "state", "agent.db"))
+	state, stateRec, err := openState(filepath.Join(cfg.CacheDir, "state", "agent.db"), log)
 	if err != nil {
 		return nil, err
 	}
-	completion, err := storage.NewBoltPieceCompletion(filepath.Join(cfg.CacheDir, "state"))
+	completion, complRec, err := openCompletion(filepath.Join(cfg.CacheDir, "state"), log)
 	if err != nil {
 		state.Close()
 		return nil, fmt.Errorf("piece completion database: %w", err)
@@ -175,6 +178,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	for _, r := range []*Recovery{stateRec, complRec} {
+		if r != nil {
+			a.recoveries = append(a.recoveries, *r)
+		}
+	}
+	counters := a.liveCounters
+	completion.counters.Store(&counters)
 	a.bt, err = btclient.New(btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
@@ -256,7 +266,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.startReporter(ctx)()
-	a.removeOrphans()
+	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	refresh := time.NewTimer(0)
@@ -288,7 +298,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // every subscription; it returns nil once all are active, or an error
 // naming what is not.
 func (a *Agent) Sync(ctx context.Context) error {
-	a.removeOrphans()
+	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	if err := a.refresh(ctx); err != nil {
@@ -630,6 +640,12 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	// Counters saved with the last completed piece outlive a kill -9
+	// between two state saves.
+	if sc, ok, err := a.complete.Counters(tf.InfoHash); err == nil && ok {
+		sc = maxCounters(savedCounters{Downloaded: d.base, Uploaded: d.baseUp}, sc)
+		d.base, d.baseUp = sc.Downloaded, sc.Uploaded
+	}
 	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	t.DownloadAll()
 	dctx, cancel := context.WithCancel(context.Background())
@@ -668,6 +684,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.mu.Lock()
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
+	a.byHash.Store(tf.InfoHash, d)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -689,6 +706,7 @@ func (a *Agent) poke() {
 
 func (a *Agent) dropDownload(d *download) {
 	d.cancel()
+	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()
 	a.mu.Lock()
 	delete(a.downloads, d.ref.String())

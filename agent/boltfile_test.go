@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/anacrolix/torrent/metainfo"
+	bolt "go.etcd.io/bbolt"
+)
+
+// corruptions are the damaged files a state or piece-completion database
+// can be left as (a disk error, a crash of the machine, an operator).
+var corruptions = []struct {
+	name string
+	do   func(t *testing.T, path string)
+}{
+	{"garbage header", func(t *testing.T, path string) { overwrite(t, path, 0, 8<<10) }},
+	{"garbage data pages", func(t *testing.T, path string) { overwrite(t, path, 8<<10, -1) }},
+	{"truncated to 0", func(t *testing.T, path string) { truncate(t, path, 0) }},
+	{"truncated to half", func(t *testing.T, path string) { truncate(t, path, -2) }},
+	{"text file", func(t *testing.T, path string) {
+		if err := os.WriteFile(path, []byte(strings.Repeat("this is not a database\n", 100)), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}},
+}
+
+// overwrite fills [off, off+n) of path with random bytes (n < 0: to the end).
+func overwrite(t *testing.T, path string, off, n int64) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 0 || off+n > st.Size() {
+		n = st.Size() - off
+	}
+	if n <= 0 {
+		t.Fatalf("%s has %d bytes, nothing to overwrite at %d", path, st.Size(), off)
+	}
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{1}).Read(b)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// truncate cuts path to size bytes; -2 means half its size.
+func truncate(t *testing.T, path string, size int64) {
+	t.Helper()
+	if size == -2 {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size = st.Size() / 2
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenCorruptDatabasesRecovers(t *testing.T) {
+	for _, db := range []string{"state", "completion"} {
+		for _, c := range corruptions {
+			t.Run(db+"/"+c.name, func(t *testing.T) {
+				dir := t.TempDir()
+				var logs bytes.Buffer
+				log := slog.New(slog.NewTextHandler(&logs, nil))
+				open := func() (string, *Recovery, func() error) {
+					if db == "state" {
+						s, rec, err := openState(filepath.Join(dir, "agent.db"), log)
+						if err != nil {
+							t.Fatal(err)
+						}
+						// Enough records for several data pages, in one transaction.
+						if err := s.update(func(tx *bolt.Tx) error {
+							for i := range 200 {
+								r := ReleaseState{Name: "app", Version: fmt.Sprintf("%s%d", strings.Repeat("v", 100), i)}
+								b, _ := json.Marshal(&r)
+								if err := tx.Bucket(releasesBucket).Put([]byte(r.Key()), b); err != nil {
+									return err
+								}
+							}
+							return nil
+						}); err != nil {
+							t.Fatal(err)
+						}
+						if _, err := s.All(); err != nil {
+							t.Fatal(err)
+						}
+						return s.path, rec, s.Close
+					}
+					c, rec, err := openCompletion(dir, log)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i := range 2000 {
+						if err := c.Set(metainfo.PieceKey{Index: i}, true); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if _, err := c.Get(metainfo.PieceKey{Index: 7}); err != nil {
+						t.Fatal(err)
+					}
+					return c.path, rec, c.Close
+				}
+				path, rec, closeDB := open()
+				if rec != nil {
+					t.Fatalf("fresh database reported a recovery: %+v", rec)
+				}
+				closeDB()
+				c.do(t, path)
+				_, rec, closeDB = open()
+				defer closeDB()
+				if rec == nil {
+					t.Fatalf("no recovery reported; log:\n%s", logs.String())
+				}
+				t.Logf("%+v", *rec)
+				if rec.File != path {
+					t.Errorf("recovery names %q, want %q", rec.File, path)
+				}
+				if !strings.Contains(logs.String(), path) {
+					t.Errorf("log does not name %s:\n%s", path, logs.String())
+				}
+				if rec.MovedTo != "" {
+					if _, err := os.Stat(rec.MovedTo); err != nil {
+						t.Errorf("moved-aside copy: %v", err)
+					}
+					if !strings.Contains(logs.String(), rec.MovedTo) {
+						t.Errorf("log does not name %s", rec.MovedTo)
+					}
+				}
+			})
+		}
+	}
+}
