@@ -51,6 +51,18 @@ func noPanic(path string, fn func() error) (err error) {
 // cannot read comes back as a *corruptError; a locked file or an
 // operating-system error (permissions, I/O) as itself, naming the file.
 func openBoltChecked(path string, opts *bolt.Options, check func(*bolt.Tx) error) (*bolt.DB, error) {
+	// The page layout first, under bbolt's lock: bbolt itself trusts the
+	// page ids it reads (a cycle made it loop for ever, a garbage freelist
+	// count can make it allocate without bound).
+	unlock, ok := lockForCheck(path)
+	if !ok {
+		return nil, fmt.Errorf("%s is locked: is another agent running on this cache? %w", path, bolt.ErrTimeout)
+	}
+	lerr := checkBoltLayout(path)
+	unlock()
+	if lerr != nil {
+		return nil, &corruptError{path: path, err: lerr}
+	}
 	var db *bolt.DB
 	err := noPanic(path, func() error {
 		var err error
@@ -117,6 +129,18 @@ func openBoltRecovering(path, what string, log *slog.Logger, opts *bolt.Options,
 		// means the records were lost (truncated by a crash or by hand).
 		log.Warn(what+" was an empty file: started a fresh one", "file", path)
 		return db, &Recovery{File: path, Action: "was empty (0 bytes); started a fresh " + what, At: time.Now().UTC()}, nil
+	}
+	if err == nil && statErr == nil {
+		// A file cut short of what its meta page says can still hold all
+		// its live pages (they read back above): keep it, but say so.
+		var want int64
+		noPanic(path, func() error {
+			return db.View(func(tx *bolt.Tx) error { want = tx.Size(); return nil })
+		})
+		if st.Size() < want {
+			log.Warn(what+" is shorter than it should be, but every record reads back: kept", "file", path, "bytes", st.Size(), "want_bytes", want)
+			return db, &Recovery{File: path, Action: fmt.Sprintf("kept: truncated to %d of %d bytes, but every record reads back", st.Size(), want), At: time.Now().UTC()}, nil
+		}
 	}
 	if err == nil || !errors.As(err, &ce) {
 		return db, nil, err
