@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -115,4 +116,102 @@ func TestAgentCountersSurviveKill9(t *testing.T) {
 	if got < m.TotalSize {
 		t.Fatalf("agent reports %d bytes for a %d-byte release", got, m.TotalSize)
 	}
+}
+
+// A real agent process on a cache whose state and piece-completion
+// databases both have garbage in their data pages (it panicked at start
+// before, in a loop under systemd): it starts, keeps the release active,
+// moves both files aside and says so, and exits 0 on SIGTERM.
+func TestAgentProcessStartsOnCorruptDatabases(t *testing.T) {
+	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	src := payload(t, map[string]string{"app.bin": strings.Repeat("c", 2<<20)})
+	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath, cache := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	run := func(until func(logs string) bool) string {
+		t.Helper()
+		cmd := exec.Command(os.Args[0], "agent", "--config", cfgPath, "--log-format", "json")
+		cmd.Env = append(os.Environ(), "SWARMSHIP_TEST_MAIN=1")
+		logs := &lockedBuffer{}
+		cmd.Stderr = logs
+		testenv.DieWithParent(cmd)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.Now().Add(60 * time.Second)
+		for !until(logs.String()) {
+			select {
+			case err := <-exited:
+				t.Fatalf("agent exited (%v) before it was done:\n%s", err, logs.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("agent did not get there:\n%s", logs.String())
+			}
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := <-exited; err != nil {
+			t.Fatalf("agent exited with %v after SIGTERM:\n%s", err, logs.String())
+		}
+		return logs.String()
+	}
+	active := func(string) bool {
+		target, err := os.Readlink(filepath.Join(cache, "current", "app"))
+		return err == nil && filepath.Base(target) == "1.0"
+	}
+	run(active)
+	dbs := []string{filepath.Join(cache, "state", "agent.db"), filepath.Join(cache, "state", ".torrent.bolt.db")}
+	for _, p := range dbs {
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteAt(bytes.Repeat([]byte{0xA5, 0x17, 0x00, 0xFF}, 4<<10), 8<<10) // pages 2-5
+		f.Close()
+	}
+	// Settled: the release was re-adopted and the subscription checked.
+	logs := run(func(logs string) bool {
+		return active("") && strings.Contains(logs, "re-adopted") && strings.Contains(logs, `"msg":"status API listening"`)
+	})
+	if strings.Contains(logs, "panic") {
+		t.Fatalf("agent panicked:\n%s", logs)
+	}
+	for _, p := range dbs {
+		if !strings.Contains(logs, `"file":"`+p+`"`) || !strings.Contains(logs, `"moved_to":"`+p+`.corrupt-`) {
+			t.Errorf("log does not say %s was moved aside:\n%s", p, logs)
+		}
+		aside, _ := filepath.Glob(p + ".corrupt-*")
+		if len(aside) != 1 {
+			t.Errorf("moved-aside copies of %s: %v", p, aside)
+		}
+	}
+	recs, err := agent.ReadState(cache)
+	if err != nil || len(recs) != 1 || recs[0].Phase != agent.PhaseActive {
+		t.Fatalf("state after recovery: %v %+v", err, recs)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
