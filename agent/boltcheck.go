@@ -21,7 +21,7 @@ func checkBoltLayout(path string) error {
 	if err != nil || st.Size() == 0 {
 		return nil // missing or empty: bbolt creates a fresh database
 	}
-	const maxCheck = 1 << 30
+	const maxCheck = 256 << 20
 	if st.Size() > maxCheck {
 		return nil // far larger than the agent writes; leave it to bbolt
 	}
@@ -131,8 +131,7 @@ func boltLayout(b []byte) error {
 		}
 	}
 	var walkPage func(p []byte, depth int) error
-	var walkBucket func(v []byte, depth int) error
-	walkBucket = func(v []byte, depth int) error {
+	walkBucket := func(v []byte, depth int) error {
 		if depth > 64 {
 			return errors.New("buckets nested too deep")
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // bbolt trusts its file: garbage in the meta or data pages makes Open or
@@ -56,7 +57,7 @@ func openBoltChecked(path string, opts *bolt.Options, check func(*bolt.Tx) error
 	// count can make it allocate without bound).
 	unlock, ok := lockForCheck(path)
 	if !ok {
-		return nil, fmt.Errorf("%s is locked: is another agent running on this cache? %w", path, bolt.ErrTimeout)
+		return nil, fmt.Errorf("%s is locked: is another agent running on this cache? %w", path, berrors.ErrTimeout)
 	}
 	lerr := checkBoltLayout(path)
 	unlock()
@@ -75,7 +76,7 @@ func openBoltChecked(path string, opts *bolt.Options, check func(*bolt.Tx) error
 		switch {
 		case errors.As(err, &ce):
 			return nil, err
-		case errors.Is(err, bolt.ErrTimeout):
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("%s is locked: is another agent running on this cache? %w", path, err)
 		case errors.As(err, &pe):
 			return nil, fmt.Errorf("open %s: %w", path, err)

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Corruptions are the damaged files a state or piece-completion database
@@ -195,7 +197,7 @@ func TestBoltLayoutAcceptsValidFiles(t *testing.T) {
 					}
 				case 3:
 					if b := top.Bucket([]byte(fmt.Sprintf("sub%d", r.IntN(20)))); b != nil {
-						if err := top.DeleteBucket([]byte(fmt.Sprintf("sub%d", r.IntN(20)))); err != nil && err != bolt.ErrBucketNotFound {
+						if err := top.DeleteBucket([]byte(fmt.Sprintf("sub%d", r.IntN(20)))); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 							return err
 						}
 					}
