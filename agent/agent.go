@@ -66,6 +66,9 @@ type Agent struct {
 	evictions   int64
 	recoveries  []Recovery // what was done about damaged state at start
 	reports     reportCounters
+	// pendingAdopt are unrecorded release directories without cached
+	// metadata, settled against the catalog after a refresh (under mu).
+	pendingAdopt []catalog.ReleaseRef
 
 	traceShutdown func(context.Context) error
 
@@ -287,6 +290,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			backoff = time.Second
 			refresh.Reset(a.cfg.RefreshInterval)
+			a.adoptPending(ctx)
 		case <-tick.C:
 		case <-a.wake:
 		}
@@ -304,6 +308,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if err := a.refresh(ctx); err != nil {
 		return err
 	}
+	a.adoptPending(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {

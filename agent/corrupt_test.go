@@ -48,8 +48,24 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 	manifests := map[string]*catalog.Manifest{"app@1.0": m1, "app@2.0": m2, "tool@1.0": mt}
 
 	files := map[string]string{"state": filepath.Join("state", "agent.db"), "completion": filepath.Join("state", ".torrent.bolt.db")}
-	for _, db := range []string{"state", "completion"} {
-		for _, c := range agent.Corruptions {
+	// The whole state directory lost (the databases and the cached
+	// manifests and torrents): releases are checked against the signed
+	// catalog instead.
+	stateDirLost := []struct {
+		Name string
+		Do   func(t *testing.T, path string)
+	}{{"removed", func(t *testing.T, path string) {
+		if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+			t.Fatal(err)
+		}
+	}}}
+	files["statedir"] = files["state"]
+	for _, db := range []string{"state", "completion", "statedir"} {
+		damages := agent.Corruptions
+		if db == "statedir" {
+			damages = stateDirLost
+		}
+		for _, c := range damages {
 			t.Run(db+"/"+c.Name, func(t *testing.T) {
 				name := strings.ReplaceAll(db+"-"+c.Name, " ", "-")
 				cfg := sw.AgentConfig(name, "site-1", "eu", subs...)
@@ -113,6 +129,10 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 					t.Errorf("origin sent %d payload bytes during the recovery, want 0", d)
 				}
 
+				if db == "statedir" {
+					checkReadopted(t, cfg.CacheDir, st, manifests)
+					return
+				}
 				// Status and log name the file and what was done.
 				var rec *agent.Recovery
 				for i := range st.Recovered {
@@ -142,19 +162,24 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 					t.Errorf("a release was removed:\n%s", out)
 				}
 				if db == "state" {
-					// Each release was re-adopted, and said so.
-					for key, m := range manifests {
-						dir := filepath.Join(cfg.CacheDir, "releases", m.Name, m.Version)
-						found := false
-						for _, r := range st.Recovered {
-							found = found || (r.File == dir && strings.Contains(r.Action, "re-adopted"))
-						}
-						if !found {
-							t.Errorf("%s: status does not say it was re-adopted: %+v", key, st.Recovered)
-						}
-					}
+					checkReadopted(t, cfg.CacheDir, st, manifests)
 				}
 			})
+		}
+	}
+}
+
+// checkReadopted: each release was re-adopted, and status says so.
+func checkReadopted(t *testing.T, cacheDir string, st agent.Status, manifests map[string]*catalog.Manifest) {
+	t.Helper()
+	for key, m := range manifests {
+		dir := filepath.Join(cacheDir, "releases", m.Name, m.Version)
+		found := false
+		for _, r := range st.Recovered {
+			found = found || (r.File == dir && strings.Contains(r.Action, "re-adopted"))
+		}
+		if !found {
+			t.Errorf("%s: status does not say it was re-adopted: %+v", key, st.Recovered)
 		}
 	}
 }

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -56,9 +58,76 @@ func (a *Agent) adoptUnrecorded(ctx context.Context) {
 }
 
 func (a *Agent) adoptOne(ctx context.Context, name, version string) {
+	m, ih, err := a.cachedRelease(name, version)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The metadata went with the state: ask the signed catalog once
+		// it has been read (adoptPending) before deciding anything.
+		a.mu.Lock()
+		a.pendingAdopt = append(a.pendingAdopt, catalog.ReleaseRef{Name: name, Version: version})
+		a.mu.Unlock()
+		a.log.Warn("release without a state record or cached metadata: will check it against the signed catalog", "release", name, "version", version, "dir", a.releaseDir(name, version))
+		return
+	}
+	a.adoptChecked(ctx, name, version, m, ih, err)
+}
+
+// adoptPending settles the release directories that had neither a record
+// nor cached metadata, once the catalog has been read: a release in the
+// signed catalog whose files verify is re-adopted (its manifest and
+// torrent cached again); one the catalog does not list, or whose files do
+// not verify, is removed unless current/ points at it. On other catalog
+// errors it waits for the next refresh.
+func (a *Agent) adoptPending(ctx context.Context) {
+	a.mu.Lock()
+	pending := a.pendingAdopt
+	a.pendingAdopt = nil
+	a.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	var retry []catalog.ReleaseRef
+	for _, ref := range pending {
+		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
+		var tb []byte
+		if err == nil {
+			tb, err = a.catalog.Torrent(ctx, ref.Name, ref.Version)
+		}
+		var ih metainfo.Hash
+		if err == nil {
+			var tf *torrentfile.Torrent
+			if tf, err = torrentfile.Parse(tb, m); err == nil {
+				ih = tf.InfoHash
+			}
+		}
+		switch {
+		case err == nil:
+			if err = writeFileAtomic(a.manifestPath(ref.Name, ref.Version), mustMarshalManifest(m)); err == nil {
+				err = writeFileAtomic(a.torrentPath(ref.Name, ref.Version), tb)
+			}
+			if err != nil {
+				retry = append(retry, ref)
+				continue
+			}
+		case errors.Is(err, catalog.ErrNotFound):
+			err = fmt.Errorf("not in the signed catalog: %w", err)
+			m = nil
+		default:
+			retry = append(retry, ref)
+			continue
+		}
+		a.adoptChecked(ctx, ref.Name, ref.Version, m, ih, err)
+	}
+	a.mu.Lock()
+	a.pendingAdopt = append(a.pendingAdopt, retry...)
+	a.mu.Unlock()
+	a.restoreCached(ctx) // seed what was re-adopted
+}
+
+// adoptChecked re-adopts or removes one unrecorded release directory given
+// its metadata (or why there is none usable).
+func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catalog.Manifest, ih metainfo.Hash, err error) {
 	dir := a.releaseDir(name, version)
 	active := a.activeVersion(name) == version
-	m, ih, err := a.cachedRelease(name, version)
 	if err == nil {
 		err = verifyFiles(ctx, dir, m)
 	}
