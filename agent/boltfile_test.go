@@ -116,10 +116,22 @@ func TestOpenCorruptDatabasesRecovers(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					for i := range 2000 {
+					// A few pieces through Set, the rest in one transaction.
+					for i := range 20 {
 						if err := c.Set(metainfo.PieceKey{Index: i}, true); err != nil {
 							t.Fatal(err)
 						}
+					}
+					if err := c.db.Update(func(tx *bolt.Tx) error {
+						b := tx.Bucket(completionBucket).Bucket(make([]byte, 20))
+						for i := 20; i < 2000; i++ {
+							if err := b.Put(pieceKeyBytes(i), []byte("c")); err != nil {
+								return err
+							}
+						}
+						return nil
+					}); err != nil {
+						t.Fatal(err)
 					}
 					if _, err := c.Get(metainfo.PieceKey{Index: 7}); err != nil {
 						t.Fatal(err)
