@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -234,5 +235,24 @@ func TestBoltLayoutAcceptsValidFiles(t *testing.T) {
 	}
 	if st, _ := os.Stat(path); st != nil {
 		t.Logf("final file %d bytes", st.Size())
+	}
+}
+
+// A database held by another agent on the same cache is refused with its
+// name, never taken for corrupt and moved aside.
+func TestOpenLockedDatabaseIsNotMovedAside(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, _, err := openState(filepath.Join(dir, "agent.db"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, _, err = openState(s.path, log)
+	if err == nil || !strings.Contains(err.Error(), s.path) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second open: %v, want a locked error naming %s", err, s.path)
+	}
+	if aside, _ := filepath.Glob(s.path + ".corrupt-*"); len(aside) != 0 {
+		t.Fatalf("a locked database was moved aside: %v", aside)
 	}
 }
