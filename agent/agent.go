@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/storage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
@@ -42,7 +41,10 @@ type Agent struct {
 	catalog  *catalog.Client
 	state    *stateDB
 	bt       *torrent.Client
-	complete storage.PieceCompletion
+	complete *completionDB
+	// byHash finds a download by infohash without a.mu, for the counters
+	// saved with each completed piece (see completionDB).
+	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
 	token    string
@@ -66,7 +68,11 @@ type Agent struct {
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
 	reports         reportCounters
-	closing         bool // Close has begun
+	closing         bool       // Close has begun
+	recoveries      []Recovery // what was done about damaged state at start
+	// pendingAdopt are unrecorded release directories without cached
+	// metadata, settled against the catalog after a refresh (under mu).
+	pendingAdopt []catalog.ReleaseRef
 
 	traceShutdown func(context.Context) error
 
@@ -177,11 +183,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	state, err := openState(filepath.Join(cfg.CacheDir, "state", "agent.db"))
+	state, stateRec, err := openState(filepath.Join(cfg.CacheDir, "state", "agent.db"), log)
 	if err != nil {
 		return nil, err
 	}
-	completion, err := storage.NewBoltPieceCompletion(filepath.Join(cfg.CacheDir, "state"))
+	completion, complRec, err := openCompletion(filepath.Join(cfg.CacheDir, "state"), log)
 	if err != nil {
 		state.Close()
 		return nil, fmt.Errorf("piece completion database: %w", err)
@@ -197,6 +203,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	for _, r := range []*Recovery{stateRec, complRec} {
+		if r != nil {
+			a.recoveries = append(a.recoveries, *r)
+		}
+	}
+	counters := a.liveCounters
+	completion.counters.Store(&counters)
 	btc := btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
@@ -271,7 +284,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.startReporter(ctx)()
-	a.removeOrphans()
+	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	refresh := time.NewTimer(0)
@@ -292,6 +305,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			backoff = time.Second
 			refresh.Reset(a.cfg.RefreshInterval)
+			a.adoptPending(ctx)
 		case <-tick.C:
 		case <-a.wake:
 		}
@@ -303,12 +317,13 @@ func (a *Agent) Run(ctx context.Context) error {
 // every subscription; it returns nil once all are active, or an error
 // naming what is not.
 func (a *Agent) Sync(ctx context.Context) error {
-	a.removeOrphans()
+	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
 	if err := a.refresh(ctx); err != nil {
 		return err
 	}
+	a.adoptPending(ctx)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -648,6 +663,12 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	// Counters saved with the last completed piece outlive a kill -9
+	// between two state saves.
+	if sc, ok, err := a.complete.Counters(tf.InfoHash); err == nil && ok {
+		sc = maxCounters(savedCounters{Downloaded: d.base, Uploaded: d.baseUp}, sc)
+		d.base, d.baseUp = sc.Downloaded, sc.Uploaded
+	}
 	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	t.DownloadAll()
 	dctx, cancel := context.WithCancel(context.Background())
@@ -692,6 +713,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.mu.Lock()
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
+	a.byHash.Store(tf.InfoHash, d)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -713,6 +735,7 @@ func (a *Agent) poke() {
 
 func (a *Agent) dropDownload(d *download) {
 	d.cancel()
+	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()
 	a.mu.Lock()
 	delete(a.downloads, d.ref.String())

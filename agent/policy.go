@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
@@ -234,8 +235,13 @@ func (a *Agent) evict(name, version string) error {
 	if d != nil {
 		a.dropDownload(d)
 	}
+	rec, _, _ := a.state.Get(key)
 	if err := a.state.Delete(key); err != nil {
 		return err
+	}
+	var ih metainfo.Hash
+	if rec != nil && ih.FromHexString(rec.InfoHash) == nil {
+		a.complete.Forget(ih) // its saved counters must not come back with a new download
 	}
 	if err := os.RemoveAll(a.releaseDir(name, version)); err != nil {
 		return fmt.Errorf("remove files: %w", err)
@@ -243,29 +249,4 @@ func (a *Agent) evict(name, version string) error {
 	os.Remove(a.manifestPath(name, version))
 	os.Remove(a.torrentPath(name, version))
 	return nil
-}
-
-// removeOrphans deletes release directories that have no state record:
-// what an eviction interrupted by a crash left behind.
-func (a *Agent) removeOrphans() {
-	recs, err := a.state.All()
-	if err != nil {
-		return
-	}
-	known := map[string]bool{}
-	for _, r := range recs {
-		known[r.Key()] = true
-	}
-	base := filepath.Join(a.cfg.CacheDir, "releases")
-	names, _ := os.ReadDir(base)
-	for _, n := range names {
-		versions, _ := os.ReadDir(filepath.Join(base, n.Name()))
-		for _, v := range versions {
-			key := n.Name() + "@" + v.Name()
-			if !known[key] && a.activeVersion(n.Name()) != v.Name() {
-				a.log.Info("removing files of an unrecorded release", "release", n.Name(), "version", v.Name())
-				os.RemoveAll(filepath.Join(base, n.Name(), v.Name()))
-			}
-		}
-	}
 }

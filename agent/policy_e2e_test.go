@@ -191,10 +191,14 @@ func TestQuotaAndGC(t *testing.T) {
 		t.Fatalf("downloaded %d bytes of a release that cannot fit", rs.Downloaded.Total())
 	}
 
-	// An eviction cut short by a crash (state record gone, files still
-	// there) loses nothing that was active: the next start removes the
-	// leftovers and keeps serving 4.0.
+	// An eviction cut short by a crash (state record gone, files part
+	// removed) loses nothing that was active: the next start removes the
+	// leftovers, which no longer verify, and keeps serving 4.0. (Files
+	// that still verify are re-adopted instead: see corrupt_test.go.)
 	if err := ra.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(cfg.CacheDir, "releases", "app", "3.0", "app.bin")); err != nil {
 		t.Fatal(err)
 	}
 	db, err := bolt.Open(filepath.Join(cfg.CacheDir, "state", "agent.db"), 0o640, &bolt.Options{Timeout: time.Second})

@@ -2,8 +2,8 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sort"
 	"time"
@@ -61,25 +61,53 @@ var releasesBucket = []byte("releases")
 // stateDB persists release states in bbolt. Every write is one transaction,
 // fsynced by bbolt, so a crash never leaves a half-written record.
 type stateDB struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
 }
 
-func openState(path string) (*stateDB, error) {
-	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("state database %s is locked: is another agent running on this cache?", path)
-		}
-		return nil, fmt.Errorf("open state database %s: %w", path, err)
+var stateOptions = &bolt.Options{Timeout: 2 * time.Second}
+
+// checkState reads every record: a record that does not decode makes the
+// file as unusable as a broken page.
+func checkState(tx *bolt.Tx) error {
+	b := tx.Bucket(releasesBucket)
+	if b == nil {
+		return nil
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
+	return b.ForEach(func(k, v []byte) error {
+		var r ReleaseState
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("state record %q: %w", k, err)
+		}
+		return nil
+	})
+}
+
+// openState opens the state database at path; a corrupt one is moved
+// aside and replaced by a fresh one (rec says so), from which the agent
+// rebuilds its records by re-verifying what is on disk.
+func openState(path string, log *slog.Logger) (s *stateDB, rec *Recovery, err error) {
+	db, rec, err := openBoltRecovering(path, "state database", log, stateOptions, checkState)
+	if err != nil {
+		return nil, nil, err
+	}
+	s = &stateDB{db: db, path: path}
+	if err := s.update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(releasesBucket)
 		return err
 	}); err != nil {
 		db.Close()
-		return nil, err
+		return nil, nil, fmt.Errorf("state database %s: %w", path, err)
 	}
-	return &stateDB{db: db}, nil
+	return s, rec, nil
+}
+
+func (s *stateDB) update(fn func(*bolt.Tx) error) error {
+	return noPanic(s.path, func() error { return s.db.Update(fn) })
+}
+
+func (s *stateDB) view(fn func(*bolt.Tx) error) error {
+	return noPanic(s.path, func() error { return s.db.View(fn) })
 }
 
 func (s *stateDB) Close() error { return s.db.Close() }
@@ -89,14 +117,14 @@ func (s *stateDB) Put(r *ReleaseState) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(releasesBucket).Put([]byte(r.Key()), b)
 	})
 }
 
 func (s *stateDB) Get(key string) (*ReleaseState, bool, error) {
 	var r *ReleaseState
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(releasesBucket).Get([]byte(key))
 		if b == nil {
 			return nil
@@ -108,7 +136,7 @@ func (s *stateDB) Get(key string) (*ReleaseState, bool, error) {
 }
 
 func (s *stateDB) Delete(key string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(releasesBucket).Delete([]byte(key))
 	})
 }
@@ -116,11 +144,11 @@ func (s *stateDB) Delete(key string) error {
 // All returns every record, sorted by key.
 func (s *stateDB) All() ([]*ReleaseState, error) {
 	var out []*ReleaseState
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(releasesBucket).ForEach(func(k, v []byte) error {
 			r := new(ReleaseState)
 			if err := json.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("state record %s: %w", k, err)
+				return fmt.Errorf("%s: state record %s: %w", s.path, k, err)
 			}
 			out = append(out, r)
 			return nil
@@ -130,12 +158,15 @@ func (s *stateDB) All() ([]*ReleaseState, error) {
 	return out, err
 }
 
-// ReadState returns the release records of a stopped agent's cache.
+// ReadState returns the release records of a stopped agent's cache. It
+// only reads: a corrupt file is reported (naming it), not moved aside.
 func ReadState(cacheDir string) ([]*ReleaseState, error) {
-	s, err := openState(filepath.Join(cacheDir, "state", "agent.db"))
+	path := filepath.Join(cacheDir, "state", "agent.db")
+	db, err := openBoltChecked(path, stateOptions, checkState)
 	if err != nil {
 		return nil, err
 	}
+	s := &stateDB{db: db, path: path}
 	defer s.Close()
 	return s.All()
 }

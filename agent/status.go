@@ -25,6 +25,9 @@ type Status struct {
 	Policy        PolicyStatus         `json:"policy"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
 	Releases      []ReleaseStatus      `json:"releases"`
+	// Recovered says what was done at start about damaged state: corrupt
+	// databases moved aside, releases re-adopted or removed.
+	Recovered []Recovery `json:"recovered,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -52,6 +55,7 @@ func (a *Agent) Status() Status {
 		Subscriptions: append([]SubscriptionStatus(nil), a.subs...),
 		Releases:      []ReleaseStatus{},
 		Policy:        a.pol.status,
+		Recovered:     append([]Recovery(nil), a.recoveries...),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()

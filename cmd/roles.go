@@ -277,6 +277,20 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 			humanBytes(r.Downloaded.Peer), humanBytes(r.Downloaded.Origin), humanBytes(r.Uploaded), r.Peers, r.LastError)
 	}
 	tw.Flush()
+	// Damaged state found at start (corrupt databases, re-adopted releases).
+	for i, r := range st.Recovered {
+		if i == 0 {
+			fmt.Fprintln(w, "\nRECOVERED AT START")
+		}
+		fmt.Fprintf(w, "%s: %s", r.File, r.Action)
+		if r.MovedTo != "" {
+			fmt.Fprintf(w, " (moved to %s)", r.MovedTo)
+		}
+		if r.Reason != "" {
+			fmt.Fprintf(w, ": %s", r.Reason)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func dash(s string) string {
