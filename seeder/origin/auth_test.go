@@ -506,3 +506,27 @@ func TestOnlyTheOriginSeederAnnouncesAsOrigin(t *testing.T) {
 		t.Errorf("the origin's seeder: %s %q", resp.Status, body)
 	}
 }
+
+// TestSwarmViewTokenOnlyInHeader: announces and scrapes keep the token
+// parameter for BitTorrent clients, but the swarm view (agents only, which
+// send the header) ignores a token in its URL, where it would be logged.
+func TestSwarmViewTokenOnlyInHeader(t *testing.T) {
+	to := newTenantOrigin(t)
+	acme := to.issue(t, token.Claims{Tenant: "acme", Site: "s1"})
+	ih, err := hex.DecodeString(to.ih["app-acme"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{"info_hash": {string(ih)}, "tenant": {"acme"}, "site": {"s1"}}
+	if resp, _ := get(t, "GET", to.srv.URL+"/swarm?"+q.Encode(), bearer(acme)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("swarm view with the token in the header: %d, want 200", resp.StatusCode)
+	}
+	q.Set("token", acme)
+	if resp, body := get(t, "GET", to.srv.URL+"/swarm?"+q.Encode(), nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("swarm view with the token only in its URL: %d %q, want 401", resp.StatusCode, body)
+	}
+	// The announce still takes it (aria2, qBittorrent: no headers).
+	if c := to.announce(t, acme, "acme", "s1", to.ih["app-acme"]); c != http.StatusOK {
+		t.Fatalf("announce with ?token=: %d, want 200", c)
+	}
+}

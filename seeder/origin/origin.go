@@ -627,7 +627,10 @@ func (o *Origin) authorizeAnnounce(r *http.Request, id tracker.Identity) error {
 	if id.Role == tracker.RoleOrigin {
 		return o.authorizeSeeder(r)
 	}
-	c, err := o.authenticate(r, true)
+	// The token parameter is for BitTorrent clients, which can set no
+	// header on announces and scrapes. The swarm view is swarmship's own
+	// and agents send the header there, so a token in its URL is ignored.
+	c, err := o.authenticate(r, !strings.HasSuffix(r.URL.Path, "/"+tracker.SwarmPath))
 	if errors.Is(err, token.ErrMissing) {
 		return fmt.Errorf("%w: %w", tracker.ErrUnauthenticated, err)
 	}
