@@ -119,6 +119,8 @@ type Tracker struct {
 	catalog   atomic.Pointer[catalogRef] // nil: any infohash
 	lim       limits
 
+	refusalLog refusalLog
+
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
 }
