@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -259,7 +260,7 @@ func openReports(cfg ReportsConfig, cacheDir string, o *Origin, log *slog.Logger
 	}
 	db, err := bolt.Open(path, 0o640, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("report database %s is locked: is another origin running on this cache?", path)
 		}
 		return nil, fmt.Errorf("open report database %s: %w", path, err)
