@@ -11,6 +11,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/piecehash"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -37,7 +38,7 @@ version with different bytes is refused.`,
 				return fmt.Errorf("nothing to publish: give one or more files or directories")
 			}
 			opts.Paths = args
-			pl, err := seeder.ParsePieceLength(pieceLen)
+			pl, err := piecehash.ParsePieceLength(pieceLen)
 			if err != nil {
 				return fmt.Errorf("--piece-length: %w", err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/piecehash"
 )
 
 // PublishOptions says what to publish and how.
@@ -81,7 +82,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		}
 	}
 	if opts.PieceLength != 0 {
-		if _, err := ParsePieceLength(fmt.Sprint(opts.PieceLength)); err != nil {
+		if _, err := piecehash.ParsePieceLength(fmt.Sprint(opts.PieceLength)); err != nil {
 			return nil, err
 		}
 	}
@@ -114,17 +115,17 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	}
 	pieceLength := opts.PieceLength
 	if pieceLength == 0 {
-		pieceLength = ChoosePieceLength(total)
+		pieceLength = piecehash.ChoosePieceLength(total)
 	}
 	var hashProgress func(int64)
 	if opts.Progress != nil {
 		hashProgress = func(done int64) { opts.Progress("hash", done, total) }
 	}
-	hr, err := HashFiles(ctx, files, pieceLength, opts.Workers, hashProgress)
+	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress})
 	if err != nil {
 		return nil, err
 	}
-	info := BuildInfo(opts.Version, files, hr)
+	info := piecehash.BuildInfo(opts.Version, files, hr)
 	infoBytes, err := bencode.Marshal(&info)
 	if err != nil {
 		return nil, fmt.Errorf("encode torrent info: %w", err)
@@ -237,7 +238,7 @@ func signedManifest(ctx context.Context, store catalog.Store, name, version stri
 
 // uploadPayload copies every file to data/<name>/<version>/. With
 // onlyMissing, objects already present with the right size are kept.
-func uploadPayload(ctx context.Context, store catalog.Store, files []FileEntry, m *catalog.Manifest, onlyMissing bool, progress func(string, int64, int64)) error {
+func uploadPayload(ctx context.Context, store catalog.Store, files []piecehash.FileEntry, m *catalog.Manifest, onlyMissing bool, progress func(string, int64, int64)) error {
 	prefix := catalog.DataPrefix(m.Name, m.Version)
 	var done int64
 	for i, f := range files {

@@ -1,4 +1,4 @@
-package seeder
+package piecehash
 
 import (
 	"bufio"
@@ -21,7 +21,7 @@ import (
 // reused, so page-cache-warm runs need no regeneration). For the comparison
 // with mktorrent on 1 GiB, see scripts/bench/hash.
 //
-//	go test -run '^$' -bench 'Hash' -benchtime 5x ./seeder/
+//	go test -run '^$' -bench 'Hash' -benchtime 5x ./internal/piecehash/
 
 func BenchmarkHashPieces(b *testing.B) {
 	entries := benchFile(b)
@@ -31,7 +31,7 @@ func BenchmarkHashPieces(b *testing.B) {
 				benchUseMmap(b, mode == "mmap")
 				b.SetBytes(entries[0].Size)
 				for b.Loop() {
-					if _, err := HashPieces(context.Background(), entries, 4<<20, workers); err != nil {
+					if _, err := Hash(context.Background(), entries, Options{PieceLength: 4 << 20, Workers: workers, PiecesOnly: true}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -60,7 +60,7 @@ func BenchmarkHashFiles(b *testing.B) {
 					benchUseMmap(b, mode == "mmap")
 					b.SetBytes(entries[0].Size)
 					for b.Loop() {
-						if _, err := HashFiles(context.Background(), entries, pl, workers, nil); err != nil {
+						if _, err := Hash(context.Background(), entries, Options{PieceLength: pl, Workers: workers}); err != nil {
 							b.Fatal(err)
 						}
 					}

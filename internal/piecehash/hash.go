@@ -1,6 +1,7 @@
-// Package seeder creates torrents for releases, publishes them to a catalog
-// and runs the origin (tracker, web seed, seeding client).
-package seeder
+// Package piecehash computes a release's BitTorrent v1 piece hashes and each
+// file's SHA-256 in one parallel read pass (Hash), and builds the v1 info
+// dictionary from the result (BuildInfo).
+package piecehash
 
 import (
 	"context"
@@ -10,9 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -21,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unicode"
 	"unicode/utf8"
 
@@ -36,8 +34,8 @@ type FileEntry struct {
 	Size   int64
 }
 
-// HashResult is what one read pass over the files yields.
-type HashResult struct {
+// Result is what one read pass over the files yields.
+type Result struct {
 	PieceLength int64
 	// Pieces holds the concatenated 20-byte SHA-1 piece hashes (BEP 3, v1, no
 	// pad files; pieces span file boundaries).
@@ -151,124 +149,9 @@ func parseByteSize(s string) (int64, error) {
 	return n << shift, nil
 }
 
-// CollectFiles walks the given paths and returns the files to publish, sorted
-// by path. A directory argument contributes its contents (paths relative to
-// it); a file argument contributes its base name. Symlinks, special files,
-// unreadable files, names that would be unsafe or ambiguous in a torrent or
-// a catalog key, and two sources landing on the same release path are all
-// refused, naming the path, rather than skipped: a release silently missing a
-// file is worse than a failed publish.
-func CollectFiles(paths []string) ([]FileEntry, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("no files or directories given to publish")
-	}
-	var files []FileEntry
-	for _, arg := range paths {
-		if arg == "" {
-			return nil, errors.New("empty path given to publish")
-		}
-		root := filepath.Clean(arg)
-		fi, err := os.Lstat(root)
-		if err != nil {
-			return nil, fmt.Errorf("publish %s: %w", arg, err)
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, symlinkError(root)
-		}
-		if !fi.IsDir() {
-			e, err := regularEntry(root, []string{filepath.Base(root)}, fi)
-			if err != nil {
-				return nil, err
-			}
-			files = append(files, e)
-			continue
-		}
-		before := len(files)
-		err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return fmt.Errorf("publish %s: %w", p, err)
-			}
-			if d.Type()&fs.ModeSymlink != 0 {
-				return symlinkError(p)
-			}
-			if d.IsDir() {
-				if p != root {
-					// Check directory names here too, so the error names the
-					// directory and we do not descend into it.
-					rel, err := filepath.Rel(root, p)
-					if err != nil {
-						return err
-					}
-					if err := checkPathComponents(splitRel(rel)); err != nil {
-						return fmt.Errorf("publish %s: %w", p, err)
-					}
-				}
-				return nil
-			}
-			rel, err := filepath.Rel(root, p)
-			if err != nil {
-				return err
-			}
-			info, err := d.Info()
-			if err != nil {
-				return fmt.Errorf("publish %s: %w", p, err)
-			}
-			e, err := regularEntry(p, splitRel(rel), info)
-			if err != nil {
-				return err
-			}
-			files = append(files, e)
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(files) == before {
-			return nil, fmt.Errorf("publish %s: directory contains no files", arg)
-		}
-	}
-	sortEntries(files)
-	if err := checkUniquePaths(files); err != nil {
-		return nil, err
-	}
-	return files, nil
-}
-
-func splitRel(rel string) []string {
-	return strings.Split(rel, string(filepath.Separator))
-}
-
-func symlinkError(p string) error {
-	// Say so when the link cannot even be followed: a loop is most likely a
-	// mistake the user wants to hear about by name.
-	if _, err := os.Stat(p); err != nil && errors.Is(err, syscall.ELOOP) {
-		return fmt.Errorf("publish %s: symlink loop; symlinks are not published", p)
-	}
-	return fmt.Errorf("publish %s: is a symlink; symlinks are not published (copy the target in, or name it directly)", p)
-}
-
-// regularEntry checks that p is a regular, readable file with a valid name.
-func regularEntry(p string, relPath []string, fi fs.FileInfo) (FileEntry, error) {
-	if !fi.Mode().IsRegular() {
-		return FileEntry{}, fmt.Errorf("publish %s: not a regular file (%s)", p, fi.Mode().Type())
-	}
-	if err := checkPathComponents(relPath); err != nil {
-		return FileEntry{}, fmt.Errorf("publish %s: %w", p, err)
-	}
-	// Open it now so that a permission problem shows up before minutes of
-	// hashing, not half-way through.
-	f, err := os.Open(p)
-	if err != nil {
-		return FileEntry{}, fmt.Errorf("publish %s: %w", p, err)
-	}
-	f.Close()
-	return FileEntry{Path: relPath, Source: p, Size: fi.Size()}, nil
-}
-
-// checkPathComponents refuses names that clients would map to a different
-// file, escape the download directory with, or that are not portable catalog
-// keys.
-func checkPathComponents(path []string) error {
+// CheckPath refuses names that clients would map to a different file, escape
+// the download directory with, or that are not portable catalog keys.
+func CheckPath(path []string) error {
 	if len(path) == 0 {
 		return errors.New("empty path")
 	}
@@ -296,14 +179,15 @@ func comparePaths(a, b []string) int {
 	return slices.Compare(a, b)
 }
 
-func sortEntries(files []FileEntry) {
+// SortFiles puts files in the order of a torrent's file list (comparePaths).
+func SortFiles(files []FileEntry) {
 	slices.SortStableFunc(files, func(a, b FileEntry) int { return comparePaths(a.Path, b.Path) })
 }
 
-// checkUniquePaths refuses two files with the same path, and a path that is a
+// CheckUniquePaths refuses two files with the same path, and a path that is a
 // file in one place and a directory in another (possible with several
 // arguments), since no client could write both.
-func checkUniquePaths(files []FileEntry) error {
+func CheckUniquePaths(files []FileEntry) error {
 	seen := make(map[string]int, len(files))
 	for i, f := range files {
 		key := strings.Join(f.Path, "/")
@@ -326,7 +210,7 @@ func checkUniquePaths(files []FileEntry) error {
 // BuildInfo returns the v1 info dictionary for files hashed into r. It always
 // uses the multi-file form, even for one file, so that every release lands
 // under <name>/ the same way for every client and for the web seed.
-func BuildInfo(name string, files []FileEntry, r *HashResult) metainfo.Info {
+func BuildInfo(name string, files []FileEntry, r *Result) metainfo.Info {
 	info := metainfo.Info{
 		Name:        name,
 		PieceLength: r.PieceLength,
@@ -339,23 +223,25 @@ func BuildInfo(name string, files []FileEntry, r *HashResult) metainfo.Info {
 	return info
 }
 
-// HashPieces computes only the SHA-1 piece hashes of files, as HashFiles does.
-func HashPieces(ctx context.Context, files []FileEntry, pieceLength int64, workers int) ([]byte, error) {
-	r, err := hashFiles(ctx, files, pieceLength, workers, nil, false)
-	if err != nil {
-		return nil, err
-	}
-	return r.Pieces, nil
+// Options says how Hash reads and what it computes.
+type Options struct {
+	// PieceLength is a power of two within [MinPieceLength, MaxPieceLength];
+	// 0 means ChoosePieceLength of the total size.
+	PieceLength int64
+	// Workers is the number of hashing goroutines; <= 0 means runtime.NumCPU().
+	Workers int
+	// Progress, if not nil, is called with the cumulative number of bytes
+	// fully hashed, at most every few MiB and once at the end; calls may come
+	// from any goroutine but never overlap, and the numbers only grow.
+	Progress func(done int64)
+	// PiecesOnly skips the per-file SHA-256 (Result.SHA256 stays nil).
+	PiecesOnly bool
 }
 
-// HashFiles reads every file once, in parallel over workers goroutines (<= 0
-// means runtime.NumCPU()), computing the SHA-1 piece hashes and each file's
-// SHA-256 in the same pass. A pieceLength of 0 means ChoosePieceLength.
-// progress, if not nil, is called with the cumulative number of bytes fully
-// hashed, at most every few MiB and once at the end; calls may come from any
-// goroutine but never overlap, and the numbers only grow.
-func HashFiles(ctx context.Context, files []FileEntry, pieceLength int64, workers int, progress func(done int64)) (*HashResult, error) {
-	return hashFiles(ctx, files, pieceLength, workers, progress, true)
+// Hash reads every file once, in parallel, computing the SHA-1 piece hashes
+// and (unless opts.PiecesOnly) each file's SHA-256 in the same pass.
+func Hash(ctx context.Context, files []FileEntry, opts Options) (*Result, error) {
+	return hashFiles(ctx, files, opts.PieceLength, opts.Workers, opts.Progress, !opts.PiecesOnly)
 }
 
 // How the hashing works
@@ -470,13 +356,13 @@ type hasher struct {
 	lastReported atomic.Int64 // written under progressMu
 }
 
-func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, workers int, progress func(int64), withSHA256 bool) (*HashResult, error) {
+func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, workers int, progress func(int64), withSHA256 bool) (*Result, error) {
 	if len(entries) == 0 {
 		return nil, errors.New("hash: no files")
 	}
 	var total int64
 	for _, e := range entries {
-		if err := checkPathComponents(e.Path); err != nil {
+		if err := CheckPath(e.Path); err != nil {
 			return nil, fmt.Errorf("hash %s: %w", e.Source, err)
 		}
 		if e.Size < 0 {
@@ -487,7 +373,7 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 		}
 		total += e.Size
 	}
-	if err := checkUniquePaths(entries); err != nil {
+	if err := CheckUniquePaths(entries); err != nil {
 		return nil, fmt.Errorf("hash: %w", err)
 	}
 	if total == 0 {
@@ -511,7 +397,7 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 	numPieces := int(numPieces64)
 	workers = min(workers, numPieces)
 
-	res := &HashResult{PieceLength: pieceLength, TotalSize: total}
+	res := &Result{PieceLength: pieceLength, TotalSize: total}
 	if withSHA256 {
 		res.SHA256 = make([][32]byte, len(entries))
 	}
