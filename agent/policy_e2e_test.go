@@ -15,9 +15,9 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/policy"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 // shiftedClock runs at real speed from a chosen wall-clock start, so that
@@ -312,7 +312,7 @@ func TestLocalitySiteKeepsBytesInSite(t *testing.T) {
 func TestResidencyRefusesForbiddenRegion(t *testing.T) {
 	sw := newSwarm(t, localswarm.OriginOptions{})
 	dir := writePayload(t, t.TempDir(), 90, map[string]int64{"patient-data.bin": 2 << 20})
-	if _, err := sw.PublishWith(context.Background(), seeder.PublishOptions{
+	if _, err := sw.PublishWith(context.Background(), catalogpublish.PublishOptions{
 		Name: "records", Version: "1.0", Paths: []string{filepath.Join(dir, "patient-data.bin")},
 		Channels: []string{"stable"}, Regions: []string{"eu"},
 	}); err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 func newCatalogCmd() *cobra.Command {
@@ -299,7 +299,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			problems, n, err := seeder.VerifyCatalog(cmd.Context(), cl)
+			problems, n, err := publish.VerifyCatalog(cmd.Context(), cl)
 			if err != nil {
 				return err
 			}

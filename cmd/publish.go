@@ -10,15 +10,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/internal/piecehash"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 func newPublishCmd() *cobra.Command {
 	var (
 		f        catalogFlags
-		opts     seeder.PublishOptions
+		opts     publish.PublishOptions
 		pieceLen string
 		labels   []string
 		expires  time.Duration
@@ -43,7 +43,7 @@ version with different bytes is refused.`,
 				return fmt.Errorf("--piece-length: %w", err)
 			}
 			opts.PieceLength = pl
-			if opts.Labels, err = seeder.ParseLabels(labels); err != nil {
+			if opts.Labels, err = publish.ParseLabels(labels); err != nil {
 				return err
 			}
 			if expires < 0 {
@@ -70,7 +70,7 @@ version with different bytes is refused.`,
 				bar = &progressBar{w: cmd.ErrOrStderr()}
 				opts.Progress = bar.update
 			}
-			res, err := seeder.Publish(ctx, store, keys, opts)
+			res, err := publish.Publish(ctx, store, keys, opts)
 			bar.done()
 			if err != nil {
 				return err

@@ -17,7 +17,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/seeder/origin"
 )
 
@@ -125,8 +125,8 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 
 // Publish publishes paths as name@version with the origin as tracker and
 // web seed.
-func (s *Swarm) Publish(ctx context.Context, name, version string, paths []string, channels ...string) (*seeder.PublishResult, error) {
-	return seeder.Publish(ctx, s.Store, s.Keys, seeder.PublishOptions{
+func (s *Swarm) Publish(ctx context.Context, name, version string, paths []string, channels ...string) (*publish.PublishResult, error) {
+	return publish.Publish(ctx, s.Store, s.Keys, publish.PublishOptions{
 		Name: name, Version: version, Paths: paths, Channels: channels,
 		WebSeedURL: s.OriginURL + "/",
 		Announce:   []string{s.OriginURL + "/announce"},
@@ -135,10 +135,10 @@ func (s *Swarm) Publish(ctx context.Context, name, version string, paths []strin
 
 // PublishWith publishes with full options; the origin is filled in as
 // tracker and web seed.
-func (s *Swarm) PublishWith(ctx context.Context, opts seeder.PublishOptions) (*seeder.PublishResult, error) {
+func (s *Swarm) PublishWith(ctx context.Context, opts publish.PublishOptions) (*publish.PublishResult, error) {
 	opts.WebSeedURL = s.OriginURL + "/"
 	opts.Announce = []string{s.OriginURL + "/announce"}
-	return seeder.Publish(ctx, s.Store, s.Keys, opts)
+	return publish.Publish(ctx, s.Store, s.Keys, opts)
 }
 
 // Repo opens the catalog for promote and yank.

@@ -16,8 +16,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/piecehash"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 func main() {
@@ -51,7 +51,7 @@ func run(path, gen, mode, pieceLength string, workers, runs int) error {
 		return err
 	}
 	// A directory is hashed as a release of all its files, as publish would.
-	files, err := seeder.CollectFiles([]string{path})
+	files, err := publish.CollectFiles([]string{path})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,9 @@
-package seeder
+// Package publish turns files into a signed release in a catalog: it collects
+// and checks the files, hashes them (internal/piecehash), uploads the payload,
+// torrent and manifest and signs the catalog (Publish); it also verifies a
+// catalog against its stores (VerifyCatalog) and exports bundles for
+// air-gapped sites (ExportBundle).
+package publish
 
 import (
 	"context"

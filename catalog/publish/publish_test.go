@@ -1,4 +1,4 @@
-package seeder_test
+package publish_test
 
 // Publish must refuse bad input with a clear error before writing anything,
 // never change a published release, and leave the previous catalog intact
@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 // pubGateway starts versitygw once for the calling test, or returns nil if
@@ -97,9 +97,9 @@ func (c *pubCatalog) client(t *testing.T) *catalog.Client {
 	return cl
 }
 
-func (c *pubCatalog) publish(t *testing.T, opts seeder.PublishOptions) *seeder.PublishResult {
+func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish.PublishResult {
 	t.Helper()
-	res, err := seeder.Publish(t.Context(), c.store, c.keys, opts)
+	res, err := publish.Publish(t.Context(), c.store, c.keys, opts)
 	if err != nil {
 		t.Fatalf("publish %s@%s: %v", opts.Name, opts.Version, err)
 	}
@@ -191,8 +191,8 @@ func TestPublishRefusesBadInput(t *testing.T) {
 		good string // a directory with a valid payload
 		tmp  string // a scratch directory for the case
 	}
-	opts := func(name, version string, paths ...string) seeder.PublishOptions {
-		return seeder.PublishOptions{Name: name, Version: version, Paths: paths}
+	opts := func(name, version string, paths ...string) publish.PublishOptions {
+		return publish.PublishOptions{Name: name, Version: version, Paths: paths}
 	}
 	mkfifo := func(t *testing.T, p string) {
 		if err := syscall.Mkfifo(p, 0o644); err != nil {
@@ -207,33 +207,33 @@ func TestPublishRefusesBadInput(t *testing.T) {
 	tests := []struct {
 		name     string
 		skipRoot bool // root reads any file, so permission cases do not fail
-		setup    func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions)
+		setup    func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions)
 		want     string
 		wantIs   error
 	}{
 		{name: "no paths", want: "no files or directories given to publish",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0")
 			}},
 		{name: "empty path", want: "empty path given to publish",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0", e.good, "")
 			}},
 		{name: "nonexistent path", want: "no such file or directory",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0", e.good, filepath.Join(e.tmp, "missing"))
 			}},
 		// We run as root, where chmod 000 does not stop a read; a FIFO or a
 		// device is refused as a non-regular file for every user (and is
 		// never opened, which would block on a FIFO).
 		{name: "fifo given as a file", want: "not a regular file",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				p := filepath.Join(e.tmp, "fifo")
 				mkfifo(t, p)
 				return e.c.keys, opts("app", "2.0", p)
 			}},
 		{name: "fifo inside a directory", want: "not a regular file",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				if err := os.WriteFile(filepath.Join(e.tmp, "ok"), []byte("ok"), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -241,11 +241,11 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "device node", want: "not a regular file",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0", "/dev/null")
 			}},
 		{name: "unreadable file", skipRoot: true, want: "permission denied",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				p := filepath.Join(e.tmp, "secret")
 				if err := os.WriteFile(p, []byte("x"), 0o000); err != nil {
 					t.Fatal(err)
@@ -253,13 +253,13 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return e.c.keys, opts("app", "2.0", p)
 			}},
 		{name: "symlink loop", want: "symlink loop",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				p := filepath.Join(e.tmp, "loop")
 				symlink(t, "loop", p)
 				return e.c.keys, opts("app", "2.0", p)
 			}},
 		{name: "symlink loop inside a directory", want: "symlink loop",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				if err := os.WriteFile(filepath.Join(e.tmp, "ok"), []byte("ok"), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -268,7 +268,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "symlink to a file", want: "is a symlink",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				if err := os.WriteFile(filepath.Join(e.tmp, "real"), []byte("ok"), 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -276,25 +276,25 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "empty directory", want: "directory contains no files",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "file name with a control character", want: "control character",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				if err := os.WriteFile(filepath.Join(e.tmp, "bad\x1bname"), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "file name with a backslash", want: "slash or backslash",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				if err := os.WriteFile(filepath.Join(e.tmp, `..\evil`), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return e.c.keys, opts("app", "2.0", e.tmp)
 			}},
 		{name: "same path from two arguments", want: `duplicate path "bin"`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				a, b := filepath.Join(e.tmp, "a", "bin"), filepath.Join(e.tmp, "b", "bin")
 				for _, p := range []string{a, b} {
 					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -307,79 +307,79 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return e.c.keys, opts("app", "2.0", a, b)
 			}},
 		{name: "name with a slash", want: `name "a/b" contains '/'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("a/b", "2.0", e.good)
 			}},
 		{name: "name ..", want: `name ".." must not start with '.'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("..", "2.0", e.good)
 			}},
 		{name: "name with a leading dot", want: `name ".app" must not start with '.'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts(".app", "2.0", e.good)
 			}},
 		{name: "name with a leading dash", want: `must not start with '.' or '-'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("-rf", "2.0", e.good)
 			}},
 		{name: "name with a newline", want: `contains '\n'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app\nx", "2.0", e.good)
 			}},
 		{name: "empty name", want: "name is empty",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("", "2.0", e.good)
 			}},
 		{name: "version with a slash", want: `version "2/0" contains '/'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2/0", e.good)
 			}},
 		{name: "version ..", want: `version ".." must not start with '.'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "..", e.good)
 			}},
 		{name: "version with a leading dot", want: `version ".2" must not start with '.'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", ".2", e.good)
 			}},
 		{name: "version with NUL", want: `contains '\x00'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0\x00", e.good)
 			}},
 		{name: "version with a control character", want: `contains '\x7f'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "2.0\x7f", e.good)
 			}},
 		{name: "version too long", want: "longer than 128 bytes",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", strings.Repeat("9", 129), e.good)
 			}},
 		{name: "bad channel", want: `channel "stable/eu" contains '/'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				o := opts("app", "2.0", e.good)
 				o.Channels = []string{"stable/eu"}
 				return e.c.keys, o
 			}},
 		{name: "bad region", want: `region ".." must not start with '.'`,
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				o := opts("app", "2.0", e.good)
 				o.Regions = []string{".."}
 				return e.c.keys, o
 			}},
 		{name: "label value with a control character", want: "control character",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				o := opts("app", "2.0", e.good)
 				o.Labels = map[string]string{"owner": "a\nb"}
 				return e.c.keys, o
 			}},
 		{name: "bad piece length", want: "not a power of two",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				o := opts("app", "2.0", e.good)
 				o.PieceLength = 1000
 				return e.c.keys, o
 			}},
 		{name: "wrong keys directory", want: "wrong keys directory",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				other, err := catalog.GenerateKeys(filepath.Join(e.tmp, "keys"))
 				if err != nil {
 					t.Fatal(err)
@@ -387,11 +387,11 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				return other, opts("app", "2.0", e.good)
 			}},
 		{name: "no signing keys loaded", want: "no targets key",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return catalog.Keys{"root": e.c.keys["root"]}, opts("app", "2.0", e.good)
 			}},
 		{name: "existing release with other content", wantIs: catalog.ErrReleaseExists, want: "releases are immutable",
-			setup: func(t *testing.T, e env) (catalog.Keys, seeder.PublishOptions) {
+			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
 				return e.c.keys, opts("app", "1.0", writePayload(t, map[string]string{"bin/app": "other"}))
 			}},
 	}
@@ -400,7 +400,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		good := writePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
-		c.publish(t, seeder.PublishOptions{Name: "app", Version: "1.0", Paths: []string{good}, Channels: []string{"stable"}})
+		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{good}, Channels: []string{"stable"}})
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				if tc.skipRoot && os.Geteuid() == 0 {
@@ -408,7 +408,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				}
 				before := storeContents(t, s)
 				keys, o := tc.setup(t, env{c: c, good: good, tmp: t.TempDir()})
-				res, err := seeder.Publish(t.Context(), s, keys, o)
+				res, err := publish.Publish(t.Context(), s, keys, o)
 				if err == nil {
 					t.Fatalf("Publish succeeded: %+v", res)
 				}
@@ -434,7 +434,7 @@ func TestPublishUninitialized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = seeder.Publish(t.Context(), s, keys, seeder.PublishOptions{
+	_, err = publish.Publish(t.Context(), s, keys, publish.PublishOptions{
 		Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"a": "b"})},
 	})
 	if !errors.Is(err, catalog.ErrNotInitialized) {
@@ -451,7 +451,7 @@ func TestPublishSameVersion(t *testing.T) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		files := map[string]string{"bin/app": "payload v1", "README": "read me", "doc/a.txt": "a"}
-		first := c.publish(t, seeder.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"}})
+		first := c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"}})
 		cl := c.client(t)
 		m1, err := cl.Manifest(ctx, "app", "1.0")
 		if err != nil {
@@ -475,7 +475,7 @@ func TestPublishSameVersion(t *testing.T) {
 			if tb, err := cl.Torrent(ctx, "app", "1.0"); err != nil || !bytes.Equal(tb, t1) {
 				t.Errorf("torrent changed (err %v)", err)
 			}
-			problems, _, err := seeder.VerifyCatalog(ctx, cl)
+			problems, _, err := publish.VerifyCatalog(ctx, cl)
 			if err != nil || len(problems) != 0 {
 				t.Errorf("VerifyCatalog = %+v, %v", problems, err)
 			}
@@ -492,7 +492,7 @@ func TestPublishSameVersion(t *testing.T) {
 			{"renamed file", map[string]string{"bin/app": "payload v1", "README.md": "read me", "doc/a.txt": "a"}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := seeder.Publish(ctx, s, c.keys, seeder.PublishOptions{
+				_, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
 					Name: "app", Version: "1.0", Paths: []string{writePayload(t, tc.files)}, Channels: []string{"beta"},
 				})
 				if !errors.Is(err, catalog.ErrReleaseExists) {
@@ -506,7 +506,7 @@ func TestPublishSameVersion(t *testing.T) {
 
 		t.Run("same bytes", func(t *testing.T) {
 			// Later, from another directory: same content, so nothing to do.
-			res, err := seeder.Publish(ctx, s, c.keys, seeder.PublishOptions{
+			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
 				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"},
 				Now: func() time.Time { return time.Now().Add(time.Hour) },
 			})
@@ -521,7 +521,7 @@ func TestPublishSameVersion(t *testing.T) {
 		})
 
 		t.Run("same bytes with a new channel", func(t *testing.T) {
-			res, err := seeder.Publish(ctx, s, c.keys, seeder.PublishOptions{
+			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
 				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"beta"},
 			})
 			if err != nil {
@@ -543,7 +543,7 @@ func TestPublishSameVersion(t *testing.T) {
 			if err := s.Delete(ctx, key); err != nil {
 				t.Fatal(err)
 			}
-			res, err := seeder.Publish(ctx, s, c.keys, seeder.PublishOptions{
+			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
 				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)},
 			})
 			if err != nil {
@@ -598,7 +598,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 			pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
 				ctx := t.Context()
 				c := newPubCatalog(t, s)
-				c.publish(t, seeder.PublishOptions{Name: "app", Version: "1.0", Channels: []string{"stable"},
+				c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Channels: []string{"stable"},
 					Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}})
 				state := t.TempDir()
 				agent, err := catalog.NewClient(s, c.root, state)
@@ -609,10 +609,10 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 					t.Fatal(err)
 				}
 
-				opts := seeder.PublishOptions{Name: "app", Version: "2.0", Channels: []string{"stable"},
+				opts := publish.PublishOptions{Name: "app", Version: "2.0", Channels: []string{"stable"},
 					Paths: []string{writePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
 				fs := &failingStore{Store: s, failPrefix: tc.failPrefix}
-				_, err = seeder.Publish(ctx, fs, c.keys, opts)
+				_, err = publish.Publish(ctx, fs, c.keys, opts)
 				wantErrContains(t, "Publish with a failing store", err, "injected failure writing "+tc.failPrefix)
 				if fs.failed != 1 {
 					t.Errorf("%d writes failed; want Publish to stop at the first", fs.failed)
@@ -638,7 +638,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				}
 
 				// Running it again completes the publish.
-				res, err := seeder.Publish(ctx, s, c.keys, opts)
+				res, err := publish.Publish(ctx, s, c.keys, opts)
 				if err != nil {
 					t.Fatalf("Publish again: %v", err)
 				}
@@ -658,7 +658,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				if err != nil || m.InfoHash != res.InfoHash {
 					t.Fatalf("Manifest = %+v, %v", m, err)
 				}
-				problems, n, err := seeder.VerifyCatalog(ctx, agent)
+				problems, n, err := publish.VerifyCatalog(ctx, agent)
 				if err != nil || n != 2 || len(problems) != 0 {
 					t.Fatalf("VerifyCatalog = %+v, %d, %v", problems, n, err)
 				}
