@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
 )
 
@@ -120,7 +121,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	}
 	// The version it replaced stays cached for rollback.
 	if previous != "" {
-		if prev, ok, _ := a.state.Get(name + "@" + previous); ok && prev.Phase == PhaseActive {
+		if prev, ok, _ := a.state.Get(release.Format(name, previous)); ok && prev.Phase == PhaseActive {
 			a.setPhase(prev, PhaseVerified, "")
 			prev.LastUsed = now
 			a.state.Put(prev)

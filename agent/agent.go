@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
@@ -75,7 +76,7 @@ type Agent struct {
 
 // download is one release in the torrent client.
 type download struct {
-	ref      catalog.ReleaseRef
+	ref      release.Ref
 	manifest *catalog.Manifest
 	t        *torrent.Torrent
 	off      *offloader
@@ -454,7 +455,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
-		if err := a.step(ctx, s, rel.ReleaseRef, &st); err != nil {
+		if err := a.step(ctx, s, rel.Ref, &st); err != nil {
 			st.Reason = err.Error()
 		}
 		st.Ready = st.Active == st.Target
@@ -478,7 +479,7 @@ func (a *Agent) currentCatalogErr() error {
 }
 
 // step advances one release: fetch metadata, download, verify, activate.
-func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseRef, st *SubscriptionStatus) error {
+func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st *SubscriptionStatus) error {
 	a.mu.Lock()
 	d := a.downloads[ref.String()]
 	a.mu.Unlock()
@@ -740,7 +741,7 @@ func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
 	rec.Phase, rec.Reason = p, reason
 }
 
-func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {
+func (a *Agent) fail(ref release.Ref, infoHash string, err error) {
 	rec, ok, _ := a.state.Get(ref.String())
 	if !ok {
 		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}

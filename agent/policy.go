@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -161,7 +162,7 @@ func (a *Agent) gc(need int64, now time.Time) error {
 	if rels, err := a.catalog.Releases(); err == nil {
 		for _, r := range rels {
 			if r.Yanked {
-				yanked[r.ReleaseRef.String()] = true
+				yanked[r.Ref.String()] = true
 			}
 		}
 	}
@@ -169,7 +170,7 @@ func (a *Agent) gc(need int64, now time.Time) error {
 	keep := map[string]int{}
 	for _, s := range a.cfg.Subscriptions {
 		if s.Version != "" {
-			pinned[s.Name+"@"+s.Version] = true
+			pinned[release.Format(s.Name, s.Version)] = true
 		}
 		keep[s.Name] = s.Keep
 	}
@@ -217,7 +218,7 @@ func (a *Agent) evict(name, version string) error {
 	if a.activeVersion(name) == version {
 		return errors.New("refusing to evict the active release")
 	}
-	key := name + "@" + version
+	key := release.Format(name, version)
 	a.mu.Lock()
 	d := a.downloads[key]
 	a.mu.Unlock()
@@ -251,7 +252,7 @@ func (a *Agent) removeOrphans() {
 	for _, n := range names {
 		versions, _ := os.ReadDir(filepath.Join(base, n.Name()))
 		for _, v := range versions {
-			key := n.Name() + "@" + v.Name()
+			key := release.Format(n.Name(), v.Name())
 			if !known[key] && a.activeVersion(n.Name()) != v.Name() {
 				a.log.Info("removing files of an unrecorded release", "release", n.Name(), "version", v.Name())
 				os.RemoveAll(filepath.Join(base, n.Name(), v.Name()))

@@ -76,10 +76,10 @@ func consistentLayout(t *testing.T, s catalog.Store) {
 	cl := c.client(t, t.TempDir())
 	for _, r := range tufReleases(t, cl) {
 		if _, err := cl.Manifest(ctx, r.Name, r.Version); err != nil {
-			t.Errorf("Manifest(%s) without the plain name: %v", r.ReleaseRef, err)
+			t.Errorf("Manifest(%s) without the plain name: %v", r.Ref, err)
 		}
 		if _, err := cl.Torrent(ctx, r.Name, r.Version); err != nil {
-			t.Errorf("Torrent(%s) without the plain name: %v", r.ReleaseRef, err)
+			t.Errorf("Torrent(%s) without the plain name: %v", r.Ref, err)
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 )
@@ -258,10 +259,10 @@ func tufHappyPath(t *testing.T, s catalog.Store) {
 	}
 	rels := tufReleases(t, cl)
 	want := []catalog.Release{{
-		ReleaseRef: catalog.ReleaseRef{Name: "app", Version: "1.2"},
+		Ref:        release.Ref{Name: "app", Version: "1.2"},
 		EntryState: catalog.EntryState{Channels: []string{"stable"}},
 	}}
-	if len(rels) != 1 || rels[0].ReleaseRef != want[0].ReleaseRef || !slices.Equal(rels[0].Channels, want[0].Channels) || rels[0].Yanked || rels[0].ManifestLength <= 0 {
+	if len(rels) != 1 || rels[0].Ref != want[0].Ref || !slices.Equal(rels[0].Channels, want[0].Channels) || rels[0].Yanked || rels[0].ManifestLength <= 0 {
 		t.Fatalf("Releases = %+v; want %+v", rels, want)
 	}
 	m, err := cl.Manifest(ctx, "app", "1.2")

@@ -14,6 +14,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 func newCatalogCmd() *cobra.Command {
@@ -127,11 +128,6 @@ func newCatalogLsCmd() *cobra.Command {
 	return c
 }
 
-func splitRef(s string) (name, version string) {
-	name, version, _ = strings.Cut(s, "@")
-	return name, version
-}
-
 func newCatalogShowCmd() *cobra.Command {
 	var f catalogFlags
 	c := &cobra.Command{
@@ -139,7 +135,8 @@ func newCatalogShowCmd() *cobra.Command {
 		Short: "Show a release's manifest (the newest version if none is given)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, version := splitRef(args[0])
+			ref, _ := release.Parse(args[0])
+			name, version := ref.Name, ref.Version
 			cl, err := f.client(cmd.Context())
 			if err != nil {
 				return err

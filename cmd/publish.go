@@ -9,10 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/internal/piecehash"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 func newPublishCmd() *cobra.Command {
@@ -51,10 +51,10 @@ version with different bytes is refused.`,
 			}
 			opts.Expires = expires
 			// Validate names before touching the network or the keys.
-			if err := catalog.ValidateName("--name", opts.Name); err != nil {
+			if err := release.ValidateName("--name", opts.Name); err != nil {
 				return err
 			}
-			if err := catalog.ValidateName("--version", opts.Version); err != nil {
+			if err := release.ValidateName("--version", opts.Version); err != nil {
 				return err
 			}
 			keys, err := f.loadKeys("targets", "snapshot", "timestamp")

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 )
 
@@ -21,8 +22,8 @@ type BundleResult struct {
 // ResolveSpec turns "name", "name@version" or "name:channel" into a
 // release of the signed catalog (never a yanked one).
 func ResolveSpec(c *catalog.Client, spec string) (catalog.Release, error) {
-	if name, version, ok := strings.Cut(spec, "@"); ok {
-		return c.Resolve(name, "", version)
+	if ref, ok := release.Parse(spec); ok {
+		return c.Resolve(ref.Name, "", ref.Version)
 	}
 	if name, channel, ok := strings.Cut(spec, ":"); ok {
 		return c.Resolve(name, channel, "")
@@ -79,7 +80,7 @@ func ExportBundle(ctx context.Context, c *catalog.Client, dst catalog.Store, spe
 		if err := catalog.PutTarget(ctx, dst, catalog.TorrentKey(m.Name, m.Version), tb); err != nil {
 			return nil, err
 		}
-		res.Releases = append(res.Releases, r.ReleaseRef.String())
+		res.Releases = append(res.Releases, r.Ref.String())
 	}
 	// Metadata last: a bundle interrupted part way has no timestamp and
 	// reads as "no catalog here", never as a catalog missing files.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/piecehash"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // PublishOptions says what to publish and how.
@@ -65,19 +66,19 @@ type PublishResult struct {
 // timestamp write, and running Publish again after a failure completes it.
 // A release that is already signed with other bytes is refused.
 func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts PublishOptions) (*PublishResult, error) {
-	if err := catalog.ValidateName("name", opts.Name); err != nil {
+	if err := release.ValidateName("name", opts.Name); err != nil {
 		return nil, err
 	}
-	if err := catalog.ValidateName("version", opts.Version); err != nil {
+	if err := release.ValidateName("version", opts.Version); err != nil {
 		return nil, err
 	}
 	for _, c := range opts.Channels {
-		if err := catalog.ValidateName("channel", c); err != nil {
+		if err := release.ValidateName("channel", c); err != nil {
 			return nil, err
 		}
 	}
 	for _, r := range opts.Regions {
-		if err := catalog.ValidateName("region", r); err != nil {
+		if err := release.ValidateName("region", r); err != nil {
 			return nil, err
 		}
 	}
@@ -306,7 +307,7 @@ func webSeedURL(store catalog.Store, base, name string) string {
 }
 
 func validateLabel(k, v string) error {
-	if err := catalog.ValidateName("label key", k); err != nil {
+	if err := release.ValidateName("label key", k); err != nil {
 		return err
 	}
 	if len(v) > 256 {

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 )
 
@@ -41,7 +42,7 @@ func VerifyCatalog(ctx context.Context, c *catalog.Client) ([]Problem, int, erro
 // torrent are checked under both names they are stored at (hash-prefixed
 // for TUF clients and agents, plain for older agents and people).
 func VerifyRelease(ctx context.Context, c *catalog.Client, name, version string) []Problem {
-	ref := name + "@" + version
+	ref := release.Format(name, version)
 	mKey, tKey := catalog.ManifestKey(name, version), catalog.TorrentKey(name, version)
 	mProblems := verifyTargetCopies(ctx, c, ref, mKey, catalog.MaxManifestSize)
 	tProblems := verifyTargetCopies(ctx, c, ref, tKey, catalog.MaxTorrentSize)

@@ -59,7 +59,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Modes of Config.Mode.
@@ -165,7 +165,7 @@ func parseIdentityURI(u *url.URL) (Identity, error) {
 			return bad(key + " appears twice")
 		}
 		seen[key] = true
-		if err := catalog.ValidateName(key, val); err != nil {
+		if err := release.ValidateName(key, val); err != nil {
 			return bad(err.Error())
 		}
 		switch key {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 const (
@@ -54,12 +55,12 @@ type Claims struct {
 
 // Validate checks claims before they are signed.
 func (c Claims) Validate() error {
-	if err := catalog.ValidateName("tenant", c.Tenant); err != nil {
+	if err := release.ValidateName("tenant", c.Tenant); err != nil {
 		return err
 	}
 	for _, f := range []struct{ kind, v string }{{"site", c.Site}, {"region", c.Region}} {
 		if f.v != "" {
-			if err := catalog.ValidateName(f.kind, f.v); err != nil {
+			if err := release.ValidateName(f.kind, f.v); err != nil {
 				return err
 			}
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/internal/torrentfile"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -227,7 +228,7 @@ func (o *Origin) refresh(ctx context.Context) error {
 	}
 	for _, r := range rels {
 		if r.Yanked {
-			o.stopSeeding(r.ReleaseRef)
+			o.stopSeeding(r.Ref)
 			continue
 		}
 		m, err := o.catalog.Manifest(ctx, r.Name, r.Version)
@@ -236,7 +237,7 @@ func (o *Origin) refresh(ctx context.Context) error {
 			continue
 		}
 		if m.Expired(time.Now()) {
-			o.stopSeeding(r.ReleaseRef)
+			o.stopSeeding(r.Ref)
 			continue
 		}
 		if len(m.Regions) > 0 {
@@ -254,7 +255,7 @@ func (o *Origin) refresh(ctx context.Context) error {
 	return nil
 }
 
-func (o *Origin) stopSeeding(ref catalog.ReleaseRef) {
+func (o *Origin) stopSeeding(ref release.Ref) {
 	o.mu.Lock()
 	t := o.seeding[ref.String()]
 	delete(o.seeding, ref.String())
