@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/keyfile"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -145,7 +145,7 @@ func GenerateKey(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := catalog.WritePrivateKeyFile(priv, key); err != nil {
+	if err := keyfile.WritePrivate(priv, key); err != nil {
 		return err
 	}
 	pder, err := x509.MarshalPKIXPublicKey(pub)
@@ -157,7 +157,7 @@ func GenerateKey(dir string) error {
 
 // LoadPrivateKey reads token.key from dir, refusing a file others can read.
 func LoadPrivateKey(dir string) (ed25519.PrivateKey, error) {
-	key, err := catalog.ReadPrivateKeyFile(filepath.Join(dir, PrivateKeyFile))
+	key, err := keyfile.ReadPrivate(filepath.Join(dir, PrivateKeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no token signing key in %s: run `swarmship token keygen --keys %s`", dir, dir)
 	}
