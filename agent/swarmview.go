@@ -19,7 +19,7 @@ import (
 
 	"github.com/anacrolix/torrent"
 
-	"github.com/swarmship/swarmship/seeder/tracker"
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // swarmWatcher keeps the tracker's list of a swarm's agents fresh while a
@@ -34,10 +34,10 @@ type swarmWatcher struct {
 	site, region string // our own; see downloaders
 
 	// bridge, if set, runs after every successful fetch (see bridgeSites).
-	bridge func(members map[[20]byte]tracker.SwarmMember)
+	bridge func(members map[[20]byte]report.SwarmMember)
 
 	mu      sync.Mutex
-	members map[[20]byte]tracker.SwarmMember
+	members map[[20]byte]report.SwarmMember
 	fetched time.Time
 }
 
@@ -48,7 +48,7 @@ func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client
 	if err != nil || !strings.HasSuffix(u.Path, "/announce") {
 		return nil
 	}
-	u.Path = strings.TrimSuffix(u.Path, "announce") + tracker.SwarmPath
+	u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
 	q := u.Query()
 	q.Del("locality")
 	q.Set("info_hash", string(infoHash[:]))
@@ -100,12 +100,12 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("swarm view: %s", resp.Status)
 	}
-	var view tracker.SwarmView
+	var view report.SwarmView
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&view); err != nil {
 		// A refusal is a bencoded failure reason, which is not JSON.
 		return fmt.Errorf("swarm view: %w", err)
 	}
-	members := make(map[[20]byte]tracker.SwarmMember, len(view.Agents))
+	members := make(map[[20]byte]report.SwarmMember, len(view.Agents))
 	for _, m := range view.Agents {
 		var id [20]byte
 		if b, err := hex.DecodeString(m.PeerID); err == nil && len(b) == 20 {
@@ -162,13 +162,13 @@ type siteBridge struct {
 }
 
 // update runs with each fresh member list.
-func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
+func (b *siteBridge) update(members map[[20]byte]report.SwarmMember) {
 	now := time.Now()
 	connected := map[[20]byte]bool{}
 	for _, pc := range b.t.PeerConns() {
 		connected[[20]byte(pc.PeerID)] = true
 	}
-	var local []tracker.SwarmMember
+	var local []report.SwarmMember
 	ids := map[string][20]byte{}
 	for id, m := range members {
 		if m.Site != b.site || m.Region != b.region {
@@ -185,7 +185,7 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember) {
 			delete(b.lastSeen, id)
 		}
 	}
-	slices.SortFunc(local, func(x, y tracker.SwarmMember) int {
+	slices.SortFunc(local, func(x, y report.SwarmMember) int {
 		if c := cmp.Compare(x.Joined, y.Joined); c != 0 {
 			return c
 		}

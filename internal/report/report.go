@@ -1,7 +1,9 @@
 // Package report is what an agent tells the origin about itself: the body
 // of POST /api/v1/report. The agent builds it from its status; the origin
 // decodes it strictly, validates it and aggregates reports into the
-// rollout view (GET /api/v1/rollout) and the dashboard.
+// rollout view (GET /api/v1/rollout) and the dashboard. It also holds the
+// swarm view (SwarmView), what the origin's tracker tells agents about a
+// swarm, so that agents import no origin package for either wire format.
 package report
 
 import (
