@@ -29,9 +29,9 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/internal/torrentfile"
 )
 
 func TestTUF(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/release"
-	"github.com/swarmship/swarmship/internal/torrentfile"
 )
 
 // BundleResult lists what a bundle holds.

@@ -9,8 +9,8 @@ import (
 	"io"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/release"
-	"github.com/swarmship/swarmship/internal/torrentfile"
 )
 
 // Problem is one thing wrong with a release in a catalog.

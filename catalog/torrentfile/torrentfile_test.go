@@ -12,7 +12,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/torrentfile"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
 )
 
 const testPieceLength = 16 << 10
