@@ -21,7 +21,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 func init() {
@@ -31,7 +31,7 @@ func init() {
 // originFile is origin.yaml: the origin's config plus where its catalog
 // and pinned root are.
 type originFile struct {
-	origin.Config `yaml:",inline"`
+	seeder.Config `yaml:",inline"`
 	Catalog       string `yaml:"catalog"`
 	Root          string `yaml:"root"`
 }
@@ -96,7 +96,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := origin.New(of.Config, store, client, slog.Default())
+			o, err := seeder.New(of.Config, store, client, slog.Default())
 			if err != nil {
 				return err
 			}

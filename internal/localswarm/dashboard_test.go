@@ -26,7 +26,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 func testLogger() *slog.Logger {
@@ -89,7 +89,7 @@ func TestObservability(t *testing.T) {
 
 	// Reports arrive every 500ms; wait until the origin has seen every
 	// agent with the release active.
-	var rel origin.ReleaseRollout
+	var rel seeder.ReleaseRollout
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ro := getRollout(t, sw.OriginURL)
@@ -215,9 +215,9 @@ func TestObservability(t *testing.T) {
 	})
 }
 
-func getRollout(t *testing.T, base string) origin.Rollout {
+func getRollout(t *testing.T, base string) seeder.Rollout {
 	t.Helper()
-	var ro origin.Rollout
+	var ro seeder.Rollout
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/api/v1/rollout")), &ro); err != nil {
 		t.Fatal(err)
 	}

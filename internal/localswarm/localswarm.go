@@ -18,7 +18,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 // Swarm is a catalog, its origin and any number of agents.
@@ -29,7 +29,7 @@ type Swarm struct {
 	RootPath   string
 	Store      catalog.Store
 	Keys       catalog.Keys
-	Origin     *origin.Origin
+	Origin     *seeder.Origin
 	OriginURL  string // http://127.0.0.1:PORT
 	Log        *slog.Logger
 
@@ -96,7 +96,7 @@ func New(ctx context.Context, dir string, opts OriginOptions, log *slog.Logger) 
 		return nil, err
 	}
 	seed := opts.Seed
-	s.Origin, err = origin.New(origin.Config{
+	s.Origin, err = seeder.New(seeder.Config{
 		Listen:          s.ln.Addr().String(),
 		CacheDir:        filepath.Join(dir, "origin", "cache"),
 		Seed:            &seed,

@@ -1,7 +1,8 @@
-// Package origin is the swarmship origin: the site- and tenant-aware
-// tracker, a seeding client for every current release, the web seed for
-// directory catalogs, and health and metrics endpoints.
-package origin
+// Package seeder is the origin role (swarmship origin): the site- and
+// tenant-aware tracker (seeder/tracker), a seeding client for every current
+// release, the web seed for directory catalogs, agent reports and the
+// rollout dashboard, and health and metrics endpoints.
+package seeder
 
 import (
 	"context"

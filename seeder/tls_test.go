@@ -1,4 +1,4 @@
-package origin_test
+package seeder_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 // The origin's seeding client speaks mutual TLS only when peer_tls is
@@ -48,16 +48,16 @@ func TestTLSOriginSeederPeerPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := true
-	cfg := origin.Config{Seed: &seed, PeerHost: "127.0.0.1", CacheDir: filepath.Join(dir, "cache"), PeerTLS: peertls.TestConfig(pki, "origin")}
+	cfg := seeder.Config{Seed: &seed, PeerHost: "127.0.0.1", CacheDir: filepath.Join(dir, "cache"), PeerTLS: peertls.TestConfig(pki, "origin")}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	bad := cfg
 	bad.PeerTLS.Mode = "sometimes"
-	if _, err := origin.New(bad, store, client, log); err == nil || !strings.Contains(err.Error(), "peer_tls") {
+	if _, err := seeder.New(bad, store, client, log); err == nil || !strings.Contains(err.Error(), "peer_tls") {
 		t.Fatalf("bad peer_tls mode: %v", err)
 	}
 
-	o, err := origin.New(cfg, store, client, log)
+	o, err := seeder.New(cfg, store, client, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestTLSOriginSeederPeerPort(t *testing.T) {
 	if err := os.Chmod(cfg.PeerTLS.Key, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := origin.New(cfg, store, client, log); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+	if _, err := seeder.New(cfg, store, client, log); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("0644 key: %v", err)
 	}
 }

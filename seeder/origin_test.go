@@ -1,4 +1,4 @@
-package origin_test
+package seeder_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 func newOrigin(t *testing.T) (*httptest.Server, string) {
@@ -44,7 +44,7 @@ func newOrigin(t *testing.T) (*httptest.Server, string) {
 		t.Fatal(err)
 	}
 	seed := false
-	o, err := origin.New(origin.Config{Seed: &seed}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o, err := seeder.New(seeder.Config{Seed: &seed}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
