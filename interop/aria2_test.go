@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog/publish"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // TestAria2ViaOriginTrackerAndWebSeed has aria2 download a release the way

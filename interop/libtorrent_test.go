@@ -45,8 +45,8 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // systemPython is Debian's interpreter, the one python3-libtorrent is built

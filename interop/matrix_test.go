@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 

@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 func s3Store(t *testing.T, v *testenv.VersityGW) *catalog.S3Store {

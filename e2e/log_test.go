@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // lockedBuffer is an io.Writer for loggers shared by goroutines.

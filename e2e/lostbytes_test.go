@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // The torrent storage syncs nothing per piece, so a crash can lose bytes

@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // testLogger sends logs to the test log only when -v is on.

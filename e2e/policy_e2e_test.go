@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/policy"
 )
 

@@ -1,4 +1,4 @@
-package localswarm_test
+package e2e
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -24,24 +23,17 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder"
 )
-
-func testLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
 
 // TestObservability runs an origin and three agents to the end of a
 // rollout, then checks what operators look at: the dashboard in a real
 // browser, and /metrics of both roles against docs/metrics.md.
 func TestObservability(t *testing.T) {
 	ctx := context.Background()
-	sw, err := localswarm.New(ctx, t.TempDir(), localswarm.OriginOptions{}, testLogger())
+	sw, err := localswarm.New(ctx, t.TempDir(), localswarm.OriginOptions{}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +262,7 @@ func parseMetrics(t *testing.T, role, text string) map[string]*dto.MetricFamily 
 // first cell is a `swarmship_…` name, with the role in the fourth column.
 func documentedMetrics(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "docs", "metrics.md"))
+	f, err := os.Open(filepath.Join("..", "docs", "metrics.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // With tracing.otlp_endpoint set, catalog refresh, download, verify and

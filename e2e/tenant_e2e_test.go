@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // Two tenants fetch the very same torrent through one origin and tracker:

@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"bytes"
@@ -22,8 +22,8 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // outsider is a BitTorrent client that is not an agent, pointed straight

@@ -1,4 +1,4 @@
-package agent_test
+package e2e
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // badPeerIP is where the corrupting peer listens. anacrolix bans per IP,
