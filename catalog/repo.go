@@ -456,7 +456,7 @@ func putBytes(ctx context.Context, s Store, key string, b []byte) error {
 }
 
 // releasesFromTargets lists releases from a targets map, sorted by name
-// and then by version (CompareVersions).
+// and then by version (release.CompareVersions).
 func releasesFromTargets(targets map[string]*metadata.TargetFiles) ([]Release, error) {
 	var out []Release
 	for key, tf := range targets {

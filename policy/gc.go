@@ -66,7 +66,7 @@ func CheckFits(size, quota int64) error {
 // highest versions below the name's active version that are neither
 // expired nor yanked nor downloading; a name with no active version (e.g.
 // no longer subscribed) has nothing to roll back to and keeps none. Versions
-// compare like CompareVersions: numeric parts as numbers, so 1.10
+// compare like release.CompareVersions: numeric parts as numbers, so 1.10
 // is above 1.9.
 //
 // If even evicting everything of step 2 cannot make room, PlanGC returns an

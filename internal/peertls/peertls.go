@@ -16,7 +16,7 @@
 //	swarmship://tenant/<tenant>/site/<site>/region/<region>
 //
 // Values follow the catalog's name rules (letters, digits, '.', '_', '+',
-// '-'; see catalog.ValidateName). Peers are dialled by IP address, so host
+// '-'; see release.ValidateName). Peers are dialled by IP address, so host
 // names in the certificate are not checked; the identity is the URI SAN.
 // Because every peer is both a TLS client (when it dials) and a TLS server
 // (when it accepts), leaf certificates need both extended key usages,
