@@ -20,11 +20,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/edsrzf/mmap-go"
+
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // FileEntry is one input file of a release.
@@ -150,23 +150,15 @@ func parseByteSize(s string) (int64, error) {
 }
 
 // CheckPath refuses names that clients would map to a different file, escape
-// the download directory with, or that are not portable catalog keys.
+// the download directory with, or that are not portable catalog keys
+// (release.ValidatePathComponent).
 func CheckPath(path []string) error {
 	if len(path) == 0 {
 		return errors.New("empty path")
 	}
 	for _, c := range path {
-		switch {
-		case c == "":
-			return errors.New("path has an empty component")
-		case c == "." || c == "..":
-			return fmt.Errorf("path component %q is not allowed", c)
-		case strings.ContainsAny(c, `/\`):
-			return fmt.Errorf("path component %q contains a slash or backslash", c)
-		case !utf8.ValidString(c):
-			return fmt.Errorf("path component %q is not valid UTF-8", c)
-		case strings.ContainsFunc(c, unicode.IsControl):
-			return fmt.Errorf("path component %q contains a control character", c)
+		if err := release.ValidatePathComponent(c); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -1,13 +1,16 @@
 // Package release is the vocabulary every package shares about releases:
-// what a valid name or version is, how versions are ordered, and the
-// name@version form that names one release in logs, keys and arguments.
+// what a valid name, version or file name is, how versions are ordered, and
+// the name@version form that names one release in logs, keys and arguments.
 package release
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxNameLen is the most bytes of a release name, version, channel or other
@@ -53,6 +56,26 @@ func ValidateName(kind, s string) error {
 		default:
 			return fmt.Errorf("%s %q contains %q: use letters, digits, '.', '_', '+' or '-'", kind, s, r)
 		}
+	}
+	return nil
+}
+
+// ValidatePathComponent checks one file or directory name inside a release:
+// not empty, "." or "..", no slash or backslash, valid UTF-8 and no control
+// characters, so that no client maps it to another file or escapes its
+// download directory with it, and it is a portable catalog key.
+func ValidatePathComponent(c string) error {
+	switch {
+	case c == "":
+		return errors.New("path has an empty component")
+	case c == "." || c == "..":
+		return fmt.Errorf("path component %q is not allowed", c)
+	case strings.ContainsAny(c, `/\`):
+		return fmt.Errorf("path component %q contains a slash or backslash", c)
+	case !utf8.ValidString(c):
+		return fmt.Errorf("path component %q is not valid UTF-8", c)
+	case strings.ContainsFunc(c, unicode.IsControl):
+		return fmt.Errorf("path component %q contains a control character", c)
 	}
 	return nil
 }

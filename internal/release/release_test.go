@@ -74,3 +74,24 @@ func TestValidateName(t *testing.T) {
 		}
 	}
 }
+
+func TestValidatePathComponent(t *testing.T) {
+	for _, ok := range []string{"app", "a b", "é", ".hidden", "x.tar.gz"} {
+		if err := ValidatePathComponent(ok); err != nil {
+			t.Errorf("ValidatePathComponent(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"", "empty component"},
+		{".", "not allowed"},
+		{"..", "not allowed"},
+		{`a\b`, "slash or backslash"},
+		{"a/b", "slash or backslash"},
+		{"\xff", "not valid UTF-8"},
+		{"a\nb", "control character"},
+	} {
+		if err := ValidatePathComponent(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ValidatePathComponent(%q) = %v, want an error containing %q", tc.in, err, tc.want)
+		}
+	}
+}
