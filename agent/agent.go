@@ -25,9 +25,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
-	"github.com/swarmship/swarmship/internal/torrentfile"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -72,7 +73,7 @@ type Agent struct {
 	recoveries      []Recovery // what was done about damaged state at start
 	// pendingAdopt are unrecorded release directories without cached
 	// metadata, settled against the catalog after a refresh (under mu).
-	pendingAdopt []catalog.ReleaseRef
+	pendingAdopt []release.Ref
 
 	traceShutdown func(context.Context) error
 
@@ -88,7 +89,7 @@ type Agent struct {
 
 // download is one release in the torrent client.
 type download struct {
-	ref      catalog.ReleaseRef
+	ref      release.Ref
 	manifest *catalog.Manifest
 	t        *torrent.Torrent
 	off      *offloader
@@ -487,7 +488,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
-		if err := a.step(ctx, s, rel.ReleaseRef, &st); err != nil {
+		if err := a.step(ctx, s, rel.Ref, &st); err != nil {
 			st.Reason = err.Error()
 		}
 		st.Ready = st.Active == st.Target
@@ -511,7 +512,7 @@ func (a *Agent) currentCatalogErr() error {
 }
 
 // step advances one release: fetch metadata, download, verify, activate.
-func (a *Agent) step(ctx context.Context, sub Subscription, ref catalog.ReleaseRef, st *SubscriptionStatus) error {
+func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st *SubscriptionStatus) error {
 	a.mu.Lock()
 	d := a.downloads[ref.String()]
 	a.mu.Unlock()
@@ -786,7 +787,7 @@ func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
 
 // failOrWait records err as the release's failure, unless it is a full
 // disk: then the release only waits for room (the GC may make some).
-func (a *Agent) failOrWait(ref catalog.ReleaseRef, infoHash string, err error, now time.Time) error {
+func (a *Agent) failOrWait(ref release.Ref, infoHash string, err error, now time.Time) error {
 	if isNoSpace(err) {
 		a.gcForDisk(now)
 		return errors.New(writeFaultReason(err))
@@ -795,7 +796,7 @@ func (a *Agent) failOrWait(ref catalog.ReleaseRef, infoHash string, err error, n
 	return err
 }
 
-func (a *Agent) fail(ref catalog.ReleaseRef, infoHash string, err error) {
+func (a *Agent) fail(ref release.Ref, infoHash string, err error) {
 	rec, ok, _ := a.state.Get(ref.String())
 	if !ok {
 		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}

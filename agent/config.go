@@ -15,6 +15,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -111,7 +112,7 @@ type Subscription struct {
 func (s Subscription) String() string {
 	switch {
 	case s.Version != "":
-		return s.Name + "@" + s.Version
+		return release.Format(s.Name, s.Version)
 	case s.Channel != "":
 		return s.Name + " (channel " + s.Channel + ")"
 	}
@@ -243,7 +244,7 @@ func (c *Config) Validate() error {
 	}
 	for _, f := range []struct{ name, v string }{{"site", c.Site}, {"region", c.Region}, {"tenant", c.Tenant}} {
 		if f.v != "" {
-			if err := catalog.ValidateName(f.name, f.v); err != nil {
+			if err := release.ValidateName(f.name, f.v); err != nil {
 				return ferr(f.name, "%v", err)
 			}
 		}
@@ -267,7 +268,7 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for i, s := range c.Subscriptions {
 		field := "subscriptions[" + strconv.Itoa(i) + "]"
-		if err := catalog.ValidateName("name", s.Name); err != nil {
+		if err := release.ValidateName("name", s.Name); err != nil {
 			return ferr(field+".name", "%v", err)
 		}
 		if seen[s.Name] {
@@ -278,12 +279,12 @@ func (c *Config) Validate() error {
 			return ferr(field, "give a channel or a version, not both")
 		}
 		if s.Channel != "" {
-			if err := catalog.ValidateName("channel", s.Channel); err != nil {
+			if err := release.ValidateName("channel", s.Channel); err != nil {
 				return ferr(field+".channel", "%v", err)
 			}
 		}
 		if s.Version != "" {
-			if err := catalog.ValidateName("version", s.Version); err != nil {
+			if err := release.ValidateName("version", s.Version); err != nil {
 				return ferr(field+".version", "%v", err)
 			}
 		}

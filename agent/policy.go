@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -172,7 +173,7 @@ func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 	if rels, err := a.catalog.Releases(); err == nil {
 		for _, r := range rels {
 			if r.Yanked {
-				yanked[r.ReleaseRef.String()] = true
+				yanked[r.Ref.String()] = true
 			}
 		}
 	}
@@ -180,7 +181,7 @@ func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 	keep := map[string]int{}
 	for _, s := range a.cfg.Subscriptions {
 		if s.Version != "" {
-			pinned[s.Name+"@"+s.Version] = true
+			pinned[release.Format(s.Name, s.Version)] = true
 		}
 		keep[s.Name] = s.Keep
 	}
@@ -228,7 +229,7 @@ func (a *Agent) evict(name, version string) error {
 	if a.activeVersion(name) == version {
 		return errors.New("refusing to evict the active release")
 	}
-	key := name + "@" + version
+	key := release.Format(name, version)
 	a.mu.Lock()
 	d := a.downloads[key]
 	a.mu.Unlock()

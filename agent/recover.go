@@ -12,7 +12,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/torrentfile"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // adoptUnrecorded rebuilds the records of release directories that have
@@ -63,7 +64,7 @@ func (a *Agent) adoptOne(ctx context.Context, name, version string) {
 		// The metadata went with the state: ask the signed catalog once
 		// it has been read (adoptPending) before deciding anything.
 		a.mu.Lock()
-		a.pendingAdopt = append(a.pendingAdopt, catalog.ReleaseRef{Name: name, Version: version})
+		a.pendingAdopt = append(a.pendingAdopt, release.Ref{Name: name, Version: version})
 		a.mu.Unlock()
 		a.log.Warn("release without a state record or cached metadata: will check it against the signed catalog", "release", name, "version", version, "dir", a.releaseDir(name, version))
 		return
@@ -85,7 +86,7 @@ func (a *Agent) adoptPending(ctx context.Context) {
 	if len(pending) == 0 {
 		return
 	}
-	var retry []catalog.ReleaseRef
+	var retry []release.Ref
 	for _, ref := range pending {
 		m, err := a.catalog.Manifest(ctx, ref.Name, ref.Version)
 		var tb []byte

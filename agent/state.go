@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Phase is where a release is in the agent's state machine:
@@ -54,7 +56,7 @@ type ReleaseState struct {
 }
 
 // Key is the release's database key.
-func (r *ReleaseState) Key() string { return r.Name + "@" + r.Version }
+func (r *ReleaseState) Key() string { return release.Format(r.Name, r.Version) }
 
 var releasesBucket = []byte("releases")
 

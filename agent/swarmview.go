@@ -21,7 +21,7 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/swarmship/swarmship/internal/btclient"
-	"github.com/swarmship/swarmship/seeder/tracker"
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // swarmWatcher keeps the tracker's list of a swarm's agents fresh while a
@@ -43,10 +43,10 @@ type swarmWatcher struct {
 	connected func() [][20]byte
 
 	// bridge, if set, runs after every successful fetch (see bridgeSites).
-	bridge func(members map[[20]byte]tracker.SwarmMember, personal bool)
+	bridge func(members map[[20]byte]report.SwarmMember, personal bool)
 
 	mu       sync.Mutex
-	members  map[[20]byte]tracker.SwarmMember
+	members  map[[20]byte]report.SwarmMember
 	personal bool // members came with the tracker's trust marks
 	fetched  time.Time
 }
@@ -58,7 +58,7 @@ func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client
 	if err != nil || !strings.HasSuffix(u.Path, "/announce") {
 		return nil
 	}
-	u.Path = strings.TrimSuffix(u.Path, "announce") + tracker.SwarmPath
+	u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
 	q := u.Query()
 	q.Del("locality")
 	q.Set("info_hash", string(infoHash[:]))
@@ -126,12 +126,12 @@ func (w *swarmWatcher) fetch(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("swarm view: %s", resp.Status)
 	}
-	var view tracker.SwarmView
+	var view report.SwarmView
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&view); err != nil {
 		// A refusal is a bencoded failure reason, which is not JSON.
 		return fmt.Errorf("swarm view: %w", err)
 	}
-	members := make(map[[20]byte]tracker.SwarmMember, len(view.Agents))
+	members := make(map[[20]byte]report.SwarmMember, len(view.Agents))
 	for _, m := range view.Agents {
 		// From our point of view, an agent of another site we do not
 		// trust is of no use, except as a candidate gateway of a site we
@@ -204,13 +204,13 @@ type siteBridge struct {
 const openPerRound = 4
 
 // update runs with each fresh member list.
-func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember, personal bool) {
+func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bool) {
 	now := time.Now()
 	connected := map[[20]byte]bool{}
 	for _, pc := range b.t.PeerConns() {
 		connected[[20]byte(pc.PeerID)] = true
 	}
-	var local []tracker.SwarmMember
+	var local []report.SwarmMember
 	ids := map[string][20]byte{}
 	for id, m := range members {
 		if m.Site != b.site || m.Region != b.region {
@@ -227,7 +227,7 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember, personal b
 			delete(b.lastSeen, id)
 		}
 	}
-	slices.SortFunc(local, func(x, y tracker.SwarmMember) int {
+	slices.SortFunc(local, func(x, y report.SwarmMember) int {
 		if c := cmp.Compare(x.Joined, y.Joined); c != 0 {
 			return c
 		}
@@ -252,7 +252,7 @@ func (b *siteBridge) update(members map[[20]byte]tracker.SwarmMember, personal b
 		}
 	}
 	var peers []torrent.PeerInfo
-	add := func(id [20]byte, m tracker.SwarmMember) {
+	add := func(id [20]byte, m report.SwarmMember) {
 		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
 			peers = append(peers, torrent.PeerInfo{Id: id, Addr: net.TCPAddrFromAddrPort(ap), Source: torrent.PeerSourceTracker})
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmship/swarmship/seeder/tracker"
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 func TestSwarmWatcher(t *testing.T) {
@@ -27,7 +27,7 @@ func TestSwarmWatcher(t *testing.T) {
 			return
 		}
 		query, auth = r.URL.Query(), r.Header.Get("Authorization")
-		json.NewEncoder(w).Encode(tracker.SwarmView{Interval: 60, Agents: []tracker.SwarmMember{
+		json.NewEncoder(w).Encode(report.SwarmView{Interval: 60, Agents: []report.SwarmMember{
 			{PeerID: hexID(1), Site: "a", Region: "eu", Left: 5},                // us
 			{PeerID: hexID(2), Site: "a", Region: "eu", Left: 5},                // same site
 			{PeerID: hexID(3), Site: "b", Region: "eu", Left: 5},                // other site
@@ -94,11 +94,11 @@ func TestParallelSharedBySite(t *testing.T) {
 	for _, tc := range []struct {
 		parallel, site, want int
 	}{{4, 0, 4}, {4, 1, 4}, {4, 2, 2}, {4, 3, 2}, {4, 4, 1}, {4, 12, 1}, {1, 4, 1}} {
-		w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]tracker.SwarmMember{}}
+		w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]report.SwarmMember{}}
 		for i := range tc.site {
-			w.members[[20]byte{byte(i)}] = tracker.SwarmMember{Site: "a", Left: 1}
+			w.members[[20]byte{byte(i)}] = report.SwarmMember{Site: "a", Left: 1}
 		}
-		w.members[[20]byte{0xff}] = tracker.SwarmMember{Site: "b", Left: 1}
+		w.members[[20]byte{0xff}] = report.SwarmMember{Site: "b", Left: 1}
 		o := &offloader{cfg: OffloadConfig{Parallel: tc.parallel}, watch: w}
 		if got := o.parallel(); got != tc.want {
 			t.Errorf("Parallel %d, %d site downloaders: %d, want %d", tc.parallel, tc.site, got, tc.want)
@@ -118,7 +118,7 @@ func TestSwarmWatcherPersonalView(t *testing.T) {
 	var query map[string][]string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		query = r.URL.Query()
-		json.NewEncoder(w).Encode(tracker.SwarmView{Interval: 60, Personal: true, Agents: []tracker.SwarmMember{
+		json.NewEncoder(w).Encode(report.SwarmView{Interval: 60, Personal: true, Agents: []report.SwarmMember{
 			{PeerID: hexID(1), Site: "a", Region: "eu", Left: 5, Trusted: true, Gateway: true}, // us
 			{PeerID: hexID(2), Site: "a", Region: "eu", Left: 5, Trusted: true},                // mate
 			{PeerID: hexID(3), Site: "a", Region: "eu", Left: 5},                               // fake of our site

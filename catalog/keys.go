@@ -3,13 +3,13 @@ package catalog
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/swarmship/swarmship/internal/keyfile"
 )
 
 // Roles are the TUF top-level roles, in the order keys are generated.
@@ -41,7 +41,7 @@ func GenerateKeys(dir string) (Keys, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := WritePrivateKeyFile(keyFile(dir, role), priv); err != nil {
+		if err := keyfile.WritePrivate(keyFile(dir, role), priv); err != nil {
 			return nil, fmt.Errorf("write %s key: %w", role, err)
 		}
 		keys[role] = priv
@@ -63,7 +63,7 @@ func LoadKeys(dir string, roles ...string) (Keys, error) {
 	keys := Keys{}
 	for _, role := range roles {
 		name := keyFile(dir, role)
-		priv, err := ReadPrivateKeyFile(name)
+		priv, err := keyfile.ReadPrivate(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("keys directory %s has no %s key (%s): is it the right directory?", dir, role, filepath.Base(name))
 		}
@@ -73,57 +73,4 @@ func LoadKeys(dir string, roles ...string) (Keys, error) {
 		keys[role] = priv
 	}
 	return keys, nil
-}
-
-// WritePrivateKeyFile writes key as PEM PKCS#8 to a new file of mode 0600,
-// refusing to replace an existing file, and syncs it.
-func WritePrivateKeyFile(path string, key ed25519.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// ReadPrivateKeyFile reads an ed25519 key written by WritePrivateKeyFile.
-// A file that group or others can read is refused: a leaked signing key
-// lets anyone publish to, or join, every site. A missing file wraps
-// fs.ErrNotExist.
-func ReadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s has mode %v: it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("key file %s is not a PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("key file %s is not an ed25519 key", path)
-	}
-	return priv, nil
 }

@@ -9,10 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
-	"golang.org/x/text/unicode/norm"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Limits on what a catalog may contain. They keep a hostile catalog from
@@ -21,7 +19,6 @@ const (
 	MaxManifestSize = 16 << 20 // bytes of one release manifest
 	MaxTorrentSize  = 32 << 20 // bytes of one .torrent file
 	MaxFiles        = 100_000  // files in one release
-	MaxNameLen      = 128      // bytes of a release name or version
 	MaxPathLen      = 4096     // bytes of a file path inside a release
 	MaxReleaseSize  = 1 << 44  // 16 TiB
 	manifestVersion = 1
@@ -51,14 +48,6 @@ type Manifest struct {
 	Tenant      string            `json:"tenant,omitempty"`
 	Regions     []string          `json:"regions,omitempty"` // allowed regions; empty means any
 }
-
-// ReleaseRef names one release.
-type ReleaseRef struct {
-	Name    string
-	Version string
-}
-
-func (r ReleaseRef) String() string { return r.Name + "@" + r.Version }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
 func ManifestKey(name, version string) string {
@@ -92,30 +81,6 @@ func WebSeedBase(name string) string {
 	return "data/" + name + "/"
 }
 
-// ValidateName checks a release name or version: 1–128 bytes of letters,
-// digits, '.', '_', '+', '-', not starting with '.' or '-'. This keeps
-// names safe as path components, object keys and URL segments.
-func ValidateName(kind, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is empty", kind)
-	}
-	if len(s) > MaxNameLen {
-		return fmt.Errorf("%s %q is longer than %d bytes", kind, s, MaxNameLen)
-	}
-	if s[0] == '.' || s[0] == '-' {
-		return fmt.Errorf("%s %q must not start with '.' or '-'", kind, s)
-	}
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case r == '.' || r == '_' || r == '+' || r == '-':
-		default:
-			return fmt.Errorf("%s %q contains %q: use letters, digits, '.', '_', '+' or '-'", kind, s, r)
-		}
-	}
-	return nil
-}
-
 // ValidateFilePath checks one file path inside a release. It is the one
 // rule for publish (what may be signed) and the web seed (what may be
 // served), so a release that publishes is always servable.
@@ -127,36 +92,9 @@ func ValidateFilePath(p string) error {
 		return fmt.Errorf("file path: %w", err)
 	}
 	for _, c := range strings.Split(p, "/") {
-		if err := ValidatePathComponent(c); err != nil {
+		if err := release.ValidatePathComponent(c); err != nil {
 			return fmt.Errorf("file path %q: %w", p, err)
 		}
-	}
-	return nil
-}
-
-// ValidatePathComponent checks one file or directory name of a release:
-// valid UTF-8 in Unicode NFC, no control characters or slashes, and no
-// leading '.' (dotfiles and dot-directories are refused, since they hide
-// on disk and are what keys and VCS metadata look like). NFC is required
-// because macOS writes names decomposed (NFD) and Linux keeps bytes: two
-// names that look the same would otherwise be two files on one system and
-// one on another.
-func ValidatePathComponent(c string) error {
-	switch {
-	case c == "":
-		return errors.New("path has an empty component")
-	case c == "." || c == "..":
-		return fmt.Errorf("path component %q is not allowed", c)
-	case strings.ContainsAny(c, `/\`):
-		return fmt.Errorf("path component %q contains a slash or backslash", c)
-	case !utf8.ValidString(c):
-		return fmt.Errorf("path component %q is not valid UTF-8", c)
-	case strings.ContainsFunc(c, unicode.IsControl):
-		return fmt.Errorf("path component %q contains a control character", c)
-	case c[0] == '.':
-		return fmt.Errorf("path component %q starts with '.': dotfiles and dot-directories are not published or served", c)
-	case !norm.NFC.IsNormalString(c):
-		return fmt.Errorf("path component %q is not in Unicode NFC form (rename it to %q)", c, norm.NFC.String(c))
 	}
 	return nil
 }
@@ -168,10 +106,10 @@ func (m *Manifest) Validate() error {
 	if m.Format != manifestVersion {
 		return fmt.Errorf("manifest format %d is not supported (want %d)", m.Format, manifestVersion)
 	}
-	if err := ValidateName("name", m.Name); err != nil {
+	if err := release.ValidateName("name", m.Name); err != nil {
 		return err
 	}
-	if err := ValidateName("version", m.Version); err != nil {
+	if err := release.ValidateName("version", m.Version); err != nil {
 		return err
 	}
 	if len(m.Files) == 0 {
@@ -226,7 +164,7 @@ func (m *Manifest) Validate() error {
 		return errors.New("manifest expires before it was created")
 	}
 	for _, r := range m.Regions {
-		if err := ValidateName("region", r); err != nil {
+		if err := release.ValidateName("region", r); err != nil {
 			return err
 		}
 	}
@@ -239,7 +177,7 @@ func (m *Manifest) Expired(now time.Time) bool {
 }
 
 // Ref returns the release's name@version.
-func (m *Manifest) Ref() ReleaseRef { return ReleaseRef{m.Name, m.Version} }
+func (m *Manifest) Ref() release.Ref { return release.Ref{Name: m.Name, Version: m.Version} }
 
 // MarshalManifest encodes m canonically (indented, stable field order).
 func MarshalManifest(m *Manifest) ([]byte, error) {
@@ -290,7 +228,7 @@ type EntryState struct {
 
 // Release is one catalog entry as listed from signed targets metadata.
 type Release struct {
-	ReleaseRef
+	release.Ref
 	EntryState
 	ManifestLength int64
 }

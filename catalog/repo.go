@@ -18,7 +18,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/swarmship/swarmship/policy"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Expiry says how long each role's metadata stays valid after signing.
@@ -361,7 +361,7 @@ func (r *Repo) AddRelease(manifestJSON, torrent []byte, channels []string) error
 // Promote points channel of release name at version, moving it off any
 // other version of name.
 func (r *Repo) Promote(name, version, channel string) error {
-	if err := ValidateName("channel", channel); err != nil {
+	if err := release.ValidateName("channel", channel); err != nil {
 		return err
 	}
 	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
@@ -753,7 +753,7 @@ func putBytes(ctx context.Context, s Store, key string, b []byte) error {
 }
 
 // releasesFromTargets lists releases from a targets map, sorted by name
-// and then by version (CompareVersions).
+// and then by version (release.CompareVersions).
 func releasesFromTargets(targets map[string]*metadata.TargetFiles) ([]Release, error) {
 	var out []Release
 	for key, tf := range targets {
@@ -766,27 +766,23 @@ func releasesFromTargets(targets map[string]*metadata.TargetFiles) ([]Release, e
 		if !ok || !isJSON || strings.Contains(version, "/") {
 			continue
 		}
-		if ValidateName("name", name) != nil || ValidateName("version", version) != nil {
+		if release.ValidateName("name", name) != nil || release.ValidateName("version", version) != nil {
 			continue
 		}
 		st, err := customOf(tf)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Release{ReleaseRef: ReleaseRef{name, version}, EntryState: st, ManifestLength: tf.Length})
+		out = append(out, Release{Ref: release.Ref{Name: name, Version: version}, EntryState: st, ManifestLength: tf.Length})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
 		}
-		return CompareVersions(out[i].Version, out[j].Version) < 0
+		return release.CompareVersions(out[i].Version, out[j].Version) < 0
 	})
 	return out, nil
 }
-
-// CompareVersions orders version strings; see policy.CompareVersions,
-// which GC uses to tell rollback copies apart, so both agree.
-func CompareVersions(a, b string) int { return policy.CompareVersions(a, b) }
 
 // CopyMetadata copies a catalog's current signed metadata from src to dst:
 // every root version (clients walk the chain from the root they pinned),

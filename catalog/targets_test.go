@@ -15,7 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/catalog/publish"
 )
 
 // TestConsistentSnapshotTargets checks the catalog layout against TUF's
@@ -76,10 +76,10 @@ func consistentLayout(t *testing.T, s catalog.Store) {
 	cl := c.client(t, t.TempDir())
 	for _, r := range tufReleases(t, cl) {
 		if _, err := cl.Manifest(ctx, r.Name, r.Version); err != nil {
-			t.Errorf("Manifest(%s) without the plain name: %v", r.ReleaseRef, err)
+			t.Errorf("Manifest(%s) without the plain name: %v", r.Ref, err)
 		}
 		if _, err := cl.Torrent(ctx, r.Name, r.Version); err != nil {
-			t.Errorf("Torrent(%s) without the plain name: %v", r.ReleaseRef, err)
+			t.Errorf("Torrent(%s) without the plain name: %v", r.Ref, err)
 		}
 	}
 }
@@ -122,7 +122,7 @@ func consistentUpgrade(t *testing.T, s catalog.Store) {
 	if _, _, err := up.DownloadTarget(tf, "", ""); !errors.As(err, &httpErr) || httpErr.StatusCode != 404 {
 		t.Fatalf("go-tuf on an old catalog: %v; want a 404", err)
 	}
-	problems, _, err := seeder.VerifyCatalog(ctx, cl)
+	problems, _, err := publish.VerifyCatalog(ctx, cl)
 	var keys []string
 	for _, p := range problems {
 		keys = append(keys, p.Key)
@@ -157,7 +157,7 @@ func consistentUpgrade(t *testing.T, s catalog.Store) {
 	if written, err = repo.RepairTargetCopies(ctx); err != nil || len(written) != 0 {
 		t.Fatalf("second repair = %v, %v; want nothing to do", written, err)
 	}
-	if problems, _, err := seeder.VerifyCatalog(ctx, cl); err != nil || len(problems) != 0 {
+	if problems, _, err := publish.VerifyCatalog(ctx, cl); err != nil || len(problems) != 0 {
 		t.Fatalf("VerifyCatalog after the repair = %+v, %v", problems, err)
 	}
 	up, _ = goTUFUpdater(t, c)

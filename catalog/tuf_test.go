@@ -1,7 +1,7 @@
 package catalog_test
 
 // End-to-end tests of the signed catalog through the agent's read path
-// (catalog.Client): publish with seeder.Publish, then tamper with the store
+// (catalog.Client): publish with publish.Publish, then tamper with the store
 // the way a compromised bucket, mirror or signer would, and check that the
 // client refuses with a clear message and keeps what it had. Every case runs
 // against a directory store and an S3 store (versitygw).
@@ -28,9 +28,10 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/torrentfile"
+	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/internal/torrentfile"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 func TestTUF(t *testing.T) {
@@ -124,7 +125,7 @@ func newForeignCatalog(t *testing.T) *tufCatalog {
 }
 
 // publish publishes files (release path → content) as name@version.
-func (c *tufCatalog) publish(t *testing.T, name, version string, files map[string]string, channels ...string) *seeder.PublishResult {
+func (c *tufCatalog) publish(t *testing.T, name, version string, files map[string]string, channels ...string) *publish.PublishResult {
 	t.Helper()
 	dir := t.TempDir()
 	for p, content := range files {
@@ -136,7 +137,7 @@ func (c *tufCatalog) publish(t *testing.T, name, version string, files map[strin
 			t.Fatal(err)
 		}
 	}
-	res, err := seeder.Publish(t.Context(), c.store, c.keys, seeder.PublishOptions{
+	res, err := publish.Publish(t.Context(), c.store, c.keys, publish.PublishOptions{
 		Name: name, Version: version, Paths: []string{dir}, Channels: channels, Workers: 2,
 	})
 	if err != nil {
@@ -258,10 +259,10 @@ func tufHappyPath(t *testing.T, s catalog.Store) {
 	}
 	rels := tufReleases(t, cl)
 	want := []catalog.Release{{
-		ReleaseRef: catalog.ReleaseRef{Name: "app", Version: "1.2"},
+		Ref:        release.Ref{Name: "app", Version: "1.2"},
 		EntryState: catalog.EntryState{Channels: []string{"stable"}},
 	}}
-	if len(rels) != 1 || rels[0].ReleaseRef != want[0].ReleaseRef || !slices.Equal(rels[0].Channels, want[0].Channels) || rels[0].Yanked || rels[0].ManifestLength <= 0 {
+	if len(rels) != 1 || rels[0].Ref != want[0].Ref || !slices.Equal(rels[0].Channels, want[0].Channels) || rels[0].Yanked || rels[0].ManifestLength <= 0 {
 		t.Fatalf("Releases = %+v; want %+v", rels, want)
 	}
 	m, err := cl.Manifest(ctx, "app", "1.2")
@@ -343,7 +344,7 @@ func tufHappyPath(t *testing.T, s catalog.Store) {
 		t.Fatalf("Resolve of an unknown release = %v; want ErrNotFound", err)
 	}
 
-	problems, n, err := seeder.VerifyCatalog(ctx, cl)
+	problems, n, err := publish.VerifyCatalog(ctx, cl)
 	if err != nil || n != 2 || len(problems) != 0 {
 		t.Fatalf("VerifyCatalog = %v, %d, %v; want no problems in 2 releases", problems, n, err)
 	}
@@ -361,7 +362,7 @@ func tufPayloadChanged(t *testing.T, s catalog.Store) {
 	}
 
 	cl := c.client(t, t.TempDir())
-	problems, n, err := seeder.VerifyCatalog(ctx, cl)
+	problems, n, err := publish.VerifyCatalog(ctx, cl)
 	if err != nil || n != 1 {
 		t.Fatalf("VerifyCatalog = %v, %d, %v", problems, n, err)
 	}
@@ -511,7 +512,7 @@ func tufEachCopy(t *testing.T, s catalog.Store, key string, good []byte, name st
 // tufWantProblems checks that catalog verify reports exactly the keys bad.
 func tufWantProblems(t *testing.T, cl *catalog.Client, bad []string) {
 	t.Helper()
-	problems, _, err := seeder.VerifyCatalog(t.Context(), cl)
+	problems, _, err := publish.VerifyCatalog(t.Context(), cl)
 	var got []string
 	for _, p := range problems {
 		got = append(got, p.Key)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 func init() { extraCommands = append(extraCommands, newAuditCmd) }
@@ -42,7 +43,7 @@ func newAuditCmd() *cobra.Command {
 			for _, e := range events {
 				rel := e.Release
 				if e.Version != "" {
-					rel += "@" + e.Version
+					rel = release.Format(e.Release, e.Version)
 				}
 				var details []string
 				for k, v := range e.Details {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/policy"
-	"github.com/swarmship/swarmship/seeder"
 )
 
 func init() { extraCommands = append(extraCommands, newBundleCmd) }
@@ -55,7 +55,7 @@ longer than the timestamp lifetime.`,
 			if err != nil {
 				return err
 			}
-			res, err := seeder.ExportBundle(cmd.Context(), cl, dst, releases)
+			res, err := publish.ExportBundle(cmd.Context(), cl, dst, releases)
 			if err != nil {
 				return err
 			}

@@ -12,8 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 func newCatalogCmd() *cobra.Command {
@@ -127,11 +128,6 @@ func newCatalogLsCmd() *cobra.Command {
 	return c
 }
 
-func splitRef(s string) (name, version string) {
-	name, version, _ = strings.Cut(s, "@")
-	return name, version
-}
-
 func newCatalogShowCmd() *cobra.Command {
 	var f catalogFlags
 	c := &cobra.Command{
@@ -139,7 +135,8 @@ func newCatalogShowCmd() *cobra.Command {
 		Short: "Show a release's manifest (the newest version if none is given)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, version := splitRef(args[0])
+			ref, _ := release.Parse(args[0])
+			name, version := ref.Name, ref.Version
 			cl, err := f.client(cmd.Context())
 			if err != nil {
 				return err
@@ -290,13 +287,13 @@ func newCatalogVerifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			problems, n, err := seeder.VerifyCatalog(cmd.Context(), cl)
+			problems, n, err := publish.VerifyCatalog(cmd.Context(), cl)
 			if err != nil {
 				return err
 			}
 			// Unsigned leftovers are reported, not failed on: one may be a
 			// publish in flight. `catalog gc` removes the old ones.
-			leftovers, err := seeder.FindLeftovers(cmd.Context(), cl.Store())
+			leftovers, err := publish.FindLeftovers(cmd.Context(), cl.Store())
 			leftoverNote := ""
 			if errors.Is(err, catalog.ErrReadOnly) {
 				leftoverNote, err = "not checked: the store cannot be listed", nil
@@ -305,7 +302,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 				return err
 			}
 			if leftovers == nil {
-				leftovers = []seeder.Leftover{}
+				leftovers = []publish.Leftover{}
 			}
 			if jsonOutput() {
 				out := map[string]any{"releases": n, "problems": problems, "leftovers": leftovers}
@@ -363,7 +360,7 @@ slowest single-file upload.`,
 			if err != nil {
 				return err
 			}
-			gone, err := seeder.CollectGarbage(cmd.Context(), store, olderThan, time.Now(), dryRun)
+			gone, err := publish.CollectGarbage(cmd.Context(), store, olderThan, time.Now(), dryRun)
 			if err != nil {
 				return err
 			}
@@ -377,7 +374,7 @@ slowest single-file upload.`,
 				}
 			}
 			if gone == nil {
-				gone = []seeder.Leftover{}
+				gone = []publish.Leftover{}
 			}
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"removed": gone, "dry_run": dryRun})

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // TestMain lets tests run this package's binary as the real swarmship

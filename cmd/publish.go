@@ -9,15 +9,16 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/internal/piecehash"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 func newPublishCmd() *cobra.Command {
 	var (
 		f        catalogFlags
-		opts     seeder.PublishOptions
+		opts     publish.PublishOptions
 		pieceLen string
 		labels   []string
 		expires  time.Duration
@@ -39,12 +40,12 @@ with different bytes fails with "already published with different bytes".`,
 				return fmt.Errorf("nothing to publish: give one or more files or directories")
 			}
 			opts.Paths = args
-			pl, err := seeder.ParsePieceLength(pieceLen)
+			pl, err := piecehash.ParsePieceLength(pieceLen)
 			if err != nil {
 				return fmt.Errorf("--piece-length: %w", err)
 			}
 			opts.PieceLength = pl
-			if opts.Labels, err = seeder.ParseLabels(labels); err != nil {
+			if opts.Labels, err = publish.ParseLabels(labels); err != nil {
 				return err
 			}
 			if expires < 0 {
@@ -52,10 +53,10 @@ with different bytes fails with "already published with different bytes".`,
 			}
 			opts.Expires = expires
 			// Validate names before touching the network or the keys.
-			if err := catalog.ValidateName("--name", opts.Name); err != nil {
+			if err := release.ValidateName("--name", opts.Name); err != nil {
 				return err
 			}
-			if err := catalog.ValidateName("--version", opts.Version); err != nil {
+			if err := release.ValidateName("--version", opts.Version); err != nil {
 				return err
 			}
 			keys, err := f.loadKeys("targets", "snapshot", "timestamp")
@@ -71,7 +72,7 @@ with different bytes fails with "already published with different bytes".`,
 				bar = &progressBar{w: cmd.ErrOrStderr()}
 				opts.Progress = bar.update
 			}
-			res, err := seeder.Publish(ctx, store, keys, opts)
+			res, err := publish.Publish(ctx, store, keys, opts)
 			bar.done()
 			if err != nil {
 				return err

@@ -22,7 +22,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 func init() {
@@ -32,7 +32,7 @@ func init() {
 // originFile is origin.yaml: the origin's config plus where its catalog
 // and pinned root are.
 type originFile struct {
-	origin.Config `yaml:",inline"`
+	seeder.Config `yaml:",inline"`
 	Catalog       string `yaml:"catalog"`
 	Root          string `yaml:"root"`
 }
@@ -42,7 +42,7 @@ func newOriginCmd() *cobra.Command {
 		f          catalogFlags
 		configPath string
 		listen     string
-		tlsFlags   origin.TLSConfig
+		tlsFlags   seeder.TLSConfig
 	)
 	c := &cobra.Command{
 		Use:   "origin --catalog URL [--config origin.yaml]",
@@ -104,7 +104,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := origin.New(of.Config, store, client, slog.Default())
+			o, err := seeder.New(of.Config, store, client, slog.Default())
 			if err != nil {
 				return err
 			}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/internal/token"
-	"github.com/swarmship/swarmship/seeder/origin"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 func init() { extraCommands = append(extraCommands, newTokenCmd) }
@@ -140,7 +140,7 @@ func tokenID(tok string) string {
 }
 
 // reloadRevocationsOnHUP re-reads the origin's revocation list on SIGHUP.
-func reloadRevocationsOnHUP(ctx context.Context, o *origin.Origin) {
+func reloadRevocationsOnHUP(ctx context.Context, o *seeder.Origin) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	defer signal.Stop(ch)

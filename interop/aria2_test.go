@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // TestAria2ViaOriginTrackerAndWebSeed has aria2 download a release the way
@@ -23,7 +23,7 @@ import (
 func TestAria2ViaOriginTrackerAndWebSeed(t *testing.T) {
 	aria2 := testenv.RequireTool(t, "aria2c")
 	s := newSwarm(t, localswarm.OriginOptions{Seed: true})
-	res := publish(t, s, true)
+	res := publishSample(t, s, true)
 	if !strings.HasPrefix(res.WebSeed, s.OriginURL+"/") {
 		t.Fatalf("web seed %q is not on the origin %s", res.WebSeed, s.OriginURL)
 	}
@@ -49,7 +49,7 @@ func TestAria2FromOriginSeeder(t *testing.T) {
 	}{{"plain", false}, {"zero-length-file", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSwarm(t, localswarm.OriginOptions{Seed: true})
-			res := publish(t, s, tc.withEmpty)
+			res := publishSample(t, s, tc.withEmpty)
 			waitOriginAnnounced(t, s, res)
 
 			torrentPath := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
@@ -71,7 +71,7 @@ func TestAria2FromOriginSeeder(t *testing.T) {
 
 // waitOriginAnnounced waits until the origin's seeder has announced the
 // release to its tracker, so that a client announcing next is told of it.
-func waitOriginAnnounced(t *testing.T, s *localswarm.Swarm, res *seeder.PublishResult) {
+func waitOriginAnnounced(t *testing.T, s *localswarm.Swarm, res *publish.PublishResult) {
 	t.Helper()
 	var ih [20]byte
 	if b, err := hex.DecodeString(res.InfoHash); err != nil || len(b) != 20 {

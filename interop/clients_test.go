@@ -18,8 +18,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 

@@ -44,9 +44,9 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // systemPython is Debian's interpreter, the one python3-libtorrent is built
@@ -287,9 +287,9 @@ func newSwarm(t *testing.T, opts localswarm.OriginOptions) *localswarm.Swarm {
 	return s
 }
 
-// publish publishes makeRelease's files as relName@relVersion on channel
+// publishSample publishes makeRelease's files as relName@relVersion on channel
 // stable, with the origin as tracker and web seed.
-func publish(t *testing.T, s *localswarm.Swarm, withEmpty bool) *seeder.PublishResult {
+func publishSample(t *testing.T, s *localswarm.Swarm, withEmpty bool) *publish.PublishResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -303,7 +303,7 @@ func publish(t *testing.T, s *localswarm.Swarm, withEmpty bool) *seeder.PublishR
 func TestLibtorrentWebSeedDirCatalog(t *testing.T) {
 	python := requireLibtorrent(t)
 	s := newSwarm(t, localswarm.OriginOptions{})
-	res := publish(t, s, true)
+	res := publishSample(t, s, true)
 	if want := s.OriginURL + "/data/" + relName + "/"; res.WebSeed != want {
 		t.Fatalf("web seed %q, want %q", res.WebSeed, want)
 	}
@@ -347,7 +347,7 @@ func TestLibtorrentWebSeedS3(t *testing.T) {
 	if _, err := catalog.Init(ctx, store, keys, catalog.DefaultExpiry, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	res, err := seeder.Publish(ctx, store, keys, seeder.PublishOptions{
+	res, err := publish.Publish(ctx, store, keys, publish.PublishOptions{
 		Name: relName, Version: relVersion, Paths: []string{makeRelease(t, true)},
 	})
 	if err != nil {
@@ -401,7 +401,7 @@ func testLeechFromAgents(t *testing.T, python string, withEmpty bool) {
 		}
 		agents = append(agents, ra)
 	}
-	res := publish(t, s, withEmpty)
+	res := publishSample(t, s, withEmpty)
 	if err := localswarm.WaitActive(ctx, relName, relVersion, agents...); err != nil {
 		for _, ra := range agents {
 			for _, r := range ra.Agent.Status().Releases {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/localswarm"
+	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
@@ -32,7 +32,7 @@ func TestForeignFromWebSeed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSwarm(t, localswarm.OriginOptions{})
-			res := publish(t, s, true)
+			res := publishSample(t, s, true)
 			if want := s.OriginURL + "/data/" + relName + "/"; res.WebSeed != want {
 				t.Fatalf("web seed %q, want %q", res.WebSeed, want)
 			}
@@ -60,7 +60,7 @@ func TestForeignLeechesFromAgents(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSwarm(t, localswarm.OriginOptions{})
-			res := publish(t, s, true)
+			res := publishSample(t, s, true)
 			torrent := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
 			dir := t.TempDir()
 			ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
@@ -140,7 +140,7 @@ func TestAgentLeechesFromForeign(t *testing.T) {
 			t.Parallel()
 			gate := &payloadGate{}
 			s := newSwarm(t, localswarm.OriginOptions{WrapHandler: gate.wrap})
-			res := publish(t, s, true)
+			res := publishSample(t, s, true)
 			torrent := withoutURLList(t, filepath.Join(s.CatalogDir, filepath.FromSlash(res.TorrentKey)), res.InfoHash)
 
 			// The client seeds a copy of the payload, checked by itself.

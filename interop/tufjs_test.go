@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/localswarm"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // TestTUFJSReadsCatalog has tuf-js (npm), a TUF client written by others,

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // ErrQuota is returned (wrapped) when something does not fit in the cache
@@ -33,7 +34,7 @@ func (r CachedRelease) Expired(now time.Time) bool {
 	return !r.Expires.IsZero() && !now.Before(r.Expires)
 }
 
-func (r CachedRelease) String() string { return r.Name + "@" + r.Version }
+func (r CachedRelease) String() string { return release.Format(r.Name, r.Version) }
 
 // CheckFits refuses a release larger than the whole quota; quota <= 0
 // means no quota. The error wraps ErrQuota.
@@ -65,7 +66,7 @@ func CheckFits(size, quota int64) error {
 // highest versions below the name's active version that are neither
 // expired nor yanked nor downloading; a name with no active version (e.g.
 // no longer subscribed) has nothing to roll back to and keeps none. Versions
-// compare like CompareVersions: numeric parts as numbers, so 1.10
+// compare like release.CompareVersions: numeric parts as numbers, so 1.10
 // is above 1.9.
 //
 // If even evicting everything of step 2 cannot make room, PlanGC returns an
@@ -92,7 +93,7 @@ func PlanGC(releases []CachedRelease, quota int64, need int64, keep map[string]i
 		}
 	}
 	byLRU := func(a, b CachedRelease) int {
-		return cmp.Or(a.LastUsed.Compare(b.LastUsed), strings.Compare(a.Name, b.Name), CompareVersions(a.Version, b.Version))
+		return cmp.Or(a.LastUsed.Compare(b.LastUsed), strings.Compare(a.Name, b.Name), release.CompareVersions(a.Version, b.Version))
 	}
 	slices.SortStableFunc(garbage, byLRU)
 	slices.SortStableFunc(lru, byLRU)
@@ -150,7 +151,7 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 		var active string
 		hasActive := false
 		for _, i := range idx {
-			if r := releases[i]; r.Active && (!hasActive || CompareVersions(r.Version, active) > 0) {
+			if r := releases[i]; r.Active && (!hasActive || release.CompareVersions(r.Version, active) > 0) {
 				active, hasActive = r.Version, true
 			}
 		}
@@ -160,50 +161,17 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 		var cands []int
 		for _, i := range idx {
 			r := releases[i]
-			if r.Active || r.Downloading || r.Yanked || r.Expired(now) || CompareVersions(r.Version, active) >= 0 {
+			if r.Active || r.Downloading || r.Yanked || r.Expired(now) || release.CompareVersions(r.Version, active) >= 0 {
 				continue // not a usable previous version
 			}
 			cands = append(cands, i)
 		}
-		slices.SortStableFunc(cands, func(a, b int) int { return CompareVersions(releases[b].Version, releases[a].Version) })
+		slices.SortStableFunc(cands, func(a, b int) int { return release.CompareVersions(releases[b].Version, releases[a].Version) })
 		for _, i := range cands[:min(max(n, 0), len(cands))] {
 			kept[i] = true
 		}
 	}
 	return kept
-}
-
-// CompareVersions orders version strings: dot-, dash-, plus- or
-// underscore-separated numeric parts compare as numbers, others as
-// strings, and a numeric part sorts after a word, so 1.10 sorts after 1.9.
-// The catalog lists releases in this order too.
-func CompareVersions(a, b string) int {
-	split := func(s string) []string {
-		return strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' })
-	}
-	pa, pb := split(a), split(b)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, ea := strconv.ParseUint(pa[i], 10, 64)
-		nb, eb := strconv.ParseUint(pb[i], 10, 64)
-		switch {
-		case ea == nil && eb == nil:
-			if c := cmp.Compare(na, nb); c != 0 {
-				return c
-			}
-		case ea == nil:
-			return 1
-		case eb == nil:
-			return -1
-		default:
-			if c := strings.Compare(pa[i], pb[i]); c != 0 {
-				return c
-			}
-		}
-	}
-	if c := cmp.Compare(len(pa), len(pb)); c != 0 {
-		return c
-	}
-	return strings.Compare(a, b)
 }
 
 // bytesText writes n bytes as "5368709120 bytes (5.0 GiB)".

@@ -347,28 +347,3 @@ func TestCheckFits(t *testing.T) {
 		}
 	}
 }
-
-func TestCompareVersions(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"1.0", "1.0", 0},
-		{"1.9", "1.10", -1},
-		{"1.10", "1.9", 1},
-		{"2", "10", -1},
-		{"1.0", "1.0.1", -1},
-		{"1.0.1", "1.0", 1},
-		{"1.0.beta", "1.0.1", -1},
-		{"1.0.1", "1.0.beta", 1},
-		{"1.0-alpha", "1.0-beta", -1},
-		{"1_2", "1.2", 1}, // same parts: the raw strings decide
-		{"2026-03-29", "2026-03-30", -1},
-		{"v1", "v2", -1},
-	}
-	for _, tc := range tests {
-		if got := CompareVersions(tc.a, tc.b); got != tc.want {
-			t.Errorf("CompareVersions(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
-		}
-	}
-}

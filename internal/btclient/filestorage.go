@@ -68,7 +68,7 @@ func (c *fileClient) OpenTorrent(_ context.Context, info *metainfo.Info, infoHas
 	}
 	if info.HasV2() {
 		// v2 files are piece-aligned with gaps between them; swarmship
-		// only uses plain v1 torrents (see internal/torrentfile).
+		// only uses plain v1 torrents (see catalog/torrentfile).
 		return storage.TorrentImpl{}, errors.New("file storage: v2 torrents are not supported")
 	}
 	t := &fileTorrent{completion: c.completion, infoHash: infoHash}

@@ -16,7 +16,7 @@
 //	swarmship://tenant/<tenant>/site/<site>/region/<region>
 //
 // Values follow the catalog's name rules (letters, digits, '.', '_', '+',
-// '-'; see catalog.ValidateName). Peers are dialled by IP address, so host
+// '-'; see release.ValidateName). Peers are dialled by IP address, so host
 // names in the certificate are not checked; the identity is the URI SAN.
 // Because every peer is both a TLS client (when it dials) and a TLS server
 // (when it accepts), leaf certificates need both extended key usages,
@@ -59,7 +59,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Modes of Config.Mode.
@@ -165,7 +165,7 @@ func parseIdentityURI(u *url.URL) (Identity, error) {
 			return bad(key + " appears twice")
 		}
 		seen[key] = true
-		if err := catalog.ValidateName(key, val); err != nil {
+		if err := release.ValidateName(key, val); err != nil {
 			return bad(err.Error())
 		}
 		switch key {

@@ -1,7 +1,9 @@
 // Package report is what an agent tells the origin about itself: the body
 // of POST /api/v1/report. The agent builds it from its status; the origin
 // decodes it strictly, validates it and aggregates reports into the
-// rollout view (GET /api/v1/rollout) and the dashboard.
+// rollout view (GET /api/v1/rollout) and the dashboard. It also holds the
+// swarm view (SwarmView), what the origin's tracker tells agents about a
+// swarm, so that agents import no origin package for either wire format.
 package report
 
 import (
@@ -14,7 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 // Limits of one report. The origin refuses larger ones; the agent trims
@@ -94,7 +96,7 @@ type Release struct {
 }
 
 // Key is name@version.
-func (r Release) Key() string { return r.Name + "@" + r.Version }
+func (r Release) Key() string { return release.Format(r.Name, r.Version) }
 
 // Bytes counts downloaded payload bytes by source.
 type Bytes struct {
@@ -163,7 +165,7 @@ func (r *Report) Validate() error {
 	}
 	for _, f := range []struct{ k, v string }{{"site", r.Site}, {"region", r.Region}, {"tenant", r.Tenant}} {
 		if f.v != "" {
-			if err := catalog.ValidateName(f.k, f.v); err != nil {
+			if err := release.ValidateName(f.k, f.v); err != nil {
 				return err
 			}
 		}
@@ -191,12 +193,12 @@ func (r *Report) Validate() error {
 	}
 	for i, s := range r.Subscriptions {
 		field := fmt.Sprintf("subscriptions[%d]", i)
-		if err := catalog.ValidateName(field+".name", s.Name); err != nil {
+		if err := release.ValidateName(field+".name", s.Name); err != nil {
 			return err
 		}
 		for _, v := range []struct{ k, v string }{{".target", s.Target}, {".active", s.Active}} {
 			if v.v != "" {
-				if err := catalog.ValidateName(field+v.k, v.v); err != nil {
+				if err := release.ValidateName(field+v.k, v.v); err != nil {
 					return err
 				}
 			}
@@ -214,10 +216,10 @@ func (r *Report) Validate() error {
 	seen := make(map[string]bool, len(r.Releases))
 	for i, rel := range r.Releases {
 		field := fmt.Sprintf("releases[%d]", i)
-		if err := catalog.ValidateName(field+".name", rel.Name); err != nil {
+		if err := release.ValidateName(field+".name", rel.Name); err != nil {
 			return err
 		}
-		if err := catalog.ValidateName(field+".version", rel.Version); err != nil {
+		if err := release.ValidateName(field+".version", rel.Version); err != nil {
 			return err
 		}
 		if seen[rel.Key()] {

@@ -25,7 +25,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/keyfile"
+	"github.com/swarmship/swarmship/internal/release"
 )
 
 const (
@@ -82,7 +83,7 @@ func (c Claims) Validate() error {
 		return fmt.Errorf("role %q is not %s or %s", c.Role, RoleAgent, RoleOperator)
 	}
 	if c.Tenant != "" || !c.IsOperator() {
-		if err := catalog.ValidateName("tenant", c.Tenant); err != nil {
+		if err := release.ValidateName("tenant", c.Tenant); err != nil {
 			return err
 		}
 	}
@@ -97,7 +98,7 @@ func (c Claims) Validate() error {
 	}
 	for _, f := range []struct{ kind, v string }{{"site", c.Site}, {"region", c.Region}} {
 		if f.v != "" {
-			if err := catalog.ValidateName(f.kind, f.v); err != nil {
+			if err := release.ValidateName(f.kind, f.v); err != nil {
 				return err
 			}
 		}
@@ -214,7 +215,7 @@ func GenerateKey(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := catalog.WritePrivateKeyFile(priv, key); err != nil {
+	if err := keyfile.WritePrivate(priv, key); err != nil {
 		return err
 	}
 	pder, err := x509.MarshalPKIXPublicKey(pub)
@@ -226,7 +227,7 @@ func GenerateKey(dir string) error {
 
 // LoadPrivateKey reads token.key from dir, refusing a file others can read.
 func LoadPrivateKey(dir string) (ed25519.PrivateKey, error) {
-	key, err := catalog.ReadPrivateKeyFile(filepath.Join(dir, PrivateKeyFile))
+	key, err := keyfile.ReadPrivate(filepath.Join(dir, PrivateKeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no token signing key in %s: run `swarmship token keygen --keys %s`", dir, dir)
 	}

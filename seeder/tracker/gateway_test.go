@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // gatewaySwarm announces, one second apart and in this order, agents of
@@ -114,11 +116,11 @@ func TestSwarmView(t *testing.T) {
 	tr, _, ih, _ := gatewaySwarm(t)
 	q := url.Values{"info_hash": {string(ih[:])}, "tenant": {"t"}}
 	rec := get(t, tr, "/swarm?"+q.Encode(), "10.9.9.9:1")
-	var view SwarmView
+	var view report.SwarmView
 	if err := json.Unmarshal(rec, &view); err != nil {
 		t.Fatalf("decode %q: %v", rec, err)
 	}
-	got := map[string]SwarmMember{}
+	got := map[string]report.SwarmMember{}
 	for _, m := range view.Agents {
 		got[m.PeerID] = m
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 	"unique"
+
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // Attacks of issue 12 item 6, each reproduced and shown harmless.
@@ -271,7 +273,7 @@ func TestIPParamIgnoredByDefault(t *testing.T) {
 }
 
 // viewFor asks for n's swarm view with its report of connections.
-func viewFor(t *testing.T, tr *Tracker, ih [20]byte, n int, id Identity, remote string, connected ...int) SwarmView {
+func viewFor(t *testing.T, tr *Tracker, ih [20]byte, n int, id Identity, remote string, connected ...int) report.SwarmView {
 	t.Helper()
 	var c strings.Builder
 	for _, m := range connected {
@@ -281,7 +283,7 @@ func viewFor(t *testing.T, tr *Tracker, ih [20]byte, n int, id Identity, remote 
 	q := url.Values{"info_hash": {string(ih[:])}, "peer_id": {pidString(n)}, "connected": {c.String()},
 		"tenant": {id.Tenant}, "site": {id.Site}, "region": {id.Region}, "role": {id.Role}}
 	body := get(t, tr, "/swarm?"+q.Encode(), remote)
-	var v SwarmView
+	var v report.SwarmView
 	if err := json.Unmarshal(body, &v); err != nil {
 		t.Fatalf("view: %q: %v", body, err)
 	}
@@ -329,8 +331,8 @@ func TestFakeAnnouncersNeverWinGateways(t *testing.T) {
 		mustOK(t, ann{ih: ih, id: pid(n), remote: remote(n), left: 9, ident: real[n]}.do(t, tr))
 		clk.add(time.Second)
 	}
-	members := func(v SwarmView) map[int]SwarmMember {
-		out := map[int]SwarmMember{}
+	members := func(v report.SwarmView) map[int]report.SwarmMember {
+		out := map[int]report.SwarmMember{}
 		for _, m := range v.Agents {
 			for n := 1; n <= 4; n++ {
 				if p := pid(n); m.PeerID == hex.EncodeToString(p[:]) {
@@ -340,7 +342,7 @@ func TestFakeAnnouncersNeverWinGateways(t *testing.T) {
 		}
 		return out
 	}
-	checkNoFake := func(stage string, v SwarmView) {
+	checkNoFake := func(stage string, v report.SwarmView) {
 		t.Helper()
 		if !v.Personal {
 			t.Fatalf("%s: view is not personal", stage)

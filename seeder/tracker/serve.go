@@ -20,6 +20,8 @@ import (
 	"unique"
 
 	"github.com/anacrolix/torrent/bencode"
+
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // Shared header value: assigning a preallocated slice avoids an allocation
@@ -51,7 +53,7 @@ func (t *Tracker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serve = t.serveAnnounce
 	case p == "scrape" || strings.HasSuffix(p, "/scrape"):
 		serve = t.serveScrape
-	case strings.HasSuffix(p, "/"+SwarmPath):
+	case strings.HasSuffix(p, "/"+report.SwarmPath):
 		serve = t.serveSwarm
 	default:
 		http.NotFound(w, r)

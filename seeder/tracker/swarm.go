@@ -11,47 +11,16 @@ import (
 	"net/url"
 	"slices"
 	"unique"
+
+	"github.com/swarmship/swarmship/internal/report"
 )
 
-// SwarmPath is where, next to /announce, the tracker lists a swarm's
-// agents (see SwarmView).
-const SwarmPath = "swarm"
-
-// maxSwarmView bounds a SwarmView answer; agents use the list to divide the
+// maxSwarmView bounds a report.SwarmView answer; agents use the list to divide the
 // origin's work, and beyond this many downloaders each one's share is a
 // handful of pieces anyway.
 const maxSwarmView = 10000
 
-// SwarmView is the answer to GET …/swarm?info_hash=…: the live agents of the
-// requester's tenant in one swarm. Agents divide the origin's work by
-// rendezvous hashing over this list, which is the same for every agent,
-// whereas each agent's own connections show only part of the swarm when
-// locality keeps sites apart. A site whose gateway has died (it stays
-// listed until it expires) uses the list to let its next-oldest agent dial
-// the other sites' gateways at once.
-type SwarmView struct {
-	Interval  int64         `json:"interval"` // seconds between announces
-	Agents    []SwarmMember `json:"agents"`   // sorted by peer ID
-	Truncated bool          `json:"truncated,omitempty"`
-	// Personal is set when the requester sent peer_id and its report of
-	// connections (see trust.go): Gateway and Trusted are then from its
-	// point of view, and only Trusted members should hold offload shards.
-	Personal bool `json:"personal,omitempty"`
-}
-
-// SwarmMember is one agent in a SwarmView.
-type SwarmMember struct {
-	PeerID  string `json:"peer_id"` // hex
-	Addr    string `json:"addr"`    // host:port it announced
-	Site    string `json:"site,omitempty"`
-	Region  string `json:"region,omitempty"`
-	Left    int64  `json:"left"`              // bytes left at its last announce
-	Joined  int64  `json:"joined"`            // its first announce, unix milliseconds
-	Gateway bool   `json:"gateway,omitempty"` // its site's gateway (see the package comment); all of an open site's agents
-	Trusted bool   `json:"trusted,omitempty"` // reachable from the requester over reported connections
-}
-
-// serveSwarm answers a SwarmView request. It takes the identity and token
+// serveSwarm answers a report.SwarmView request. It takes the identity and token
 // parameters of an announce and the same authorization, and optionally the
 // requester's peer_id (20 raw bytes, as in an announce) with connected= (the
 // hex peer IDs of the agents it holds connections with, at most maxReport),
@@ -126,8 +95,8 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 
 // swarmView lists the live agents of one tenant's swarm, from the point of
 // view of the agent with peer ID self if it is set (trust.go).
-func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet, self *[20]byte) SwarmView {
-	view := SwarmView{Interval: t.interval, Agents: []SwarmMember{}}
+func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet, self *[20]byte) report.SwarmView {
+	view := report.SwarmView{Interval: t.interval, Agents: []report.SwarmMember{}}
 	cutoff := t.cutoff()
 	s := t.scratch.Get().(*scratch)
 	defer t.scratch.Put(s)
@@ -156,7 +125,7 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 			view.Truncated = true
 			break
 		}
-		view.Agents = append(view.Agents, SwarmMember{
+		view.Agents = append(view.Agents, report.SwarmMember{
 			PeerID:  hex.EncodeToString(p.id[:]),
 			Addr:    p.addr.String(),
 			Joined:  p.joined / 1e6,
@@ -168,6 +137,6 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 		})
 	}
 	sh.mu.RUnlock()
-	slices.SortFunc(view.Agents, func(x, y SwarmMember) int { return bytes.Compare([]byte(x.PeerID), []byte(y.PeerID)) })
+	slices.SortFunc(view.Agents, func(x, y report.SwarmMember) int { return bytes.Compare([]byte(x.PeerID), []byte(y.PeerID)) })
 	return view
 }

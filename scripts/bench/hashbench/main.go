@@ -1,4 +1,4 @@
-// Command hashbench times seeder.HashPieces and seeder.HashFiles on one file,
+// Command hashbench times piecehash.Hash (pieces only, and with SHA-256) on one file,
 // for scripts/bench/hash. It can also write a pseudo-random test file quickly.
 //
 //	hashbench -gen 1GiB FILE             write FILE
@@ -16,7 +16,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/piecehash"
 )
 
 func main() {
@@ -45,12 +46,12 @@ func run(path, gen, mode, pieceLength string, workers, runs int) error {
 	if gen != "" {
 		return generate(path, gen)
 	}
-	pl, err := seeder.ParsePieceLength(pieceLength)
+	pl, err := piecehash.ParsePieceLength(pieceLength)
 	if err != nil {
 		return err
 	}
 	// A directory is hashed as a release of all its files, as publish would.
-	files, err := seeder.CollectFiles([]string{path})
+	files, err := publish.CollectFiles([]string{path})
 	if err != nil {
 		return err
 	}
@@ -60,9 +61,9 @@ func run(path, gen, mode, pieceLength string, workers, runs int) error {
 		start := time.Now()
 		switch mode {
 		case "pieces":
-			_, err = seeder.HashPieces(ctx, files, pl, workers)
+			_, err = piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pl, Workers: workers, PiecesOnly: true})
 		case "files":
-			_, err = seeder.HashFiles(ctx, files, pl, workers, nil)
+			_, err = piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pl, Workers: workers})
 		default:
 			return fmt.Errorf("unknown mode %q (want pieces or files)", mode)
 		}

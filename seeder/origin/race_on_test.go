@@ -1,6 +1,0 @@
-//go:build race
-
-package origin
-
-// raceOn: the race detector makes decoding 200 MiB of JSON take minutes.
-const raceOn = true

@@ -1,0 +1,5 @@
+//go:build !race
+
+package seeder
+
+const raceOn = false
