@@ -113,8 +113,12 @@ func TestAgentCountersSurviveKill9(t *testing.T) {
 	if sent-got > slack {
 		t.Fatalf("agent lost %d bytes of its counters over %d kills (reports %d, the origin sent %d), want at most %d", sent-got, kills, got, sent, slack)
 	}
-	if got < m.TotalSize {
-		t.Fatalf("agent reports %d bytes for a %d-byte release", got, m.TotalSize)
+	// Every byte of the release was received at least once; what a kill
+	// can lose is bounded by the same slack (fetches in flight, and bytes
+	// since the last save when a piece completed outside a download's
+	// bookkeeping), never more.
+	if got < m.TotalSize-slack {
+		t.Fatalf("agent reports %d bytes for a %d-byte release, more than %d short", got, m.TotalSize, slack)
 	}
 }
 

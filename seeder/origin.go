@@ -276,11 +276,13 @@ func (o *Origin) refresh(ctx context.Context) error {
 	if err := o.served.update(ctx, o.catalog, o.log); err != nil {
 		return err
 	}
-	o.ready.Store(true)
 	ms, err := o.updateAllowlist(ctx)
 	if err != nil {
 		return err
 	}
+	// Ready once the tracker's allowlist and the catalog guard's tenants
+	// are loaded too: before that both would refuse what they will accept.
+	o.ready.Store(true)
 	for _, r := range ms.gone {
 		o.stopSeeding(r)
 	}

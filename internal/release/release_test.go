@@ -76,7 +76,7 @@ func TestValidateName(t *testing.T) {
 }
 
 func TestValidatePathComponent(t *testing.T) {
-	for _, ok := range []string{"app", "a b", "é", ".hidden", "x.tar.gz"} {
+	for _, ok := range []string{"app", "a b", "caf\u00e9", "x.tar.gz", "a..b"} {
 		if err := ValidatePathComponent(ok); err != nil {
 			t.Errorf("ValidatePathComponent(%q) = %v, want nil", ok, err)
 		}
@@ -89,6 +89,9 @@ func TestValidatePathComponent(t *testing.T) {
 		{"a/b", "slash or backslash"},
 		{"\xff", "not valid UTF-8"},
 		{"a\nb", "control character"},
+		{".hidden", "starts with '.'"},
+		{".git", "starts with '.'"},
+		{"cafe\u0301", "not in Unicode NFC form"},
 	} {
 		if err := ValidatePathComponent(tc.in); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ValidatePathComponent(%q) = %v, want an error containing %q", tc.in, err, tc.want)
