@@ -41,6 +41,7 @@ type Agent struct {
 	catalog  *catalog.Client
 	state    *stateDB
 	bt       *torrent.Client
+	serve    *btclient.ServeBudget // peer request data, all torrents together
 	complete *completionDB
 	// byHash finds a download by infohash without a.mu, for the counters
 	// saved with each completed piece (see completionDB).
@@ -227,6 +228,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if strings.HasPrefix(cfg.Tracker, "https://") {
 		btc.TrackerTLS = originTLS
 	}
+	a.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	a.bt, err = btclient.New(btc)
 	if err != nil {
 		completion.Close()
@@ -625,7 +627,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	stor := btclient.NewFileStorage(filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
-		btclient.SharedCompletion{PieceCompletion: a.complete})
+		btclient.SharedCompletion{PieceCompletion: a.complete}, btclient.WithServeBudget(a.serve))
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
 	a.mu.Unlock()

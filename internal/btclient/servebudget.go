@@ -1,0 +1,163 @@
+package btclient
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// DefaultServeBudget is the request data a client holds for all its peers
+// together (see ServeBudget): 64 MiB, four connections' worth of the
+// library's per-connection budget (1024 queued 16 KiB requests).
+const DefaultServeBudget = 64 << 20
+
+// serveBudgetWait is how long a read for a peer waits for room in the
+// budget before it fails; the library then rejects the request (or chokes
+// a peer without the fast extension), and the peer asks again later.
+const serveBudgetWait = 10 * time.Second
+
+// ErrServeBudget is returned by a storage read for a peer that found no
+// room in the client's serve budget in time.
+var ErrServeBudget = errors.New("peer request data budget exhausted")
+
+// ServeBudget bounds, for a whole client whatever the number of its
+// connections, the bytes read from storage to answer peer requests that
+// are still in memory.
+//
+// anacrolix/torrent v1.59.1 reads each request's block into a fresh
+// buffer when its per-connection reservation is granted and keeps it until
+// the block is copied into the connection's write buffer; a peer that
+// pipelines requests and never reads pins up to its per-connection budget
+// (16 MiB here) for as long as it stays connected, and N such peers N
+// times that. The per-connection budget cannot be lowered below the
+// request queue without the seeder deadlock (shared notes), and the
+// library has no client-wide budget, so the file storage takes one here:
+// every read for a peer (the only reads that go through ReadAt; hashing
+// uses WriteTo) waits for room, and the room comes back when the buffer
+// is garbage: a runtime cleanup on it releases it. That is exactly the
+// memory at stake, including buffers of closed connections, without
+// knowing which connection a read is for. A reader that finds no room
+// starts a garbage collection (with back-off) so that blocks already sent
+// are counted out promptly.
+//
+// Waiting in ReadAt cannot deadlock the library: it runs in the
+// connection's request-server goroutine without the client lock, and the
+// buffers that hold the budget are either sent by the connections'
+// writers (which do not wait on it) or dropped with their connection.
+type ServeBudget struct {
+	max  int64
+	wait time.Duration
+
+	mu      sync.Mutex
+	used    int64
+	changed chan struct{} // closed and replaced when room comes back
+	gcDelay time.Duration // back-off between forced collections
+	gcLast  time.Time
+	gcBusy  bool
+	waits   int64 // reads that had to wait
+	refused int64 // reads that gave up
+}
+
+// NewServeBudget returns a budget of max bytes (DefaultServeBudget when
+// max <= 0).
+func NewServeBudget(max int64) *ServeBudget {
+	if max <= 0 {
+		max = DefaultServeBudget
+	}
+	return &ServeBudget{max: max, wait: serveBudgetWait, changed: make(chan struct{})}
+}
+
+// Max is the budget's size in bytes.
+func (b *ServeBudget) Max() int64 { return b.max }
+
+// ServeBudgetStats is a snapshot of a ServeBudget.
+type ServeBudgetStats struct {
+	InUse   int64 // bytes of peer blocks still in memory
+	Waits   int64 // reads that waited for room
+	Refused int64 // reads that gave up after waiting (the request was refused)
+}
+
+// Stats returns the budget's current use and counters.
+func (b *ServeBudget) Stats() ServeBudgetStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return ServeBudgetStats{InUse: b.used, Waits: b.waits, Refused: b.refused}
+}
+
+// track charges buf to the budget, waiting up to b.wait for room, and
+// arranges for the charge to be released when buf is garbage.
+func (b *ServeBudget) track(buf []byte) error {
+	if len(buf) == 0 {
+		return nil
+	}
+	n := min(int64(len(buf)), b.max)
+	if err := b.acquire(n); err != nil {
+		return err
+	}
+	runtime.AddCleanup(&buf[0], b.release, n)
+	return nil
+}
+
+func (b *ServeBudget) acquire(n int64) error {
+	var deadline time.Time
+	for {
+		b.mu.Lock()
+		if b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		now := time.Now()
+		if deadline.IsZero() {
+			deadline = now.Add(b.wait)
+			b.waits++
+		} else if !now.Before(deadline) {
+			b.refused++
+			used := b.used
+			b.mu.Unlock()
+			return fmt.Errorf("%w: %d of %d bytes held for %s", ErrServeBudget, used, b.max, b.wait)
+		}
+		ch := b.changed
+		next := b.collectLocked(now)
+		b.mu.Unlock()
+		t := time.NewTimer(min(next, time.Until(deadline)))
+		select {
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// collectLocked starts a garbage collection unless one ran too recently,
+// and returns when the caller should look again. The back-off doubles from
+// 10 ms to 1 s while nothing comes back, so peers that hold the budget
+// and never read cost at most one collection a second.
+func (b *ServeBudget) collectLocked(now time.Time) time.Duration {
+	if b.gcDelay == 0 {
+		b.gcDelay = 10 * time.Millisecond
+	}
+	if due := b.gcLast.Add(b.gcDelay); !b.gcBusy && !now.Before(due) {
+		b.gcBusy = true
+		b.gcLast = now
+		b.gcDelay = min(2*b.gcDelay, time.Second)
+		go func() {
+			runtime.GC()
+			b.mu.Lock()
+			b.gcBusy = false
+			b.mu.Unlock()
+		}()
+	}
+	return b.gcDelay
+}
+
+func (b *ServeBudget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.gcDelay = 0
+	close(b.changed)
+	b.changed = make(chan struct{})
+	b.mu.Unlock()
+}
