@@ -141,8 +141,10 @@ func New(c Config) (*torrent.Client, error) {
 		cc.AcceptPeerConnections = false
 		cc.DisablePEX = true
 	}
+	// Plain peers go through our own TCP listener and dialer (see
+	// WriteStall); with TLS, through peertls's.
+	cc.DisableTCP = true
 	if c.TLS != nil {
-		cc.DisableTCP = true
 		cc.DisableUTP = true
 		cc.NoDHT = true
 		// TLS already hides the handshake: skip MSE's key exchange.
@@ -194,12 +196,12 @@ func New(c Config) (*torrent.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start BitTorrent client: %w", err)
 	}
+	addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
+	if c.NoPeers {
+		addr = "" // accepts nothing: no listener at all
+	}
 	if c.TLS != nil {
-		addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
-		if c.NoPeers {
-			addr = "" // accepts nothing: no listener at all
-		}
-		var opts []peertls.Option
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, WriteStall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
 		}
@@ -207,7 +209,25 @@ func New(c Config) (*torrent.Client, error) {
 			cl.Close()
 			return nil, err
 		}
+		return cl, nil
 	}
+	if addr != "" {
+		network := "tcp"
+		if cc.DisableIPv6 {
+			network = "tcp4"
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("peer listener: %w", err)
+		}
+		go func() {
+			<-cl.Closed()
+			ln.Close()
+		}()
+		cl.AddListener(&tcpListener{Listener: ln, stall: WriteStall, hold: cl.Closed()})
+	}
+	cl.AddDialer(tcpDialer{stall: WriteStall})
 	return cl, nil
 }
 
