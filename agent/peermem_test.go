@@ -176,8 +176,8 @@ func TestGreedyPeersPinBoundedMemory(t *testing.T) {
 		peak = max(peak, h)
 		st := budget.Stats()
 		peakBudget = max(peakBudget, st.InUse)
-		t.Logf("sample: heap +%d MiB, budget in use %d MiB (%d waits, %d refused), peers %d",
-			(int64(h)-int64(base))>>20, st.InUse>>20, st.Waits, st.Refused, releaseStatus(agents[0], "big", "1.0").Peers)
+		t.Logf("sample: heap +%d MiB, budget in use %d MiB (%d waits, %d overdrafts), peers %d",
+			(int64(h)-int64(base))>>20, st.InUse>>20, st.Waits, st.Overdrafts, releaseStatus(agents[0], "big", "1.0").Peers)
 	}
 	grown := int64(peak) - int64(base)
 	peakRSS := rssMiB()

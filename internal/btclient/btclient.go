@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	alog "github.com/anacrolix/log"
 	"github.com/anacrolix/torrent"
@@ -66,6 +67,8 @@ type Config struct {
 	// CAs, client certificate); the library alone skips verification. Set
 	// it only when the tracker URLs are https (see trackertls.go).
 	TrackerTLS *tls.Config
+	// WriteStall overrides the package's WriteStall (tests); 0: WriteStall.
+	WriteStall time.Duration
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -196,12 +199,16 @@ func New(c Config) (*torrent.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start BitTorrent client: %w", err)
 	}
+	stall := c.WriteStall
+	if stall <= 0 {
+		stall = WriteStall
+	}
 	addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
 	if c.NoPeers {
 		addr = "" // accepts nothing: no listener at all
 	}
 	if c.TLS != nil {
-		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, WriteStall) })}
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
 		}
@@ -225,9 +232,9 @@ func New(c Config) (*torrent.Client, error) {
 			<-cl.Closed()
 			ln.Close()
 		}()
-		cl.AddListener(&tcpListener{Listener: ln, stall: WriteStall, hold: cl.Closed()})
+		cl.AddListener(&tcpListener{Listener: ln, stall: stall, hold: cl.Closed()})
 	}
-	cl.AddDialer(tcpDialer{stall: WriteStall})
+	cl.AddDialer(tcpDialer{stall: stall})
 	return cl, nil
 }
 

@@ -1,8 +1,6 @@
 package btclient
 
 import (
-	"errors"
-	"fmt"
 	"runtime"
 	"sync"
 	"time"
@@ -14,13 +12,16 @@ import (
 const DefaultServeBudget = 64 << 20
 
 // serveBudgetWait is how long a read for a peer waits for room in the
-// budget before it fails; the library then rejects the request (or chokes
-// a peer without the fast extension), and the peer asks again later.
-const serveBudgetWait = 10 * time.Second
-
-// ErrServeBudget is returned by a storage read for a peer that found no
-// room in the client's serve budget in time.
-var ErrServeBudget = errors.New("peer request data budget exhausted")
+// budget before it goes ahead anyway (an overdraft of one block). Reads
+// never fail for want of room: an anacrolix leecher does not ask a peer
+// again after a reject until something else changes (v1.59.1
+// requesting.go), and rejecting stalled a reading peer for good in a
+// test. And reads must not wait for ever: a connection closed while its
+// request server waits here keeps its unsent blocks reachable through
+// that goroutine, so closed connections could hold the whole budget while
+// waiting for it. Going ahead after a while breaks that cycle; the server
+// then sees the connection closed and its blocks become garbage.
+const serveBudgetWait = time.Second
 
 // ServeBudget bounds, for a whole client whatever the number of its
 // connections, the bytes read from storage to answer peer requests that
@@ -42,22 +43,24 @@ var ErrServeBudget = errors.New("peer request data budget exhausted")
 // starts a garbage collection (with back-off) so that blocks already sent
 // are counted out promptly.
 //
-// Waiting in ReadAt cannot deadlock the library: it runs in the
-// connection's request-server goroutine without the client lock, and the
-// buffers that hold the budget are either sent by the connections'
-// writers (which do not wait on it) or dropped with their connection.
+// Waiting in ReadAt does not hold the client lock (it runs in the
+// connection's request-server goroutine), and it is bounded: after
+// serveBudgetWait a read goes ahead over the budget (see there). The bound
+// is therefore Max plus the overdrafts, at most one block per connection
+// every serveBudgetWait, and a connection whose writes stall is dropped
+// after WriteStall.
 type ServeBudget struct {
 	max  int64
 	wait time.Duration
 
-	mu      sync.Mutex
-	used    int64
-	changed chan struct{} // closed and replaced when room comes back
-	gcDelay time.Duration // back-off between forced collections
-	gcLast  time.Time
-	gcBusy  bool
-	waits   int64 // reads that had to wait
-	refused int64 // reads that gave up
+	mu         sync.Mutex
+	used       int64
+	changed    chan struct{} // closed and replaced when room comes back
+	gcDelay    time.Duration // back-off between forced collections
+	gcLast     time.Time
+	gcBusy     bool
+	waits      int64 // reads that had to wait
+	overdrafts int64 // reads that went ahead without room
 }
 
 // NewServeBudget returns a budget of max bytes (DefaultServeBudget when
@@ -74,50 +77,46 @@ func (b *ServeBudget) Max() int64 { return b.max }
 
 // ServeBudgetStats is a snapshot of a ServeBudget.
 type ServeBudgetStats struct {
-	InUse   int64 // bytes of peer blocks still in memory
-	Waits   int64 // reads that waited for room
-	Refused int64 // reads that gave up after waiting (the request was refused)
+	InUse      int64 // bytes of peer blocks still in memory (over Max by overdrafts)
+	Waits      int64 // reads that waited for room
+	Overdrafts int64 // reads that went ahead after serveBudgetWait without room
 }
 
 // Stats returns the budget's current use and counters.
 func (b *ServeBudget) Stats() ServeBudgetStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return ServeBudgetStats{InUse: b.used, Waits: b.waits, Refused: b.refused}
+	return ServeBudgetStats{InUse: b.used, Waits: b.waits, Overdrafts: b.overdrafts}
 }
 
 // track charges buf to the budget, waiting up to b.wait for room, and
 // arranges for the charge to be released when buf is garbage.
-func (b *ServeBudget) track(buf []byte) error {
+func (b *ServeBudget) track(buf []byte) {
 	if len(buf) == 0 {
-		return nil
+		return
 	}
-	n := min(int64(len(buf)), b.max)
-	if err := b.acquire(n); err != nil {
-		return err
-	}
+	n := int64(len(buf))
+	b.acquire(n)
 	runtime.AddCleanup(&buf[0], b.release, n)
-	return nil
 }
 
-func (b *ServeBudget) acquire(n int64) error {
+func (b *ServeBudget) acquire(n int64) {
 	var deadline time.Time
 	for {
 		b.mu.Lock()
-		if b.used+n <= b.max {
+		now := time.Now()
+		over := !deadline.IsZero() && !now.Before(deadline)
+		if b.used+n <= b.max || over {
+			if b.used+n > b.max {
+				b.overdrafts++
+			}
 			b.used += n
 			b.mu.Unlock()
-			return nil
+			return
 		}
-		now := time.Now()
 		if deadline.IsZero() {
 			deadline = now.Add(b.wait)
 			b.waits++
-		} else if !now.Before(deadline) {
-			b.refused++
-			used := b.used
-			b.mu.Unlock()
-			return fmt.Errorf("%w: %d of %d bytes held for %s", ErrServeBudget, used, b.max, b.wait)
 		}
 		ch := b.changed
 		next := b.collectLocked(now)
