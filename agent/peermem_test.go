@@ -191,12 +191,14 @@ func TestGreedyPeersPinBoundedMemory(t *testing.T) {
 	if os.Getenv("SWARMSHIP_PEERMEM_REPORT") != "" {
 		return // measuring an old build
 	}
-	if peakBudget > budget.Max() {
-		t.Errorf("budget in use %d bytes, over its %d", peakBudget, budget.Max())
+	// Reads overdraw one block after waiting a second for room.
+	if over := budget.Stats().Overdrafts * btclient.MaxRequestLength; peakBudget > budget.Max()+over {
+		t.Errorf("budget in use %d bytes, over its %d and %d of overdrafts", peakBudget, budget.Max(), over)
 	}
 	// The stated bound: the client-wide budget of request data, plus what
 	// each connection costs whatever it asks (read and write buffers,
-	// request queue; about 0.5 MiB), plus slack for the rest of the agent.
+	// request queue: about 0.5 MiB; overdrafts: at most a block a second
+	// while its writes stall), plus slack for the rest of the agent.
 	const bound = btclient.DefaultServeBudget + greedy*(1<<20) + 16<<20
 	if grown > bound {
 		t.Errorf("greedy peers grew the heap by %d MiB, bound %d MiB", grown>>20, bound>>20)
