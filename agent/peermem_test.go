@@ -191,15 +191,17 @@ func TestGreedyPeersPinBoundedMemory(t *testing.T) {
 	if os.Getenv("SWARMSHIP_PEERMEM_REPORT") != "" {
 		return // measuring an old build
 	}
-	// Reads overdraw one block after waiting a second for room.
-	if over := budget.Stats().Overdrafts * btclient.MaxRequestLength; peakBudget > budget.Max()+over {
-		t.Errorf("budget in use %d bytes, over its %d and %d of overdrafts", peakBudget, budget.Max(), over)
+	// Reads overdraw after waiting a second for room, up to a quarter of
+	// the budget (more only after 35 s, which this test does not reach).
+	st := budget.Stats()
+	if limit := budget.Max() + budget.Max()/4 + st.Escapes*btclient.MaxRequestLength; peakBudget > limit {
+		t.Errorf("budget in use %d bytes, over its %d and the overdraft limit", peakBudget, budget.Max())
 	}
-	// The stated bound: the client-wide budget of request data, plus what
-	// each connection costs whatever it asks (read and write buffers,
-	// request queue: about 0.5 MiB; overdrafts: at most a block a second
-	// while its writes stall), plus slack for the rest of the agent.
-	const bound = btclient.DefaultServeBudget + greedy*(1<<20) + 16<<20
+	// The stated bound: the client-wide budget of request data and its
+	// overdrafts (64 + 16 MiB), plus what each connection costs whatever
+	// it asks (read and write buffers, request queue: about 0.5 MiB), plus
+	// slack for the rest of the agent.
+	const bound = btclient.DefaultServeBudget*5/4 + greedy*(3<<20)/4 + 8<<20
 	if grown > bound {
 		t.Errorf("greedy peers grew the heap by %d MiB, bound %d MiB", grown>>20, bound>>20)
 	}

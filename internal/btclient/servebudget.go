@@ -11,17 +11,27 @@ import (
 // library's per-connection budget (1024 queued 16 KiB requests).
 const DefaultServeBudget = 64 << 20
 
-// serveBudgetWait is how long a read for a peer waits for room in the
-// budget before it goes ahead anyway (an overdraft of one block). Reads
-// never fail for want of room: an anacrolix leecher does not ask a peer
-// again after a reject until something else changes (v1.59.1
-// requesting.go), and rejecting stalled a reading peer for good in a
-// test. And reads must not wait for ever: a connection closed while its
-// request server waits here keeps its unsent blocks reachable through
-// that goroutine, so closed connections could hold the whole budget while
-// waiting for it. Going ahead after a while breaks that cycle; the server
-// then sees the connection closed and its blocks become garbage.
-const serveBudgetWait = time.Second
+// How long a read for a peer waits for room before it goes ahead anyway,
+// one block over the budget (an overdraft). Reads never fail for want of
+// room: an anacrolix leecher does not ask a peer again after a reject
+// until something else changes (v1.59.1 requesting.go), and rejecting
+// stalled a reading peer for good in a test. Nor may they wait for ever:
+// a connection closed while its request server waits here keeps its unsent
+// blocks reachable through that goroutine, so closed connections could
+// hold the whole budget while waiting for it (seen in a test). Going ahead
+// breaks that cycle; the server then sees its connection closed and its
+// blocks become garbage.
+//
+// Overdrafts after serveBudgetWait are limited to a quarter of the budget
+// (a peer that reads just fast enough not to be dropped could otherwise
+// collect a block a second); past that, a read waits serveBudgetEscape,
+// by when every connection that held blocks without taking data has been
+// dropped (WriteStall) and a peer that keeps its connection has taken more
+// than a block.
+const (
+	serveBudgetWait   = time.Second
+	serveBudgetEscape = WriteStall + 5*time.Second
+)
 
 // ServeBudget bounds, for a whole client whatever the number of its
 // connections, the bytes read from storage to answer peer requests that
@@ -44,14 +54,13 @@ const serveBudgetWait = time.Second
 // are counted out promptly.
 //
 // Waiting in ReadAt does not hold the client lock (it runs in the
-// connection's request-server goroutine), and it is bounded: after
-// serveBudgetWait a read goes ahead over the budget (see there). The bound
-// is therefore Max plus the overdrafts, at most one block per connection
-// every serveBudgetWait, and a connection whose writes stall is dropped
-// after WriteStall.
+// connection's request-server goroutine), and it is bounded (see
+// serveBudgetWait). The bound is therefore Max + Max/4 of overdrafts,
+// plus rare escapes of one block per connection every serveBudgetEscape.
 type ServeBudget struct {
-	max  int64
-	wait time.Duration
+	max    int64
+	wait   time.Duration // then overdraw, up to max/4
+	escape time.Duration // then overdraw whatever the total
 
 	mu         sync.Mutex
 	used       int64
@@ -61,6 +70,7 @@ type ServeBudget struct {
 	gcBusy     bool
 	waits      int64 // reads that had to wait
 	overdrafts int64 // reads that went ahead without room
+	escapes    int64 // overdrafts past max + max/4
 }
 
 // NewServeBudget returns a budget of max bytes (DefaultServeBudget when
@@ -69,7 +79,7 @@ func NewServeBudget(max int64) *ServeBudget {
 	if max <= 0 {
 		max = DefaultServeBudget
 	}
-	return &ServeBudget{max: max, wait: serveBudgetWait, changed: make(chan struct{})}
+	return &ServeBudget{max: max, wait: serveBudgetWait, escape: serveBudgetEscape, changed: make(chan struct{})}
 }
 
 // Max is the budget's size in bytes.
@@ -79,14 +89,15 @@ func (b *ServeBudget) Max() int64 { return b.max }
 type ServeBudgetStats struct {
 	InUse      int64 // bytes of peer blocks still in memory (over Max by overdrafts)
 	Waits      int64 // reads that waited for room
-	Overdrafts int64 // reads that went ahead after serveBudgetWait without room
+	Overdrafts int64 // reads that went ahead without room
+	Escapes    int64 // of which past Max + Max/4 (after serveBudgetEscape)
 }
 
 // Stats returns the budget's current use and counters.
 func (b *ServeBudget) Stats() ServeBudgetStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return ServeBudgetStats{InUse: b.used, Waits: b.waits, Overdrafts: b.overdrafts}
+	return ServeBudgetStats{InUse: b.used, Waits: b.waits, Overdrafts: b.overdrafts, Escapes: b.escapes}
 }
 
 // track charges buf to the budget, waiting up to b.wait for room, and
@@ -101,27 +112,41 @@ func (b *ServeBudget) track(buf []byte) {
 }
 
 func (b *ServeBudget) acquire(n int64) {
-	var deadline time.Time
+	var start time.Time
 	for {
 		b.mu.Lock()
 		now := time.Now()
-		over := !deadline.IsZero() && !now.Before(deadline)
-		if b.used+n <= b.max || over {
-			if b.used+n > b.max {
+		waited := now.Sub(start)
+		take := b.used+n <= b.max
+		next := b.wait - waited
+		if !take && !start.IsZero() {
+			switch {
+			case waited >= b.wait && b.used+n <= b.max+b.max/4:
+				take = true
+			case waited >= b.escape:
+				take = true
+				b.escapes++
+			case waited >= b.wait:
+				next = b.escape - waited
+			}
+			if take {
 				b.overdrafts++
 			}
+		}
+		if take {
 			b.used += n
 			b.mu.Unlock()
 			return
 		}
-		if deadline.IsZero() {
-			deadline = now.Add(b.wait)
+		if start.IsZero() {
+			start = now
+			next = b.wait
 			b.waits++
 		}
 		ch := b.changed
-		next := b.collectLocked(now)
+		next = min(next, b.collectLocked(now))
 		b.mu.Unlock()
-		t := time.NewTimer(min(next, time.Until(deadline)))
+		t := time.NewTimer(next)
 		select {
 		case <-ch:
 		case <-t.C:
