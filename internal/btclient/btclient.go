@@ -84,7 +84,8 @@ const MaxRequestLength = 16 << 10
 // MaxRequestLength): every request's reservation fits, so the seeder
 // deadlock of a small budget (a request server waiting on a reservation
 // behind requests it has not served; shared notes) cannot happen, and a
-// peer that asks and never reads pins at most 16 MiB, not 64.
+// peer that asks and never reads pins at most 16 MiB, not 64. All
+// connections together are bounded by a ServeBudget (servebudget.go).
 const maxRequestData = 1024 * MaxRequestLength
 
 // Unmetered is the upload rate used for "unlimited". It is finite on

@@ -3,6 +3,7 @@ package btclient
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
+
+	"github.com/swarmship/swarmship/internal/peertls"
 )
 
 // A block charged to the budget holds its room until it is garbage; a
@@ -81,7 +84,7 @@ func TestServeBudgetReleasesWithTheBuffer(t *testing.T) {
 // every block of the torrent (up to the library's queue of 1024) and never
 // reads again. Its receive buffer is small so the seeder's writes stall
 // instead of filling the kernel's buffers.
-func greedy(t *testing.T, addr string, ih metainfo.Hash, n int, info *metainfo.Info) net.Conn {
+func greedy(t *testing.T, addr string, ih metainfo.Hash, n int, info *metainfo.Info, tc *tls.Config) net.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -91,6 +94,9 @@ func greedy(t *testing.T, addr string, ih metainfo.Hash, n int, info *metainfo.I
 		t.Fatal(err)
 	}
 	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if tc != nil {
+		c = tls.Client(c, tc)
+	}
 	var id [20]byte
 	copy(id[:], fmt.Sprintf("-GR0001-greedy%06d", n))
 	if _, err := pp.Handshake(ctx, c, &ih, id, pp.NewPeerExtensionBytes(pp.ExtensionBitFast)); err != nil {
@@ -158,7 +164,7 @@ func TestGreedyPeersHoldOnlyTheBudgetAndAreDropped(t *testing.T) {
 	// 8 × 16 MiB asked for: 128 MiB without the budget.
 	const peers = 8
 	for i := range peers {
-		greedy(t, addr, ih, i+1, info)
+		greedy(t, addr, ih, i+1, info, nil)
 	}
 	var peak int64
 	deadline := time.Now().Add(10 * time.Second)
@@ -223,4 +229,58 @@ func TestGreedyPeersHoldOnlyTheBudgetAndAreDropped(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// A peer on a mutual-TLS connection that stops reading is dropped after
+// the write stall as a plain one is (btclient wraps peertls's connections).
+func TestGreedyTLSPeerIsDropped(t *testing.T) {
+	info, data := buildInfo(t, "v1", 256<<10, []testFile{{"a.bin", 16 << 20}})
+	infoBytes, err := bencode.Marshal(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := metainfo.HashBytes(infoBytes)
+	seedDir := t.TempDir()
+	os.MkdirAll(filepath.Join(seedDir, "v1"), 0o750)
+	if err := os.WriteFile(filepath.Join(seedDir, "v1", "a.bin"), data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	pki := t.TempDir()
+	if err := peertls.GenerateTestPKI(pki,
+		peertls.CertSpec{Name: "seeder", Identity: peertls.Identity{Tenant: "acme", Site: "s1"}},
+		peertls.CertSpec{Name: "greedy", Identity: peertls.Identity{Tenant: "acme", Site: "s2"}}); err != nil {
+		t.Fatal(err)
+	}
+	load := func(name string) *tls.Config {
+		tc, _, err := peertls.Load(peertls.TestConfig(pki, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tc
+	}
+	const stall = time.Second
+	seeder, err := New(Config{PeerIDPrefix: AgentPeerIDPrefix, ListenHost: "127.0.0.1", DataDir: t.TempDir(), TLS: load("seeder"), WriteStall: stall})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	budget := NewServeBudget(0)
+	st, _ := seeder.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: infoBytes,
+		Storage: NewFileStorage(seedDir, TrustedCompletion{}, WithServeBudget(budget))})
+	<-st.GotInfo()
+	greedy(t, fmt.Sprintf("127.0.0.1:%d", seeder.LocalPort()), ih, 1, info, load("greedy"))
+	start := time.Now()
+	var connected bool
+	for {
+		n := len(st.PeerConns())
+		connected = connected || n > 0
+		if connected && n == 0 {
+			break
+		}
+		if time.Since(start) > stall+10*time.Second {
+			t.Fatalf("TLS peer that does not read still connected (%d) after %v, budget %+v", n, time.Since(start), budget.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("dropped after %v; budget %+v", time.Since(start).Round(time.Millisecond), budget.Stats())
 }
