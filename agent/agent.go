@@ -42,6 +42,7 @@ type Agent struct {
 	catalog  *catalog.Client
 	state    *stateDB
 	bt       *torrent.Client
+	serve    *btclient.ServeBudget // peer request data, all torrents together
 	complete *completionDB
 	// byHash finds a download by infohash without a.mu, for the counters
 	// saved with each completed piece (see completionDB).
@@ -228,6 +229,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if strings.HasPrefix(cfg.Tracker, "https://") {
 		btc.TrackerTLS = originTLS
 	}
+	a.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	a.bt, err = btclient.New(btc)
 	if err != nil {
 		completion.Close()
@@ -626,7 +628,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return nil, err
 	}
 	stor := btclient.NewFileStorage(filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
-		btclient.SharedCompletion{PieceCompletion: a.complete})
+		btclient.SharedCompletion{PieceCompletion: a.complete}, btclient.WithServeBudget(a.serve))
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
 	a.mu.Unlock()
@@ -846,3 +848,7 @@ func humanSize(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// PeerServeBudget is the client-wide budget of blocks read to answer
+// peers (internal/btclient.ServeBudget): its limit and current use.
+func (a *Agent) PeerServeBudget() *btclient.ServeBudget { return a.serve }

@@ -89,7 +89,8 @@ type Origin struct {
 	catalog *catalog.Client
 	tracker *tracker.Tracker
 	bt      *torrent.Client
-	dirRoot *os.Root // set for directory catalogs: the web seed
+	serve   *btclient.ServeBudget // peer request data, all releases together
+	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *reportStore
 	served  signedIndex // what the web seed and catalog proxy may serve
 
@@ -182,6 +183,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			return nil, err
 		}
 		o.bt = bt
+		o.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	}
 	o.served.reload = func(ctx context.Context) error {
 		if err := o.catalog.Refresh(ctx); err != nil {
@@ -422,7 +424,7 @@ func (o *Origin) seed(ctx context.Context, m *catalog.Manifest) error {
 	if err := o.ensurePayload(ctx, base, m); err != nil {
 		return err
 	}
-	stor := btclient.NewFileStorage(base, btclient.TrustedCompletion{})
+	stor := btclient.NewFileStorage(base, btclient.TrustedCompletion{}, btclient.WithServeBudget(o.serve))
 	t, _ := o.bt.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tf.InfoHash, InfoBytes: tf.MetaInfo.InfoBytes, Storage: stor})
 	// The seeder must never write into the catalog.
 	t.DisallowDataDownload()

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	alog "github.com/anacrolix/log"
 	"github.com/anacrolix/torrent"
@@ -66,6 +67,8 @@ type Config struct {
 	// CAs, client certificate); the library alone skips verification. Set
 	// it only when the tracker URLs are https (see trackertls.go).
 	TrackerTLS *tls.Config
+	// WriteStall overrides the package's WriteStall (tests); 0: WriteStall.
+	WriteStall time.Duration
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -81,7 +84,8 @@ const MaxRequestLength = 16 << 10
 // MaxRequestLength): every request's reservation fits, so the seeder
 // deadlock of a small budget (a request server waiting on a reservation
 // behind requests it has not served; shared notes) cannot happen, and a
-// peer that asks and never reads pins at most 16 MiB, not 64.
+// peer that asks and never reads pins at most 16 MiB, not 64. All
+// connections together are bounded by a ServeBudget (servebudget.go).
 const maxRequestData = 1024 * MaxRequestLength
 
 // Unmetered is the upload rate used for "unlimited". It is finite on
@@ -141,8 +145,10 @@ func New(c Config) (*torrent.Client, error) {
 		cc.AcceptPeerConnections = false
 		cc.DisablePEX = true
 	}
+	// Plain peers go through our own TCP listener and dialer (see
+	// WriteStall); with TLS, through peertls's.
+	cc.DisableTCP = true
 	if c.TLS != nil {
-		cc.DisableTCP = true
 		cc.DisableUTP = true
 		cc.NoDHT = true
 		// TLS already hides the handshake: skip MSE's key exchange.
@@ -194,12 +200,16 @@ func New(c Config) (*torrent.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start BitTorrent client: %w", err)
 	}
+	stall := c.WriteStall
+	if stall <= 0 {
+		stall = WriteStall
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
+	if c.NoPeers {
+		addr = "" // accepts nothing: no listener at all
+	}
 	if c.TLS != nil {
-		addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
-		if c.NoPeers {
-			addr = "" // accepts nothing: no listener at all
-		}
-		var opts []peertls.Option
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
 		}
@@ -207,7 +217,25 @@ func New(c Config) (*torrent.Client, error) {
 			cl.Close()
 			return nil, err
 		}
+		return cl, nil
 	}
+	if addr != "" {
+		network := "tcp"
+		if cc.DisableIPv6 {
+			network = "tcp4"
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("peer listener: %w", err)
+		}
+		go func() {
+			<-cl.Closed()
+			ln.Close()
+		}()
+		cl.AddListener(&tcpListener{Listener: ln, stall: stall, hold: cl.Closed()})
+	}
+	cl.AddDialer(tcpDialer{stall: stall})
 	return cl, nil
 }
 

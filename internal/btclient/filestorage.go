@@ -34,11 +34,24 @@ import (
 // complete. Whoever relies on the files (the agent, before it records a
 // release as verified) must check them end to end and fsync them; the
 // agent checks every file's SHA-256 and fsyncs it (agent/activate.go).
-func NewFileStorage(dir string, completion storage.PieceCompletion) storage.ClientImplCloser {
+func NewFileStorage(dir string, completion storage.PieceCompletion, opts ...FileStorageOption) storage.ClientImplCloser {
 	if completion == nil {
 		completion = storage.NewMapPieceCompletion()
 	}
-	return &fileClient{dir: dir, completion: completion}
+	c := &fileClient{dir: dir, completion: completion}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// FileStorageOption configures NewFileStorage.
+type FileStorageOption func(*fileClient)
+
+// WithServeBudget charges every block read for a peer to b (see
+// ServeBudget). Give all the storages of one client the same budget.
+func WithServeBudget(b *ServeBudget) FileStorageOption {
+	return func(c *fileClient) { c.serve = b }
 }
 
 // maxOpenFiles bounds the descriptors one torrent keeps open; the least
@@ -58,6 +71,7 @@ var errStorageClosed = errors.New("torrent storage is closed")
 type fileClient struct {
 	dir        string
 	completion storage.PieceCompletion
+	serve      *ServeBudget // nil: reads for peers are not budgeted
 }
 
 func (c *fileClient) Close() error { return c.completion.Close() }
@@ -71,7 +85,7 @@ func (c *fileClient) OpenTorrent(_ context.Context, info *metainfo.Info, infoHas
 		// only uses plain v1 torrents (see catalog/torrentfile).
 		return storage.TorrentImpl{}, errors.New("file storage: v2 torrents are not supported")
 	}
-	t := &fileTorrent{completion: c.completion, infoHash: infoHash}
+	t := &fileTorrent{completion: c.completion, infoHash: infoHash, serve: c.serve}
 	seen := make(map[string]bool)
 	for _, fi := range info.UpvertedFiles() {
 		rel, err := localPath(info, fi)
@@ -140,6 +154,7 @@ type fileTorrent struct {
 	completion storage.PieceCompletion
 	infoHash   metainfo.Hash
 	files      []*torrentFile // non-empty files, ascending offsets
+	serve      *ServeBudget   // nil: not budgeted
 
 	mu     sync.Mutex
 	open   []*torrentFile // files with a handle, at most maxOpenFiles unless all are busy
@@ -357,9 +372,14 @@ func (p *filePiece) key() metainfo.PieceKey {
 	return metainfo.PieceKey{InfoHash: p.t.infoHash, Index: p.index}
 }
 
+// ReadAt serves peer requests (the library hashes with WriteTo); with a
+// serve budget, b is charged to it first.
 func (p *filePiece) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fs.ErrInvalid
+	}
+	if p.t.serve != nil {
+		p.t.serve.track(b)
 	}
 	if off >= p.length {
 		return 0, io.EOF

@@ -324,6 +324,8 @@ const (
 type Dialer struct {
 	TLS     *tls.Config
 	Timeout time.Duration // TCP connect and handshake; 0 = DialTimeout
+	// Wrap, if set, wraps each handshaken connection (see WithWrap).
+	Wrap func(net.Conn) net.Conn
 }
 
 // DialerNetwork is "tcp": peer addresses from trackers and PEX are TCP
@@ -339,7 +341,11 @@ func (d Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	td := tls.Dialer{NetDialer: &net.Dialer{}, Config: d.TLS}
-	return td.DialContext(ctx, "tcp", addr)
+	c, err := td.DialContext(ctx, "tcp", addr)
+	if err != nil || d.Wrap == nil {
+		return c, err
+	}
+	return d.Wrap(c), nil
 }
 
 // Listener accepts TCP connections and hands out only those whose TLS
@@ -358,6 +364,7 @@ type Listener struct {
 	accepted atomic.Int64
 	refused  atomic.Int64
 	onRefuse func(net.Addr, error)
+	wrap     func(net.Conn) net.Conn // see WithWrap
 }
 
 // Listen listens on a TCP address ("host:port") for TLS peers.
@@ -434,6 +441,9 @@ func (l *Listener) handshake(c net.Conn) {
 func (l *Listener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
+		if l.wrap != nil {
+			c = l.wrap(c)
+		}
 		return c, nil
 	case <-l.done:
 	}
@@ -502,8 +512,14 @@ func (t *Transport) Close() error {
 type Option func(*options)
 
 type options struct {
-	log *slog.Logger
+	log  *slog.Logger
+	wrap func(net.Conn) net.Conn
 }
+
+// WithWrap hands the client every connection (accepted or dialled, after
+// its TLS handshake) through wrap; internal/btclient adds a write-stall
+// deadline there.
+func WithWrap(wrap func(net.Conn) net.Conn) Option { return func(o *options) { o.wrap = wrap } }
 
 // WithLogger logs refused handshakes (at most a few lines a second).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -522,13 +538,14 @@ func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Optio
 	for _, f := range opts {
 		f(&o)
 	}
-	t := &Transport{Dialer: Dialer{TLS: tc}}
+	t := &Transport{Dialer: Dialer{TLS: tc, Wrap: o.wrap}}
 	if listenAddr != "" {
 		ln, err := Listen(listenAddr, tc)
 		if err != nil {
 			return nil, fmt.Errorf("peer TLS listener: %w", err)
 		}
 		ln.hold = cl.Closed()
+		ln.wrap = o.wrap
 		if o.log != nil {
 			lim := rate.NewLimiter(2, 10)
 			var dropped atomic.Int64

@@ -113,7 +113,8 @@ func seed(tb testing.TB, cl *torrent.Client, dir string, mi *metainfo.MetaInfo) 
 	t, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
-		Storage:   btclient.NewFileStorage(dir, btclient.TrustedCompletion{}),
+		// The budget the agent and origin use (one per client; one torrent here).
+		Storage: btclient.NewFileStorage(dir, btclient.TrustedCompletion{}, btclient.WithServeBudget(btclient.NewServeBudget(0))),
 	})
 	<-t.GotInfo()
 	return t
