@@ -25,7 +25,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/seeder/rollout"
 )
 
 // TestObservability runs an origin and three agents to the end of a
@@ -81,7 +81,7 @@ func TestObservability(t *testing.T) {
 
 	// Reports arrive every 500ms; wait until the origin has seen every
 	// agent with the release active.
-	var rel seeder.ReleaseRollout
+	var rel rollout.Release
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ro := getRollout(t, sw.OriginURL)
@@ -207,9 +207,9 @@ func TestObservability(t *testing.T) {
 	})
 }
 
-func getRollout(t *testing.T, base string) seeder.Rollout {
+func getRollout(t *testing.T, base string) rollout.View {
 	t.Helper()
-	var ro seeder.Rollout
+	var ro rollout.View
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/api/v1/rollout")), &ro); err != nil {
 		t.Fatal(err)
 	}
