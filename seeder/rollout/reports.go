@@ -151,8 +151,9 @@ func (s *Reports) Tick(now time.Time) {
 		s.dropLocked(key)
 	}
 	s.sampleLocked(now, a)
+	alerts := s.viewLocked(now, nil, a, false).Alerts // since: kept or now
 	clear(s.alertSince)
-	for _, al := range s.viewLocked(now, nil, a, false).Alerts {
+	for _, al := range alerts {
 		s.alertSince[alertKey(al)] = al.Since
 	}
 	s.mu.Unlock()
