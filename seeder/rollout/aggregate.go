@@ -101,7 +101,9 @@ func bump(m map[string]*Breakdown, name string) *Breakdown {
 }
 
 // aggregateLocked folds every agent's latest report into per-release
-// figures; with a scope, only the agents of that tenant. s.mu is held.
+// figures; with a scope, only the agents of that tenant. It only reads:
+// agents past forget are listed in forget for Tick. s.mu is held (a read
+// lock is enough).
 func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 	a := &aggregate{rels: map[string]*relAgg{}}
 	for key, rec := range s.agents {

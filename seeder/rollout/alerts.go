@@ -35,9 +35,9 @@ func (s *Reports) releaseAlerts(r *Release, stalledFor time.Duration) []Alert {
 	return out
 }
 
-// fleetAlerts are the alerts only the whole fleet has: churn (agents that
+// fleetAlertsLocked are the alerts only the whole fleet has: churn (agents that
 // went missing recently) and a drop of upload capacity against the peak
-// of the last hour's samples. s.mu is held.
+// of the last hour's samples. s.mu is held (a read lock is enough).
 func (s *Reports) fleetAlertsLocked(a *aggregate) []Alert {
 	var out []Alert
 	if m := len(a.missing); m > 0 && float64(m) >= s.cfg.ChurnRatio*float64(a.counts.Known) {
