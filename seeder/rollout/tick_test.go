@@ -232,3 +232,28 @@ func containsKey(t *testing.T, s *Reports, key string) bool {
 	}
 	return found
 }
+
+// BenchmarkViewAndTick: 10,000 agents in 100 sites, each with one
+// release. A view (GET, scrape) and a Tick each cost one aggregation.
+func BenchmarkViewAndTick(b *testing.B) {
+	s, err := Open(Config{}, "", Origin{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 10000 {
+		r := mkReport(fmt.Sprint("a", i), fmt.Sprint("store-", i%100), "eu", "1.0", rel("1.0", "downloading", int64(i%1000), report.Bytes{Peer: int64(i % 1000)}))
+		if err := s.ingest(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("view", func(b *testing.B) {
+		for b.Loop() {
+			s.View()
+		}
+	})
+	b.Run("tick", func(b *testing.B) {
+		for b.Loop() {
+			s.Tick(time.Now())
+		}
+	})
+}

@@ -157,9 +157,10 @@ func (s *Reports) view(scope *string) View {
 // viewLocked builds a view from an aggregate. A tenant's view leaves out
 // what only the fleet has: the origin's egress, the time series and the
 // fleet-wide alerts. An alert firing since the last Tick has since = now.
-// withSwarm adds the tracker's swarm health (Tick needs none). s.mu is
-// held, for reading at least.
-func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, withSwarm bool) View {
+// Without full, only the figures alerts need are computed (for Tick): no
+// swarm health, series or sorted agent list. s.mu is held, for reading at
+// least.
+func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bool) View {
 	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}}
 	fire := func(al Alert) {
 		since, ok := s.alertSince[alertKey(al)]
@@ -179,7 +180,9 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, withSwa
 	for key, ra := range a.rels {
 		r := &ra.r
 		if sr := s.series[key]; sr != nil && scope == nil {
-			r.Series = append([]SeriesPoint(nil), sr.points...)
+			if full {
+				r.Series = append([]SeriesPoint(nil), sr.points...)
+			}
 			r.Rate = sr.rate()
 		}
 		r.Sites, r.Regions = sortedBreakdowns(ra.sites), sortedBreakdowns(ra.regions)
@@ -200,7 +203,7 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, withSwa
 			eta := math.Ceil(float64(r.Remaining) / r.Rate)
 			r.ETASeconds = &eta
 		}
-		if withSwarm {
+		if full {
 			r.Swarm = s.swarmHealth(r.InfoHash, r.Size, ra.byPeer)
 		}
 		if r.Stalled == nil {
@@ -245,6 +248,9 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, withSwa
 	slices.SortFunc(out.Alerts, func(x, y Alert) int {
 		return strings.Compare(x.Kind+x.Release, y.Kind+y.Release)
 	})
+	if !full {
+		return out
+	}
 	slices.SortFunc(out.AgentList, func(x, y AgentRow) int {
 		if x.Live != y.Live {
 			if !x.Live {
