@@ -80,7 +80,8 @@ func TestObservability(t *testing.T) {
 	}
 
 	// Reports arrive every 500ms; wait until the origin has seen every
-	// agent with the release active.
+	// agent with the release active and its loop (rollout.Tick, once a
+	// second) has sampled the series.
 	var rel rollout.Release
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -90,11 +91,11 @@ func TestObservability(t *testing.T) {
 				rel = r
 			}
 		}
-		if rel.Subscribed == len(agents) && rel.Active == active {
+		if rel.Subscribed == len(agents) && rel.Active == active && len(rel.Series) > 0 && rel.Series[len(rel.Series)-1].Active == active {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rollout never showed %d/%d active: %+v", active, len(agents), rel)
+			t.Fatalf("rollout never showed %d/%d active in its figures and series: %+v", active, len(agents), rel)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
