@@ -25,7 +25,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
-	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/seeder/rollout"
 )
 
 // TestObservability runs an origin and three agents to the end of a
@@ -80,8 +80,9 @@ func TestObservability(t *testing.T) {
 	}
 
 	// Reports arrive every 500ms; wait until the origin has seen every
-	// agent with the release active.
-	var rel seeder.ReleaseRollout
+	// agent with the release active and its loop (rollout.Tick, once a
+	// second) has sampled the series.
+	var rel rollout.Release
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ro := getRollout(t, sw.OriginURL)
@@ -90,11 +91,11 @@ func TestObservability(t *testing.T) {
 				rel = r
 			}
 		}
-		if rel.Subscribed == len(agents) && rel.Active == active {
+		if rel.Subscribed == len(agents) && rel.Active == active && len(rel.Series) > 0 && rel.Series[len(rel.Series)-1].Active == active {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rollout never showed %d/%d active: %+v", active, len(agents), rel)
+			t.Fatalf("rollout never showed %d/%d active in its figures and series: %+v", active, len(agents), rel)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -207,9 +208,9 @@ func TestObservability(t *testing.T) {
 	})
 }
 
-func getRollout(t *testing.T, base string) seeder.Rollout {
+func getRollout(t *testing.T, base string) rollout.View {
 	t.Helper()
-	var ro seeder.Rollout
+	var ro rollout.View
 	if err := json.Unmarshal([]byte(httpGet(t, base+"/api/v1/rollout")), &ro); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -233,7 +235,7 @@ func (o *Origin) mayRead(c token.Claims, key string) bool {
 // line logged counts the ones left out.
 type refusalLog struct {
 	mu      sync.Mutex
-	b       bucket
+	lim     *rate.Limiter // nil until the first refusal
 	dropped int
 }
 
@@ -243,7 +245,10 @@ func (l *refusalLog) allow(now time.Time) (bool, int) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.b.allow(now, 2, 20) {
+	if l.lim == nil {
+		l.lim = rate.NewLimiter(2, 20)
+	}
+	if !l.lim.AllowN(now, 1) {
 		l.dropped++
 		return false, 0
 	}

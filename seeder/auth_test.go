@@ -24,6 +24,7 @@ import (
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/seeder/rollout"
 )
 
 // tenantOrigin is an origin with tokens, a private catalog and a
@@ -280,7 +281,7 @@ func TestDashboardAPIsNeedOperatorTokens(t *testing.T) {
 
 	acmeOps := to.issue(t, token.Claims{Role: token.RoleOperator, Tenant: "acme"})
 	resp, body = get(t, "GET", to.srv.URL+"/api/v1/rollout", bearer(acmeOps))
-	var ro seeder.Rollout
+	var ro rollout.View
 	if err := json.Unmarshal([]byte(body), &ro); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("acme operator rollout: %s %v", resp.Status, err)
 	}
@@ -364,7 +365,7 @@ func TestReportPoisoningWithTokensRefused(t *testing.T) {
 		t.Errorf("acme/a1 was overwritten: %+v", rec.Report)
 	}
 	resp, body = get(t, "GET", to.srv.URL+"/api/v1/rollout", bearer(fleet))
-	var ro seeder.Rollout
+	var ro rollout.View
 	if err := json.Unmarshal([]byte(body), &ro); err != nil || resp.StatusCode != 200 || ro.Agents.Known != 2 {
 		t.Errorf("%d agents known, want 2 (acme/a1, globex/a1)", ro.Agents.Known)
 	}

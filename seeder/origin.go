@@ -34,6 +34,7 @@ import (
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/token"
+	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
@@ -46,7 +47,7 @@ type Config struct {
 	PeerHost        string         `yaml:"peer_host"`        // listen host of the seeder
 	RefreshInterval time.Duration  `yaml:"refresh_interval"` // catalog re-read interval
 	Tracker         tracker.Config `yaml:"tracker"`
-	Reports         ReportsConfig  `yaml:"reports"` // agent reports, rollout view, alerts
+	Reports         rollout.Config `yaml:"reports"` // agent reports, rollout view, alerts
 	// AnnounceURL is the tracker URL the seeder announces to; default
 	// http://<listen>/announce.
 	AnnounceURL string `yaml:"announce_url"`
@@ -91,7 +92,7 @@ type Origin struct {
 	bt      *torrent.Client
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
-	reports *reportStore
+	reports *rollout.Reports
 	served  signedIndex // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
@@ -191,7 +192,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		return o.served.update(ctx, o.catalog, o.log)
 	}
-	reports, err := openReports(cfg.Reports, cfg.CacheDir, o, log)
+	reports, err := o.openReports()
 	if err != nil {
 		o.Close()
 		return nil, err
@@ -211,17 +212,6 @@ func (o *Origin) PeerPort() int {
 	return o.bt.LocalPort()
 }
 
-// Egress is what the origin has sent: web seed bytes over HTTP and payload
-// bytes uploaded by its seeding client.
-type Egress struct {
-	WebSeed int64 `json:"webseed"`
-	Peer    int64 `json:"peer"`
-	Catalog int64 `json:"catalog"` // metadata, manifests and torrents
-}
-
-// Total is payload egress.
-func (e Egress) Total() int64 { return e.WebSeed + e.Peer }
-
 // Egress reports the origin's egress so far.
 func (o *Origin) Egress() Egress {
 	e := Egress{WebSeed: o.webSeedBytes.Load(), Catalog: o.catalogBytes.Load()}
@@ -236,6 +226,7 @@ func (o *Origin) Egress() Egress {
 func (o *Origin) Run(ctx context.Context) error {
 	go o.tracker.Run(ctx)
 	go o.watchRevocations(ctx)
+	go o.tickReports(ctx)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -260,7 +251,7 @@ func (o *Origin) Close() error {
 	if o.dirRoot != nil {
 		errs = append(errs, o.dirRoot.Close())
 	}
-	errs = append(errs, o.reports.close())
+	errs = append(errs, o.reports.Close())
 	return errors.Join(errs...)
 }
 
@@ -552,7 +543,7 @@ func fileSHA256(p, want string) error {
 func (o *Origin) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(o.tracker.Collectors()...)
-	reg.MustRegister(originCollector{o}, rolloutCollector{o.reports})
+	reg.MustRegister(originCollector{o}, o.reports.Collector())
 	mux := http.NewServeMux()
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
@@ -562,7 +553,7 @@ func (o *Origin) Handler() http.Handler {
 		metrics.ServeHTTP(w, r)
 	}))
 	mux.HandleFunc("GET /healthz", o.healthz)
-	o.reports.routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
+	o.reports.Routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
 	var catalogHandler http.Handler
 	if o.dirRoot != nil {
 		catalogHandler = &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes}

@@ -1,4 +1,4 @@
-package seeder
+package rollout
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/report"
-	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 func postFrom(h http.Handler, addr string, body []byte) int {
@@ -27,13 +26,13 @@ func postFrom(h http.Handler, addr string, body []byte) int {
 	return rec.Code
 }
 
-func openTestStore(t *testing.T, cfg ReportsConfig, dir string) (*reportStore, *fakeClock) {
+func openTestStore(t *testing.T, cfg Config, dir string) (*Reports, *fakeClock) {
 	t.Helper()
-	s, err := openReports(cfg, dir, &Origin{tracker: tracker.New(tracker.Config{})}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := Open(cfg, dir, Origin{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.close() })
+	t.Cleanup(func() { s.Close() })
 	if s.db != nil {
 		// Sequential test reports would each wait out the batch delay and
 		// an fsync; neither changes what is stored.
@@ -49,7 +48,7 @@ func openTestStore(t *testing.T, cfg ReportsConfig, dir string) (*reportStore, *
 // address is cut by the rate limit; a self-declared interval of a day
 // keeps nobody live for more than stall_intervals*max_interval.
 func TestReportPoisoningWithoutTokensBounded(t *testing.T) {
-	s, clock := openTestStore(t, ReportsConfig{}, "")
+	s, clock := openTestStore(t, Config{}, "")
 	h := mux(s)
 	real := mkReport("a1", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000}))
 	if c := postFrom(h, "10.0.0.1:5000", mustJSON(real)); c != http.StatusNoContent {
@@ -92,7 +91,7 @@ func TestReportPoisoningWithoutTokensBounded(t *testing.T) {
 		t.Errorf("one agent sent %d reports in an instant, burst is %v", n, identityBurst)
 	}
 	clock.Add(s.cfg.MaxInterval*time.Duration(s.cfg.StallIntervals) + time.Second)
-	if ro := s.Rollout(); ro.Agents.Live != 0 {
+	if ro := s.View(); ro.Agents.Live != 0 {
 		t.Errorf("%d agents still live %v after their last report (declared interval 1 day)", ro.Agents.Live, s.cfg.MaxInterval*time.Duration(s.cfg.StallIntervals))
 	}
 }
@@ -136,7 +135,7 @@ func heapNow() uint64 {
 // more than they allow.
 func TestReportExhaustionBounded(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := openTestStore(t, ReportsConfig{}, dir)
+	s, _ := openTestStore(t, Config{}, dir)
 	h := mux(s)
 	big := maxReport("big-000", report.MaxReleases, report.MaxText, true)
 	bigJSON := mustJSON(big)
@@ -144,7 +143,7 @@ func TestReportExhaustionBounded(t *testing.T) {
 		t.Fatalf("max report is %d bytes", n)
 	}
 	// The largest report that is still kept whole.
-	scratch, _ := openTestStore(t, ReportsConfig{}, "")
+	scratch, _ := openTestStore(t, Config{}, "")
 	lo, hi := 1, report.MaxReleases // lo fits, hi does not
 	for hi-lo > 1 {
 		mid := (lo + hi) / 2
@@ -196,12 +195,12 @@ func TestReportExhaustionBounded(t *testing.T) {
 	if st.Size() > int64(2*n*s.cfg.MaxRecordBytes)+(4<<20) {
 		t.Errorf("reports.db is %d MiB", st.Size()>>20)
 	}
-	s.close()
+	s.Close()
 
 	// Tight budgets: fake tenants (no tokens: the caller picks the
 	// tenant) do not get past the store's total, and a restart with
 	// tighter limits restores no more than they allow.
-	cfg := ReportsConfig{MaxTenantBytes: 2 << 20, MaxBytes: 3 << 20}
+	cfg := Config{MaxTenantBytes: 2 << 20, MaxBytes: 3 << 20}
 	s2, _ := openTestStore(t, cfg, t.TempDir())
 	h2 := mux(s2)
 	full := 0
@@ -221,26 +220,8 @@ func TestReportExhaustionBounded(t *testing.T) {
 		}
 	}
 
-	s3, _ := openTestStore(t, ReportsConfig{MaxAgentsPerTenant: 5}, dir)
+	s3, _ := openTestStore(t, Config{MaxAgentsPerTenant: 5}, dir)
 	if n := len(s3.agents); n != 5 {
 		t.Errorf("restart restored %d agents, max_agents_per_tenant is 5", n)
-	}
-}
-
-// Refused requests are logged at most 20 at once and 2 a second after,
-// and the next line logged counts the rest: a flood of bad tokens or
-// reports cannot fill the disk.
-func TestRefusalLogBounded(t *testing.T) {
-	var l refusalLog
-	now := time.Now()
-	logged := 0
-	for range 1000 {
-		if ok, _ := l.allow(now); ok {
-			logged++
-		}
-	}
-	ok, dropped := l.allow(now.Add(time.Second))
-	if logged != 20 || !ok || dropped != 980 {
-		t.Errorf("logged %d of 1000, then %v with %d left out", logged, ok, dropped)
 	}
 }

@@ -1,5 +1,5 @@
 //go:build !race
 
-package seeder
+package rollout
 
 const raceOn = false

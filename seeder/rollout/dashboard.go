@@ -1,4 +1,4 @@
-package seeder
+package rollout
 
 import (
 	"crypto/sha256"

@@ -1,6 +1,6 @@
 //go:build race
 
-package seeder
+package rollout
 
 // raceOn: the race detector makes decoding 200 MiB of JSON take minutes.
 const raceOn = true

@@ -1,8 +1,7 @@
-package seeder
+package rollout
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmship/swarmship/internal/report"
-	"github.com/swarmship/swarmship/internal/token"
-	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
 type fakeClock struct {
@@ -38,19 +35,13 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newTestStore(t *testing.T, cacheDir string, o *Origin) (*reportStore, *fakeClock) {
+func newTestStore(t *testing.T, cacheDir string, origin Origin) (*Reports, *fakeClock) {
 	t.Helper()
-	if o == nil {
-		o = &Origin{}
-	}
-	if o.tracker == nil {
-		o.tracker = tracker.New(tracker.Config{})
-	}
-	s, err := openReports(ReportsConfig{}, cacheDir, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := Open(Config{}, cacheDir, origin, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.close() })
+	t.Cleanup(func() { s.Close() })
 	clock := &fakeClock{t: time.Now().Truncate(time.Second)}
 	s.now = clock.Now
 	return s, clock
@@ -100,14 +91,14 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func mux(s *reportStore) *http.ServeMux {
+func mux(s *Reports) *http.ServeMux {
 	m := http.NewServeMux()
-	s.routes(m)
+	s.Routes(m)
 	return m
 }
 
 func TestReportValidation(t *testing.T) {
-	s, _ := newTestStore(t, "", nil)
+	s, _ := newTestStore(t, "", Origin{})
 	h := mux(s)
 	good := mkReport("a1", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000}))
 	if rec := post(t, h, mustJSON(good), nil); rec.Code != http.StatusNoContent {
@@ -163,29 +154,7 @@ func TestReportValidation(t *testing.T) {
 	}
 }
 
-func TestReportsNeedTokensWhenTheOriginDoes(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	s, _ := newTestStore(t, "", &Origin{tokenKey: pub})
-	h := mux(s)
-	tok, err := token.Issue(priv, token.Claims{Tenant: "acme", Site: "store-1", IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := mkReport("a1", "store-1", "eu", "1.0")
-	r.Tenant = "acme"
-	if rec := post(t, h, mustJSON(r), nil); rec.Code != http.StatusUnauthorized {
-		t.Errorf("no token: %d", rec.Code)
-	}
-	if rec := post(t, h, mustJSON(r), map[string]string{"Authorization": "Bearer " + tok}); rec.Code != http.StatusNoContent {
-		t.Errorf("token: %d %s", rec.Code, rec.Body)
-	}
-	r.Site = "store-2"
-	if rec := post(t, h, mustJSON(r), map[string]string{"Authorization": "Bearer " + tok}); rec.Code != http.StatusForbidden {
-		t.Errorf("token for another site: %d", rec.Code)
-	}
-}
-
-func findRelease(t *testing.T, ro Rollout, key string) ReleaseRollout {
+func findRelease(t *testing.T, ro View, key string) Release {
 	t.Helper()
 	for _, r := range ro.Releases {
 		if r.Release == key {
@@ -193,10 +162,10 @@ func findRelease(t *testing.T, ro Rollout, key string) ReleaseRollout {
 		}
 	}
 	t.Fatalf("rollout lacks %s: %+v", key, ro.Releases)
-	return ReleaseRollout{}
+	return Release{}
 }
 
-func hasAlert(ro Rollout, kind string) bool {
+func hasAlert(ro View, kind string) bool {
 	for _, a := range ro.Alerts {
 		if a.Kind == kind {
 			return true
@@ -206,7 +175,7 @@ func hasAlert(ro Rollout, kind string) bool {
 }
 
 func TestRolloutAggregatesStallsAndETA(t *testing.T) {
-	s, clock := newTestStore(t, "", nil)
+	s, clock := newTestStore(t, "", Origin{})
 	// a1 has 1.0 active and keeps 0.9 for rollback; a2 is half way; a3 has
 	// not read the catalog's target yet.
 	s.ingest(mkReport("a1", "store-1", "eu", "1.0", rel("0.9", "verified", 1000, report.Bytes{Origin: 1000}), rel("1.0", "active", 1000, report.Bytes{Peer: 600, Origin: 400})))
@@ -214,8 +183,9 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 	a3 := mkReport("a3", "store-2", "us", "1.0")
 	a3.Catalog.Error = "catalog unreachable"
 	s.ingest(a3)
+	s.Tick(clock.Now()) // the origin's loop samples the series
 
-	ro := s.Rollout()
+	ro := s.View()
 	r := findRelease(t, ro, "app@1.0")
 	if r.Subscribed != 3 || r.Active != 1 || r.Verified != 1 || r.Percent != 33.3 || r.Status != "in_progress" {
 		t.Errorf("app@1.0: subscribed %d active %d verified %d percent %v status %s", r.Subscribed, r.Active, r.Verified, r.Percent, r.Status)
@@ -251,12 +221,13 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 		clock.Add(time.Second)
 		s.ingest(mkReport("a2", "store-1", "eu", "1.0", rel("1.0", "downloading", int64(600+50*i), report.Bytes{Peer: int64(600 + 50*i)})))
 		s.ingest(a3)
+		s.Tick(clock.Now())
 	}
-	r = findRelease(t, s.Rollout(), "app@1.0")
+	r = findRelease(t, s.View(), "app@1.0")
 	if r.Rate <= 0 || r.ETASeconds == nil || *r.ETASeconds <= 0 || len(r.Series) < 5 {
 		t.Errorf("rate %v eta %v series %d", r.Rate, r.ETASeconds, len(r.Series))
 	}
-	if hasAlert(s.Rollout(), AlertStalledRollout) {
+	if hasAlert(s.View(), AlertStalledRollout) {
 		t.Error("stalled alert while a2 progresses")
 	}
 
@@ -267,7 +238,7 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 		s.ingest(a3)
 		s.ingest(mkReport("a1", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 600, Origin: 400})))
 	}
-	ro = s.Rollout()
+	ro = s.View()
 	r = findRelease(t, ro, "app@1.0")
 	if r.Status != "stalled" || !hasAlert(ro, AlertStalledRollout) || r.ETASeconds != nil {
 		t.Errorf("status %s eta %v alerts %+v", r.Status, r.ETASeconds, ro.Alerts)
@@ -280,7 +251,7 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 	clock.Add(time.Second)
 	s.ingest(mkReport("a2", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000})))
 	s.ingest(mkReport("a3", "store-2", "us", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000})))
-	ro = s.Rollout()
+	ro = s.View()
 	r = findRelease(t, ro, "app@1.0")
 	if r.Status != "complete" || r.Progress != 1 || r.Percent != 100 || len(r.Stalled) != 0 || len(ro.Alerts) != 0 || *r.ETASeconds != 0 {
 		t.Errorf("complete: %s %v %v stalled %+v alerts %+v", r.Status, r.Progress, r.Percent, r.Stalled, ro.Alerts)
@@ -288,11 +259,12 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 }
 
 func TestAlertsChurnCapacityOriginShare(t *testing.T) {
-	s, clock := newTestStore(t, "", nil)
+	s, clock := newTestStore(t, "", Origin{})
 	for i := range 5 {
 		s.ingest(mkReport(fmt.Sprint("a", i), "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Origin: 200, Peer: 800})))
 	}
-	ro := s.Rollout()
+	s.Tick(clock.Now()) // capacity sample: 5 agents can seed
+	ro := s.View()
 	if len(ro.Alerts) != 0 {
 		t.Fatalf("alerts on a healthy fleet: %+v", ro.Alerts)
 	}
@@ -303,7 +275,7 @@ func TestAlertsChurnCapacityOriginShare(t *testing.T) {
 			s.ingest(mkReport(fmt.Sprint("a", i), "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Origin: 200, Peer: 800})))
 		}
 	}
-	ro = s.Rollout()
+	ro = s.View()
 	if !hasAlert(ro, AlertChurn) || hasAlert(ro, AlertUploadCapacity) || ro.Agents.Missing != 2 || ro.Agents.Live != 3 {
 		t.Errorf("after 2 of 5 left: agents %+v alerts %+v", ro.Agents, ro.Alerts)
 	}
@@ -319,15 +291,15 @@ func TestAlertsChurnCapacityOriginShare(t *testing.T) {
 			s.ingest(mkReport(fmt.Sprint("a", i), "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Origin: 200, Peer: 800})))
 		}
 	}
-	if ro = s.Rollout(); !hasAlert(ro, AlertUploadCapacity) {
+	if ro = s.View(); !hasAlert(ro, AlertUploadCapacity) {
 		t.Errorf("no capacity alert: %+v", ro.Alerts)
 	}
 	// Agents whose policy forbids uploads (metered, download-only) are no capacity.
-	s3, _ := newTestStore(t, "", nil)
+	s3, _ := newTestStore(t, "", Origin{})
 	noUp := mkReport("m1", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000}))
 	noUp.Policy = report.Policy{Mode: "download-only"}
 	s3.ingest(noUp)
-	if ro := s3.Rollout(); ro.Agents.Seeding != 0 || ro.AgentList[0].Policy.Mode != "download-only" {
+	if ro := s3.View(); ro.Agents.Seeding != 0 || ro.AgentList[0].Policy.Mode != "download-only" {
 		t.Errorf("download-only agent: %+v %+v", ro.Agents, ro.AgentList)
 	}
 	// Churn is about recent departures: after the window it clears.
@@ -335,23 +307,23 @@ func TestAlertsChurnCapacityOriginShare(t *testing.T) {
 	for i := range 2 {
 		s.ingest(mkReport(fmt.Sprint("a", i), "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Origin: 200, Peer: 800})))
 	}
-	if ro = s.Rollout(); hasAlert(ro, AlertChurn) {
+	if ro = s.View(); hasAlert(ro, AlertChurn) {
 		t.Errorf("churn alert 20 minutes later: %+v", ro.Alerts)
 	}
 
 	// Origin share: 4 agents each fetched half of it from the origin: 2 copies.
-	s2, _ := newTestStore(t, "", nil)
+	s2, _ := newTestStore(t, "", Origin{})
 	for i := range 4 {
 		s2.ingest(mkReport(fmt.Sprint("b", i), "store-1", "eu", "2.0", rel("2.0", "active", 1000, report.Bytes{Origin: 500, Peer: 500})))
 	}
-	ro = s2.Rollout()
+	ro = s2.View()
 	if !hasAlert(ro, AlertOriginShare) || findRelease(t, ro, "app@2.0").OriginCopies != 2 {
 		t.Errorf("origin share: %+v", ro.Alerts)
 	}
 
 	// The metrics mirror the view.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(rolloutCollector{s2})
+	reg.MustRegister(s2.Collector())
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +355,7 @@ func TestAlertsChurnCapacityOriginShare(t *testing.T) {
 
 func TestReportsPersistWithHistory(t *testing.T) {
 	dir := t.TempDir()
-	s, clock := newTestStore(t, dir, nil)
+	s, clock := newTestStore(t, dir, Origin{})
 	for i := range 40 {
 		clock.Add(time.Second)
 		if err := s.ingest(mkReport("a1", "store-1", "eu", "1.0", rel("1.0", "downloading", int64(i*10), report.Bytes{Peer: int64(i * 10)}))); err != nil {
@@ -393,9 +365,9 @@ func TestReportsPersistWithHistory(t *testing.T) {
 	if n := len(s.agents[recordKey("", "a1")].History); n != 32 {
 		t.Errorf("history keeps %d reports, want 32", n)
 	}
-	s.close()
+	s.Close()
 
-	s2, _ := newTestStore(t, dir, nil)
+	s2, _ := newTestStore(t, dir, Origin{})
 	rec := s2.agents[recordKey("", "a1")]
 	if rec == nil || len(rec.History) != 32 || rec.Report.Releases[0].Completed != 390 || rec.History[31].Releases[0].Completed != 390 {
 		t.Fatalf("after reopening: %+v", rec)
@@ -418,7 +390,7 @@ func TestReportsPersistWithHistory(t *testing.T) {
 }
 
 func TestDashboardIsServedFromTheBinary(t *testing.T) {
-	s, _ := newTestStore(t, "", nil)
+	s, _ := newTestStore(t, "", Origin{})
 	srv := httptest.NewServer(mux(s))
 	defer srv.Close()
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -459,7 +431,7 @@ func TestDashboardIsServedFromTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ro Rollout
+	var ro View
 	if err := json.NewDecoder(resp.Body).Decode(&ro); err != nil || ro.Releases == nil || ro.Alerts == nil {
 		t.Errorf("empty rollout: %v %+v", err, ro)
 	}

@@ -1,0 +1,161 @@
+// Package rollout keeps the agents' reports at the origin and shows the
+// fleet's rollout from them: ingest (POST /api/v1/report), storage in
+// bbolt, aggregation per release, time series, alerts, the JSON views,
+// the dashboard and a Prometheus collector.
+//
+// State changes in two places only: ingest (a report arrives) and Tick,
+// which the origin's loop runs to forget silent agents, sample the series
+// and start or clear alerts. Views, GETs and scrapes only read, so how
+// often they are polled changes nothing.
+//
+// The package does not import the origin: what it needs from it comes in
+// as the functions of Origin.
+package rollout
+
+import (
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/swarmship/swarmship/internal/report"
+)
+
+// TickEvery is how often the origin should call Tick: the series' finest step.
+const TickEvery = time.Second
+
+// Origin is what the rollout takes from the origin role. Nil functions
+// mean: no peers, no egress, every report admitted, views open to all,
+// every refusal logged.
+type Origin struct {
+	// Peers lists the tracker's peers of a swarm.
+	Peers func(infoHash [20]byte) []Peer
+	// Egress is what the origin has sent so far.
+	Egress func() Egress
+	// Authorize checks a report's credentials against the identity it
+	// claims; on refusal it returns the HTTP status (401 or 403).
+	Authorize func(*http.Request, *report.Report) (int, error)
+	// Operator guards a view: it calls h with the operator's tenant (""
+	// for the whole fleet) or answers the request itself.
+	Operator func(fleetOnly bool, what string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc
+	// Tokens is true when reports are authenticated: identities come from
+	// tokens, so a record is not bound to an address.
+	Tokens bool
+	// LogRefusal bounds the log lines of refused reports: whether to log
+	// this one and how many were left out before it.
+	LogRefusal func() (bool, int)
+}
+
+// Peer is one peer of a swarm as the tracker sees it.
+type Peer struct {
+	ID     [20]byte
+	Left   int64 // bytes the peer still misses, by its last announce
+	Origin bool  // the origin's own seeder
+}
+
+// Egress is what the origin has sent: web seed bytes over HTTP and payload
+// bytes uploaded by its seeding client.
+type Egress struct {
+	WebSeed int64 `json:"webseed"`
+	Peer    int64 `json:"peer"`
+	Catalog int64 `json:"catalog"` // metadata, manifests and torrents
+}
+
+// Total is payload egress.
+func (e Egress) Total() int64 { return e.WebSeed + e.Peer }
+
+// Reports keeps the latest report and a short history per agent, and the
+// state derived from them over time (series, capacity samples, alert start
+// times).
+type Reports struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	db     *bolt.DB // nil: memory only
+	origin Origin
+
+	decoding chan struct{} // bounds the reports decoded at once
+
+	accepted, rejected atomic.Int64
+
+	// mu guards what follows. Views hold it for reading only.
+	mu         sync.RWMutex
+	agents     map[string]*agentRecord // by recordKey
+	perTenant  map[string]*tenantUse
+	totalBytes int64
+	addrLim    map[string]*bucket
+	series     map[string]*series   // by name@version
+	firstSeen  map[string]time.Time // releases, by name@version
+	capacity   []capSample
+	alertSince map[string]time.Time // by alertKey
+}
+
+// Open opens the report store; with a cache dir the reports survive
+// restarts in cacheDir/reports.db.
+func Open(cfg Config, cacheDir string, origin Origin, log *slog.Logger) (*Reports, error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Reports{
+		cfg: cfg, log: log, now: time.Now, origin: origin,
+		decoding: make(chan struct{}, maxDecoding), perTenant: map[string]*tenantUse{}, addrLim: map[string]*bucket{},
+		agents: map[string]*agentRecord{}, series: map[string]*series{},
+		firstSeen: map[string]time.Time{}, alertSince: map[string]time.Time{},
+	}
+	if cacheDir == "" {
+		return s, nil
+	}
+	if err := s.openDB(cacheDir); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes reports.db.
+func (s *Reports) Close() error {
+	if s == nil || s.db == nil {
+		return nil
+	}
+	return s.db.Close()
+}
+
+// Routes registers the report API and the dashboard.
+// The dashboard's static files carry no data and are served to anyone;
+// the APIs it polls need an operator token when tokens are on.
+func (s *Reports) Routes(mux *http.ServeMux) {
+	guard := s.origin.Operator
+	if guard == nil {
+		guard = func(_ bool, _ string, h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) { h(w, r, "") }
+		}
+	}
+	mux.HandleFunc("POST "+report.Path, s.handleReport)
+	mux.HandleFunc("GET /api/v1/rollout", guard(false, "rollout", s.handleRollout))
+	mux.HandleFunc("GET /api/v1/agents/{id}", guard(false, "agent view", s.handleAgent))
+	dashboardRoutes(mux)
+}
+
+// Tick advances the state that time alone changes: agents silent for
+// longer than forget are dropped (from memory and reports.db), the
+// releases' series and the upload capacity are sampled, and alerts start
+// (their since is set) or clear. The origin's loop calls it every
+// TickEvery.
+func (s *Reports) Tick(now time.Time) {
+	s.mu.Lock()
+	a := s.aggregateLocked(now, nil)
+	for _, key := range a.forget {
+		s.dropLocked(key)
+	}
+	s.sampleLocked(now, a)
+	alerts := s.viewLocked(now, nil, a, false).Alerts // since: kept or now
+	clear(s.alertSince)
+	for _, al := range alerts {
+		s.alertSince[alertKey(al)] = al.Since
+	}
+	s.mu.Unlock()
+	s.deleteStored(a.forget)
+}
