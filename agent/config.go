@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -53,8 +54,9 @@ type Config struct {
 	Rates RatesConfig `yaml:"rates"`
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
-	// CacheQuota bounds the release cache, e.g. "20GiB"; empty: no quota.
-	CacheQuota string `yaml:"cache_quota"`
+	// CacheQuota bounds the release cache, e.g. "20GiB" (units as
+	// internal/bytesize reads them); 0: no quota.
+	CacheQuota bytesize.Size `yaml:"cache_quota"`
 	// Tracing exports OpenTelemetry spans (catalog refresh, download,
 	// verify, activate) over OTLP when an endpoint is set.
 	Tracing tracing.Config `yaml:"tracing"`
@@ -326,10 +328,8 @@ func (c *Config) Validate() error {
 			return ferr("rates", "%v", err)
 		}
 	}
-	if c.CacheQuota != "" {
-		if _, err := ParseSize(c.CacheQuota); err != nil {
-			return ferr("cache_quota", "%v", err)
-		}
+	if c.CacheQuota < 0 {
+		return ferr("cache_quota", "must not be negative")
 	}
 	if err := c.Tracing.Validate(); err != nil {
 		return ferr("tracing.otlp_endpoint", "%v", err)
@@ -486,32 +486,4 @@ func (c *Config) Location() *time.Location {
 }
 
 // QuotaBytes is the cache quota in bytes, 0 for none.
-func (c *Config) QuotaBytes() int64 {
-	n, _ := ParseSize(c.CacheQuota)
-	return n
-}
-
-// ParseSize reads sizes like "20GiB", "512MiB", "1.5TiB" or plain bytes.
-func ParseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, nil
-	}
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	mult := 1.0
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*mult > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 20GiB)", s)
-	}
-	return int64(f * mult), nil
-}
+func (c *Config) QuotaBytes() int64 { return int64(c.CacheQuota) }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -274,7 +275,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 			pct = 100 * float64(r.Completed) / float64(r.Size)
 		}
 		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
-			humanBytes(r.Downloaded.Peer), humanBytes(r.Downloaded.Origin), humanBytes(r.Uploaded), r.Peers, r.LastError)
+			bytesize.Format(r.Downloaded.Peer), bytesize.Format(r.Downloaded.Origin), bytesize.Format(r.Uploaded), r.Peers, r.LastError)
 	}
 	tw.Flush()
 	// Damaged state found at start (corrupt databases, re-adopted releases).
