@@ -17,9 +17,13 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 		prefix string // the error starts with it
 		why    string // and contains it
 	}{
-		{"catalog.url", func(s string) string { return strings.Replace(s, "http://origin:7070/\n  root", "gopher://x/\n  root", 1) },
+		{"catalog.url", func(s string) string {
+			return strings.Replace(s, "http://origin:7070/\n  root", "gopher://x/\n  root", 1)
+		},
 			"agent.yaml:2: catalog.url: ", "unknown scheme"},
-		{"catalog.root", func(s string) string { return strings.Replace(s, "  root: /etc/swarmship/root.json\n", "  root: \"\"\n", 1) },
+		{"catalog.root", func(s string) string {
+			return strings.Replace(s, "  root: /etc/swarmship/root.json\n", "  root: \"\"\n", 1)
+		},
 			"agent.yaml:3: catalog.root: ", "required"},
 		{"subscriptions[0].channel", func(s string) string { return strings.Replace(s, "channel: stable", "channel: a/b", 1) },
 			"agent.yaml:10: subscriptions[0].channel: ", ""},
