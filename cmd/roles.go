@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
@@ -28,14 +26,6 @@ import (
 
 func init() {
 	extraCommands = append(extraCommands, newOriginCmd, newAgentCmd, newSyncCmd, newStatusCmd)
-}
-
-// originFile is origin.yaml: the origin's config plus where its catalog
-// and pinned root are.
-type originFile struct {
-	seeder.Config `yaml:",inline"`
-	Catalog       string `yaml:"catalog"`
-	Root          string `yaml:"root"`
 }
 
 func newOriginCmd() *cobra.Command {
@@ -51,17 +41,13 @@ func newOriginCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var of originFile
+			var of seeder.Config
 			if configPath != "" {
-				b, err := os.ReadFile(configPath)
+				loaded, err := seeder.LoadConfig(configPath)
 				if err != nil {
 					return err
 				}
-				dec := yaml.NewDecoder(bytes.NewReader(b))
-				dec.KnownFields(true)
-				if err := dec.Decode(&of); err != nil {
-					return fmt.Errorf("%s: %s", configPath, strings.TrimPrefix(err.Error(), "yaml: "))
-				}
+				of = *loaded
 			}
 			if f.url == "" {
 				f.url = of.Catalog
@@ -78,7 +64,9 @@ func newOriginCmd() *cobra.Command {
 			if tlsFlags.ClientCA != "" {
 				of.TLS.ClientCA = tlsFlags.ClientCA
 			}
-			of.SetDefaults()
+			if err := of.Finish(); err != nil {
+				return fmt.Errorf("origin: %w", err)
+			}
 			// The tracker's live heap is tiny and churns fast: at 10k
 			// announces/s the default GC target collected 12-13 times a
 			// second and set the p99. A larger target keeps the heap small
@@ -105,7 +93,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := seeder.New(of.Config, store, client, slog.Default())
+			o, err := seeder.New(of, store, client, slog.Default())
 			if err != nil {
 				return err
 			}

@@ -1,12 +1,13 @@
 // Package bytesize reads and writes byte counts such as "20GiB".
 //
-// Every unit is binary: K, KB and KiB all mean 1024 bytes, M, MB and MiB
-// 1024² bytes, and so on up to T/TB/TiB; units are case-insensitive. So
-// "MB" and "MiB" mean the same wherever a size is read (cache quotas, piece
-// lengths, demo sizes), and no config changes meaning with the key it is
-// under. Piece lengths must be powers of two, so a decimal "4MB" could only
-// mean 4 MiB there anyway. Sizes are written with IEC symbols (KiB, MiB),
-// which cannot be misread.
+// Units follow IEC 80000-13, as rates in policy do: KiB, MiB, GiB and TiB
+// are binary (1 MiB = 1024² bytes), kB/KB, MB, GB and TB decimal (1 MB =
+// 10⁶ bytes). A bare letter K, M, G or T is binary, as in dd, sort -S and
+// ls -h. Units are case-insensitive. So "MB" means 10⁶ bytes wherever a
+// size is read (cache quotas, piece lengths, demo sizes) and in rates
+// ("10MB/s"); a piece length, which must be a power of two, is written
+// 4MiB or 4M. Sizes are written with IEC symbols ("64.0 MiB"), which
+// cannot be misread.
 package bytesize
 
 import (
@@ -23,22 +24,22 @@ type Size int64
 // units by lower-case suffix; the longest suffix is tried first.
 var units = []struct {
 	suffix string
-	shift  uint
+	mult   int64
 }{
-	{"tib", 40}, {"gib", 30}, {"mib", 20}, {"kib", 10},
-	{"tb", 40}, {"gb", 30}, {"mb", 20}, {"kb", 10},
-	{"t", 40}, {"g", 30}, {"m", 20}, {"k", 10}, {"b", 0},
+	{"tib", 1 << 40}, {"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10},
+	{"tb", 1e12}, {"gb", 1e9}, {"mb", 1e6}, {"kb", 1e3},
+	{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}, {"b", 1},
 }
 
 // Parse reads a size: a non-negative number (a fraction only if the result
 // is a whole number of bytes), optionally followed by a unit.
 func Parse(s string) (Size, error) {
 	t := strings.TrimSpace(s)
-	num, shift := t, uint(0)
+	num, mult := t, int64(1)
 	lower := strings.ToLower(t)
 	for _, u := range units {
 		if strings.HasSuffix(lower, u.suffix) {
-			num, shift = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.shift
+			num, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
 			break
 		}
 	}
@@ -53,16 +54,16 @@ func Parse(s string) (Size, error) {
 			}
 			return 0, fmt.Errorf("%q: unknown unit (use KiB, MiB, GiB or TiB)", s)
 		}
-		if n > math.MaxInt64>>shift {
+		if n > math.MaxInt64/mult {
 			return 0, fmt.Errorf("%q: number out of range", s)
 		}
-		return Size(n << shift), nil
+		return Size(n * mult), nil
 	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%q: unknown unit (use KiB, MiB, GiB or TiB)", s)
 	}
-	f *= float64(uint64(1) << shift)
+	f *= float64(mult)
 	if f >= 1<<62 {
 		return 0, fmt.Errorf("%q: number out of range", s)
 	}

@@ -86,9 +86,9 @@ func ChoosePieceLength(totalSize int64) int64 {
 
 // ParsePieceLength parses a piece length given by a user: "auto" (returned as
 // 0, meaning "let ChoosePieceLength decide"), a plain byte count ("262144"),
-// or a size as internal/bytesize reads it ("256KiB", "256K", "4MiB", "4MB":
-// every unit is binary). The result must be a power of two between 16 KiB
-// and 64 MiB.
+// or a size as internal/bytesize reads it ("256KiB", "256K", "4MiB", "4M";
+// "4MB" is 4,000,000 bytes, not a power of two). The result must be a power
+// of two between 16 KiB and 64 MiB.
 func ParsePieceLength(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	if strings.EqualFold(t, "auto") {

@@ -47,9 +47,9 @@ import (
 
 // Config tunes the tracker. Zero values mean the defaults.
 type Config struct {
-	Interval time.Duration // announce interval sent to clients; default 60s
-	PeerTTL  time.Duration // a peer that has not announced for this long is dropped; default 3*Interval
-	MaxPeers int           // max peers per answer; default 50; numwant is honoured up to this
+	Interval time.Duration `yaml:"interval"`  // announce interval sent to clients; default 60s
+	PeerTTL  time.Duration `yaml:"peer_ttl"`  // a peer that has not announced for this long is dropped; default 3*Interval
+	MaxPeers int           `yaml:"max_peers"` // max peers per answer; default 50; numwant is honoured up to this
 
 	// Caps against poisoning (see limits.go); 0 means the default, a
 	// negative value no cap. An address is the announcer's IP, a token its
