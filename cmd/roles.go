@@ -41,31 +41,27 @@ func newOriginCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var of seeder.Config
-			if configPath != "" {
-				loaded, err := seeder.LoadConfig(configPath)
-				if err != nil {
-					return err
+			// Flags win over origin.yaml.
+			flags := func(c *seeder.Config) {
+				if listen != "" {
+					c.Listen = listen
 				}
-				of = *loaded
+				if tlsFlags.Cert != "" || tlsFlags.Key != "" {
+					c.TLS.Cert, c.TLS.Key = tlsFlags.Cert, tlsFlags.Key
+				}
+				if tlsFlags.ClientCA != "" {
+					c.TLS.ClientCA = tlsFlags.ClientCA
+				}
+			}
+			of, err := originConfig(configPath, flags)
+			if err != nil {
+				return err
 			}
 			if f.url == "" {
 				f.url = of.Catalog
 			}
 			if f.root == "" {
 				f.root = of.Root
-			}
-			if listen != "" {
-				of.Listen = listen
-			}
-			if tlsFlags.Cert != "" || tlsFlags.Key != "" {
-				of.TLS.Cert, of.TLS.Key = tlsFlags.Cert, tlsFlags.Key
-			}
-			if tlsFlags.ClientCA != "" {
-				of.TLS.ClientCA = tlsFlags.ClientCA
-			}
-			if err := of.Finish(); err != nil {
-				return fmt.Errorf("origin: %w", err)
 			}
 			// The tracker's live heap is tiny and churns fast: at 10k
 			// announces/s the default GC target collected 12-13 times a
@@ -93,7 +89,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := seeder.New(of, store, client, slog.Default())
+			o, err := seeder.New(*of, store, client, slog.Default())
 			if err != nil {
 				return err
 			}
@@ -124,6 +120,19 @@ func newOriginCmd() *cobra.Command {
 	c.Flags().StringVar(&tlsFlags.Key, "tls-key", "", "private key of --tls-cert (PEM, mode 0600)")
 	c.Flags().StringVar(&tlsFlags.ClientCA, "tls-client-ca", "", "verify client certificates against this CA (PEM)")
 	return c
+}
+
+// originConfig reads origin.yaml, if given, with the flags applied over it.
+func originConfig(path string, flags func(*seeder.Config)) (*seeder.Config, error) {
+	if path != "" {
+		return seeder.LoadConfig(path, flags)
+	}
+	var c seeder.Config
+	flags(&c)
+	if err := c.Finish(); err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	return &c, nil
 }
 
 func newAgentCmd() *cobra.Command {

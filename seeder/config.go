@@ -117,19 +117,27 @@ func (c *Config) Finish() error {
 }
 
 // LoadConfig reads and validates origin.yaml. Unknown fields are refused;
-// errors name the file, the line and the field.
-func LoadConfig(path string) (*Config, error) {
+// errors name the file, the line and the field. override, if not nil,
+// changes the decoded config before defaults and validation (command-line
+// flags win over the file).
+func LoadConfig(path string, override func(*Config)) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("origin config: %w", err)
 	}
-	return ParseConfig(path, b)
+	return ParseConfig(path, b, override)
 }
 
 // ParseConfig is LoadConfig on bytes; name is used in error messages.
-func ParseConfig(name string, b []byte) (*Config, error) {
+func ParseConfig(name string, b []byte, override func(*Config)) (*Config, error) {
 	var c Config
-	if err := yamlconfig.Parse(name, b, &c, c.Finish); err != nil {
+	finish := func() error {
+		if override != nil {
+			override(&c)
+		}
+		return c.Finish()
+	}
+	if err := yamlconfig.Parse(name, b, &c, finish); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -19,7 +19,7 @@ reports:
 `
 
 func TestParseOriginConfigGood(t *testing.T) {
-	c, err := ParseConfig("origin.yaml", []byte(goodOriginConfig))
+	c, err := ParseConfig("origin.yaml", []byte(goodOriginConfig), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestOriginConfigErrorsNameFileLineAndPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("origin.yaml", []byte(tt.edit(goodOriginConfig)))
+			_, err := ParseConfig("origin.yaml", []byte(tt.edit(goodOriginConfig)), nil)
 			if err == nil {
 				t.Fatal("accepted a bad config")
 			}
