@@ -6,6 +6,26 @@ import (
 	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
+// withDefaults returns c with zero values replaced by the defaults and
+// caps in force (a negative cap, none, becomes 0 from here on).
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = defaultInterval
+	}
+	if c.PeerTTL <= 0 {
+		c.PeerTTL = 3 * c.Interval
+	}
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = defaultMaxPeers
+	}
+	c.MaxPeersPerAddress = capOr(c.MaxPeersPerAddress, defaultPeersPerAddress)
+	c.MaxSwarmsPerAddress = capOr(c.MaxSwarmsPerAddress, defaultSwarmsPerAddress)
+	c.MaxPeersPerToken = capOr(c.MaxPeersPerToken, defaultPeersPerToken)
+	c.MaxSwarmsPerToken = capOr(c.MaxSwarmsPerToken, defaultSwarmsPerToken)
+	c.MaxTotalPeers = capOr(c.MaxTotalPeers, defaultTotalPeers)
+	return c
+}
+
 // Validate checks the tracker section of origin.yaml; errors name the field
 // relative to it (internal/fielderr). Zero values are defaults and a
 // negative cap means no cap, so only what can never work is refused.

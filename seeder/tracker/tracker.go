@@ -211,20 +211,7 @@ func (rs *regionSet) allows(h unique.Handle[string]) bool {
 
 // New returns a tracker with cfg's zero fields set to their defaults.
 func New(cfg Config) *Tracker {
-	if cfg.Interval <= 0 {
-		cfg.Interval = defaultInterval
-	}
-	if cfg.PeerTTL <= 0 {
-		cfg.PeerTTL = 3 * cfg.Interval
-	}
-	if cfg.MaxPeers <= 0 {
-		cfg.MaxPeers = defaultMaxPeers
-	}
-	cfg.MaxPeersPerAddress = capOr(cfg.MaxPeersPerAddress, defaultPeersPerAddress)
-	cfg.MaxSwarmsPerAddress = capOr(cfg.MaxSwarmsPerAddress, defaultSwarmsPerAddress)
-	cfg.MaxPeersPerToken = capOr(cfg.MaxPeersPerToken, defaultPeersPerToken)
-	cfg.MaxSwarmsPerToken = capOr(cfg.MaxSwarmsPerToken, defaultSwarmsPerToken)
-	cfg.MaxTotalPeers = capOr(cfg.MaxTotalPeers, defaultTotalPeers)
+	cfg = cfg.withDefaults()
 	t := &Tracker{
 		cfg:      cfg,
 		interval: max(1, int64(cfg.Interval/time.Second)),
