@@ -105,3 +105,25 @@ func TestOriginConfigErrorsNameFileLineAndPath(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig: origin.yaml parsing never panics, and what it accepts
+// validates again after defaults are applied a second time.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodOriginConfig))
+	f.Add([]byte(goodOriginConfig + "tls: {cert: a, key: b, client_ca: c, client_auth: required}\n"))
+	f.Add([]byte("tracker:\n  interval: 1s\n  peer_ttl: 1s\n  max_total_peers: -1\n"))
+	f.Add([]byte("reports: {churn_ratio: 1, forget: 1h}\npeer_tls: {mode: required, ca: a, cert: b, key: c}\n"))
+	f.Add([]byte("seed: [1]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig("origin.yaml", b, nil)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("ParseConfig returned a config with error %v", err)
+			}
+			return
+		}
+		if err := c.Finish(); err != nil {
+			t.Fatalf("accepted config fails Finish: %v\n%s", err, b)
+		}
+	})
+}
