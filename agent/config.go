@@ -1,22 +1,21 @@
 package agent
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/bytesize"
+	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
+	"github.com/swarmship/swarmship/internal/yamlconfig"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -53,8 +52,9 @@ type Config struct {
 	Rates RatesConfig `yaml:"rates"`
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
-	// CacheQuota bounds the release cache, e.g. "20GiB"; empty: no quota.
-	CacheQuota string `yaml:"cache_quota"`
+	// CacheQuota bounds the release cache, e.g. "20GiB" (units as
+	// internal/bytesize reads them); 0: no quota.
+	CacheQuota bytesize.Size `yaml:"cache_quota"`
 	// Tracing exports OpenTelemetry spans (catalog refresh, download,
 	// verify, activate) over OTLP when an endpoint is set.
 	Tracing tracing.Config `yaml:"tracing"`
@@ -167,90 +167,58 @@ type HooksConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-func (c *Config) setDefaults() {
+// withDefaults fills unset fields; each section fills its own.
+func (c Config) withDefaults() Config {
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = time.Minute
-	}
-	if c.Swarm.Locality == "" {
-		c.Swarm.Locality = "gateway"
-	}
-	if c.Swarm.MaxConns == 0 {
-		c.Swarm.MaxConns = 50
-	}
-	if c.Offload.StartupGrace == 0 {
-		c.Offload.StartupGrace = 3 * time.Second
-	}
-	if c.Offload.OrphanTimeout == 0 {
-		c.Offload.OrphanTimeout = 10 * time.Second
-	}
-	if c.Offload.Parallel == 0 {
-		c.Offload.Parallel = 4
-	}
-	if c.Status.Addr == "" {
-		c.Status.Addr = "127.0.0.1:7071"
 	}
 	if c.AuditLog == "" && c.CacheDir != "" {
 		c.AuditLog = filepath.Join(c.CacheDir, "state", "audit.jsonl")
 	}
-	if c.Power.SysfsRoot == "" {
-		c.Power.SysfsRoot = "/sys"
-	}
 	if c.Mode == "" {
 		c.Mode = policy.ModeOn
 	}
-	if c.Hooks.Timeout == 0 {
-		c.Hooks.Timeout = 5 * time.Minute
+	c.Swarm = c.Swarm.withDefaults()
+	c.Offload = c.Offload.withDefaults()
+	c.Status = c.Status.withDefaults()
+	c.Hooks = c.Hooks.withDefaults()
+	c.Power = c.Power.withDefaults()
+	c.Report = c.Report.withDefaults()
+	subs := make([]Subscription, len(c.Subscriptions))
+	for i, s := range c.Subscriptions {
+		subs[i] = s.withDefaults()
 	}
-	c.Report.setDefaults()
-	for i := range c.Subscriptions {
-		if c.Subscriptions[i].Keep == 0 {
-			c.Subscriptions[i].Keep = 1
-		}
+	if c.Subscriptions != nil {
+		c.Subscriptions = subs
 	}
+	return c
 }
 
-// fieldError is a config error tied to a YAML field path like
-// "subscriptions[1].name"; Load turns it into file:line.
-type fieldError struct {
-	field string
-	msg   string
-}
-
-func (e *fieldError) Error() string { return e.field + ": " + e.msg }
-
-func ferr(field, format string, args ...any) error {
-	return &fieldError{field: field, msg: fmt.Sprintf(format, args...)}
-}
-
-// Validate checks the config after defaults are applied.
+// Validate checks the config after defaults are applied. A field error
+// (internal/fielderr) names the field's full path, e.g.
+// "subscriptions[1].name"; ParseConfig adds the file and line.
 func (c *Config) Validate() error {
-	if c.Catalog.URL == "" {
-		return ferr("catalog.url", "is required")
-	}
-	if err := checkCatalogURL(c.Catalog.URL); err != nil {
-		return ferr("catalog.url", "%v", err)
-	}
-	if c.Catalog.Root == "" {
-		return ferr("catalog.root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	if err := fielderr.In("catalog", c.Catalog.validate()); err != nil {
+		return err
 	}
 	if c.CacheDir == "" {
-		return ferr("cache_dir", "is required")
+		return fielderr.New("cache_dir", "is required")
 	}
 	if c.Tracker != "" {
 		u, err := url.Parse(c.Tracker)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return ferr("tracker", "%q is not an http(s) announce URL", c.Tracker)
+			return fielderr.New("tracker", "%q is not an http(s) announce URL", c.Tracker)
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"site", c.Site}, {"region", c.Region}, {"tenant", c.Tenant}} {
 		if f.v != "" {
 			if err := release.ValidateName(f.name, f.v); err != nil {
-				return ferr(f.name, "%v", err)
+				return fielderr.New(f.name, "%v", err)
 			}
 		}
 	}
 	if c.Token != "" && c.TokenFile != "" {
-		return ferr("token", "give token or token_file, not both")
+		return fielderr.New("token", "give token or token_file, not both")
 	}
 	// A token keeps strangers off the tracker and the catalog, but the peer
 	// port would still hand the payload to anyone who knows an infohash:
@@ -260,95 +228,212 @@ func (c *Config) Validate() error {
 		if c.TokenFile != "" {
 			field = "token_file"
 		}
-		return ferr(field, "a token needs peer_tls mode %s: without it any client that knows an infohash downloads private releases from this agent's peer port (or use mode origin-only)", peertls.ModeRequired)
+		return fielderr.New(field, "a token needs peer_tls mode %s: without it any client that knows an infohash downloads private releases from this agent's peer port (or use mode origin-only)", peertls.ModeRequired)
 	}
 	if len(c.Subscriptions) == 0 {
-		return ferr("subscriptions", "lists no releases")
+		return fielderr.New("subscriptions", "lists no releases")
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Subscriptions {
-		field := "subscriptions[" + strconv.Itoa(i) + "]"
-		if err := release.ValidateName("name", s.Name); err != nil {
-			return ferr(field+".name", "%v", err)
+		at := fielderr.Index("subscriptions", i)
+		if err := fielderr.In(at, s.validate()); err != nil {
+			return err
 		}
 		if seen[s.Name] {
-			return ferr(field+".name", "%s is subscribed twice", s.Name)
+			return fielderr.New(at+".name", "%s is subscribed twice", s.Name)
 		}
 		seen[s.Name] = true
-		if s.Channel != "" && s.Version != "" {
-			return ferr(field, "give a channel or a version, not both")
+	}
+	for _, section := range []struct {
+		key string
+		err error
+	}{
+		{"swarm", c.Swarm.validate()},
+		{"peer_tls", c.PeerTLS.Validate()},
+		{"tls", c.TLS.validate()},
+		{"offload", c.Offload.validate()},
+		{"status", c.Status.validate()},
+		{"hooks", c.Hooks.validate()},
+		{"rates", c.Rates.validate()},
+		{"tracing", c.Tracing.Validate()},
+		{"power", c.Power.validate()},
+		{"report", c.Report.validate()},
+	} {
+		if err := fielderr.In(section.key, section.err); err != nil {
+			return err
 		}
-		if s.Channel != "" {
-			if err := release.ValidateName("channel", s.Channel); err != nil {
-				return ferr(field+".channel", "%v", err)
-			}
-		}
-		if s.Version != "" {
-			if err := release.ValidateName("version", s.Version); err != nil {
-				return ferr(field+".version", "%v", err)
-			}
-		}
-		if s.Keep < 0 {
-			return ferr(field+".keep", "must not be negative")
-		}
-	}
-	if c.Swarm.ListenPort < 0 || c.Swarm.ListenPort > 65535 {
-		return ferr("swarm.listen_port", "%d is not a port", c.Swarm.ListenPort)
-	}
-	switch c.Swarm.Locality {
-	case "gateway", "any", "region", "site":
-	default:
-		return ferr("swarm.locality", "%q: want gateway, any, region or site", c.Swarm.Locality)
-	}
-	if err := c.PeerTLS.Validate(); err != nil {
-		return ferr("peer_tls", "%v", err)
-	}
-	if c.Swarm.MaxConns < 1 {
-		return ferr("swarm.max_conns", "must be at least 1")
-	}
-	if c.Offload.Parallel < 1 || c.Offload.Parallel > 64 {
-		return ferr("offload.parallel", "must be between 1 and 64")
-	}
-	if c.Offload.StartupGrace < 0 || c.Offload.OrphanTimeout <= 0 {
-		return ferr("offload", "startup_grace must be >= 0 and orphan_timeout > 0")
 	}
 	if c.TimeZone != "" {
 		if _, err := time.LoadLocation(c.TimeZone); err != nil {
-			return ferr("timezone", "%v", err)
+			return fielderr.New("timezone", "%v", err)
 		}
 	}
-	sched := policy.Schedule{Rules: c.Rates.Schedule}
-	if err := sched.Validate(); err != nil {
-		return ferr("rates.schedule", "%v", err)
-	}
-	if len(c.Rates.Profiles) > 0 || len(c.Rates.Schedule) > 0 || c.Rates.Default != "" {
-		if err := policy.CheckProfiles(sched, c.Rates.Profiles, c.Rates.Default); err != nil {
-			return ferr("rates", "%v", err)
-		}
-	}
-	if c.CacheQuota != "" {
-		if _, err := ParseSize(c.CacheQuota); err != nil {
-			return ferr("cache_quota", "%v", err)
-		}
-	}
-	if err := c.Tracing.Validate(); err != nil {
-		return ferr("tracing.otlp_endpoint", "%v", err)
-	}
-	if err := c.Power.Validate(); err != nil {
-		return ferr("power", "%v", err)
+	if c.CacheQuota < 0 {
+		return fielderr.New("cache_quota", "must not be negative")
 	}
 	if c.Mode == policy.ModeOffline {
 		if u := strings.ToLower(c.Catalog.URL); strings.HasPrefix(u, "http:") || strings.HasPrefix(u, "https:") || strings.HasPrefix(u, "s3:") {
-			return ferr("catalog.url", "mode offline reads a bundle directory (swarmship bundle import), not %s", c.Catalog.URL)
+			return fielderr.New("catalog.url", "mode offline reads a bundle directory (swarmship bundle import), not %s", c.Catalog.URL)
 		}
 	}
 	if c.RefreshInterval < time.Second {
-		return ferr("refresh_interval", "must be at least 1s")
-	}
-	if err := c.Report.validate(); err != nil {
-		return err
+		return fielderr.New("refresh_interval", "must be at least 1s")
 	}
 	return nil
+}
+
+func (c CatalogConfig) validate() error {
+	if c.URL == "" {
+		return fielderr.New("url", "is required")
+	}
+	if err := checkCatalogURL(c.URL); err != nil {
+		return fielderr.New("url", "%v", err)
+	}
+	if c.Root == "" {
+		return fielderr.New("root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	}
+	return nil
+}
+
+func (s Subscription) withDefaults() Subscription {
+	if s.Keep == 0 {
+		s.Keep = 1
+	}
+	return s
+}
+
+func (s Subscription) validate() error {
+	if err := release.ValidateName("name", s.Name); err != nil {
+		return fielderr.New("name", "%v", err)
+	}
+	if s.Channel != "" && s.Version != "" {
+		return fielderr.New("", "give a channel or a version, not both")
+	}
+	if s.Channel != "" {
+		if err := release.ValidateName("channel", s.Channel); err != nil {
+			return fielderr.New("channel", "%v", err)
+		}
+	}
+	if s.Version != "" {
+		if err := release.ValidateName("version", s.Version); err != nil {
+			return fielderr.New("version", "%v", err)
+		}
+	}
+	if s.Keep < 0 {
+		return fielderr.New("keep", "must not be negative")
+	}
+	for i, w := range s.Windows {
+		if err := w.Validate(); err != nil {
+			return fielderr.New(fielderr.Index("windows", i), "%v", err)
+		}
+	}
+	return nil
+}
+
+func (c SwarmConfig) withDefaults() SwarmConfig {
+	if c.Locality == "" {
+		c.Locality = "gateway"
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 50
+	}
+	return c
+}
+
+func (c SwarmConfig) validate() error {
+	if c.ListenPort < 0 || c.ListenPort > 65535 {
+		return fielderr.New("listen_port", "%d is not a port", c.ListenPort)
+	}
+	switch c.Locality {
+	case "gateway", "any", "region", "site":
+	default:
+		return fielderr.New("locality", "%q: want gateway, any, region or site", c.Locality)
+	}
+	if c.MaxConns < 1 {
+		return fielderr.New("max_conns", "must be at least 1")
+	}
+	return nil
+}
+
+func (c OffloadConfig) withDefaults() OffloadConfig {
+	if c.StartupGrace == 0 {
+		c.StartupGrace = 3 * time.Second
+	}
+	if c.OrphanTimeout == 0 {
+		c.OrphanTimeout = 10 * time.Second
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 4
+	}
+	return c
+}
+
+func (c OffloadConfig) validate() error {
+	if c.Parallel < 1 || c.Parallel > 64 {
+		return fielderr.New("parallel", "must be between 1 and 64")
+	}
+	if c.StartupGrace < 0 {
+		return fielderr.New("startup_grace", "must not be negative")
+	}
+	if c.OrphanTimeout <= 0 {
+		return fielderr.New("orphan_timeout", "must be positive")
+	}
+	return nil
+}
+
+func (c StatusConfig) withDefaults() StatusConfig {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7071"
+	}
+	return c
+}
+
+// validate checks the address's form; that it is a loopback address is
+// checked when the API starts (sync turns the API off instead).
+func (c StatusConfig) validate() error {
+	if c.Addr != "off" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return fielderr.New("addr", "%q: want host:port or off", c.Addr)
+		}
+	}
+	for i, h := range c.Hosts {
+		if strings.TrimSpace(h) == "" {
+			return fielderr.New(fielderr.Index("hosts", i), "is empty")
+		}
+	}
+	return nil
+}
+
+func (c HooksConfig) withDefaults() HooksConfig {
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Minute
+	}
+	return c
+}
+
+func (c HooksConfig) validate() error {
+	if c.Timeout < 0 {
+		return fielderr.New("timeout", "must be positive")
+	}
+	return nil
+}
+
+func (c PowerConfig) withDefaults() PowerConfig {
+	if c.SysfsRoot == "" {
+		c.SysfsRoot = "/sys"
+	}
+	return c
+}
+
+func (c PowerConfig) validate() error { return c.PowerRules.Validate() }
+
+// validate checks the profiles and the schedule (which policy.CheckProfiles
+// names relative to this section).
+func (c RatesConfig) validate() error {
+	if len(c.Profiles) == 0 && len(c.Schedule) == 0 && c.Default == "" {
+		return nil
+	}
+	return policy.CheckProfiles(policy.Schedule{Rules: c.Schedule}, c.Profiles, c.Default)
 }
 
 // LoadConfig reads and validates an agent config file. Errors name the
@@ -362,90 +447,13 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig is LoadConfig on bytes; name is used in error messages.
+// Unknown fields are refused.
 func ParseConfig(name string, b []byte) (*Config, error) {
-	if len(b) > 1<<20 {
-		return nil, fmt.Errorf("%s: config is larger than 1 MiB", name)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, os.ErrNotExist) || err.Error() == "EOF" {
-			return nil, fmt.Errorf("%s: config is empty", name)
-		}
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			// "line 7: field x not found" → "agent.yaml:7: field x not found"
-			var msgs []string
-			for _, e := range te.Errors {
-				if rest, ok := strings.CutPrefix(e, "line "); ok {
-					if num, msg, ok := strings.Cut(rest, ": "); ok {
-						msgs = append(msgs, name+":"+num+": "+msg)
-						continue
-					}
-				}
-				msgs = append(msgs, name+": "+e)
-			}
-			return nil, errors.New(strings.Join(msgs, "; "))
-		}
-		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	c.setDefaults()
-	if err := c.Validate(); err != nil {
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			if line := lineOf(&root, fe.field); line > 0 {
-				return nil, fmt.Errorf("%s:%d: %s: %s", name, line, fe.field, fe.msg)
-			}
-			return nil, fmt.Errorf("%s: %s: %s", name, fe.field, fe.msg)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := yamlconfig.Parse(name, b, &c, c.Finish); err != nil {
+		return nil, err
 	}
 	return &c, nil
-}
-
-// lineOf finds the line of a field path such as "subscriptions[1].name" in
-// a YAML document, or of its nearest existing parent; 0 if unknown.
-func lineOf(doc *yaml.Node, field string) int {
-	n := doc
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := 0
-	for _, part := range strings.Split(field, ".") {
-		key, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
-			key = part[:i]
-			idx, _ = strconv.Atoi(part[i+1 : len(part)-1])
-		}
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		var next *yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				line = n.Content[i].Line
-				next = n.Content[i+1]
-				break
-			}
-		}
-		if next == nil {
-			return line
-		}
-		n = next
-		if idx >= 0 {
-			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
-				return line
-			}
-			n = n.Content[idx]
-			line = n.Line
-		}
-	}
-	return line
 }
 
 // checkCatalogURL refuses catalog locations no store can open, so that
@@ -469,7 +477,7 @@ func checkCatalogURL(raw string) error {
 // Finish applies defaults and validates a config built in code rather than
 // read from a file.
 func (c *Config) Finish() error {
-	c.setDefaults()
+	*c = c.withDefaults()
 	return c.Validate()
 }
 
@@ -486,32 +494,4 @@ func (c *Config) Location() *time.Location {
 }
 
 // QuotaBytes is the cache quota in bytes, 0 for none.
-func (c *Config) QuotaBytes() int64 {
-	n, _ := ParseSize(c.CacheQuota)
-	return n
-}
-
-// ParseSize reads sizes like "20GiB", "512MiB", "1.5TiB" or plain bytes.
-func ParseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, nil
-	}
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	mult := 1.0
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil || f < 0 || f*mult > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size (e.g. 20GiB)", s)
-	}
-	return int64(f * mult), nil
-}
+func (c *Config) QuotaBytes() int64 { return int64(c.CacheQuota) }

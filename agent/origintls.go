@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
 // OriginTLSConfig is how the agent checks the origin's HTTPS certificate
@@ -29,6 +31,13 @@ type OriginTLSConfig struct {
 	// origin with client_ca set.
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+func (c OriginTLSConfig) validate() error {
+	if (c.Cert == "") != (c.Key == "") {
+		return fielderr.New("cert", "cert and key go together")
+	}
+	return nil
 }
 
 // clientConfig builds the TLS config for requests to the origin.

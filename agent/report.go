@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -36,30 +37,31 @@ type ReportConfig struct {
 	Name string `yaml:"name"`
 }
 
-func (c *ReportConfig) setDefaults() {
+func (c ReportConfig) withDefaults() ReportConfig {
 	if c.Interval == 0 {
 		c.Interval = 30 * time.Second
 	}
 	if c.Timeout == 0 {
 		c.Timeout = min(10*time.Second, c.Interval)
 	}
+	return c
 }
 
-func (c *ReportConfig) validate() error {
+func (c ReportConfig) validate() error {
 	if c.URL == "" {
 		return nil
 	}
 	if _, err := reportEndpoint(c.URL); err != nil {
-		return ferr("report.url", "%v", err)
+		return fielderr.New("url", "%v", err)
 	}
 	if c.Interval < 100*time.Millisecond {
-		return ferr("report.interval", "must be at least 100ms")
+		return fielderr.New("interval", "must be at least 100ms")
 	}
 	if c.Timeout <= 0 {
-		return ferr("report.timeout", "must be positive")
+		return fielderr.New("timeout", "must be positive")
 	}
 	if len(c.Name) > report.MaxNameLen {
-		return ferr("report.name", "is longer than %d bytes", report.MaxNameLen)
+		return fielderr.New("name", "is longer than %d bytes", report.MaxNameLen)
 	}
 	return nil
 }

@@ -27,18 +27,18 @@ func TestReportEndpointAndConfig(t *testing.T) {
 	}
 	for _, bad := range []string{"origin:7070", "ftp://origin/", "/var/run", "http://"} {
 		c := ReportConfig{URL: bad}
-		c.setDefaults()
+		c = c.withDefaults()
 		if err := c.validate(); err == nil {
 			t.Errorf("report.url %q accepted", bad)
 		}
 	}
 	c := ReportConfig{URL: "http://o/"}
-	c.setDefaults()
+	c = c.withDefaults()
 	if c.Interval != 30*time.Second || c.Timeout != 10*time.Second || c.validate() != nil {
 		t.Errorf("defaults: %+v", c)
 	}
 	c = ReportConfig{URL: "http://o/", Interval: time.Millisecond}
-	c.setDefaults()
+	c = c.withDefaults()
 	if c.validate() == nil {
 		t.Error("1ms interval accepted")
 	}

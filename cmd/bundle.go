@@ -12,6 +12,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -62,7 +63,7 @@ longer than the timestamp lifetime.`,
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "bundle %s: %d releases, %s of payload\n", out, len(res.Releases), humanBytes(res.Bytes))
+			fmt.Fprintf(cmd.OutOrStdout(), "bundle %s: %d releases, %s of payload\n", out, len(res.Releases), bytesize.Format(res.Bytes))
 			return nil
 		},
 	}

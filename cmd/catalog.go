@@ -14,6 +14,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -158,7 +159,7 @@ func newCatalogShowCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "release   %s@%s\ninfohash  %s\nsize      %s in %d files, %s pieces\ncreated   %s\n",
-				m.Name, m.Version, m.InfoHash, humanBytes(m.TotalSize), len(m.Files), humanBytes(m.PieceLength), m.Created.Format(time.RFC3339))
+				m.Name, m.Version, m.InfoHash, bytesize.Format(m.TotalSize), len(m.Files), bytesize.Format(m.PieceLength), m.Created.Format(time.RFC3339))
 			if !m.Expires.IsZero() {
 				fmt.Fprintf(w, "expires   %s\n", m.Expires.Format(time.RFC3339))
 			}
@@ -319,7 +320,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 				now := time.Now()
 				for _, l := range leftovers {
 					fmt.Fprintf(cmd.OutOrStdout(), "LEFTOVER %s %s (%s, written %s ago; unsigned: a publish in flight, or one that failed; `catalog gc` removes old ones)\n",
-						l.Kind, l.Key, humanBytes(l.Size), now.Sub(l.ModTime).Truncate(time.Second))
+						l.Kind, l.Key, bytesize.Format(l.Size), now.Sub(l.ModTime).Truncate(time.Second))
 				}
 				if leftoverNote != "" {
 					fmt.Fprintf(cmd.OutOrStdout(), "leftovers %s\n", leftoverNote)
@@ -386,7 +387,7 @@ slowest single-file upload.`,
 			for _, l := range gone {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s\n", verb, l.Kind, l.Key)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d objects, %s\n", verb, len(gone), humanBytes(bytes))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d objects, %s\n", verb, len(gone), bytesize.Format(bytes))
 			return nil
 		},
 	}
@@ -394,17 +395,4 @@ slowest single-file upload.`,
 	c.Flags().DurationVar(&olderThan, "older-than", 0, "only remove leftovers last written longer ago than this (required)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed")
 	return c
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

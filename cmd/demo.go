@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -40,7 +40,10 @@ several agents in this process on loopback, shows their progress, and prints
 where every agent's bytes came from and how many copies the origin sent.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			binSize, err := parseSize(size)
+			binSize, err := bytesize.Parse(size)
+			if err == nil && binSize <= 0 {
+				err = fmt.Errorf("%q: want a positive size", size)
+			}
 			if err != nil {
 				return fmt.Errorf("--size: %w", err)
 			}
@@ -49,7 +52,7 @@ where every agent's bytes came from and how many copies the origin sent.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return runDemo(ctx, cmd.OutOrStdout(), agents, binSize, sample, keep)
+			return runDemo(ctx, cmd.OutOrStdout(), agents, int64(binSize), sample, keep)
 		},
 	}
 	c.Flags().IntVar(&agents, "agents", 4, "number of agents")
@@ -104,7 +107,7 @@ func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sam
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	fmt.Fprintf(out, "published  demo@1.0: %s in %d files, %d pieces, infohash %s (%.2fs)\n", humanBytes(res.TotalSize), res.Files, res.Pieces, res.InfoHash, time.Since(start).Seconds())
+	fmt.Fprintf(out, "published  demo@1.0: %s in %d files, %d pieces, infohash %s (%.2fs)\n", bytesize.Format(res.TotalSize), res.Files, res.Pieces, res.InfoHash, time.Since(start).Seconds())
 	fmt.Fprintf(out, "catalog    %s (signed, TUF)\norigin     %s (tracker, web seed)\ndashboard  %s/dashboard\n\n", sw.CatalogDir, sw.OriginURL, sw.OriginURL)
 
 	var running []*localswarm.RunningAgent
@@ -163,12 +166,12 @@ func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sam
 		if err := checkTree(filepath.Join(ra.Config.CacheDir, "current", "demo"), m); err != nil {
 			check, allOK = "FAIL: "+err.Error(), false
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ra.Name, ra.Config.Site, humanBytes(rs.Downloaded.Peer), humanBytes(rs.Downloaded.Origin), humanBytes(rs.Uploaded), check)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", ra.Name, ra.Config.Site, bytesize.Format(rs.Downloaded.Peer), bytesize.Format(rs.Downloaded.Origin), bytesize.Format(rs.Uploaded), check)
 	}
 	tw.Flush()
 	eg := sw.Origin.Egress()
 	copies := float64(eg.Total()) / float64(res.TotalSize)
-	fmt.Fprintf(out, "\norigin egress: %s of payload = %.2f copies of the release (plain HTTP to every agent would be %d copies)\n", humanBytes(eg.Total()), copies, nAgents)
+	fmt.Fprintf(out, "\norigin egress: %s of payload = %.2f copies of the release (plain HTTP to every agent would be %d copies)\n", bytesize.Format(eg.Total()), copies, nAgents)
 	if !allOK {
 		return exitError{code: 1, msg: "some agents' files do not match the signed manifest"}
 	}
@@ -223,25 +226,4 @@ func writeRandomFile(p string, size int64) error {
 		left -= n
 	}
 	return f.Close()
-}
-
-// parseSize reads sizes like 64MiB, 1GiB, 512KiB, 1000.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
-	mult := int64(1)
-	num := strings.TrimSpace(s)
-	for _, u := range units {
-		if strings.HasSuffix(num, u.suffix) {
-			num, mult = strings.TrimSuffix(num, u.suffix), u.mult
-			break
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(num, &n); err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/audit"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/piecehash"
 	"github.com/swarmship/swarmship/internal/release"
 )
@@ -93,7 +94,7 @@ with different bytes fails with "already published with different bytes".`,
 				state = "already published (unchanged)"
 			}
 			fmt.Fprintf(w, "%s@%s %s\ninfohash  %s\nsize      %s in %d files, %d pieces of %s\ntorrent   %s\n",
-				res.Name, res.Version, state, res.InfoHash, humanBytes(res.TotalSize), res.Files, res.Pieces, humanBytes(res.PieceLength), res.TorrentKey)
+				res.Name, res.Version, state, res.InfoHash, bytesize.Format(res.TotalSize), res.Files, res.Pieces, bytesize.Format(res.PieceLength), res.TorrentKey)
 			if res.WebSeed != "" {
 				fmt.Fprintf(w, "web seed  %s\n", res.WebSeed)
 			}
@@ -143,7 +144,7 @@ func (p *progressBar) update(stage string, done, total int64) {
 	const width = 30
 	n := int(frac * width)
 	fmt.Fprintf(p.w, "\r%-7s [%s%s] %5.1f%% %s / %s ", stage, strings.Repeat("#", n), strings.Repeat(".", width-n),
-		frac*100, humanBytes(done), humanBytes(total))
+		frac*100, bytesize.Format(done), bytesize.Format(total))
 	p.drawn = true
 }
 

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,23 +17,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/seeder"
 )
 
 func init() {
 	extraCommands = append(extraCommands, newOriginCmd, newAgentCmd, newSyncCmd, newStatusCmd)
-}
-
-// originFile is origin.yaml: the origin's config plus where its catalog
-// and pinned root are.
-type originFile struct {
-	seeder.Config `yaml:",inline"`
-	Catalog       string `yaml:"catalog"`
-	Root          string `yaml:"root"`
 }
 
 func newOriginCmd() *cobra.Command {
@@ -50,17 +41,21 @@ func newOriginCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			var of originFile
-			if configPath != "" {
-				b, err := os.ReadFile(configPath)
-				if err != nil {
-					return err
+			// Flags win over origin.yaml.
+			flags := func(c *seeder.Config) {
+				if listen != "" {
+					c.Listen = listen
 				}
-				dec := yaml.NewDecoder(bytes.NewReader(b))
-				dec.KnownFields(true)
-				if err := dec.Decode(&of); err != nil {
-					return fmt.Errorf("%s: %s", configPath, strings.TrimPrefix(err.Error(), "yaml: "))
+				if tlsFlags.Cert != "" || tlsFlags.Key != "" {
+					c.TLS.Cert, c.TLS.Key = tlsFlags.Cert, tlsFlags.Key
 				}
+				if tlsFlags.ClientCA != "" {
+					c.TLS.ClientCA = tlsFlags.ClientCA
+				}
+			}
+			of, err := originConfig(configPath, flags)
+			if err != nil {
+				return err
 			}
 			if f.url == "" {
 				f.url = of.Catalog
@@ -68,16 +63,6 @@ func newOriginCmd() *cobra.Command {
 			if f.root == "" {
 				f.root = of.Root
 			}
-			if listen != "" {
-				of.Listen = listen
-			}
-			if tlsFlags.Cert != "" || tlsFlags.Key != "" {
-				of.TLS.Cert, of.TLS.Key = tlsFlags.Cert, tlsFlags.Key
-			}
-			if tlsFlags.ClientCA != "" {
-				of.TLS.ClientCA = tlsFlags.ClientCA
-			}
-			of.SetDefaults()
 			// The tracker's live heap is tiny and churns fast: at 10k
 			// announces/s the default GC target collected 12-13 times a
 			// second and set the p99. A larger target keeps the heap small
@@ -104,7 +89,7 @@ func newOriginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := seeder.New(of.Config, store, client, slog.Default())
+			o, err := seeder.New(*of, store, client, slog.Default())
 			if err != nil {
 				return err
 			}
@@ -135,6 +120,19 @@ func newOriginCmd() *cobra.Command {
 	c.Flags().StringVar(&tlsFlags.Key, "tls-key", "", "private key of --tls-cert (PEM, mode 0600)")
 	c.Flags().StringVar(&tlsFlags.ClientCA, "tls-client-ca", "", "verify client certificates against this CA (PEM)")
 	return c
+}
+
+// originConfig reads origin.yaml, if given, with the flags applied over it.
+func originConfig(path string, flags func(*seeder.Config)) (*seeder.Config, error) {
+	if path != "" {
+		return seeder.LoadConfig(path, flags)
+	}
+	var c seeder.Config
+	flags(&c)
+	if err := c.Finish(); err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	return &c, nil
 }
 
 func newAgentCmd() *cobra.Command {
@@ -274,7 +272,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 			pct = 100 * float64(r.Completed) / float64(r.Size)
 		}
 		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
-			humanBytes(r.Downloaded.Peer), humanBytes(r.Downloaded.Origin), humanBytes(r.Uploaded), r.Peers, r.LastError)
+			bytesize.Format(r.Downloaded.Peer), bytesize.Format(r.Downloaded.Origin), bytesize.Format(r.Uploaded), r.Peers, r.LastError)
 	}
 	tw.Flush()
 	// Damaged state found at start (corrupt databases, re-adopted releases).

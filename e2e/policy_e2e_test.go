@@ -138,7 +138,7 @@ func TestQuotaAndGC(t *testing.T) {
 	files := map[string]int64{"app.bin": 3 * mib}
 	publish(t, sw, "app", "1.0", 60, files, "stable")
 	cfg := sw.AgentConfig("branch", "s", "eu", agent.Subscription{Name: "app", Channel: "stable", Keep: 1})
-	cfg.CacheQuota = "10MiB"
+	cfg.CacheQuota = 10 * mib
 	cfg.Offload.StartupGrace = 10 * time.Millisecond
 	ra, err := sw.StartAgent(context.Background(), "branch", cfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -176,14 +177,8 @@ func keptForRollback(releases []CachedRelease, keep map[string]int, now time.Tim
 
 // bytesText writes n bytes as "5368709120 bytes (5.0 GiB)".
 func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
+	if n < 1024 {
 		return fmt.Sprintf("%d bytes", n)
 	}
-	v, i := float64(n), -1
-	for v >= unit && i < 5 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%d bytes (%.1f %ciB)", n, v, "KMGTPE"[i])
+	return fmt.Sprintf("%d bytes (%s)", n, bytesize.Format(n))
 }

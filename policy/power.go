@@ -5,6 +5,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
 // Conditions are the device's current network and power state, gathered
@@ -32,15 +34,16 @@ type PowerRules struct {
 	MinBattery int `yaml:"min_battery"`
 }
 
-// Validate checks the interface patterns and the battery threshold.
+// Validate checks the interface patterns and the battery threshold; errors
+// name the field (internal/fielderr).
 func (r PowerRules) Validate() error {
-	for _, p := range r.MeteredInterfaces {
+	for i, p := range r.MeteredInterfaces {
 		if _, err := path.Match(p, ""); err != nil || p == "" {
-			return fmt.Errorf("metered interface pattern %q is not valid", p)
+			return fielderr.New(fielderr.Index("metered_interfaces", i), "metered interface pattern %q is not valid", p)
 		}
 	}
 	if r.MinBattery < 0 || r.MinBattery > 100 {
-		return fmt.Errorf("min battery %d%% is outside 0-100", r.MinBattery)
+		return fielderr.New("min_battery", "min battery %d%% is outside 0-100", r.MinBattery)
 	}
 	return nil
 }

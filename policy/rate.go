@@ -7,6 +7,8 @@ import (
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
 // Rate is a transfer rate in bytes per second; 0 means unlimited.
@@ -163,30 +165,42 @@ var UnlimitedProfile = RateProfile{Name: "unlimited"}
 
 // CheckProfiles validates a rate configuration: profile names are present
 // and unique, the schedule is valid and names only known profiles, and def
-// ("" for UnlimitedProfile) is a known profile.
+// ("" for UnlimitedProfile) is a known profile. Errors name the field as in
+// a rates section {profiles, schedule, default} (internal/fielderr).
 func CheckProfiles(s Schedule, profiles []RateProfile, def string) error {
 	known := make(map[string]bool, len(profiles))
 	for i, p := range profiles {
+		at := fielderr.Index("profiles", i)
 		switch {
 		case p.Name == "":
-			return fmt.Errorf("rate profile %d has no name", i+1)
+			return fielderr.New(at+".name", "rate profile %d has no name", i+1)
 		case known[p.Name]:
-			return fmt.Errorf("rate profile %q is defined twice", p.Name)
-		case p.Down < 0 || p.Up < 0 || p.WANDown < 0 || p.WANUp < 0:
-			return fmt.Errorf("rate profile %q: negative rate", p.Name)
+			return fielderr.New(at+".name", "rate profile %q is defined twice", p.Name)
+		}
+		for _, r := range []struct {
+			field string
+			v     Rate
+		}{{"down", p.Down}, {"up", p.Up}, {"wan_down", p.WANDown}, {"wan_up", p.WANUp}} {
+			if r.v < 0 {
+				return fielderr.New(at+"."+r.field, "rate profile %q: negative rate", p.Name)
+			}
 		}
 		known[p.Name] = true
 	}
-	if err := s.Validate(); err != nil {
-		return fmt.Errorf("rate schedule: %w", err)
-	}
 	for i, r := range s.Rules {
+		at := fielderr.Index("schedule", i)
+		if err := r.Window.Validate(); err != nil {
+			return fielderr.New(at+".window", "rate schedule: rule %d (%s): %v", i+1, r.Window, err)
+		}
+		if r.Name == "" {
+			return fielderr.New(at+".name", "rate schedule: rule %d (%s): no name", i+1, r.Window)
+		}
 		if !known[r.Name] {
-			return fmt.Errorf("rate schedule rule %d (%s): no rate profile named %q", i+1, r.Window, r.Name)
+			return fielderr.New(at+".name", "rate schedule rule %d (%s): no rate profile named %q", i+1, r.Window, r.Name)
 		}
 	}
 	if def != "" && !known[def] {
-		return fmt.Errorf("default rate profile %q is not defined", def)
+		return fielderr.New("default", "default rate profile %q is not defined", def)
 	}
 	return nil
 }

@@ -38,50 +38,6 @@ import (
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
 
-// Config is the origin's configuration; each component owns its part.
-type Config struct {
-	Listen          string         `yaml:"listen"`           // HTTP: tracker, web seed, health, metrics
-	CacheDir        string         `yaml:"cache_dir"`        // payload copies of remote catalogs
-	Seed            *bool          `yaml:"seed"`             // run the seeding client (default true)
-	PeerPort        int            `yaml:"peer_port"`        // BitTorrent port of the seeder; 0 = free port
-	PeerHost        string         `yaml:"peer_host"`        // listen host of the seeder
-	RefreshInterval time.Duration  `yaml:"refresh_interval"` // catalog re-read interval
-	Tracker         tracker.Config `yaml:"tracker"`
-	Reports         rollout.Config `yaml:"reports"` // agent reports, rollout view, alerts
-	// AnnounceURL is the tracker URL the seeder announces to; default
-	// http://<listen>/announce.
-	AnnounceURL string `yaml:"announce_url"`
-	// TokenPublicKey (token.pub from `swarmship token keygen`) makes the
-	// tracker require a valid token whose tenant, site and region match
-	// the announce.
-	TokenPublicKey string `yaml:"token_public_key"`
-	// PrivateCatalog also requires a token to read the catalog and the
-	// web seed over HTTP.
-	PrivateCatalog bool `yaml:"private_catalog"`
-	// RevocationList is a file of revoked token ids or fingerprints, one
-	// per line (`swarmship token revoke`), re-read when it changes and on
-	// SIGHUP; a revoked token is refused everywhere.
-	RevocationList string `yaml:"revocation_list"`
-	// PeerTLS makes the seeder's peer connections mutual TLS.
-	PeerTLS peertls.Config `yaml:"peer_tls"`
-	// TLS makes Listen serve HTTPS (see TLSConfig).
-	TLS TLSConfig `yaml:"tls"`
-}
-
-// SetDefaults fills unset fields.
-func (c *Config) SetDefaults() {
-	if c.Listen == "" {
-		c.Listen = ":7070"
-	}
-	if c.Seed == nil {
-		t := true
-		c.Seed = &t
-	}
-	if c.RefreshInterval == 0 {
-		c.RefreshInterval = 30 * time.Second
-	}
-}
-
 // Origin serves one catalog.
 type Origin struct {
 	cfg     Config
@@ -119,7 +75,7 @@ type Origin struct {
 
 // New prepares an origin for a catalog. client must read the same store.
 func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logger) (*Origin, error) {
-	cfg.SetDefaults()
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.Default()
 	}

@@ -59,6 +59,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 
+	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -82,13 +83,14 @@ type Config struct {
 // Enabled reports whether peer connections must use mutual TLS.
 func (c Config) Enabled() bool { return c.Mode == ModeRequired }
 
-// Validate checks the settings without reading files.
+// Validate checks the settings without reading files; errors name the
+// field (internal/fielderr).
 func (c Config) Validate() error {
 	switch c.Mode {
 	case ModeRequired:
 		for _, f := range []struct{ name, v string }{{"ca", c.CA}, {"cert", c.Cert}, {"key", c.Key}} {
 			if f.v == "" {
-				return fmt.Errorf("%s is required with mode %s", f.name, ModeRequired)
+				return fielderr.New(f.name, "%s is required with mode %s", f.name, ModeRequired)
 			}
 		}
 	case "":
@@ -96,11 +98,11 @@ func (c Config) Validate() error {
 		// rather than run in plain text believing TLS is on. An explicit
 		// "off" keeps them (certificates rolled out before the switch).
 		if c.CA != "" || c.Cert != "" || c.Key != "" {
-			return fmt.Errorf("ca/cert/key are set but mode is not: set mode: %s (or %s)", ModeRequired, ModeOff)
+			return fielderr.New("mode", "ca/cert/key are set but mode is not: set mode: %s (or %s)", ModeRequired, ModeOff)
 		}
 	case ModeOff:
 	default:
-		return fmt.Errorf("mode %q: want %s or %s", c.Mode, ModeOff, ModeRequired)
+		return fielderr.New("mode", "mode %q: want %s or %s", c.Mode, ModeOff, ModeRequired)
 	}
 	return nil
 }

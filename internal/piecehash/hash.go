@@ -16,7 +16,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/edsrzf/mmap-go"
 
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -86,18 +86,18 @@ func ChoosePieceLength(totalSize int64) int64 {
 
 // ParsePieceLength parses a piece length given by a user: "auto" (returned as
 // 0, meaning "let ChoosePieceLength decide"), a plain byte count ("262144"),
-// or a number with a binary unit ("256KiB", "256K", "4MiB", "4M", "4MB").
-// Decimal units are read as binary ones: a piece length must be a power of
-// two, so "4MB" can only mean 4 MiB. The result must be a power of two
-// between 16 KiB and 64 MiB.
+// or a size as internal/bytesize reads it ("256KiB", "256K", "4MiB", "4M";
+// "4MB" is 4,000,000 bytes, not a power of two). The result must be a power
+// of two between 16 KiB and 64 MiB.
 func ParsePieceLength(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	if strings.EqualFold(t, "auto") {
 		return 0, nil
 	}
-	n, err := parseByteSize(t)
+	size, err := bytesize.Parse(t)
+	n := int64(size)
 	if err != nil {
-		return 0, fmt.Errorf("piece length %q: %w", s, err)
+		return 0, fmt.Errorf("piece length: %w", err)
 	}
 	if err := checkPieceLength(n); err != nil {
 		return 0, fmt.Errorf("piece length %q: %w", s, err)
@@ -115,38 +115,6 @@ func checkPieceLength(n int64) error {
 		return fmt.Errorf("%d is above the maximum of 64 MiB", n)
 	}
 	return nil
-}
-
-// parseByteSize parses "123", "4K", "4KiB", "4KB", "4M", "4MiB", "1G", "1GiB"
-// (units case-insensitive, all binary).
-func parseByteSize(s string) (int64, error) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	if i == 0 {
-		return 0, errors.New("want a number of bytes, optionally with a unit such as KiB or MiB")
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil {
-		return 0, errors.New("number out of range")
-	}
-	var shift uint
-	switch strings.ToLower(strings.TrimSpace(s[i:])) {
-	case "", "b":
-	case "k", "kb", "kib":
-		shift = 10
-	case "m", "mb", "mib":
-		shift = 20
-	case "g", "gb", "gib":
-		shift = 30
-	default:
-		return 0, fmt.Errorf("unknown unit %q (use KiB, MiB or GiB)", s[i:])
-	}
-	if n > (1<<63-1)>>shift {
-		return 0, errors.New("number out of range")
-	}
-	return n << shift, nil
 }
 
 // CheckPath refuses names that clients would map to a different file, escape

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/swarmship/swarmship/internal/bytesize"
 )
 
 // Benchmarks over one generated file. SWARMSHIP_BENCH_SIZE sets its size
@@ -91,11 +93,11 @@ func benchFile(b *testing.B) []FileEntry {
 	b.Helper()
 	size := int64(256 << 20)
 	if s := os.Getenv("SWARMSHIP_BENCH_SIZE"); s != "" {
-		n, err := parseByteSize(s)
+		n, err := bytesize.Parse(s)
 		if err != nil || n <= 0 {
 			b.Fatalf("SWARMSHIP_BENCH_SIZE=%q: want a size such as 256MiB or 1GiB", s)
 		}
-		size = n
+		size = int64(n)
 	}
 	dir := os.Getenv("SWARMSHIP_BENCH_DIR")
 	if dir == "" {

@@ -17,6 +17,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
 // Config is the tracing section of a role's config.
@@ -26,14 +28,14 @@ type Config struct {
 	OTLPEndpoint string `yaml:"otlp_endpoint"`
 }
 
-// Validate checks the endpoint URL.
+// Validate checks the endpoint URL; errors name the field (internal/fielderr).
 func (c Config) Validate() error {
 	if c.OTLPEndpoint == "" {
 		return nil
 	}
 	u, err := url.Parse(c.OTLPEndpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("otlp_endpoint %q is not an http(s) URL", c.OTLPEndpoint)
+		return fielderr.New("otlp_endpoint", "%q is not an http(s) URL", c.OTLPEndpoint)
 	}
 	return nil
 }

@@ -1,6 +1,10 @@
 package rollout
 
-import "time"
+import (
+	"time"
+
+	"github.com/swarmship/swarmship/internal/fielderr"
+)
 
 // Config tunes how the origin keeps agent reports and when it raises
 // alerts (the origin's reports: section). Zero values mean the defaults.
@@ -89,4 +93,19 @@ func (c *Config) setDefaults() {
 	if c.RatePerAddress <= 0 {
 		c.RatePerAddress = 50
 	}
+}
+
+// Validate checks what the defaults cannot mend: zero or negative values
+// mean the default (see setDefaults), so only shares above 1 are refused.
+// Errors carry field paths relative to the reports section.
+func (c Config) Validate() error {
+	for _, r := range []struct {
+		field string
+		v     float64
+	}{{"churn_ratio", c.ChurnRatio}, {"capacity_drop", c.CapacityDrop}} {
+		if r.v > 1 {
+			return fielderr.New(r.field, "%v is a share: want at most 1", r.v)
+		}
+	}
+	return nil
 }

@@ -47,9 +47,9 @@ import (
 
 // Config tunes the tracker. Zero values mean the defaults.
 type Config struct {
-	Interval time.Duration // announce interval sent to clients; default 60s
-	PeerTTL  time.Duration // a peer that has not announced for this long is dropped; default 3*Interval
-	MaxPeers int           // max peers per answer; default 50; numwant is honoured up to this
+	Interval time.Duration `yaml:"interval"`  // announce interval sent to clients; default 60s
+	PeerTTL  time.Duration `yaml:"peer_ttl"`  // a peer that has not announced for this long is dropped; default 3*Interval
+	MaxPeers int           `yaml:"max_peers"` // max peers per answer; default 50; numwant is honoured up to this
 
 	// Caps against poisoning (see limits.go); 0 means the default, a
 	// negative value no cap. An address is the announcer's IP, a token its
@@ -211,20 +211,7 @@ func (rs *regionSet) allows(h unique.Handle[string]) bool {
 
 // New returns a tracker with cfg's zero fields set to their defaults.
 func New(cfg Config) *Tracker {
-	if cfg.Interval <= 0 {
-		cfg.Interval = defaultInterval
-	}
-	if cfg.PeerTTL <= 0 {
-		cfg.PeerTTL = 3 * cfg.Interval
-	}
-	if cfg.MaxPeers <= 0 {
-		cfg.MaxPeers = defaultMaxPeers
-	}
-	cfg.MaxPeersPerAddress = capOr(cfg.MaxPeersPerAddress, defaultPeersPerAddress)
-	cfg.MaxSwarmsPerAddress = capOr(cfg.MaxSwarmsPerAddress, defaultSwarmsPerAddress)
-	cfg.MaxPeersPerToken = capOr(cfg.MaxPeersPerToken, defaultPeersPerToken)
-	cfg.MaxSwarmsPerToken = capOr(cfg.MaxSwarmsPerToken, defaultSwarmsPerToken)
-	cfg.MaxTotalPeers = capOr(cfg.MaxTotalPeers, defaultTotalPeers)
+	cfg = cfg.withDefaults()
 	t := &Tracker{
 		cfg:      cfg,
 		interval: max(1, int64(cfg.Interval/time.Second)),

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/piecehash"
 )
 
@@ -80,10 +81,11 @@ func run(path, gen, mode, pieceLength string, workers, runs int) error {
 // generate writes size bytes from a ChaCha8 stream: several times faster
 // than /dev/urandom, and incompressible as far as any filesystem cares.
 func generate(path, size string) error {
-	n, err := parseSize(size)
+	size64, err := bytesize.Parse(size)
 	if err != nil {
 		return err
 	}
+	n := int64(size64)
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -105,26 +107,4 @@ func generate(path, size string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func parseSize(s string) (int64, error) {
-	var n int64
-	var unit string
-	if _, err := fmt.Sscanf(s, "%d%s", &n, &unit); err != nil {
-		if _, err := fmt.Sscanf(s, "%d", &n); err != nil {
-			return 0, fmt.Errorf("bad size %q", s)
-		}
-	}
-	switch unit {
-	case "", "B":
-	case "K", "KiB":
-		n <<= 10
-	case "M", "MiB":
-		n <<= 20
-	case "G", "GiB":
-		n <<= 30
-	default:
-		return 0, fmt.Errorf("bad size %q (use e.g. 256MiB or 1GiB)", s)
-	}
-	return n, nil
 }
