@@ -78,6 +78,7 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 				var firstBad atomic.Value
 				stop := make(chan struct{})
 				var wg sync.WaitGroup
+				cacheDir := cfg.CacheDir // StartAgentWith finishes cfg in place
 				wg.Go(func() {
 					for {
 						select {
@@ -85,7 +86,7 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 							return
 						default:
 						}
-						if err := checkCurrent(cfg.CacheDir, m2); err != nil {
+						if err := checkCurrent(cacheDir, m2); err != nil {
 							bad.Add(1)
 							firstBad.CompareAndSwap(nil, err.Error())
 						}

@@ -89,6 +89,7 @@ func TestRolloutWithFakeAnnouncers(t *testing.T) {
 		t.Skip("end-to-end")
 	}
 	var clean time.Duration
+	var cleanCopies float64
 	for _, fakes := range []int{0, 2000} {
 		t.Run(fmt.Sprintf("fakes=%d", fakes), func(t *testing.T) {
 			sw := newSwarm(t, localswarm.OriginOptions{})
@@ -116,13 +117,22 @@ func TestRolloutWithFakeAnnouncers(t *testing.T) {
 				fromPeers += releaseStatus(ra, "app", "1.0").Downloaded.Peer
 			}
 			t.Logf("rollout of %d MiB to 4 agents in 2 sites: %v, origin %.3f copies, %d MiB from peers", m.TotalSize>>20, took.Round(10*time.Millisecond), copies, fromPeers>>20)
+			// The attacked run must stay within 1.1 copies. On a machine so
+			// loaded that the clean run itself needed more, the attack may
+			// add at most 0.1 to what the clean run sent; the clean run only
+			// has to stay sane.
+			limit := 1.1
 			if fakes == 0 {
-				clean = took
-			} else if clean > 0 {
-				t.Logf("attacked/clean time: %.2f", took.Seconds()/clean.Seconds())
+				clean, cleanCopies = took, copies
+				limit = 1.5
+			} else {
+				if clean > 0 {
+					t.Logf("attacked/clean time: %.2f", took.Seconds()/clean.Seconds())
+				}
+				limit = max(limit, cleanCopies+0.1)
 			}
-			if copies > 1.1 {
-				t.Errorf("origin sent %.2f copies, want <= 1.1", copies)
+			if copies > limit {
+				t.Errorf("origin sent %.2f copies, want <= %.2f", copies, limit)
 			}
 			if fromPeers == 0 {
 				t.Error("no byte came from peers")

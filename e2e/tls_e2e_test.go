@@ -265,7 +265,7 @@ subscriptions:
 		{"", ""},
 		{"peer_tls:\n  mode: off\n", ""},
 		{"peer_tls:\n  mode: required\n  ca: ca.pem\n  cert: a.pem\n  key: a.key\n", ""},
-		{"peer_tls:\n  mode: maybe\n", `agent.yaml:7: peer_tls: mode "maybe"`},
+		{"peer_tls:\n  mode: maybe\n", `agent.yaml:8: peer_tls.mode: mode "maybe"`},
 		{"peer_tls:\n  mode: required\n  ca: ca.pem\n  key: a.key\n", "cert is required"},
 		{"peer_tls:\n  ca: ca.pem\n  cert: a.pem\n  key: a.key\n", "set mode: required"},
 		{"peer_tls:\n  mode: required\n  ca: ca.pem\n  cert: a.pem\n  key: a.key\n  tenant: x\n", "field tenant not found"},
