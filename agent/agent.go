@@ -41,6 +41,7 @@ type Agent struct {
 	store    catalog.Store
 	catalog  *catalog.Client
 	state    *stateDB
+	cache    releaseCache
 	bt       *torrent.Client
 	complete *completionDB
 	// byHash finds a download by infohash without a.mu, for the counters
@@ -197,7 +198,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
-		loc: cfg.Location(), now: opts.Now,
+		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker, originHTTP)},
 		originHTTP:  originHTTP,
 	}
@@ -424,7 +425,7 @@ func (a *Agent) restoreCached(ctx context.Context) {
 		if have {
 			continue
 		}
-		mb, err := os.ReadFile(a.manifestPath(r.Name, r.Version))
+		mb, err := os.ReadFile(a.cache.manifestPath(r.Name, r.Version))
 		if err != nil {
 			continue
 		}
@@ -432,7 +433,7 @@ func (a *Agent) restoreCached(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		tb, err := os.ReadFile(a.torrentPath(r.Name, r.Version))
+		tb, err := os.ReadFile(a.cache.torrentPath(r.Name, r.Version))
 		if err != nil {
 			continue
 		}
@@ -440,14 +441,6 @@ func (a *Agent) restoreCached(ctx context.Context) {
 			a.log.Warn("cannot resume cached release", "release", r.Name, "version", r.Version, "err", err)
 		}
 	}
-}
-
-func (a *Agent) manifestPath(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".json")
-}
-
-func (a *Agent) torrentPath(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".torrent")
 }
 
 // reconcile moves every subscription one step towards its target.
@@ -472,7 +465,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	var subs []SubscriptionStatus
 	for _, s := range a.cfg.Subscriptions {
 		st := SubscriptionStatus{Subscription: s.String(), Name: s.Name}
-		st.Active = a.activeVersion(s.Name)
+		st.Active = a.cache.activeVersion(s.Name)
 		if !haveCatalog {
 			st.Reason = "catalog not read yet"
 			if err := a.currentCatalogErr(); err != nil {
@@ -586,7 +579,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	vctx, vspan := tracing.Start(trace.ContextWithSpan(ctx, d.span), "verify", tracing.Release(ref.Name, ref.Version, d.manifest.InfoHash)...)
-	err = verifyFiles(vctx, a.releaseDir(ref.Name, ref.Version), d.manifest)
+	err = verifyFiles(vctx, a.cache.releaseDir(ref.Name, ref.Version), d.manifest)
 	tracing.End(vspan, err)
 	d.span.End()
 	if err != nil {
@@ -619,13 +612,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.mu.Unlock()
 	// Keep the verified metadata next to the state so a restart can resume
 	// and seed without the catalog.
-	if err := writeFileAtomic(a.manifestPath(ref.Name, ref.Version), mustMarshalManifest(m)); err != nil {
+	if err := a.cache.keepMetadata(m, torrentBytes); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(a.torrentPath(ref.Name, ref.Version), torrentBytes); err != nil {
-		return nil, err
-	}
-	stor := btclient.NewFileStorage(filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
+	stor := btclient.NewFileStorage(a.cache.storageDir(ref.Name),
 		btclient.SharedCompletion{PieceCompletion: a.complete})
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
@@ -765,10 +755,6 @@ func (a *Agent) announceURL() string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func (a *Agent) releaseDir(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "releases", name, version)
 }
 
 func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
