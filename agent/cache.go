@@ -147,4 +147,3 @@ func (c releaseCache) unrecorded(known map[string]bool) []release.Ref {
 	}
 	return out
 }
-
