@@ -86,7 +86,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 			// The link moved but the record was not saved (a full disk
 			// fails the state write): finish the switch now.
 			a.setPhase(rec, PhaseActive, "")
-			if err := a.state.Put(rec); err != nil {
+			if err := a.saveRecord(rec); err != nil {
 				return fmt.Errorf("activate %s@%s: %w", name, version, err)
 			}
 			a.demoteOthers(name, version, time.Now())
@@ -101,7 +101,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	now := time.Now()
 	a.setPhase(rec, PhaseActive, "")
 	rec.Activated, rec.LastUsed = now, now
-	if err := a.state.Put(rec); err != nil {
+	if err := a.saveRecord(rec); err != nil {
 		return err
 	}
 	// The version it replaced stays cached for rollback.
@@ -116,7 +116,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	}
 	if err := a.runHook(ctx, d.manifest, previous); err != nil {
 		rec.LastError = err.Error()
-		a.state.Put(rec)
+		_ = a.saveRecord(rec) // logged; the hook's failure is logged below
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
 	}
 	return nil
@@ -130,7 +130,7 @@ func (a *Agent) demoteOthers(name, version string, now time.Time) {
 		if r.Name == name && r.Version != version && r.Phase == PhaseActive {
 			a.setPhase(r, PhaseVerified, "")
 			r.LastUsed = now
-			a.state.Put(r)
+			_ = a.saveRecord(r) // saveRecord logs a failure
 		}
 	}
 }

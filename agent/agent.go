@@ -69,9 +69,11 @@ type Agent struct {
 	evictions   int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
-	reports         reportCounters
-	closing         bool       // Close has begun
-	recoveries      []Recovery // what was done about damaged state at start
+	// stateFailing is set while release records cannot be written.
+	stateFailing atomic.Bool
+	reports      reportCounters
+	closing      bool       // Close has begun
+	recoveries   []Recovery // what was done about damaged state at start
 	// pendingAdopt are unrecorded release directories without cached
 	// metadata, settled against the catalog after a refresh (under mu).
 	pendingAdopt []release.Ref
@@ -559,17 +561,17 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		if !ok {
 			if rec.Reason != why {
 				rec.Reason = why
-				a.state.Put(rec)
+				_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 			}
 			return errors.New(why)
 		}
 		if rec.Reason != "" {
 			rec.Reason = ""
-			a.state.Put(rec)
+			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
 		if e := d.off.lastErr.Load(); e != nil && rec.LastError != "origin fetch: "+*e {
 			rec.LastError = "origin fetch: " + *e
-			a.state.Put(rec)
+			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
 		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
 		if rec.LastError != "" {
@@ -586,14 +588,14 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
 		rec.LastError = err.Error()
 		a.setPhase(rec, PhaseFailed, "")
-		a.state.Put(rec)
+		saveErr := a.saveRecord(rec)
 		// Drop the torrent and its completion so the next pass refetches.
 		a.dropDownload(d)
-		return err
+		return errors.Join(err, saveErr)
 	}
 	a.setPhase(rec, PhaseVerified, "")
 	rec.Verified, rec.LastError = time.Now(), ""
-	a.state.Put(rec)
+	_ = a.saveRecord(rec) // logged; activate writes the record again
 	return a.activate(ctx, d, rec)
 }
 
@@ -650,7 +652,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		rec.Started = time.Now()
 		rec.LastError = ""
 	}
-	if err := a.state.Put(rec); err != nil {
+	if err := a.saveRecord(rec); err != nil {
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
@@ -792,7 +794,7 @@ func (a *Agent) fail(ref release.Ref, infoHash string, err error) {
 	}
 	rec.LastError = err.Error()
 	a.setPhase(rec, PhaseFailed, "")
-	a.state.Put(rec)
+	_ = a.saveRecord(rec) // logged; the failure is also returned to the caller
 }
 
 // saveProgressLocked copies live counters into the state record.
@@ -805,7 +807,7 @@ func (a *Agent) saveProgressLocked(d *download) {
 	changed := rec.Downloaded != b || rec.Uploaded != up || rec.Completed != d.t.BytesCompleted()
 	rec.Downloaded, rec.Uploaded, rec.Completed = b, up, d.t.BytesCompleted()
 	if changed {
-		a.state.Put(rec)
+		_ = a.saveRecord(rec) // logged; counters are saved again next pass
 	}
 }
 

@@ -131,7 +131,7 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 		if sc, ok, err := a.complete.Counters(ih); err == nil && ok {
 			rec.Downloaded, rec.Uploaded = sc.Downloaded, sc.Uploaded
 		}
-		if err := a.state.Put(rec); err != nil {
+		if err := a.saveRecord(rec); err != nil {
 			a.log.Error("cannot record a re-adopted release; its files are kept", "release", name, "version", version, "dir", dir, "file", a.state.path, "err", err)
 			return
 		}
@@ -148,7 +148,7 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 		if m != nil {
 			rec := &ReleaseState{Name: name, Version: version, InfoHash: m.InfoHash, Phase: PhaseDownloading, Size: m.TotalSize,
 				Queued: now, Started: now, LastError: err.Error()}
-			if perr := a.state.Put(rec); perr == nil {
+			if perr := a.saveRecord(rec); perr == nil {
 				act += "; recorded as downloading to repair it"
 			}
 		}
