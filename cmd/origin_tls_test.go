@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 // `swarmship origin --tls-cert --tls-key` serves HTTPS: a client holding
@@ -22,7 +22,7 @@ import (
 func TestOriginServesHTTPS(t *testing.T) {
 	catalogDir, keysDir := initCatalog(t)
 	pki := filepath.Join(t.TempDir(), "pki")
-	if err := peertls.GenerateTestPKI(pki, peertls.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if err := peertlstest.GeneratePKI(pki, peertlstest.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

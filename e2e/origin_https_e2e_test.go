@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder"
 )
@@ -22,10 +22,10 @@ import (
 func TestOriginHTTPSAgentVerifiesCertificate(t *testing.T) {
 	dir := t.TempDir()
 	pki, other := filepath.Join(dir, "pki"), filepath.Join(dir, "other")
-	if err := peertls.GenerateTestPKI(pki, peertls.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if err := peertlstest.GeneratePKI(pki, peertlstest.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := peertls.GenerateTestPKI(other, peertls.CertSpec{Name: "x"}); err != nil {
+	if err := peertlstest.GeneratePKI(other, peertlstest.CertSpec{Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	sw := newSwarm(t, localswarm.OriginOptions{Seed: true, TLS: seeder.TLSConfig{

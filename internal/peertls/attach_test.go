@@ -11,6 +11,7 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 // sendCert makes a hostile client present c whatever CAs the server names.
@@ -38,11 +39,11 @@ func tlsListener(t *testing.T, cl *torrent.Client) *peertls.Listener {
 // one of another tenant get no handshake and no byte.
 func TestPeertlsAnacrolixOnlyCertifiedPeersGetData(t *testing.T) {
 	ca := pki(t,
-		peertls.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
-		peertls.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
-		peertls.CertSpec{Name: "evil", Identity: id("globex", "s2")},
+		peertlstest.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
+		peertlstest.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
+		peertlstest.CertSpec{Name: "evil", Identity: id("globex", "s2")},
 	)
-	otherCA := pki(t, peertls.CertSpec{Name: "stranger", Identity: id("acme", "s2")})
+	otherCA := pki(t, peertlstest.CertSpec{Name: "stranger", Identity: id("acme", "s2")})
 
 	data := t.TempDir()
 	mi := makeTorrent(t, data, 8<<20, 256<<10)
