@@ -83,8 +83,6 @@ type Agent struct {
 	statusLn  net.Listener
 	statusSrv *http.Server
 	wg        sync.WaitGroup
-	runCancel context.CancelFunc
-	runCtx    context.Context
 
 	// originHTTP carries every request to the origin (verified TLS).
 	originHTTP *http.Transport

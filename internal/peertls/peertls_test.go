@@ -204,10 +204,10 @@ func TestPeertlsHandshakeRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pid, err := peertls.PeerIdentity(sc.(*tls.Conn)); err != nil || pid != id("acme", "s2") {
+	if pid, err := peerIdentity(sc.(*tls.Conn)); err != nil || pid != id("acme", "s2") {
 		t.Fatalf("server sees %+v, %v", pid, err)
 	}
-	if pid, err := peertls.PeerIdentity(conn.(*tls.Conn)); err != nil || pid != id("acme", "s1") {
+	if pid, err := peerIdentity(conn.(*tls.Conn)); err != nil || pid != id("acme", "s1") {
 		t.Fatalf("client sees %+v, %v", pid, err)
 	}
 	conn.Close()
@@ -378,4 +378,14 @@ func TestPeertlsGenerateTestPKIModes(t *testing.T) {
 	if len(cert.URIs) != 1 || cert.URIs[0].String() != "swarmship://tenant/acme/site/s1" {
 		t.Fatalf("SANs %v", cert.URIs)
 	}
+}
+
+// peerIdentity is the verified identity of the other end of a handshaken
+// TLS connection.
+func peerIdentity(c *tls.Conn) (peertls.Identity, error) {
+	cs := c.ConnectionState()
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return peertls.Identity{}, errors.New("no verified peer certificate")
+	}
+	return peertls.IdentityFromCert(cs.PeerCertificates[0])
 }

@@ -24,7 +24,7 @@ import (
 
 // CertSpec describes a leaf certificate for GeneratePKI.
 type CertSpec struct {
-	Name     string   // files <Name>.pem and <Name>.key
+	Name     string           // files <Name>.pem and <Name>.key
 	Identity peertls.Identity // written as the identity URI SAN; zero: no SAN
 	// ExtraURIs are added as further URI SANs (tests of malformed ones).
 	ExtraURIs []string
