@@ -253,9 +253,7 @@ func (a *Agent) Close() error {
 	a.mu.Lock()
 	a.closing = true // no new goroutines from here on (see onWriteError)
 	for _, d := range a.downloads {
-		if d.cancel != nil {
-			d.cancel()
-		}
+		d.stop()
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
@@ -660,11 +658,14 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		sc = maxCounters(savedCounters{Downloaded: d.base, Uploaded: d.baseUp}, sc)
 		d.base, d.baseUp = sc.Downloaded, sc.Uploaded
 	}
-	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
+	// The download outlives the pass that added it but keeps its trace
+	// context: it ends with stop (dropped) or Close, not with ctx.
+	dctx := context.WithoutCancel(ctx)
+	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
+	d.ctx, d.cancel = context.WithCancel(dctx)
 	t.DownloadAll()
-	dctx, cancel := context.WithCancel(context.Background())
-	d.ctx, d.cancel = dctx, cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
 	// A failed write pauses the release until there is room again; the
 	// library's default would stop downloading for the process's life.
@@ -680,22 +681,6 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 				b := &siteBridge{self: a.peerID, site: a.cfg.Site, region: a.cfg.Region, t: t, lastSeen: map[[20]byte]time.Time{}}
 				w.bridge = b.update
 			}
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				// The view serves the origin offload, which ends when the
-				// download completes; a seeding release polls nothing.
-				wctx, stop := context.WithCancel(dctx)
-				defer stop()
-				go func() {
-					select {
-					case <-t.Complete().On():
-						stop()
-					case <-wctx.Done():
-					}
-				}()
-				w.run(wctx)
-			}()
 		}
 	}
 	d.paused, d.halted = true, true // until the next reconcile checks the policy
@@ -705,14 +690,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
 	a.byHash.Store(tf.InfoHash, d)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		if err := d.off.run(dctx); err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Warn("origin offload stopped", "release", ref.Name, "err", err)
-		}
-		a.poke()
-	}()
+	d.start(&a.wg, a.log, a.poke)
 	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
 	return d, nil
 }
@@ -725,7 +703,7 @@ func (a *Agent) poke() {
 }
 
 func (a *Agent) dropDownload(d *download) {
-	d.cancel()
+	d.stop()
 	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()
 	a.mu.Lock()
@@ -808,6 +786,41 @@ func (a *Agent) saveProgressLocked(d *download) {
 		_ = a.saveRecord(rec) // logged; counters are saved again next pass
 	}
 }
+
+// start runs the download's goroutines until stop: the origin offloader
+// and, with a swarm view, its watcher, which ends early once the torrent
+// completes (the view serves the offload; a seeding release polls
+// nothing). Close waits for both through wg; poke wakes the agent's loop
+// when the offloader ends.
+func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
+	if w := d.off.watch; w != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, stop := context.WithCancel(d.ctx)
+			defer stop()
+			go func() {
+				select {
+				case <-d.t.Complete().On():
+					stop()
+				case <-wctx.Done():
+				}
+			}()
+			w.run(wctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.off.run(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("origin offload stopped", "release", d.ref.Name, "err", err)
+		}
+		poke()
+	}()
+}
+
+// stop ends the download's goroutines (and its write-room probes).
+func (d *download) stop() { d.cancel() }
 
 // bytes returns payload bytes by source and uploaded bytes, including
 // earlier runs.
