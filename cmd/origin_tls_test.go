@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 // `swarmship origin --tls-cert --tls-key` serves HTTPS: a client holding
@@ -46,20 +48,17 @@ func TestOriginServesHTTPS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		resp, err := client.Get("https://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return fmt.Errorf("HTTPS origin not healthy: %v; stderr: %s", err, errOut.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("HTTPS origin not healthy: %v; stderr: %s", err, errOut.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTPS origin not healthy: %s; stderr: %s", resp.Status, errOut.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err == nil {
 		resp.Body.Close()

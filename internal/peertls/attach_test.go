@@ -3,6 +3,7 @@ package peertls_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 // sendCert makes a hostile client present c whatever CAs the server names.
@@ -122,18 +124,14 @@ func TestPeertlsAnacrolixOnlyCertifiedPeersGetData(t *testing.T) {
 
 	// The listener closes with the client.
 	seeder.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 		if err != nil {
-			break
+			return nil
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("peer port still open after the client closed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("peer port still open after the client closed")
+	})
 }
 
 type countingDialer struct{ n *atomic.Int64 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 func TestPeertlsIdentitySAN(t *testing.T) {
@@ -235,10 +236,7 @@ func TestPeertlsHandshakeRefusals(t *testing.T) {
 		}
 		t.Logf("%s: %v", name, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Refused() < refused+int64(len(hostile)) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(5*time.Second, 10*time.Millisecond, func() bool { return ln.Refused() >= refused+int64(len(hostile)) })
 	if got := ln.Refused() - refused; got != int64(len(hostile)) {
 		t.Errorf("listener refused %d handshakes, want %d", got, len(hostile))
 	}
@@ -287,10 +285,7 @@ func TestPeertlsPlainTCPGetsNoBitTorrentHandshake(t *testing.T) {
 		t.Fatalf("plain peer got a BitTorrent handshake: %q", got)
 	}
 	t.Logf("plain peer got %d bytes back: %x", len(got), got)
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Refused() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(5*time.Second, 10*time.Millisecond, func() bool { return ln.Refused() != 0 })
 	if ln.Refused() != 1 || ln.Accepted() != 0 {
 		t.Fatalf("refused %d, accepted %d", ln.Refused(), ln.Accepted())
 	}
