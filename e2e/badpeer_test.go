@@ -24,6 +24,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -103,15 +104,11 @@ func TestBadPeerIsBanned(t *testing.T) {
 	// Banned: the bad peer ends with no connection to any agent, and no
 	// agent reconnects to it. (Connections between complete peers are
 	// dropped anyway, so this alone proves little; the probe below does.)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(badT.PeerConns()) > 0 || anyConnectedToBadPeer(agents) {
-		if time.Now().After(deadline) {
-			for _, pc := range badT.PeerConns() {
-				t.Logf("bad peer still connected to %v (peer id %q)", pc.RemoteAddr, pc.PeerID[:8])
-			}
-			t.Fatal("agents are still connected to the corrupting peer")
+	if !testenv.Poll(5*time.Second, 50*time.Millisecond, func() bool { return len(badT.PeerConns()) == 0 && !anyConnectedToBadPeer(agents) }) {
+		for _, pc := range badT.PeerConns() {
+			t.Logf("bad peer still connected to %v (peer id %q)", pc.RemoteAddr, pc.PeerID[:8])
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatal("agents are still connected to the corrupting peer")
 	}
 	// Every agent now refuses the bad peer's IP before the BitTorrent
 	// handshake, while another loopback address still gets one.

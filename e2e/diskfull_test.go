@@ -297,24 +297,16 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 
 func waitCompleted(t *testing.T, ra *localswarm.RunningAgent, name, version string, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for releaseStatus(ra, name, version).Completed < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s: fewer than %d bytes completed after 60s", name, version, n)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, 2*time.Millisecond, func() bool { return releaseStatus(ra, name, version).Completed >= n }) {
+		t.Fatalf("%s@%s: fewer than %d bytes completed after 60s", name, version, n)
 	}
 }
 
 // waitActivePolling is waitActive with a finer clock, for timing.
 func waitActivePolling(t *testing.T, ra *localswarm.RunningAgent, name, version string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !localswarm.IsActive(ra.Agent, name, version) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s not active after %v: %+v", name, version, timeout, ra.Agent.Status().Subscriptions)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(timeout, 5*time.Millisecond, func() bool { return localswarm.IsActive(ra.Agent, name, version) }) {
+		t.Fatalf("%s@%s not active after %v: %+v", name, version, timeout, ra.Agent.Status().Subscriptions)
 	}
 }
 
