@@ -223,26 +223,25 @@ func waitSeederListed(sw *localswarm.Swarm, announce *url.URL, ih metainfo.Hash,
 	}
 	q.Set("info_hash", string(ih[:]))
 	su.RawQuery = q.Encode()
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(su.String())
-		if err == nil {
-			var body struct {
-				Files map[string]struct {
-					Complete int64 `bencode:"complete"`
-				} `bencode:"files"`
-			}
-			err = bencode.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if err == nil && body.Files[string(ih[:])].Complete > 0 {
-				return nil
-			}
+	var err error
+	listed := testenv.Poll(timeout, 50*time.Millisecond, func() bool {
+		var resp *http.Response
+		if resp, err = http.Get(su.String()); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the tracker never listed the bad peer as a seeder (last error: %v)", err)
+		defer resp.Body.Close()
+		var body struct {
+			Files map[string]struct {
+				Complete int64 `bencode:"complete"`
+			} `bencode:"files"`
 		}
-		time.Sleep(50 * time.Millisecond)
+		err = bencode.NewDecoder(resp.Body).Decode(&body)
+		return err == nil && body.Files[string(ih[:])].Complete > 0
+	})
+	if !listed {
+		return fmt.Errorf("the tracker never listed the bad peer as a seeder (last error: %v)", err)
 	}
+	return nil
 }
 
 // probeHandshake connects from local to a peer at remote and exchanges

@@ -313,18 +313,15 @@ func waitActivePolling(t *testing.T, ra *localswarm.RunningAgent, name, version 
 // waitReason waits until the agent's subscription reason starts with prefix.
 func waitReason(t *testing.T, ra *localswarm.RunningAgent, prefix string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, s := range ra.Agent.Status().Subscriptions {
+	testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
+		subs := ra.Agent.Status().Subscriptions
+		for _, s := range subs {
 			if strings.HasPrefix(s.Reason, prefix) {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no subscription reason %q after %v: %+v", prefix, timeout, ra.Agent.Status().Subscriptions)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("no subscription reason %q: %+v", prefix, subs)
+	})
 }
 
 // checkReleaseFiles re-hashes a release directory against its manifest.
