@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -76,27 +75,18 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// activeVersion reads which version current/<name> points at.
-func (a *Agent) activeVersion(name string) string {
-	target, err := os.Readlink(filepath.Join(a.cfg.CacheDir, "current", name))
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(target)
-}
-
 // activate switches current/<name> to the release with one rename of a
 // symlink, so readers see the old or the new release and never a mix, then
 // runs the post-activate hook.
 func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) error {
 	name, version := rec.Name, rec.Version
-	previous := a.activeVersion(name)
+	previous := a.cache.activeVersion(name)
 	if previous == version {
 		if rec.Phase != PhaseActive {
 			// The link moved but the record was not saved (a full disk
 			// fails the state write): finish the switch now.
 			a.setPhase(rec, PhaseActive, "")
-			if err := a.state.Put(rec); err != nil {
+			if err := a.saveRecord(rec); err != nil {
 				return fmt.Errorf("activate %s@%s: %w", name, version, err)
 			}
 			a.demoteOthers(name, version, time.Now())
@@ -105,22 +95,13 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	}
 	ctx, span := tracing.Start(ctx, "activate", tracing.Release(name, version, rec.InfoHash)...)
 	defer span.End()
-	link := filepath.Join(a.cfg.CacheDir, "current", name)
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := link + ".tmp-" + hex.EncodeToString(rnd[:])
-	if err := os.Symlink(filepath.Join("..", "releases", name, version), tmp); err != nil {
+	if err := a.cache.switchCurrent(name, version); err != nil {
 		return fmt.Errorf("activate %s@%s: %w", name, version, err)
 	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("activate %s@%s: %w", name, version, err)
-	}
-	syncDir(filepath.Dir(link))
 	now := time.Now()
 	a.setPhase(rec, PhaseActive, "")
 	rec.Activated, rec.LastUsed = now, now
-	if err := a.state.Put(rec); err != nil {
+	if err := a.saveRecord(rec); err != nil {
 		return err
 	}
 	// The version it replaced stays cached for rollback.
@@ -135,7 +116,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	}
 	if err := a.runHook(ctx, d.manifest, previous); err != nil {
 		rec.LastError = err.Error()
-		a.state.Put(rec)
+		_ = a.saveRecord(rec) // logged; the hook's failure is logged below
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
 	}
 	return nil
@@ -149,7 +130,7 @@ func (a *Agent) demoteOthers(name, version string, now time.Time) {
 		if r.Name == name && r.Version != version && r.Phase == PhaseActive {
 			a.setPhase(r, PhaseVerified, "")
 			r.LastUsed = now
-			a.state.Put(r)
+			_ = a.saveRecord(r) // saveRecord logs a failure
 		}
 	}
 }
@@ -168,8 +149,8 @@ func (a *Agent) runHook(ctx context.Context, m *catalog.Manifest, previous strin
 		"SWARMSHIP_VERSION="+m.Version,
 		"SWARMSHIP_PREVIOUS_VERSION="+previous,
 		"SWARMSHIP_INFOHASH="+m.InfoHash,
-		"SWARMSHIP_PATH="+a.releaseDir(m.Name, m.Version),
-		"SWARMSHIP_CURRENT="+filepath.Join(a.cfg.CacheDir, "current", m.Name),
+		"SWARMSHIP_PATH="+a.cache.releaseDir(m.Name, m.Version),
+		"SWARMSHIP_CURRENT="+a.cache.currentLink(m.Name),
 		"SWARMSHIP_SITE="+a.cfg.Site,
 	)
 	out, err := cmd.CombinedOutput()
@@ -312,12 +293,3 @@ func (l *lazyStore) Delete(ctx context.Context, key string) error {
 }
 
 func (l *lazyStore) String() string { return l.url }
-
-// cachedManifest reads the verified manifest kept next to the state.
-func (a *Agent) cachedManifest(name, version string) (*catalog.Manifest, error) {
-	b, err := os.ReadFile(a.manifestPath(name, version))
-	if err != nil {
-		return nil, err
-	}
-	return catalog.ParseManifest(b)
-}

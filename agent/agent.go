@@ -41,6 +41,7 @@ type Agent struct {
 	store    catalog.Store
 	catalog  *catalog.Client
 	state    *stateDB
+	cache    releaseCache
 	bt       *torrent.Client
 	serve    *btclient.ServeBudget // peer request data, all torrents together
 	complete *completionDB
@@ -69,9 +70,11 @@ type Agent struct {
 	evictions   int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
-	reports         reportCounters
-	closing         bool       // Close has begun
-	recoveries      []Recovery // what was done about damaged state at start
+	// stateFailing is set while release records cannot be written.
+	stateFailing atomic.Bool
+	reports      reportCounters
+	closing      bool       // Close has begun
+	recoveries   []Recovery // what was done about damaged state at start
 	// pendingAdopt are unrecorded release directories without cached
 	// metadata, settled against the catalog after a refresh (under mu).
 	pendingAdopt []release.Ref
@@ -81,8 +84,6 @@ type Agent struct {
 	statusLn  net.Listener
 	statusSrv *http.Server
 	wg        sync.WaitGroup
-	runCancel context.CancelFunc
-	runCtx    context.Context
 
 	// originHTTP carries every request to the origin (verified TLS).
 	originHTTP *http.Transport
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
 		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
-		loc: cfg.Location(), now: opts.Now,
+		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker, originHTTP)},
 		originHTTP:  originHTTP,
 	}
@@ -254,9 +255,7 @@ func (a *Agent) Close() error {
 	a.mu.Lock()
 	a.closing = true // no new goroutines from here on (see onWriteError)
 	for _, d := range a.downloads {
-		if d.cancel != nil {
-			d.cancel()
-		}
+		d.stop()
 	}
 	a.mu.Unlock()
 	a.wg.Wait()
@@ -426,7 +425,7 @@ func (a *Agent) restoreCached(ctx context.Context) {
 		if have {
 			continue
 		}
-		mb, err := os.ReadFile(a.manifestPath(r.Name, r.Version))
+		mb, err := os.ReadFile(a.cache.manifestPath(r.Name, r.Version))
 		if err != nil {
 			continue
 		}
@@ -434,7 +433,7 @@ func (a *Agent) restoreCached(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		tb, err := os.ReadFile(a.torrentPath(r.Name, r.Version))
+		tb, err := os.ReadFile(a.cache.torrentPath(r.Name, r.Version))
 		if err != nil {
 			continue
 		}
@@ -442,14 +441,6 @@ func (a *Agent) restoreCached(ctx context.Context) {
 			a.log.Warn("cannot resume cached release", "release", r.Name, "version", r.Version, "err", err)
 		}
 	}
-}
-
-func (a *Agent) manifestPath(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".json")
-}
-
-func (a *Agent) torrentPath(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "state", "releases", name, version+".torrent")
 }
 
 // reconcile moves every subscription one step towards its target.
@@ -474,7 +465,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	var subs []SubscriptionStatus
 	for _, s := range a.cfg.Subscriptions {
 		st := SubscriptionStatus{Subscription: s.String(), Name: s.Name}
-		st.Active = a.activeVersion(s.Name)
+		st.Active = a.cache.activeVersion(s.Name)
 		if !haveCatalog {
 			st.Reason = "catalog not read yet"
 			if err := a.currentCatalogErr(); err != nil {
@@ -568,17 +559,17 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		if !ok {
 			if rec.Reason != why {
 				rec.Reason = why
-				a.state.Put(rec)
+				_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 			}
 			return errors.New(why)
 		}
 		if rec.Reason != "" {
 			rec.Reason = ""
-			a.state.Put(rec)
+			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
 		if e := d.off.lastErr.Load(); e != nil && rec.LastError != "origin fetch: "+*e {
 			rec.LastError = "origin fetch: " + *e
-			a.state.Put(rec)
+			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
 		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
 		if rec.LastError != "" {
@@ -588,21 +579,21 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	vctx, vspan := tracing.Start(trace.ContextWithSpan(ctx, d.span), "verify", tracing.Release(ref.Name, ref.Version, d.manifest.InfoHash)...)
-	err = verifyFiles(vctx, a.releaseDir(ref.Name, ref.Version), d.manifest)
+	err = verifyFiles(vctx, a.cache.releaseDir(ref.Name, ref.Version), d.manifest)
 	tracing.End(vspan, err)
 	d.span.End()
 	if err != nil {
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
 		rec.LastError = err.Error()
 		a.setPhase(rec, PhaseFailed, "")
-		a.state.Put(rec)
+		saveErr := a.saveRecord(rec)
 		// Drop the torrent and its completion so the next pass refetches.
 		a.dropDownload(d)
-		return err
+		return errors.Join(err, saveErr)
 	}
 	a.setPhase(rec, PhaseVerified, "")
 	rec.Verified, rec.LastError = time.Now(), ""
-	a.state.Put(rec)
+	_ = a.saveRecord(rec) // logged; activate writes the record again
 	return a.activate(ctx, d, rec)
 }
 
@@ -621,13 +612,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.mu.Unlock()
 	// Keep the verified metadata next to the state so a restart can resume
 	// and seed without the catalog.
-	if err := writeFileAtomic(a.manifestPath(ref.Name, ref.Version), mustMarshalManifest(m)); err != nil {
+	if err := a.cache.keepMetadata(m, torrentBytes); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(a.torrentPath(ref.Name, ref.Version), torrentBytes); err != nil {
-		return nil, err
-	}
-	stor := btclient.NewFileStorage(filepath.Join(a.cfg.CacheDir, "releases", ref.Name),
+	stor := btclient.NewFileStorage(a.cache.storageDir(ref.Name),
 		btclient.SharedCompletion{PieceCompletion: a.complete}, btclient.WithServeBudget(a.serve))
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
@@ -662,7 +650,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		rec.Started = time.Now()
 		rec.LastError = ""
 	}
-	if err := a.state.Put(rec); err != nil {
+	if err := a.saveRecord(rec); err != nil {
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
@@ -672,11 +660,14 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		sc = maxCounters(savedCounters{Downloaded: d.base, Uploaded: d.baseUp}, sc)
 		d.base, d.baseUp = sc.Downloaded, sc.Uploaded
 	}
-	_, d.span = tracing.Start(context.Background(), "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
+	// The download outlives the pass that added it but keeps its trace
+	// context: it ends with stop (dropped) or Close, not with ctx.
+	dctx := context.WithoutCancel(ctx)
+	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
+	d.ctx, d.cancel = context.WithCancel(dctx)
 	t.DownloadAll()
-	dctx, cancel := context.WithCancel(context.Background())
-	d.ctx, d.cancel = dctx, cancel
 	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
 	// A failed write pauses the release until there is room again; the
 	// library's default would stop downloading for the process's life.
@@ -692,22 +683,6 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 				b := &siteBridge{self: a.peerID, site: a.cfg.Site, region: a.cfg.Region, t: t, lastSeen: map[[20]byte]time.Time{}}
 				w.bridge = b.update
 			}
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				// The view serves the origin offload, which ends when the
-				// download completes; a seeding release polls nothing.
-				wctx, stop := context.WithCancel(dctx)
-				defer stop()
-				go func() {
-					select {
-					case <-t.Complete().On():
-						stop()
-					case <-wctx.Done():
-					}
-				}()
-				w.run(wctx)
-			}()
 		}
 	}
 	d.paused, d.halted = true, true // until the next reconcile checks the policy
@@ -717,14 +692,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
 	a.byHash.Store(tf.InfoHash, d)
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		if err := d.off.run(dctx); err != nil && !errors.Is(err, context.Canceled) {
-			a.log.Warn("origin offload stopped", "release", ref.Name, "err", err)
-		}
-		a.poke()
-	}()
+	d.start(&a.wg, a.log, a.poke)
 	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
 	return d, nil
 }
@@ -737,7 +705,7 @@ func (a *Agent) poke() {
 }
 
 func (a *Agent) dropDownload(d *download) {
-	d.cancel()
+	d.stop()
 	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()
 	a.mu.Lock()
@@ -767,10 +735,6 @@ func (a *Agent) announceURL() string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func (a *Agent) releaseDir(name, version string) string {
-	return filepath.Join(a.cfg.CacheDir, "releases", name, version)
 }
 
 func (a *Agent) setPhase(rec *ReleaseState, p Phase, reason string) {
@@ -808,7 +772,7 @@ func (a *Agent) fail(ref release.Ref, infoHash string, err error) {
 	}
 	rec.LastError = err.Error()
 	a.setPhase(rec, PhaseFailed, "")
-	a.state.Put(rec)
+	_ = a.saveRecord(rec) // logged; the failure is also returned to the caller
 }
 
 // saveProgressLocked copies live counters into the state record.
@@ -821,9 +785,44 @@ func (a *Agent) saveProgressLocked(d *download) {
 	changed := rec.Downloaded != b || rec.Uploaded != up || rec.Completed != d.t.BytesCompleted()
 	rec.Downloaded, rec.Uploaded, rec.Completed = b, up, d.t.BytesCompleted()
 	if changed {
-		a.state.Put(rec)
+		_ = a.saveRecord(rec) // logged; counters are saved again next pass
 	}
 }
+
+// start runs the download's goroutines until stop: the origin offloader
+// and, with a swarm view, its watcher, which ends early once the torrent
+// completes (the view serves the offload; a seeding release polls
+// nothing). Close waits for both through wg; poke wakes the agent's loop
+// when the offloader ends.
+func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
+	if w := d.off.watch; w != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wctx, stop := context.WithCancel(d.ctx)
+			defer stop()
+			go func() {
+				select {
+				case <-d.t.Complete().On():
+					stop()
+				case <-wctx.Done():
+				}
+			}()
+			w.run(wctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.off.run(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("origin offload stopped", "release", d.ref.Name, "err", err)
+		}
+		poke()
+	}()
+}
+
+// stop ends the download's goroutines (and its write-room probes).
+func (d *download) stop() { d.cancel() }
 
 // bytes returns payload bytes by source and uploaded bytes, including
 // earlier runs.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -175,7 +174,7 @@ func roomNeeded(remaining, pieceLength int64) int64 {
 // cache's filesystem first (cheap), then a test write of real bytes, which
 // also catches quotas and read-only filesystems that statfs does not show.
 func (a *Agent) roomFor(d *download) string {
-	dir := filepath.Join(a.cfg.CacheDir, "releases")
+	dir := a.cache.releasesDir()
 	need := roomNeeded(d.manifest.TotalSize-d.t.BytesCompleted(), d.manifest.PieceLength)
 	if free, ok := freeBytes(dir); ok && free < need {
 		return fmt.Sprintf("disk full: %s free on %s, waiting for %s", humanSize(free), dir, humanSize(need))
@@ -227,7 +226,7 @@ func (a *Agent) gcForDisk(now time.Time) {
 	if !due {
 		return
 	}
-	dir := filepath.Join(a.cfg.CacheDir, "releases")
+	dir := a.cache.releasesDir()
 	free, ok := freeBytes(dir)
 	if !ok {
 		return

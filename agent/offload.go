@@ -116,6 +116,9 @@ type offloader struct {
 	watch    *swarmWatcher // the tracker's member list; nil: connections only
 	log      *slog.Logger
 	fileEnds []int64 // cumulative end offset of each file
+	// now is the agent's clock (Options.Now): stalls, back-offs and peer
+	// silence are measured on it.
+	now func() time.Time
 
 	originBytes atomic.Int64
 	failures    atomic.Int64
@@ -149,7 +152,7 @@ type offloader struct {
 // (from peers or the origin); bytes, not verified pieces, so that large
 // pieces on a slow link do not look like a stall.
 func (o *offloader) stalledFor() time.Duration {
-	now := time.Now()
+	now := o.now()
 	st := o.t.Stats()
 	done := st.ConnStats.BytesReadUsefulData.Int64() + o.originBytes.Load()
 	o.mu.Lock()
@@ -168,7 +171,7 @@ type peerProgress struct {
 }
 
 func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limiter *rate.Limiter, cfg OffloadConfig, self [20]byte, log *slog.Logger) *offloader {
-	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{},
+	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, now: time.Now, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{},
 		hashFails: new(atomic.Int64), badPieces: map[int]pieceBackoff{}}
 	var end int64
 	for _, f := range m.Files {
@@ -205,7 +208,7 @@ func (o *offloader) run(ctx context.Context) error {
 		if par := o.parallel(); len(inflight) < par {
 			skip := inflight
 			if len(o.badPieces) > 0 {
-				now := time.Now()
+				now := o.now()
 				skip = maps.Clone(inflight)
 				for p, b := range o.badPieces {
 					if now.Before(b.until) {
@@ -246,9 +249,9 @@ func (o *offloader) run(ctx context.Context) error {
 			delete(inflight, r.piece)
 			if r.badHash {
 				o.hashFails.Add(1)
-				b := o.badPieces[r.piece].next(time.Now())
+				b := o.badPieces[r.piece].next(o.now())
 				o.badPieces[r.piece] = b
-				o.log.Warn("origin sent a piece that fails its hash; backing off", "piece", r.piece, "failures", b.fails, "retry_in", time.Until(b.until).Round(time.Second))
+				o.log.Warn("origin sent a piece that fails its hash; backing off", "piece", r.piece, "failures", b.fails, "retry_in", b.until.Sub(o.now()).Round(time.Second))
 			}
 		case <-tick.C:
 		}
@@ -276,7 +279,7 @@ func (o *offloader) parallel() int {
 func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	if o.paused.Load() {
 		o.mu.Lock()
-		o.resumed = time.Now()
+		o.resumed = o.now()
 		o.mu.Unlock()
 		return nil
 	}
@@ -326,7 +329,7 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 // stalled: a busy or slow link also leaves single peers silent for a
 // while, and declaring them dead sends their shards to the origin again.
 func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitmap) {
-	now := time.Now()
+	now := o.now()
 	ours := o.completedPieces()
 	avail := roaring.New()
 	members := [][20]byte{o.self}
@@ -412,7 +415,7 @@ func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitm
 		return
 	}
 	ih := o.t.InfoHash()
-	now := time.Now()
+	now := o.now()
 	found := map[[20]byte]bool{}
 	checked := 0
 	for p := 0; p < n && checked < maxSuspectScan; p++ {

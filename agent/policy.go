@@ -190,7 +190,7 @@ func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 	for _, r := range recs {
 		cr := policy.CachedRelease{
 			Name: r.Name, Version: r.Version, Size: r.Size,
-			Active:      a.activeVersion(r.Name) == r.Version,
+			Active:      a.cache.activeVersion(r.Name) == r.Version,
 			Pinned:      pinned[r.Key()],
 			Yanked:      yanked[r.Key()],
 			LastUsed:    r.LastUsed,
@@ -199,7 +199,7 @@ func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 		if cr.LastUsed.IsZero() {
 			cr.LastUsed = r.Queued
 		}
-		if m, err := a.cachedManifest(r.Name, r.Version); err == nil {
+		if m, err := a.cache.manifest(r.Name, r.Version); err == nil {
 			cr.Expires = m.Expires
 		}
 		cached = append(cached, cr)
@@ -226,7 +226,7 @@ func (a *Agent) gcWithin(quota, need int64, now time.Time) error {
 // crash part way leaves only files without a record, which the next start
 // removes; a record never points at half-deleted files.
 func (a *Agent) evict(name, version string) error {
-	if a.activeVersion(name) == version {
+	if a.cache.activeVersion(name) == version {
 		return errors.New("refusing to evict the active release")
 	}
 	key := release.Format(name, version)
@@ -244,10 +244,8 @@ func (a *Agent) evict(name, version string) error {
 	if rec != nil && ih.FromHexString(rec.InfoHash) == nil {
 		a.complete.Forget(ih) // its saved counters must not come back with a new download
 	}
-	if err := os.RemoveAll(a.releaseDir(name, version)); err != nil {
+	if err := a.cache.remove(name, version); err != nil {
 		return fmt.Errorf("remove files: %w", err)
 	}
-	os.Remove(a.manifestPath(name, version))
-	os.Remove(a.torrentPath(name, version))
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -39,34 +37,23 @@ func (a *Agent) adoptUnrecorded(ctx context.Context) {
 	for _, r := range recs {
 		known[r.Key()] = true
 	}
-	base := filepath.Join(a.cfg.CacheDir, "releases")
-	names, _ := os.ReadDir(base)
-	for _, n := range names {
-		if !n.IsDir() {
-			continue
+	for _, ref := range a.cache.unrecorded(known) {
+		if ctx.Err() != nil {
+			return
 		}
-		versions, _ := os.ReadDir(filepath.Join(base, n.Name()))
-		for _, v := range versions {
-			if !v.IsDir() || known[n.Name()+"@"+v.Name()] {
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			a.adoptOne(ctx, n.Name(), v.Name())
-		}
+		a.adoptOne(ctx, ref.Name, ref.Version)
 	}
 }
 
 func (a *Agent) adoptOne(ctx context.Context, name, version string) {
-	m, ih, err := a.cachedRelease(name, version)
+	m, ih, err := a.cache.metadata(name, version)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The metadata went with the state: ask the signed catalog once
 		// it has been read (adoptPending) before deciding anything.
 		a.mu.Lock()
 		a.pendingAdopt = append(a.pendingAdopt, release.Ref{Name: name, Version: version})
 		a.mu.Unlock()
-		a.log.Warn("release without a state record or cached metadata: will check it against the signed catalog", "release", name, "version", version, "dir", a.releaseDir(name, version))
+		a.log.Warn("release without a state record or cached metadata: will check it against the signed catalog", "release", name, "version", version, "dir", a.cache.releaseDir(name, version))
 		return
 	}
 	a.adoptChecked(ctx, name, version, m, ih, err)
@@ -102,10 +89,7 @@ func (a *Agent) adoptPending(ctx context.Context) {
 		}
 		switch {
 		case err == nil:
-			if err = writeFileAtomic(a.manifestPath(ref.Name, ref.Version), mustMarshalManifest(m)); err == nil {
-				err = writeFileAtomic(a.torrentPath(ref.Name, ref.Version), tb)
-			}
-			if err != nil {
+			if err = a.cache.keepMetadata(m, tb); err != nil {
 				retry = append(retry, ref)
 				continue
 			}
@@ -127,8 +111,8 @@ func (a *Agent) adoptPending(ctx context.Context) {
 // adoptChecked re-adopts or removes one unrecorded release directory given
 // its metadata (or why there is none usable).
 func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catalog.Manifest, ih metainfo.Hash, err error) {
-	dir := a.releaseDir(name, version)
-	active := a.activeVersion(name) == version
+	dir := a.cache.releaseDir(name, version)
+	active := a.cache.activeVersion(name) == version
 	if err == nil {
 		err = verifyFiles(ctx, dir, m)
 	}
@@ -147,7 +131,7 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 		if sc, ok, err := a.complete.Counters(ih); err == nil && ok {
 			rec.Downloaded, rec.Uploaded = sc.Downloaded, sc.Uploaded
 		}
-		if err := a.state.Put(rec); err != nil {
+		if err := a.saveRecord(rec); err != nil {
 			a.log.Error("cannot record a re-adopted release; its files are kept", "release", name, "version", version, "dir", dir, "file", a.state.path, "err", err)
 			return
 		}
@@ -164,7 +148,7 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 		if m != nil {
 			rec := &ReleaseState{Name: name, Version: version, InfoHash: m.InfoHash, Phase: PhaseDownloading, Size: m.TotalSize,
 				Queued: now, Started: now, LastError: err.Error()}
-			if perr := a.state.Put(rec); perr == nil {
+			if perr := a.saveRecord(rec); perr == nil {
 				act += "; recorded as downloading to repair it"
 			}
 		}
@@ -173,33 +157,10 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 		return
 	}
 	a.log.Warn("removing files of an unrecorded release that does not verify", "release", name, "version", version, "dir", dir, "err", err)
-	if rerr := os.RemoveAll(dir); rerr != nil {
+	if rerr := a.cache.remove(name, version); rerr != nil {
 		a.log.Error("remove files", "dir", dir, "err", rerr)
 	}
-	os.Remove(a.manifestPath(name, version))
-	os.Remove(a.torrentPath(name, version))
 	a.noteRecovery(Recovery{File: dir, Action: "removed: no state record and it does not verify", Reason: err.Error(), At: now})
-}
-
-// cachedRelease reads the manifest and torrent kept next to the state and
-// checks that they belong together and to name@version.
-func (a *Agent) cachedRelease(name, version string) (*catalog.Manifest, metainfo.Hash, error) {
-	m, err := a.cachedManifest(name, version)
-	if err != nil {
-		return nil, metainfo.Hash{}, fmt.Errorf("cached manifest: %w", err)
-	}
-	if m.Name != name || m.Version != version {
-		return nil, metainfo.Hash{}, fmt.Errorf("cached manifest %s names %s", a.manifestPath(name, version), m.Ref())
-	}
-	tb, err := os.ReadFile(a.torrentPath(name, version))
-	if err != nil {
-		return m, metainfo.Hash{}, fmt.Errorf("cached torrent: %w", err)
-	}
-	tf, err := torrentfile.Parse(tb, m)
-	if err != nil {
-		return m, metainfo.Hash{}, fmt.Errorf("cached torrent %s: %w", a.torrentPath(name, version), err)
-	}
-	return m, tf.InfoHash, nil
 }
 
 func (a *Agent) noteRecovery(r Recovery) {

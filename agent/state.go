@@ -172,3 +172,22 @@ func ReadState(cacheDir string) ([]*ReleaseState, error) {
 	defer s.Close()
 	return s.All()
 }
+
+// saveRecord is the agent's one path for writing a release record. A
+// failed write (a full disk, a damaged file) is logged once when writes
+// start failing and once when they work again, and returned: a step that
+// cannot go on without the record returns it; one that can goes on, and
+// the next pass writes the record again.
+func (a *Agent) saveRecord(rec *ReleaseState) error {
+	err := a.state.Put(rec)
+	if err != nil {
+		if !a.stateFailing.Swap(true) {
+			a.log.Error("cannot save release state; retrying on the next pass", "release", rec.Name, "version", rec.Version, "file", a.state.path, "err", err)
+		}
+		return fmt.Errorf("save state of %s: %w", rec.Key(), err)
+	}
+	if a.stateFailing.Swap(false) {
+		a.log.Info("release state saved again", "file", a.state.path)
+	}
+	return nil
+}

@@ -278,9 +278,6 @@ func shortIDs(ids []string) string {
 	return strings.Join(out, ", ")
 }
 
-// RootJSON returns the catalog's current root metadata.
-func (r *Repo) RootJSON() ([]byte, error) { return r.root.ToBytes(true) }
-
 // customOf decodes a target's swarmship state.
 func customOf(tf *metadata.TargetFiles) (EntryState, error) {
 	var st EntryState
@@ -476,9 +473,6 @@ func (r *Repo) Commit(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
-
-// TargetsVersion is the version of the targets metadata loaded.
-func (r *Repo) TargetsVersion() int64 { return r.targets.Signed.Version }
 
 // UnreferencedTargets lists the targets metadata files that no snapshot in
 // the store names: left by writers killed between writing targets and

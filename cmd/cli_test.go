@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -370,17 +371,10 @@ func TestAgentStopsCleanlyOnSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if target, err := os.Readlink(filepath.Join(cache, "current", "app")); err == nil && filepath.Base(target) == "1.0" {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("agent did not activate the release:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, 50*time.Millisecond, func() bool { return activeIs(cache, "app", "1.0") }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("agent did not activate the release:\n%s", logs.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
@@ -476,4 +470,10 @@ func TestBundleExportImportOffline(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "catalog") {
 		t.Fatalf("foreign metadata: code %d, %s", code, errOut)
 	}
+}
+
+// activeIs reports whether current/<name> in cache points at version.
+func activeIs(cache, name, version string) bool {
+	target, err := os.Readlink(filepath.Join(cache, "current", name))
+	return err == nil && filepath.Base(target) == version
 }

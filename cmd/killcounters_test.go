@@ -68,31 +68,20 @@ func TestAgentCountersSurviveKill9(t *testing.T) {
 	for k := 1; k <= kills; k++ {
 		cmd, logs := start()
 		// Kill at about k/3 of the release, counted by the origin.
-		deadline := time.Now().Add(60 * time.Second)
-		for sw.Origin.Egress().WebSeed < int64(k)*m.TotalSize/3 {
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("download made no progress:\n%s", logs.String())
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !testenv.Poll(60*time.Second, 5*time.Millisecond, func() bool { return sw.Origin.Egress().WebSeed >= int64(k)*m.TotalSize/3 }) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("download made no progress:\n%s", logs.String())
 		}
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		t.Logf("kill -9 #%d at %d origin bytes", k, sw.Origin.Egress().WebSeed)
 	}
 	cmd, logs := start()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if target, err := os.Readlink(filepath.Join(cache, "current", "app")); err == nil && filepath.Base(target) == "1.0" {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("agent did not activate the release:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Poll(90*time.Second, 20*time.Millisecond, func() bool { return activeIs(cache, "app", "1.0") }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("agent did not activate the release:\n%s", logs.String())
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -13,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 // `swarmship origin --tls-cert --tls-key` serves HTTPS: a client holding
@@ -22,7 +24,7 @@ import (
 func TestOriginServesHTTPS(t *testing.T) {
 	catalogDir, keysDir := initCatalog(t)
 	pki := filepath.Join(t.TempDir(), "pki")
-	if err := peertls.GenerateTestPKI(pki, peertls.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if err := peertlstest.GeneratePKI(pki, peertlstest.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,20 +48,17 @@ func TestOriginServesHTTPS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
 		resp, err := client.Get("https://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return fmt.Errorf("HTTPS origin not healthy: %v; stderr: %s", err, errOut.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("HTTPS origin not healthy: %v; stderr: %s", err, errOut.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTPS origin not healthy: %s; stderr: %s", resp.Status, errOut.String())
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err == nil {
 		resp.Body.Close()

@@ -24,6 +24,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -103,15 +104,11 @@ func TestBadPeerIsBanned(t *testing.T) {
 	// Banned: the bad peer ends with no connection to any agent, and no
 	// agent reconnects to it. (Connections between complete peers are
 	// dropped anyway, so this alone proves little; the probe below does.)
-	deadline := time.Now().Add(5 * time.Second)
-	for len(badT.PeerConns()) > 0 || anyConnectedToBadPeer(agents) {
-		if time.Now().After(deadline) {
-			for _, pc := range badT.PeerConns() {
-				t.Logf("bad peer still connected to %v (peer id %q)", pc.RemoteAddr, pc.PeerID[:8])
-			}
-			t.Fatal("agents are still connected to the corrupting peer")
+	if !testenv.Poll(5*time.Second, 50*time.Millisecond, func() bool { return len(badT.PeerConns()) == 0 && !anyConnectedToBadPeer(agents) }) {
+		for _, pc := range badT.PeerConns() {
+			t.Logf("bad peer still connected to %v (peer id %q)", pc.RemoteAddr, pc.PeerID[:8])
 		}
-		time.Sleep(50 * time.Millisecond)
+		t.Fatal("agents are still connected to the corrupting peer")
 	}
 	// Every agent now refuses the bad peer's IP before the BitTorrent
 	// handshake, while another loopback address still gets one.
@@ -226,26 +223,25 @@ func waitSeederListed(sw *localswarm.Swarm, announce *url.URL, ih metainfo.Hash,
 	}
 	q.Set("info_hash", string(ih[:]))
 	su.RawQuery = q.Encode()
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := http.Get(su.String())
-		if err == nil {
-			var body struct {
-				Files map[string]struct {
-					Complete int64 `bencode:"complete"`
-				} `bencode:"files"`
-			}
-			err = bencode.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if err == nil && body.Files[string(ih[:])].Complete > 0 {
-				return nil
-			}
+	var err error
+	listed := testenv.Poll(timeout, 50*time.Millisecond, func() bool {
+		var resp *http.Response
+		if resp, err = http.Get(su.String()); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the tracker never listed the bad peer as a seeder (last error: %v)", err)
+		defer resp.Body.Close()
+		var body struct {
+			Files map[string]struct {
+				Complete int64 `bencode:"complete"`
+			} `bencode:"files"`
 		}
-		time.Sleep(50 * time.Millisecond)
+		err = bencode.NewDecoder(resp.Body).Decode(&body)
+		return err == nil && body.Files[string(ih[:])].Complete > 0
+	})
+	if !listed {
+		return fmt.Errorf("the tracker never listed the bad peer as a seeder (last error: %v)", err)
 	}
+	return nil
 }
 
 // probeHandshake connects from local to a peer at remote and exchanges

@@ -103,13 +103,9 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 					close(stop)
 					t.Fatalf("agent did not start: %v", err)
 				}
-				deadline := time.Now().Add(30 * time.Second)
-				for !settled(ra.Agent.Status(), want) {
-					if time.Now().After(deadline) {
-						close(stop)
-						t.Fatalf("agent did not settle; status %+v", ra.Agent.Status())
-					}
-					time.Sleep(20 * time.Millisecond)
+				if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool { return settled(ra.Agent.Status(), want) }) {
+					close(stop)
+					t.Fatalf("agent did not settle; status %+v", ra.Agent.Status())
 				}
 				st := ra.Agent.Status()
 				if err := ra.Stop(); err != nil {

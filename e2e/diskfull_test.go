@@ -297,42 +297,31 @@ func runDiskFull(t *testing.T, disk string, peer bool) diskFullRun {
 
 func waitCompleted(t *testing.T, ra *localswarm.RunningAgent, name, version string, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for releaseStatus(ra, name, version).Completed < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s: fewer than %d bytes completed after 60s", name, version, n)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, 2*time.Millisecond, func() bool { return releaseStatus(ra, name, version).Completed >= n }) {
+		t.Fatalf("%s@%s: fewer than %d bytes completed after 60s", name, version, n)
 	}
 }
 
 // waitActivePolling is waitActive with a finer clock, for timing.
 func waitActivePolling(t *testing.T, ra *localswarm.RunningAgent, name, version string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !localswarm.IsActive(ra.Agent, name, version) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s@%s not active after %v: %+v", name, version, timeout, ra.Agent.Status().Subscriptions)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(timeout, 5*time.Millisecond, func() bool { return localswarm.IsActive(ra.Agent, name, version) }) {
+		t.Fatalf("%s@%s not active after %v: %+v", name, version, timeout, ra.Agent.Status().Subscriptions)
 	}
 }
 
 // waitReason waits until the agent's subscription reason starts with prefix.
 func waitReason(t *testing.T, ra *localswarm.RunningAgent, prefix string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, s := range ra.Agent.Status().Subscriptions {
+	testenv.Eventually(t, timeout, 10*time.Millisecond, func() error {
+		subs := ra.Agent.Status().Subscriptions
+		for _, s := range subs {
 			if strings.HasPrefix(s.Reason, prefix) {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no subscription reason %q after %v: %+v", prefix, timeout, ra.Agent.Status().Subscriptions)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("no subscription reason %q: %+v", prefix, subs)
+	})
 }
 
 // checkReleaseFiles re-hashes a release directory against its manifest.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -243,12 +244,8 @@ func TestAgentRestartResumesWithoutRefetching(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for releaseStatus(ra, "app", "1.0").Completed < m.TotalSize/3 {
-		if time.Now().After(deadline) {
-			t.Fatal("download made no progress")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, 5*time.Millisecond, func() bool { return releaseStatus(ra, "app", "1.0").Completed >= m.TotalSize/3 }) {
+		t.Fatal("download made no progress")
 	}
 	if err := ra.Stop(); err != nil {
 		t.Fatal(err)
@@ -390,16 +387,8 @@ func TestUnreachableCatalogKeepsServingCache(t *testing.T) {
 	waitActive(t, "app", "1.0", 60*time.Second, agents...)
 	down.Store(true)
 	ra := agents[0]
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		st := ra.Agent.Status()
-		if st.Catalog.Error != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("agent never noticed the catalog was down")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Poll(20*time.Second, 100*time.Millisecond, func() bool { return ra.Agent.Status().Catalog.Error != "" }) {
+		t.Fatal("agent never noticed the catalog was down")
 	}
 	st := ra.Agent.Status()
 	if !strings.Contains(st.Catalog.Error, "503") && !strings.Contains(st.Catalog.Error, "Service Unavailable") {
@@ -412,12 +401,8 @@ func TestUnreachableCatalogKeepsServingCache(t *testing.T) {
 	}
 	// The catalog comes back and the agent recovers by itself.
 	down.Store(false)
-	deadline = time.Now().Add(30 * time.Second)
-	for ra.Agent.Status().Catalog.Error != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("agent did not recover when the catalog came back")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Poll(30*time.Second, 100*time.Millisecond, func() bool { return ra.Agent.Status().Catalog.Error == "" }) {
+		t.Fatal("agent did not recover when the catalog came back")
 	}
 }
 
@@ -452,19 +437,14 @@ func TestMismatchedInfohashIsRefused(t *testing.T) {
 	}
 	agents := startAgents(t, sw, 1, agent.Subscription{Name: "app", Channel: "stable"}, nil)
 	ra := agents[0]
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		rs := releaseStatus(ra, "app", "1.1")
-		if rs.Phase == agent.PhaseFailed {
-			if !strings.Contains(rs.LastError, "infohash") {
-				t.Fatalf("refused with %q, want it to name the infohash", rs.LastError)
-			}
-			break
+	testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if rs := releaseStatus(ra, "app", "1.1"); rs.Phase != agent.PhaseFailed {
+			return fmt.Errorf("release 1.1 state %q, want failed", rs.Phase)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("release 1.1 state %q, want failed", rs.Phase)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if rs := releaseStatus(ra, "app", "1.1"); !strings.Contains(rs.LastError, "infohash") {
+		t.Fatalf("refused with %q, want it to name the infohash", rs.LastError)
 	}
 	if v := activeVersion(ra); v == "1.1" {
 		t.Fatal("activated a release whose torrent does not match its manifest")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -54,11 +56,10 @@ func TestLogLinePerReleaseStateChange(t *testing.T) {
 	}
 	waitActive(t, "app", "1.0", time.Minute, ra)
 	// The origin accepted the agent's reports under the same identity.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, 100*time.Millisecond, func() error {
 		resp, err := http.Get(sw.OriginURL + "/api/v1/rollout")
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		var ro struct {
 			AgentList []struct {
@@ -67,14 +68,11 @@ func TestLogLinePerReleaseStateChange(t *testing.T) {
 		}
 		json.NewDecoder(resp.Body).Decode(&ro)
 		resp.Body.Close()
-		if len(ro.AgentList) == 1 && ro.AgentList[0].Name == "a1" && ro.AgentList[0].Site == "store-7" && ro.AgentList[0].Tenant == "acme" {
-			break
+		if len(ro.AgentList) != 1 || ro.AgentList[0].Name != "a1" || ro.AgentList[0].Site != "store-7" || ro.AgentList[0].Tenant != "acme" {
+			return fmt.Errorf("origin has no report from a1: %+v", ro)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("origin has no report from a1: %+v", ro)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	rec := httptest.NewRecorder()
 	ra.Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/metrics", nil))
 	if !bytes.Contains(rec.Body.Bytes(), []byte(`swarmship_agent_reports_total{result="ok"}`)) {

@@ -11,6 +11,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -29,12 +30,8 @@ func TestAgentRedownloadsBytesLostAfterCompletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for releaseStatus(ra, "app", "1.0").Completed < m.TotalSize/3 {
-		if time.Now().After(deadline) {
-			t.Fatal("download made no progress")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, 5*time.Millisecond, func() bool { return releaseStatus(ra, "app", "1.0").Completed >= m.TotalSize/3 }) {
+		t.Fatal("download made no progress")
 	}
 	if err := ra.Stop(); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,8 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder"
 )
@@ -22,10 +24,10 @@ import (
 func TestOriginHTTPSAgentVerifiesCertificate(t *testing.T) {
 	dir := t.TempDir()
 	pki, other := filepath.Join(dir, "pki"), filepath.Join(dir, "other")
-	if err := peertls.GenerateTestPKI(pki, peertls.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+	if err := peertlstest.GeneratePKI(pki, peertlstest.CertSpec{Name: "origin", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := peertls.GenerateTestPKI(other, peertls.CertSpec{Name: "x"}); err != nil {
+	if err := peertlstest.GeneratePKI(other, peertlstest.CertSpec{Name: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	sw := newSwarm(t, localswarm.OriginOptions{Seed: true, TLS: seeder.TLSConfig{
@@ -52,8 +54,7 @@ func TestOriginHTTPSAgentVerifiesCertificate(t *testing.T) {
 	ihb, _ := hex.DecodeString(m.InfoHash)
 	var ih [20]byte
 	copy(ih[:], ihb)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 		var agents, origins int
 		for _, p := range sw.Origin.Tracker().Peers(ih) {
 			if p.Identity.Role == "origin" {
@@ -62,14 +63,11 @@ func TestOriginHTTPSAgentVerifiesCertificate(t *testing.T) {
 				agents++
 			}
 		}
-		if agents >= 1 && origins >= 1 {
-			break
+		if agents < 1 || origins < 1 {
+			return fmt.Errorf("tracker has %d agents and %d origins for the release, want both announced over HTTPS", agents, origins)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tracker has %d agents and %d origins for the release, want both announced over HTTPS", agents, origins)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 
 	for _, tc := range []struct{ name, ca string }{
 		{"other CA", filepath.Join(other, "ca.pem")},

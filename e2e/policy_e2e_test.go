@@ -16,6 +16,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -170,20 +171,16 @@ func TestQuotaAndGC(t *testing.T) {
 
 	// A release larger than the whole quota is refused, and 4.0 stays.
 	publish(t, sw, "app", "5.0", 70, map[string]int64{"app.bin": 12 * mib}, "stable")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
 		var reason string
 		for _, s := range ra.Agent.Status().Subscriptions {
 			reason = s.Reason
 		}
-		if strings.Contains(reason, "larger than the whole cache quota") {
-			break
+		if !strings.Contains(reason, "larger than the whole cache quota") {
+			return fmt.Errorf("no quota refusal in status; reason %q", reason)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no quota refusal in status; reason %q", reason)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if v := activeVersion(ra); v != "4.0" {
 		t.Fatalf("active %s after refusing 5.0, want 4.0", v)
 	}
@@ -214,23 +211,14 @@ func TestQuotaAndGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 5.0 still cannot fit, so the agent keeps 4.0 and says why.
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		st := ra2.Agent.Status().Subscriptions
-		if len(st) == 1 && st[0].Active == "4.0" && strings.Contains(st[0].Reason, "cache quota") {
-			break
+	testenv.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if st := ra2.Agent.Status().Subscriptions; len(st) != 1 || st[0].Active != "4.0" || !strings.Contains(st[0].Reason, "cache quota") {
+			return fmt.Errorf("restarted agent status %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted agent status %+v", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	deadline = time.Now().Add(10 * time.Second)
-	for exists("3.0") {
-		if time.Now().After(deadline) {
-			t.Fatal("files of the half-evicted 3.0 were not cleaned up")
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if !testenv.Poll(10*time.Second, 50*time.Millisecond, func() bool { return !exists("3.0") }) {
+		t.Fatal("files of the half-evicted 3.0 were not cleaned up")
 	}
 	m4 := manifestOf(t, sw, "app", "4.0")
 	checkActiveFiles(t, ra2, m4)
@@ -332,17 +320,12 @@ func TestResidencyRefusesForbiddenRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitActive(t, "records", "1.0", 60*time.Second, eu)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := us.Agent.Status()
-		if len(st.Subscriptions) == 1 && strings.Contains(st.Subscriptions[0].Reason, "restricted to regions eu; this agent is in region us") {
-			break
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if st := us.Agent.Status(); len(st.Subscriptions) != 1 || !strings.Contains(st.Subscriptions[0].Reason, "restricted to regions eu; this agent is in region us") {
+			return fmt.Errorf("us agent status %+v: want a residency reason", st.Subscriptions)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("us agent status %+v: want a residency reason", st.Subscriptions)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if rs := releaseStatus(us, "records", "1.0"); rs.Phase != "" || rs.Downloaded.Total() != 0 {
 		t.Fatalf("us agent holds %+v for an eu-only release", rs)
 	}

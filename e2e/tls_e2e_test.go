@@ -23,6 +23,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -114,18 +115,18 @@ func presenting(t *testing.T, dir, name string) *tls.Config {
 func TestTLSPeersOnlyCertifiedPeersShare(t *testing.T) {
 	const n = 3
 	pkiDir, strangerCA := t.TempDir(), t.TempDir()
-	var specs []peertls.CertSpec
+	var specs []peertlstest.CertSpec
 	for i := range n {
-		specs = append(specs, peertls.CertSpec{Name: fmt.Sprintf("agent-%d", i+1), Identity: peertls.Identity{Tenant: "acme", Site: fmt.Sprintf("site-%d", i%2), Region: "eu"}})
+		specs = append(specs, peertlstest.CertSpec{Name: fmt.Sprintf("agent-%d", i+1), Identity: peertls.Identity{Tenant: "acme", Site: fmt.Sprintf("site-%d", i%2), Region: "eu"}})
 	}
 	specs = append(specs,
-		peertls.CertSpec{Name: "friend", Identity: peertls.Identity{Tenant: "acme", Site: "site-9"}},
-		peertls.CertSpec{Name: "other-tenant", Identity: peertls.Identity{Tenant: "globex", Site: "site-0"}},
+		peertlstest.CertSpec{Name: "friend", Identity: peertls.Identity{Tenant: "acme", Site: "site-9"}},
+		peertlstest.CertSpec{Name: "other-tenant", Identity: peertls.Identity{Tenant: "globex", Site: "site-0"}},
 	)
-	if err := peertls.GenerateTestPKI(pkiDir, specs...); err != nil {
+	if err := peertlstest.GeneratePKI(pkiDir, specs...); err != nil {
 		t.Fatal(err)
 	}
-	if err := peertls.GenerateTestPKI(strangerCA, peertls.CertSpec{Name: "stranger", Identity: peertls.Identity{Tenant: "acme", Site: "site-0"}}); err != nil {
+	if err := peertlstest.GeneratePKI(strangerCA, peertlstest.CertSpec{Name: "stranger", Identity: peertls.Identity{Tenant: "acme", Site: "site-0"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -134,7 +135,7 @@ func TestTLSPeersOnlyCertifiedPeersShare(t *testing.T) {
 	m := publish(t, sw, "app", "1.0", 40, release24MiB, "stable")
 	agents := startAgents(t, sw, n, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
 		c.Tenant = "acme"
-		c.PeerTLS = peertls.TestConfig(pkiDir, filepath.Base(c.CacheDir))
+		c.PeerTLS = peertlstest.Config(pkiDir, filepath.Base(c.CacheDir))
 	})
 	var ports []int
 	for _, ra := range agents {
@@ -153,7 +154,7 @@ func TestTLSPeersOnlyCertifiedPeersShare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	friendTLS, _, err := peertls.Load(peertls.TestConfig(pkiDir, "friend"))
+	friendTLS, _, err := peertls.Load(peertlstest.Config(pkiDir, "friend"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,12 +285,12 @@ subscriptions:
 // another tenant than its own.
 func TestTLSAgentRefusesBadKeyOrTenant(t *testing.T) {
 	dir := t.TempDir()
-	if err := peertls.GenerateTestPKI(dir, peertls.CertSpec{Name: "a", Identity: peertls.Identity{Tenant: "acme", Site: "site-1"}}); err != nil {
+	if err := peertlstest.GeneratePKI(dir, peertlstest.CertSpec{Name: "a", Identity: peertls.Identity{Tenant: "acme", Site: "site-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	sw := newSwarm(t, localswarm.OriginOptions{})
 	cfg := sw.AgentConfig("a", "site-1", "eu", agent.Subscription{Name: "app"})
-	cfg.PeerTLS = peertls.TestConfig(dir, "a")
+	cfg.PeerTLS = peertlstest.Config(dir, "a")
 	cfg.Tenant = "globex"
 	if _, err := sw.StartAgent(context.Background(), "a", cfg); err == nil || !strings.Contains(err.Error(), "tenant") {
 		t.Fatalf("agent of tenant globex with an acme certificate: %v", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -93,11 +94,11 @@ func closedURL(t *testing.T) string {
 // status API shows the token.
 func TestTokenOnlyInAuthorizationHeader(t *testing.T) {
 	pkiDir := t.TempDir()
-	var specs []peertls.CertSpec
+	var specs []peertlstest.CertSpec
 	for _, n := range []string{"agent-1", "agent-2", "lost-tracker", "lost-catalog"} {
-		specs = append(specs, peertls.CertSpec{Name: n, Identity: peertls.Identity{Tenant: "acme", Site: "site-0", Region: "eu"}})
+		specs = append(specs, peertlstest.CertSpec{Name: n, Identity: peertls.Identity{Tenant: "acme", Site: "site-0", Region: "eu"}})
 	}
-	if err := peertls.GenerateTestPKI(pkiDir, specs...); err != nil {
+	if err := peertlstest.GeneratePKI(pkiDir, specs...); err != nil {
 		t.Fatal(err)
 	}
 	spy := &requestSpy{withAuth: map[string]int{}}
@@ -119,7 +120,7 @@ func TestTokenOnlyInAuthorizationHeader(t *testing.T) {
 	start := func(name string, tweak func(*agent.Config)) *localswarm.RunningAgent {
 		cfg := sw.AgentConfig(name, "site-0", "eu", sub)
 		cfg.Tenant, cfg.Token = "acme", secretToken
-		cfg.PeerTLS = peertls.TestConfig(pkiDir, name)
+		cfg.PeerTLS = peertlstest.Config(pkiDir, name)
 		if tweak != nil {
 			tweak(cfg)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder"
@@ -29,16 +30,16 @@ func TestPrivateCatalogTenantAgents(t *testing.T) {
 	// Tokens imply peer TLS (an agent with a token and plain peers is
 	// refused): every agent gets a certificate naming its tenant and site.
 	pki := filepath.Join(dir, "pki")
-	specs := []peertls.CertSpec{{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}}}
+	specs := []peertlstest.CertSpec{{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}}}
 	for _, a := range []struct{ name, tenant, site string }{{"globex-1", "globex", "g1"}, {"acme-1", "acme", "store-1"}, {"acme-2", "acme", "store-2"}} {
-		specs = append(specs, peertls.CertSpec{Name: a.name, Identity: peertls.Identity{Tenant: a.tenant, Site: a.site, Region: "eu"}})
+		specs = append(specs, peertlstest.CertSpec{Name: a.name, Identity: peertls.Identity{Tenant: a.tenant, Site: a.site, Region: "eu"}})
 	}
-	if err := peertls.GenerateTestPKI(pki, specs...); err != nil {
+	if err := peertlstest.GeneratePKI(pki, specs...); err != nil {
 		t.Fatal(err)
 	}
 	sw, err := localswarm.New(ctx, filepath.Join(dir, "swarm"), localswarm.OriginOptions{Configure: func(c *seeder.Config) {
 		c.TokenPublicKey, c.PrivateCatalog = filepath.Join(keys, token.PublicKeyFile), true
-		c.PeerTLS = peertls.TestConfig(pki, "origin")
+		c.PeerTLS = peertlstest.Config(pki, "origin")
 	}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestPrivateCatalogTenantAgents(t *testing.T) {
 		}
 		cfg := sw.AgentConfig(name, site, "eu", agent.Subscription{Name: "app", Channel: "stable"})
 		cfg.Tenant, cfg.Token = tenant, tok
-		cfg.PeerTLS = peertls.TestConfig(pki, name)
+		cfg.PeerTLS = peertlstest.Config(pki, name)
 		ra, err := sw.StartAgent(ctx, name, cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -457,10 +457,7 @@ func testLeechFromAgents(t *testing.T, python string, withEmpty bool) {
 
 	// The agents' counters are read live from the torrent client, but the
 	// last blocks may still be in flight when libtorrent reports seeding.
-	deadline := time.Now().Add(5 * time.Second)
-	for uploaded()-before < res.TotalSize && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Poll(5*time.Second, 50*time.Millisecond, func() bool { return uploaded()-before >= res.TotalSize })
 	if up := uploaded() - before; up < res.TotalSize {
 		t.Errorf("agents uploaded %d bytes to libtorrent, release is %d", up, res.TotalSize)
 	} else {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -117,10 +118,7 @@ func TestForeignLeechesFromAgents(t *testing.T) {
 			}
 			// The last blocks may still be in flight when the client
 			// reports itself complete.
-			deadline := time.Now().Add(5 * time.Second)
-			for uploadedBy(agents)-before < res.TotalSize && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
+			testenv.Poll(5*time.Second, 50*time.Millisecond, func() bool { return uploadedBy(agents)-before >= res.TotalSize })
 			up := uploadedBy(agents) - before
 			t.Logf("agents uploaded %d bytes to %s (release %d)", up, c.name, res.TotalSize)
 			if up < res.TotalSize {

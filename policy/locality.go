@@ -39,53 +39,7 @@ func AllowedRelease(r Residency, self Identity) (ok bool, reason string) {
 	return true, ""
 }
 
-// AllowedPeer reports whether self may exchange the release with peer:
-// self may hold it (AllowedRelease), the peer is of the same tenant
-// (tenants never mix, "" being a tenant of its own), and, for a release
-// restricted to regions, the peer is in one of them.
-func AllowedPeer(r Residency, self, peer Identity) bool {
-	ok, _ := AllowedRelease(r, self)
-	return ok && peer.Tenant == self.Tenant && inRegions(r.Regions, peer.Region)
-}
-
 // inRegions: an empty list allows every region; an empty region matches none.
 func inRegions(regions []string, region string) bool {
 	return len(regions) == 0 || region != "" && slices.Contains(regions, region)
-}
-
-// Tier is how near a peer is.
-type Tier int
-
-// Tiers, nearest first.
-const (
-	TierSite   Tier = iota // same region and site
-	TierRegion             // same region, another site
-	TierOther              // anywhere else, or unknown
-)
-
-// Locality returns peer's tier seen from self, as the tracker ranks peers:
-// empty regions and sites never match, and a site counts only within the
-// same region (site names are per region). Traffic with peers outside
-// TierSite crosses the WAN.
-func Locality(self, peer Identity) Tier {
-	switch {
-	case self.Region == "" || peer.Region != self.Region:
-		return TierOther
-	case self.Site != "" && peer.Site == self.Site:
-		return TierSite
-	}
-	return TierRegion
-}
-
-// PeerOrder returns the indices of peers, same site first, then same
-// region, then the rest; the order within a tier is kept.
-func PeerOrder(self Identity, peers []Identity) []int {
-	order := make([]int, len(peers))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return int(Locality(self, peers[a])) - int(Locality(self, peers[b]))
-	})
-	return order
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs what the tests
 # run against (Debian BitTorrent clients and python3-libtorrent, the
-# versitygw S3 server, chromium for the dashboard test, node and npm for
-# tuf-js), then runs go vet, a gofmt check and the whole suite
+# versitygw S3 server, staticcheck, chromium for the dashboard test, node and npm for
+# tuf-js), then runs go vet, staticcheck, a gofmt check and the whole suite
 # with the race detector. With CI=true a missing tool fails a test instead of
 # skipping it.
 set -euo pipefail
@@ -39,9 +39,15 @@ if [ ! -x "$tools/versitygw" ]; then
   echo "test.sh: installing versitygw v1.8.0" >&2
   GOBIN="$tools" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0
 fi
+if [ ! -x "$tools/staticcheck" ] || ! "$tools/staticcheck" -version | grep -q '(0.8.2)'; then
+  echo "test.sh: installing staticcheck v0.8.2" >&2
+  GOBIN="$tools" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
 
 echo "test.sh: go vet" >&2
 go vet ./...
+echo "test.sh: staticcheck" >&2
+"$tools/staticcheck" ./...
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))"
 if [ -n "$unformatted" ]; then
   echo "test.sh: gofmt would change:" >&2

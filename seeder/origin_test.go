@@ -2,6 +2,7 @@ package seeder_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -83,20 +85,17 @@ func newOriginWith(t *testing.T, cfg seeder.Config, srvStart func(*httptest.Serv
 
 func waitReady(t *testing.T, c *http.Client, base string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		resp, err := c.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return fmt.Errorf("origin not ready: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("origin not ready: %v", err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("origin not ready: %s", resp.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func get(t *testing.T, method, url string, hdr map[string]string) (*http.Response, string) {

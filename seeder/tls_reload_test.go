@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 // A renewed certificate is served without a restart; a broken renewal
 // keeps the old one; bad settings are refused at start.
 func TestOriginTLSCertificateReload(t *testing.T) {
 	dir := t.TempDir()
-	if err := peertls.GenerateTestPKI(dir, peertls.CertSpec{Name: "a"}, peertls.CertSpec{Name: "b"}); err != nil {
+	if err := peertlstest.GeneratePKI(dir, peertlstest.CertSpec{Name: "a"}, peertlstest.CertSpec{Name: "b"}); err != nil {
 		t.Fatal(err)
 	}
 	cert, key := filepath.Join(dir, "live.pem"), filepath.Join(dir, "live.key")

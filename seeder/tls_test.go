@@ -14,6 +14,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/seeder"
 )
 
@@ -22,9 +23,9 @@ import (
 func TestTLSOriginSeederPeerPort(t *testing.T) {
 	dir := t.TempDir()
 	pki := filepath.Join(dir, "pki")
-	if err := peertls.GenerateTestPKI(pki,
-		peertls.CertSpec{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}},
-		peertls.CertSpec{Name: "agent", Identity: peertls.Identity{Tenant: "acme", Site: "s1"}},
+	if err := peertlstest.GeneratePKI(pki,
+		peertlstest.CertSpec{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}},
+		peertlstest.CertSpec{Name: "agent", Identity: peertls.Identity{Tenant: "acme", Site: "s1"}},
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestTLSOriginSeederPeerPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := true
-	cfg := seeder.Config{Seed: &seed, PeerHost: "127.0.0.1", CacheDir: filepath.Join(dir, "cache"), PeerTLS: peertls.TestConfig(pki, "origin")}
+	cfg := seeder.Config{Seed: &seed, PeerHost: "127.0.0.1", CacheDir: filepath.Join(dir, "cache"), PeerTLS: peertlstest.Config(pki, "origin")}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	bad := cfg
@@ -66,7 +67,7 @@ func TestTLSOriginSeederPeerPort(t *testing.T) {
 	if o.PeerPort() == 0 {
 		t.Fatal("no peer port")
 	}
-	agentTLS, _, err := peertls.Load(peertls.TestConfig(pki, "agent"))
+	agentTLS, _, err := peertls.Load(peertlstest.Config(pki, "agent"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -163,16 +165,13 @@ func TestOriginSeederAnnouncesInTokenMode(t *testing.T) {
 	}
 	h, _ := hex.DecodeString(m.InfoHash)
 	copy(ih[:], h)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for _, p := range to.o.Tracker().Peers(ih) {
+	testenv.Eventually(t, 20*time.Second, 100*time.Millisecond, func() error {
+		peers := to.o.Tracker().Peers(ih)
+		for _, p := range peers {
 			if p.Identity.Role == tracker.RoleOrigin && p.Identity.Tenant == "acme" && p.Left == 0 {
-				return
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the origin's seeder is not in the swarm: %+v", to.o.Tracker().Peers(ih))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("the origin's seeder is not in the swarm: %+v", peers)
+	})
 }

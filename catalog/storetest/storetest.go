@@ -61,319 +61,343 @@ func pattern(n int) []byte {
 // Run runs the full conformance suite. newStore must return a new, empty
 // store each time it is called (each subtest calls it once).
 func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
-	t.Run("PutGetRoundTrip", func(t *testing.T) {
-		s := newStore(t)
-		for key, data := range fixtures {
-			put(t, s, key, data)
-		}
-		for key, data := range fixtures {
-			checkGet(t, s, key, data)
-			checkStat(t, s, key, int64(len(data)))
-		}
-	})
+	for _, c := range writableChecks {
+		t.Run(c.name, func(t *testing.T) { c.check(t, newStore(t)) })
+	}
+}
 
-	t.Run("Overwrite", func(t *testing.T) {
-		s := newStore(t)
-		put(t, s, "metadata/timestamp.json", []byte("first version, rather long"))
-		put(t, s, "metadata/timestamp.json", []byte("second"))
-		checkGet(t, s, "metadata/timestamp.json", []byte("second"))
-		checkStat(t, s, "metadata/timestamp.json", 6)
-		put(t, s, "metadata/timestamp.json", []byte("third, longer than the second"))
-		checkGet(t, s, "metadata/timestamp.json", []byte("third, longer than the second"))
-	})
+// writableChecks are Run's subtests, in order; each gets a fresh, empty store.
+var writableChecks = []struct {
+	name  string
+	check func(*testing.T, catalog.Store)
+}{
+	{"PutGetRoundTrip", testPutGetRoundTrip},
+	{"Overwrite", testOverwrite},
+	{"SizeMismatch", testSizeMismatch},
+	{"GetRange", testGetRange},
+	{"Missing", testMissing},
+	{"Delete", testDelete},
+	{"List", testList},
+	{"InvalidKeys", testInvalidKeys},
+	{"Large", testLarge},
+	{"ConcurrentPuts", testConcurrentPuts},
+	{"OverwriteIsAtomic", testOverwriteIsAtomic},
+	{"CreateOnly", runCreateOnly},
+	{"Copy", testCopy},
+	{"ListModTime", testListModTime},
+}
 
-	t.Run("SizeMismatch", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		old := []byte("old content")
-		put(t, s, "a/obj", old)
-		cases := []struct {
-			name string
-			data []byte
-			size int64
-		}{
-			{"short", []byte("new"), 10},
-			{"long", []byte("new content, too long"), 5},
-			{"empty reader", nil, 3},
-			{"zero size, data", []byte("x"), 0},
-		}
-		for _, c := range cases {
-			err := s.Put(ctx, "a/obj", bytes.NewReader(c.data), c.size)
-			if err == nil {
-				t.Errorf("%s: Put with %d bytes for size %d succeeded", c.name, len(c.data), c.size)
-			}
-			checkGet(t, s, "a/obj", old)
-			if err := s.Put(ctx, "a/new", bytes.NewReader(c.data), c.size); err == nil {
-				t.Errorf("%s: Put of a new key with %d bytes for size %d succeeded", c.name, len(c.data), c.size)
-			}
-			checkMissing(t, s, "a/new")
-		}
-		// A reader that fails.
-		boom := errors.New("boom")
-		err := s.Put(ctx, "a/obj", io.MultiReader(strings.NewReader("xx"), errReader{boom}), 10)
-		if !errors.Is(err, boom) {
-			t.Errorf("Put with a failing reader: got %v, want an error wrapping %v", err, boom)
+// testPutGetRoundTrip checks that what is put is read back whole, with its size, for every fixture key.
+func testPutGetRoundTrip(t *testing.T, s catalog.Store) {
+	for key, data := range fixtures {
+		put(t, s, key, data)
+	}
+	for key, data := range fixtures {
+		checkGet(t, s, key, data)
+		checkStat(t, s, key, int64(len(data)))
+	}
+}
+
+// testOverwrite checks that a put over an existing key replaces it, shorter or longer.
+func testOverwrite(t *testing.T, s catalog.Store) {
+	put(t, s, "metadata/timestamp.json", []byte("first version, rather long"))
+	put(t, s, "metadata/timestamp.json", []byte("second"))
+	checkGet(t, s, "metadata/timestamp.json", []byte("second"))
+	checkStat(t, s, "metadata/timestamp.json", 6)
+	put(t, s, "metadata/timestamp.json", []byte("third, longer than the second"))
+	checkGet(t, s, "metadata/timestamp.json", []byte("third, longer than the second"))
+}
+
+// testSizeMismatch checks that a put whose reader does not match its size, or fails, changes nothing and leaves nothing behind.
+func testSizeMismatch(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	old := []byte("old content")
+	put(t, s, "a/obj", old)
+	cases := []struct {
+		name string
+		data []byte
+		size int64
+	}{
+		{"short", []byte("new"), 10},
+		{"long", []byte("new content, too long"), 5},
+		{"empty reader", nil, 3},
+		{"zero size, data", []byte("x"), 0},
+	}
+	for _, c := range cases {
+		err := s.Put(ctx, "a/obj", bytes.NewReader(c.data), c.size)
+		if err == nil {
+			t.Errorf("%s: Put with %d bytes for size %d succeeded", c.name, len(c.data), c.size)
 		}
 		checkGet(t, s, "a/obj", old)
-		checkList(t, s, "", "a/obj") // no temporary files left behind
-	})
+		if err := s.Put(ctx, "a/new", bytes.NewReader(c.data), c.size); err == nil {
+			t.Errorf("%s: Put of a new key with %d bytes for size %d succeeded", c.name, len(c.data), c.size)
+		}
+		checkMissing(t, s, "a/new")
+	}
+	// A reader that fails.
+	boom := errors.New("boom")
+	err := s.Put(ctx, "a/obj", io.MultiReader(strings.NewReader("xx"), errReader{boom}), 10)
+	if !errors.Is(err, boom) {
+		t.Errorf("Put with a failing reader: got %v, want an error wrapping %v", err, boom)
+	}
+	checkGet(t, s, "a/obj", old)
+	checkList(t, s, "", "a/obj") // no temporary files left behind
+}
 
-	t.Run("GetRange", func(t *testing.T) {
-		s := newStore(t)
-		put(t, s, "data/app/1.0/bin/app", pattern(100))
-		put(t, s, "data/app/1.0/empty", nil)
-		checkRanges(t, s)
-	})
+// testGetRange checks that ranges read exactly the bytes asked for, including at and past the end.
+func testGetRange(t *testing.T, s catalog.Store) {
+	put(t, s, "data/app/1.0/bin/app", pattern(100))
+	put(t, s, "data/app/1.0/empty", nil)
+	checkRanges(t, s)
+}
 
-	t.Run("Missing", func(t *testing.T) {
-		s := newStore(t)
-		put(t, s, "data/app/1.0/bin/app", []byte("x"))
-		for _, key := range []string{
-			"nothing",
-			"data/app/1.0/other",     // sibling of an object
-			"data/app/1.0",           // a "directory"
-			"data/app/1.0/bin/app/x", // below an object
-			"no/such/dir/x",
-		} {
-			checkMissing(t, s, key)
-		}
-	})
+// testMissing checks that keys that are not objects (siblings, prefixes, paths below an object) are ErrNotFound.
+func testMissing(t *testing.T, s catalog.Store) {
+	put(t, s, "data/app/1.0/bin/app", []byte("x"))
+	for _, key := range []string{
+		"nothing",
+		"data/app/1.0/other",     // sibling of an object
+		"data/app/1.0",           // a "directory"
+		"data/app/1.0/bin/app/x", // below an object
+		"no/such/dir/x",
+	} {
+		checkMissing(t, s, key)
+	}
+}
 
-	t.Run("Delete", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		put(t, s, "data/a/1", []byte("one"))
-		put(t, s, "data/a/2", []byte("two"))
-		if err := s.Delete(ctx, "data/a/1"); err != nil {
-			t.Fatalf("Delete: %v", err)
+// testDelete checks that delete removes one object, succeeds on missing keys and lets the key be reused.
+func testDelete(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	put(t, s, "data/a/1", []byte("one"))
+	put(t, s, "data/a/2", []byte("two"))
+	if err := s.Delete(ctx, "data/a/1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	checkMissing(t, s, "data/a/1")
+	checkGet(t, s, "data/a/2", []byte("two"))
+	for _, key := range []string{"data/a/1", "never/was", "data/a"} {
+		if err := s.Delete(ctx, key); err != nil {
+			t.Errorf("Delete(%q) of a missing key: %v", key, err)
 		}
-		checkMissing(t, s, "data/a/1")
-		checkGet(t, s, "data/a/2", []byte("two"))
-		for _, key := range []string{"data/a/1", "never/was", "data/a"} {
-			if err := s.Delete(ctx, key); err != nil {
-				t.Errorf("Delete(%q) of a missing key: %v", key, err)
-			}
-		}
-		checkList(t, s, "", "data/a/2")
-		put(t, s, "data/a/1", []byte("again"))
-		checkGet(t, s, "data/a/1", []byte("again"))
-	})
+	}
+	checkList(t, s, "", "data/a/2")
+	put(t, s, "data/a/1", []byte("again"))
+	checkGet(t, s, "data/a/1", []byte("again"))
+}
 
-	t.Run("List", func(t *testing.T) {
-		s := newStore(t)
-		keys := []string{ // sorted: '.' sorts before '/'
-			"a.txt",
-			"data/app/1.0/a",
-			"data/app/1.0/b.txt",
-			"data/app/1.0/b/c",
-			"data/app/10/x",
-			"data/apple/x",
-			"data/b",
-			"metadata/root.json",
-			"s/a.txt",
-			"s/a/b",
+// testList checks that list returns keys under a prefix, sorted, with sizes, for whole and partial segments.
+func testList(t *testing.T, s catalog.Store) {
+	keys := []string{ // sorted: '.' sorts before '/'
+		"a.txt",
+		"data/app/1.0/a",
+		"data/app/1.0/b.txt",
+		"data/app/1.0/b/c",
+		"data/app/10/x",
+		"data/apple/x",
+		"data/b",
+		"metadata/root.json",
+		"s/a.txt",
+		"s/a/b",
+	}
+	// Put in reverse so that insertion order cannot pass for sorting.
+	for _, k := range slices.Backward(keys) {
+		put(t, s, k, []byte(k))
+	}
+	checkList(t, s, "", keys...)
+	checkList(t, s, "data/", keys[1:7]...)
+	checkList(t, s, "data/ap", keys[1:6]...) // partial segment
+	checkList(t, s, "data/app/", keys[1:5]...)
+	checkList(t, s, "data/app/1", keys[1:5]...)
+	checkList(t, s, "data/app/1.0/", keys[1:4]...)
+	checkList(t, s, "data/app/1.0/b", "data/app/1.0/b.txt", "data/app/1.0/b/c")
+	checkList(t, s, "data/app/1.0/b/c", "data/app/1.0/b/c")
+	checkList(t, s, "data/app/1.0/b/c/")
+	checkList(t, s, "s/", "s/a.txt", "s/a/b")
+	checkList(t, s, "s/a", "s/a.txt", "s/a/b")
+	checkList(t, s, "s/a/", "s/a/b")
+	checkList(t, s, "a", "a.txt")
+	checkList(t, s, "nope/")
+	checkList(t, s, "nope")
+	checkList(t, s, "data/zzz/")
+	if t.Failed() {
+		return
+	}
+	list, err := s.List(t.Context(), "data/app/1.0/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oi := range list {
+		if oi.Size != int64(len(oi.Key)) {
+			t.Errorf("List: %s has size %d, want %d", oi.Key, oi.Size, len(oi.Key))
 		}
-		// Put in reverse so that insertion order cannot pass for sorting.
-		for _, k := range slices.Backward(keys) {
-			put(t, s, k, []byte(k))
-		}
-		checkList(t, s, "", keys...)
-		checkList(t, s, "data/", keys[1:7]...)
-		checkList(t, s, "data/ap", keys[1:6]...) // partial segment
-		checkList(t, s, "data/app/", keys[1:5]...)
-		checkList(t, s, "data/app/1", keys[1:5]...)
-		checkList(t, s, "data/app/1.0/", keys[1:4]...)
-		checkList(t, s, "data/app/1.0/b", "data/app/1.0/b.txt", "data/app/1.0/b/c")
-		checkList(t, s, "data/app/1.0/b/c", "data/app/1.0/b/c")
-		checkList(t, s, "data/app/1.0/b/c/")
-		checkList(t, s, "s/", "s/a.txt", "s/a/b")
-		checkList(t, s, "s/a", "s/a.txt", "s/a/b")
-		checkList(t, s, "s/a/", "s/a/b")
-		checkList(t, s, "a", "a.txt")
-		checkList(t, s, "nope/")
-		checkList(t, s, "nope")
-		checkList(t, s, "data/zzz/")
-		if t.Failed() {
-			return
-		}
-		list, err := s.List(t.Context(), "data/app/1.0/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, oi := range list {
-			if oi.Size != int64(len(oi.Key)) {
-				t.Errorf("List: %s has size %d, want %d", oi.Key, oi.Size, len(oi.Key))
-			}
-		}
-	})
+	}
+}
 
-	t.Run("InvalidKeys", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		for _, key := range InvalidKeys {
-			if err := s.Put(ctx, key, strings.NewReader("x"), 1); err == nil {
-				t.Errorf("Put(%q) succeeded", key)
-			}
-			if rc, err := s.Get(ctx, key); err == nil {
-				rc.Close()
-				t.Errorf("Get(%q) succeeded", key)
-			}
-			if rc, err := s.GetRange(ctx, key, 0, 1); err == nil {
-				rc.Close()
-				t.Errorf("GetRange(%q) succeeded", key)
-			}
-			if _, err := s.Stat(ctx, key); err == nil {
-				t.Errorf("Stat(%q) succeeded", key)
-			}
-			if err := s.Delete(ctx, key); err == nil {
-				t.Errorf("Delete(%q) succeeded", key)
-			}
+// testInvalidKeys checks that every operation refuses the keys of InvalidKeys and writes nothing.
+func testInvalidKeys(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	for _, key := range InvalidKeys {
+		if err := s.Put(ctx, key, strings.NewReader("x"), 1); err == nil {
+			t.Errorf("Put(%q) succeeded", key)
 		}
-		checkList(t, s, "")
-	})
+		if rc, err := s.Get(ctx, key); err == nil {
+			rc.Close()
+			t.Errorf("Get(%q) succeeded", key)
+		}
+		if rc, err := s.GetRange(ctx, key, 0, 1); err == nil {
+			rc.Close()
+			t.Errorf("GetRange(%q) succeeded", key)
+		}
+		if _, err := s.Stat(ctx, key); err == nil {
+			t.Errorf("Stat(%q) succeeded", key)
+		}
+		if err := s.Delete(ctx, key); err == nil {
+			t.Errorf("Delete(%q) succeeded", key)
+		}
+	}
+	checkList(t, s, "")
+}
 
-	t.Run("Large", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		data := randomBytes(LargeSize, 1)
-		want := sha256.Sum256(data)
-		// A plain reader, so the store cannot take shortcuts via ReaderAt or
-		// Seeker.
-		if err := s.Put(ctx, "data/big/1/blob", onlyReader{bytes.NewReader(data)}, int64(len(data))); err != nil {
-			t.Fatalf("Put %d bytes: %v", len(data), err)
-		}
-		checkStat(t, s, "data/big/1/blob", int64(len(data)))
-		rc, err := s.Get(ctx, "data/big/1/blob")
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := sha256.New()
-		n, err := io.Copy(h, rc)
-		rc.Close()
-		if err != nil {
-			t.Fatalf("read after %d bytes: %v", n, err)
-		}
-		if got := h.Sum(nil); n != int64(len(data)) || !bytes.Equal(got, want[:]) {
-			t.Fatalf("Get: %d bytes, sha256 %x; want %d bytes, %x", n, got, len(data), want)
-		}
-		// A range across the 16 MiB part boundary.
-		off := int64(16<<20 - 1000)
-		checkRange(t, s, "data/big/1/blob", off, 5000, data[off:off+5000])
-		checkRange(t, s, "data/big/1/blob", int64(len(data))-10, -1, data[len(data)-10:])
+// testLarge checks that an object larger than a multipart part round-trips, ranges across parts, and wrong sizes still fail.
+func testLarge(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	data := randomBytes(LargeSize, 1)
+	want := sha256.Sum256(data)
+	// A plain reader, so the store cannot take shortcuts via ReaderAt or
+	// Seeker.
+	if err := s.Put(ctx, "data/big/1/blob", onlyReader{bytes.NewReader(data)}, int64(len(data))); err != nil {
+		t.Fatalf("Put %d bytes: %v", len(data), err)
+	}
+	checkStat(t, s, "data/big/1/blob", int64(len(data)))
+	rc, err := s.Get(ctx, "data/big/1/blob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	rc.Close()
+	if err != nil {
+		t.Fatalf("read after %d bytes: %v", n, err)
+	}
+	if got := h.Sum(nil); n != int64(len(data)) || !bytes.Equal(got, want[:]) {
+		t.Fatalf("Get: %d bytes, sha256 %x; want %d bytes, %x", n, got, len(data), want)
+	}
+	// A range across the 16 MiB part boundary.
+	off := int64(16<<20 - 1000)
+	checkRange(t, s, "data/big/1/blob", off, 5000, data[off:off+5000])
+	checkRange(t, s, "data/big/1/blob", int64(len(data))-10, -1, data[len(data)-10:])
 
-		// Wrong sizes at this scale fail too and keep the old object.
-		for _, d := range []int{-1, +1} {
-			other := randomBytes(LargeSize+d, 2)
-			if err := s.Put(ctx, "data/big/1/blob", onlyReader{bytes.NewReader(other)}, LargeSize); err == nil {
-				t.Errorf("Put of %d bytes as %d succeeded", len(other), LargeSize)
-			}
+	// Wrong sizes at this scale fail too and keep the old object.
+	for _, d := range []int{-1, +1} {
+		other := randomBytes(LargeSize+d, 2)
+		if err := s.Put(ctx, "data/big/1/blob", onlyReader{bytes.NewReader(other)}, LargeSize); err == nil {
+			t.Errorf("Put of %d bytes as %d succeeded", len(other), LargeSize)
 		}
-		checkStat(t, s, "data/big/1/blob", int64(len(data)))
-		checkRange(t, s, "data/big/1/blob", 0, 4096, data[:4096])
-		checkList(t, s, "", "data/big/1/blob")
-	})
+	}
+	checkStat(t, s, "data/big/1/blob", int64(len(data)))
+	checkRange(t, s, "data/big/1/blob", 0, 4096, data[:4096])
+	checkList(t, s, "", "data/big/1/blob")
+}
 
-	t.Run("ConcurrentPuts", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		const n = 16
-		var wg sync.WaitGroup
-		errs := make([]error, n)
-		for i := range n {
-			wg.Go(func() {
-				data := []byte(strings.Repeat(fmt.Sprint(i), 1000+i))
-				errs[i] = s.Put(ctx, fmt.Sprintf("data/same/dir/%02d", i), bytes.NewReader(data), int64(len(data)))
-			})
-		}
-		wg.Wait()
-		var want []string
-		for i, err := range errs {
-			if err != nil {
-				t.Errorf("Put %d: %v", i, err)
-			}
-			want = append(want, fmt.Sprintf("data/same/dir/%02d", i))
-			checkGet(t, s, want[i], []byte(strings.Repeat(fmt.Sprint(i), 1000+i)))
-		}
-		checkList(t, s, "data/", want...)
-	})
-
-	t.Run("OverwriteIsAtomic", func(t *testing.T) {
-		// Readers racing an overwrite see one whole version, never a mix.
-		s := newStore(t)
-		ctx := t.Context()
-		const size = 256 << 10
-		version := func(v byte) []byte { return bytes.Repeat([]byte{v}, size) }
-		put(t, s, "metadata/snapshot.json", version('a'))
-		deadline := time.Now().Add(time.Second)
-		var wg sync.WaitGroup
+// testConcurrentPuts checks that parallel puts into one directory all land whole.
+func testConcurrentPuts(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
 		wg.Go(func() {
-			for v := byte('b'); v <= 'z' && time.Now().Before(deadline); v++ {
-				if err := s.Put(ctx, "metadata/snapshot.json", bytes.NewReader(version(v)), size); err != nil {
-					t.Errorf("Put: %v", err)
+			data := []byte(strings.Repeat(fmt.Sprint(i), 1000+i))
+			errs[i] = s.Put(ctx, fmt.Sprintf("data/same/dir/%02d", i), bytes.NewReader(data), int64(len(data)))
+		})
+	}
+	wg.Wait()
+	var want []string
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Put %d: %v", i, err)
+		}
+		want = append(want, fmt.Sprintf("data/same/dir/%02d", i))
+		checkGet(t, s, want[i], []byte(strings.Repeat(fmt.Sprint(i), 1000+i)))
+	}
+	checkList(t, s, "data/", want...)
+}
+
+// testOverwriteIsAtomic checks that readers racing an overwrite see one whole version, never a mix.
+func testOverwriteIsAtomic(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	const size = 256 << 10
+	version := func(v byte) []byte { return bytes.Repeat([]byte{v}, size) }
+	put(t, s, "metadata/snapshot.json", version('a'))
+	deadline := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for v := byte('b'); v <= 'z' && time.Now().Before(deadline); v++ {
+			if err := s.Put(ctx, "metadata/snapshot.json", bytes.NewReader(version(v)), size); err != nil {
+				t.Errorf("Put: %v", err)
+				return
+			}
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				rc, err := s.Get(ctx, "metadata/snapshot.json")
+				if err != nil {
+					t.Errorf("Get during overwrite: %v", err)
+					return
+				}
+				b, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Errorf("read during overwrite: %v", err)
+					return
+				}
+				if len(b) != size || !bytes.Equal(b, version(b[0])) {
+					t.Errorf("read a torn object: %d bytes", len(b))
 					return
 				}
 			}
 		})
-		for range 2 {
-			wg.Go(func() {
-				for time.Now().Before(deadline) {
-					rc, err := s.Get(ctx, "metadata/snapshot.json")
-					if err != nil {
-						t.Errorf("Get during overwrite: %v", err)
-						return
-					}
-					b, err := io.ReadAll(rc)
-					rc.Close()
-					if err != nil {
-						t.Errorf("read during overwrite: %v", err)
-						return
-					}
-					if len(b) != size || !bytes.Equal(b, version(b[0])) {
-						t.Errorf("read a torn object: %d bytes", len(b))
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	})
+	}
+	wg.Wait()
+}
 
-	t.Run("CreateOnly", func(t *testing.T) { runCreateOnly(t, newStore(t)) })
-	t.Run("Copy", func(t *testing.T) {
-		s := newStore(t)
-		ctx := t.Context()
-		put(t, s, "staging/a/blob", []byte("staged bytes"))
-		put(t, s, "data/a/1/f", []byte("old"))
-		if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/a/1/f"); err != nil {
-			t.Fatal(err)
-		}
-		checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
-		if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/b/new/f"); err != nil {
-			t.Fatal(err)
-		}
-		checkGet(t, s, "data/b/new/f", []byte("staged bytes"))
-		// The copy is independent of its source.
-		if err := s.Delete(ctx, "staging/a/blob"); err != nil {
-			t.Fatal(err)
-		}
-		checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
-		if err := catalog.CopyObject(ctx, s, "staging/missing", "data/x"); !errors.Is(err, catalog.ErrNotFound) {
-			t.Errorf("copy of a missing object: got %v, want ErrNotFound", err)
-		}
-		checkList(t, s, "", "data/a/1/f", "data/b/new/f")
-	})
-	t.Run("ListModTime", func(t *testing.T) {
-		s := newStore(t)
-		before := time.Now().Add(-time.Minute)
-		put(t, s, "staging/x", []byte("x"))
-		list, err := s.List(t.Context(), "staging/")
-		if err != nil || len(list) != 1 {
-			t.Fatalf("list: %v %v", list, err)
-		}
-		if mt := list[0].ModTime; mt.Before(before) || mt.After(time.Now().Add(time.Minute)) {
-			t.Errorf("ModTime %v is not about now", mt)
-		}
-	})
+// testCopy checks that CopyObject replaces or creates the destination, independently of its source, and reports a missing source.
+func testCopy(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	put(t, s, "staging/a/blob", []byte("staged bytes"))
+	put(t, s, "data/a/1/f", []byte("old"))
+	if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/a/1/f"); err != nil {
+		t.Fatal(err)
+	}
+	checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
+	if err := catalog.CopyObject(ctx, s, "staging/a/blob", "data/b/new/f"); err != nil {
+		t.Fatal(err)
+	}
+	checkGet(t, s, "data/b/new/f", []byte("staged bytes"))
+	// The copy is independent of its source.
+	if err := s.Delete(ctx, "staging/a/blob"); err != nil {
+		t.Fatal(err)
+	}
+	checkGet(t, s, "data/a/1/f", []byte("staged bytes"))
+	if err := catalog.CopyObject(ctx, s, "staging/missing", "data/x"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("copy of a missing object: got %v, want ErrNotFound", err)
+	}
+	checkList(t, s, "", "data/a/1/f", "data/b/new/f")
+}
+
+// testListModTime checks that list reports modification times close to now.
+func testListModTime(t *testing.T, s catalog.Store) {
+	before := time.Now().Add(-time.Minute)
+	put(t, s, "staging/x", []byte("x"))
+	list, err := s.List(t.Context(), "staging/")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	if mt := list[0].ModTime; mt.Before(before) || mt.After(time.Now().Add(time.Minute)) {
+		t.Errorf("ModTime %v is not about now", mt)
+	}
 }
 
 // runCreateOnly checks the create-only write that catalog commits rely on.

@@ -70,9 +70,6 @@ func Open(path string, maxSize int64, keep int) (*Log, error) {
 	return &Log{path: path, maxSize: maxSize, keep: keep}, nil
 }
 
-// Path is the current log file.
-func (l *Log) Path() string { return l.path }
-
 // Append writes e as one line and fsyncs it. Time, Actor and Host are
 // filled in when empty.
 func (l *Log) Append(e Event) error {

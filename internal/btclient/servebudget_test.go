@@ -20,6 +20,7 @@ import (
 	"github.com/anacrolix/torrent/storage"
 
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 // A block charged to the budget holds its room until it is garbage; a
@@ -246,13 +247,13 @@ func TestGreedyTLSPeerIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	pki := t.TempDir()
-	if err := peertls.GenerateTestPKI(pki,
-		peertls.CertSpec{Name: "seeder", Identity: peertls.Identity{Tenant: "acme", Site: "s1"}},
-		peertls.CertSpec{Name: "greedy", Identity: peertls.Identity{Tenant: "acme", Site: "s2"}}); err != nil {
+	if err := peertlstest.GeneratePKI(pki,
+		peertlstest.CertSpec{Name: "seeder", Identity: peertls.Identity{Tenant: "acme", Site: "s1"}},
+		peertlstest.CertSpec{Name: "greedy", Identity: peertls.Identity{Tenant: "acme", Site: "s2"}}); err != nil {
 		t.Fatal(err)
 	}
 	load := func(name string) *tls.Config {
-		tc, _, err := peertls.Load(peertls.TestConfig(pki, name))
+		tc, _, err := peertls.Load(peertlstest.Config(pki, name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package peertls_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,8 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 // sendCert makes a hostile client present c whatever CAs the server names.
@@ -38,11 +41,11 @@ func tlsListener(t *testing.T, cl *torrent.Client) *peertls.Listener {
 // one of another tenant get no handshake and no byte.
 func TestPeertlsAnacrolixOnlyCertifiedPeersGetData(t *testing.T) {
 	ca := pki(t,
-		peertls.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
-		peertls.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
-		peertls.CertSpec{Name: "evil", Identity: id("globex", "s2")},
+		peertlstest.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
+		peertlstest.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
+		peertlstest.CertSpec{Name: "evil", Identity: id("globex", "s2")},
 	)
-	otherCA := pki(t, peertls.CertSpec{Name: "stranger", Identity: id("acme", "s2")})
+	otherCA := pki(t, peertlstest.CertSpec{Name: "stranger", Identity: id("acme", "s2")})
 
 	data := t.TempDir()
 	mi := makeTorrent(t, data, 8<<20, 256<<10)
@@ -121,18 +124,14 @@ func TestPeertlsAnacrolixOnlyCertifiedPeersGetData(t *testing.T) {
 
 	// The listener closes with the client.
 	seeder.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, 20*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 		if err != nil {
-			break
+			return nil
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("peer port still open after the client closed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return errors.New("peer port still open after the client closed")
+	})
 }
 
 type countingDialer struct{ n *atomic.Int64 }

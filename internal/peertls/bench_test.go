@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 func envInt(name string, def int64) int64 {
@@ -39,8 +40,8 @@ func BenchmarkPeertlsThroughput(b *testing.B) {
 	size := envInt("PEERTLS_BENCH_MIB", 256) << 20
 	pieceLen := envInt("PEERTLS_BENCH_PIECE_KIB", 4096) << 10
 	ca := pki(b,
-		peertls.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
-		peertls.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
+		peertlstest.CertSpec{Name: "seeder", Identity: id("acme", "s1")},
+		peertlstest.CertSpec{Name: "leecher", Identity: id("acme", "s2")},
 	)
 	data := b.TempDir()
 	mi := makeTorrent(b, data, size, pieceLen)
@@ -108,8 +109,8 @@ func processCPU() time.Duration {
 func BenchmarkPeertlsRawStream(b *testing.B) {
 	size := envInt("PEERTLS_BENCH_MIB", 256) << 20
 	ca := pki(b,
-		peertls.CertSpec{Name: "server", Identity: id("acme", "s1")},
-		peertls.CertSpec{Name: "client", Identity: id("acme", "s2")},
+		peertlstest.CertSpec{Name: "server", Identity: id("acme", "s1")},
+		peertlstest.CertSpec{Name: "client", Identity: id("acme", "s2")},
 	)
 	serverTLS, clientTLS := load(b, ca, "server"), load(b, ca, "client")
 	stream := func(useTLS bool) time.Duration {

@@ -45,7 +45,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -304,16 +303,6 @@ func checkKeyMode(path string) error {
 	return nil
 }
 
-// PeerIdentity returns the verified identity of the other end of a
-// handshaken TLS connection.
-func PeerIdentity(c *tls.Conn) (Identity, error) {
-	cs := c.ConnectionState()
-	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
-		return Identity{}, errors.New("no verified peer certificate")
-	}
-	return IdentityFromCert(cs.PeerCertificates[0])
-}
-
 // Defaults of the transport.
 const (
 	DialTimeout         = 10 * time.Second
@@ -493,23 +482,6 @@ type Transport struct {
 	Dialer   Dialer
 }
 
-// Port is the TLS listener's port, 0 without one.
-func (t *Transport) Port() int {
-	if t == nil || t.Listener == nil {
-		return 0
-	}
-	return t.Listener.Port()
-}
-
-// Close closes the listener. Attach also closes it when the client
-// closes, so callers need not keep the Transport.
-func (t *Transport) Close() error {
-	if t.Listener == nil {
-		return nil
-	}
-	return t.Listener.Close()
-}
-
 // Option tunes Attach.
 type Option func(*options)
 
@@ -570,6 +542,5 @@ func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Optio
 	return t, nil
 }
 
-var _ io.Closer = (*Transport)(nil)
 var _ torrent.Listener = (*Listener)(nil)
 var _ torrent.Dialer = Dialer{}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 func TestPeertlsIdentitySAN(t *testing.T) {
@@ -103,13 +105,13 @@ func TestPeertlsConfigValidate(t *testing.T) {
 
 func TestPeertlsLoad(t *testing.T) {
 	dir := pki(t,
-		peertls.CertSpec{Name: "good", Identity: peertls.Identity{Tenant: "acme", Site: "s1", Region: "eu"}},
-		peertls.CertSpec{Name: "nosan"},
-		peertls.CertSpec{Name: "expired", Identity: id("acme", "s1"), NotAfter: time.Now().Add(-time.Minute)},
+		peertlstest.CertSpec{Name: "good", Identity: peertls.Identity{Tenant: "acme", Site: "s1", Region: "eu"}},
+		peertlstest.CertSpec{Name: "nosan"},
+		peertlstest.CertSpec{Name: "expired", Identity: id("acme", "s1"), NotAfter: time.Now().Add(-time.Minute)},
 	)
-	other := pki(t, peertls.CertSpec{Name: "good", Identity: id("acme", "s1")})
+	other := pki(t, peertlstest.CertSpec{Name: "good", Identity: id("acme", "s1")})
 
-	tc, got, err := peertls.Load(peertls.TestConfig(dir, "good"))
+	tc, got, err := peertls.Load(peertlstest.Config(dir, "good"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func TestPeertlsLoad(t *testing.T) {
 	}
 
 	// A world-readable key is refused with the fix in the message.
-	c := peertls.TestConfig(dir, "good")
+	c := peertlstest.Config(dir, "good")
 	if err := os.Chmod(c.Key, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +138,8 @@ func TestPeertlsLoad(t *testing.T) {
 
 	for name, c := range map[string]peertls.Config{
 		"another CA":  {Mode: "required", CA: filepath.Join(other, "ca.pem"), Cert: c.Cert, Key: c.Key},
-		"no SAN":      peertls.TestConfig(dir, "nosan"),
-		"expired":     peertls.TestConfig(dir, "expired"),
+		"no SAN":      peertlstest.Config(dir, "nosan"),
+		"expired":     peertlstest.Config(dir, "expired"),
 		"missing key": {Mode: "required", CA: c.CA, Cert: c.Cert, Key: filepath.Join(dir, "nope.key")},
 		"cert as CA":  {Mode: "required", CA: c.Key, Cert: c.Cert, Key: c.Key},
 		"wrong key":   {Mode: "required", CA: c.CA, Cert: c.Cert, Key: filepath.Join(other, "good.key")},
@@ -178,12 +180,12 @@ func handshake(t *testing.T, ln *peertls.Listener, client *tls.Config) error {
 
 func TestPeertlsHandshakeRefusals(t *testing.T) {
 	ca := pki(t,
-		peertls.CertSpec{Name: "a1", Identity: id("acme", "s1")},
-		peertls.CertSpec{Name: "a2", Identity: id("acme", "s2")},
-		peertls.CertSpec{Name: "evil", Identity: id("globex", "s1")},
-		peertls.CertSpec{Name: "nosan"},
+		peertlstest.CertSpec{Name: "a1", Identity: id("acme", "s1")},
+		peertlstest.CertSpec{Name: "a2", Identity: id("acme", "s2")},
+		peertlstest.CertSpec{Name: "evil", Identity: id("globex", "s1")},
+		peertlstest.CertSpec{Name: "nosan"},
 	)
-	otherCA := pki(t, peertls.CertSpec{Name: "a3", Identity: id("acme", "s3")})
+	otherCA := pki(t, peertlstest.CertSpec{Name: "a3", Identity: id("acme", "s3")})
 	server := load(t, ca, "a1")
 	ln, err := peertls.Listen("127.0.0.1:0", server)
 	if err != nil {
@@ -203,10 +205,10 @@ func TestPeertlsHandshakeRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pid, err := peertls.PeerIdentity(sc.(*tls.Conn)); err != nil || pid != id("acme", "s2") {
+	if pid, err := peerIdentity(sc.(*tls.Conn)); err != nil || pid != id("acme", "s2") {
 		t.Fatalf("server sees %+v, %v", pid, err)
 	}
-	if pid, err := peertls.PeerIdentity(conn.(*tls.Conn)); err != nil || pid != id("acme", "s1") {
+	if pid, err := peerIdentity(conn.(*tls.Conn)); err != nil || pid != id("acme", "s1") {
 		t.Fatalf("client sees %+v, %v", pid, err)
 	}
 	conn.Close()
@@ -234,10 +236,7 @@ func TestPeertlsHandshakeRefusals(t *testing.T) {
 		}
 		t.Logf("%s: %v", name, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Refused() < refused+int64(len(hostile)) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(5*time.Second, 10*time.Millisecond, func() bool { return ln.Refused() >= refused+int64(len(hostile)) })
 	if got := ln.Refused() - refused; got != int64(len(hostile)) {
 		t.Errorf("listener refused %d handshakes, want %d", got, len(hostile))
 	}
@@ -275,7 +274,7 @@ func TestPeertlsHandshakeRefusals(t *testing.T) {
 
 // A plain BitTorrent handshake to a TLS port gets no BitTorrent answer.
 func TestPeertlsPlainTCPGetsNoBitTorrentHandshake(t *testing.T) {
-	ca := pki(t, peertls.CertSpec{Name: "a1", Identity: id("acme", "s1")})
+	ca := pki(t, peertlstest.CertSpec{Name: "a1", Identity: id("acme", "s1")})
 	ln, err := peertls.Listen("127.0.0.1:0", load(t, ca, "a1"))
 	if err != nil {
 		t.Fatal(err)
@@ -286,10 +285,7 @@ func TestPeertlsPlainTCPGetsNoBitTorrentHandshake(t *testing.T) {
 		t.Fatalf("plain peer got a BitTorrent handshake: %q", got)
 	}
 	t.Logf("plain peer got %d bytes back: %x", len(got), got)
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Refused() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Poll(5*time.Second, 10*time.Millisecond, func() bool { return ln.Refused() != 0 })
 	if ln.Refused() != 1 || ln.Accepted() != 0 {
 		t.Fatalf("refused %d, accepted %d", ln.Refused(), ln.Accepted())
 	}
@@ -319,7 +315,7 @@ func plainBitTorrentHandshake(t *testing.T, addr string) []byte {
 }
 
 func TestPeertlsListenerClose(t *testing.T) {
-	ca := pki(t, peertls.CertSpec{Name: "a1", Identity: id("acme", "s1")})
+	ca := pki(t, peertlstest.CertSpec{Name: "a1", Identity: id("acme", "s1")})
 	ln, err := peertls.Listen("127.0.0.1:0", load(t, ca, "a1"))
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +343,7 @@ func TestPeertlsListenerClose(t *testing.T) {
 }
 
 func TestPeertlsGenerateTestPKIModes(t *testing.T) {
-	dir := pki(t, peertls.CertSpec{Name: "a1", Identity: id("acme", "s1")})
+	dir := pki(t, peertlstest.CertSpec{Name: "a1", Identity: id("acme", "s1")})
 	for _, n := range []string{"ca.key", "a1.key"} {
 		fi, err := os.Stat(filepath.Join(dir, n))
 		if err != nil {
@@ -359,7 +355,7 @@ func TestPeertlsGenerateTestPKIModes(t *testing.T) {
 	}
 	// A second call reuses the CA: certificates from both calls verify.
 	caBefore, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
-	if err := peertls.GenerateTestPKI(dir, peertls.CertSpec{Name: "a2", Identity: id("acme", "s2")}); err != nil {
+	if err := peertlstest.GeneratePKI(dir, peertlstest.CertSpec{Name: "a2", Identity: id("acme", "s2")}); err != nil {
 		t.Fatal(err)
 	}
 	caAfter, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
@@ -367,7 +363,7 @@ func TestPeertlsGenerateTestPKIModes(t *testing.T) {
 		t.Fatal("CA replaced")
 	}
 	for _, n := range []string{"a1", "a2"} {
-		if _, _, err := peertls.Load(peertls.TestConfig(dir, n)); err != nil {
+		if _, _, err := peertls.Load(peertlstest.Config(dir, n)); err != nil {
 			t.Errorf("%s: %v", n, err)
 		}
 	}
@@ -377,4 +373,14 @@ func TestPeertlsGenerateTestPKIModes(t *testing.T) {
 	if len(cert.URIs) != 1 || cert.URIs[0].String() != "swarmship://tenant/acme/site/s1" {
 		t.Fatalf("SANs %v", cert.URIs)
 	}
+}
+
+// peerIdentity is the verified identity of the other end of a handshaken
+// TLS connection.
+func peerIdentity(c *tls.Conn) (peertls.Identity, error) {
+	cs := c.ConnectionState()
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
+		return peertls.Identity{}, errors.New("no verified peer certificate")
+	}
+	return peertls.IdentityFromCert(cs.PeerCertificates[0])
 }

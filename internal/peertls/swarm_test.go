@@ -17,13 +17,14 @@ import (
 
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 )
 
 // pki writes a CA and certificates into a temp dir and returns the dir.
-func pki(tb testing.TB, specs ...peertls.CertSpec) string {
+func pki(tb testing.TB, specs ...peertlstest.CertSpec) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	if err := peertls.GenerateTestPKI(dir, specs...); err != nil {
+	if err := peertlstest.GeneratePKI(dir, specs...); err != nil {
 		tb.Fatal(err)
 	}
 	return dir
@@ -31,7 +32,7 @@ func pki(tb testing.TB, specs ...peertls.CertSpec) string {
 
 func load(tb testing.TB, dir, name string) *tls.Config {
 	tb.Helper()
-	tc, _, err := peertls.Load(peertls.TestConfig(dir, name))
+	tc, _, err := peertls.Load(peertlstest.Config(dir, name))
 	if err != nil {
 		tb.Fatal(err)
 	}

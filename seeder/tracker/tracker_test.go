@@ -870,26 +870,35 @@ func TestRoutingAndAddress(t *testing.T) {
 }
 
 // TestConcurrent drives announces, stops, scrapes, sweeps, residency changes
-// and metric collection at once; run with -race.
+// and metric collection at once; run with -race. Workers report failures on a
+// channel (t.Fatalf must run on the test goroutine) and the test then checks
+// that the swarms hold exactly the peers whose last announce was not a stop.
 func TestConcurrent(t *testing.T) {
 	tr, _ := newTest(Config{})
 	ihs := [][20]byte{hash("c1"), hash("c2"), hash("c3")}
+	const workers, rounds, peersPerWorker = 8, 300, 40
+	errs := make(chan error, workers*rounds+100)
 	var wg sync.WaitGroup
-	for g := range 8 {
+	for g := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 300 {
+			for i := range rounds {
 				ih := ihs[i%len(ihs)]
 				ev := ""
 				if i%7 == 0 {
 					ev = "stopped"
 				}
-				ann{ih: ih, id: pid(g*1000 + i%40), remote: fmt.Sprintf("10.%d.0.%d:1", g, i%40),
-					left: int64(i % 3), event: ev,
-					ident: Identity{Tenant: fmt.Sprint("t", g%2), Site: fmt.Sprint("s", i%3), Region: "eu", Role: RoleAgent}}.do(t, tr)
+				a := ann{ih: ih, id: pid(g*1000 + i%peersPerWorker), port: 6881,
+					remote: fmt.Sprintf("10.%d.0.%d:1", g, i%peersPerWorker), left: int64(i % 3), event: ev,
+					ident: Identity{Tenant: fmt.Sprint("t", g%2), Site: fmt.Sprint("s", i%3), Region: "eu", Role: RoleAgent}}
+				if err := serveOK(tr, "/announce?"+a.values().Encode(), a.remote); err != nil {
+					errs <- fmt.Errorf("worker %d announce %d: %w", g, i, err)
+				}
 				if i%50 == 0 {
-					get(t, tr, "/scrape?info_hash="+url.QueryEscape(string(ih[:])), "")
+					if err := serveOK(tr, "/scrape?info_hash="+url.QueryEscape(string(ih[:])), ""); err != nil {
+						errs <- fmt.Errorf("worker %d scrape %d: %w", g, i, err)
+					}
 				}
 			}
 		}()
@@ -903,10 +912,76 @@ func TestConcurrent(t *testing.T) {
 			if i%10 == 0 {
 				tr.SetAllowedRegions(ihs[1], []string{"eu"})
 			}
-			gather(t, tr)
+			reg := prometheus.NewRegistry()
+			for _, c := range tr.Collectors() {
+				reg.MustRegister(c)
+			}
+			if _, err := reg.Gather(); err != nil {
+				errs <- fmt.Errorf("gather %d: %w", i, err)
+			}
 		}
 	}()
 	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// The clock does not move, so nothing goes stale: a peer is in a swarm
+	// exactly when its last announce there was not a stop.
+	for n, ih := range ihs {
+		want := map[[20]byte]bool{}
+		for g := range workers {
+			last := map[int]int{} // peer -> last round announcing to ih
+			for i := range rounds {
+				if i%len(ihs) == n {
+					last[i%peersPerWorker] = i
+				}
+			}
+			for p, i := range last {
+				if i%7 != 0 {
+					want[pid(g*1000+p)] = true
+				}
+			}
+		}
+		got := map[[20]byte]bool{}
+		for _, p := range tr.Peers(ih) {
+			if got[p.ID] {
+				t.Errorf("swarm %d: peer %q listed twice", n, p.ID)
+			}
+			got[p.ID] = true
+		}
+		if len(got) != len(want) {
+			t.Errorf("swarm %d: %d peers, want %d", n, len(got), len(want))
+		}
+		for id := range want {
+			if !got[id] {
+				t.Errorf("swarm %d: peer %q missing", n, id)
+			}
+		}
+	}
+}
+
+// serveOK is get for worker goroutines: it returns what went wrong instead
+// of failing the test, and refuses bencoded failures.
+func serveOK(tr *Tracker, target, remote string) error {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	if remote != "" {
+		req.RemoteAddr = remote
+	}
+	rec := httptest.NewRecorder()
+	tr.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", target, rec.Code)
+	}
+	var v map[string]any
+	if err := bencode.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		return fmt.Errorf("GET %s: answer is not a bencoded dict: %v", target, err)
+	}
+	if reason, failed := v["failure reason"]; failed {
+		return fmt.Errorf("GET %s: failure %v", target, reason)
+	}
+	return nil
 }
 
 // ---- fuzz and benchmark -----------------------------------------------------

@@ -1,4 +1,7 @@
-package peertls
+// Package peertlstest writes throwaway certificate authorities and peer
+// certificates for tests and demos of peer TLS; an enterprise uses its own
+// CA. It is kept out of peertls so that production code cannot reach it.
+package peertlstest
 
 import (
 	"crypto/ecdsa"
@@ -15,12 +18,14 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/peertls"
 )
 
-// CertSpec describes a leaf certificate for GenerateTestPKI.
+// CertSpec describes a leaf certificate for GeneratePKI.
 type CertSpec struct {
-	Name     string   // files <Name>.pem and <Name>.key
-	Identity Identity // written as the identity URI SAN; zero: no SAN
+	Name     string           // files <Name>.pem and <Name>.key
+	Identity peertls.Identity // written as the identity URI SAN; zero: no SAN
 	// ExtraURIs are added as further URI SANs (tests of malformed ones).
 	ExtraURIs []string
 	// NotAfter defaults to a day from now; a past time makes an expired
@@ -31,11 +36,11 @@ type CertSpec struct {
 	DNSNames []string
 }
 
-// GenerateTestPKI writes a throwaway CA (ca.pem, ca.key) to dir, or reuses
+// GeneratePKI writes a throwaway CA (ca.pem, ca.key) to dir, or reuses
 // the one already there, and a leaf certificate and key for each spec.
 // Keys are written with mode 0600. It is for tests and demos: an
 // enterprise uses its own CA.
-func GenerateTestPKI(dir string, certs ...CertSpec) error {
+func GeneratePKI(dir string, certs ...CertSpec) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
@@ -64,7 +69,7 @@ func GenerateTestPKI(dir string, certs ...CertSpec) error {
 			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		}
 		tmpl.IPAddresses, tmpl.DNSNames = s.IPs, s.DNSNames
-		if s.Identity != (Identity{}) {
+		if s.Identity != (peertls.Identity{}) {
 			tmpl.URIs = append(tmpl.URIs, s.Identity.URI())
 		}
 		for _, raw := range s.ExtraURIs {
@@ -92,11 +97,11 @@ func GenerateTestPKI(dir string, certs ...CertSpec) error {
 	return nil
 }
 
-// TestConfig is the Config (mode required) for a cert GenerateTestPKI
+// Config is the peer TLS config (mode required) for a cert GeneratePKI
 // wrote to dir.
-func TestConfig(dir, name string) Config {
-	return Config{
-		Mode: ModeRequired,
+func Config(dir, name string) peertls.Config {
+	return peertls.Config{
+		Mode: peertls.ModeRequired,
 		CA:   filepath.Join(dir, "ca.pem"),
 		Cert: filepath.Join(dir, name+".pem"),
 		Key:  filepath.Join(dir, name+".key"),
