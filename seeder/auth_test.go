@@ -44,20 +44,7 @@ const acmePayload = "ACME-SECRET-PAYLOAD-0123456789"
 func newTenantOrigin(t *testing.T) *tenantOrigin {
 	t.Helper()
 	dir := t.TempDir()
-	cat := filepath.Join(dir, "catalog")
-	os.MkdirAll(cat, 0o755)
-	store, err := catalog.NewDirStore(cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, keys, root := newTestCatalog(t, dir)
 	to := &tenantOrigin{ih: map[string]string{}}
 	for name, tenant := range map[string]string{"app-acme": "acme", "app-globex": "globex", "shared": ""} {
 		src := filepath.Join(dir, "src-"+name)
@@ -78,9 +65,11 @@ func newTenantOrigin(t *testing.T) *tenantOrigin {
 	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
 		t.Fatal(err)
 	}
-	if to.key, err = token.LoadPrivateKey(filepath.Join(dir, "tok")); err != nil {
+	key, err := token.LoadPrivateKey(filepath.Join(dir, "tok"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	to.key = key
 	to.revoked = filepath.Join(dir, "revoked.txt")
 	os.WriteFile(to.revoked, []byte("# revoked tokens\n"), 0o644)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))

@@ -39,19 +39,7 @@ type tokenOrigin struct {
 func newTokenOrigin(t *testing.T) *tokenOrigin {
 	t.Helper()
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	store, err := catalog.NewDirStore(filepath.Join(dir, "catalog"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(context.Background(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, keys, root := newTestCatalog(t, dir)
 	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
 		t.Fatal(err)
 	}
