@@ -29,13 +29,13 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/release"
-	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 func TestTUF(t *testing.T) {
-	gw := tufGateway(t)
+	gw := storetest.Gateway(t)
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T, s catalog.Store)
@@ -51,45 +51,8 @@ func TestTUF(t *testing.T) {
 		{"InitExisting", tufInitExisting},
 		{"NotInitialized", tufNotInitialized},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tufEachStore(t, gw, tc.run) })
+		t.Run(tc.name, func(t *testing.T) { storetest.EachStore(t, gw, tc.run) })
 	}
-}
-
-// tufGateway starts versitygw once for the calling test, or returns nil if
-// it is not installed (the S3 subtests then skip, or fail in CI).
-func tufGateway(t *testing.T) *testenv.VersityGW {
-	if testenv.FindTool("versitygw") == "" {
-		return nil
-	}
-	return testenv.StartVersityGW(t)
-}
-
-// tufEachStore runs fn against a fresh directory store and a fresh S3
-// store (a new bucket on gw).
-func tufEachStore(t *testing.T, gw *testenv.VersityGW, fn func(t *testing.T, s catalog.Store)) {
-	t.Run("dir", func(t *testing.T) {
-		s, err := catalog.NewDirStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("s3", func(t *testing.T) {
-		if gw == nil {
-			testenv.RequireTool(t, "versitygw")
-		}
-		s, err := catalog.NewS3Store(t.Context(), catalog.S3Config{
-			Endpoint:  gw.Endpoint,
-			Bucket:    gw.NewBucket(t),
-			Prefix:    "catalogs/test",
-			AccessKey: gw.AccessKey,
-			SecretKey: gw.SecretKey,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
 }
 
 // tufCatalog is a freshly initialized catalog with its keys and root.

@@ -7,11 +7,12 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 func TestCollectGarbage(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
@@ -90,7 +91,7 @@ func sameSet(a, b []string) bool {
 // the only copy of the signed manifest in staging: gc must keep it until a
 // re-run has completed the release.
 func TestCollectGarbageKeepsStagingOfSignedRelease(t *testing.T) {
-	pubEachStore(t, pubGateway(t), func(t *testing.T, s catalog.Store) {
+	storetest.EachStore(t, storetest.Gateway(t), func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		opts := publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}}

@@ -24,45 +24,15 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 	"github.com/swarmship/swarmship/internal/testenv"
 )
-
-// pubGateway starts versitygw once for the calling test, or returns nil if
-// it is not installed (the S3 subtests then skip, or fail in CI).
-func pubGateway(t *testing.T) *testenv.VersityGW {
-	if testenv.FindTool("versitygw") == "" {
-		return nil
-	}
-	return testenv.StartVersityGW(t)
-}
 
 func pubS3Config(gw *testenv.VersityGW, bucket string) catalog.S3Config {
 	return catalog.S3Config{
 		Endpoint: gw.Endpoint, Bucket: bucket, Prefix: "cat",
 		AccessKey: gw.AccessKey, SecretKey: gw.SecretKey,
 	}
-}
-
-// pubEachStore runs fn against a fresh directory store and a fresh S3
-// store (a new bucket on gw).
-func pubEachStore(t *testing.T, gw *testenv.VersityGW, fn func(t *testing.T, s catalog.Store)) {
-	t.Run("dir", func(t *testing.T) {
-		s, err := catalog.NewDirStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("s3", func(t *testing.T) {
-		if gw == nil {
-			testenv.RequireTool(t, "versitygw")
-		}
-		s, err := catalog.NewS3Store(t.Context(), pubS3Config(gw, gw.NewBucket(t)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
 }
 
 type pubCatalog struct {
@@ -185,7 +155,7 @@ func releaseNames(t *testing.T, cl *catalog.Client) []string {
 }
 
 func TestPublishRefusesBadInput(t *testing.T) {
-	gw := pubGateway(t)
+	gw := storetest.Gateway(t)
 	type env struct {
 		c    *pubCatalog
 		good string // a directory with a valid payload
@@ -397,7 +367,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 	}
 	// One catalog per store serves every case: each refusal must leave it
 	// exactly as it was, which is what each case checks.
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		good := writePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{good}, Channels: []string{"stable"}})
@@ -446,8 +416,8 @@ func TestPublishUninitialized(t *testing.T) {
 }
 
 func TestPublishSameVersion(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		files := map[string]string{"bin/app": "payload v1", "README": "read me", "doc/a.txt": "a"}
@@ -604,7 +574,7 @@ func (f *failingStore) ObjectURL(key string) string {
 }
 
 func TestPublishCrashBeforeSigning(t *testing.T) {
-	gw := pubGateway(t)
+	gw := storetest.Gateway(t)
 	for _, tc := range []struct {
 		name, failPrefix, failSuffix string
 		committed                    bool // the failure comes after the commit point
@@ -617,7 +587,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 		{"before the timestamp", "metadata/timestamp.json", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+			storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 				ctx := t.Context()
 				c := newPubCatalog(t, s)
 				c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Channels: []string{"stable"},
@@ -717,7 +687,7 @@ func TestPublishS3Credentials(t *testing.T) {
 		wantErrContains(t, "OpenStore without a secret key", err, "credentials")
 	})
 	t.Run("refused", func(t *testing.T) {
-		gw := pubGateway(t)
+		gw := storetest.Gateway(t)
 		if gw == nil {
 			testenv.RequireTool(t, "versitygw")
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 // checkClean asserts that every signed release verifies (manifest, torrent
@@ -30,8 +31,8 @@ func checkClean(t *testing.T, c *pubCatalog, wantReleases int) {
 }
 
 func TestPublishRaceDifferentNames(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const rounds, writers = 2, 10
 		retries := 0
@@ -77,8 +78,8 @@ func TestPublishRaceDifferentNames(t *testing.T) {
 }
 
 func TestPublishRaceSameVersion(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const rounds = 10
 		for round := range rounds {
@@ -143,8 +144,8 @@ func TestPublishRaceSameVersion(t *testing.T) {
 }
 
 func TestPublishRacePromoteYank(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		for _, v := range []string{"1.0", "2.0"} {
 			c.publish(t, publish.PublishOptions{Name: "app", Version: v, Channels: []string{"stable"},
@@ -191,8 +192,8 @@ func TestPublishRacePromoteYank(t *testing.T) {
 // TestPublishRaceTwenty measures how often 20 publishers started at once
 // had to retry their commit (a figure for the docs, not a bound).
 func TestPublishRaceTwenty(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const writers = 20
 		dirs := make([]string, writers)
