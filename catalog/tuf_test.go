@@ -65,15 +65,7 @@ type tufCatalog struct {
 
 func newTUFCatalog(t *testing.T, s catalog.Store) *tufCatalog {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "keys")
-	keys, err := catalog.GenerateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), s, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
+	dir, keys, root := storetest.InitCatalog(t, s)
 	return &tufCatalog{store: s, keysDir: dir, keys: keys, root: root}
 }
 
@@ -112,14 +104,7 @@ func (c *tufCatalog) publish(t *testing.T, name, version string, files map[strin
 // client returns a refreshed client with its trusted state in stateDir.
 func (c *tufCatalog) client(t *testing.T, stateDir string) *catalog.Client {
 	t.Helper()
-	cl, err := catalog.NewClient(c.store, c.root, stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Refresh(t.Context()); err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	return cl
+	return storetest.Client(t, c.store, c.root, stateDir)
 }
 
 func (c *tufCatalog) repo(t *testing.T) *catalog.Repo {

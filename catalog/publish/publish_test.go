@@ -43,28 +43,14 @@ type pubCatalog struct {
 
 func newPubCatalog(t *testing.T, s catalog.Store) *pubCatalog {
 	t.Helper()
-	keys, err := catalog.GenerateKeys(filepath.Join(t.TempDir(), "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), s, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, keys, root := storetest.InitCatalog(t, s)
 	return &pubCatalog{store: s, keys: keys, root: root}
 }
 
 // client returns a client of the catalog refreshed with a fresh state.
 func (c *pubCatalog) client(t *testing.T) *catalog.Client {
 	t.Helper()
-	cl, err := catalog.NewClient(c.store, c.root, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Refresh(t.Context()); err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	return cl
+	return storetest.Client(t, c.store, c.root, t.TempDir())
 }
 
 func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish.PublishResult {

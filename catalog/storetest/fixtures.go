@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/testenv"
@@ -15,6 +17,8 @@ func Gateway(t *testing.T) *testenv.VersityGW {
 	}
 	return testenv.StartVersityGW(t)
 }
+
+// The helpers below serve tests of code above the Store interface.
 
 // EachStore runs fn against a fresh directory store and a fresh S3 store
 // (a new bucket on gw, under a prefix), for tests of code above the Store
@@ -43,4 +47,34 @@ func EachStore(t *testing.T, gw *testenv.VersityGW, fn func(t *testing.T, s cata
 		}
 		fn(t, s)
 	})
+}
+
+// InitCatalog initializes a catalog in s with fresh keys in a temporary
+// directory, and returns that directory, the keys and the root.json to pin.
+func InitCatalog(t *testing.T, s catalog.Store) (keysDir string, keys catalog.Keys, root []byte) {
+	t.Helper()
+	keysDir = filepath.Join(t.TempDir(), "keys")
+	keys, err := catalog.GenerateKeys(keysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err = catalog.Init(t.Context(), s, keys, catalog.DefaultExpiry, time.Now())
+	if err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	return keysDir, keys, root
+}
+
+// Client returns a client of the catalog in s pinned to root, with its
+// state in stateDir, refreshed.
+func Client(t *testing.T, s catalog.Store, root []byte, stateDir string) *catalog.Client {
+	t.Helper()
+	cl, err := catalog.NewClient(s, root, stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Refresh(t.Context()); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	return cl
 }
