@@ -188,6 +188,15 @@ func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error, r
 	return err
 }
 
+// mutateAudited is mutate with the default roles, then e recorded in the
+// audit log once the change is signed.
+func mutateAudited(cmd *cobra.Command, f *catalogFlags, e audit.Event, fn func(*catalog.Repo) error) error {
+	if err := mutate(cmd, f, fn); err != nil {
+		return err
+	}
+	return f.audit(e)
+}
+
 func newCatalogPromoteCmd() *cobra.Command {
 	var f catalogFlags
 	var channel string
@@ -199,10 +208,8 @@ func newCatalogPromoteCmd() *cobra.Command {
 			if channel == "" {
 				return errors.New("--channel is required")
 			}
-			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
-				return err
-			}
-			if err := f.audit(audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}); err != nil {
+			e := audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
@@ -221,10 +228,8 @@ func newCatalogYankCmd() *cobra.Command {
 		Short: "Withdraw a release: agents never activate it",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
-				return err
-			}
-			if err := f.audit(audit.Event{Action: "yank", Release: args[0], Version: args[1]}); err != nil {
+			e := audit.Event{Action: "yank", Release: args[0], Version: args[1]}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s yanked\n", args[0], args[1])
