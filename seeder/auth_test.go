@@ -62,14 +62,7 @@ func newTenantOrigin(t *testing.T) *tenantOrigin {
 		}
 		to.ih[name] = res.InfoHash
 	}
-	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
-		t.Fatal(err)
-	}
-	key, err := token.LoadPrivateKey(filepath.Join(dir, "tok"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	to.key = key
+	to.key = newTokenKey(t, filepath.Join(dir, "tok"))
 	to.revoked = filepath.Join(dir, "revoked.txt")
 	os.WriteFile(to.revoked, []byte("# revoked tokens\n"), 0o644)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
@@ -124,13 +117,8 @@ func (to *tenantOrigin) report(t *testing.T, tok string, r *report.Report) (int,
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	resp, body := do(t, req)
+	return resp.StatusCode, body
 }
 
 // announce sends an agent's announce with its token in the query, the

@@ -92,13 +92,7 @@ func get(t *testing.T, method, url string, hdr map[string]string) (*http.Respons
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return do(t, req)
 }
 
 func TestWebSeedServesRangesAndNothingElse(t *testing.T) {

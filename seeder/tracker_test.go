@@ -40,13 +40,7 @@ func newTokenOrigin(t *testing.T) *tokenOrigin {
 	t.Helper()
 	dir := t.TempDir()
 	store, keys, root := newTestCatalog(t, dir)
-	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := token.LoadPrivateKey(filepath.Join(dir, "tok"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := newTokenKey(t, filepath.Join(dir, "tok"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -107,13 +101,8 @@ func (to *tokenOrigin) announce(t *testing.T, ih [20]byte, tok, tenant string) s
 		"tenant": {tenant}, "site": {"s1"}, "region": {"eu"}, "role": {"agent"}}
 	req, _ := http.NewRequest(http.MethodGet, to.url+"/announce?"+q.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := do(t, req)
+	return body
 }
 
 func TestTrackerTakesOnlyCatalogInfohashes(t *testing.T) {
