@@ -82,16 +82,7 @@ func newForeignCatalog(t *testing.T) *tufCatalog {
 // publish publishes files (release path → content) as name@version.
 func (c *tufCatalog) publish(t *testing.T, name, version string, files map[string]string, channels ...string) *publish.PublishResult {
 	t.Helper()
-	dir := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := storetest.WritePayload(t, files)
 	res, err := publish.Publish(t.Context(), c.store, c.keys, publish.PublishOptions{
 		Name: name, Version: version, Paths: []string{dir}, Channels: channels, Workers: 2,
 	})

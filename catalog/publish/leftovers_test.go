@@ -15,7 +15,7 @@ func TestCollectGarbage(t *testing.T) {
 	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
-		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
+		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
 		signed := storeContents(t, s)
 		orphans := []string{
 			catalog.StagingKey("app", "2.0", "20261207T000000Z-aaaa") + "data/bin/app", // a killed publish
@@ -94,7 +94,7 @@ func TestCollectGarbageKeepsStagingOfSignedRelease(t *testing.T) {
 	storetest.EachStore(t, storetest.Gateway(t), func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
-		opts := publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}}
+		opts := publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one"})}}
 		_, err := publish.Publish(ctx, &failingStore{Store: s, failPrefix: "data/"}, c.keys, opts)
 		wantErrContains(t, "publish failing to move into place", err, "is signed, but moving it into place failed")
 		later := time.Now().Add(2 * time.Hour)

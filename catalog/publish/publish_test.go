@@ -62,22 +62,6 @@ func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish
 	return res
 }
 
-// writePayload writes files (release path → content) to a new directory.
-func writePayload(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // storeContents returns every object of s, key → SHA-256 of its bytes.
 func storeContents(t *testing.T, s catalog.Store) map[string]string {
 	t.Helper()
@@ -348,14 +332,14 @@ func TestPublishRefusesBadInput(t *testing.T) {
 			}},
 		{name: "existing release with other content", wantIs: catalog.ErrReleaseExists, want: "releases are immutable",
 			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
-				return e.c.keys, opts("app", "1.0", writePayload(t, map[string]string{"bin/app": "other"}))
+				return e.c.keys, opts("app", "1.0", storetest.WritePayload(t, map[string]string{"bin/app": "other"}))
 			}},
 	}
 	// One catalog per store serves every case: each refusal must leave it
 	// exactly as it was, which is what each case checks.
 	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
-		good := writePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
+		good := storetest.WritePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{good}, Channels: []string{"stable"}})
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -391,7 +375,7 @@ func TestPublishUninitialized(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = publish.Publish(t.Context(), s, keys, publish.PublishOptions{
-		Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"a": "b"})},
+		Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"a": "b"})},
 	})
 	if !errors.Is(err, catalog.ErrNotInitialized) {
 		t.Fatalf("Publish to an empty store = %v; want ErrNotInitialized", err)
@@ -407,7 +391,7 @@ func TestPublishSameVersion(t *testing.T) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		files := map[string]string{"bin/app": "payload v1", "README": "read me", "doc/a.txt": "a"}
-		first := c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"}})
+		first := c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"stable"}})
 		cl := c.client(t)
 		m1, err := cl.Manifest(ctx, "app", "1.0")
 		if err != nil {
@@ -449,7 +433,7 @@ func TestPublishSameVersion(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-					Name: "app", Version: "1.0", Paths: []string{writePayload(t, tc.files)}, Channels: []string{"beta"},
+					Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, tc.files)}, Channels: []string{"beta"},
 				})
 				if !errors.Is(err, catalog.ErrReleaseExists) {
 					t.Fatalf("Publish of app@1.0 with other content = %v; want ErrReleaseExists", err)
@@ -463,7 +447,7 @@ func TestPublishSameVersion(t *testing.T) {
 		t.Run("same bytes", func(t *testing.T) {
 			// Later, from another directory: same content, so nothing to do.
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"stable"},
 				Now: func() time.Time { return time.Now().Add(time.Hour) },
 			})
 			if err != nil {
@@ -478,7 +462,7 @@ func TestPublishSameVersion(t *testing.T) {
 
 		t.Run("same bytes with a new channel", func(t *testing.T) {
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"beta"},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"beta"},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -500,7 +484,7 @@ func TestPublishSameVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -577,7 +561,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				ctx := t.Context()
 				c := newPubCatalog(t, s)
 				c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Channels: []string{"stable"},
-					Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}})
+					Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one"})}})
 				state := t.TempDir()
 				agent, err := catalog.NewClient(s, c.root, state)
 				if err != nil {
@@ -588,7 +572,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				}
 
 				opts := publish.PublishOptions{Name: "app", Version: "2.0", Channels: []string{"stable"},
-					Paths: []string{writePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
+					Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
 				fs := &failingStore{Store: s, failPrefix: tc.failPrefix, failSuffix: tc.failSuffix}
 				_, err = publish.Publish(ctx, fs, c.keys, opts)
 				wantErrContains(t, "Publish with a failing store", err, "injected failure writing "+tc.failPrefix)

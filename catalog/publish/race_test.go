@@ -42,7 +42,7 @@ func TestPublishRaceDifferentNames(t *testing.T) {
 				mu sync.Mutex
 			)
 			for w := range writers {
-				dir := writePayload(t, map[string]string{"bin/app": fmt.Sprintf("app %d/%d", round, w), "README": "readme"})
+				dir := storetest.WritePayload(t, map[string]string{"bin/app": fmt.Sprintf("app %d/%d", round, w), "README": "readme"})
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -85,7 +85,7 @@ func TestPublishRaceSameVersion(t *testing.T) {
 		for round := range rounds {
 			version := fmt.Sprintf("1.%d", round)
 			contents := []string{fmt.Sprintf("bytes of writer A, round %d", round), fmt.Sprintf("writer B's other bytes, round %d!", round)}
-			dirs := []string{writePayload(t, map[string]string{"bin/app": contents[0]}), writePayload(t, map[string]string{"bin/app": contents[1]})}
+			dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": contents[0]}), storetest.WritePayload(t, map[string]string{"bin/app": contents[1]})}
 			errs := make([]error, 2)
 			var wg sync.WaitGroup
 			for i := range 2 {
@@ -125,7 +125,7 @@ func TestPublishRaceSameVersion(t *testing.T) {
 			}
 		}
 		// The same bytes published twice at once: both succeed.
-		dirs := []string{writePayload(t, map[string]string{"bin/app": "same"}), writePayload(t, map[string]string{"bin/app": "same"})}
+		dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": "same"}), storetest.WritePayload(t, map[string]string{"bin/app": "same"})}
 		errs := make([]error, 2)
 		var wg sync.WaitGroup
 		for i := range 2 {
@@ -149,9 +149,9 @@ func TestPublishRacePromoteYank(t *testing.T) {
 		c := newPubCatalog(t, s)
 		for _, v := range []string{"1.0", "2.0"} {
 			c.publish(t, publish.PublishOptions{Name: "app", Version: v, Channels: []string{"stable"},
-				Paths: []string{writePayload(t, map[string]string{"bin/app": "app " + v})}})
+				Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "app " + v})}})
 		}
-		dir := writePayload(t, map[string]string{"bin/app": "app 3.0"})
+		dir := storetest.WritePayload(t, map[string]string{"bin/app": "app 3.0"})
 		var wg sync.WaitGroup
 		errs := make([]error, 3)
 		wg.Add(3)
@@ -198,7 +198,7 @@ func TestPublishRaceTwenty(t *testing.T) {
 		const writers = 20
 		dirs := make([]string, writers)
 		for w := range dirs {
-			dirs[w] = writePayload(t, map[string]string{"f": fmt.Sprint("payload ", w)})
+			dirs[w] = storetest.WritePayload(t, map[string]string{"f": fmt.Sprint("payload ", w)})
 		}
 		retries := make([]int, writers)
 		// An agent refreshing throughout: a timestamp that went backwards

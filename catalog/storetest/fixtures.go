@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -77,4 +78,21 @@ func Client(t *testing.T, s catalog.Store, root []byte, stateDir string) *catalo
 		t.Fatalf("Refresh: %v", err)
 	}
 	return cl
+}
+
+// WritePayload writes files (release path → content) into a new directory,
+// ready to publish, and returns the directory.
+func WritePayload(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for p, content := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

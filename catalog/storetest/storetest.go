@@ -2,7 +2,8 @@
 // A store's own test calls Run (or RunReadOnly for read-only stores) with a
 // function that makes a fresh, empty store. Tests of code above the Store
 // interface use its helpers: EachStore runs them on a directory and an S3
-// store, InitCatalog and Client set up a catalog in one.
+// store, InitCatalog and Client set up a catalog in one, WritePayload
+// writes files to publish.
 package storetest
 
 import (
