@@ -77,6 +77,22 @@ func TestPublishRaceDifferentNames(t *testing.T) {
 	})
 }
 
+// publishAtOnce publishes each of dirs as name@version, all at the same
+// time, and returns each publish's error.
+func publishAtOnce(t *testing.T, c *pubCatalog, name, version string, dirs []string) []error {
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = publish.Publish(t.Context(), c.store, c.keys, publish.PublishOptions{Name: name, Version: version, Paths: []string{dirs[i]}})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 func TestPublishRaceSameVersion(t *testing.T) {
 	gw := storetest.Gateway(t)
 	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
@@ -86,16 +102,7 @@ func TestPublishRaceSameVersion(t *testing.T) {
 			version := fmt.Sprintf("1.%d", round)
 			contents := []string{fmt.Sprintf("bytes of writer A, round %d", round), fmt.Sprintf("writer B's other bytes, round %d!", round)}
 			dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": contents[0]}), storetest.WritePayload(t, map[string]string{"bin/app": contents[1]})}
-			errs := make([]error, 2)
-			var wg sync.WaitGroup
-			for i := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[i] = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: version, Paths: []string{dirs[i]}})
-				}()
-			}
-			wg.Wait()
+			errs := publishAtOnce(t, c, "app", version, dirs)
 			winner := slices.IndexFunc(errs, func(err error) bool { return err == nil })
 			if winner < 0 || errs[1-winner] == nil {
 				t.Fatalf("round %d: errors %v; want exactly one success", round, errs)
@@ -126,16 +133,7 @@ func TestPublishRaceSameVersion(t *testing.T) {
 		}
 		// The same bytes published twice at once: both succeed.
 		dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": "same"}), storetest.WritePayload(t, map[string]string{"bin/app": "same"})}
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for i := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[i] = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "9.0", Paths: []string{dirs[i]}})
-			}()
-		}
-		wg.Wait()
+		errs := publishAtOnce(t, c, "app", "9.0", dirs)
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("identical publishes at once: %v", errs)
 		}
