@@ -123,24 +123,9 @@ func tufPut(t *testing.T, s catalog.Store, key string, b []byte) {
 	}
 }
 
-// tufContents returns every object of s, key → SHA-256 of its bytes.
-func tufContents(t *testing.T, s catalog.Store) map[string]string {
-	t.Helper()
-	list, err := s.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string, len(list))
-	for _, o := range list {
-		sum := sha256.Sum256(tufGet(t, s, o.Key))
-		out[o.Key] = hex.EncodeToString(sum[:])
-	}
-	return out
-}
-
 func tufSameContents(t *testing.T, s catalog.Store, before map[string]string) {
 	t.Helper()
-	if after := tufContents(t, s); !maps.Equal(before, after) {
+	if after := storetest.Contents(t, s); !maps.Equal(before, after) {
 		t.Errorf("store changed by a refused operation:\nbefore %v\nafter  %v", before, after)
 	}
 }
@@ -722,7 +707,7 @@ func tufWrongKeysDirectory(t *testing.T, s catalog.Store) {
 	c := newTUFCatalog(t, s)
 	c.publish(t, "app", "1.0", map[string]string{"bin/app": "one"})
 	other := newForeignCatalog(t)
-	before := tufContents(t, s)
+	before := storetest.Contents(t, s)
 
 	otherKeys, err := catalog.LoadKeys(other.keysDir, catalog.Roles...)
 	if err != nil {
@@ -757,7 +742,7 @@ func tufInitExisting(t *testing.T, s catalog.Store) {
 	ctx := t.Context()
 	c := newTUFCatalog(t, s)
 	c.publish(t, "app", "1.0", map[string]string{"bin/app": "one"})
-	before := tufContents(t, s)
+	before := storetest.Contents(t, s)
 	other := newForeignCatalog(t)
 	for _, keys := range []catalog.Keys{c.keys, other.keys} {
 		_, err := catalog.Init(ctx, s, keys, catalog.DefaultExpiry, time.Now())

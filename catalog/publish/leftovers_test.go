@@ -16,7 +16,7 @@ func TestCollectGarbage(t *testing.T) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
-		signed := storeContents(t, s)
+		signed := storetest.Contents(t, s)
 		orphans := []string{
 			catalog.StagingKey("app", "2.0", "20261207T000000Z-aaaa") + "data/bin/app", // a killed publish
 			catalog.StagingKey("app", "2.0", "20261207T000000Z-aaaa") + "release.json",

@@ -8,8 +8,6 @@ package publish_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -62,28 +60,9 @@ func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish
 	return res
 }
 
-// storeContents returns every object of s, key → SHA-256 of its bytes.
-func storeContents(t *testing.T, s catalog.Store) map[string]string {
-	t.Helper()
-	list, err := s.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string, len(list))
-	for _, o := range list {
-		b, err := catalog.ReadAll(t.Context(), s, o.Key, 64<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		out[o.Key] = hex.EncodeToString(sum[:])
-	}
-	return out
-}
-
 func sameContents(t *testing.T, s catalog.Store, before map[string]string) {
 	t.Helper()
-	if after := storeContents(t, s); !maps.Equal(before, after) {
+	if after := storetest.Contents(t, s); !maps.Equal(before, after) {
 		var added, changed, removed []string
 		for k, v := range after {
 			if old, ok := before[k]; !ok {
@@ -346,7 +325,7 @@ func TestPublishRefusesBadInput(t *testing.T) {
 				if tc.skipRoot && os.Geteuid() == 0 {
 					t.Skip("running as root: permissions do not stop reads (the FIFO and device cases cover unreadable input)")
 				}
-				before := storeContents(t, s)
+				before := storetest.Contents(t, s)
 				keys, o := tc.setup(t, env{c: c, good: good, tmp: t.TempDir()})
 				res, err := publish.Publish(t.Context(), s, keys, o)
 				if err == nil {
@@ -401,7 +380,7 @@ func TestPublishSameVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := storeContents(t, s)
+		before := storetest.Contents(t, s)
 		intact := func(t *testing.T) {
 			t.Helper()
 			cl := c.client(t)
@@ -475,7 +454,7 @@ func TestPublishSameVersion(t *testing.T) {
 				t.Errorf("entry = %+v, %v; want channels beta and stable", e, err)
 			}
 			intact(t)
-			before = storeContents(t, s)
+			before = storetest.Contents(t, s)
 		})
 
 		t.Run("same bytes repairs a lost payload object", func(t *testing.T) {
@@ -667,7 +646,7 @@ func TestPublishS3Credentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		newPubCatalog(t, s)
-		before := storeContents(t, s)
+		before := storetest.Contents(t, s)
 		cfg := pubS3Config(gw, bucket)
 		cfg.SecretKey = "wrong"
 		_, err = catalog.OpenStore(t.Context(), "s3://"+bucket+"/cat", cfg)

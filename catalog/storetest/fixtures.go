@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -95,4 +97,24 @@ func WritePayload(t *testing.T, files map[string]string) string {
 		}
 	}
 	return dir
+}
+
+// Contents returns every object of s, key → hex SHA-256 of its bytes, to
+// compare a store before and after an operation.
+func Contents(t *testing.T, s catalog.Store) map[string]string {
+	t.Helper()
+	list, err := s.List(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string, len(list))
+	for _, o := range list {
+		b, err := catalog.ReadAll(t.Context(), s, o.Key, 64<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		out[o.Key] = hex.EncodeToString(sum[:])
+	}
+	return out
 }

@@ -3,7 +3,7 @@
 // function that makes a fresh, empty store. Tests of code above the Store
 // interface use its helpers: EachStore runs them on a directory and an S3
 // store, InitCatalog and Client set up a catalog in one, WritePayload
-// writes files to publish.
+// writes files to publish, Contents sums what a store holds.
 package storetest
 
 import (
