@@ -219,15 +219,8 @@ func OpenRepo(ctx context.Context, store Store, keys Keys, exp Expiry) (*Repo, e
 	if latestSnap > snapVer {
 		snapVer = latestSnap
 	}
-	snapJSON, err := ReadAll(ctx, store, versionedKey(snapVer, "snapshot"), MaxMetadataSize)
-	if err != nil {
+	if r.snapshot, _, err = readSigned[metadata.SnapshotType](ctx, r, "snapshot", versionedKey(snapVer, "snapshot")); err != nil {
 		return nil, err
-	}
-	if r.snapshot, err = metadata.Snapshot().FromBytes(snapJSON); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", versionedKey(snapVer, "snapshot"), err)
-	}
-	if err := r.root.VerifyDelegate("snapshot", r.snapshot); err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", versionedKey(snapVer, "snapshot"), store, err)
 	}
 	if r.snapshot.Signed.Version != snapVer {
 		return nil, fmt.Errorf("%s in %s says it is version %d", versionedKey(snapVer, "snapshot"), store, r.snapshot.Signed.Version)
@@ -621,19 +614,25 @@ func (r *Repo) forwardTimestamp(ctx context.Context, now time.Time, snapVer int6
 // readSnapshot returns the bytes of snapshot version v after checking its
 // signature.
 func (r *Repo) readSnapshot(ctx context.Context, v int64) ([]byte, error) {
-	key := versionedKey(v, "snapshot")
+	_, b, err := readSigned[metadata.SnapshotType](ctx, r, "snapshot", versionedKey(v, "snapshot"))
+	return b, err
+}
+
+// readSigned reads role's metadata at key and checks that the keys root.json
+// assigns to role signed it. It returns the parsed metadata and its bytes.
+func readSigned[T metadata.Roles](ctx context.Context, r *Repo, role, key string) (*metadata.Metadata[T], []byte, error) {
 	b, err := ReadAll(ctx, r.store, key, MaxMetadataSize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	snap, err := metadata.Snapshot().FromBytes(b)
+	m, err := new(metadata.Metadata[T]).FromBytes(b)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", key, err)
+		return nil, nil, fmt.Errorf("parse %s: %w", key, err)
 	}
-	if err := r.root.VerifyDelegate("snapshot", snap); err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", key, r.store, err)
+	if err := r.root.VerifyDelegate(role, m); err != nil {
+		return nil, nil, fmt.Errorf("%s in %s: %w", key, r.store, err)
 	}
-	return b, nil
+	return m, b, nil
 }
 
 // TimestampBehind reports whether timestamp.json names an older snapshot
@@ -667,21 +666,11 @@ func (r *Repo) Publish(ctx context.Context, now time.Time) error {
 }
 
 func (r *Repo) storedTimestamp(ctx context.Context) (*metadata.Metadata[metadata.TimestampType], error) {
-	b, err := ReadAll(ctx, r.store, timestampKey, MaxMetadataSize)
+	ts, _, err := readSigned[metadata.TimestampType](ctx, r, "timestamp", timestampKey)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	ts, err := metadata.Timestamp().FromBytes(b)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", timestampKey, err)
-	}
-	if err := r.root.VerifyDelegate("timestamp", ts); err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", timestampKey, r.store, err)
-	}
-	return ts, nil
+	return ts, err
 }
 
 // latestVersions returns the highest snapshot and targets versions stored

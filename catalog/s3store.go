@@ -256,6 +256,30 @@ func (s *S3Store) objErr(op, key string, err error) error {
 // visible only when complete. A reader that is shorter or longer than size
 // makes the upload fail before it completes.
 func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.putObject(ctx, key, r, size, minio.PutObjectOptions{ContentType: "application/octet-stream"})
+}
+
+// PutIfAbsent implements CreateOnlyStore with a conditional PutObject
+// (If-None-Match: *), which S3 and versitygw (v1.8.0, tested) answer with
+// 412 Precondition Failed when the key exists. It is always one request,
+// never a multipart upload, so the condition covers the whole object
+// (catalog metadata is far below the 5 GiB single-request limit).
+func (s *S3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
+	opts.SetMatchETagExcept("*")
+	err := s.putObject(ctx, key, r, size, opts)
+	if er, ok := asS3Error(err); ok && (er.StatusCode == http.StatusPreconditionFailed || er.StatusCode == http.StatusConflict) {
+		// 409 is S3's answer to a conditional write racing another
+		// one on the same key: this writer did not win either.
+		return fmt.Errorf("put %s in %s: %w", key, s, ErrExists)
+	}
+	return err
+}
+
+// putObject uploads exactly size bytes of r to key with opts. A reader that
+// is shorter or longer than size makes the upload fail; the error wraps
+// minio's so that callers can tell its status.
+func (s *S3Store) putObject(ctx context.Context, key string, r io.Reader, size int64, opts minio.PutObjectOptions) error {
 	name, err := s.object(key)
 	if err != nil {
 		return err
@@ -270,43 +294,7 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			return fmt.Errorf("put %s in %s: %w", key, s, err)
 		}
 	}
-	_, err = s.client.PutObject(ctx, s.bucket, name, er, size, minio.PutObjectOptions{
-		ContentType: "application/octet-stream",
-	})
-	if err != nil {
-		return fmt.Errorf("put %s in %s: %w", key, s, err)
-	}
-	return nil
-}
-
-// PutIfAbsent implements CreateOnlyStore with a conditional PutObject
-// (If-None-Match: *), which S3 and versitygw (v1.8.0, tested) answer with
-// 412 Precondition Failed when the key exists. It is always one request,
-// never a multipart upload, so the condition covers the whole object
-// (catalog metadata is far below the 5 GiB single-request limit).
-func (s *S3Store) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
-	name, err := s.object(key)
-	if err != nil {
-		return err
-	}
-	if size < 0 {
-		return fmt.Errorf("put %s in %s: negative size %d", key, s, size)
-	}
-	er := newExactReader(ctx, r, size)
-	if size == 0 {
-		if _, err := er.Read(nil); err != io.EOF {
-			return fmt.Errorf("put %s in %s: %w", key, s, err)
-		}
-	}
-	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
-	opts.SetMatchETagExcept("*")
-	_, err = s.client.PutObject(ctx, s.bucket, name, er, size, opts)
-	if err != nil {
-		if er, ok := asS3Error(err); ok && (er.StatusCode == http.StatusPreconditionFailed || er.StatusCode == http.StatusConflict) {
-			// 409 is S3's answer to a conditional write racing another
-			// one on the same key: this writer did not win either.
-			return fmt.Errorf("put %s in %s: %w", key, s, ErrExists)
-		}
+	if _, err := s.client.PutObject(ctx, s.bucket, name, er, size, opts); err != nil {
 		return fmt.Errorf("put %s in %s: %w", key, s, err)
 	}
 	return nil

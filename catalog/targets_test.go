@@ -16,6 +16,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 // TestConsistentSnapshotTargets checks the catalog layout against TUF's
@@ -27,9 +28,9 @@ import (
 // flagged by verify and is repaired by RepairTargetCopies (`catalog
 // resign`), after which a default go-tuf client reads it too.
 func TestConsistentSnapshotTargets(t *testing.T) {
-	gw := tufGateway(t)
-	t.Run("Layout", func(t *testing.T) { tufEachStore(t, gw, consistentLayout) })
-	t.Run("Upgrade", func(t *testing.T) { tufEachStore(t, gw, consistentUpgrade) })
+	gw := storetest.Gateway(t)
+	t.Run("Layout", func(t *testing.T) { storetest.EachStore(t, gw, consistentLayout) })
+	t.Run("Upgrade", func(t *testing.T) { storetest.EachStore(t, gw, consistentUpgrade) })
 }
 
 func consistentLayout(t *testing.T, s catalog.Store) {

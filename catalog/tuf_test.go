@@ -29,13 +29,13 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/release"
-	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 func TestTUF(t *testing.T) {
-	gw := tufGateway(t)
+	gw := storetest.Gateway(t)
 	for _, tc := range []struct {
 		name string
 		run  func(t *testing.T, s catalog.Store)
@@ -51,45 +51,8 @@ func TestTUF(t *testing.T) {
 		{"InitExisting", tufInitExisting},
 		{"NotInitialized", tufNotInitialized},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tufEachStore(t, gw, tc.run) })
+		t.Run(tc.name, func(t *testing.T) { storetest.EachStore(t, gw, tc.run) })
 	}
-}
-
-// tufGateway starts versitygw once for the calling test, or returns nil if
-// it is not installed (the S3 subtests then skip, or fail in CI).
-func tufGateway(t *testing.T) *testenv.VersityGW {
-	if testenv.FindTool("versitygw") == "" {
-		return nil
-	}
-	return testenv.StartVersityGW(t)
-}
-
-// tufEachStore runs fn against a fresh directory store and a fresh S3
-// store (a new bucket on gw).
-func tufEachStore(t *testing.T, gw *testenv.VersityGW, fn func(t *testing.T, s catalog.Store)) {
-	t.Run("dir", func(t *testing.T) {
-		s, err := catalog.NewDirStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("s3", func(t *testing.T) {
-		if gw == nil {
-			testenv.RequireTool(t, "versitygw")
-		}
-		s, err := catalog.NewS3Store(t.Context(), catalog.S3Config{
-			Endpoint:  gw.Endpoint,
-			Bucket:    gw.NewBucket(t),
-			Prefix:    "catalogs/test",
-			AccessKey: gw.AccessKey,
-			SecretKey: gw.SecretKey,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
 }
 
 // tufCatalog is a freshly initialized catalog with its keys and root.
@@ -102,15 +65,7 @@ type tufCatalog struct {
 
 func newTUFCatalog(t *testing.T, s catalog.Store) *tufCatalog {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "keys")
-	keys, err := catalog.GenerateKeys(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), s, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
+	dir, keys, root := storetest.InitCatalog(t, s)
 	return &tufCatalog{store: s, keysDir: dir, keys: keys, root: root}
 }
 
@@ -127,16 +82,7 @@ func newForeignCatalog(t *testing.T) *tufCatalog {
 // publish publishes files (release path → content) as name@version.
 func (c *tufCatalog) publish(t *testing.T, name, version string, files map[string]string, channels ...string) *publish.PublishResult {
 	t.Helper()
-	dir := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := storetest.WritePayload(t, files)
 	res, err := publish.Publish(t.Context(), c.store, c.keys, publish.PublishOptions{
 		Name: name, Version: version, Paths: []string{dir}, Channels: channels, Workers: 2,
 	})
@@ -149,14 +95,7 @@ func (c *tufCatalog) publish(t *testing.T, name, version string, files map[strin
 // client returns a refreshed client with its trusted state in stateDir.
 func (c *tufCatalog) client(t *testing.T, stateDir string) *catalog.Client {
 	t.Helper()
-	cl, err := catalog.NewClient(c.store, c.root, stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Refresh(t.Context()); err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	return cl
+	return storetest.Client(t, c.store, c.root, stateDir)
 }
 
 func (c *tufCatalog) repo(t *testing.T) *catalog.Repo {
@@ -184,24 +123,9 @@ func tufPut(t *testing.T, s catalog.Store, key string, b []byte) {
 	}
 }
 
-// tufContents returns every object of s, key → SHA-256 of its bytes.
-func tufContents(t *testing.T, s catalog.Store) map[string]string {
-	t.Helper()
-	list, err := s.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string, len(list))
-	for _, o := range list {
-		sum := sha256.Sum256(tufGet(t, s, o.Key))
-		out[o.Key] = hex.EncodeToString(sum[:])
-	}
-	return out
-}
-
 func tufSameContents(t *testing.T, s catalog.Store, before map[string]string) {
 	t.Helper()
-	if after := tufContents(t, s); !maps.Equal(before, after) {
+	if after := storetest.Contents(t, s); !maps.Equal(before, after) {
 		t.Errorf("store changed by a refused operation:\nbefore %v\nafter  %v", before, after)
 	}
 }
@@ -783,7 +707,7 @@ func tufWrongKeysDirectory(t *testing.T, s catalog.Store) {
 	c := newTUFCatalog(t, s)
 	c.publish(t, "app", "1.0", map[string]string{"bin/app": "one"})
 	other := newForeignCatalog(t)
-	before := tufContents(t, s)
+	before := storetest.Contents(t, s)
 
 	otherKeys, err := catalog.LoadKeys(other.keysDir, catalog.Roles...)
 	if err != nil {
@@ -818,7 +742,7 @@ func tufInitExisting(t *testing.T, s catalog.Store) {
 	ctx := t.Context()
 	c := newTUFCatalog(t, s)
 	c.publish(t, "app", "1.0", map[string]string{"bin/app": "one"})
-	before := tufContents(t, s)
+	before := storetest.Contents(t, s)
 	other := newForeignCatalog(t)
 	for _, keys := range []catalog.Keys{c.keys, other.keys} {
 		_, err := catalog.Init(ctx, s, keys, catalog.DefaultExpiry, time.Now())

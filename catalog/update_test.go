@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 // blindStore claims a create-only write but replaces objects anyway, as an
@@ -28,13 +28,7 @@ func TestUpdateRefusesStoresWithoutCreateOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := catalog.GenerateKeys(filepath.Join(t.TempDir(), "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := catalog.Init(t.Context(), dir, keys, catalog.DefaultExpiry, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	_, keys, _ := storetest.InitCatalog(t, dir)
 	for name, s := range map[string]catalog.Store{"ignores the condition": blindStore{dir}, "has none": readOnlyish{dir}} {
 		_, err := catalog.Update(t.Context(), s, keys, catalog.UpdateOptions{}, func(r *catalog.Repo) error { r.RenewSignatures(); return nil })
 		if !errors.Is(err, catalog.ErrNoConditionalWrite) {
@@ -55,13 +49,7 @@ func TestUpdateAfterWriterDiedAfterCommitPoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := catalog.GenerateKeys(filepath.Join(t.TempDir(), "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := catalog.Init(t.Context(), dir, keys, catalog.DefaultExpiry, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	_, keys, _ := storetest.InitCatalog(t, dir)
 	ts := func() []byte {
 		b, err := catalog.ReadAll(t.Context(), dir, "metadata/timestamp.json", 1<<20)
 		if err != nil {

@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,20 +95,10 @@ longer than the timestamp lifetime.`,
 			if err := cfg.Finish(); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			a, err := agent.New(ctx, cfg, agent.Options{})
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if err := a.Sync(ctx); err != nil {
-				return exitError{code: 2, msg: "bundle import: " + oneLine(err.Error())}
-			}
-			for _, s := range a.Status().Subscriptions {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active\n", s.Subscription, s.Active)
-			}
-			return nil
+			return syncPass(cmd.Context(), cfg, timeout, "bundle import", func(a *agent.Agent) error {
+				printActive(cmd.OutOrStdout(), a)
+				return nil
+			})
 		},
 	}
 	imp.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml (its pinned root verifies the bundle)")

@@ -45,9 +45,7 @@ overwrite keys or an existing catalog. Agents pin the root.json it prints.`,
 			if f.url == "" {
 				return errors.New("no catalog given: use --catalog DIR or s3://bucket/prefix")
 			}
-			cfg := f.s3
-			cfg.Endpoint = f.s3URL
-			store, err := catalog.OpenOrCreateStore(ctx, f.url, cfg)
+			store, err := catalog.OpenOrCreateStore(ctx, f.url, f.s3Config())
 			if err != nil {
 				return err
 			}
@@ -91,11 +89,7 @@ func newCatalogLsCmd() *cobra.Command {
 		Use:   "ls",
 		Short: "List releases, their channels and whether they are yanked",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client(cmd.Context())
-			if err != nil {
-				return err
-			}
+		RunE: f.runWithClient(func(cmd *cobra.Command, args []string, cl *catalog.Client) error {
 			rels, err := cl.Releases()
 			if err != nil {
 				return err
@@ -123,7 +117,7 @@ func newCatalogLsCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Version, strings.Join(r.Channels, ","), state)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	f.register(c.Flags(), true)
 	return c
@@ -135,13 +129,9 @@ func newCatalogShowCmd() *cobra.Command {
 		Use:   "show NAME[@VERSION]",
 		Short: "Show a release's manifest (the newest version if none is given)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: f.runWithClient(func(cmd *cobra.Command, args []string, cl *catalog.Client) error {
 			ref, _ := release.Parse(args[0])
 			name, version := ref.Name, ref.Version
-			cl, err := f.client(cmd.Context())
-			if err != nil {
-				return err
-			}
 			rel, err := cl.Resolve(name, "", version)
 			if err != nil {
 				return err
@@ -173,7 +163,7 @@ func newCatalogShowCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%d\t%s\n", fl.Path, fl.Size, fl.SHA256)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	f.register(c.Flags(), true)
 	return c
@@ -198,6 +188,15 @@ func mutate(cmd *cobra.Command, f *catalogFlags, fn func(*catalog.Repo) error, r
 	return err
 }
 
+// mutateAudited is mutate with the default roles, then e recorded in the
+// audit log once the change is signed.
+func mutateAudited(cmd *cobra.Command, f *catalogFlags, e audit.Event, fn func(*catalog.Repo) error) error {
+	if err := mutate(cmd, f, fn); err != nil {
+		return err
+	}
+	return f.audit(e)
+}
+
 func newCatalogPromoteCmd() *cobra.Command {
 	var f catalogFlags
 	var channel string
@@ -209,10 +208,8 @@ func newCatalogPromoteCmd() *cobra.Command {
 			if channel == "" {
 				return errors.New("--channel is required")
 			}
-			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
-				return err
-			}
-			if err := f.audit(audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}); err != nil {
+			e := audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
@@ -231,10 +228,8 @@ func newCatalogYankCmd() *cobra.Command {
 		Short: "Withdraw a release: agents never activate it",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := mutate(cmd, &f, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
-				return err
-			}
-			if err := f.audit(audit.Event{Action: "yank", Release: args[0], Version: args[1]}); err != nil {
+			e := audit.Event{Action: "yank", Release: args[0], Version: args[1]}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Yank(args[0], args[1]) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s@%s yanked\n", args[0], args[1])
@@ -283,11 +278,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 		Use:   "verify",
 		Short: "Check every signature and expiry, both stored copies of each manifest and torrent, and every payload object's size and SHA-256",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := f.client(cmd.Context())
-			if err != nil {
-				return err
-			}
+		RunE: f.runWithClient(func(cmd *cobra.Command, args []string, cl *catalog.Client) error {
 			problems, n, err := publish.VerifyCatalog(cmd.Context(), cl)
 			if err != nil {
 				return err
@@ -331,7 +322,7 @@ func newCatalogVerifyCmd() *cobra.Command {
 				return exitError{code: 1, msg: fmt.Sprintf("catalog verify found %d problems", len(problems))}
 			}
 			return nil
-		},
+		}),
 	}
 	f.register(c.Flags(), true)
 	return c

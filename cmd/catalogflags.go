@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/swarmship/swarmship/catalog"
@@ -44,9 +45,14 @@ func (f *catalogFlags) openStore(ctx context.Context) (catalog.Store, error) {
 	if f.url == "" {
 		return nil, errors.New("no catalog given: use --catalog DIR or s3://bucket/prefix (or set SWARMSHIP_CATALOG)")
 	}
+	return catalog.OpenStore(ctx, f.url, f.s3Config())
+}
+
+// s3Config is the S3 configuration the flags give, endpoint included.
+func (f *catalogFlags) s3Config() catalog.S3Config {
 	cfg := f.s3
 	cfg.Endpoint = f.s3URL
-	return catalog.OpenStore(ctx, f.url, cfg)
+	return cfg
 }
 
 func (f *catalogFlags) loadKeys(roles ...string) (catalog.Keys, error) {
@@ -99,6 +105,18 @@ func (f *catalogFlags) client(ctx context.Context) (*catalog.Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// runWithClient makes a command's RunE that opens the catalog's refreshed
+// TUF client before running run.
+func (f *catalogFlags) runWithClient(run func(cmd *cobra.Command, args []string, cl *catalog.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cl, err := f.client(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, cl)
+	}
 }
 
 // audit records a catalog change in the publisher's audit log (default

@@ -291,6 +291,23 @@ func TestPublishBadInputWritesNothing(t *testing.T) {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// swarmWithApp runs a local swarm that has app@1.0 (app.bin holding
+// content) on channel stable, and writes an agent.yaml subscribed to it.
+func swarmWithApp(t *testing.T, content string) (sw *localswarm.Swarm, cfgPath, cacheDir string) {
+	t.Helper()
+	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	src := payload(t, map[string]string{"app.bin": content})
+	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath, cacheDir = writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	return sw, cfgPath, cacheDir
+}
+
 func writeAgentYAML(t *testing.T, sw *localswarm.Swarm, sub string) (path, cacheDir string) {
 	t.Helper()
 	cacheDir = t.TempDir()
@@ -318,16 +335,7 @@ subscriptions:
 }
 
 func TestSyncExitCodes(t *testing.T) {
-	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	src := payload(t, map[string]string{"app.bin": strings.Repeat("z", 3<<20)})
-	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath, cache := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	sw, cfgPath, cache := swarmWithApp(t, strings.Repeat("z", 3<<20))
 	out, errOut, code := swarmship(t, "sync", "--config", cfgPath, "--timeout", "60s")
 	if code != 0 {
 		t.Fatalf("sync: %d %s", code, errOut)
@@ -354,16 +362,7 @@ func TestSyncExitCodes(t *testing.T) {
 }
 
 func TestAgentStopsCleanlyOnSIGTERM(t *testing.T) {
-	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	src := payload(t, map[string]string{"app.bin": strings.Repeat("q", 1<<20)})
-	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath, cache := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	_, cfgPath, cache := swarmWithApp(t, strings.Repeat("q", 1<<20))
 	cmd := exec.Command(os.Args[0], "agent", "--config", cfgPath, "--log-format", "json")
 	cmd.Env = append(os.Environ(), "SWARMSHIP_TEST_MAIN=1")
 	var logs bytes.Buffer

@@ -116,16 +116,7 @@ func TestAgentCountersSurviveKill9(t *testing.T) {
 // before, in a loop under systemd): it starts, keeps the release active,
 // moves both files aside and says so, and exits 0 on SIGTERM.
 func TestAgentProcessStartsOnCorruptDatabases(t *testing.T) {
-	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sw.Close()
-	src := payload(t, map[string]string{"app.bin": strings.Repeat("c", 2<<20)})
-	if _, err := sw.Publish(context.Background(), "app", "1.0", []string{src}, "stable"); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath, cache := writeAgentYAML(t, sw, "{name: app, channel: stable}")
+	_, cfgPath, cache := swarmWithApp(t, strings.Repeat("c", 2<<20))
 	run := func(until func(logs string) bool) string {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], "agent", "--config", cfgPath, "--log-format", "json")

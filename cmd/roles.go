@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -178,34 +179,48 @@ active, 2 with a one-line reason when not (timeout, catalog unavailable, ...).`,
 				return err
 			}
 			cfg.Status.Addr = "off" // the daemon may own the status port
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			a, err := agent.New(ctx, cfg, agent.Options{})
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if err := a.Sync(ctx); err != nil {
-				return exitError{code: 2, msg: "sync: " + oneLine(err.Error())}
-			}
-			if seedFor > 0 {
-				sctx, scancel := context.WithTimeout(cmd.Context(), seedFor)
-				a.Seed(sctx)
-				scancel()
-			}
-			if jsonOutput() {
-				return printJSON(cmd.OutOrStdout(), a.Status())
-			}
-			for _, s := range a.Status().Subscriptions {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s active\n", s.Subscription, s.Active)
-			}
-			return nil
+			return syncPass(cmd.Context(), cfg, timeout, "sync", func(a *agent.Agent) error {
+				if seedFor > 0 {
+					sctx, scancel := context.WithTimeout(cmd.Context(), seedFor)
+					a.Seed(sctx)
+					scancel()
+				}
+				if jsonOutput() {
+					return printJSON(cmd.OutOrStdout(), a.Status())
+				}
+				printActive(cmd.OutOrStdout(), a)
+				return nil
+			})
 		},
 	}
 	c.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml")
 	c.Flags().DurationVar(&seedFor, "seed-for", 0, "keep seeding this long after the pass")
 	c.Flags().DurationVar(&timeout, "timeout", time.Hour, "give up after this long")
 	return c
+}
+
+// syncPass runs one agent pass over cfg within timeout, then calls then
+// with the agent still open. A failed pass exits 2 with a one-line reason
+// prefixed by what.
+func syncPass(ctx context.Context, cfg *agent.Config, timeout time.Duration, what string, then func(*agent.Agent) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	a, err := agent.New(ctx, cfg, agent.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.Sync(ctx); err != nil {
+		return exitError{code: 2, msg: what + ": " + oneLine(err.Error())}
+	}
+	return then(a)
+}
+
+// printActive prints the release each subscription has active.
+func printActive(w io.Writer, a *agent.Agent) {
+	for _, s := range a.Status().Subscriptions {
+		fmt.Fprintf(w, "%s: %s active\n", s.Subscription, s.Active)
+	}
 }
 
 func oneLine(s string) string {

@@ -234,11 +234,19 @@ func slowPayload(d time.Duration) func(http.Handler) http.Handler {
 	}
 }
 
-func TestAgentRestartResumesWithoutRefetching(t *testing.T) {
+// stoppedDownload is app@1.0 (release24MiB) on a swarm whose payloads
+// come slowly, and agent "solo", stopped once it had a third of it.
+type stoppedDownload struct {
+	sw  *localswarm.Swarm
+	m   *catalog.Manifest
+	cfg *agent.Config
+}
+
+func stopMidDownload(t *testing.T, seed uint64) stoppedDownload {
+	t.Helper()
 	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: slowPayload(40 * time.Millisecond)})
-	m := publish(t, sw, "app", "1.0", 3, release24MiB, "stable")
-	sub := agent.Subscription{Name: "app", Channel: "stable"}
-	cfg := sw.AgentConfig("solo", "site-1", "eu", sub)
+	m := publish(t, sw, "app", "1.0", seed, release24MiB, "stable")
+	cfg := sw.AgentConfig("solo", "site-1", "eu", agent.Subscription{Name: "app", Channel: "stable"})
 	cfg.Offload.StartupGrace = 10 * time.Millisecond
 	ra, err := sw.StartAgent(context.Background(), "solo", cfg)
 	if err != nil {
@@ -250,19 +258,33 @@ func TestAgentRestartResumesWithoutRefetching(t *testing.T) {
 	if err := ra.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	return stoppedDownload{sw: sw, m: m, cfg: cfg}
+}
+
+// restart runs the agent again on the same cache directory and waits
+// until it has app@1.0 active with the published files.
+func (d stoppedDownload) restart(t *testing.T, timeout time.Duration) *localswarm.RunningAgent {
+	t.Helper()
+	cfg := d.sw.AgentConfig("solo", "site-1", "eu", agent.Subscription{Name: "app", Channel: "stable"}) // same cache dir
+	cfg.Offload.StartupGrace = 10 * time.Millisecond
+	ra, err := d.sw.StartAgent(context.Background(), "solo-restarted", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "app", "1.0", timeout, ra)
+	checkActiveFiles(t, ra, d.m)
+	return ra
+}
+
+func TestAgentRestartResumesWithoutRefetching(t *testing.T) {
+	d := stopMidDownload(t, 3)
+	m, cfg := d.m, d.cfg
 	// What the first run holds is what the state database recorded.
 	first := readState(t, cfg, "app@1.0")
 	if first.Completed >= m.TotalSize {
 		t.Fatalf("first run finished before it was stopped")
 	}
-	cfg2 := sw.AgentConfig("solo", "site-1", "eu", sub) // same cache dir
-	cfg2.Offload.StartupGrace = 10 * time.Millisecond
-	ra2, err := sw.StartAgent(context.Background(), "solo-restarted", cfg2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, "app", "1.0", 90*time.Second, ra2)
-	checkActiveFiles(t, ra2, m)
+	ra2 := d.restart(t, 90*time.Second)
 	final := releaseStatus(ra2, "app", "1.0")
 	second := final.Downloaded.Total() - first.Downloaded.Total()
 	missing := m.TotalSize - first.Completed

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,10 +8,6 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
-
-	"github.com/swarmship/swarmship/agent"
-	"github.com/swarmship/swarmship/internal/testenv"
-	"github.com/swarmship/swarmship/localswarm"
 )
 
 // The torrent storage syncs nothing per piece, so a crash can lose bytes
@@ -21,21 +16,8 @@ import (
 // activated. Simulated here: stop an agent mid-download, zero a piece it
 // recorded complete (the file keeps its size), restart it.
 func TestAgentRedownloadsBytesLostAfterCompletion(t *testing.T) {
-	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: slowPayload(40 * time.Millisecond)})
-	m := publish(t, sw, "app", "1.0", 4, release24MiB, "stable")
-	sub := agent.Subscription{Name: "app", Channel: "stable"}
-	cfg := sw.AgentConfig("solo", "site-1", "eu", sub)
-	cfg.Offload.StartupGrace = 10 * time.Millisecond
-	ra, err := sw.StartAgent(context.Background(), "solo", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !testenv.Poll(60*time.Second, 5*time.Millisecond, func() bool { return releaseStatus(ra, "app", "1.0").Completed >= m.TotalSize/3 }) {
-		t.Fatal("download made no progress")
-	}
-	if err := ra.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	d := stopMidDownload(t, 4)
+	m, cfg := d.m, d.cfg
 
 	// Find a piece recorded complete and zero its bytes on disk.
 	pc, err := storage.NewBoltPieceCompletion(filepath.Join(cfg.CacheDir, "state"))
@@ -76,12 +58,5 @@ func TestAgentRedownloadsBytesLostAfterCompletion(t *testing.T) {
 		break
 	}
 
-	cfg2 := sw.AgentConfig("solo", "site-1", "eu", sub) // same cache dir
-	cfg2.Offload.StartupGrace = 10 * time.Millisecond
-	ra2, err := sw.StartAgent(context.Background(), "solo-restarted", cfg2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitActive(t, "app", "1.0", 120*time.Second, ra2)
-	checkActiveFiles(t, ra2, m)
+	d.restart(t, 120*time.Second)
 }

@@ -44,20 +44,7 @@ const acmePayload = "ACME-SECRET-PAYLOAD-0123456789"
 func newTenantOrigin(t *testing.T) *tenantOrigin {
 	t.Helper()
 	dir := t.TempDir()
-	cat := filepath.Join(dir, "catalog")
-	os.MkdirAll(cat, 0o755)
-	store, err := catalog.NewDirStore(cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, keys, root := newTestCatalog(t, dir)
 	to := &tenantOrigin{ih: map[string]string{}}
 	for name, tenant := range map[string]string{"app-acme": "acme", "app-globex": "globex", "shared": ""} {
 		src := filepath.Join(dir, "src-"+name)
@@ -75,12 +62,7 @@ func newTenantOrigin(t *testing.T) *tenantOrigin {
 		}
 		to.ih[name] = res.InfoHash
 	}
-	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
-		t.Fatal(err)
-	}
-	if to.key, err = token.LoadPrivateKey(filepath.Join(dir, "tok")); err != nil {
-		t.Fatal(err)
-	}
+	to.key = newTokenKey(t, filepath.Join(dir, "tok"))
 	to.revoked = filepath.Join(dir, "revoked.txt")
 	os.WriteFile(to.revoked, []byte("# revoked tokens\n"), 0o644)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
@@ -135,13 +117,8 @@ func (to *tenantOrigin) report(t *testing.T, tok string, r *report.Report) (int,
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	resp, body := do(t, req)
+	return resp.StatusCode, body
 }
 
 // announce sends an agent's announce with its token in the query, the

@@ -38,20 +38,8 @@ func newOriginWith(t *testing.T, cfg seeder.Config, srvStart func(*httptest.Serv
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "file.bin"), []byte("0123456789abcdef"), 0o644)
-	os.MkdirAll(cat, 0o755)
 	os.WriteFile(filepath.Join(dir, "secret"), []byte("outside"), 0o644)
-	store, err := catalog.NewDirStore(cat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(context.Background(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, keys, root := newTestCatalog(t, dir)
 	if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{filepath.Join(src, "file.bin")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +92,7 @@ func get(t *testing.T, method, url string, hdr map[string]string) (*http.Respons
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return do(t, req)
 }
 
 func TestWebSeedServesRangesAndNothingElse(t *testing.T) {

@@ -29,21 +29,7 @@ func TestTLSOriginSeederPeerPort(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "catalog"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	store, err := catalog.NewDirStore(filepath.Join(dir, "catalog"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(context.Background(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, _, root := newTestCatalog(t, dir)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
 	if err != nil {
 		t.Fatal(err)

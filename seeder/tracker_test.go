@@ -39,26 +39,8 @@ type tokenOrigin struct {
 func newTokenOrigin(t *testing.T) *tokenOrigin {
 	t.Helper()
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "catalog"), 0o755)
-	store, err := catalog.NewDirStore(filepath.Join(dir, "catalog"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := catalog.GenerateKeys(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(context.Background(), store, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := token.GenerateKey(filepath.Join(dir, "tok")); err != nil {
-		t.Fatal(err)
-	}
-	priv, err := token.LoadPrivateKey(filepath.Join(dir, "tok"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, keys, root := newTestCatalog(t, dir)
+	priv := newTokenKey(t, filepath.Join(dir, "tok"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,13 +101,8 @@ func (to *tokenOrigin) announce(t *testing.T, ih [20]byte, tok, tenant string) s
 		"tenant": {tenant}, "site": {"s1"}, "region": {"eu"}, "role": {"agent"}}
 	req, _ := http.NewRequest(http.MethodGet, to.url+"/announce?"+q.Encode(), nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := do(t, req)
+	return body
 }
 
 func TestTrackerTakesOnlyCatalogInfohashes(t *testing.T) {

@@ -42,6 +42,15 @@ func writeTree(t testing.TB, dir string, files []testFile) {
 	}
 }
 
+// treeOfRel is a setup for the refusal cases: it writes files (paths
+// under rel/) and publishes the directory rel.
+func treeOfRel(files ...testFile) func(t *testing.T, dir string) []string {
+	return func(t *testing.T, dir string) []string {
+		writeTree(t, dir, files)
+		return []string{filepath.Join(dir, "rel")}
+	}
+}
+
 // TestCollectThenHashMatchesBuildFromFilePath runs the whole path a publish
 // takes against the library's own builder for a directory.
 func TestCollectThenHashMatchesBuildFromFilePath(t *testing.T) {
@@ -179,44 +188,17 @@ func TestCollectFilesErrors(t *testing.T) {
 			t.Cleanup(func() { os.Chmod(filepath.Join(dir, "rel/sub"), 0o755) })
 			return []string{filepath.Join(dir, "rel")}
 		}, "rel/sub: permission denied"},
-		{"backslash in name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{`rel/a\b`, 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "slash or backslash"},
-		{"control character in name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/a\nb", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "control character"},
-		{"control character in directory name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/d\x7f/x", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "control character"},
-		{"invalid UTF-8 name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/\xff", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "not valid UTF-8"},
+		{"backslash in name", treeOfRel(testFile{`rel/a\b`, 1}), "slash or backslash"},
+		{"control character in name", treeOfRel(testFile{"rel/a\nb", 1}), "control character"},
+		{"control character in directory name", treeOfRel(testFile{"rel/d\x7f/x", 1}), "control character"},
+		{"invalid UTF-8 name", treeOfRel(testFile{"rel/\xff", 1}), "not valid UTF-8"},
 		// Publish and the web seed share release.ValidatePathComponent: what
 		// the web seed would refuse must not be signed.
-		{"NFD name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/cafe\u0301.txt", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "not in Unicode NFC form"},
-		{"NFC and NFD twins", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/caf\u00e9.txt", 1}, {"rel/cafe\u0301.txt", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "not in Unicode NFC form"},
-		{"NFD directory name", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/re\u0301sume\u0301/x", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, "not in Unicode NFC form"},
-		{"dotfile", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/x", 1}, {"rel/.env", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, `".env" starts with '.'`},
-		{"dot-directory", func(t *testing.T, dir string) []string {
-			writeTree(t, dir, []testFile{{"rel/x", 1}, {"rel/.git/config", 1}})
-			return []string{filepath.Join(dir, "rel")}
-		}, `".git" starts with '.'`},
+		{"NFD name", treeOfRel(testFile{"rel/cafe\u0301.txt", 1}), "not in Unicode NFC form"},
+		{"NFC and NFD twins", treeOfRel(testFile{"rel/caf\u00e9.txt", 1}, testFile{"rel/cafe\u0301.txt", 1}), "not in Unicode NFC form"},
+		{"NFD directory name", treeOfRel(testFile{"rel/re\u0301sume\u0301/x", 1}), "not in Unicode NFC form"},
+		{"dotfile", treeOfRel(testFile{"rel/x", 1}, testFile{"rel/.env", 1}), `".env" starts with '.'`},
+		{"dot-directory", treeOfRel(testFile{"rel/x", 1}, testFile{"rel/.git/config", 1}), `".git" starts with '.'`},
 		{"dotfile argument", func(t *testing.T, dir string) []string {
 			writeTree(t, dir, []testFile{{".signing.key", 1}})
 			return []string{filepath.Join(dir, ".signing.key")}

@@ -7,15 +7,16 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 func TestCollectGarbage(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
-		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
-		signed := storeContents(t, s)
+		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one", "README": "r"})}})
+		signed := storetest.Contents(t, s)
 		orphans := []string{
 			catalog.StagingKey("app", "2.0", "20261207T000000Z-aaaa") + "data/bin/app", // a killed publish
 			catalog.StagingKey("app", "2.0", "20261207T000000Z-aaaa") + "release.json",
@@ -90,10 +91,10 @@ func sameSet(a, b []string) bool {
 // the only copy of the signed manifest in staging: gc must keep it until a
 // re-run has completed the release.
 func TestCollectGarbageKeepsStagingOfSignedRelease(t *testing.T) {
-	pubEachStore(t, pubGateway(t), func(t *testing.T, s catalog.Store) {
+	storetest.EachStore(t, storetest.Gateway(t), func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
-		opts := publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}}
+		opts := publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one"})}}
 		_, err := publish.Publish(ctx, &failingStore{Store: s, failPrefix: "data/"}, c.keys, opts)
 		wantErrContains(t, "publish failing to move into place", err, "is signed, but moving it into place failed")
 		later := time.Now().Add(2 * time.Hour)

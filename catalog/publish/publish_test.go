@@ -8,8 +8,6 @@ package publish_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,45 +22,15 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 	"github.com/swarmship/swarmship/internal/testenv"
 )
-
-// pubGateway starts versitygw once for the calling test, or returns nil if
-// it is not installed (the S3 subtests then skip, or fail in CI).
-func pubGateway(t *testing.T) *testenv.VersityGW {
-	if testenv.FindTool("versitygw") == "" {
-		return nil
-	}
-	return testenv.StartVersityGW(t)
-}
 
 func pubS3Config(gw *testenv.VersityGW, bucket string) catalog.S3Config {
 	return catalog.S3Config{
 		Endpoint: gw.Endpoint, Bucket: bucket, Prefix: "cat",
 		AccessKey: gw.AccessKey, SecretKey: gw.SecretKey,
 	}
-}
-
-// pubEachStore runs fn against a fresh directory store and a fresh S3
-// store (a new bucket on gw).
-func pubEachStore(t *testing.T, gw *testenv.VersityGW, fn func(t *testing.T, s catalog.Store)) {
-	t.Run("dir", func(t *testing.T) {
-		s, err := catalog.NewDirStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
-	t.Run("s3", func(t *testing.T) {
-		if gw == nil {
-			testenv.RequireTool(t, "versitygw")
-		}
-		s, err := catalog.NewS3Store(t.Context(), pubS3Config(gw, gw.NewBucket(t)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fn(t, s)
-	})
 }
 
 type pubCatalog struct {
@@ -73,28 +41,14 @@ type pubCatalog struct {
 
 func newPubCatalog(t *testing.T, s catalog.Store) *pubCatalog {
 	t.Helper()
-	keys, err := catalog.GenerateKeys(filepath.Join(t.TempDir(), "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := catalog.Init(t.Context(), s, keys, catalog.DefaultExpiry, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, keys, root := storetest.InitCatalog(t, s)
 	return &pubCatalog{store: s, keys: keys, root: root}
 }
 
 // client returns a client of the catalog refreshed with a fresh state.
 func (c *pubCatalog) client(t *testing.T) *catalog.Client {
 	t.Helper()
-	cl, err := catalog.NewClient(c.store, c.root, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Refresh(t.Context()); err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	return cl
+	return storetest.Client(t, c.store, c.root, t.TempDir())
 }
 
 func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish.PublishResult {
@@ -106,44 +60,9 @@ func (c *pubCatalog) publish(t *testing.T, opts publish.PublishOptions) *publish
 	return res
 }
 
-// writePayload writes files (release path → content) to a new directory.
-func writePayload(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for p, content := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// storeContents returns every object of s, key → SHA-256 of its bytes.
-func storeContents(t *testing.T, s catalog.Store) map[string]string {
-	t.Helper()
-	list, err := s.List(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make(map[string]string, len(list))
-	for _, o := range list {
-		b, err := catalog.ReadAll(t.Context(), s, o.Key, 64<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(b)
-		out[o.Key] = hex.EncodeToString(sum[:])
-	}
-	return out
-}
-
 func sameContents(t *testing.T, s catalog.Store, before map[string]string) {
 	t.Helper()
-	if after := storeContents(t, s); !maps.Equal(before, after) {
+	if after := storetest.Contents(t, s); !maps.Equal(before, after) {
 		var added, changed, removed []string
 		for k, v := range after {
 			if old, ok := before[k]; !ok {
@@ -185,7 +104,7 @@ func releaseNames(t *testing.T, cl *catalog.Client) []string {
 }
 
 func TestPublishRefusesBadInput(t *testing.T) {
-	gw := pubGateway(t)
+	gw := storetest.Gateway(t)
 	type env struct {
 		c    *pubCatalog
 		good string // a directory with a valid payload
@@ -392,21 +311,21 @@ func TestPublishRefusesBadInput(t *testing.T) {
 			}},
 		{name: "existing release with other content", wantIs: catalog.ErrReleaseExists, want: "releases are immutable",
 			setup: func(t *testing.T, e env) (catalog.Keys, publish.PublishOptions) {
-				return e.c.keys, opts("app", "1.0", writePayload(t, map[string]string{"bin/app": "other"}))
+				return e.c.keys, opts("app", "1.0", storetest.WritePayload(t, map[string]string{"bin/app": "other"}))
 			}},
 	}
 	// One catalog per store serves every case: each refusal must leave it
 	// exactly as it was, which is what each case checks.
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
-		good := writePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
+		good := storetest.WritePayload(t, map[string]string{"bin/app": "payload", "README": "read me"})
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{good}, Channels: []string{"stable"}})
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				if tc.skipRoot && os.Geteuid() == 0 {
 					t.Skip("running as root: permissions do not stop reads (the FIFO and device cases cover unreadable input)")
 				}
-				before := storeContents(t, s)
+				before := storetest.Contents(t, s)
 				keys, o := tc.setup(t, env{c: c, good: good, tmp: t.TempDir()})
 				res, err := publish.Publish(t.Context(), s, keys, o)
 				if err == nil {
@@ -435,7 +354,7 @@ func TestPublishUninitialized(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = publish.Publish(t.Context(), s, keys, publish.PublishOptions{
-		Name: "app", Version: "1.0", Paths: []string{writePayload(t, map[string]string{"a": "b"})},
+		Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, map[string]string{"a": "b"})},
 	})
 	if !errors.Is(err, catalog.ErrNotInitialized) {
 		t.Fatalf("Publish to an empty store = %v; want ErrNotInitialized", err)
@@ -446,12 +365,12 @@ func TestPublishUninitialized(t *testing.T) {
 }
 
 func TestPublishSameVersion(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		ctx := t.Context()
 		c := newPubCatalog(t, s)
 		files := map[string]string{"bin/app": "payload v1", "README": "read me", "doc/a.txt": "a"}
-		first := c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"}})
+		first := c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"stable"}})
 		cl := c.client(t)
 		m1, err := cl.Manifest(ctx, "app", "1.0")
 		if err != nil {
@@ -461,7 +380,7 @@ func TestPublishSameVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := storeContents(t, s)
+		before := storetest.Contents(t, s)
 		intact := func(t *testing.T) {
 			t.Helper()
 			cl := c.client(t)
@@ -493,7 +412,7 @@ func TestPublishSameVersion(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-					Name: "app", Version: "1.0", Paths: []string{writePayload(t, tc.files)}, Channels: []string{"beta"},
+					Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, tc.files)}, Channels: []string{"beta"},
 				})
 				if !errors.Is(err, catalog.ErrReleaseExists) {
 					t.Fatalf("Publish of app@1.0 with other content = %v; want ErrReleaseExists", err)
@@ -507,7 +426,7 @@ func TestPublishSameVersion(t *testing.T) {
 		t.Run("same bytes", func(t *testing.T) {
 			// Later, from another directory: same content, so nothing to do.
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"stable"},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"stable"},
 				Now: func() time.Time { return time.Now().Add(time.Hour) },
 			})
 			if err != nil {
@@ -522,7 +441,7 @@ func TestPublishSameVersion(t *testing.T) {
 
 		t.Run("same bytes with a new channel", func(t *testing.T) {
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)}, Channels: []string{"beta"},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)}, Channels: []string{"beta"},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -535,7 +454,7 @@ func TestPublishSameVersion(t *testing.T) {
 				t.Errorf("entry = %+v, %v; want channels beta and stable", e, err)
 			}
 			intact(t)
-			before = storeContents(t, s)
+			before = storetest.Contents(t, s)
 		})
 
 		t.Run("same bytes repairs a lost payload object", func(t *testing.T) {
@@ -544,7 +463,7 @@ func TestPublishSameVersion(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := publish.Publish(ctx, s, c.keys, publish.PublishOptions{
-				Name: "app", Version: "1.0", Paths: []string{writePayload(t, files)},
+				Name: "app", Version: "1.0", Paths: []string{storetest.WritePayload(t, files)},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -604,7 +523,7 @@ func (f *failingStore) ObjectURL(key string) string {
 }
 
 func TestPublishCrashBeforeSigning(t *testing.T) {
-	gw := pubGateway(t)
+	gw := storetest.Gateway(t)
 	for _, tc := range []struct {
 		name, failPrefix, failSuffix string
 		committed                    bool // the failure comes after the commit point
@@ -617,11 +536,11 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 		{"before the timestamp", "metadata/timestamp.json", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+			storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 				ctx := t.Context()
 				c := newPubCatalog(t, s)
 				c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Channels: []string{"stable"},
-					Paths: []string{writePayload(t, map[string]string{"bin/app": "one"})}})
+					Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "one"})}})
 				state := t.TempDir()
 				agent, err := catalog.NewClient(s, c.root, state)
 				if err != nil {
@@ -632,7 +551,7 @@ func TestPublishCrashBeforeSigning(t *testing.T) {
 				}
 
 				opts := publish.PublishOptions{Name: "app", Version: "2.0", Channels: []string{"stable"},
-					Paths: []string{writePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
+					Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "two", "README": "new"})}}
 				fs := &failingStore{Store: s, failPrefix: tc.failPrefix, failSuffix: tc.failSuffix}
 				_, err = publish.Publish(ctx, fs, c.keys, opts)
 				wantErrContains(t, "Publish with a failing store", err, "injected failure writing "+tc.failPrefix)
@@ -717,7 +636,7 @@ func TestPublishS3Credentials(t *testing.T) {
 		wantErrContains(t, "OpenStore without a secret key", err, "credentials")
 	})
 	t.Run("refused", func(t *testing.T) {
-		gw := pubGateway(t)
+		gw := storetest.Gateway(t)
 		if gw == nil {
 			testenv.RequireTool(t, "versitygw")
 		}
@@ -727,7 +646,7 @@ func TestPublishS3Credentials(t *testing.T) {
 			t.Fatal(err)
 		}
 		newPubCatalog(t, s)
-		before := storeContents(t, s)
+		before := storetest.Contents(t, s)
 		cfg := pubS3Config(gw, bucket)
 		cfg.SecretKey = "wrong"
 		_, err = catalog.OpenStore(t.Context(), "s3://"+bucket+"/cat", cfg)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 )
 
 // checkClean asserts that every signed release verifies (manifest, torrent
@@ -30,8 +31,8 @@ func checkClean(t *testing.T, c *pubCatalog, wantReleases int) {
 }
 
 func TestPublishRaceDifferentNames(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const rounds, writers = 2, 10
 		retries := 0
@@ -41,7 +42,7 @@ func TestPublishRaceDifferentNames(t *testing.T) {
 				mu sync.Mutex
 			)
 			for w := range writers {
-				dir := writePayload(t, map[string]string{"bin/app": fmt.Sprintf("app %d/%d", round, w), "README": "readme"})
+				dir := storetest.WritePayload(t, map[string]string{"bin/app": fmt.Sprintf("app %d/%d", round, w), "README": "readme"})
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -76,25 +77,32 @@ func TestPublishRaceDifferentNames(t *testing.T) {
 	})
 }
 
+// publishAtOnce publishes each of dirs as name@version, all at the same
+// time, and returns each publish's error.
+func publishAtOnce(t *testing.T, c *pubCatalog, name, version string, dirs []string) []error {
+	errs := make([]error, len(dirs))
+	var wg sync.WaitGroup
+	for i := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = publish.Publish(t.Context(), c.store, c.keys, publish.PublishOptions{Name: name, Version: version, Paths: []string{dirs[i]}})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
 func TestPublishRaceSameVersion(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const rounds = 10
 		for round := range rounds {
 			version := fmt.Sprintf("1.%d", round)
 			contents := []string{fmt.Sprintf("bytes of writer A, round %d", round), fmt.Sprintf("writer B's other bytes, round %d!", round)}
-			dirs := []string{writePayload(t, map[string]string{"bin/app": contents[0]}), writePayload(t, map[string]string{"bin/app": contents[1]})}
-			errs := make([]error, 2)
-			var wg sync.WaitGroup
-			for i := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[i] = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: version, Paths: []string{dirs[i]}})
-				}()
-			}
-			wg.Wait()
+			dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": contents[0]}), storetest.WritePayload(t, map[string]string{"bin/app": contents[1]})}
+			errs := publishAtOnce(t, c, "app", version, dirs)
 			winner := slices.IndexFunc(errs, func(err error) bool { return err == nil })
 			if winner < 0 || errs[1-winner] == nil {
 				t.Fatalf("round %d: errors %v; want exactly one success", round, errs)
@@ -124,17 +132,8 @@ func TestPublishRaceSameVersion(t *testing.T) {
 			}
 		}
 		// The same bytes published twice at once: both succeed.
-		dirs := []string{writePayload(t, map[string]string{"bin/app": "same"}), writePayload(t, map[string]string{"bin/app": "same"})}
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for i := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, errs[i] = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "9.0", Paths: []string{dirs[i]}})
-			}()
-		}
-		wg.Wait()
+		dirs := []string{storetest.WritePayload(t, map[string]string{"bin/app": "same"}), storetest.WritePayload(t, map[string]string{"bin/app": "same"})}
+		errs := publishAtOnce(t, c, "app", "9.0", dirs)
 		if errs[0] != nil || errs[1] != nil {
 			t.Fatalf("identical publishes at once: %v", errs)
 		}
@@ -143,14 +142,14 @@ func TestPublishRaceSameVersion(t *testing.T) {
 }
 
 func TestPublishRacePromoteYank(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		for _, v := range []string{"1.0", "2.0"} {
 			c.publish(t, publish.PublishOptions{Name: "app", Version: v, Channels: []string{"stable"},
-				Paths: []string{writePayload(t, map[string]string{"bin/app": "app " + v})}})
+				Paths: []string{storetest.WritePayload(t, map[string]string{"bin/app": "app " + v})}})
 		}
-		dir := writePayload(t, map[string]string{"bin/app": "app 3.0"})
+		dir := storetest.WritePayload(t, map[string]string{"bin/app": "app 3.0"})
 		var wg sync.WaitGroup
 		errs := make([]error, 3)
 		wg.Add(3)
@@ -191,13 +190,13 @@ func TestPublishRacePromoteYank(t *testing.T) {
 // TestPublishRaceTwenty measures how often 20 publishers started at once
 // had to retry their commit (a figure for the docs, not a bound).
 func TestPublishRaceTwenty(t *testing.T) {
-	gw := pubGateway(t)
-	pubEachStore(t, gw, func(t *testing.T, s catalog.Store) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		const writers = 20
 		dirs := make([]string, writers)
 		for w := range dirs {
-			dirs[w] = writePayload(t, map[string]string{"f": fmt.Sprint("payload ", w)})
+			dirs[w] = storetest.WritePayload(t, map[string]string{"f": fmt.Sprint("payload ", w)})
 		}
 		retries := make([]int, writers)
 		// An agent refreshing throughout: a timestamp that went backwards

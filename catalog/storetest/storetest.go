@@ -1,6 +1,9 @@
 // Package storetest is the conformance suite every catalog.Store passes.
 // A store's own test calls Run (or RunReadOnly for read-only stores) with a
-// function that makes a fresh, empty store.
+// function that makes a fresh, empty store. Tests of code above the Store
+// interface use its helpers: EachStore runs them on a directory and an S3
+// store, InitCatalog and Client set up a catalog in one, WritePayload
+// writes files to publish, Contents sums what a store holds.
 package storetest
 
 import (
@@ -240,22 +243,29 @@ func testInvalidKeys(t *testing.T, s catalog.Store) {
 		if err := s.Put(ctx, key, strings.NewReader("x"), 1); err == nil {
 			t.Errorf("Put(%q) succeeded", key)
 		}
-		if rc, err := s.Get(ctx, key); err == nil {
-			rc.Close()
-			t.Errorf("Get(%q) succeeded", key)
-		}
-		if rc, err := s.GetRange(ctx, key, 0, 1); err == nil {
-			rc.Close()
-			t.Errorf("GetRange(%q) succeeded", key)
-		}
-		if _, err := s.Stat(ctx, key); err == nil {
-			t.Errorf("Stat(%q) succeeded", key)
-		}
+		checkInvalidKeyReads(t, s, key)
 		if err := s.Delete(ctx, key); err == nil {
 			t.Errorf("Delete(%q) succeeded", key)
 		}
 	}
 	checkList(t, s, "")
+}
+
+// checkInvalidKeyReads checks that Get, GetRange and Stat refuse key.
+func checkInvalidKeyReads(t *testing.T, s catalog.Store, key string) {
+	t.Helper()
+	ctx := t.Context()
+	if rc, err := s.Get(ctx, key); err == nil {
+		rc.Close()
+		t.Errorf("Get(%q) succeeded", key)
+	}
+	if rc, err := s.GetRange(ctx, key, 0, 1); err == nil {
+		rc.Close()
+		t.Errorf("GetRange(%q) succeeded", key)
+	}
+	if _, err := s.Stat(ctx, key); err == nil {
+		t.Errorf("Stat(%q) succeeded", key)
+	}
 }
 
 // testLarge checks that an object larger than a multipart part round-trips, ranges across parts, and wrong sizes still fail.
@@ -486,19 +496,8 @@ func RunReadOnly(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 	})
 	t.Run("InvalidKeys", func(t *testing.T) {
 		s := newStore(t)
-		ctx := t.Context()
 		for _, key := range InvalidKeys {
-			if rc, err := s.Get(ctx, key); err == nil {
-				rc.Close()
-				t.Errorf("Get(%q) succeeded", key)
-			}
-			if rc, err := s.GetRange(ctx, key, 0, 1); err == nil {
-				rc.Close()
-				t.Errorf("GetRange(%q) succeeded", key)
-			}
-			if _, err := s.Stat(ctx, key); err == nil {
-				t.Errorf("Stat(%q) succeeded", key)
-			}
+			checkInvalidKeyReads(t, s, key)
 		}
 	})
 	t.Run("Writes", func(t *testing.T) {
