@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,7 +120,7 @@ func TestAgentProcessStartsOnCorruptDatabases(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(os.Args[0], "agent", "--config", cfgPath, "--log-format", "json")
 		cmd.Env = append(os.Environ(), "SWARMSHIP_TEST_MAIN=1")
-		logs := &lockedBuffer{}
+		logs := &testenv.SyncBuffer{}
 		cmd.Stderr = logs
 		testenv.DieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
@@ -181,21 +180,4 @@ func TestAgentProcessStartsOnCorruptDatabases(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Phase != agent.PhaseActive {
 		t.Fatalf("state after recovery: %v %+v", err, recs)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -37,7 +37,7 @@ func TestOriginServesHTTPS(t *testing.T) {
 		"--tls-cert", filepath.Join(pki, "origin.pem"), "--tls-key", filepath.Join(pki, "origin.key")}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	var errOut lockedBuffer // read by the health poll while the origin writes
+	var errOut testenv.SyncBuffer // read by the health poll while the origin writes
 	go func() { done <- Run(ctx, args, &bytes.Buffer{}, &errOut) }()
 	defer func() { cancel(); <-done }()
 

@@ -95,7 +95,7 @@ func TestAgentRecoversCorruptStateFiles(t *testing.T) {
 					}
 				})
 				egress := sw.Origin.Egress().Total()
-				logs := &syncBuffer{}
+				logs := &testenv.SyncBuffer{}
 				ra, err := sw.StartAgentWith(context.Background(), name, cfg, agent.Options{
 					Logger: slog.New(slog.NewTextHandler(logs, nil)),
 				})

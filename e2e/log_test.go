@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,29 +17,11 @@ import (
 	"github.com/swarmship/swarmship/localswarm"
 )
 
-// lockedBuffer is an io.Writer for loggers shared by goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
-}
-
 // TestLogLinePerReleaseStateChange checks the shared log fields: every
 // state change of a release is one JSON line naming release, version,
 // infohash, site and tenant, with from and to.
 func TestLogLinePerReleaseStateChange(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	sw, err := localswarm.New(context.Background(), t.TempDir(), localswarm.OriginOptions{}, log)
 	if err != nil {

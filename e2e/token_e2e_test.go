@@ -18,6 +18,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -54,24 +55,6 @@ func (s *requestSpy) wrap(next http.Handler) http.Handler {
 		s.mu.Unlock()
 		next.ServeHTTP(w, r)
 	})
-}
-
-// syncBuffer is a log sink shared by agents' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // closedURL is an http URL on a loopback port nothing listens on.
@@ -115,7 +98,7 @@ func TestTokenOnlyInAuthorizationHeader(t *testing.T) {
 		t.Fatalf("the refusal shows the token: %v", err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	start := func(name string, tweak func(*agent.Config)) *localswarm.RunningAgent {
 		cfg := sw.AgentConfig(name, "site-0", "eu", sub)

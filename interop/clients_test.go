@@ -152,7 +152,7 @@ type ltSession struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	events chan ltEvent // stdout lines, in order; closed once the helper exited
-	stderr *syncBuffer
+	stderr *testenv.SyncBuffer
 	done   chan struct{}
 	final  *ltEvent
 }
@@ -184,7 +184,7 @@ func startLTSession(t *testing.T, python, torrentPath, infoHash, dir string) *lt
 		"--torrent", torrentPath, "--infohash", infoHash, "--save", dir,
 		"--timeout", strconv.Itoa(int(2*clientTimeout/time.Second)))
 	testenv.DieWithParent(cmd)
-	s := &ltSession{cmd: cmd, events: make(chan ltEvent, 16), stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &ltSession{cmd: cmd, events: make(chan ltEvent, 16), stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	var err error
 	if s.stdin, err = cmd.StdinPipe(); err != nil {

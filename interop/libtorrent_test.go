@@ -38,7 +38,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -243,30 +242,11 @@ func lastLine(b []byte) []byte {
 	return b
 }
 
-// syncBuffer collects logs from goroutines that may outlive the test's
-// logging; it is dumped when the test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newSwarm starts a localswarm under a temporary directory and closes it
 // when the test ends. Its log is shown if the test fails.
 func newSwarm(t *testing.T, opts localswarm.OriginOptions) *localswarm.Swarm {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("swarm log:\n%s", logs)
