@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/token"
@@ -75,7 +72,7 @@ func (o *Origin) refuse(w http.ResponseWriter, r *http.Request, what string, err
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="swarmship"`)
 	}
-	if ok, dropped := o.refusals.allow(time.Now()); ok {
+	if ok, dropped := o.refusals.Allow(time.Now()); ok {
 		o.log.Warn(what+" refused", "path", r.URL.Path, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
 	}
 	msg := "token required"
@@ -228,31 +225,4 @@ func (o *Origin) mayRead(c token.Claims, key string) bool {
 		}
 	}
 	return known
-}
-
-// refusalLog bounds the log lines of refused requests, so that a hostile
-// client cannot fill the disk: a burst of 20, then 2 a second; the next
-// line logged counts the ones left out.
-type refusalLog struct {
-	mu      sync.Mutex
-	lim     *rate.Limiter // nil until the first refusal
-	dropped int
-}
-
-func (l *refusalLog) allow(now time.Time) (bool, int) {
-	if l == nil {
-		return true, 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lim == nil {
-		l.lim = rate.NewLimiter(2, 20)
-	}
-	if !l.lim.AllowN(now, 1) {
-		l.dropped++
-		return false, 0
-	}
-	d := l.dropped
-	l.dropped = 0
-	return true, d
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/lograte"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
@@ -61,7 +62,7 @@ type Origin struct {
 
 	tokenKey ed25519.PublicKey // nil: no tokens required
 	revoked  *token.Revocations
-	refusals *refusalLog
+	refusals *lograte.Limiter
 	// seederKey is the credential the origin's own seeder announces with
 	// in token mode (in an Authorization header): random per process,
 	// never leaves it; nobody else may announce as role=origin.
@@ -79,7 +80,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &refusalLog{}}
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {

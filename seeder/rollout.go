@@ -24,7 +24,7 @@ func (o *Origin) openReports() (*rollout.Reports, error) {
 		Authorize:  o.authorizeReport,
 		Operator:   o.operator,
 		Tokens:     o.tokensOn(),
-		LogRefusal: func() (bool, int) { return o.refusals.allow(time.Now()) },
+		LogRefusal: func() (bool, int) { return o.refusals.Allow(time.Now()) },
 	}, o.log)
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmship/swarmship/internal/lograte"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -20,7 +21,7 @@ import (
 // token is refused with 401, a token for another site with 403.
 func TestReportsNeedTokensWhenTheOriginDoes(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	o := &Origin{tokenKey: pub, tracker: tracker.New(tracker.Config{}), refusals: &refusalLog{},
+	o := &Origin{tokenKey: pub, tracker: tracker.New(tracker.Config{}), refusals: &lograte.Limiter{},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	reports, err := o.openReports()
 	if err != nil {
@@ -59,23 +60,5 @@ func TestReportsNeedTokensWhenTheOriginDoes(t *testing.T) {
 	rep.Site = "store-2"
 	if code := post(tok); code != http.StatusForbidden {
 		t.Errorf("token for another site: %d", code)
-	}
-}
-
-// Refused requests are logged at most 20 at once and 2 a second after,
-// and the next line logged counts the rest: a flood of bad tokens or
-// reports cannot fill the disk.
-func TestRefusalLogBounded(t *testing.T) {
-	var l refusalLog
-	now := time.Now()
-	logged := 0
-	for range 1000 {
-		if ok, _ := l.allow(now); ok {
-			logged++
-		}
-	}
-	ok, dropped := l.allow(now.Add(time.Second))
-	if logged != 20 || !ok || dropped != 980 {
-		t.Errorf("logged %d of 1000, then %v with %d left out", logged, ok, dropped)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unique"
 
@@ -524,7 +523,7 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 // comment) and logs why. Nothing has been stored when it is called.
 func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, reason string, err error) {
 	t.m.refusals.WithLabelValues(reason).Inc()
-	if ok, dropped := t.refusalLog.allow(time.Now()); ok {
+	if ok, dropped := t.refusals.Allow(time.Now()); ok {
 		slog.Warn("tracker refused request",
 			"reason", reason,
 			"infohash", hex.EncodeToString(a.infoHash[:]),
@@ -550,34 +549,4 @@ func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, re
 		w.WriteHeader(code)
 	}
 	_, _ = w.Write(body)
-}
-
-// refusalLog bounds the log lines of refused requests (the metric counts
-// them all), so that a client sending junk cannot fill the disk: a burst of
-// 20, then 2 a second; the next line logged counts the ones left out.
-type refusalLog struct {
-	mu      sync.Mutex
-	tokens  float64
-	last    time.Time
-	dropped int
-}
-
-func (l *refusalLog) allow(now time.Time) (bool, int) {
-	const rate, burst = 2, 20
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last.IsZero() {
-		l.tokens = burst
-	} else if d := now.Sub(l.last).Seconds(); d > 0 {
-		l.tokens = min(burst, l.tokens+d*rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		l.dropped++
-		return false, 0
-	}
-	l.tokens--
-	d := l.dropped
-	l.dropped = 0
-	return true, d
 }

@@ -43,6 +43,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unique"
+
+	"github.com/swarmship/swarmship/internal/lograte"
 )
 
 // Config tunes the tracker. Zero values mean the defaults.
@@ -119,7 +121,7 @@ type Tracker struct {
 	catalog   atomic.Pointer[catalogRef] // nil: any infohash
 	lim       limits
 
-	refusalLog refusalLog
+	refusals lograte.Limiter // log lines of refused requests (the metric counts them all)
 
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
