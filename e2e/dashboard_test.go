@@ -25,6 +25,7 @@ import (
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
+	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/rollout"
 )
 
@@ -33,7 +34,10 @@ import (
 // browser, and /metrics of both roles against docs/metrics.md.
 func TestObservability(t *testing.T) {
 	ctx := context.Background()
-	sw, err := localswarm.New(ctx, t.TempDir(), localswarm.OriginOptions{}, testLogger(t))
+	const originBudget = 1.5
+	sw, err := localswarm.New(ctx, t.TempDir(), localswarm.OriginOptions{
+		Configure: func(c *seeder.Config) { c.Reports.OriginBudget = originBudget },
+	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,11 +201,30 @@ func TestObservability(t *testing.T) {
 		if v := gauge(o["swarmship_rollout_progress_ratio"], map[string]string{"release": "app@1.0"}); v != 1 {
 			t.Errorf("progress ratio %v, want 1", v)
 		}
-		for _, kind := range []string{"stalled_rollout", "origin_share", "churn", "upload_capacity"} {
+		for _, kind := range []string{"stalled_rollout", "churn", "upload_capacity"} {
 			if v := gauge(o["swarmship_alerts"], map[string]string{"kind": kind}); v != 0 {
 				t.Errorf("alert %s fires on a healthy rollout", kind)
 			}
 		}
+		// How many copies three agents of a 4 MiB release take from the
+		// origin depends on who connects first (a loaded machine can push
+		// it past the budget), so the origin_share alert must agree with
+		// the figure rather than be assumed quiet. The rollout is complete:
+		// the figure no longer moves.
+		var copies float64
+		for _, r := range getRollout(t, sw.OriginURL).Releases {
+			if r.Release == "app@1.0" {
+				copies = r.OriginCopies
+			}
+		}
+		want := 0.0
+		if copies > originBudget {
+			want = 1
+		}
+		if v := gauge(o["swarmship_alerts"], map[string]string{"kind": "origin_share"}); v != want {
+			t.Errorf("alert origin_share = %v with the origin at %.2f copies (budget %.2g), want %v", v, copies, originBudget, want)
+		}
+		t.Logf("origin sent %.2f copies of app@1.0 to 3 agents", copies)
 		if v := counter(families["agent"]["swarmship_agent_reports_total"], map[string]string{"result": "ok"}); v < 1 {
 			t.Errorf("agent sent %v reports", v)
 		}
