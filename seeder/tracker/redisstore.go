@@ -27,6 +27,7 @@ import (
 //	PREFIX:sw:{IH}:TENANT:z  zset    peer ID, score = expiry (unix ms)
 //	PREFIX:sw:{IH}:TENANT:r  hash    peer ID -> reported peer IDs (trust.go)
 //	PREFIX:sw:{IH}:TENANT:m  hash    v = version, d = completed downloads
+//	PREFIX:sw:{IH}:tenants   set     tenants with a swarm of IH (Peers)
 //	PREFIX:tracker:epoch     string  random, set once; gone = Redis lost its data
 //
 // All four swarm keys expire 2*PeerTTL after the swarm's last announce, so
@@ -67,8 +68,8 @@ const (
 
 const flagSeeder = 1
 
-// putScript: KEYS p z r m epoch; ARGV id now_ms expiry_ms body owner
-// joined event ttl_ms. body is the packed peer from offFlags to ownerOff.
+// putScript: KEYS p z r m epoch tenants; ARGV id now_ms expiry_ms body
+// owner joined event ttl_ms tenant. body is the packed peer from offFlags to ownerOff.
 // Returns {status, version, bumped, joined, epoch}; status 1 = the ID is
 // bound to a live peer of another owner.
 var putScript = redis.NewScript(`
@@ -125,6 +126,10 @@ redis.call('PEXPIRE', p, ttl)
 redis.call('PEXPIRE', z, ttl)
 redis.call('PEXPIRE', r, ttl)
 redis.call('PEXPIRE', m, ttl)
+if bump == 1 then
+  redis.call('SADD', KEYS[6], ARGV[9])
+  redis.call('PEXPIRE', KEYS[6], ttl)
+end
 return {0, v, bump, joined, redis.call('GET', ek) or ''}
 `)
 
@@ -186,14 +191,23 @@ return 1
 // after the tracker's last request.
 func NewShared(ctx context.Context, cfg Config, r *state.Redis) (*Tracker, error) {
 	t := New(cfg)
+	if err := t.Share(ctx, r); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Share moves a tracker that has not served yet onto the shared state r
+// (see NewShared).
+func (t *Tracker) Share(ctx context.Context, r *state.Redis) error {
 	s := &redisStore{t: t, r: r, client: r.Client}
 	ep, err := s.ensureEpoch(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.epoch = ep
 	t.store = s
-	return t, nil
+	return nil
 }
 
 func (s *redisStore) epochKey() string { return s.r.Key("tracker", "epoch") }
@@ -215,6 +229,21 @@ func (s *redisStore) ensureEpoch(ctx context.Context) (string, error) {
 func (s *redisStore) keys(infoHash [20]byte, tenant string) (p, z, r, m string) {
 	base := s.r.Key("sw", "{"+hex.EncodeToString(infoHash[:])+"}", tenant)
 	return base + ":p", base + ":z", base + ":r", base + ":m"
+}
+
+func (s *redisStore) tenantsKey(infoHash [20]byte) string {
+	return s.r.Key("sw", "{"+hex.EncodeToString(infoHash[:])+"}", "tenants")
+}
+
+// tenants lists the tenants with a swarm of infoHash in Redis. The set
+// may name swarms that have expired since; they read as empty.
+func (s *redisStore) tenants(ctx context.Context, infoHash [20]byte) ([]string, error) {
+	ts, err := s.client.SMembers(ctx, s.tenantsKey(infoHash)).Result()
+	if err != nil {
+		s.t.m.stateErrors.Inc()
+		return nil, unavailable(err)
+	}
+	return ts, nil
 }
 
 func (s *redisStore) ttl() int64 { return 2 * s.t.cfg.PeerTTL.Milliseconds() }
@@ -252,9 +281,9 @@ func (s *redisStore) put(ctx context.Context, infoHash [20]byte, tenant string, 
 	p, z, r, m := s.keys(infoHash, tenant)
 	epoch := s.currentEpoch()
 	nowMs := e.seen / 1e6
-	res, err := putScript.Run(ctx, s.client, []string{p, z, r, m, s.epochKey()},
+	res, err := putScript.Run(ctx, s.client, []string{p, z, r, m, s.epochKey(), s.tenantsKey(infoHash)},
 		string(e.id[:]), nowMs, nowMs+t.cfg.PeerTTL.Milliseconds(),
-		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl()).Slice()
+		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl(), tenant).Slice()
 	if err == nil && len(res) != 5 {
 		err = fmt.Errorf("put script answered %d values", len(res))
 	}

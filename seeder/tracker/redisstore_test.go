@@ -119,6 +119,9 @@ func TestSharedTwoOrigins(t *testing.T) {
 	for n := 1; n <= 3; n++ {
 		mustOK(t, ann{ih: ih, id: pid(n), remote: remoteOf(n), left: 5}.do(t, a))
 	}
+	if n := len(b.Peers(ih)); n != 3 {
+		t.Errorf("origin B's swarm view lists %d peers announced to A, want 3", n)
+	}
 	got := addrSet(mustOK(t, ann{ih: ih, id: pid(4), remote: remoteOf(4), left: 5}.do(t, b)))
 	for n := 1; n <= 3; n++ {
 		if !got[remoteOf(n)] {
@@ -166,7 +169,7 @@ func TestSharedGatewaysAgree(t *testing.T) {
 		}
 	}
 	round()
-	round() // every origin learns the version the other one made
+	round()                        // every origin learns the version the other one made
 	var views [2]map[string]string // site -> gateway peer ID
 	for i, tr := range origins {
 		q := url.Values{"info_hash": {string(ih[:])}, "tenant": {"t"}, "site": {"x"}, "region": {"eu"}, "role": {"agent"}}

@@ -336,18 +336,21 @@ func (t *Tracker) Peers(infoHash [20]byte) []Peer {
 	return out
 }
 
-// refreshAll brings the copies of every tenant's swarm of infoHash up to
-// date (shared state); a failure keeps the copies as they are.
+// refreshAll brings this origin's copies of every tenant's swarm of
+// infoHash up to date (shared state), including swarms only other origins
+// have seen; a failure keeps the copies as they are.
 func (t *Tracker) refreshAll(infoHash [20]byte) {
-	if _, ok := t.store.(memStore); ok {
+	rs, ok := t.store.(*redisStore)
+	if !ok {
 		return
 	}
-	sh := t.shard(infoHash)
-	sh.mu.RLock()
-	tenants := slices.Collect(maps.Keys(sh.byHash[infoHash]))
-	sh.mu.RUnlock()
+	ctx := context.Background()
+	tenants, err := rs.tenants(ctx, infoHash)
+	if err != nil {
+		return
+	}
 	for _, tenant := range tenants {
-		_ = t.store.fresh(context.Background(), infoHash, tenant)
+		_ = t.store.fresh(ctx, infoHash, tenant)
 	}
 }
 
