@@ -133,11 +133,13 @@ end
 return {0, v, bump, joined, redis.call('GET', ek) or ''}
 `)
 
-// loadScript: KEYS p r m. Returns {version, downloaded, peers, reports},
-// peers and reports as flat field/value lists. Expired peers are dropped
-// by the reader (their seen time is in the value).
+// loadScript: KEYS p r m; ARGV known version. Returns {version} if it is
+// the known one, else {version, downloaded, peers, reports}, peers and
+// reports as flat field/value lists. Expired peers are dropped by the
+// reader (their seen time is in the value).
 var loadScript = redis.NewScript(`
 local v = tonumber(redis.call('HGET', KEYS[3], 'v') or '0')
+if v == tonumber(ARGV[1]) then return {v} end
 local d = tonumber(redis.call('HGET', KEYS[3], 'd') or '0')
 return {v, d, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 `)
@@ -306,10 +308,14 @@ func (s *redisStore) put(ctx context.Context, infoHash [20]byte, tenant string, 
 	}
 	sh.mu.Lock()
 	if sw := sh.byHash[infoHash][tenant]; sw != nil {
-		if i, ok := sw.index[e.id]; ok && len(joinedB) == 8 {
+		i, ok := sw.index[e.id]
+		if ok && len(joinedB) == 8 {
 			sw.peers[i].joined = int64(binary.BigEndian.Uint64([]byte(joinedB)))
 		}
 		s.track(sw, version, bumped == 1)
+		if ok == stopped { // a re-read since our local change lost it
+			sw.stale = true
+		}
 	}
 	sh.mu.Unlock()
 	return "", nil
@@ -323,7 +329,10 @@ func (s *redisStore) track(sw *swarm, version int64, bumped bool) {
 	switch {
 	case bumped && sw.version == version-1:
 		sw.version = version
-	case sw.version != version:
+		sw.verified = time.Now()
+	case sw.version == version && !bumped:
+		sw.verified = time.Now()
+	default:
 		sw.stale = true
 	}
 }
@@ -379,39 +388,62 @@ func (s *redisStore) report(ctx context.Context, infoHash [20]byte, tenant strin
 	return true, nil
 }
 
-// fresh re-reads the swarm when the copy is missing, stale or older than
-// SharedViewAge. One request at a time re-reads a copy; the others answer
+// fresh re-reads the swarm when the copy is missing or stale, or when
+// Redis has not confirmed its version for SharedViewAge (then a version
+// check suffices, unless the copy's peers' last-announce times are older
+// than fullRead). One request at a time re-reads a copy; the others answer
 // from it meanwhile.
 func (s *redisStore) fresh(ctx context.Context, infoHash [20]byte, tenant string) error {
 	sh := s.t.shard(infoHash)
 	wall := time.Now() // the copy's age is about other origins, not peer time
+	fullRead := max(s.t.cfg.SharedViewAge, s.t.cfg.PeerTTL/4)
+	current := func(sw *swarm) bool {
+		return sw != nil && (sw.loading || (!sw.stale && wall.Sub(sw.verified) < s.t.cfg.SharedViewAge))
+	}
+	sh.mu.RLock()
+	ok := current(sh.byHash[infoHash][tenant])
+	sh.mu.RUnlock()
+	if ok {
+		return nil
+	}
 	sh.mu.Lock()
 	sw := sh.byHash[infoHash][tenant]
-	if sw != nil && (sw.loading || (!sw.stale && wall.Sub(sw.loaded) < s.t.cfg.SharedViewAge)) {
+	if current(sw) {
 		sh.mu.Unlock()
 		return nil
 	}
+	known := int64(-1) // version to check against; -1: read it all
 	if sw != nil {
 		sw.loading = true
+		if !sw.stale && wall.Sub(sw.loaded) < fullRead {
+			known = sw.version
+		}
 	}
 	sh.mu.Unlock()
 
-	fail := func(err error) error {
+	done := func(verified bool) {
 		sh.mu.Lock()
 		if sw := sh.byHash[infoHash][tenant]; sw != nil {
 			sw.loading = false
+			if verified && sw.version == known {
+				sw.verified = wall
+			}
 		}
 		sh.mu.Unlock()
-		s.t.m.stateErrors.Inc()
-		return unavailable(err)
 	}
 	p, _, r, m := s.keys(infoHash, tenant)
-	res, err := loadScript.Run(ctx, s.client, []string{p, r, m}).Slice()
-	if err == nil && len(res) != 4 {
+	res, err := loadScript.Run(ctx, s.client, []string{p, r, m}, known).Slice()
+	if err == nil && len(res) != 4 && len(res) != 1 {
 		err = fmt.Errorf("load script answered %d values", len(res))
 	}
 	if err != nil {
-		return fail(err)
+		done(false)
+		s.t.m.stateErrors.Inc()
+		return unavailable(err)
+	}
+	if len(res) == 1 { // the version is still the copy's
+		done(true)
+		return nil
 	}
 	version, _ := res[0].(int64)
 	downloaded, _ := res[1].(int64)
@@ -473,7 +505,7 @@ func (s *redisStore) replace(sh *shard, infoHash [20]byte, tenant string, peers 
 		return
 	}
 	sw := &swarm{peers: peers, index: make(map[[20]byte]int, len(peers)), downloaded: downloaded,
-		reports: reports, version: version, loaded: loaded}
+		reports: reports, version: version, loaded: loaded, verified: loaded}
 	for i := range peers {
 		sw.index[peers[i].id] = i
 		t.lim.force(infoHash, tenant, peers[i].addr.Addr(), peers[i].tok)

@@ -158,11 +158,12 @@ type swarm struct {
 	reports map[[20]byte][][20]byte
 
 	// Shared state only (redisstore.go): the swarm version the copy
-	// reflects, when it was read, whether it must be re-read, and whether
-	// a request is re-reading it.
-	version        int64
-	loaded         time.Time
-	stale, loading bool
+	// reflects, when it was last read whole and when Redis last confirmed
+	// that version, whether it must be re-read, and whether a request is
+	// re-reading it.
+	version          int64
+	loaded, verified time.Time
+	stale, loading   bool
 }
 
 // entry is a stored peer as the answer scan wants it: fixed size and free of
