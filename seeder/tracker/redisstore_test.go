@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func TestSharedBehavioursOnRedis(t *testing.T) {
 		{"UnknownInfoHashesRefused", TestUnknownInfoHashesRefused},
 		{"PeerIDHijackRefused", TestPeerIDHijackRefused},
 		{"IPParamIgnoredByDefault", TestIPParamIgnoredByDefault},
+		{"Concurrent", TestConcurrent},
 	} {
 		t.Run(tc.name, tc.f)
 	}
@@ -339,6 +341,62 @@ func TestSharedBytesPerPeer(t *testing.T) {
 		t.Logf("%d peers: %d bytes, %.0f bytes per peer", n, total, per)
 		if per > 300 {
 			t.Errorf("%d peers cost %.0f bytes each in Redis, target <= 300", n, per)
+		}
+	}
+}
+
+// Announces and stops for the same peers arrive concurrently at both
+// origins: afterwards both list exactly the peers whose last announce was
+// not a stop.
+func TestSharedConcurrentOrigins(t *testing.T) {
+	a, b, _, _, _ := sharedPair(t, Config{SharedViewAge: time.Millisecond})
+	origins := []*Tracker{a, b}
+	ih := hash("concurrent")
+	const workers, rounds, peersPerWorker = 6, 120, 10
+	errs := make(chan error, workers*rounds)
+	last := make([]map[int]bool, workers) // per worker: peer -> live after its last announce
+	var wg sync.WaitGroup
+	for g := range workers {
+		last[g] = map[int]bool{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				n := g*1000 + i%peersPerWorker
+				ev := ""
+				if i%5 == 0 {
+					ev = "stopped"
+				}
+				an := ann{ih: ih, id: pid(n), port: 6881, remote: fmt.Sprintf("10.%d.0.%d:1", g, i%peersPerWorker), left: int64(i % 2), event: ev,
+					ident: Identity{Tenant: "t", Site: fmt.Sprint("s", g%2), Region: "eu", Role: RoleAgent}}
+				if err := serveOK(origins[(i/3)%2], "/announce?"+an.values().Encode(), an.remote); err != nil {
+					errs <- fmt.Errorf("worker %d announce %d: %w", g, i, err)
+				}
+				last[g][n] = ev != "stopped"
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	want := map[[20]byte]bool{}
+	for g := range workers {
+		for n, live := range last[g] {
+			if live {
+				want[pid(n)] = true
+			}
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // past shared_view_age: the next read re-checks
+	for i, tr := range origins {
+		got := map[[20]byte]bool{}
+		for _, p := range tr.Peers(ih) {
+			got[p.ID] = true
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("origin %d lists %d peers, want %d", i, len(got), len(want))
 		}
 	}
 }
