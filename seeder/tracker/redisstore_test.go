@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -399,4 +401,42 @@ func TestSharedConcurrentOrigins(t *testing.T) {
 			t.Errorf("origin %d lists %d peers, want %d", i, len(got), len(want))
 		}
 	}
+}
+
+// BenchmarkAnnounceShared is BenchmarkAnnounce on the shared state: one
+// origin, a real redis-server on loopback, a swarm of 100 (the fleet's
+// shape: 100 agents per swarm).
+func BenchmarkAnnounceShared(b *testing.B) {
+	rd := testenv.StartRedis(b)
+	client := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	b.Cleanup(func() { client.Close() })
+	tr, err := NewShared(context.Background(), Config{}, &state.Redis{Client: client, Prefix: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ih := hash("bench")
+	const swarmSize = 100
+	reqs := make([]*http.Request, swarmSize)
+	for i := range swarmSize {
+		a := ann{ih: ih, id: pid(i), port: 6881, left: int64(i%3) << 20,
+			ident: Identity{Tenant: "acme", Site: fmt.Sprint("site", i%10), Region: "eu", Role: RoleAgent}}
+		req := httptest.NewRequest(http.MethodGet, "/announce?"+a.values().Encode(), nil)
+		req.RemoteAddr = fmt.Sprintf("10.0.%d.%d:6881", i>>8&255, i&255)
+		reqs[i] = req
+		tr.ServeHTTP(&discard{h: http.Header{}}, req)
+	}
+	if n := len(tr.Peers(ih)); n != swarmSize {
+		b.Fatalf("swarm has %d peers", n)
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(37))
+		w := &discard{h: http.Header{}}
+		for pb.Next() {
+			tr.ServeHTTP(w, reqs[i%swarmSize])
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
 }

@@ -481,6 +481,7 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 
 	cutoff := t.cutoff()
 	files := make(map[string]scrapeFile, len(hashes))
+	var stateErr error
 	for _, h := range hashes {
 		var ih [20]byte
 		copy(ih[:], h)
@@ -492,7 +493,11 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		var f scrapeFile
-		_ = t.store.fresh(r.Context(), ih, a.id.Tenant)
+		if stateErr == nil {
+			// Shared state away: the rest answer from the copies
+			// rather than wait for each in turn.
+			stateErr = t.store.fresh(r.Context(), ih, a.id.Tenant)
+		}
 		sh := t.shard(ih)
 		sh.mu.RLock()
 		if sw := sh.byHash[ih][a.id.Tenant]; sw != nil {
