@@ -466,6 +466,19 @@ func (v *Verifier) Result(i int) Result {
 	return v.files[i].res
 }
 
+// Remaining is how many bytes of the files are not hashed yet.
+func (v *Verifier) Remaining() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var n int64
+	for _, f := range v.files {
+		if !f.res.Done {
+			n += f.Length - f.pos
+		}
+	}
+	return n
+}
+
 // Frontier is the first piece that is not complete (NumPieces when all
 // are): hashing can only reach the files before it.
 func (v *Verifier) Frontier() int {
