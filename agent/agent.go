@@ -102,7 +102,7 @@ type download struct {
 	baseUp   int64
 	ctx      context.Context // ends when the download is dropped or the agent closes
 	cancel   context.CancelFunc
-	span     trace.Span // download span, ended at verification
+	span     trace.Span    // download span, ended at verification
 	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
 
 	// mu guards the pause state (diskfull.go): the policy's pause, a
