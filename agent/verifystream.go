@@ -53,7 +53,11 @@ func (a *Agent) startStreamVerify(d *download) *streamVerify {
 		PieceLength: m.PieceLength,
 		Files:       files,
 		Open: func(i int) (streamverify.Handle, error) {
-			return os.Open(filepath.Join(dir, filepath.FromSlash(m.Files[i].Path)))
+			f, err := os.Open(filepath.Join(dir, filepath.FromSlash(m.Files[i].Path)))
+			if err != nil {
+				return nil, err
+			}
+			return writebackFile{f}, nil
 		},
 		Workers: verifyWorkers,
 		Gate:    a.verifyGate,
@@ -168,3 +172,9 @@ func (a *Agent) verifyComplete(ctx context.Context, d *download) error {
 	}
 	return verifyFilesSkipping(ctx, dir, d.manifest, verified)
 }
+
+// writebackFile is a file the streaming hash reads, syncs and starts the
+// writeback of.
+type writebackFile struct{ *os.File }
+
+func (f writebackFile) StartWriteback(off, n int64) error { return startWriteback(f.Fd(), off, n) }

@@ -36,9 +36,16 @@ type File struct {
 
 // Handle reads one file. If it also has a Sync method (an *os.File does),
 // a file whose sum matches Want is synced before it counts as verified.
+// If it has a StartWriteback method, each range is passed to it once
+// hashed, so that the disk writes start while the download runs and the
+// final Sync has little left to wait for.
 type Handle interface {
 	io.ReaderAt
 	io.Closer
+}
+
+type writebacker interface {
+	StartWriteback(off, n int64) error
 }
 
 // ErrMismatch is wrapped by the error of a file whose SHA-256 differs from
@@ -366,6 +373,14 @@ func (v *Verifier) step(ctx context.Context, fi int, buf []byte) {
 		return
 	}
 	defer fh.Close()
+	if wb, ok := fh.(writebacker); ok {
+		from := pos
+		defer func() {
+			if pos > from {
+				_ = wb.StartWriteback(from, pos-from) // a hint; Sync decides
+			}
+		}()
+	}
 	for pos < end {
 		if ctx.Err() != nil {
 			return
