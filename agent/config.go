@@ -136,6 +136,13 @@ type SwarmConfig struct {
 	// Every mode but "any" turns peer exchange off: it would hand out the
 	// peers the tracker kept away.
 	Locality string `yaml:"locality"`
+	// Order is the order pieces are asked for:
+	//   - "verify" (default): the pieces just past the first missing one
+	//     first (a window of 32 MiB, rarest first within it), so each
+	//     file's SHA-256 is computed while the download runs and the
+	//     release is active moments after its last piece;
+	//   - "rarest": the library's order (rarest first, then by index).
+	Order string `yaml:"order"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -337,6 +344,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.MaxConns == 0 {
 		c.MaxConns = 50
 	}
+	if c.Order == "" {
+		c.Order = "verify"
+	}
 	return c
 }
 
@@ -351,6 +361,11 @@ func (c SwarmConfig) validate() error {
 	}
 	if c.MaxConns < 1 {
 		return fielderr.New("max_conns", "must be at least 1")
+	}
+	switch c.Order {
+	case "verify", "rarest":
+	default:
+		return fielderr.New("order", "%q: want verify or rarest", c.Order)
 	}
 	return nil
 }
