@@ -122,45 +122,57 @@ func (in Input) Validate() error {
 
 // SitePlan is the model's answer for one site.
 type SitePlan struct {
-	Name   string
-	Agents int
+	Name   string `json:"name"`
+	Agents int    `json:"agents"`
 	// FromOrigin is the payload its agents fetch from the origin (their
 	// shards), FromSites what enters from other sites; WANIn their sum,
 	// WANOut what the site sends to other sites. Payload bytes.
-	FromOrigin, FromSites, WANIn, WANOut float64
+	FromOrigin float64 `json:"from_origin_bytes"`
+	FromSites  float64 `json:"from_sites_bytes"`
+	WANIn      float64 `json:"wan_in_bytes"`
+	WANOut     float64 `json:"wan_out_bytes"`
 	// Seconds is this site's own bound: its downlink carries WANIn, its
 	// uplink WANOut.
-	Seconds float64
+	Seconds float64 `json:"seconds"`
 }
 
 // Plan is the model's answer for a rollout.
 type Plan struct {
-	Agents int
+	Agents int `json:"agents"`
 	// OriginEgress is the payload the origin sends (bytes), OriginWire
 	// the same with protocol overhead; HTTPOnlyEgress what it would send
 	// if every agent downloaded over HTTP.
-	OriginEgress, OriginWire, HTTPOnlyEgress float64
-	Sites                                    []SitePlan
+	OriginEgress   float64    `json:"origin_egress_bytes"`
+	OriginWire     float64    `json:"origin_wire_bytes"`
+	HTTPOnlyEgress float64    `json:"http_only_egress_bytes"`
+	Sites          []SitePlan `json:"sites"`
 	// LowerBound is the fluid lower bound on every agent holding the
 	// release (seconds), Terms its named parts; Expected is LowerBound /
 	// Efficiency; HTTPOnly the bound without P2P.
-	LowerBound float64
-	Terms      map[string]float64
-	Expected   float64
-	HTTPOnly   float64
+	LowerBound float64            `json:"lower_bound_seconds"`
+	Terms      map[string]float64 `json:"lower_bound_terms_seconds"`
+	Efficiency float64            `json:"efficiency"`
+	Expected   float64            `json:"expected_seconds"`
+	HTTPOnly   float64            `json:"http_only_seconds"`
 	// Windows is how many download windows the expected time spans
 	// (0 without a window); FitsWindow whether it is one.
-	Windows    int
-	FitsWindow bool
-	// Request rates, per second: tracker announces in steady state and in
-	// the first seconds of a rollout (every agent polls the swarm view
-	// each second), swarm-view polls later in a download, catalog
-	// refreshes (and the requests when the catalog changed, spread over
-	// one refresh interval), status reports.
-	AnnouncesPerSec, SwarmPollsPeakPerSec, SwarmPollsPerSec float64
-	CatalogPerSec, CatalogChangePerSec, ReportsPerSec       float64
+	Windows    int  `json:"windows,omitempty"`
+	FitsWindow bool `json:"fits_window,omitempty"`
+	// Request rates, per second: tracker announces in steady state; the
+	// swarm-view polls of downloading agents in the first seconds of a
+	// rollout (every agent each second) and later; catalog refreshes (and
+	// the requests when the catalog changed, spread over one refresh
+	// interval); status reports.
+	AnnouncesPerSec      float64 `json:"tracker_announces_per_second"`
+	SwarmPollsPeakPerSec float64 `json:"swarm_polls_peak_per_second"`
+	SwarmPollsPerSec     float64 `json:"swarm_polls_per_second"`
+	CatalogPerSec        float64 `json:"catalog_requests_per_second"`
+	CatalogChangePerSec  float64 `json:"catalog_requests_per_second_after_change"`
+	ReportsPerSec        float64 `json:"reports_per_second"`
 	// Store memory in bytes: peer entries and agent reports.
-	PeerEntryBytes, ReportBytes, StoreBytes float64
+	PeerEntryBytes float64 `json:"store_peer_entry_bytes"`
+	ReportBytes    float64 `json:"store_report_bytes"`
+	StoreBytes     float64 `json:"store_bytes"`
 }
 
 // Swarm-view polling of a downloading agent (agent/swarmview.go): every
@@ -220,6 +232,7 @@ func Model(in Input) (Plan, error) {
 	for _, v := range p.Terms {
 		p.LowerBound = math.Max(p.LowerBound, v)
 	}
+	p.Efficiency = in.Efficiency
 	p.Expected = p.LowerBound / in.Efficiency
 	p.HTTPOnly = math.Max(N*F/in.OriginUp, worstDownAgents)
 	if in.Window > 0 {
