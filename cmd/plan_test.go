@@ -52,8 +52,8 @@ func TestPlanFlagsAndFile(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	for body, want := range map[string]string{
 		"size: 1MiB\norigin_up: 1Mbit\nsites:\n  - {agents: 1, wan_down: 1Mbit, wan_up: 1Mbit, wan: 3}\n": "wan",
-		"size: 1MiB\norigin_up: 1Mbit\nsites:\n  - {agents: 0, wan_down: 1Mbit, wan_up: 1Mbit}\n":          "sites[0].agents",
-		"size: 1MiB\nsites:\n  - {agents: 1, wan_down: 1Mbit, wan_up: 1Mbit}\n":                             "origin",
+		"size: 1MiB\norigin_up: 1Mbit\nsites:\n  - {agents: 0, wan_down: 1Mbit, wan_up: 1Mbit}\n":         "sites[0].agents",
+		"size: 1MiB\nsites:\n  - {agents: 1, wan_down: 1Mbit, wan_up: 1Mbit}\n":                           "origin",
 	} {
 		if err := os.WriteFile(bad, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
