@@ -175,6 +175,25 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 	return n
 }
 
+// otherSites reports whether the fresh list names an agent of another
+// site: then the site's WAN downlink carries peer traffic too.
+func (w *swarmWatcher) otherSites(maxAge time.Duration) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || time.Since(w.fetched) > maxAge {
+		return false
+	}
+	for _, m := range w.members {
+		if (m.Site != w.site || m.Region != w.region) && (m.Trusted || !w.personal) {
+			return true
+		}
+	}
+	return false
+}
+
 // gatewayGrace is how long a listed agent of our own site may stay
 // unconnected before we take it for gone: connections take a moment to form
 // after an agent first announces.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -104,6 +106,46 @@ func TestParallelSharedBySite(t *testing.T) {
 			t.Errorf("Parallel %d, %d site downloaders: %d, want %d", tc.parallel, tc.site, got, tc.want)
 		}
 	}
+}
+
+// TestOriginPacing: with site_wan_down, a site's agents together fetch at
+// OriginShare of it while another site is in the swarm, and without limit
+// when their site is alone or the list is stale.
+func TestOriginPacing(t *testing.T) {
+	const down = 50e6 / 8 // 50 Mbit/s in bytes
+	for _, tc := range []struct {
+		name      string
+		site      int  // listed agents of our site
+		otherSite bool // an agent of another site is listed
+		stale     bool
+		want      rate.Limit
+	}{
+		{"alone", 1, false, false, rate.Inf},
+		{"one of four, other sites", 4, true, false, 0.6 * down / 4},
+		{"only agent, other sites", 1, true, false, 0.6 * down},
+		{"list not fetched yet", 1, true, true, rate.Inf},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]report.SwarmMember{}}
+			if tc.stale {
+				w.fetched = time.Time{}
+			}
+			for i := range tc.site {
+				w.members[[20]byte{byte(i)}] = report.SwarmMember{Site: "a", Left: 1}
+			}
+			if tc.otherSite {
+				w.members[[20]byte{0xff}] = report.SwarmMember{Site: "b"}
+			}
+			cfg := OffloadConfig{SiteWANDown: down, OriginShare: 0.6}
+			o := &offloader{cfg: cfg, watch: w, pacer: rate.NewLimiter(rate.Inf, paceBurst)}
+			o.pace()
+			if got := o.pacer.Limit(); got != tc.want {
+				t.Errorf("origin rate %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// Without site_wan_down there is no pacer and pace does nothing.
+	(&offloader{}).pace()
 }
 
 // TestSwarmWatcherPersonalView: with a report (peer_id, connected) the

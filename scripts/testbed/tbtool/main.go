@@ -487,6 +487,8 @@ type Report struct {
 		HTTPNetwork   string  `json:"http_network,omitempty"` // same-network (after P2P) or twin-network-concurrent
 		PieceLength   int64   `json:"piece_length,omitempty"`
 		StartupGraceS float64 `json:"startup_grace_seconds"`
+		Pacing        bool    `json:"origin_pacing"`          // offload.site_wan_down set to the branch downlink
+		OriginShare   string  `json:"origin_share,omitempty"` // empty: the agent's default
 	} `json:"params"`
 	LowerBound LowerBound    `json:"lower_bound"`
 	P2P        *Phase        `json:"p2p,omitempty"`
@@ -547,6 +549,8 @@ func cmdReport(args []string) error {
 	fs.StringVar(&p.HTTPNetwork, "http-network", "", "")
 	fs.Int64Var(&p.PieceLength, "piece-length", 0, "")
 	fs.Float64Var(&p.StartupGraceS, "startup-grace", 0, "")
+	fs.BoolVar(&p.Pacing, "pacing", false, "")
+	fs.StringVar(&p.OriginShare, "origin-share", "", "")
 	fs.Parse(args)
 	if *dir == "" || p.SizeBytes <= 0 {
 		return errors.New("report needs -dir and -size")
@@ -780,6 +784,13 @@ func printReport(w io.Writer, r *Report) {
 	p := r.Params
 	fmt.Fprintf(w, "\nswarmship testbed: %d branches x %d agents, %s release, branch WAN %s down / %s up, origin up %s, %s catalog\n",
 		p.Branches, p.Agents, mib(p.SizeBytes), p.Down, p.Up, p.OriginUp, p.Catalog)
+	if p.Pacing {
+		share := p.OriginShare
+		if share == "" {
+			share = "default"
+		}
+		fmt.Fprintf(w, "origin fetches paced: site_wan_down %s, origin_share %s\n", p.Down, share)
+	}
 	lb := r.LowerBound
 	keys := make([]string, 0, len(lb.Terms))
 	for k := range lb.Terms {
