@@ -28,6 +28,7 @@ type planFile struct {
 	Window     time.Duration `yaml:"window"`
 	Releases   int           `yaml:"releases"`
 	Efficiency float64       `yaml:"efficiency"`
+	Startup    time.Duration `yaml:"startup"`
 	// The agents' and the tracker's intervals, when not the defaults.
 	AnnounceInterval time.Duration `yaml:"announce_interval"`
 	RefreshInterval  time.Duration `yaml:"refresh_interval"`
@@ -66,6 +67,9 @@ func (f *planFile) validate() error {
 			return fielderr.New(path+".count", "more than %d sites in all", maxPlanSites)
 		}
 	}
+	if f.Startup < 0 {
+		return fielderr.New("startup", "must not be negative")
+	}
 	if f.Releases < 0 {
 		return fielderr.New("releases", "must not be negative")
 	}
@@ -80,7 +84,7 @@ func (f *planFile) validate() error {
 func (f *planFile) input() (capacity.Input, []int) {
 	in := capacity.Input{
 		Size: int64(f.Size), OriginUp: float64(f.OriginUp), Window: f.Window,
-		Releases: f.Releases, Efficiency: f.Efficiency,
+		Releases: f.Releases, Efficiency: f.Efficiency, Startup: f.Startup,
 		AnnounceInterval: f.AnnounceInterval, RefreshInterval: f.RefreshInterval, ReportInterval: f.ReportInterval,
 	}
 	var entry []int
@@ -110,6 +114,7 @@ func newPlanCmd() *cobra.Command {
 		window             time.Duration
 		releases           int
 		efficiency         float64
+		startup            time.Duration
 		announce, refresh  time.Duration
 		reportEvery        time.Duration
 	)
@@ -173,6 +178,9 @@ Other flags override the file. Nothing is contacted: it is arithmetic.`,
 			if fl.Changed("efficiency") {
 				f.Efficiency = efficiency
 			}
+			if fl.Changed("startup") {
+				f.Startup = startup
+			}
 			if fl.Changed("announce-interval") {
 				f.AnnounceInterval = announce
 			}
@@ -211,6 +219,7 @@ Other flags override the file. Nothing is contacted: it is arithmetic.`,
 	fl.DurationVar(&window, "window", 0, "length of one download window, e.g. 8h (0: none)")
 	fl.IntVar(&releases, "releases", 0, "releases downloading at once (default 1)")
 	fl.Float64Var(&efficiency, "efficiency", 0, fmt.Sprintf("fraction of the lower bound achieved (default %.2f, from the testbed)", capacity.DefaultEfficiency))
+	fl.DurationVar(&startup, "startup", 0, "time before the swarm runs at its rate (default 3s)")
 	fl.DurationVar(&announce, "announce-interval", 0, "tracker announce interval (default 60s)")
 	fl.DurationVar(&refresh, "refresh-interval", 0, "agents' catalog refresh_interval (default 1m)")
 	fl.DurationVar(&reportEvery, "report-interval", 0, "agents' report interval (default 30s)")
@@ -251,7 +260,7 @@ func printPlan(w io.Writer, in capacity.Input, entry []int, p *capacity.Plan) {
 	for _, k := range terms {
 		fmt.Fprintf(tw, "  %s\t%s\t\n", k, secs(p.Terms[k]))
 	}
-	fmt.Fprintf(tw, "completion, expected\t%s\t(lower bound / efficiency %.2f; HTTP-only at least %s)\n", secs(p.Expected), p.Efficiency, secs(p.HTTPOnly))
+	fmt.Fprintf(tw, "completion, expected\t%s\t(start-up %s + lower bound / efficiency %.2f; HTTP-only at least %s)\n", secs(p.Expected), secs(p.Startup), p.Efficiency, secs(p.HTTPOnly))
 	if in.Window > 0 {
 		fit := "fits in one window"
 		if !p.FitsWindow {

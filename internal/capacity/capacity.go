@@ -29,6 +29,10 @@ const (
 	// agent in one swarm) and ReportBytes per stored agent report.
 	PeerEntryBytes = 100
 	ReportBytes    = 6500
+	// DefaultStartup is the time before the swarm runs at its rate: agents
+	// wait offload.startup_grace (3 s) for peers before fetching from the
+	// origin while their connections form. It matters for small releases.
+	DefaultStartup = 3 * time.Second
 	// CatalogFetchesPerChange is how many requests one agent makes when
 	// the catalog changed: timestamp, snapshot, targets, manifest, torrent.
 	CatalogFetchesPerChange = 5
@@ -61,6 +65,8 @@ type Input struct {
 	// Efficiency is the fraction of the lower bound achieved (default
 	// DefaultEfficiency).
 	Efficiency float64
+	// Startup is added to the expected time (default DefaultStartup).
+	Startup time.Duration
 	// Intervals of the agents' periodic requests (defaults above).
 	AnnounceInterval, RefreshInterval, ReportInterval time.Duration
 }
@@ -72,6 +78,9 @@ func (in Input) WithDefaults() Input {
 	}
 	if in.Efficiency == 0 {
 		in.Efficiency = DefaultEfficiency
+	}
+	if in.Startup == 0 {
+		in.Startup = DefaultStartup
 	}
 	if in.AnnounceInterval == 0 {
 		in.AnnounceInterval = DefaultAnnounceInterval
@@ -114,8 +123,8 @@ func (in Input) Validate() error {
 	if !(in.Efficiency > 0 && in.Efficiency <= 1) {
 		return errors.New("efficiency must be in (0, 1]")
 	}
-	if in.AnnounceInterval < 0 || in.RefreshInterval < 0 || in.ReportInterval < 0 {
-		return errors.New("intervals must not be negative")
+	if in.Startup < 0 || in.AnnounceInterval < 0 || in.RefreshInterval < 0 || in.ReportInterval < 0 {
+		return errors.New("startup and intervals must not be negative")
 	}
 	return nil
 }
@@ -147,11 +156,12 @@ type Plan struct {
 	HTTPOnlyEgress float64    `json:"http_only_egress_bytes"`
 	Sites          []SitePlan `json:"sites"`
 	// LowerBound is the fluid lower bound on every agent holding the
-	// release (seconds), Terms its named parts; Expected is LowerBound /
-	// Efficiency; HTTPOnly the bound without P2P.
+	// release (seconds), Terms its named parts; Expected is Startup +
+	// LowerBound / Efficiency; HTTPOnly the bound without P2P.
 	LowerBound float64            `json:"lower_bound_seconds"`
 	Terms      map[string]float64 `json:"lower_bound_terms_seconds"`
 	Efficiency float64            `json:"efficiency"`
+	Startup    float64            `json:"startup_seconds"`
 	Expected   float64            `json:"expected_seconds"`
 	HTTPOnly   float64            `json:"http_only_seconds"`
 	// Windows is how many download windows the expected time spans
@@ -233,7 +243,8 @@ func Model(in Input) (Plan, error) {
 		p.LowerBound = math.Max(p.LowerBound, v)
 	}
 	p.Efficiency = in.Efficiency
-	p.Expected = p.LowerBound / in.Efficiency
+	p.Startup = in.Startup.Seconds()
+	p.Expected = p.Startup + p.LowerBound/in.Efficiency
 	p.HTTPOnly = math.Max(N*F/in.OriginUp, worstDownAgents)
 	if in.Window > 0 {
 		p.Windows = int(math.Ceil(p.Expected / in.Window.Seconds()))

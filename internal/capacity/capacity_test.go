@@ -36,7 +36,7 @@ func TestModel(t *testing.T) {
 			// uplinks bound it, each site sending its third twice.
 			name: "testbed 3x4",
 			in:   Input{Sites: sites(3, 4, 50, 20), Size: 256 * mib, OriginUp: 100 * mbit},
-			lb:   2 * F / 3 / (20 * mbit), expected: 2 * F / 3 / (20 * mbit) / 0.72,
+			lb:   2 * F / 3 / (20 * mbit), expected: 3 + 2*F/3/(20*mbit)/0.72,
 			http:  12 * F / (100 * mbit),
 			wanIn: F, wanOut: 2 * F / 3,
 		},
@@ -44,7 +44,7 @@ func TestModel(t *testing.T) {
 			// One site shares only inside: origin or downlink bound.
 			name: "one site",
 			in:   Input{Sites: sites(1, 10, 50, 20), Size: 256 * mib, OriginUp: 100 * mbit, Efficiency: 0.5},
-			lb:   F / (50 * mbit), expected: 2 * F / (50 * mbit),
+			lb:   F / (50 * mbit), expected: 3 + 2*F/(50*mbit),
 			http:  10 * F / (50 * mbit), // its downlink carries every copy
 			wanIn: F, wanOut: 0,
 		},
@@ -52,7 +52,7 @@ func TestModel(t *testing.T) {
 			// A slow origin: its one copy bounds the time.
 			name: "slow origin",
 			in:   Input{Sites: sites(2, 2, 100, 100), Size: 256 * mib, OriginUp: 10 * mbit, Efficiency: 1},
-			lb:   F / (10 * mbit), expected: F / (10 * mbit),
+			lb:   F / (10 * mbit), expected: 3 + F/(10*mbit),
 			http:  4 * F / (10 * mbit),
 			wanIn: F, wanOut: F / 2,
 		},
@@ -64,17 +64,18 @@ func TestModel(t *testing.T) {
 				{Name: "big", Agents: 9, Down: 100 * mbit, Up: 10 * mbit},
 				{Name: "small", Agents: 1, Down: 100 * mbit, Up: 10 * mbit},
 			}, Size: 256 * mib, OriginUp: 1000 * mbit, Efficiency: 1},
-			lb: 0.9 * F / (10 * mbit), expected: 0.9 * F / (10 * mbit),
+			lb: 0.9 * F / (10 * mbit), expected: 3 + 0.9*F/(10*mbit),
 			http:  9 * F / (100 * mbit),
 			wanIn: F, wanOut: 0.9 * F,
 		},
 		{
 			name: "window too short",
-			in:   Input{Sites: sites(3, 4, 50, 20), Size: 256 * mib, OriginUp: 100 * mbit, Efficiency: 1, Window: 30 * time.Second},
-			lb:   2 * F / 3 / (20 * mbit), expected: 2 * F / 3 / (20 * mbit),
+			in: Input{Sites: sites(3, 4, 50, 20), Size: 256 * mib, OriginUp: 100 * mbit, Efficiency: 1, Window: 30 * time.Second,
+				Startup: time.Second},
+			lb: 2 * F / 3 / (20 * mbit), expected: 1 + 2*F/3/(20*mbit),
 			http:  12 * F / (100 * mbit),
 			wanIn: F, wanOut: 2 * F / 3,
-			windows: 3, // 71.6 s in windows of 30 s
+			windows: 3, // 72.6 s in windows of 30 s
 		},
 	}
 	for _, tt := range tests {
@@ -152,6 +153,7 @@ func TestModelRefuses(t *testing.T) {
 		{"no origin", func(in *Input) { in.OriginUp = 0 }, "origin"},
 		{"efficiency", func(in *Input) { in.Efficiency = 1.5 }, "efficiency"},
 		{"window", func(in *Input) { in.Window = -time.Second }, "window"},
+		{"startup", func(in *Input) { in.Startup = -time.Second }, "intervals"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in := ok
