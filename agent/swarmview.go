@@ -270,6 +270,18 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 			return // someone older is the gateway
 		}
 	}
+	// A site reached through its gateway needs no other path: a
+	// connection to one of its other agents pulls pieces over both WAN
+	// links a second time (an open site's candidates, dialed at the start,
+	// stayed connected: every gateway held connections with all agents
+	// of the other sites).
+	if extra := extraSiteConns(members, connected, b.site, b.region); len(extra) > 0 {
+		for _, pc := range b.t.PeerConns() {
+			if extra[[20]byte(pc.PeerID)] {
+				pc.Close()
+			}
+		}
+	}
 	var peers []torrent.PeerInfo
 	add := func(id [20]byte, m report.SwarmMember) {
 		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
@@ -310,6 +322,37 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 	if len(peers) > 0 {
 		b.t.AddPeers(peers)
 	}
+}
+
+// extraSiteConns picks, for a gateway, the connections to agents of other
+// sites that are not their site's gateway, in sites whose gateway (the one
+// member marked so, and trusted) it is connected to.
+func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string) map[[20]byte]bool {
+	type key [2]string
+	gateways := map[key]int{}
+	reached := map[key]bool{}
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if !m.Gateway || (m.Site == site && m.Region == region) {
+			continue
+		}
+		gateways[k]++
+		if m.Trusted && connected[id] {
+			reached[k] = true
+		}
+	}
+	var out map[[20]byte]bool
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if m.Gateway || !connected[id] || !reached[k] || gateways[k] != 1 {
+			continue
+		}
+		if out == nil {
+			out = map[[20]byte]bool{}
+		}
+		out[id] = true
+	}
+	return out
 }
 
 // downloaders returns the listed agents of other sites that still

@@ -148,6 +148,37 @@ func TestOriginPacing(t *testing.T) {
 	(&offloader{}).pace()
 }
 
+// TestExtraSiteConns: a gateway drops its connections to the other agents
+// of a site it reaches through that site's gateway, and keeps them while
+// the site is open (several candidates, none trusted) or its gateway is
+// not connected.
+func TestExtraSiteConns(t *testing.T) {
+	id := func(b byte) [20]byte { var x [20]byte; x[0] = b; return x }
+	members := map[[20]byte]report.SwarmMember{
+		id(1): {Site: "a", Gateway: true, Trusted: true}, // us
+		id(2): {Site: "a", Trusted: true},                // our site
+		id(3): {Site: "b", Gateway: true, Trusted: true}, // b's gateway
+		id(4): {Site: "b", Trusted: true},
+		id(5): {Site: "b", Trusted: true},
+		id(6): {Site: "c", Gateway: true}, // c is open
+		id(7): {Site: "c", Gateway: true},
+		id(8): {Site: "d", Gateway: true, Trusted: true}, // d's gateway, not connected
+		id(9): {Site: "d", Trusted: true},
+	}
+	all := map[[20]byte]bool{}
+	for i := range 9 {
+		all[id(byte(i+1))] = true
+	}
+	delete(all, id(8))
+	got := extraSiteConns(members, all, "a", "")
+	if len(got) != 2 || !got[id(4)] || !got[id(5)] {
+		t.Errorf("closes %v, want b's agents 4 and 5 only", got)
+	}
+	if got := extraSiteConns(members, map[[20]byte]bool{id(4): true}, "a", ""); len(got) != 0 {
+		t.Errorf("closes %v without a connection to b's gateway", got)
+	}
+}
+
 // TestSwarmWatcherPersonalView: with a report (peer_id, connected) the
 // tracker's view is personal, and members it does not mark trusted hold no
 // shard and do not count as site downloaders; an open site's candidates
