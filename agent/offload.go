@@ -301,6 +301,23 @@ func (o *offloader) pace() {
 	o.pacer.SetLimit(rate.Limit(o.cfg.OriginShare * float64(o.cfg.SiteWANDown) / float64(n)))
 }
 
+// paceWait takes n bytes from the pacer before a piece is requested, not
+// while its body is read: the socket's receive buffer (megabytes) would
+// let the origin send at full speed long after reads slowed down.
+func (o *offloader) paceWait(ctx context.Context, n int) error {
+	if o.pacer == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, paceBurst)
+		if err := o.pacer.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
 // candidates picks up to max missing pieces this agent should fetch from
 // the origin now: pieces that no connected peer has and that this agent
 // owns among the live members.
@@ -486,6 +503,9 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	begin := int64(p) * pl
 	end := min(begin+pl, o.m.TotalSize)
 	buf := make([]byte, end-begin)
+	if err := o.paceWait(ctx, len(buf)); err != nil {
+		return err
+	}
 	if err := o.readRange(ctx, begin, buf); err != nil {
 		return err
 	}
@@ -601,11 +621,6 @@ func (o *offloader) readFile(ctx context.Context, key string, off int64, dst []b
 		n := min(chunk, len(dst)-got)
 		if o.limiter != nil {
 			if err := o.limiter.WaitN(ctx, min(n, o.limiter.Burst())); err != nil {
-				return err
-			}
-		}
-		if o.pacer != nil {
-			if err := o.pacer.WaitN(ctx, min(n, paceBurst)); err != nil {
 				return err
 			}
 		}

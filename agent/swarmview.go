@@ -267,21 +267,15 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 			grace = untrustedGrace
 		}
 		if now.Sub(b.lastSeen[id]) < grace {
-			return // someone older is the gateway
+			// Someone older is the gateway. Connections this agent
+			// made to other sites while it took itself for the gateway
+			// (in the first second, before it reached the older one)
+			// pull pieces over the WAN a second time: drop them.
+			b.closeExtra(members, connected, false)
+			return
 		}
 	}
-	// A site reached through its gateway needs no other path: a
-	// connection to one of its other agents pulls pieces over both WAN
-	// links a second time (an open site's candidates, dialed at the start,
-	// stayed connected: every gateway held connections with all agents
-	// of the other sites).
-	if extra := extraSiteConns(members, connected, b.site, b.region); len(extra) > 0 {
-		for _, pc := range b.t.PeerConns() {
-			if extra[[20]byte(pc.PeerID)] {
-				pc.Close()
-			}
-		}
-	}
+	b.closeExtra(members, connected, true)
 	var peers []torrent.PeerInfo
 	add := func(id [20]byte, m report.SwarmMember) {
 		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
@@ -324,12 +318,31 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 	}
 }
 
-// extraSiteConns picks, for a gateway, the connections to agents of other
-// sites that are not their site's gateway, in sites whose gateway (the one
-// member marked so, and trusted) it is connected to.
-func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string) map[[20]byte]bool {
+// closeExtra closes this agent's connections that extraSiteConns picks.
+func (b *siteBridge) closeExtra(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, gateway bool) {
+	extra := extraSiteConns(members, connected, b.site, b.region, gateway)
+	if len(extra) == 0 {
+		return
+	}
+	for _, pc := range b.t.PeerConns() {
+		if extra[[20]byte(pc.PeerID)] {
+			pc.Close()
+		}
+	}
+}
+
+// extraSiteConns picks the connections to other sites that carry pieces
+// over the WAN a second time. Only sites with an elected gateway count
+// (one member marked gateway, and trusted); an open site's candidates
+// stay, one of them may be the path that reaches it. A gateway keeps its
+// link to such a site's gateway and drops the site's other agents once
+// that link exists (it dialed all of them while the site was open); a
+// non-gateway drops every connection to such a site: its own site's
+// gateway carries the traffic.
+func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string, gateway bool) map[[20]byte]bool {
 	type key [2]string
 	gateways := map[key]int{}
+	elected := map[key]bool{}
 	reached := map[key]bool{}
 	for id, m := range members {
 		k := key{m.Site, m.Region}
@@ -337,14 +350,18 @@ func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]b
 			continue
 		}
 		gateways[k]++
-		if m.Trusted && connected[id] {
-			reached[k] = true
+		if m.Trusted {
+			elected[k] = true
+			reached[k] = reached[k] || connected[id]
 		}
 	}
 	var out map[[20]byte]bool
 	for id, m := range members {
 		k := key{m.Site, m.Region}
-		if m.Gateway || !connected[id] || !reached[k] || gateways[k] != 1 {
+		if !connected[id] || gateways[k] != 1 || !elected[k] {
+			continue
+		}
+		if gateway && (m.Gateway || !reached[k]) {
 			continue
 		}
 		if out == nil {

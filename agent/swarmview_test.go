@@ -170,12 +170,19 @@ func TestExtraSiteConns(t *testing.T) {
 		all[id(byte(i+1))] = true
 	}
 	delete(all, id(8))
-	got := extraSiteConns(members, all, "a", "")
+	got := extraSiteConns(members, all, "a", "", true)
 	if len(got) != 2 || !got[id(4)] || !got[id(5)] {
-		t.Errorf("closes %v, want b's agents 4 and 5 only", got)
+		t.Errorf("gateway closes %v, want b's agents 4 and 5 only", got)
 	}
-	if got := extraSiteConns(members, map[[20]byte]bool{id(4): true}, "a", ""); len(got) != 0 {
-		t.Errorf("closes %v without a connection to b's gateway", got)
+	if got := extraSiteConns(members, map[[20]byte]bool{id(4): true}, "a", "", true); len(got) != 0 {
+		t.Errorf("gateway closes %v without a connection to b's gateway", got)
+	}
+	// A non-gateway (it took itself for the gateway at the start) drops
+	// every connection to a site with an elected gateway, d's too, and
+	// keeps the open site's.
+	got = extraSiteConns(members, all, "a", "", false)
+	if len(got) != 4 || !got[id(3)] || !got[id(4)] || !got[id(5)] || !got[id(9)] {
+		t.Errorf("non-gateway closes %v, want 3, 4, 5 and 9", got)
 	}
 }
 
