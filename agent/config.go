@@ -156,6 +156,14 @@ type OffloadConfig struct {
 	OrphanTimeout time.Duration `yaml:"orphan_timeout"`
 	// Parallel is the number of concurrent range requests to the origin.
 	Parallel int `yaml:"parallel"`
+	// SiteWANDown is the site's WAN downlink, shared by its agents
+	// (0: unknown, no pacing). While agents of other sites are in the
+	// swarm, the site's origin fetches together use at most OriginShare
+	// of it, so that other sites' pieces, which keep their uplinks busy,
+	// are not crowded off the link (see offloader.pace).
+	SiteWANDown policy.Rate `yaml:"site_wan_down"`
+	// OriginShare is that fraction, in (0, 1]; default 0.6.
+	OriginShare float64 `yaml:"origin_share"`
 }
 
 // StatusConfig is the local status API.
@@ -380,6 +388,9 @@ func (c OffloadConfig) withDefaults() OffloadConfig {
 	if c.Parallel == 0 {
 		c.Parallel = 4
 	}
+	if c.OriginShare == 0 {
+		c.OriginShare = 0.6
+	}
 	return c
 }
 
@@ -392,6 +403,12 @@ func (c OffloadConfig) validate() error {
 	}
 	if c.OrphanTimeout <= 0 {
 		return fielderr.New("orphan_timeout", "must be positive")
+	}
+	if c.SiteWANDown < 0 {
+		return fielderr.New("site_wan_down", "must not be negative")
+	}
+	if !(c.OriginShare > 0 && c.OriginShare <= 1) {
+		return fielderr.New("origin_share", "%v: want a fraction in (0, 1]", c.OriginShare)
 	}
 	return nil
 }
