@@ -106,7 +106,7 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		role:       roleCode(a.id.Role),
 		uploaded:   a.uploaded,
 		downloaded: a.downloaded,
-		tok:        credential(r),
+		tok:        credentialOf(r.Header.Get("Authorization"), a.token),
 	}
 	if a.event == eventStopped {
 		if err := t.remove(sh, a.infoHash, a.id.Tenant, &e); err != nil {

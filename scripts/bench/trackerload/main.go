@@ -9,12 +9,22 @@
 // its announce URL). The first announce of every agent carries
 // event=started (during the warm-up, which is not measured); later ones none.
 //
-// Requests go over a pool of keep-alive HTTP/1.1 connections, one per worker
-// (-concurrency). With -rate 0 (default) the workers send
-// as fast as answers come back (closed loop: the tracker's capacity). With
-// -rate R, announces are scheduled at R per second and latency is measured
-// from the scheduled time, so a stalled tracker cannot hide queueing
-// (no coordinated omission).
+// Requests go over -concurrency keep-alive HTTP/1.1 connections, driven by
+// -loops event loops (epoll, one OS thread each; loop.go). The generator
+// speaks HTTP itself: net/http's client costs about as much CPU per request
+// as the server it measures.
+//
+//   - -rate 0 (default), closed loop: each connection keeps -depth requests
+//     in flight (pipelined when above 1) and sends the next as an answer
+//     comes back: the tracker's capacity.
+//   - -rate R, open loop: announces are scheduled at R per second, each at
+//     its intended time, on the next connection in turn (pipelined behind
+//     any still in flight). Latency counts from the intended time, so a
+//     stalled tracker cannot hide queueing (no coordinated omission), and
+//     the generator reports its own lateness (actual minus intended send
+//     time): if that is large the figures say more about the generator.
+//   - -probe: the same run against a trivial answerer inside the
+//     generator, to show the generator's own floor (lateness, latency).
 //
 // Output: one JSON object on stdout.
 package main
@@ -22,17 +32,16 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -42,15 +51,22 @@ import (
 )
 
 type agent struct {
-	started  string // query for the first announce (event=started)
-	periodic string // query for later announces
+	started  []byte // the first announce (event=started), a whole HTTP request
+	periodic []byte // later announces
+}
+
+func request(target, host string) []byte {
+	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: trackerload\r\n\r\n")
 }
 
 type result struct {
 	URL         string  `json:"url"`
+	Probe       bool    `json:"probe,omitempty"`
 	Agents      int     `json:"agents"`
 	Swarms      int     `json:"swarms"`
 	Concurrency int     `json:"concurrency"`
+	Loops       int     `json:"loops"`
+	Depth       int     `json:"depth,omitempty"`
 	Rate        float64 `json:"offered_rate"` // 0: closed loop
 	Seconds     float64 `json:"seconds"`
 	Announces   int64   `json:"announces"`
@@ -61,13 +77,16 @@ type result struct {
 	P90ms       float64 `json:"p90_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	P999ms      float64 `json:"p999_ms"`
+	MaxMs       float64 `json:"max_ms"`
 	// Open loop: latency from the moment the request was actually written,
 	// which leaves out time the generator itself was late.
-	SendP50ms  float64 `json:"send_p50_ms,omitempty"`
-	SendP99ms  float64 `json:"send_p99_ms,omitempty"`
-	MaxMs      float64 `json:"max_ms"`
+	SendP50ms float64 `json:"send_p50_ms,omitempty"`
+	SendP99ms float64 `json:"send_p99_ms,omitempty"`
+	// Open loop: generator lateness, actual minus intended send time.
+	LateP50ms  float64 `json:"late_p50_ms,omitempty"`
+	LateP99ms  float64 `json:"late_p99_ms,omitempty"`
+	LateMaxMs  float64 `json:"late_max_ms,omitempty"`
 	MeanPeers  float64 `json:"mean_peers"`
-	PacerLagMs float64 `json:"pacer_max_lag_ms,omitempty"`
 	FirstError string  `json:"first_error,omitempty"`
 }
 
@@ -83,86 +102,143 @@ func main() {
 		seeders     = flag.Float64("seeders", 0.5, "fraction of agents that announce left=0")
 		numWant     = flag.Int("numwant", 50, "numwant sent by each agent")
 		locality    = flag.String("locality", "gateway", "locality sent by each agent (agents default to gateway); empty: none")
-		concurrency = flag.Int("concurrency", 32, "workers, each with its own keep-alive connection")
+		concurrency = flag.Int("concurrency", 32, "keep-alive connections")
+		loops       = flag.Int("loops", 1, "event loops (OS threads) the connections are spread over")
+		depth       = flag.Int("depth", 1, "closed loop: requests in flight per connection (pipelined when above 1)")
 		duration    = flag.Duration("d", 15*time.Second, "measured duration")
 		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up (every agent announces started first)")
 		rate        = flag.Float64("rate", 0, "offered announces per second (0: closed loop, as fast as answered)")
+		probe       = flag.Bool("probe", false, "measure the generator against a trivial built-in answerer instead of -url")
 	)
 	flag.Parse()
-	// The generator's own GC pauses would show up as tracker latency (and,
-	// in the open loop, as a late pacer): collect rarely.
+	// The generator's own GC pauses would show up as tracker latency and
+	// lateness: collect rarely (it allocates little once running).
 	debug.SetGCPercent(800)
-	if *nAgents < 1 || *nSwarms < 1 || *nSites < 1 || *nRegions < 1 || *concurrency < 1 {
+	if *nAgents < 1 || *nSwarms < 1 || *nSites < 1 || *nRegions < 1 || *concurrency < 1 || *loops < 1 || *depth < 1 || *rate < 0 {
 		fmt.Fprintln(os.Stderr, "trackerload: counts must be positive")
 		os.Exit(2)
+	}
+	*loops = min(*loops, *concurrency)
+	if *probe {
+		addr, err := startProbe()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "trackerload:", err)
+			os.Exit(1)
+		}
+		*target = "http://" + addr + "/announce"
 	}
 	u, err := url.Parse(*target)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		fmt.Fprintf(os.Stderr, "trackerload: -url %q: want http://host:port/path\n", *target)
 		os.Exit(2)
 	}
-	addr := u.Host
+	hostport := u.Host
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		hostport = net.JoinHostPort(u.Hostname(), "80")
 	}
-	// One keep-alive connection per worker, kept across both phases.
-	pool := make([]*conn, *concurrency)
-	for i := range pool {
-		pool[i] = &conn{addr: addr, host: u.Host}
+	addr, err := net.ResolveTCPAddr("tcp", hostport)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "trackerload:", err)
+		os.Exit(1)
 	}
-	agents := makeAgents(u.EscapedPath(), *nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant)
+	agents := makeAgents(u.EscapedPath(), u.Host, *nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant)
 
-	// Warm-up: every agent announces "started" once (spread over the
-	// workers), then periodic announces until the warm-up time is over.
+	base := time.Now()
 	var next atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), *warmup)
-	run(ctx, pool, agents, &next, 0, true, nil)
-	cancel()
+	ls := make([]*loop, *loops)
+	for i := range ls {
+		n := *concurrency / *loops
+		if i < *concurrency%*loops {
+			n++
+		}
+		if ls[i], err = newLoop(addr, n, agents, &next, base); err != nil {
+			fmt.Fprintln(os.Stderr, "trackerload:", err)
+			os.Exit(1)
+		}
+	}
+	phase := func(d time.Duration, rate float64, warm, record bool) int64 {
+		start := int64(time.Since(base))
+		until := start + int64(d)
+		var wg sync.WaitGroup
+		for j, l := range ls {
+			l.warm, l.st.record = warm, record
+			var first, ivl int64
+			if rate > 0 {
+				// Loop j takes every len(ls)-th slot of the schedule.
+				ivl = int64(float64(time.Second) * float64(len(ls)) / rate)
+				first = start + int64(j)*ivl/int64(len(ls))
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// The loop owns its thread: a send then waits for nothing
+				// but the timer.
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				l.run(until, first, ivl, *depth, 10*time.Second)
+			}()
+		}
+		wg.Wait()
+		return until - start
+	}
+	// Warm-up: every agent announces "started" once (closed loop), then
+	// periodic announces until the warm-up time is over.
+	phase(*warmup, 0, true, false)
+	elapsed := time.Duration(phase(*duration, *rate, false, true)).Seconds()
 
-	// Measured phase.
-	rec := &recorder{}
-	ctx, cancel = context.WithTimeout(context.Background(), *duration)
-	start := time.Now()
-	run(ctx, pool, agents, &next, *rate, false, rec)
-	elapsed := time.Since(start).Seconds()
-	cancel()
-
+	st := &stats{}
+	for _, l := range ls {
+		st.lat = append(st.lat, l.st.lat...)
+		st.sendLat = append(st.sendLat, l.st.sendLat...)
+		st.late = append(st.late, l.st.late...)
+		st.errors += l.st.errors
+		st.failures += l.st.failures
+		st.peers += l.st.peers
+		if st.firstErr == "" {
+			st.firstErr = l.st.firstErr
+		}
+		l.close()
+	}
 	res := result{
-		URL: *target, Agents: *nAgents, Swarms: *nSwarms, Concurrency: *concurrency,
-		Rate: *rate, Seconds: elapsed,
-		Announces: int64(len(rec.lat)), Errors: rec.errors.Load(), Failures: rec.failures.Load(),
+		URL: *target, Probe: *probe, Agents: *nAgents, Swarms: *nSwarms, Concurrency: *concurrency,
+		Loops: len(ls), Rate: *rate, Seconds: elapsed,
+		Announces: int64(len(st.lat)), Errors: st.errors, Failures: st.failures,
+		FirstError: st.firstErr,
+	}
+	if *rate == 0 {
+		res.Depth = *depth
 	}
 	res.PerSecond = float64(res.Announces) / elapsed
-	if len(rec.lat) > 0 {
-		slices.Sort(rec.lat)
-		q := func(p float64) float64 {
-			i := int(p * float64(len(rec.lat)-1))
-			return float64(rec.lat[i]) / 1e6
-		}
-		res.P50ms, res.P90ms, res.P99ms, res.P999ms = q(0.50), q(0.90), q(0.99), q(0.999)
-		res.MaxMs = float64(rec.lat[len(rec.lat)-1]) / 1e6
-		if len(rec.sendLat) > 0 {
-			slices.Sort(rec.sendLat)
-			res.SendP50ms = float64(rec.sendLat[len(rec.sendLat)/2]) / 1e6
-			res.SendP99ms = float64(rec.sendLat[int(0.99*float64(len(rec.sendLat)-1))]) / 1e6
-		}
-		res.MeanPeers = float64(rec.peers.Load()) / float64(len(rec.lat))
+	if len(st.lat) > 0 {
+		res.P50ms, res.P90ms, res.P99ms, res.P999ms = quantile(st.lat, 0.50), quantile(st.lat, 0.90), quantile(st.lat, 0.99), quantile(st.lat, 0.999)
+		res.MaxMs = quantile(st.lat, 1)
+		res.MeanPeers = float64(st.peers) / float64(len(st.lat))
 	}
-	res.PacerLagMs = float64(rec.maxLag.Load()) / 1e6
-	if e := rec.firstErr.Load(); e != nil {
-		res.FirstError = *e
+	if len(st.sendLat) > 0 {
+		res.SendP50ms, res.SendP99ms = quantile(st.sendLat, 0.50), quantile(st.sendLat, 0.99)
+	}
+	if len(st.late) > 0 {
+		res.LateP50ms, res.LateP99ms, res.LateMaxMs = quantile(st.late, 0.50), quantile(st.late, 0.99), quantile(st.late, 1)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
-	enc.Encode(res)
+	_ = enc.Encode(res)
 	if res.Announces == 0 || res.Errors+res.Failures > res.Announces/100 {
 		os.Exit(1)
 	}
 }
 
-// makeAgents builds every agent's two announce URLs up front, so the
+// quantile of ns values, in ms; sorts v.
+func quantile(v []int64, p float64) float64 {
+	if !slices.IsSorted(v) {
+		slices.Sort(v)
+	}
+	return float64(v[int(p*float64(len(v)-1))]) / 1e6
+}
+
+// makeAgents builds every agent's two announce requests up front, so the
 // generator spends its CPU on sending, not on formatting.
-func makeAgents(path string, n, swarms, sites, regions int, tenant, token, locality string, seeders float64, numWant int) []agent {
+func makeAgents(path, host string, n, swarms, sites, regions int, tenant, token, locality string, seeders float64, numWant int) []agent {
 	hashes := make([][20]byte, swarms)
 	for i := range hashes {
 		rand.Read(hashes[i][:])
@@ -201,253 +277,54 @@ func makeAgents(path string, n, swarms, sites, regions int, tenant, token, local
 		if token != "" {
 			q.Set("token", token)
 		}
-		periodic := path + "?" + q.Encode()
+		periodic := request(path+"?"+q.Encode(), host)
 		q.Set("event", "started")
-		out[i] = agent{started: path + "?" + q.Encode(), periodic: periodic}
+		out[i] = agent{started: request(path+"?"+q.Encode(), host), periodic: periodic}
 	}
 	return out
 }
 
-type recorder struct {
-	mu       sync.Mutex
-	lat      []int64 // nanoseconds; open loop: from the scheduled send time
-	sendLat  []int64 // open loop only: from the actual send time
-	errors   atomic.Int64
-	failures atomic.Int64
-	peers    atomic.Int64
-	firstErr atomic.Pointer[string]
-	maxLag   atomic.Int64 // open loop: how late the pacer handed out a send time
-}
-
-func (r *recorder) fail(err error) {
-	r.errors.Add(1)
-	s := err.Error()
-	r.firstErr.CompareAndSwap(nil, &s)
-}
-
-// run sends announces until ctx ends. Agents take turns in order (a shared
-// counter), so every agent announces about equally often. With rate > 0 a
-// pacer hands out send times and latency counts from them.
-func run(ctx context.Context, pool []*conn, agents []agent, next *atomic.Int64, rate float64, warm bool, rec *recorder) {
-	var ticks chan time.Time
-	if rate > 0 {
-		ticks = make(chan time.Time, len(pool)*4)
-		go func() {
-			defer close(ticks)
-			interval := time.Duration(float64(time.Second) / rate)
-			t0 := time.Now()
-			timer := time.NewTimer(time.Hour)
-			defer timer.Stop()
-			for i := int64(0); ; i++ {
-				at := t0.Add(time.Duration(i) * interval)
-				// Sleep only when well ahead: short sleeps overshoot, and
-				// the schedule is absolute, so being late is caught up.
-				if d := time.Until(at); d > 200*time.Microsecond {
-					timer.Reset(d)
-					select {
-					case <-ctx.Done():
-						return
-					case <-timer.C:
-					}
-				}
-				if rec != nil {
-					if lag := time.Since(at); lag > 0 {
-						rec.maxLag.Store(max(rec.maxLag.Load(), lag.Nanoseconds()))
-					}
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case ticks <- at:
-				}
-			}
-		}()
-	}
-	var wg sync.WaitGroup
-	for _, c := range pool {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 0, 4096)
-			var lat, sendLat []int64
-			for ctx.Err() == nil {
-				var sched time.Time
-				if ticks != nil {
-					t, ok := <-ticks
-					if !ok {
-						break
-					}
-					sched = t
-				}
-				i := next.Add(1) - 1
-				a := &agents[int(i%int64(len(agents)))]
-				u := a.periodic
-				if warm && i < int64(len(agents)) {
-					u = a.started
-				}
-				sent := time.Now()
-				t0 := sent
-				if ticks != nil {
-					t0 = sched
-				}
-				var err error
-				buf, err = c.announce(ctx, u, buf[:0])
-				d := time.Since(t0)
-				ds := time.Since(sent)
-				if rec == nil {
-					continue
-				}
-				if err != nil {
-					if ctx.Err() != nil {
-						break // cut off by the end of the run: not an error
-					}
-					rec.fail(err)
-					continue
-				}
-				if n, ferr := peersInAnswer(buf); ferr != nil {
-					rec.failures.Add(1)
-					s := ferr.Error()
-					rec.firstErr.CompareAndSwap(nil, &s)
-				} else {
-					rec.peers.Add(int64(n))
-				}
-				lat = append(lat, d.Nanoseconds())
-				if ticks != nil {
-					sendLat = append(sendLat, ds.Nanoseconds())
-				}
-			}
-			if rec != nil {
-				rec.mu.Lock()
-				rec.lat = append(rec.lat, lat...)
-				rec.sendLat = append(rec.sendLat, sendLat...)
-				rec.mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// conn is one keep-alive HTTP/1.1 connection. The generator speaks HTTP
-// itself (a request line, Host, and a response parser for Content-Length and
-// chunked bodies) rather than through net/http's client, which costs about
-// as much CPU per request as the server it measures and would make the
-// generator's core the bottleneck.
-type conn struct {
-	addr string
-	host string
-	c    net.Conn
-	r    *bufio.Reader
-	req  []byte
-}
-
-func (c *conn) announce(ctx context.Context, target string, buf []byte) ([]byte, error) {
-	if c.c == nil {
-		d := net.Dialer{Timeout: 5 * time.Second}
-		nc, err := d.DialContext(ctx, "tcp", c.addr)
-		if err != nil {
-			return buf, err
-		}
-		c.c, c.r = nc, bufio.NewReaderSize(nc, 8192)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.c.SetDeadline(dl.Add(10 * time.Second))
-	}
-	c.req = append(c.req[:0], "GET "...)
-	c.req = append(c.req, target...)
-	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
-	c.req = append(c.req, c.host...)
-	c.req = append(c.req, "\r\nUser-Agent: trackerload\r\n\r\n"...)
-	buf, err := c.roundTrip(buf)
+// startProbe serves a fixed tracker-like answer to every request, for
+// -probe: what the generator measures against a server that costs nothing.
+func startProbe() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		c.c.Close()
-		c.c = nil
+		return "", err
 	}
-	return buf, err
-}
-
-func (c *conn) roundTrip(buf []byte) ([]byte, error) {
-	if _, err := c.c.Write(c.req); err != nil {
-		return buf, err
-	}
-	line, err := c.r.ReadSlice('\n')
-	if err != nil {
-		return buf, err
-	}
-	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " {
-		return buf, fmt.Errorf("bad status line %q", line)
-	}
-	status := string(line[9:12])
-	length, chunked, closeConn := -1, false, false
-	for {
-		h, err := c.r.ReadSlice('\n')
-		if err != nil {
-			return buf, err
-		}
-		h = bytes.TrimRight(h, "\r\n")
-		if len(h) == 0 {
-			break
-		}
-		k, v, ok := bytes.Cut(h, []byte(":"))
-		if !ok {
-			continue
-		}
-		v = bytes.TrimSpace(v)
-		switch {
-		case bytes.EqualFold(k, []byte("Content-Length")):
-			if length, err = strconv.Atoi(string(v)); err != nil {
-				return buf, fmt.Errorf("bad Content-Length %q", v)
-			}
-		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
-			chunked = bytes.EqualFold(v, []byte("chunked"))
-		case bytes.EqualFold(k, []byte("Connection")):
-			closeConn = bytes.EqualFold(v, []byte("close"))
-		}
-	}
-	switch {
-	case chunked:
+	body := "d8:completei1e10:incompletei1e8:intervali60e12:min intervali30e5:peers6:\x7f\x00\x00\x01\x1a\xe16:peers60:e"
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	go func() {
 		for {
-			l, err := c.r.ReadSlice('\n')
+			c, err := ln.Accept()
 			if err != nil {
-				return buf, err
+				return
 			}
-			n, err := strconv.ParseInt(string(bytes.TrimSpace(l)), 16, 32)
-			if err != nil {
-				return buf, fmt.Errorf("bad chunk size %q", l)
-			}
-			if n == 0 {
-				if _, err := c.r.ReadSlice('\n'); err != nil {
-					return buf, err
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				w := bufio.NewWriter(c)
+				for {
+					// One request: lines up to the empty one.
+					for {
+						line, err := r.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(bytes.TrimSpace(line)) == 0 {
+							break
+						}
+					}
+					w.Write(answer)
+					if r.Buffered() == 0 { // answer pipelined requests in one write
+						if w.Flush() != nil {
+							return
+						}
+					}
 				}
-				break
-			}
-			if buf, err = readN(c.r, buf, int(n)); err != nil {
-				return buf, err
-			}
-			if _, err := c.r.Discard(2); err != nil {
-				return buf, err
-			}
+			}()
 		}
-	case length >= 0:
-		if buf, err = readN(c.r, buf, length); err != nil {
-			return buf, err
-		}
-	default:
-		return buf, errors.New("answer without Content-Length or chunked body")
-	}
-	if closeConn {
-		c.c.Close()
-		c.c = nil
-	}
-	if status != "200" {
-		return buf, fmt.Errorf("HTTP %s", status)
-	}
-	return buf, nil
-}
-
-func readN(r *bufio.Reader, buf []byte, n int) ([]byte, error) {
-	buf = slices.Grow(buf, n)
-	_, err := io.ReadFull(r, buf[len(buf):len(buf)+n])
-	return buf[:len(buf)+n], err
+	}()
+	return ln.Addr().String(), nil
 }
 
 // peersInAnswer checks that a bencoded answer is not a refusal and counts
