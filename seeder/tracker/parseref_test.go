@@ -144,4 +144,3 @@ func flagRef(q url.Values, key string, def bool) (bool, error) {
 	}
 	return def, fmt.Errorf("invalid %s: want 0 or 1", key)
 }
-
