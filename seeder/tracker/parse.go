@@ -150,12 +150,14 @@ func (r *rawAnnounce) scan(q string) error {
 	if len(q) > maxAnnounceQuery {
 		return fmt.Errorf("query longer than %d bytes", maxAnnounceQuery)
 	}
-	if strings.Count(q, "&") >= maxAnnounceParams {
-		return fmt.Errorf("more than %d query parameters", maxAnnounceParams)
-	}
-	for q != "" {
-		var kv string
-		kv, q, _ = strings.Cut(q, "&")
+	for seps := 0; q != ""; {
+		kv, rest, more := strings.Cut(q, "&")
+		q = rest
+		if more {
+			if seps++; seps >= maxAnnounceParams {
+				return fmt.Errorf("more than %d query parameters", maxAnnounceParams)
+			}
+		}
 		if kv == "" {
 			continue
 		}

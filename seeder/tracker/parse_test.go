@@ -97,3 +97,12 @@ func BenchmarkParseAnnounce(b *testing.B) {
 		})
 	}
 }
+
+func TestParseAnnounceParamLimitTrailing(t *testing.T) {
+	// maxAnnounceParams separators refuse the query even when the last
+	// piece is empty, as the fuzz test's limit says.
+	q := strings.Repeat("&", maxAnnounceParams)
+	if _, err := parseAnnounce(q); err == nil || !strings.Contains(err.Error(), "parameters") {
+		t.Errorf("%d separators: err %v", maxAnnounceParams, err)
+	}
+}
