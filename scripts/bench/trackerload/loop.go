@@ -24,19 +24,34 @@ type loop struct {
 	ep, tfd int
 	conns   []*conn
 	byFD    map[int]*conn
-	rr      int // next connection in the open loop's round robin
+	dests   []*dest // one per tracker URL
+	slot    int     // open loop: the destination of the next send, in turn
 
+	warm bool      // first announce of each agent is event=started
+	base time.Time // zero of the loop's clock (monotonic)
+}
+
+// target is one tracker URL with the agents that announce to it.
+type target struct {
+	url    string
+	sa     syscall.Sockaddr
 	agents []agent
-	next   *atomic.Int64 // shared agent counter: agents take turns
-	warm   bool          // first announce of each agent is event=started
-	base   time.Time     // zero of the loop's clock (monotonic)
+	next   atomic.Int64 // shared by the loops: the target's agents take turns
+}
 
-	st *stats
+// dest is a target as one loop sees it: its connections and what it
+// measured there.
+type dest struct {
+	t     *target
+	conns []*conn
+	rr    int // next connection in the open loop's round robin
+	st    stats
 }
 
 // conn is one keep-alive HTTP/1.1 connection with requests in flight.
 type conn struct {
 	fd      int
+	d       *dest
 	sa      syscall.Sockaddr
 	wbuf    []byte // bytes of requests not yet written
 	rbuf    []byte // bytes of answers not yet parsed
@@ -75,7 +90,8 @@ func (s *stats) fail(err error) {
 
 func (l *loop) now() int64 { return int64(time.Since(l.base)) }
 
-func newLoop(addr *net.TCPAddr, n int, agents []agent, next *atomic.Int64, base time.Time) (*loop, error) {
+// newLoop dials n connections to each target.
+func newLoop(targets []*target, n int, base time.Time) (*loop, error) {
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -85,30 +101,36 @@ func newLoop(addr *net.TCPAddr, n int, agents []agent, next *atomic.Int64, base 
 		syscall.Close(ep)
 		return nil, err
 	}
-	l := &loop{ep: ep, tfd: tfd, byFD: map[int]*conn{}, agents: agents, next: next, base: base, st: &stats{}}
+	l := &loop{ep: ep, tfd: tfd, byFD: map[int]*conn{}, base: base}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, tfd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(tfd)}); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll_ctl timerfd: %w", err)
 	}
-	var sa syscall.Sockaddr
+	for _, t := range targets {
+		d := &dest{t: t}
+		l.dests = append(l.dests, d)
+		for range n {
+			c := &conn{sa: t.sa, d: d, fd: -1}
+			if err := l.dial(c); err != nil {
+				l.close()
+				return nil, err
+			}
+			d.conns = append(d.conns, c)
+			l.conns = append(l.conns, c)
+		}
+	}
+	return l, nil
+}
+
+func sockaddr(addr *net.TCPAddr) syscall.Sockaddr {
 	if ip4 := addr.IP.To4(); ip4 != nil {
 		s := &syscall.SockaddrInet4{Port: addr.Port}
 		copy(s.Addr[:], ip4)
-		sa = s
-	} else {
-		s := &syscall.SockaddrInet6{Port: addr.Port}
-		copy(s.Addr[:], addr.IP.To16())
-		sa = s
+		return s
 	}
-	for range n {
-		c := &conn{sa: sa, fd: -1}
-		if err := l.dial(c); err != nil {
-			l.close()
-			return nil, err
-		}
-		l.conns = append(l.conns, c)
-	}
-	return l, nil
+	s := &syscall.SockaddrInet6{Port: addr.Port}
+	copy(s.Addr[:], addr.IP.To16())
+	return s
 }
 
 // dial connects c (blocking, before the loop needs it), then makes it
@@ -155,23 +177,24 @@ func (l *loop) close() {
 // errors and dials it again (at most once per failure).
 func (l *loop) drop(c *conn, err error) {
 	for range c.pending {
-		l.st.fail(err)
+		c.d.st.fail(err)
 	}
 	delete(l.byFD, c.fd)
 	syscall.Close(c.fd)
 	c.fd, c.dead = -1, true
 	if derr := l.dial(c); derr != nil {
-		l.st.fail(derr)
+		c.d.st.fail(derr)
 	}
 }
 
 // send queues the next agent's announce on c and writes what it can.
 // intended < 0: unscheduled (closed loop), the send is its own reference.
 func (l *loop) send(c *conn, intended int64) {
-	i := l.next.Add(1) - 1
-	a := &l.agents[int(i%int64(len(l.agents)))]
+	t := c.d.t
+	i := t.next.Add(1) - 1
+	a := &t.agents[int(i%int64(len(t.agents)))]
 	req := a.periodic
-	if l.warm && i < int64(len(l.agents)) {
+	if l.warm && i < int64(len(t.agents)) {
 		req = a.started
 	}
 	c.wbuf = append(c.wbuf, req...)
@@ -181,8 +204,8 @@ func (l *loop) send(c *conn, intended int64) {
 		p.intended = sent
 	}
 	c.pending = append(c.pending, p)
-	if l.st.record && p.scheduled {
-		l.st.late = append(l.st.late, max(0, sent-intended))
+	if st := &c.d.st; st.record && p.scheduled {
+		st.late = append(st.late, max(0, sent-intended))
 	}
 	l.flush(c)
 }
@@ -250,7 +273,7 @@ func (l *loop) run(until int64, first, ivl int64, depth int, drain time.Duration
 			wake = min(first+k*ivl, until)
 		}
 		if err := timerfdSet(l.tfd, wake-l.now()); err != nil {
-			l.st.fail(err)
+			l.dests[0].st.fail(err)
 			return
 		}
 		n, err := syscall.EpollWait(l.ep, events, 100)
@@ -258,7 +281,7 @@ func (l *loop) run(until int64, first, ivl int64, depth int, drain time.Duration
 			continue
 		}
 		if err != nil {
-			l.st.fail(fmt.Errorf("epoll_wait: %w", err))
+			l.dests[0].st.fail(fmt.Errorf("epoll_wait: %w", err))
 			return
 		}
 		for _, ev := range events[:n] {
@@ -290,17 +313,20 @@ func (l *loop) run(until int64, first, ivl int64, depth int, drain time.Duration
 	}
 }
 
-// sendNext hands one scheduled send to the next live connection.
+// sendNext hands one scheduled send to the next target in turn, on its
+// next live connection.
 func (l *loop) sendNext(at int64) {
-	for range l.conns {
-		c := l.conns[l.rr]
-		l.rr = (l.rr + 1) % len(l.conns)
+	d := l.dests[l.slot]
+	l.slot = (l.slot + 1) % len(l.dests)
+	for range d.conns {
+		c := d.conns[d.rr]
+		d.rr = (d.rr + 1) % len(d.conns)
 		if !c.dead {
 			l.send(c, at)
 			return
 		}
 	}
-	l.st.fail(errors.New("no live connection"))
+	d.st.fail(errors.New("no live connection"))
 }
 
 func (l *loop) inFlight() int {
@@ -353,7 +379,7 @@ func (l *loop) readable(c *conn, refill bool) {
 		off += used
 		p := c.pending[0]
 		c.pending = c.pending[:copy(c.pending, c.pending[1:])]
-		l.settle(p, done, body, status)
+		l.settle(c, p, done, body, status)
 		if closing {
 			l.drop(c, errors.New("tracker closed the connection"))
 			return
@@ -365,8 +391,8 @@ func (l *loop) readable(c *conn, refill bool) {
 	c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[off:])]
 }
 
-func (l *loop) settle(p inflight, done int64, body []byte, status int) {
-	st := l.st
+func (l *loop) settle(c *conn, p inflight, done int64, body []byte, status int) {
+	st := &c.d.st
 	if !st.record {
 		return
 	}

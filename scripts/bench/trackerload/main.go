@@ -45,8 +45,8 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -59,6 +59,8 @@ func request(target, host string) []byte {
 	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: trackerload\r\n\r\n")
 }
 
+// result is the output. Per-target figures are in Targets when there are
+// several.
 type result struct {
 	URL         string  `json:"url"`
 	Probe       bool    `json:"probe,omitempty"`
@@ -69,15 +71,23 @@ type result struct {
 	Depth       int     `json:"depth,omitempty"`
 	Rate        float64 `json:"offered_rate"` // 0: closed loop
 	Seconds     float64 `json:"seconds"`
-	Announces   int64   `json:"announces"`
-	Errors      int64   `json:"errors"`
-	Failures    int64   `json:"failures"` // 200 with "failure reason"
-	PerSecond   float64 `json:"announces_per_s"`
-	P50ms       float64 `json:"p50_ms"`
-	P90ms       float64 `json:"p90_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	P999ms      float64 `json:"p999_ms"`
-	MaxMs       float64 `json:"max_ms"`
+	figures
+	Targets  []figures     `json:"targets,omitempty"`
+	Gateways *gatewayCheck `json:"gateways,omitempty"`
+}
+
+// figures is what was measured at one target, or at all of them.
+type figures struct {
+	Target    string  `json:"target,omitempty"`
+	Announces int64   `json:"announces"`
+	Errors    int64   `json:"errors"`
+	Failures  int64   `json:"failures"` // 200 with "failure reason"
+	PerSecond float64 `json:"announces_per_s"`
+	P50ms     float64 `json:"p50_ms"`
+	P90ms     float64 `json:"p90_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	P999ms    float64 `json:"p999_ms"`
+	MaxMs     float64 `json:"max_ms"`
 	// Open loop: latency from the moment the request was actually written,
 	// which leaves out time the generator itself was late.
 	SendP50ms float64 `json:"send_p50_ms,omitempty"`
@@ -90,9 +100,43 @@ type result struct {
 	FirstError string  `json:"first_error,omitempty"`
 }
 
+func (f *figures) fill(st *stats, seconds float64) {
+	f.Announces, f.Errors, f.Failures, f.FirstError = int64(len(st.lat)), st.errors, st.failures, st.firstErr
+	f.PerSecond = float64(f.Announces) / seconds
+	if len(st.lat) > 0 {
+		f.P50ms, f.P90ms, f.P99ms, f.P999ms = quantile(st.lat, 0.50), quantile(st.lat, 0.90), quantile(st.lat, 0.99), quantile(st.lat, 0.999)
+		f.MaxMs = quantile(st.lat, 1)
+		f.MeanPeers = float64(st.peers) / float64(len(st.lat))
+	}
+	if len(st.sendLat) > 0 {
+		f.SendP50ms, f.SendP99ms = quantile(st.sendLat, 0.50), quantile(st.sendLat, 0.99)
+	}
+	if len(st.late) > 0 {
+		f.LateP50ms, f.LateP99ms, f.LateMaxMs = quantile(st.late, 0.50), quantile(st.late, 0.99), quantile(st.late, 1)
+	}
+}
+
+func (st *stats) merge(o *stats) {
+	st.lat = append(st.lat, o.lat...)
+	st.sendLat = append(st.sendLat, o.sendLat...)
+	st.late = append(st.late, o.late...)
+	st.errors += o.errors
+	st.failures += o.failures
+	st.peers += o.peers
+	if st.firstErr == "" {
+		st.firstErr = o.firstErr
+	}
+}
+
+func fatal(code int, format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "trackerload: "+format+"\n", args...)
+	os.Exit(code)
+}
+
 func main() {
 	var (
-		target      = flag.String("url", "http://127.0.0.1:7070/announce", "tracker announce URL")
+		urls        = flag.String("url", "http://127.0.0.1:7070/announce", "tracker announce URL; several, comma-separated, share the agents (-route)")
+		route       = flag.String("route", "agent", "with several URLs: agent (agent i to URL i mod n) or swarm (every agent of swarm s to URL s mod n)")
 		nAgents     = flag.Int("agents", 5000, "simulated agents")
 		nSwarms     = flag.Int("swarms", 50, "swarms (infohashes) the agents are spread over")
 		nSites      = flag.Int("sites", 500, "sites the agents are spread over")
@@ -102,58 +146,86 @@ func main() {
 		seeders     = flag.Float64("seeders", 0.5, "fraction of agents that announce left=0")
 		numWant     = flag.Int("numwant", 50, "numwant sent by each agent")
 		locality    = flag.String("locality", "gateway", "locality sent by each agent (agents default to gateway); empty: none")
-		concurrency = flag.Int("concurrency", 32, "keep-alive connections")
+		ipParam     = flag.Bool("ip", false, "each agent sends its own private ip= (10.x.y.z), for more agents than ports; the tracker must trust it (trust_ip_param)")
+		concurrency = flag.Int("concurrency", 32, "keep-alive connections per URL")
 		loops       = flag.Int("loops", 1, "event loops (OS threads) the connections are spread over")
 		depth       = flag.Int("depth", 1, "closed loop: requests in flight per connection (pipelined when above 1)")
 		duration    = flag.Duration("d", 15*time.Second, "measured duration")
 		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up (every agent announces started first)")
 		rate        = flag.Float64("rate", 0, "offered announces per second (0: closed loop, as fast as answered)")
+		interval    = flag.Duration("interval", 0, "open loop with each agent announcing once per interval (rate = agents / interval)")
+		checkGW     = flag.Bool("check-gateways", false, "after the run, read every swarm's view from every URL and check one gateway per site and swarm, the same at every URL")
 		probe       = flag.Bool("probe", false, "measure the generator against a trivial built-in answerer instead of -url")
 	)
 	flag.Parse()
 	// The generator's own GC pauses would show up as tracker latency and
 	// lateness: collect rarely (it allocates little once running).
 	debug.SetGCPercent(800)
-	if *nAgents < 1 || *nSwarms < 1 || *nSites < 1 || *nRegions < 1 || *concurrency < 1 || *loops < 1 || *depth < 1 || *rate < 0 {
-		fmt.Fprintln(os.Stderr, "trackerload: counts must be positive")
-		os.Exit(2)
+	if *nAgents < 1 || *nSwarms < 1 || *nSites < 1 || *nRegions < 1 || *concurrency < 1 || *loops < 1 || *depth < 1 || *rate < 0 || *interval < 0 {
+		fatal(2, "counts must be positive")
 	}
-	*loops = min(*loops, *concurrency)
+	if *interval > 0 {
+		*rate = float64(*nAgents) / interval.Seconds()
+	}
 	if *probe {
 		addr, err := startProbe()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "trackerload:", err)
-			os.Exit(1)
+			fatal(1, "%v", err)
 		}
-		*target = "http://" + addr + "/announce"
+		*urls = "http://" + addr + "/announce"
 	}
-	u, err := url.Parse(*target)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		fmt.Fprintf(os.Stderr, "trackerload: -url %q: want http://host:port/path\n", *target)
-		os.Exit(2)
+	var targets []*target
+	var path, host []string
+	for _, s := range strings.Split(*urls, ",") {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			fatal(2, "-url %q: want http://host:port/path", s)
+		}
+		hostport := u.Host
+		if u.Port() == "" {
+			hostport = net.JoinHostPort(u.Hostname(), "80")
+		}
+		addr, err := net.ResolveTCPAddr("tcp", hostport)
+		if err != nil {
+			fatal(1, "%v", err)
+		}
+		targets = append(targets, &target{url: s, sa: sockaddr(addr)})
+		path, host = append(path, u.EscapedPath()), append(host, u.Host)
 	}
-	hostport := u.Host
-	if u.Port() == "" {
-		hostport = net.JoinHostPort(u.Hostname(), "80")
+	hashes, all := makeAgents(*nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant, *ipParam)
+	for i := range all {
+		k := i
+		if *route == "swarm" {
+			k = i % *nSwarms
+		}
+		t := k % len(targets)
+		a := &all[i]
+		targets[t].agents = append(targets[t].agents, agent{
+			started: request(path[t]+"?"+a.started, host[t]), periodic: request(path[t]+"?"+a.periodic, host[t]),
+		})
 	}
-	addr, err := net.ResolveTCPAddr("tcp", hostport)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "trackerload:", err)
-		os.Exit(1)
+	for _, t := range targets {
+		if len(t.agents) == 0 {
+			fatal(2, "no agents for %s: more URLs than agents or swarms", t.url)
+		}
 	}
-	agents := makeAgents(u.EscapedPath(), u.Host, *nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant)
+	all = nil
 
+	*loops = min(*loops, *concurrency)
+	// Each loop's thread returns from epoll_wait needing a P: give every
+	// loop one of its own, plus one for the rest (the probe's answerer,
+	// the GC), even when pinned to one CPU (GOMAXPROCS is then 1).
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), *loops+1))
 	base := time.Now()
-	var next atomic.Int64
 	ls := make([]*loop, *loops)
 	for i := range ls {
 		n := *concurrency / *loops
 		if i < *concurrency%*loops {
 			n++
 		}
-		if ls[i], err = newLoop(addr, n, agents, &next, base); err != nil {
-			fmt.Fprintln(os.Stderr, "trackerload:", err)
-			os.Exit(1)
+		var err error
+		if ls[i], err = newLoop(targets, n, base); err != nil {
+			fatal(1, "%v", err)
 		}
 	}
 	phase := func(d time.Duration, rate float64, warm, record bool) int64 {
@@ -161,7 +233,10 @@ func main() {
 		until := start + int64(d)
 		var wg sync.WaitGroup
 		for j, l := range ls {
-			l.warm, l.st.record = warm, record
+			l.warm = warm
+			for _, d := range l.dests {
+				d.st.record = record
+			}
 			var first, ivl int64
 			if rate > 0 {
 				// Loop j takes every len(ls)-th slot of the schedule.
@@ -182,48 +257,57 @@ func main() {
 		return until - start
 	}
 	// Warm-up: every agent announces "started" once (closed loop), then
-	// periodic announces until the warm-up time is over.
-	phase(*warmup, 0, true, false)
+	// periodic announces until the warm-up time is over. With many agents
+	// the warm-up lasts until each has started.
+	for _, t := range targets {
+		t.next.Store(0)
+	}
+	for {
+		phase(*warmup, 0, true, false)
+		done := true
+		for _, t := range targets {
+			done = done && t.next.Load() >= int64(len(t.agents))
+		}
+		if done {
+			break
+		}
+	}
 	elapsed := time.Duration(phase(*duration, *rate, false, true)).Seconds()
 
-	st := &stats{}
-	for _, l := range ls {
-		st.lat = append(st.lat, l.st.lat...)
-		st.sendLat = append(st.sendLat, l.st.sendLat...)
-		st.late = append(st.late, l.st.late...)
-		st.errors += l.st.errors
-		st.failures += l.st.failures
-		st.peers += l.st.peers
-		if st.firstErr == "" {
-			st.firstErr = l.st.firstErr
-		}
-		l.close()
-	}
 	res := result{
-		URL: *target, Probe: *probe, Agents: *nAgents, Swarms: *nSwarms, Concurrency: *concurrency,
+		URL: *urls, Probe: *probe, Agents: *nAgents, Swarms: *nSwarms, Concurrency: *concurrency,
 		Loops: len(ls), Rate: *rate, Seconds: elapsed,
-		Announces: int64(len(st.lat)), Errors: st.errors, Failures: st.failures,
-		FirstError: st.firstErr,
 	}
 	if *rate == 0 {
 		res.Depth = *depth
 	}
-	res.PerSecond = float64(res.Announces) / elapsed
-	if len(st.lat) > 0 {
-		res.P50ms, res.P90ms, res.P99ms, res.P999ms = quantile(st.lat, 0.50), quantile(st.lat, 0.90), quantile(st.lat, 0.99), quantile(st.lat, 0.999)
-		res.MaxMs = quantile(st.lat, 1)
-		res.MeanPeers = float64(st.peers) / float64(len(st.lat))
+	total := &stats{}
+	for ti, t := range targets {
+		st := &stats{}
+		for _, l := range ls {
+			st.merge(&l.dests[ti].st)
+		}
+		total.merge(st)
+		if len(targets) > 1 {
+			f := figures{Target: t.url}
+			f.fill(st, elapsed)
+			res.Targets = append(res.Targets, f)
+		}
 	}
-	if len(st.sendLat) > 0 {
-		res.SendP50ms, res.SendP99ms = quantile(st.sendLat, 0.50), quantile(st.sendLat, 0.99)
+	for _, l := range ls {
+		l.close()
 	}
-	if len(st.late) > 0 {
-		res.LateP50ms, res.LateP99ms, res.LateMaxMs = quantile(st.late, 0.50), quantile(st.late, 0.99), quantile(st.late, 1)
+	res.fill(total, elapsed)
+	if *checkGW {
+		res.Gateways = checkGateways(targets, hashes, *tenant, *token)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(res)
 	if res.Announces == 0 || res.Errors+res.Failures > res.Announces/100 {
+		os.Exit(1)
+	}
+	if g := res.Gateways; g != nil && (g.Violations > 0 || g.Disagreements > 0 || g.Errors > 0) {
 		os.Exit(1)
 	}
 }
@@ -236,14 +320,19 @@ func quantile(v []int64, p float64) float64 {
 	return float64(v[int(p*float64(len(v)-1))]) / 1e6
 }
 
-// makeAgents builds every agent's two announce requests up front, so the
-// generator spends its CPU on sending, not on formatting.
-func makeAgents(path, host string, n, swarms, sites, regions int, tenant, token, locality string, seeders float64, numWant int) []agent {
+// rawAgent is one agent's two announce queries.
+type rawAgent struct{ started, periodic string }
+
+// makeAgents builds every agent's two announce queries up front (main
+// turns them into whole requests), so the generator spends its CPU on
+// sending, not on formatting. Agent i is in swarm i mod swarms and site
+// i mod sites.
+func makeAgents(n, swarms, sites, regions int, tenant, token, locality string, seeders float64, numWant int, ipParam bool) ([][20]byte, []rawAgent) {
 	hashes := make([][20]byte, swarms)
 	for i := range hashes {
 		rand.Read(hashes[i][:])
 	}
-	out := make([]agent, n)
+	out := make([]rawAgent, n)
 	const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	for i := range out {
 		var id [20]byte
@@ -261,6 +350,9 @@ func makeAgents(path, host string, n, swarms, sites, regions int, tenant, token,
 		q.Set("info_hash", string(hashes[i%swarms][:]))
 		q.Set("peer_id", string(id[:]))
 		q.Set("port", strconv.Itoa(10000+i%50000))
+		if ipParam {
+			q.Set("ip", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+		}
 		q.Set("uploaded", "0")
 		q.Set("downloaded", strconv.FormatInt((1<<30)-left, 10))
 		q.Set("left", strconv.FormatInt(left, 10))
@@ -277,11 +369,11 @@ func makeAgents(path, host string, n, swarms, sites, regions int, tenant, token,
 		if token != "" {
 			q.Set("token", token)
 		}
-		periodic := request(path+"?"+q.Encode(), host)
+		periodic := q.Encode()
 		q.Set("event", "started")
-		out[i] = agent{started: request(path+"?"+q.Encode(), host), periodic: periodic}
+		out[i] = rawAgent{started: q.Encode(), periodic: periodic}
 	}
-	return out
+	return hashes, out
 }
 
 // startProbe serves a fixed tracker-like answer to every request, for
