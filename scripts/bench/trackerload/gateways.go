@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -42,10 +44,17 @@ type swarmView struct {
 	Truncated bool `json:"truncated"`
 }
 
-func checkGateways(targets []*target, hashes [][20]byte, tenant, token string) *gatewayCheck {
+// checkGateways reads every swarm's view from every target; with
+// bySwarm (-route swarm) only from the one target that swarm's agents
+// announce to.
+func checkGateways(all []*target, hashes [][20]byte, tenant, token string, bySwarm bool) *gatewayCheck {
 	g := &gatewayCheck{Swarms: len(hashes)}
 	client := &http.Client{Timeout: 10 * time.Second}
-	for _, h := range hashes {
+	for s, h := range hashes {
+		targets := all
+		if bySwarm {
+			targets = all[s%len(all) : s%len(all)+1]
+		}
 		// A store shared through copies may lag its writers briefly:
 		// retry a swarm whose views disagree before counting it.
 		var views [][]string

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command trackerload is a load generator for scripts/bench/tracker: it
 // simulates many swarmship agents announcing to an HTTP tracker and reports
 // announces per second and latency percentiles.
@@ -128,58 +130,90 @@ func (st *stats) merge(o *stats) {
 	}
 }
 
-func fatal(code int, format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "trackerload: "+format+"\n", args...)
-	os.Exit(code)
+// options are the command's flags.
+type options struct {
+	urls, route, tenant, token, locality    string
+	agents, swarms, sites, regions, numWant int
+	concurrency, loops, depth               int
+	seeders, rate                           float64
+	duration, warmup, interval              time.Duration
+	ipParam, checkGateways, probe           bool
 }
 
 func main() {
-	var (
-		urls        = flag.String("url", "http://127.0.0.1:7070/announce", "tracker announce URL; several, comma-separated, share the agents (-route)")
-		route       = flag.String("route", "agent", "with several URLs: agent (agent i to URL i mod n) or swarm (every agent of swarm s to URL s mod n)")
-		nAgents     = flag.Int("agents", 5000, "simulated agents")
-		nSwarms     = flag.Int("swarms", 50, "swarms (infohashes) the agents are spread over")
-		nSites      = flag.Int("sites", 500, "sites the agents are spread over")
-		nRegions    = flag.Int("regions", 4, "regions the sites are spread over")
-		tenant      = flag.String("tenant", "acme", "tenant of every agent")
-		token       = flag.String("token", "", "token query parameter, if the tracker wants one")
-		seeders     = flag.Float64("seeders", 0.5, "fraction of agents that announce left=0")
-		numWant     = flag.Int("numwant", 50, "numwant sent by each agent")
-		locality    = flag.String("locality", "gateway", "locality sent by each agent (agents default to gateway); empty: none")
-		ipParam     = flag.Bool("ip", false, "each agent sends its own private ip= (10.x.y.z), for more agents than ports; the tracker must trust it (trust_ip_param)")
-		concurrency = flag.Int("concurrency", 32, "keep-alive connections per URL")
-		loops       = flag.Int("loops", 1, "event loops (OS threads) the connections are spread over")
-		depth       = flag.Int("depth", 1, "closed loop: requests in flight per connection (pipelined when above 1)")
-		duration    = flag.Duration("d", 15*time.Second, "measured duration")
-		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured warm-up (every agent announces started first)")
-		rate        = flag.Float64("rate", 0, "offered announces per second (0: closed loop, as fast as answered)")
-		interval    = flag.Duration("interval", 0, "open loop with each agent announcing once per interval (rate = agents / interval)")
-		checkGW     = flag.Bool("check-gateways", false, "after the run, read every swarm's view from every URL and check one gateway per site and swarm, the same at every URL")
-		probe       = flag.Bool("probe", false, "measure the generator against a trivial built-in answerer instead of -url")
-	)
+	var o options
+	flag.StringVar(&o.urls, "url", "http://127.0.0.1:7070/announce", "tracker announce URL; several, comma-separated, share the agents (-route)")
+	flag.StringVar(&o.route, "route", "agent", "with several URLs: agent (agent i to URL i mod n) or swarm (every agent of swarm s to URL s mod n)")
+	flag.IntVar(&o.agents, "agents", 5000, "simulated agents")
+	flag.IntVar(&o.swarms, "swarms", 50, "swarms (infohashes) the agents are spread over")
+	flag.IntVar(&o.sites, "sites", 500, "sites the agents are spread over")
+	flag.IntVar(&o.regions, "regions", 4, "regions the sites are spread over")
+	flag.StringVar(&o.tenant, "tenant", "acme", "tenant of every agent")
+	flag.StringVar(&o.token, "token", "", "token query parameter, if the tracker wants one")
+	flag.Float64Var(&o.seeders, "seeders", 0.5, "fraction of agents that announce left=0")
+	flag.IntVar(&o.numWant, "numwant", 50, "numwant sent by each agent")
+	flag.StringVar(&o.locality, "locality", "gateway", "locality sent by each agent (agents default to gateway); empty: none")
+	flag.BoolVar(&o.ipParam, "ip", false, "each agent sends its own private ip= (10.x.y.z), for more agents than ports; the tracker must trust it (trust_ip_param)")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "keep-alive connections per URL")
+	flag.IntVar(&o.loops, "loops", 1, "event loops (OS threads) the connections are spread over")
+	flag.IntVar(&o.depth, "depth", 1, "closed loop: requests in flight per connection (pipelined when above 1)")
+	flag.DurationVar(&o.duration, "d", 15*time.Second, "measured duration")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up (every agent announces started first)")
+	flag.Float64Var(&o.rate, "rate", 0, "offered announces per second (0: closed loop, as fast as answered)")
+	flag.DurationVar(&o.interval, "interval", 0, "open loop with each agent announcing once per interval (rate = agents / interval)")
+	flag.BoolVar(&o.checkGateways, "check-gateways", false, "after the run, read every swarm's view from every URL and check one gateway per site and swarm, the same at every URL")
+	flag.BoolVar(&o.probe, "probe", false, "measure the generator against a trivial built-in answerer instead of -url")
 	flag.Parse()
 	// The generator's own GC pauses would show up as tracker latency and
 	// lateness: collect rarely (it allocates little once running).
 	debug.SetGCPercent(800)
-	if *nAgents < 1 || *nSwarms < 1 || *nSites < 1 || *nRegions < 1 || *concurrency < 1 || *loops < 1 || *depth < 1 || *rate < 0 || *interval < 0 {
-		fatal(2, "counts must be positive")
+	res, err := runLoad(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "trackerload:", err)
+		os.Exit(2)
 	}
-	if *interval > 0 {
-		*rate = float64(*nAgents) / interval.Seconds()
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(res)
+	if !res.ok() {
+		os.Exit(1)
 	}
-	if *probe {
+}
+
+// ok: answers came, at most 1% errors or refusals, and the gateway check
+// (if run) found nothing.
+func (r *result) ok() bool {
+	if r.Announces == 0 || r.Errors+r.Failures > r.Announces/100 {
+		return false
+	}
+	g := r.Gateways
+	return g == nil || g.Violations == 0 && g.Disagreements == 0 && g.Errors == 0
+}
+
+// runLoad runs the warm-up and the measured phase.
+func runLoad(o options) (*result, error) {
+	if o.agents < 1 || o.swarms < 1 || o.sites < 1 || o.regions < 1 || o.concurrency < 1 || o.loops < 1 || o.depth < 1 || o.rate < 0 || o.interval < 0 {
+		return nil, errors.New("counts must be positive")
+	}
+	if o.route != "agent" && o.route != "swarm" {
+		return nil, errors.New("-route is agent or swarm")
+	}
+	if o.interval > 0 {
+		o.rate = float64(o.agents) / o.interval.Seconds()
+	}
+	if o.probe {
 		addr, err := startProbe()
 		if err != nil {
-			fatal(1, "%v", err)
+			return nil, err
 		}
-		*urls = "http://" + addr + "/announce"
+		o.urls = "http://" + addr + "/announce"
 	}
 	var targets []*target
 	var path, host []string
-	for _, s := range strings.Split(*urls, ",") {
+	for _, s := range strings.Split(o.urls, ",") {
 		u, err := url.Parse(s)
 		if err != nil || u.Scheme != "http" || u.Host == "" {
-			fatal(2, "-url %q: want http://host:port/path", s)
+			return nil, fmt.Errorf("-url %q: want http://host:port/path", s)
 		}
 		hostport := u.Host
 		if u.Port() == "" {
@@ -187,16 +221,16 @@ func main() {
 		}
 		addr, err := net.ResolveTCPAddr("tcp", hostport)
 		if err != nil {
-			fatal(1, "%v", err)
+			return nil, err
 		}
 		targets = append(targets, &target{url: s, sa: sockaddr(addr)})
 		path, host = append(path, u.EscapedPath()), append(host, u.Host)
 	}
-	hashes, all := makeAgents(*nAgents, *nSwarms, *nSites, *nRegions, *tenant, *token, *locality, *seeders, *numWant, *ipParam)
+	hashes, all := makeAgents(o.agents, o.swarms, o.sites, o.regions, o.tenant, o.token, o.locality, o.seeders, o.numWant, o.ipParam)
 	for i := range all {
 		k := i
-		if *route == "swarm" {
-			k = i % *nSwarms
+		if o.route == "swarm" {
+			k = i % o.swarms
 		}
 		t := k % len(targets)
 		a := &all[i]
@@ -206,27 +240,32 @@ func main() {
 	}
 	for _, t := range targets {
 		if len(t.agents) == 0 {
-			fatal(2, "no agents for %s: more URLs than agents or swarms", t.url)
+			return nil, fmt.Errorf("no agents for %s: more URLs than agents or swarms", t.url)
 		}
 	}
-	all = nil
 
-	*loops = min(*loops, *concurrency)
+	o.loops = min(o.loops, o.concurrency)
 	// Each loop's thread returns from epoll_wait needing a P: give every
 	// loop one of its own, plus one for the rest (the probe's answerer,
 	// the GC), even when pinned to one CPU (GOMAXPROCS is then 1).
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), *loops+1))
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), o.loops+1))
 	base := time.Now()
-	ls := make([]*loop, *loops)
-	for i := range ls {
-		n := *concurrency / *loops
-		if i < *concurrency%*loops {
+	ls := make([]*loop, 0, o.loops)
+	defer func() {
+		for _, l := range ls {
+			l.close()
+		}
+	}()
+	for i := range o.loops {
+		n := o.concurrency / o.loops
+		if i < o.concurrency%o.loops {
 			n++
 		}
-		var err error
-		if ls[i], err = newLoop(targets, n, base); err != nil {
-			fatal(1, "%v", err)
+		l, err := newLoop(targets, n, base)
+		if err != nil {
+			return nil, err
 		}
+		ls = append(ls, l)
 	}
 	phase := func(d time.Duration, rate float64, warm, record bool) int64 {
 		start := int64(time.Since(base))
@@ -250,7 +289,7 @@ func main() {
 				// but the timer.
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
-				l.run(until, first, ivl, *depth, 10*time.Second)
+				l.run(until, first, ivl, o.depth, 10*time.Second)
 			}()
 		}
 		wg.Wait()
@@ -259,11 +298,8 @@ func main() {
 	// Warm-up: every agent announces "started" once (closed loop), then
 	// periodic announces until the warm-up time is over. With many agents
 	// the warm-up lasts until each has started.
-	for _, t := range targets {
-		t.next.Store(0)
-	}
 	for {
-		phase(*warmup, 0, true, false)
+		phase(o.warmup, 0, true, false)
 		done := true
 		for _, t := range targets {
 			done = done && t.next.Load() >= int64(len(t.agents))
@@ -272,14 +308,14 @@ func main() {
 			break
 		}
 	}
-	elapsed := time.Duration(phase(*duration, *rate, false, true)).Seconds()
+	elapsed := time.Duration(phase(o.duration, o.rate, false, true)).Seconds()
 
-	res := result{
-		URL: *urls, Probe: *probe, Agents: *nAgents, Swarms: *nSwarms, Concurrency: *concurrency,
-		Loops: len(ls), Rate: *rate, Seconds: elapsed,
+	res := &result{
+		URL: o.urls, Probe: o.probe, Agents: o.agents, Swarms: o.swarms, Concurrency: o.concurrency,
+		Loops: len(ls), Rate: o.rate, Seconds: elapsed,
 	}
-	if *rate == 0 {
-		res.Depth = *depth
+	if o.rate == 0 {
+		res.Depth = o.depth
 	}
 	total := &stats{}
 	for ti, t := range targets {
@@ -294,22 +330,11 @@ func main() {
 			res.Targets = append(res.Targets, f)
 		}
 	}
-	for _, l := range ls {
-		l.close()
-	}
 	res.fill(total, elapsed)
-	if *checkGW {
-		res.Gateways = checkGateways(targets, hashes, *tenant, *token)
+	if o.checkGateways {
+		res.Gateways = checkGateways(targets, hashes, o.tenant, o.token, o.route == "swarm")
 	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(res)
-	if res.Announces == 0 || res.Errors+res.Failures > res.Announces/100 {
-		os.Exit(1)
-	}
-	if g := res.Gateways; g != nil && (g.Violations > 0 || g.Disagreements > 0 || g.Errors > 0) {
-		os.Exit(1)
-	}
+	return res, nil
 }
 
 // quantile of ns values, in ms; sorts v.
