@@ -76,6 +76,7 @@ type stats struct {
 	peers    int64
 	firstErr string
 	record   bool
+	answers  int64 // answers of every phase, warm-up included (for CPU per announce)
 }
 
 func (s *stats) fail(err error) {
@@ -393,6 +394,7 @@ func (l *loop) readable(c *conn, refill bool) {
 
 func (l *loop) settle(c *conn, p inflight, done int64, body []byte, status int) {
 	st := &c.d.st
+	st.answers++
 	if !st.record {
 		return
 	}

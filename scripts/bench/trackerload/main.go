@@ -73,6 +73,9 @@ type result struct {
 	Depth       int     `json:"depth,omitempty"`
 	Rate        float64 `json:"offered_rate"` // 0: closed loop
 	Seconds     float64 `json:"seconds"`
+	// Answers of the whole run, warm-up included: what the tracker's CPU
+	// time over the run was spent on.
+	RunAnswers int64 `json:"run_answers"`
 	figures
 	Targets  []figures     `json:"targets,omitempty"`
 	Gateways *gatewayCheck `json:"gateways,omitempty"`
@@ -123,6 +126,7 @@ func (st *stats) merge(o *stats) {
 	st.sendLat = append(st.sendLat, o.sendLat...)
 	st.late = append(st.late, o.late...)
 	st.errors += o.errors
+	st.answers += o.answers
 	st.failures += o.failures
 	st.peers += o.peers
 	if st.firstErr == "" {
@@ -331,6 +335,7 @@ func runLoad(o options) (*result, error) {
 		}
 	}
 	res.fill(total, elapsed)
+	res.RunAnswers = total.answers
 	if o.checkGateways {
 		res.Gateways = checkGateways(targets, hashes, o.tenant, o.token, o.route == "swarm")
 	}
