@@ -69,20 +69,30 @@ const (
 const flagSeeder = 1
 
 // putScript: KEYS p z r m epoch tenants; ARGV id now_ms expiry_ms body
-// owner joined event ttl_ms tenant. body is the packed peer from offFlags to ownerOff.
-// Returns {status, version, bumped, joined, epoch}; status 1 = the ID is
-// bound to a live peer of another owner.
+// owner joined event ttl_ms tenant gc_every_ms. body is the packed peer
+// from offFlags to ownerOff. Returns {status, version, bumped, joined,
+// epoch}; status 1 = the ID is bound to a live peer of another owner.
+//
+// A re-announce that changes nothing but the time costs six commands.
+// Dropping expired peers and renewing the keys' expiry (maintenance) runs
+// once per gc_every per swarm, and expiry is renewed at every membership
+// change, so keys that a change re-creates never live without one.
 var putScript = redis.NewScript(`
 local p, z, r, m, ek = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, now, exp = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local body, owner, joined, ev, ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local bump = 0
-local dead = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. now, 'LIMIT', 0, 64)
-if #dead > 0 then
-  redis.call('HDEL', p, unpack(dead))
-  redis.call('HDEL', r, unpack(dead))
-  redis.call('ZREM', z, unpack(dead))
-  bump = 1
+local meta = redis.call('HMGET', m, 'v', 'g')
+local v = tonumber(meta[1] or '0')
+local maint = now >= tonumber(meta[2] or '0')
+if maint then
+  local dead = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. now, 'LIMIT', 0, 256)
+  if #dead > 0 then
+    redis.call('HDEL', p, unpack(dead))
+    redis.call('HDEL', r, unpack(dead))
+    redis.call('ZREM', z, unpack(dead))
+    bump = 1
+  end
 end
 local old = redis.call('HGET', p, id)
 if old then
@@ -116,18 +126,18 @@ else
   redis.call('ZADD', z, exp, id)
   if ev == 'c' then redis.call('HINCRBY', m, 'd', 1) end
 end
-local v
 if bump == 1 then
   v = redis.call('HINCRBY', m, 'v', 1)
-else
-  v = tonumber(redis.call('HGET', m, 'v') or '0')
-end
-redis.call('PEXPIRE', p, ttl)
-redis.call('PEXPIRE', z, ttl)
-redis.call('PEXPIRE', r, ttl)
-redis.call('PEXPIRE', m, ttl)
-if bump == 1 then
   redis.call('SADD', KEYS[6], ARGV[9])
+end
+if maint then
+  redis.call('HSET', m, 'g', now + tonumber(ARGV[10]))
+  redis.call('PEXPIRE', r, ttl)
+end
+if maint or bump == 1 then
+  redis.call('PEXPIRE', p, ttl)
+  redis.call('PEXPIRE', z, ttl)
+  redis.call('PEXPIRE', m, ttl)
   redis.call('PEXPIRE', KEYS[6], ttl)
 end
 return {0, v, bump, joined, redis.call('GET', ek) or ''}
@@ -250,6 +260,11 @@ func (s *redisStore) tenants(ctx context.Context, infoHash [20]byte) ([]string, 
 
 func (s *redisStore) ttl() int64 { return 2 * s.t.cfg.PeerTTL.Milliseconds() }
 
+// gcEvery is how often (ms) an announce also drops a swarm's expired
+// peers from Redis and renews its keys' expiry. Until then expired peers
+// stay in Redis but are given out by no origin (readers check the time).
+func (s *redisStore) gcEvery() int64 { return max(1000, s.t.cfg.PeerTTL.Milliseconds()/8) }
+
 func unavailable(err error) error { return fmt.Errorf("%w: %w", state.ErrUnavailable, err) }
 
 func (s *redisStore) currentEpoch() string {
@@ -285,7 +300,7 @@ func (s *redisStore) put(ctx context.Context, infoHash [20]byte, tenant string, 
 	nowMs := e.seen / 1e6
 	res, err := putScript.Run(ctx, s.client, []string{p, z, r, m, s.epochKey(), s.tenantsKey(infoHash)},
 		string(e.id[:]), nowMs, nowMs+t.cfg.PeerTTL.Milliseconds(),
-		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl(), tenant).Slice()
+		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl(), tenant, s.gcEvery()).Slice()
 	if err == nil && len(res) != 5 {
 		err = fmt.Errorf("put script answered %d values", len(res))
 	}
@@ -398,7 +413,7 @@ func (s *redisStore) fresh(ctx context.Context, infoHash [20]byte, tenant string
 	wall := time.Now() // the copy's age is about other origins, not peer time
 	fullRead := max(s.t.cfg.SharedViewAge, s.t.cfg.PeerTTL/4)
 	current := func(sw *swarm) bool {
-		return sw != nil && (sw.loading || (!sw.stale && wall.Sub(sw.verified) < s.t.cfg.SharedViewAge))
+		return sw != nil && (sw.loading || (!sw.stale && wall.Sub(sw.verified) < s.t.cfg.SharedViewAge && wall.Sub(sw.loaded) < fullRead))
 	}
 	sh.mu.RLock()
 	ok := current(sh.byHash[infoHash][tenant])

@@ -439,4 +439,8 @@ func BenchmarkAnnounceShared(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "announces/s")
+	st, _ := client.Info(context.Background(), "commandstats", "cpu").Result()
+	if b.N > 1000 {
+		b.Logf("%s", st)
+	}
 }
