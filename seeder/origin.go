@@ -224,6 +224,7 @@ func (o *Origin) Close() error {
 	}
 	errs = append(errs, o.reports.Close())
 	if o.shared != nil {
+		o.tracker.Close()
 		errs = append(errs, o.shared.Close())
 	}
 	return errors.Join(errs...)

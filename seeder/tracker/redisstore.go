@@ -50,6 +50,7 @@ type redisStore struct {
 	r      *state.Redis
 	client *redis.Client
 
+	puts    *putBatcher
 	mu      sync.Mutex
 	epoch   string // the epoch this origin's copies belong to
 	restore sync.Mutex
@@ -218,8 +219,18 @@ func (t *Tracker) Share(ctx context.Context, r *state.Redis) error {
 		return err
 	}
 	s.epoch = ep
+	s.puts = newPutBatcher(r.Client)
 	t.store = s
 	return nil
+}
+
+// Close stops what a shared tracker runs in the background (its Redis
+// pipelines); requests after it are refused. The caller closes the Redis
+// client afterwards. A tracker in memory has nothing to stop.
+func (t *Tracker) Close() {
+	if s, ok := t.store.(*redisStore); ok {
+		s.puts.close()
+	}
 }
 
 func (s *redisStore) epochKey() string { return s.r.Key("tracker", "epoch") }
@@ -298,9 +309,9 @@ func (s *redisStore) put(ctx context.Context, infoHash [20]byte, tenant string, 
 	p, z, r, m := s.keys(infoHash, tenant)
 	epoch := s.currentEpoch()
 	nowMs := e.seen / 1e6
-	res, err := putScript.Run(ctx, s.client, []string{p, z, r, m, s.epochKey(), s.tenantsKey(infoHash)},
+	res, err := s.puts.run(ctx, []string{p, z, r, m, s.epochKey(), s.tenantsKey(infoHash)},
 		string(e.id[:]), nowMs, nowMs+t.cfg.PeerTTL.Milliseconds(),
-		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl(), tenant, s.gcEvery()).Slice()
+		val[offFlags:ownerOff], val[ownerOff:], joined[:], ev, s.ttl(), tenant, s.gcEvery())
 	if err == nil && len(res) != 5 {
 		err = fmt.Errorf("put script answered %d values", len(res))
 	}

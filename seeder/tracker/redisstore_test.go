@@ -24,8 +24,9 @@ import (
 // trackers on the shared state, each under its own key prefix. Tests in
 // this package do not run in parallel, so a package variable is enough.
 var (
-	testRedis    *redis.Client
-	testPrefixes atomic.Int64
+	testRedis      *redis.Client
+	testPrefixes   atomic.Int64
+	sharedTrackers []*Tracker // closed when the wrapper ends
 )
 
 // newTestStore is New, or NewShared on testRedis when it is set.
@@ -38,6 +39,7 @@ func newTestStore(cfg Config) *Tracker {
 	if err != nil {
 		panic(err) // the wrapper checked Redis answers
 	}
+	sharedTrackers = append(sharedTrackers, tr)
 	return tr
 }
 
@@ -48,7 +50,13 @@ func TestSharedBehavioursOnRedis(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: rd.Addr, ReadTimeout: 10 * time.Second})
 	t.Cleanup(func() { client.Close() })
 	testRedis = client
-	t.Cleanup(func() { testRedis = nil })
+	t.Cleanup(func() {
+		testRedis = nil
+		for _, tr := range sharedTrackers {
+			tr.Close()
+		}
+		sharedTrackers = nil
+	})
 	for _, tc := range []struct {
 		name string
 		f    func(*testing.T)
@@ -98,6 +106,7 @@ func sharedPair(t *testing.T, cfg Config) (a, b *Tracker, clk *clock, rd *testen
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(tr.Close)
 		tr.now = clk.now
 		trs[i] = tr
 		client = c
@@ -414,6 +423,7 @@ func BenchmarkAnnounceShared(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(tr.Close)
 	ih := hash("bench")
 	const swarmSize = 100
 	reqs := make([]*http.Request, swarmSize)
