@@ -180,14 +180,16 @@ end
 return {0, v, bump}
 `)
 
-// restoreScript: KEYS p z m; ARGV ttl_ms downloaded then (id, value,
-// expiry_ms) triples. Writes back peers Redis does not have (after it lost
+// restoreScript: KEYS p z m tenants; ARGV ttl_ms downloaded tenant then
+// (id, value, expiry_ms) triples. Writes back peers Redis does not have (after it lost
 // its data) and bumps the version so other origins re-read.
 var restoreScript = redis.NewScript(`
 local p, z, m = KEYS[1], KEYS[2], KEYS[3]
 local ttl = tonumber(ARGV[1])
 redis.call('HSETNX', m, 'd', ARGV[2])
-for i = 3, #ARGV, 3 do
+redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[4], ttl)
+for i = 4, #ARGV, 3 do
   if redis.call('HSETNX', p, ARGV[i], ARGV[i+1]) == 1 then
     redis.call('ZADD', z, ARGV[i+2], ARGV[i])
   end
@@ -587,7 +589,7 @@ func (s *redisStore) writeBack(ctx context.Context) (int, error) {
 		for ih, tenants := range sh.byHash {
 			for tenant, sw := range tenants {
 				sw.stale = true
-				args := []any{s.ttl(), sw.downloaded}
+				args := []any{s.ttl(), sw.downloaded, tenant}
 				for j := range sw.peers {
 					e := &sw.peers[j]
 					if e.seen < cutoff {
@@ -603,7 +605,7 @@ func (s *redisStore) writeBack(ctx context.Context) (int, error) {
 	var errs []error
 	for _, j := range jobs {
 		p, z, _, m := s.keys(j.ih, j.tenant)
-		if err := restoreScript.Run(ctx, s.client, []string{p, z, m}, j.args...).Err(); err != nil {
+		if err := restoreScript.Run(ctx, s.client, []string{p, z, m, s.tenantsKey(j.ih)}, j.args...).Err(); err != nil {
 			errs = append(errs, err)
 		}
 	}

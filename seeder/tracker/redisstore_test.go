@@ -265,6 +265,11 @@ func TestSharedRedisRestartHealed(t *testing.T) {
 			t.Errorf("peer %d gets %d peers after the restart, want 5", n, len(r.addrs))
 		}
 	}
+	for i, tr := range origins {
+		if n := len(tr.Peers(ih)); n != 6 {
+			t.Errorf("origin %d's swarm view lists %d peers after the restart, want 6", i, n)
+		}
+	}
 }
 
 // A late answer carrying the epoch from before a write-back this origin
