@@ -47,7 +47,7 @@ func TestPickSkipsFailedUntilBackoffEnds(t *testing.T) {
 		{0, -1, "", 0, []int{0, 1, 2}},
 		{0, 0, Error, 1, []int{1, 2, 0}},
 		{5 * time.Second, 1, Timeout, 2, []int{2, 0, 1}},
-		{11 * time.Second, -1, "", 0, []int{0, 2, 1}}, // origin's 10 s are over
+		{11 * time.Second, -1, "", 0, []int{0, 2, 1}},   // origin's 10 s are over
 		{11 * time.Second, 0, Stale, 2, []int{2, 1, 0}}, // second failure: 20 s
 		{16 * time.Second, -1, "", 1, []int{1, 2, 0}},
 		{31 * time.Second, -1, "", 0, []int{0, 1, 2}},
