@@ -27,6 +27,9 @@ type storeFetcher struct {
 	mu    sync.Mutex
 	ctx   context.Context
 	store Store
+	// timeout bounds each file (0: none); timedOut records that one hit it.
+	timeout  time.Duration
+	timedOut bool
 }
 
 func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
@@ -35,9 +38,20 @@ func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Dura
 		return nil, fmt.Errorf("unexpected metadata URL %q", urlPath)
 	}
 	f.mu.Lock()
-	ctx := f.ctx
+	ctx, store, timeout := f.ctx, f.store, f.timeout
 	f.mu.Unlock()
-	b, err := ReadAll(ctx, f.store, key, maxLength)
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	b, err := ReadAll(ctx, store, key, maxLength)
+	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		f.mu.Lock()
+		f.timedOut = true
+		f.mu.Unlock()
+		err = fmt.Errorf("%s: no answer within %s: %w", key, timeout, err)
+	}
 	if errors.Is(err, ErrNotFound) {
 		// The updater ends its search for newer roots on an HTTP 404.
 		return nil, fmt.Errorf("%s: %w", key, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: key})
@@ -84,12 +98,31 @@ func (c *Client) Store() Store { return c.store }
 
 // Refresh fetches and verifies the newest metadata. On error the client
 // keeps the metadata it had, and callers keep serving what they have.
+//
+// Over Mirrors, each mirror is tried in turn until one serves metadata
+// that verifies (see refreshMirrors).
 func (c *Client) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if m, ok := c.store.(*Mirrors); ok {
+		return c.refreshMirrors(ctx, m)
+	}
+	_, err := c.refreshFrom(ctx, c.store, 0)
+	return err
+}
+
+// refreshFrom runs one TUF update against store, each file bounded by
+// timeout (0: by ctx only); timedOut says whether a file hit it. c.mu is
+// held.
+func (c *Client) refreshFrom(ctx context.Context, store Store, timeout time.Duration) (timedOut bool, err error) {
 	c.fetcher.mu.Lock()
-	c.fetcher.ctx = ctx
+	c.fetcher.ctx, c.fetcher.store, c.fetcher.timeout, c.fetcher.timedOut = ctx, store, timeout, false
 	c.fetcher.mu.Unlock()
+	defer func() {
+		c.fetcher.mu.Lock()
+		timedOut = c.fetcher.timedOut
+		c.fetcher.mu.Unlock()
+	}()
 
 	trusted := c.pinned
 	if b, err := os.ReadFile(filepath.Join(c.localDir, "root.json")); err == nil {
@@ -97,7 +130,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	}
 	cfg, err := config.New(storeURLBase+"metadata", trusted)
 	if err != nil {
-		return err
+		return false, err
 	}
 	cfg.LocalMetadataDir = c.localDir
 	cfg.LocalTargetsDir = filepath.Join(c.localDir, "targets")
@@ -107,14 +140,14 @@ func (c *Client) Refresh(ctx context.Context) error {
 	cfg.TargetsMaxLength = MaxMetadataSize
 	up, err := updater.New(cfg)
 	if err != nil {
-		return fmt.Errorf("catalog %s: trusted root: %w", c.store, err)
+		return false, fmt.Errorf("catalog %s: trusted root: %w", store, err)
 	}
 	up.UnsafeSetRefTime(c.now())
 	if err := up.Refresh(); err != nil {
-		return fmt.Errorf("catalog %s: %w", c.store, describeTUFError(err))
+		return false, fmt.Errorf("catalog %s: %w", store, describeTUFError(err))
 	}
 	c.updater = up
-	return nil
+	return false, nil
 }
 
 // describeTUFError turns the updater's errors into messages an operator
@@ -199,9 +232,29 @@ func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
+	m, ok := c.store.(*Mirrors)
+	if !ok {
+		return readTarget(ctx, c.store, tf, keys)
+	}
+	// A mirror whose copy does not verify is as bad as one that errors.
+	var b []byte
+	done, err := m.attempt(ctx, func(ctx context.Context, s Store) error {
+		var err error
+		b, err = readTarget(ctx, s, tf, keys)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	done()
+	return b, nil
+}
+
+// readTarget reads the first of keys in s that verifies against tf.
+func readTarget(ctx context.Context, s Store, tf *metadata.TargetFiles, keys []string) ([]byte, error) {
 	var first error
 	for _, k := range keys {
-		b, err := readTargetCopy(ctx, c.store, tf, k)
+		b, err := readTargetCopy(ctx, s, tf, k)
 		if err == nil {
 			return b, nil
 		}
