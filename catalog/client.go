@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,23 +41,62 @@ func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Dura
 	f.mu.Lock()
 	ctx, store, timeout := f.ctx, f.store, f.timeout
 	f.mu.Unlock()
+	var b []byte
+	var err error
 	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	b, err := ReadAll(ctx, store, key, maxLength)
-	if err != nil && timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		f.mu.Lock()
-		f.timedOut = true
-		f.mu.Unlock()
-		err = fmt.Errorf("%s: no answer within %s: %w", key, timeout, err)
+		// The timeout is for silence, not for the whole file: a big
+		// targets.json over a slow link takes longer, a hung mirror
+		// sends nothing.
+		actx, cancel := context.WithCancelCause(ctx)
+		timer := time.AfterFunc(timeout, func() { cancel(errNoAnswer) })
+		b, err = readAllWatched(actx, store, key, maxLength, func() { timer.Reset(timeout) })
+		timer.Stop()
+		if err != nil && errors.Is(context.Cause(actx), errNoAnswer) {
+			f.mu.Lock()
+			f.timedOut = true
+			f.mu.Unlock()
+			err = fmt.Errorf("%s: no answer for %s: %w", key, timeout, err)
+		}
+		cancel(nil)
+	} else {
+		b, err = ReadAll(ctx, store, key, maxLength)
 	}
 	if errors.Is(err, ErrNotFound) {
 		// The updater ends its search for newer roots on an HTTP 404.
 		return nil, fmt.Errorf("%s: %w", key, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: key})
 	}
 	return b, err
+}
+
+// readAllWatched is ReadAll calling progress whenever bytes arrive.
+func readAllWatched(ctx context.Context, s Store, key string, limit int64, progress func()) ([]byte, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	progress()
+	b, err := io.ReadAll(io.LimitReader(progressReader{rc, progress}, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", key, s, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s in %s is larger than the %d-byte limit", key, s, limit)
+	}
+	return b, nil
+}
+
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // Client reads a catalog the way agents do: every byte it returns has been
@@ -238,9 +278,9 @@ func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, e
 	}
 	// A mirror whose copy does not verify is as bad as one that errors.
 	var b []byte
-	done, err := m.attempt(ctx, func(ctx context.Context, s Store) error {
+	done, err := m.attempt(ctx, func(ctx context.Context, s Store, touch func()) error {
 		var err error
-		b, err = readTarget(ctx, s, tf, keys)
+		b, err = readTarget(ctx, watchedStore{s, touch}, tf, keys)
 		return err
 	})
 	if err != nil {

@@ -79,12 +79,14 @@ func (m *Mirrors) String() string {
 // other errors and timeouts start the mirror's back-off. done, when op
 // succeeded, must be called by the caller once it no longer needs the
 // attempt's context (a body being read).
-func (m *Mirrors) attempt(ctx context.Context, op func(ctx context.Context, s Store) error) (cancel func(), err error) {
+//
+// The timeout is for silence: op may call touch when bytes arrive.
+func (m *Mirrors) attempt(ctx context.Context, op func(ctx context.Context, s Store, touch func()) error) (cancel func(), err error) {
 	var first error
 	for _, i := range m.health.Order(m.now()) {
 		actx, acancel := context.WithCancelCause(ctx)
 		timer := time.AfterFunc(m.timeout, func() { acancel(errNoAnswer) })
-		err := op(actx, m.stores[i])
+		err := op(actx, m.stores[i], func() { timer.Reset(m.timeout) })
 		stopped := timer.Stop()
 		if err == nil {
 			m.health.Succeeded(i, m.now())
@@ -103,7 +105,7 @@ func (m *Mirrors) attempt(ctx context.Context, op func(ctx context.Context, s St
 		switch {
 		case timedOut:
 			err = fmt.Errorf("%s: %w", m.stores[i], errNoAnswer)
-			m.health.Failed(i, m.now(), failover.Timeout, fmt.Sprintf("no answer within %s", m.timeout))
+			m.health.Failed(i, m.now(), failover.Timeout, fmt.Sprintf("no answer for %s", m.timeout))
 		case errors.Is(err, ErrNotFound):
 		default:
 			m.health.Failed(i, m.now(), failover.Error, shortErr(err))
@@ -147,7 +149,7 @@ func (m *Mirrors) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 // GetRange implements Store; the timeout covers the answer, not the body.
 func (m *Mirrors) GetRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
-	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store) error {
+	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store, _ func()) error {
 		r, err := s.GetRange(ctx, key, offset, length)
 		if err == nil {
 			rc = r
@@ -166,7 +168,7 @@ func (m *Mirrors) GetRange(ctx context.Context, key string, offset, length int64
 // Stat implements Store.
 func (m *Mirrors) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	var info ObjectInfo
-	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store) error {
+	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store, _ func()) error {
 		var err error
 		info, err = s.Stat(ctx, key)
 		return err
@@ -180,7 +182,7 @@ func (m *Mirrors) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 // List implements Store.
 func (m *Mirrors) List(ctx context.Context, prefix string) ([]ObjectInfo, error) {
 	var out []ObjectInfo
-	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store) error {
+	cancel, err := m.attempt(ctx, func(ctx context.Context, s Store, _ func()) error {
 		var err error
 		out, err = s.List(ctx, prefix)
 		return err
@@ -223,7 +225,7 @@ func (c *Client) refreshMirrors(ctx context.Context, m *Mirrors) error {
 		var older *metadata.ErrBadVersionNumber
 		switch {
 		case timedOut:
-			m.health.Failed(i, m.now(), failover.Timeout, fmt.Sprintf("no answer within %s", m.timeout))
+			m.health.Failed(i, m.now(), failover.Timeout, fmt.Sprintf("no answer for %s", m.timeout))
 		case errors.As(err, &older) || errors.As(err, &expired):
 			m.health.Failed(i, m.now(), failover.Stale, shortErr(err))
 		default:
@@ -239,4 +241,23 @@ func (c *Client) refreshMirrors(ctx context.Context, m *Mirrors) error {
 		return last
 	}
 	return fmt.Errorf("every catalog mirror failed: %s: %w", strings.Join(errs, "; "), last)
+}
+
+// watchedStore calls touch whenever a body it opened yields bytes, so that
+// a slow but live transfer is not taken for a hung mirror.
+type watchedStore struct {
+	Store
+	touch func()
+}
+
+func (w watchedStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := w.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	w.touch()
+	return struct {
+		io.Reader
+		io.Closer
+	}{progressReader{rc, w.touch}, rc}, nil
 }
