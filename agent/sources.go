@@ -90,7 +90,12 @@ func (l *trackerList) failed(i int, now time.Time, err error) {
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		reason = failover.Timeout
 	}
+	// Not the request's URL: it is long and carries the agent's identity.
 	detail := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		detail = ue.Err.Error()
+	}
 	if len(detail) > 200 {
 		detail = detail[:197] + "..."
 	}
