@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/failover"
 )
@@ -127,4 +129,24 @@ func (a *Agent) Sources() []SourceStatus {
 		add("offload", m.Health().Statuses(now))
 	}
 	return out
+}
+
+var descSource = prometheus.NewDesc("swarmship_agent_source_healthy",
+	"1 when a catalog mirror, tracker or offload source may be used now, 0 while it is skipped (back-off).",
+	[]string{"kind", "source"}, nil)
+
+// sourceCollector exports each source's health; its labels are bounded by
+// the config's lists.
+type sourceCollector struct{ a *Agent }
+
+func (c sourceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descSource }
+
+func (c sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.a.Sources() {
+		v := 0.0
+		if s.Healthy {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, v, s.Kind, s.Name)
+	}
 }
