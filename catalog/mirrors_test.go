@@ -163,3 +163,52 @@ func TestMirrorsFailOverAndRefuseRollback(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorsGetRange: payload reads (the agents' offload) go to the next
+// mirror when one hangs or errors; a mirror that lacks a key (lagging
+// behind) is passed over without being blamed; writes are refused.
+func TestMirrorsGetRange(t *testing.T) {
+	ctx := t.Context()
+	s, err := catalog.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := catalog.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tufPut(t, s, "data/app/1.0/a", []byte("0123456789"))
+	first := &faultyMirror{Store: s, name: "first"}
+	lagging := &faultyMirror{Store: empty, name: "lagging"}
+	m := catalog.NewMirrors([]catalog.Store{first, lagging, s}, catalog.MirrorOptions{Timeout: 300 * time.Millisecond})
+	read := func(t *testing.T) string {
+		t.Helper()
+		rc, err := m.GetRange(ctx, "data/app/1.0/a", 2, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	first.set("hang", nil)
+	if got := read(t); got != "234" {
+		t.Fatalf("read %q", got)
+	}
+	st := m.Statuses()
+	if st[0].Reason != failover.Timeout || st[1].Reason != "" || !st[1].Healthy || !st[2].InUse {
+		t.Errorf("statuses %+v", st)
+	}
+	if m.String() != s.String() {
+		t.Errorf("String %q, want the mirror in use %q", m.String(), s.String())
+	}
+	if _, err := m.Stat(ctx, "data/app/1.0/missing"); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("Stat of a key no mirror has: %v, want ErrNotFound", err)
+	}
+	if err := m.Put(ctx, "x", bytes.NewReader(nil), 0); !errors.Is(err, catalog.ErrReadOnly) {
+		t.Errorf("Put: %v", err)
+	}
+}
