@@ -104,7 +104,7 @@ func TestCatalogMirrorFailover(t *testing.T) {
 	cfg.Catalog.URL, cfg.Catalog.URLs = "", []string{first, second}
 	// Short back-off, so that the first mirror is asked again nearly every
 	// refresh and each fault below is met.
-	cfg.Failover = failover.Config{Timeout: 2 * time.Second, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second}
+	cfg.Failover = failover.Config{Timeout: 5 * time.Second, BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second}
 	ra, err := sw.StartAgent(t.Context(), "agent-1", cfg)
 	if err != nil {
 		t.Fatal(err)
