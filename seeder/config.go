@@ -10,6 +10,7 @@ import (
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/yamlconfig"
+	"github.com/swarmship/swarmship/seeder/catalogfeed"
 	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	RefreshInterval time.Duration  `yaml:"refresh_interval"` // catalog re-read interval
 	Tracker         tracker.Config `yaml:"tracker"`
 	Reports         rollout.Config `yaml:"reports"` // agent reports, rollout view, alerts
+	// Events is the catalog change stream agents watch (catalogfeed).
+	Events catalogfeed.Config `yaml:"events"`
 	// AnnounceURL is the tracker URL the seeder announces to; default
 	// http://<listen>/announce.
 	AnnounceURL string `yaml:"announce_url"`
@@ -100,6 +103,7 @@ func (c *Config) Validate() error {
 	}{
 		{"tracker", c.Tracker.Validate()},
 		{"reports", c.Reports.Validate()},
+		{"events", c.Events.Validate()},
 		{"peer_tls", c.PeerTLS.Validate()},
 		{"tls", c.TLS.validate()},
 	} {
