@@ -82,6 +82,10 @@ type PowerConfig struct {
 type CatalogConfig struct {
 	URL  string `yaml:"url"`  // directory, s3://bucket/prefix or http(s)://mirror
 	Root string `yaml:"root"` // pinned root.json
+	// Watch follows the origin's catalog change stream: "auto" (default)
+	// where the http(s) catalog offers it, "off" to poll only. Either
+	// way refresh_interval polling stays the fallback.
+	Watch string `yaml:"watch"`
 	S3   struct {
 		Endpoint  string `yaml:"endpoint"`
 		Region    string `yaml:"region"`
@@ -177,6 +181,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Mode == "" {
 		c.Mode = policy.ModeOn
+	}
+	if c.Catalog.Watch == "" {
+		c.Catalog.Watch = WatchAuto
 	}
 	c.Swarm = c.Swarm.withDefaults()
 	c.Offload = c.Offload.withDefaults()
@@ -291,6 +298,11 @@ func (c CatalogConfig) validate() error {
 	}
 	if c.Root == "" {
 		return fielderr.New("root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	}
+	switch c.Watch {
+	case WatchAuto, WatchOff, "":
+	default:
+		return fielderr.New("watch", "%q: want auto or off", c.Watch)
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ const (
 	defaultMaxWatchers    = 20000
 	defaultMaxPerAddress  = 256
 	minHeartbeat          = time.Second
+	maxHeartbeat          = time.Minute
 	defaultRetryMillis    = 5000
 	maxConfiguredInterval = time.Hour
 )
@@ -93,8 +94,9 @@ func (c Config) Validate() error {
 	if c.PollInterval > 0 && c.PollInterval < 100*time.Millisecond {
 		return fielderr.New("poll_interval", "must be at least 100ms")
 	}
-	if c.Heartbeat > 0 && c.Heartbeat < minHeartbeat {
-		return fielderr.New("heartbeat", "must be at least %v", minHeartbeat)
+	if c.Heartbeat > 0 && (c.Heartbeat < minHeartbeat || c.Heartbeat > maxHeartbeat) {
+		// Agents take a stream silent for two minutes for dead.
+		return fielderr.New("heartbeat", "must be between %v and %v", minHeartbeat, maxHeartbeat)
 	}
 	return nil
 }
