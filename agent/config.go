@@ -86,7 +86,7 @@ type CatalogConfig struct {
 	// where the http(s) catalog offers it, "off" to poll only. Either
 	// way refresh_interval polling stays the fallback.
 	Watch string `yaml:"watch"`
-	S3   struct {
+	S3    struct {
 		Endpoint  string `yaml:"endpoint"`
 		Region    string `yaml:"region"`
 		AccessKey string `yaml:"access_key"`
