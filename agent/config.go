@@ -82,16 +82,16 @@ type PowerConfig struct {
 type CatalogConfig struct {
 	URL  string `yaml:"url"`  // directory, s3://bucket/prefix or http(s)://mirror
 	Root string `yaml:"root"` // pinned root.json
-	// Watch follows the origin's catalog change stream: "auto" (default)
-	// where the http(s) catalog offers it, "off" to poll only. Either
-	// way refresh_interval polling stays the fallback.
-	Watch string `yaml:"watch"`
-	S3    struct {
+	S3   struct {
 		Endpoint  string `yaml:"endpoint"`
 		Region    string `yaml:"region"`
 		AccessKey string `yaml:"access_key"`
 		SecretKey string `yaml:"secret_key"`
 	} `yaml:"s3"`
+	// Watch follows the origin's catalog change stream: "auto" (default)
+	// where the http(s) catalog offers it, "off" to poll only. Either
+	// way refresh_interval polling stays the fallback.
+	Watch string `yaml:"watch"`
 }
 
 // S3Config converts the YAML S3 settings for catalog.OpenStore.
