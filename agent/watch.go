@@ -90,15 +90,20 @@ func (a *Agent) newCatalogWatch() *catalogWatch {
 	}
 	return &catalogWatch{
 		bases: bases,
-		// No overall timeout: the stream is long-lived; watchIdle ends a
-		// silent one.
-		client: &http.Client{Transport: newBearerTransport(a.token, a.cfg.Catalog.URL, a.originHTTP)},
+		client: watchClient(newBearerTransport(a.token, a.cfg.Catalog.URL, a.originHTTP)),
 		hint:   a.catalogHint,
 		log:    a.log,
 		now:    time.Now,
 		state:  "connecting",
 		last:   -1,
 	}
+}
+
+// watchClient has no overall timeout (the stream is long-lived; watchIdle
+// ends a silent one) and follows no redirect: an origin offers the stream
+// itself or not at all.
+func watchClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // startCatalogWatch runs the watch until ctx ends; wait returns once it has.
