@@ -89,7 +89,7 @@ func (a *Agent) newCatalogWatch() *catalogWatch {
 		return nil
 	}
 	return &catalogWatch{
-		bases: bases,
+		bases:  bases,
 		client: watchClient(newBearerTransport(a.token, a.cfg.Catalog.URL, a.originHTTP)),
 		hint:   a.catalogHint,
 		log:    a.log,
