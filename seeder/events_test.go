@@ -170,3 +170,68 @@ func TestCatalogEventsNeedATokenWithPrivateCatalog(t *testing.T) {
 		t.Fatalf("token in the query: %s, want 401", resp.Status)
 	}
 }
+
+// TestCatalogEventsReachManyWatchers is the small version of
+// scripts/bench/watchers: 200 watchers on one origin are all told of a
+// promote. The time to the last one is logged, not asserted.
+func TestCatalogEventsReachManyWatchers(t *testing.T) {
+	dir := t.TempDir()
+	store, keys, root := newTestCatalog(t, dir)
+	src := filepath.Join(dir, "f.bin")
+	os.WriteFile(src, []byte("payload"), 0o644)
+	for _, v := range []string{"1.0", "2.0"} {
+		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := false
+	o, err := seeder.New(seeder.Config{
+		Seed: &seed, CacheDir: filepath.Join(dir, "cache"), RefreshInterval: time.Hour,
+		Events: catalogfeed.Config{MaxWatchersPerAddress: -1},
+	}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; o.Close() })
+	srv := httptest.NewServer(o.Handler())
+	t.Cleanup(srv.Close)
+	waitReady(t, srv.Client(), srv.URL)
+
+	const n = 200
+	streams := make([]<-chan int64, n)
+	var first int64
+	for i := range streams {
+		resp, ch := openEvents(t, srv.URL+catalogevents.Path, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watcher %d: %s", i, resp.Status)
+		}
+		streams[i] = ch
+	}
+	for _, ch := range streams {
+		first = max(first, nextVersion(t, ch))
+	}
+	repo, err := catalog.OpenRepo(t.Context(), store, keys, catalog.DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Promote("app", "2.0", "stable"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := repo.Commit(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range streams {
+		if v := nextVersion(t, ch); v <= first {
+			t.Fatalf("watcher %d: version %d after the promote, want more than %d", i, v, first)
+		}
+	}
+	t.Logf("promote -> all %d watchers told: %v", n, time.Since(start).Round(time.Millisecond))
+}
