@@ -35,6 +35,7 @@ type result struct {
 	Baseline      int64   `json:"baseline_version"`
 	Notified      int     `json:"notified"`
 	PromoteSecs   float64 `json:"promote_command_seconds"`
+	FirstSecs     float64 `json:"first_seconds"`
 	P50Secs       float64 `json:"p50_seconds"`
 	P99Secs       float64 `json:"p99_seconds"`
 	LastSecs      float64 `json:"last_seconds"`
@@ -161,6 +162,7 @@ func run(host string, n, dialRate int, timeout time.Duration, cmd []string) (res
 	slices.Sort(lat)
 	res.Notified = len(lat)
 	if len(lat) > 0 {
+		res.FirstSecs = lat[0]
 		res.P50Secs = lat[len(lat)/2]
 		res.P99Secs = lat[min(len(lat)-1, len(lat)*99/100)]
 		res.LastSecs = lat[len(lat)-1]
