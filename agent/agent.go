@@ -97,6 +97,10 @@ type Agent struct {
 	// none.
 	offloadSrc catalog.Store
 	trackers   *trackerList
+	// hints asks Run for a catalog refresh now (the catalog watch saw a
+	// change); watch is that watch, nil when there is none.
+	hints chan struct{}
+	watch *catalogWatch
 }
 
 // download is one release in the torrent client.
@@ -208,7 +212,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
-		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
+		downloads: map[string]*download{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
@@ -217,6 +221,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.watch = a.newCatalogWatch()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
 			a.recoveries = append(a.recoveries, *r)
@@ -299,6 +304,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.startReporter(ctx)()
+	defer a.startCatalogWatch(ctx)()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
@@ -307,11 +313,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	backoff := time.Second
+	var refreshed time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-a.hints:
+			// The catalog changed: refresh now, polling stays the fallback.
+			refresh.Reset(max(0, hintGap-time.Since(refreshed)))
+			continue
 		case <-refresh.C:
+			refreshed = time.Now()
 			if err := a.refresh(ctx); err != nil {
 				a.log.Warn("catalog refresh failed; serving cached releases", "catalog", a.store.String(), "err", err, "retry_in", backoff)
 				refresh.Reset(backoff)

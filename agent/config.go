@@ -100,6 +100,10 @@ type CatalogConfig struct {
 		AccessKey string `yaml:"access_key"`
 		SecretKey string `yaml:"secret_key"`
 	} `yaml:"s3"`
+	// Watch follows the origin's catalog change stream: "auto" (default)
+	// where the http(s) catalog offers it, "off" to poll only. Either
+	// way refresh_interval polling stays the fallback.
+	Watch string `yaml:"watch"`
 }
 
 // Mirrors returns the catalog's locations: URLs, or URL alone.
@@ -240,6 +244,9 @@ func (c Config) withDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = policy.ModeOn
 	}
+	if c.Catalog.Watch == "" {
+		c.Catalog.Watch = WatchAuto
+	}
 	c.Swarm = c.Swarm.withDefaults()
 	c.Offload = c.Offload.withDefaults()
 	c.Status = c.Status.withDefaults()
@@ -377,6 +384,11 @@ func (c CatalogConfig) validate() error {
 	}
 	if c.Root == "" {
 		return fielderr.New("root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	}
+	switch c.Watch {
+	case WatchAuto, WatchOff, "":
+	default:
+		return fielderr.New("watch", "%q: want auto or off", c.Watch)
 	}
 	return nil
 }

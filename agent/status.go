@@ -38,6 +38,8 @@ type CatalogStatus struct {
 	URL         string    `json:"url"`
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	Error       string    `json:"error,omitempty"`
+	// Watch is the catalog change stream's state (catalog.watch).
+	Watch string `json:"watch,omitempty"`
 }
 
 // ReleaseStatus is a release record with live figures.
@@ -64,6 +66,7 @@ func (a *Agent) Status() Status {
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}
+	st.Catalog.Watch = a.watch.State()
 	for _, r := range recs {
 		rs := ReleaseStatus{ReleaseState: *r}
 		if d := a.downloads[r.Key()]; d != nil {
