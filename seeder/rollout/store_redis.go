@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -20,6 +22,7 @@ import (
 //	                                        ver   writes so far, for compare-and-set
 //	P:reports:index                   zset  member <tenant>/<agent>, score: received (unix ms)
 //	P:reports:use                     hash  agents, bytes, agents:<tenant>, bytes:<tenant>
+//	P:reports:epoch                   string  random; set by the first origin to find it missing
 //
 // The history sits in the agent's hash but apart from rec so that the
 // origins' once-a-second sync reads only the small part views need.
@@ -103,6 +106,7 @@ type redisStore struct {
 	syncMu   chan struct{}
 	mark     int64     // newest received (unix ms) seen in the index
 	lastFull time.Time // last whole read of the index
+	epoch    string    // the Redis's epoch when last synced
 }
 
 func newRedisStore(s *Reports, rdb *state.Redis) *redisStore {
@@ -112,6 +116,7 @@ func newRedisStore(s *Reports, rdb *state.Redis) *redisStore {
 func (r *redisStore) agentKey(key string) string { return r.rdb.Key("reports", "agent", key) }
 func (r *redisStore) indexKey() string           { return r.rdb.Key("reports", "index") }
 func (r *redisStore) useKey() string             { return r.rdb.Key("reports", "use") }
+func (r *redisStore) epochKey() string           { return r.rdb.Key("reports", "epoch") }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", state.ErrUnavailable, err) }
 
@@ -255,8 +260,11 @@ func (r *redisStore) sync(ctx context.Context) error {
 	s.mu.RLock()
 	gen0 := s.gen
 	s.mu.RUnlock()
-	full := r.lastFull.IsZero() || now.Sub(r.lastFull) >= fullSyncEvery || now.Before(r.lastFull)
 	c := r.rdb.Client
+	if err := r.checkEpoch(ctx); err != nil {
+		return err
+	}
+	full := r.lastFull.IsZero() || now.Sub(r.lastFull) >= fullSyncEvery || now.Before(r.lastFull)
 	var members []redis.Z
 	var card int64
 	if full {
@@ -339,6 +347,77 @@ func (r *redisStore) sync(ctx context.Context) error {
 		r.mark = max(r.mark, int64(z.Score))
 	}
 	s.mu.Unlock()
+	return nil
+}
+
+// checkEpoch notices a Redis that lost the records (restarted without
+// persistence, flushed): its epoch is gone or another one. This origin
+// then writes its copy back (heal) before adopting the new epoch, so
+// that a Redis restart loses the agents' history but not their latest
+// reports. Every origin does so; a record another one wrote back first
+// is left as it is.
+func (r *redisStore) checkEpoch(ctx context.Context) error {
+	c := r.rdb.Client
+	ep, err := c.Get(ctx, r.epochKey()).Result()
+	if err != nil && err != redis.Nil {
+		return unavailable(err)
+	}
+	if ep != "" && ep == r.epoch {
+		return nil
+	}
+	if r.epoch != "" {
+		if err := r.heal(ctx); err != nil {
+			return err
+		}
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	if err := c.SetNX(ctx, r.epochKey(), hex.EncodeToString(b[:]), 0).Err(); err != nil {
+		return unavailable(err)
+	}
+	if ep, err = c.Get(ctx, r.epochKey()).Result(); err != nil {
+		return unavailable(err)
+	}
+	r.epoch = ep
+	r.lastFull = time.Time{}
+	return nil
+}
+
+// heal writes this origin's copy of the records (without history) into
+// a Redis that lost them, where no other writer has put one since.
+func (r *redisStore) heal(ctx context.Context) error {
+	s := r.s
+	now := s.now()
+	s.mu.RLock()
+	recs := make(map[string]*agentRecord, len(s.agents))
+	for key, rec := range s.agents {
+		if now.Sub(rec.Received) <= s.cfg.Forget {
+			recs[key] = rec
+		}
+	}
+	s.mu.RUnlock()
+	keys := make([]string, 0, len(recs))
+	for key := range recs {
+		keys = append(keys, key)
+	}
+	for i := 0; i < len(keys); i += fetchChunk {
+		pipe := r.rdb.Client.Pipeline()
+		for _, key := range keys[i:min(i+fetchChunk, len(keys))] {
+			head := *recs[key]
+			head.History = nil
+			headJSON, err := json.Marshal(&head)
+			if err != nil {
+				continue
+			}
+			putScript.Eval(ctx, pipe, []string{r.agentKey(key), r.indexKey(), r.useKey()},
+				key, 0, headJSON, "[]", len(headJSON), head.Received.UnixMilli(), head.Report.Tenant,
+				s.cfg.MaxAgents, s.cfg.MaxAgentsPerTenant, s.cfg.MaxTenantBytes, s.cfg.MaxBytes, head.Received.Add(-s.cfg.Forget).UnixMilli())
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return unavailable(err)
+		}
+	}
+	s.log.Info("agent reports: the shared state lost its records; wrote this origin's copy back (history is lost)", "agents", len(keys))
 	return nil
 }
 
