@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 )
 
 // Per-identity report rate and the bound on report requests decoded at
@@ -83,6 +84,7 @@ var (
 	errRecordTooBig  = errors.New("report is larger than reports.max_record_bytes once stored")
 	errRateLimited   = errors.New("too many reports; slow down")
 	errRecordBound   = errors.New("this agent id is bound to another site, address or token")
+	errStoreAway     = errors.New("the origin cannot store reports now (its shared state does not answer); retry later")
 	// errConflict: another writer replaced the record between read and write.
 	errConflict = errors.New("the agent's record changed meanwhile; retry")
 )
@@ -220,11 +222,14 @@ func (s *Reports) handleReport(w http.ResponseWriter, r *http.Request) {
 		if ok, dropped := s.logRefusal(); ok {
 			s.log.Warn("agent report refused", "agent", rep.AgentID, "tenant", rep.Tenant, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
 		}
-		code := codeFor(err)
+		code, msg := codeFor(err), err.Error()
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
-		http.Error(w, err.Error(), code)
+		if errors.Is(err, state.ErrUnavailable) {
+			msg = errStoreAway.Error() // the cause names the origin's Redis: for the log only
+		}
+		http.Error(w, msg, code)
 		return
 	}
 	s.accepted.Add(1)

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -266,5 +269,178 @@ func TestRecordStores(t *testing.T) {
 		for _, b := range behaviours {
 			t.Run(k.name+"/"+b.name, func(t *testing.T) { b.run(t, k, k.fresh(t)) })
 		}
+	}
+}
+
+// sharedPair is two origins' report stores on one Redis prefix.
+func sharedPair(t *testing.T, rs *testenv.Redis, cfg Config, clock *fakeClock) (a, b *Reports) {
+	t.Helper()
+	prefix := fmt.Sprintf("pair%d", redisPrefixes.Add(1))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, p := range []**Reports{&a, &b} {
+		s, err := OpenShared(cfg, openRedis(t, rs.URL, prefix), Origin{}, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.now = clock.Now
+		t.Cleanup(func() { s.Close() })
+		*p = s
+	}
+	return a, b
+}
+
+// Two origins on one Redis show one rollout: each stores what it
+// receives, and after a Tick (its sync) each view counts both origins'
+// agents; an agent's history can be read at either.
+func TestSharedReportsTwoOrigins(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	clock := newClock()
+	a, b := sharedPair(t, rs, Config{}, clock)
+	for i := range 3 {
+		a.ingest(mkReport(fmt.Sprint("a", i), "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000})))
+		b.ingest(mkReport(fmt.Sprint("b", i), "store-2", "eu", "1.0", rel("1.0", "downloading", 500, report.Bytes{Origin: 500})))
+	}
+	for _, s := range []*Reports{a, b} {
+		s.Tick(clock.Now())
+		ro := s.View()
+		r := findRelease(t, ro, "app@1.0")
+		if ro.Agents.Known != 6 || r.Active != 3 || r.Subscribed != 6 || r.Bytes != (report.Bytes{Peer: 3000, Origin: 1500}) || len(r.Sites) != 2 {
+			t.Errorf("view: agents %+v, release %+v", ro.Agents, r)
+		}
+	}
+	// An agent moves to the other origin (failover): its record continues.
+	clock.Add(time.Second)
+	if err := b.ingest(mkReport("a0", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000}))); err != nil {
+		t.Fatal(err)
+	}
+	if rec := getRecord(t, a, recordKey("", "a0")); rec == nil || len(rec.History) != 2 {
+		t.Errorf("a0 at the first origin after reporting to the second: %+v", rec)
+	}
+	// One forgets for both.
+	clock.Add(8 * 24 * time.Hour)
+	b.ingest(mkReport("b0", "store-2", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Origin: 1000})))
+	a.Tick(clock.Now())
+	b.Tick(clock.Now())
+	clock.Add(fullSyncEvery)
+	b.Tick(clock.Now())
+	if ro := b.View(); ro.Agents.Known != 1 {
+		t.Errorf("after forgetting at the first origin, the second knows %d agents, want b0 only", ro.Agents.Known)
+	}
+	if n := a.store.(*redisStore).rdb.Client.ZCard(context.Background(), a.store.(*redisStore).indexKey()).Val(); n != 1 {
+		t.Errorf("index holds %d agents after forgetting", n)
+	}
+}
+
+// Redis away: reports are refused with 503 within the client's timeout,
+// views show the last records, Tick returns; when Redis comes back empty
+// (no persistence), the origins write their copies back, so only the
+// history is lost.
+func TestSharedReportsRedisAway(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	clock := newClock()
+	a, b := sharedPair(t, rs, Config{}, clock)
+	a.ingest(mkReport("a1", "store-1", "eu", "1.0", rel("1.0", "active", 1000, report.Bytes{Peer: 1000})))
+	b.ingest(mkReport("b1", "store-2", "eu", "1.0", rel("1.0", "downloading", 500, report.Bytes{Peer: 500})))
+	a.Tick(clock.Now())
+	b.Tick(clock.Now())
+
+	rs.Kill()
+	h := mux(a)
+	start := time.Now()
+	req := httptest.NewRequest("POST", report.Path, bytes.NewReader(mustJSON(mkReport("a2", "store-1", "eu", "1.0"))))
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || strings.Contains(rec.Body.String(), rs.Addr) {
+		t.Errorf("report with Redis away: %d %q (Retry-After %q)", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	a.Tick(clock.Now())
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("a report and a Tick took %v with Redis away", d)
+	}
+	if ro := a.View(); ro.Agents.Known != 2 {
+		t.Errorf("view with Redis away knows %d agents, want the last 2", ro.Agents.Known)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/agents/a1", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("agent view with Redis away: %d", rec.Code)
+	}
+
+	rs.Restart(t)
+	clock.Add(time.Second)
+	if err := a.ingest(mkReport("a2", "store-1", "eu", "1.0")); err != nil {
+		t.Fatalf("report after Redis came back: %v", err)
+	}
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		a.Tick(clock.Now())
+		b.Tick(clock.Now())
+		for _, s := range []*Reports{a, b} {
+			if n := s.View().Agents.Known; n != 3 {
+				return fmt.Errorf("view knows %d agents, want a1, b1 (written back) and a2", n)
+			}
+		}
+		return nil
+	})
+	for _, id := range []string{"a1", "b1", "a2"} {
+		if rec := getRecord(t, b, recordKey("", id)); rec == nil {
+			t.Errorf("%s not in Redis after it came back", id)
+		}
+	}
+}
+
+// What a shared record costs in Redis: a typical agent (two
+// subscriptions, two releases) with a full history, measured with
+// MEMORY USAGE, and the whole Redis's growth per agent.
+func TestSharedReportBytes(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	clock := newClock()
+	s, _ := sharedPair(t, rs, Config{}, clock)
+	c := s.store.(*redisStore).rdb.Client
+	ctx := context.Background()
+	used := func() int64 {
+		info := c.Info(ctx, "memory").Val()
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	typical := func(id string, i int) *report.Report {
+		r := mkReport(id, "store-1", "eu", "1.1",
+			rel("1.0", "active", 1000, report.Bytes{Peer: 900, Origin: 100}),
+			rel("1.1", "downloading", int64(10*i), report.Bytes{Peer: int64(10 * i)}))
+		r.PeerID = "2d5353303130302d000102030405060708090a0b"
+		r.Subscriptions = append(r.Subscriptions, report.Subscription{Subscription: "media (channel signage-eu)", Name: "media", Target: "7"})
+		return r
+	}
+	const agents = 40 // about 1,300 reports: seconds under the race detector
+	before := used()
+	for i := range agents {
+		if err := s.ingest(typical(fmt.Sprintf("agent-%04d", i), 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one := used() - before
+	for h := 1; h < 32; h++ {
+		clock.Add(30 * time.Second)
+		for i := range agents {
+			if err := s.ingest(typical(fmt.Sprintf("agent-%04d", i), h)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	full := used() - before
+	key := s.store.(*redisStore).agentKey(recordKey("", "agent-0000"))
+	vals := c.HMGet(ctx, key, "rec", "hist", "size").Val()
+	rec, _ := vals[0].(string)
+	hist, _ := vals[1].(string)
+	usage := c.MemoryUsage(ctx, key).Val()
+	t.Logf("per agent: record %d bytes of JSON (the views' part), history of 32 %d bytes, size counted %v; MEMORY USAGE of its hash %d bytes; Redis grew %d bytes per agent with one report, %d with 32",
+		len(rec), len(hist), vals[2], usage, one/agents, full/agents)
+	if len(rec) == 0 || len(hist) == 0 || usage == 0 {
+		t.Errorf("nothing measured: %d %d %d", len(rec), len(hist), usage)
 	}
 }

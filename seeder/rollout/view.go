@@ -284,7 +284,7 @@ func (s *Reports) handleAgent(w http.ResponseWriter, r *http.Request, tenant str
 	// store holds the history.
 	rec, err := s.store.get(r.Context(), recordKey(tenant, r.PathValue("id")))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "the origin's shared state does not answer; retry later", http.StatusServiceUnavailable)
 		return
 	}
 	var b []byte
