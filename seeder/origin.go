@@ -34,6 +34,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -50,6 +51,7 @@ type Origin struct {
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *rollout.Reports
+	state   *state.Redis // nil: nothing shared with other origins
 	served  signedIndex // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
@@ -80,7 +82,19 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
+	// What several origins share (state.redis): one pool for the tracker
+	// and the reports; nil keeps it in this origin's memory.
+	shared, err := state.Open(context.Background(), cfg.State)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}, state: shared}
+	opened := false
+	defer func() {
+		if !opened && shared != nil {
+			shared.Close()
+		}
+	}()
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {
@@ -155,6 +169,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		return nil, err
 	}
 	o.reports = reports
+	opened = true
 	return o, nil
 }
 
@@ -209,6 +224,9 @@ func (o *Origin) Close() error {
 		errs = append(errs, o.dirRoot.Close())
 	}
 	errs = append(errs, o.reports.Close())
+	if o.state != nil {
+		errs = append(errs, o.state.Close())
+	}
 	return errors.Join(errs...)
 }
 
