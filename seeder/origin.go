@@ -52,7 +52,7 @@ type Origin struct {
 	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *rollout.Reports
 	state   *state.Redis // nil: nothing shared with other origins
-	served  signedIndex // what the web seed and catalog proxy may serve
+	served  signedIndex  // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
 
