@@ -51,7 +51,7 @@ type Origin struct {
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *rollout.Reports
-	state   *state.Redis // nil: nothing shared with other origins
+	shared  *state.Redis // nil: the state lives in this process
 	served  signedIndex  // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
@@ -82,19 +82,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	// What several origins share (state.redis): one pool for the tracker
-	// and the reports; nil keeps it in this origin's memory.
-	shared, err := state.Open(context.Background(), cfg.State)
-	if err != nil {
-		return nil, fmt.Errorf("origin: %w", err)
-	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}, state: shared}
-	opened := false
-	defer func() {
-		if !opened && shared != nil {
-			shared.Close()
-		}
-	}()
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {
@@ -163,13 +151,20 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		return o.served.update(ctx, o.catalog, o.log)
 	}
+	shared, err := state.Open(context.Background(), cfg.State)
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("origin: state: %w", err)
+	}
+	if shared != nil {
+		o.shared = shared
+	}
 	reports, err := o.openReports()
 	if err != nil {
 		o.Close()
 		return nil, err
 	}
 	o.reports = reports
-	opened = true
 	return o, nil
 }
 
@@ -224,8 +219,8 @@ func (o *Origin) Close() error {
 		errs = append(errs, o.dirRoot.Close())
 	}
 	errs = append(errs, o.reports.Close())
-	if o.state != nil {
-		errs = append(errs, o.state.Close())
+	if o.shared != nil {
+		errs = append(errs, o.shared.Close())
 	}
 	return errors.Join(errs...)
 }

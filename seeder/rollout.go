@@ -27,8 +27,8 @@ func (o *Origin) openReports() (*rollout.Reports, error) {
 		Tokens:     o.tokensOn(),
 		LogRefusal: func() (bool, int) { return o.refusals.Allow(time.Now()) },
 	}
-	if o.state != nil {
-		return rollout.OpenShared(o.cfg.Reports, o.state, ro, o.log)
+	if o.shared != nil {
+		return rollout.OpenShared(o.cfg.Reports, o.shared, ro, o.log)
 	}
 	return rollout.Open(o.cfg.Reports, o.cfg.CacheDir, ro, o.log)
 }
