@@ -144,15 +144,17 @@ end
 return {0, v, bump, joined, redis.call('GET', ek) or ''}
 `)
 
-// loadScript: KEYS p r m; ARGV known version. Returns {version} if it is
-// the known one, else {version, downloaded, peers, reports}, peers and
-// reports as flat field/value lists. Expired peers are dropped by the
-// reader (their seen time is in the value).
+// loadScript: KEYS p r m epoch; ARGV known version. Returns {version,
+// epoch} if the version is the known one, else {version, epoch,
+// downloaded, peers, reports}, peers and reports as flat field/value
+// lists. Expired peers are dropped by the reader (their seen time is in
+// the value). The epoch tells an empty swarm from a Redis that lost it.
 var loadScript = redis.NewScript(`
 local v = tonumber(redis.call('HGET', KEYS[3], 'v') or '0')
-if v == tonumber(ARGV[1]) then return {v} end
+local ep = redis.call('GET', KEYS[4]) or ''
+if v == tonumber(ARGV[1]) then return {v, ep} end
 local d = tonumber(redis.call('HGET', KEYS[3], 'd') or '0')
-return {v, d, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+return {v, ep, d, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 `)
 
 // reportScript: KEYS p z r m; ARGV id now_ms owner ids ttl_ms. Returns
@@ -460,8 +462,9 @@ func (s *redisStore) fresh(ctx context.Context, infoHash [20]byte, tenant string
 		sh.mu.Unlock()
 	}
 	p, _, r, m := s.keys(infoHash, tenant)
-	res, err := loadScript.Run(ctx, s.client, []string{p, r, m}, known).Slice()
-	if err == nil && len(res) != 4 && len(res) != 1 {
+	epoch := s.currentEpoch()
+	res, err := loadScript.Run(ctx, s.client, []string{p, r, m, s.epochKey()}, known).Slice()
+	if err == nil && len(res) != 5 && len(res) != 2 {
 		err = fmt.Errorf("load script answered %d values", len(res))
 	}
 	if err != nil {
@@ -469,14 +472,22 @@ func (s *redisStore) fresh(ctx context.Context, infoHash [20]byte, tenant string
 		s.t.m.stateErrors.Inc()
 		return unavailable(err)
 	}
-	if len(res) == 1 { // the version is still the copy's
+	if ep, _ := res[1].(string); ep != epoch {
+		// Redis lost its data (or another origin has just refilled it):
+		// an empty read must not replace the copy, which is what refills
+		// it. The next read after the write-back is whole again.
+		done(false)
+		s.lost(ctx, epoch)
+		return nil
+	}
+	if len(res) == 2 { // the version is still the copy's
 		done(true)
 		return nil
 	}
 	version, _ := res[0].(int64)
-	downloaded, _ := res[1].(int64)
-	peerKV, _ := res[2].([]any)
-	repKV, _ := res[3].([]any)
+	downloaded, _ := res[2].(int64)
+	peerKV, _ := res[3].([]any)
+	repKV, _ := res[4].([]any)
 	cutoff := s.t.cutoff()
 	peers := make([]entry, 0, len(peerKV)/2)
 	for i := 0; i+1 < len(peerKV); i += 2 {

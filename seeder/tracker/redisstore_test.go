@@ -477,3 +477,34 @@ func redisCPU(b *testing.B, client *redis.Client) float64 {
 	}
 	return sum
 }
+
+// After Redis lost its data, a swarm view asked before any announce
+// reached this origin still lists the swarm (the copy is not replaced by
+// the empty read) and the origin writes it back.
+func TestSharedRestartKeepsViewBeforeAnnounces(t *testing.T) {
+	a, _, clk, rd, client := sharedPair(t, Config{})
+	ih := hash("view-after-restart")
+	for n := 1; n <= 3; n++ {
+		mustOK(t, ann{ih: ih, id: pid(n), remote: remoteOf(n), left: 5}.do(t, a))
+	}
+	rd.Restart(t)
+	clk.add(time.Second)
+	a.store.(*redisStore).stale(ih, "") // the re-read shared_view_age later would do
+	var n int
+	for range 20 { // the first command after the restart may meet a dead connection
+		if n = len(a.Peers(ih)); n == 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n != 3 {
+		t.Errorf("after Redis restarted empty the swarm view lists %d peers, want 3", n)
+	}
+	_, z, _, _ := a.store.(*redisStore).keys(ih, "")
+	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if n, err := client.ZCard(context.Background(), z).Result(); err != nil || n != 3 {
+			return fmt.Errorf("Redis holds %d peers (%v), want the 3 written back", n, err)
+		}
+		return nil
+	})
+}

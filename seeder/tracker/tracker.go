@@ -350,6 +350,16 @@ func (t *Tracker) refreshAll(infoHash [20]byte) {
 	if err != nil {
 		return
 	}
+	// And the swarms this origin holds copies of, which a Redis that lost
+	// its data no longer lists: reading them is what notices the loss.
+	sh := t.shard(infoHash)
+	sh.mu.RLock()
+	for tenant := range sh.byHash[infoHash] {
+		if !slices.Contains(tenants, tenant) {
+			tenants = append(tenants, tenant)
+		}
+	}
+	sh.mu.RUnlock()
 	for _, tenant := range tenants {
 		_ = t.store.fresh(ctx, infoHash, tenant)
 	}
