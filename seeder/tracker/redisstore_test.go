@@ -327,6 +327,11 @@ func TestSharedRedisAwayFailsClearly(t *testing.T) {
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("announce took %v with Redis away", d)
 	}
+	// The swarm view is still served, from the copy.
+	v := viewFor(t, a, ih, 1, Identity{}, remoteOf(1))
+	if len(v.Agents) != 0 || v.Interval == 0 {
+		t.Errorf("swarm view with Redis away: %+v, want an answer from the copy", v)
+	}
 	m := gather(t, a)
 	if m["swarmship_tracker_state_errors_total"] < 1 || m["swarmship_tracker_refusals_total{reason=state_unavailable}"] < 1 {
 		t.Errorf("metrics do not count the failure: %v errors, %v refusals",

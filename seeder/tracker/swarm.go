@@ -80,12 +80,15 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		}
 		// Not stored yet (its first announce is on the way): the view is
 		// still personal, with nobody trusted.
-		if _, err := t.store.report(r.Context(), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff()); err != nil {
-			reason := reasonPeerID
-			if errors.Is(err, state.ErrUnavailable) {
-				reason = reasonState
-			}
-			t.refuse(w, r, &a, reason, err)
+		_, err = t.store.report(r.Context(), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff())
+		switch {
+		case errors.Is(err, state.ErrUnavailable):
+			// Shared state away: the report is lost (the next one
+			// replaces it) but the view is still served from this
+			// origin's copy; an agent without a view would fetch more
+			// from the origin (its shard widens).
+		case err != nil:
+			t.refuse(w, r, &a, reasonPeerID, err)
 			return
 		}
 	}
