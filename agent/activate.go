@@ -248,17 +248,19 @@ func (l *lazyStore) open(ctx context.Context) error {
 	return nil
 }
 
-func (l *lazyStore) get() (catalog.Store, error) {
+// get opens the store if it is not open yet (each mirror of a list is
+// opened when it is first asked, not only on refresh).
+func (l *lazyStore) get(ctx context.Context) (catalog.Store, error) {
+	if err := l.open(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w", errStoreNotOpen, err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.inner == nil {
-		return nil, errStoreNotOpen
-	}
 	return l.inner, nil
 }
 
 func (l *lazyStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,7 @@ func (l *lazyStore) Put(ctx context.Context, key string, r io.Reader, size int64
 }
 
 func (l *lazyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +276,7 @@ func (l *lazyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 }
 
 func (l *lazyStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +284,7 @@ func (l *lazyStore) GetRange(ctx context.Context, key string, off, n int64) (io.
 }
 
 func (l *lazyStore) Stat(ctx context.Context, key string) (catalog.ObjectInfo, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return catalog.ObjectInfo{}, err
 	}
@@ -290,7 +292,7 @@ func (l *lazyStore) Stat(ctx context.Context, key string) (catalog.ObjectInfo, e
 }
 
 func (l *lazyStore) List(ctx context.Context, prefix string) ([]catalog.ObjectInfo, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +300,7 @@ func (l *lazyStore) List(ctx context.Context, prefix string) ([]catalog.ObjectIn
 }
 
 func (l *lazyStore) Delete(ctx context.Context, key string) error {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return err
 	}

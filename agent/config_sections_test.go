@@ -38,6 +38,8 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:16: offload.parallel: ", "between 1 and 64"},
 		{"offload.orphan_timeout", func(s string) string { return s + "  orphan_timeout: -1s\n" },
 			"agent.yaml:16: offload.orphan_timeout: ", "positive"},
+		{"offload.origin_share", func(s string) string { return s + "  origin_share: 1.5\n" },
+			"agent.yaml:16: offload.origin_share: ", "fraction"},
 		{"swarm.locality", func(s string) string { return s + "swarm:\n  max_conns: 3\n  locality: planet\n" },
 			"agent.yaml:18: swarm.locality: ", "want gateway"},
 		{"swarm.max_conns", func(s string) string { return s + "swarm:\n  max_conns: -3\n" },
