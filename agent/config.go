@@ -185,7 +185,7 @@ type SwarmConfig struct {
 	Locality string `yaml:"locality"`
 	// Order is the order pieces are asked for:
 	//   - "verify" (default): the pieces just past the first missing one
-	//     first (a window of 32 MiB, rarest first within it), so each
+	//     first (a window of 8 MiB, rarest first within it), so each
 	//     file's SHA-256 is computed while the download runs and the
 	//     release is active moments after its last piece;
 	//   - "rarest": the library's order (rarest first, then by index).
