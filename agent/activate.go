@@ -30,9 +30,22 @@ import (
 // the caller records the release as verified; after a crash before that
 // point, the next check fails and the release is downloaded again.
 func verifyFiles(ctx context.Context, dir string, m *catalog.Manifest) error {
+	return verifyFilesSkipping(ctx, dir, m, nil)
+}
+
+// verifyFilesSkipping is verifyFiles for the files for which done is
+// false; those for which it is true were verified and synced already
+// (while downloading, verifystream.go). Their directories are still synced.
+func verifyFilesSkipping(ctx context.Context, dir string, m *catalog.Manifest, done func(i int) bool) error {
 	dirs := map[string]bool{dir: true, filepath.Dir(dir): true}
-	for _, f := range m.Files {
+	for i, f := range m.Files {
 		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if done != nil && done(i) {
+			for d := filepath.Dir(p); len(d) > len(dir) && !dirs[d]; d = filepath.Dir(d) {
+				dirs[d] = true
+			}
+			continue
+		}
 		fh, err := os.Open(p)
 		if err != nil {
 			return fmt.Errorf("verify %s: %w", f.Path, err)

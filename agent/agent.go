@@ -29,6 +29,7 @@ import (
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
+	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -58,6 +59,8 @@ type Agent struct {
 	// originLimit bounds range requests to the origin: the lower of the
 	// profile's download and WAN download rates.
 	originLimit *rate.Limiter
+	// verifyGate bounds the streaming hashes of all downloads together.
+	verifyGate *streamverify.Gate
 
 	mu          sync.Mutex
 	downloads   map[string]*download // by name@version
@@ -106,7 +109,8 @@ type download struct {
 	baseUp   int64
 	ctx      context.Context // ends when the download is dropped or the agent closes
 	cancel   context.CancelFunc
-	span     trace.Span // download span, ended at verification
+	span     trace.Span    // download span, ended at verification
+	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
 
 	// mu guards the pause state (diskfull.go): the policy's pause, a
 	// write fault (disk full) and what was last applied.
@@ -208,6 +212,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
+		verifyGate:  streamverify.NewGate(verifyWorkers),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -587,9 +592,13 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	vctx, vspan := tracing.Start(trace.ContextWithSpan(ctx, d.span), "verify", tracing.Release(ref.Name, ref.Version, d.manifest.InfoHash)...)
-	err = verifyFiles(vctx, a.cache.releaseDir(ref.Name, ref.Version), d.manifest)
+	err = a.verifyComplete(vctx, d)
 	tracing.End(vspan, err)
+	if err != nil && ctx.Err() != nil {
+		return err // stopping: the next run verifies it
+	}
 	d.span.End()
+	d.sv.stop()
 	if err != nil {
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
 		rec.LastError = err.Error()
@@ -677,6 +686,9 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	d.ctx, d.cancel = context.WithCancel(dctx)
 	t.DownloadAll()
+	if rec.Phase == PhaseDownloading {
+		d.sv = a.startStreamVerify(d)
+	}
 	d.off = newOffloader(t, m, a.offloadSrc, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
 	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails

@@ -179,6 +179,13 @@ type SwarmConfig struct {
 	// Every mode but "any" turns peer exchange off: it would hand out the
 	// peers the tracker kept away.
 	Locality string `yaml:"locality"`
+	// Order is the order pieces are asked for:
+	//   - "verify" (default): the pieces just past the first missing one
+	//     first (a window of 32 MiB, rarest first within it), so each
+	//     file's SHA-256 is computed while the download runs and the
+	//     release is active moments after its last piece;
+	//   - "rarest": the library's order (rarest first, then by index).
+	Order string `yaml:"order"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -192,6 +199,14 @@ type OffloadConfig struct {
 	OrphanTimeout time.Duration `yaml:"orphan_timeout"`
 	// Parallel is the number of concurrent range requests to the origin.
 	Parallel int `yaml:"parallel"`
+	// SiteWANDown is the site's WAN downlink, shared by its agents
+	// (0: unknown, no pacing). While agents of other sites are in the
+	// swarm, the site's origin fetches together use at most OriginShare
+	// of it, so that other sites' pieces, which keep their uplinks busy,
+	// are not crowded off the link (see offloader.pace).
+	SiteWANDown policy.Rate `yaml:"site_wan_down"`
+	// OriginShare is that fraction, in (0, 1]; default 0.6.
+	OriginShare float64 `yaml:"origin_share"`
 	// Sources are where the payload is fetched from (catalog locations:
 	// origins, buckets, HTTP mirrors), preferred in order; empty: the
 	// catalog's own mirrors. Pieces are hash-checked whatever serves them.
@@ -408,6 +423,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.MaxConns == 0 {
 		c.MaxConns = 50
 	}
+	if c.Order == "" {
+		c.Order = "verify"
+	}
 	return c
 }
 
@@ -423,6 +441,11 @@ func (c SwarmConfig) validate() error {
 	if c.MaxConns < 1 {
 		return fielderr.New("max_conns", "must be at least 1")
 	}
+	switch c.Order {
+	case "verify", "rarest":
+	default:
+		return fielderr.New("order", "%q: want verify or rarest", c.Order)
+	}
 	return nil
 }
 
@@ -436,6 +459,9 @@ func (c OffloadConfig) withDefaults() OffloadConfig {
 	if c.Parallel == 0 {
 		c.Parallel = 4
 	}
+	if c.OriginShare == 0 {
+		c.OriginShare = 0.6
+	}
 	return c
 }
 
@@ -448,6 +474,12 @@ func (c OffloadConfig) validate() error {
 	}
 	if c.OrphanTimeout <= 0 {
 		return fielderr.New("orphan_timeout", "must be positive")
+	}
+	if c.SiteWANDown < 0 {
+		return fielderr.New("site_wan_down", "must not be negative")
+	}
+	if !(c.OriginShare > 0 && c.OriginShare <= 1) {
+		return fielderr.New("origin_share", "%v: want a fraction in (0, 1]", c.OriginShare)
 	}
 	return checkURLList("sources", c.Sources)
 }

@@ -219,6 +219,25 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 	return n
 }
 
+// otherSites reports whether the fresh list names an agent of another
+// site: then the site's WAN downlink carries peer traffic too.
+func (w *swarmWatcher) otherSites(maxAge time.Duration) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || time.Since(w.fetched) > maxAge {
+		return false
+	}
+	for _, m := range w.members {
+		if (m.Site != w.site || m.Region != w.region) && (m.Trusted || !w.personal) {
+			return true
+		}
+	}
+	return false
+}
+
 // gatewayGrace is how long a listed agent of our own site may stay
 // unconnected before we take it for gone: connections take a moment to form
 // after an agent first announces.
@@ -292,9 +311,15 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 			grace = untrustedGrace
 		}
 		if now.Sub(b.lastSeen[id]) < grace {
-			return // someone older is the gateway
+			// Someone older is the gateway. Connections this agent
+			// made to other sites while it took itself for the gateway
+			// (in the first second, before it reached the older one)
+			// pull pieces over the WAN a second time: drop them.
+			b.closeExtra(members, connected, false)
+			return
 		}
 	}
+	b.closeExtra(members, connected, true)
 	var peers []torrent.PeerInfo
 	add := func(id [20]byte, m report.SwarmMember) {
 		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
@@ -335,6 +360,60 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 	if len(peers) > 0 {
 		b.t.AddPeers(peers)
 	}
+}
+
+// closeExtra closes this agent's connections that extraSiteConns picks.
+func (b *siteBridge) closeExtra(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, gateway bool) {
+	extra := extraSiteConns(members, connected, b.site, b.region, gateway)
+	if len(extra) == 0 {
+		return
+	}
+	for _, pc := range b.t.PeerConns() {
+		if extra[[20]byte(pc.PeerID)] {
+			pc.Close()
+		}
+	}
+}
+
+// extraSiteConns picks the connections to other sites that carry pieces
+// over the WAN a second time. Only sites with an elected gateway count
+// (one member marked gateway, and trusted); an open site's candidates
+// stay, one of them may be the path that reaches it. A gateway keeps its
+// link to such a site's gateway and drops the site's other agents once
+// that link exists (it dialed all of them while the site was open); a
+// non-gateway drops every connection to such a site: its own site's
+// gateway carries the traffic.
+func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string, gateway bool) map[[20]byte]bool {
+	type key [2]string
+	gateways := map[key]int{}
+	elected := map[key]bool{}
+	reached := map[key]bool{}
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if !m.Gateway || (m.Site == site && m.Region == region) {
+			continue
+		}
+		gateways[k]++
+		if m.Trusted {
+			elected[k] = true
+			reached[k] = reached[k] || connected[id]
+		}
+	}
+	var out map[[20]byte]bool
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if !connected[id] || gateways[k] != 1 || !elected[k] {
+			continue
+		}
+		if gateway && (m.Gateway || !reached[k]) {
+			continue
+		}
+		if out == nil {
+			out = map[[20]byte]bool{}
+		}
+		out[id] = true
+	}
+	return out
 }
 
 // downloaders returns the listed agents of other sites that still

@@ -57,11 +57,18 @@ var noToken = unique.Make("")
 // bearer token or token parameter, never the token itself (entries live for
 // minutes and may be dumped).
 func credential(r *http.Request) unique.Handle[string] {
-	tok := ""
 	if h := r.Header.Get("Authorization"); h != "" {
-		tok = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
-	} else if q := r.URL.Query().Get("token"); q != "" {
-		tok = q
+		return credentialOf(h, "")
+	}
+	return credentialOf("", r.URL.Query().Get("token"))
+}
+
+// credentialOf is credential for an Authorization header value and a token
+// parameter already parsed (parseAnnounce keeps the query's first token=).
+func credentialOf(authorization, tokenParam string) unique.Handle[string] {
+	tok := tokenParam
+	if authorization != "" {
+		tok = strings.TrimSpace(strings.TrimPrefix(authorization, "Bearer "))
 	}
 	if tok == "" {
 		return noToken
