@@ -36,6 +36,7 @@ const (
 	reasonPeerID  = "peer_id_bound"
 	reasonCap     = "cap"
 	reasonUnknown = "unknown_infohash"
+	reasonState   = "state_unavailable" // the shared state (Redis) did not answer
 )
 
 // capOr turns a configured cap into the one in force: 0 is the default, a

@@ -108,15 +108,18 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 		downloaded: a.downloaded,
 		tok:        credentialOf(r.Header.Get("Authorization"), a.token),
 	}
-	if a.event == eventStopped {
-		if err := t.remove(sh, a.infoHash, a.id.Tenant, &e); err != nil {
-			t.refuse(w, r, &a, reasonPeerID, err)
-			return
-		}
+	stopped := a.event == eventStopped
+	if stopped {
 		want = 0 // a departing peer needs no peers
-	} else if reason, err := t.upsert(sh, a.infoHash, a.id.Tenant, &e, a.event == eventCompleted, now-int64(t.cfg.PeerTTL)); err != nil {
+	}
+	if reason, err := t.store.put(r.Context(), a.infoHash, a.id.Tenant, &e, stopped, a.event == eventCompleted, now-int64(t.cfg.PeerTTL)); err != nil {
 		t.refuse(w, r, &a, reason, err)
 		return
+	}
+	if !stopped {
+		// Shared state: another origin may have changed the swarm; an
+		// error keeps the copy this origin has.
+		_ = t.store.fresh(r.Context(), a.infoHash, a.id.Tenant)
 	}
 	t.m.announce(a.event)
 
@@ -511,6 +514,7 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 
 	cutoff := t.cutoff()
 	files := make(map[string]scrapeFile, len(hashes))
+	var stateErr error
 	for _, h := range hashes {
 		var ih [20]byte
 		copy(ih[:], h)
@@ -522,6 +526,11 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		var f scrapeFile
+		if stateErr == nil {
+			// Shared state away: the rest answer from the copies
+			// rather than wait for each in turn.
+			stateErr = t.store.fresh(r.Context(), ih, a.id.Tenant)
+		}
 		sh := t.shard(ih)
 		sh.mu.RLock()
 		if sw := sh.byHash[ih][a.id.Tenant]; sw != nil {
