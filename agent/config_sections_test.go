@@ -44,6 +44,8 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:18: swarm.locality: ", "want gateway"},
 		{"swarm.max_conns", func(s string) string { return s + "swarm:\n  max_conns: -3\n" },
 			"agent.yaml:17: swarm.max_conns: ", "at least 1"},
+		{"swarm.order", func(s string) string { return s + "swarm:\n  order: sequential\n" },
+			"agent.yaml:17: swarm.order: ", "want verify or rarest"},
 		{"peer_tls.mode", func(s string) string { return s + "peer_tls:\n  ca: /ca.pem\n  mode: sometimes\n" },
 			"agent.yaml:18: peer_tls.mode: ", "want off or required"},
 		{"peer_tls.key", func(s string) string { return s + "peer_tls:\n  mode: required\n  ca: /ca.pem\n  cert: /c.pem\n" },

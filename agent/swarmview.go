@@ -21,6 +21,7 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -30,7 +31,10 @@ import (
 // site (or, as the site's gateway, to other gateways), so its connections
 // alone would give every site its own copy from the origin.
 type swarmWatcher struct {
-	url          string // …/swarm?info_hash=…&<identity>
+	// urls[i] is tracker i's …/swarm?info_hash=…&<identity>, "" for a
+	// tracker that is not a swarmship tracker; trackers has their health.
+	urls         []string
+	trackers     *trackerList
 	client       *http.Client
 	log          *slog.Logger
 	site, region string // our own; see downloaders
@@ -51,19 +55,36 @@ type swarmWatcher struct {
 	fetched  time.Time
 }
 
-// newSwarmWatcher returns nil when announceURL is not a swarmship tracker's
-// (its path must end in /announce).
+// newSwarmWatcher watches through one tracker (see newTrackersWatcher).
 func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client *http.Client, log *slog.Logger) *swarmWatcher {
-	u, err := url.Parse(announceURL)
-	if err != nil || !strings.HasSuffix(u.Path, "/announce") {
+	one := newTrackerList([][]string{{announceURL}}, failover.DefaultPolicy)
+	return newTrackersWatcher(one, func(u string) string { return u }, site, region, infoHash, client, log)
+}
+
+// newTrackersWatcher asks trackers (announce URLs made by announce) in
+// their BEP 12 order. It returns nil when no tracker is a swarmship
+// tracker (its path must end in /announce).
+func newTrackersWatcher(trackers *trackerList, announce func(string) string, site, region string, infoHash [20]byte, client *http.Client, log *slog.Logger) *swarmWatcher {
+	w := &swarmWatcher{trackers: trackers, client: client, log: log, site: site, region: region}
+	found := false
+	for _, tu := range trackers.urls {
+		u, err := url.Parse(announce(tu))
+		if err != nil || !strings.HasSuffix(u.Path, "/announce") {
+			w.urls = append(w.urls, "")
+			continue
+		}
+		u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
+		q := u.Query()
+		q.Del("locality")
+		q.Set("info_hash", string(infoHash[:]))
+		u.RawQuery = q.Encode()
+		w.urls = append(w.urls, u.String())
+		found = true
+	}
+	if !found {
 		return nil
 	}
-	u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
-	q := u.Query()
-	q.Del("locality")
-	q.Set("info_hash", string(infoHash[:]))
-	u.RawQuery = q.Encode()
-	return &swarmWatcher{url: u.String(), client: client, log: log, site: site, region: region}
+	return w
 }
 
 // run polls until ctx ends: often while a rollout is starting (agents
@@ -103,10 +124,33 @@ func (w *swarmWatcher) run(ctx context.Context) {
 	}
 }
 
+// fetch asks the trackers in their order until one answers; each
+// tracker's failure or answer updates its health (shown in status).
 func (w *swarmWatcher) fetch(ctx context.Context) error {
+	var first error
+	for _, i := range w.trackers.health.Order(time.Now()) {
+		if w.urls[i] == "" {
+			continue
+		}
+		err := w.fetchFrom(ctx, w.urls[i])
+		if err == nil {
+			w.trackers.health.Succeeded(i, time.Now())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		w.trackers.failed(i, time.Now(), err)
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (w *swarmWatcher) fetchFrom(ctx context.Context, u string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	u := w.url
 	if w.connected != nil {
 		var ids strings.Builder
 		for _, id := range w.connected() {
