@@ -140,7 +140,7 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		if r.ahead == nil {
 			r.ahead = make(map[int64][]byte)
 		}
-		r.ahead[off] = bytes.Clone(b)
+		r.ahead[off] = holdBlock(b)
 		r.held += int64(len(b))
 		return
 	}
@@ -156,6 +156,28 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		r.held -= int64(len(blk))
 		hs.buf.give(int64(len(blk)))
 		r.next += int64(len(blk))
+		dropBlock(blk)
+	}
+}
+
+// Held blocks are almost all MaxRequestLength long (every client asks for
+// 16 KiB), and most blocks are held: an anacrolix seeder sends the blocks
+// asked for in map order, so they arrive shuffled. Recycling them keeps
+// that from costing an allocation and garbage per block.
+var blockPool = sync.Pool{New: func() any { return new([MaxRequestLength]byte) }}
+
+func holdBlock(b []byte) []byte {
+	if len(b) != MaxRequestLength {
+		return bytes.Clone(b)
+	}
+	p := blockPool.Get().(*[MaxRequestLength]byte)
+	copy(p[:], b)
+	return p[:]
+}
+
+func dropBlock(b []byte) {
+	if len(b) == MaxRequestLength {
+		blockPool.Put((*[MaxRequestLength]byte)(b))
 	}
 }
 
@@ -164,6 +186,9 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 func (r *runningHash) breakOff(buf *HashBuffer) {
 	r.broken = true
 	r.h = nil
+	for _, blk := range r.ahead {
+		dropBlock(blk)
+	}
 	r.ahead = nil
 	buf.give(r.held)
 	r.held = 0
