@@ -126,12 +126,14 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		r.breakOff(hs.buf) // failed, or written twice
 		return
 	}
-	for o, blk := range r.ahead {
-		if off < o+int64(len(blk)) && o < end {
-			r.breakOff(hs.buf) // overlaps a block waiting
-			return
-		}
+	if _, dup := r.ahead[off]; dup {
+		r.breakOff(hs.buf) // written twice
+		return
 	}
+	// Other overlaps need no search: the hash only ever takes the block
+	// starting where it ends, so an overlapping block is either refused
+	// above or left waiting, and a piece with blocks left waiting is read
+	// back (take).
 	if off > r.next {
 		if !hs.buf.take(int64(len(b))) {
 			r.breakOff(hs.buf)
