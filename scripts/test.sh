@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs what the tests
 # run against (Debian BitTorrent clients and python3-libtorrent, the
-# versitygw S3 server, staticcheck, chromium for the dashboard test, node and npm for
+# versitygw S3 server, staticcheck, chromium for the dashboard test, redis-server
+# for origins that share state, node and npm for
 # tuf-js), then runs go vet, staticcheck, a gofmt check and the whole suite
 # with the race detector. With CI=true a missing tool fails a test instead of
 # skipping it.
@@ -23,6 +24,8 @@ command -v transmission-daemon >/dev/null || need+=(transmission-daemon transmis
 command -v qbittorrent-nox >/dev/null || need+=(qbittorrent-nox)
 /usr/bin/python3 -c 'import libtorrent' >/dev/null 2>&1 || need+=(python3-libtorrent)
 command -v chromium >/dev/null || need+=(chromium)
+# redis-server is the shared state of several origins (internal/state).
+command -v redis-server >/dev/null || need+=(redis-server)
 # node and npm run tuf-js, an independent TUF client (interop/tufjs_test.go
 # installs it from interop/testdata/tufjs's lock into $SWARMSHIP_TOOLS).
 command -v npm >/dev/null || need+=(nodejs npm)
