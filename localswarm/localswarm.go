@@ -40,8 +40,9 @@ type Swarm struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	agents []*RunningAgent
+	mu      sync.Mutex
+	agents  []*RunningAgent
+	origins []*OriginServer // added by AddOrigin
 }
 
 // OriginOptions tune the origin.
@@ -280,11 +281,94 @@ func IsActive(a *agent.Agent, name, version string) bool {
 	return false
 }
 
-// Close stops every agent and the origin.
+// OriginServer is a further origin on the swarm's catalog (several
+// origins sharing state.redis), with its own port and cache dir.
+type OriginServer struct {
+	Origin *seeder.Origin
+	URL    string // http://127.0.0.1:PORT
+
+	srv    *http.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	err    error
+}
+
+// AddOrigin starts another origin on the swarm's catalog; opts.Configure
+// edits its config (state.redis, say). Store and TLS are the swarm's.
+func (s *Swarm) AddOrigin(ctx context.Context, name string, opts OriginOptions) (*OriginServer, error) {
+	rootJSON, err := os.ReadFile(s.RootPath)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.Dir, name)
+	client, err := catalog.NewClient(s.Store, rootJSON, filepath.Join(dir, "tuf"))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	seed := opts.Seed
+	cfg := seeder.Config{
+		Listen:          ln.Addr().String(),
+		CacheDir:        filepath.Join(dir, "cache"),
+		Seed:            &seed,
+		PeerHost:        "127.0.0.1",
+		RefreshInterval: time.Second,
+		Tracker:         opts.Tracker,
+	}
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	o, err := seeder.New(cfg, s.Store, client, s.Log.With("role", "origin", "origin", name))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	h := o.Handler()
+	if opts.WrapHandler != nil {
+		h = opts.WrapHandler(h)
+	}
+	srv := &OriginServer{Origin: o, URL: "http://" + ln.Addr().String(), done: make(chan struct{}),
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}}
+	go srv.srv.Serve(ln)
+	octx, cancel := context.WithCancel(context.Background())
+	srv.cancel = cancel
+	go func() {
+		defer close(srv.done)
+		o.Run(octx)
+	}()
+	s.mu.Lock()
+	s.origins = append(s.origins, srv)
+	s.mu.Unlock()
+	return srv, nil
+}
+
+// Kill stops the origin at once, as a crash would look to its clients:
+// its connections are cut mid-response and it answers nothing more.
+func (o *OriginServer) Kill() error {
+	o.once.Do(func() {
+		o.srv.Close()
+		o.cancel()
+		<-o.done
+		o.err = o.Origin.Close()
+	})
+	return o.err
+}
+
+// Close stops every agent and the origins.
 func (s *Swarm) Close() error {
 	var errs []error
 	for _, ra := range s.Agents() {
 		errs = append(errs, ra.Stop())
+	}
+	s.mu.Lock()
+	origins := s.origins
+	s.mu.Unlock()
+	for _, o := range origins {
+		errs = append(errs, o.Kill())
 	}
 	s.cancel()
 	s.wg.Wait()

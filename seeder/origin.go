@@ -35,6 +35,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder/catalogfeed"
 	"github.com/swarmship/swarmship/seeder/rollout"
@@ -52,7 +53,8 @@ type Origin struct {
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *rollout.Reports
-	served  signedIndex // what the web seed and catalog proxy may serve
+	shared  *state.Redis // nil: the state lives in this process
+	served  signedIndex  // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
 
@@ -162,6 +164,18 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		}
 		return o.served.update(ctx, o.catalog, o.log)
 	}
+	shared, err := state.Open(context.Background(), cfg.State)
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("origin: state: %w", err)
+	}
+	if shared != nil {
+		o.shared = shared
+		if err := o.tracker.Share(context.Background(), shared); err != nil {
+			o.Close()
+			return nil, fmt.Errorf("origin: tracker on shared state: %w", err)
+		}
+	}
 	reports, err := o.openReports()
 	if err != nil {
 		o.Close()
@@ -256,6 +270,9 @@ func (o *Origin) Close() error {
 		errs = append(errs, o.dirRoot.Close())
 	}
 	errs = append(errs, o.reports.Close())
+	if o.shared != nil {
+		errs = append(errs, o.shared.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -17,15 +17,20 @@ type Egress = rollout.Egress
 // openReports opens the agents' report store (package rollout) with what
 // it takes from the origin: the tracker's peers, the egress counters, the
 // report and operator checks and the bounded refusal log.
+// With shared state the reports live in Redis, not in reports.db.
 func (o *Origin) openReports() (*rollout.Reports, error) {
-	return rollout.Open(o.cfg.Reports, o.cfg.CacheDir, rollout.Origin{
+	ro := rollout.Origin{
 		Peers:      o.swarmPeers,
 		Egress:     o.Egress,
 		Authorize:  o.authorizeReport,
 		Operator:   o.operator,
 		Tokens:     o.tokensOn(),
 		LogRefusal: func() (bool, int) { return o.refusals.Allow(time.Now()) },
-	}, o.log)
+	}
+	if o.shared != nil {
+		return rollout.OpenShared(o.cfg.Reports, o.shared, ro, o.log)
+	}
+	return rollout.Open(o.cfg.Reports, o.cfg.CacheDir, ro, o.log)
 }
 
 // tickReports runs the rollout's Tick until ctx ends: all the report

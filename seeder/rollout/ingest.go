@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 )
 
 // Per-identity report rate and the bound on report requests decoded at
@@ -82,6 +84,9 @@ var (
 	errRecordTooBig  = errors.New("report is larger than reports.max_record_bytes once stored")
 	errRateLimited   = errors.New("too many reports; slow down")
 	errRecordBound   = errors.New("this agent id is bound to another site, address or token")
+	errStoreAway     = errors.New("the origin cannot store reports now (its shared state does not answer); retry later")
+	// errConflict: another writer replaced the record between read and write.
+	errConflict = errors.New("the agent's record changed meanwhile; retry")
 )
 
 // admitLocked checks that a record of size bytes fits the budgets,
@@ -212,12 +217,19 @@ func (s *Reports) handleReport(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "token required: "+err.Error(), code)
 		return
 	}
-	if err := s.ingestFrom(rep, addr); err != nil {
+	if err := s.ingestFrom(r.Context(), rep, addr); err != nil {
 		s.rejected.Add(1)
 		if ok, dropped := s.logRefusal(); ok {
 			s.log.Warn("agent report refused", "agent", rep.AgentID, "tenant", rep.Tenant, "site", rep.Site, "peer", r.RemoteAddr, "err", err, "unlogged_before", dropped)
 		}
-		http.Error(w, err.Error(), codeFor(err))
+		code, msg := codeFor(err), err.Error()
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		if errors.Is(err, state.ErrUnavailable) {
+			msg = errStoreAway.Error() // the cause names the origin's Redis: for the log only
+		}
+		http.Error(w, msg, code)
 		return
 	}
 	s.accepted.Add(1)
@@ -225,39 +237,86 @@ func (s *Reports) handleReport(w http.ResponseWriter, r *http.Request) {
 }
 
 // ingest stores a validated report from inside the process.
-func (s *Reports) ingest(rep *report.Report) error { return s.ingestFrom(rep, "") }
+func (s *Reports) ingest(rep *report.Report) error {
+	return s.ingestFrom(context.Background(), rep, "")
+}
+
+// maxPutAttempts bounds the retries of a report whose record another
+// writer (a report of the same agent at another origin) replaced meanwhile.
+const maxPutAttempts = 3
 
 // ingestFrom stores a validated report received from addr ("" from
 // inside the process), within the rate and size bounds. A refused report
-// changes nothing.
-func (s *Reports) ingestFrom(rep *report.Report, addr string) error {
+// changes nothing. The agent's record is read, the next one built from it
+// and put back only if nobody replaced it meanwhile.
+func (s *Reports) ingestFrom(ctx context.Context, rep *report.Report, addr string) error {
 	compact(rep)
-	now := s.now()
 	key := recordKey(rep.Tenant, rep.AgentID)
-	s.mu.Lock()
-	old := s.agents[key]
-	if old != nil && now.Sub(old.Received) > s.cfg.Forget {
-		s.dropLocked(key)
-		old = nil
-	}
-	if old != nil {
-		live := now.Sub(old.Received) <= time.Duration(s.cfg.StallIntervals)*s.interval(old)
-		switch {
-		case old.Report.Site != rep.Site:
-			// A site moves only after its old record is forgotten.
-			s.mu.Unlock()
-			return fmt.Errorf("%w: agent %s reports for site %q", errRecordBound, rep.AgentID, old.Report.Site)
-		case !s.origin.Tokens && addr != "" && old.Addr != "" && old.Addr != addr && live:
-			s.mu.Unlock()
-			return fmt.Errorf("%w: agent %s reports from another address", errRecordBound, rep.AgentID)
-		case addr != "" && !old.lim.allow(now, identityRate, identityBurst):
-			s.mu.Unlock()
-			return errRateLimited
+	limited := false
+	for attempt := 1; ; attempt++ {
+		now := s.now()
+		prev, err := s.store.get(ctx, key)
+		if err != nil {
+			return err
 		}
+		base := prev
+		if base != nil && now.Sub(base.Received) > s.cfg.Forget {
+			base = nil // forgotten: the agent starts afresh
+		}
+		if base != nil {
+			if err := s.checkBound(base, rep, addr, now); err != nil {
+				return err
+			}
+			if addr != "" && !limited {
+				if !s.identityAllowed(key, now) {
+					return errRateLimited
+				}
+				limited = true
+			}
+		}
+		rec, blob, err := s.build(base, rep, addr, now)
+		if err != nil {
+			return err
+		}
+		err = s.store.put(ctx, key, prev, rec, blob)
+		if errors.Is(err, errConflict) && attempt < maxPutAttempts {
+			continue
+		}
+		return err
 	}
+}
+
+// checkBound refuses a report that would move a known agent to another
+// site, or (without tokens) take over a live agent's id from another
+// address.
+func (s *Reports) checkBound(old *agentRecord, rep *report.Report, addr string, now time.Time) error {
+	live := now.Sub(old.Received) <= time.Duration(s.cfg.StallIntervals)*s.interval(old)
+	switch {
+	case old.Report.Site != rep.Site:
+		// A site moves only after its old record is forgotten.
+		return fmt.Errorf("%w: agent %s reports for site %q", errRecordBound, rep.AgentID, old.Report.Site)
+	case !s.origin.Tokens && addr != "" && old.Addr != "" && old.Addr != addr && live:
+		return fmt.Errorf("%w: agent %s reports from another address", errRecordBound, rep.AgentID)
+	}
+	return nil
+}
+
+// identityAllowed applies the per-identity rate to a known agent. The
+// buckets live with this origin's copy of the records: with several
+// origins each applies the rate on its own.
+func (s *Reports) identityAllowed(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec := s.agents[key]
+	return rec == nil || rec.lim.allow(now, identityRate, identityBurst)
+}
+
+// build makes an agent's next record from its current one (old, nil for
+// a new agent) and a report, with its JSON, cut to max_record_bytes.
+func (s *Reports) build(old *agentRecord, rep *report.Report, addr string, now time.Time) (*agentRecord, []byte, error) {
 	rec := &agentRecord{FirstSeen: now, Progress: map[string]progressMark{}, Report: rep, Received: now, Addr: addr}
 	if old != nil {
-		rec.FirstSeen, rec.lim = old.FirstSeen, old.lim
+		rec.FirstSeen = old.FirstSeen
 		if addr == "" {
 			rec.Addr = old.Addr
 		}
@@ -289,30 +348,28 @@ func (s *Reports) ingestFrom(rep *report.Report, addr string) error {
 	if err == nil && len(blob) > s.cfg.MaxRecordBytes {
 		err = fmt.Errorf("%w (%d bytes, at most %d)", errRecordTooBig, len(blob), s.cfg.MaxRecordBytes)
 	}
-	if err == nil {
-		err = s.admitLocked(rep.Tenant, old, len(blob))
-	}
 	if err != nil {
-		s.mu.Unlock()
-		return err
+		return nil, nil, err
 	}
 	rec.size = len(blob)
+	return rec, blob, nil
+}
+
+// setLocked puts rec in this origin's table in place of old (nil: a new
+// agent), keeping old's rate bucket. s.mu is held for writing.
+func (s *Reports) setLocked(key string, old, rec *agentRecord) {
 	if old != nil {
-		s.account(rep.Tenant, rec.size-old.size, 0)
+		rec.lim = old.lim
+		s.account(rec.Report.Tenant, rec.size-old.size, 0)
 	} else {
-		s.account(rep.Tenant, rec.size, 1)
+		s.account(rec.Report.Tenant, rec.size, 1)
 	}
 	s.agents[key] = rec
 	for k := range rec.Progress {
 		if _, ok := s.firstSeen[k]; !ok {
-			s.firstSeen[k] = now
+			s.firstSeen[k] = rec.Received
 		}
 	}
-	s.mu.Unlock()
-	if err := s.store(key, blob); err != nil {
-		s.log.Warn("cannot store agent report", "agent", rep.AgentID, "err", err)
-	}
-	return nil
 }
 
 // dropLocked forgets a record in memory; s.mu is held.

@@ -13,6 +13,8 @@
 package rollout
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 )
 
 // TickEvery is how often the origin should call Tick: the series' finest step.
@@ -75,15 +78,18 @@ type Reports struct {
 	log    *slog.Logger
 	now    func() time.Time
 	db     *bolt.DB // nil: memory only
+	store  recordStore
 	origin Origin
 
 	decoding chan struct{} // bounds the reports decoded at once
 
 	accepted, rejected atomic.Int64
+	syncFailing        atomic.Bool
 
 	// mu guards what follows. Views hold it for reading only.
 	mu         sync.RWMutex
 	agents     map[string]*agentRecord // by recordKey
+	gen        uint64                  // writes into agents, for agentRecord.gen
 	perTenant  map[string]*tenantUse
 	totalBytes int64
 	addrLim    map[string]*bucket
@@ -93,19 +99,11 @@ type Reports struct {
 	alertSince map[string]time.Time // by alertKey
 }
 
-// Open opens the report store; with a cache dir the reports survive
-// restarts in cacheDir/reports.db.
+// Open opens the report store in this origin's memory; with a cache dir
+// the reports survive restarts in cacheDir/reports.db.
 func Open(cfg Config, cacheDir string, origin Origin, log *slog.Logger) (*Reports, error) {
-	cfg.setDefaults()
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Reports{
-		cfg: cfg, log: log, now: time.Now, origin: origin,
-		decoding: make(chan struct{}, maxDecoding), perTenant: map[string]*tenantUse{}, addrLim: map[string]*bucket{},
-		agents: map[string]*agentRecord{}, series: map[string]*series{},
-		firstSeen: map[string]time.Time{}, alertSince: map[string]time.Time{},
-	}
+	s := newReports(cfg, origin, log)
+	s.store = memStore{s}
 	if cacheDir == "" {
 		return s, nil
 	}
@@ -115,12 +113,44 @@ func Open(cfg Config, cacheDir string, origin Origin, log *slog.Logger) (*Report
 	return s, nil
 }
 
-// Close closes reports.db.
+// OpenShared opens the report store on a Redis that several origins
+// share: every origin stores the reports it receives there and shows the
+// rollout of all of them. It reads what the Redis holds now; if the
+// Redis does not answer, it starts empty and catches up on the next Tick.
+func OpenShared(cfg Config, rdb *state.Redis, origin Origin, log *slog.Logger) (*Reports, error) {
+	if rdb == nil {
+		return nil, errors.New("reports: no shared state")
+	}
+	s := newReports(cfg, origin, log)
+	rs := newRedisStore(s, rdb)
+	s.store = rs
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	if err := rs.sync(ctx); err != nil {
+		s.log.Warn("agent reports: shared state not read yet", "err", err)
+	}
+	return s, nil
+}
+
+func newReports(cfg Config, origin Origin, log *slog.Logger) *Reports {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Reports{
+		cfg: cfg, log: log, now: time.Now, origin: origin,
+		decoding: make(chan struct{}, maxDecoding), perTenant: map[string]*tenantUse{}, addrLim: map[string]*bucket{},
+		agents: map[string]*agentRecord{}, series: map[string]*series{},
+		firstSeen: map[string]time.Time{}, alertSince: map[string]time.Time{},
+	}
+}
+
+// Close closes reports.db; a shared Redis stays open (it is the origin's).
 func (s *Reports) Close() error {
-	if s == nil || s.db == nil {
+	if s == nil || s.store == nil {
 		return nil
 	}
-	return s.db.Close()
+	return s.store.close()
 }
 
 // Routes registers the report API and the dashboard.
@@ -145,6 +175,9 @@ func (s *Reports) Routes(mux *http.ServeMux) {
 // (their since is set) or clear. The origin's loop calls it every
 // TickEvery.
 func (s *Reports) Tick(now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	s.noteSync(s.store.sync(ctx))
 	s.mu.Lock()
 	a := s.aggregateLocked(now, nil)
 	for _, key := range a.forget {
@@ -157,5 +190,19 @@ func (s *Reports) Tick(now time.Time) {
 		s.alertSince[alertKey(al)] = al.Since
 	}
 	s.mu.Unlock()
-	s.deleteStored(a.forget)
+	if len(a.forget) > 0 {
+		s.store.forget(ctx, a.forget, now.Add(-s.cfg.Forget))
+	}
+}
+
+// noteSync logs when reading the shared records starts or stops failing;
+// while it fails the views show the last records read.
+func (s *Reports) noteSync(err error) {
+	was := s.syncFailing.Swap(err != nil)
+	switch {
+	case err != nil && !was:
+		s.log.Warn("agent reports: cannot read the shared state; the rollout view shows the last records read", "err", err)
+	case err == nil && was:
+		s.log.Info("agent reports: shared state readable again")
+	}
 }

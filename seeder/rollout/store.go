@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,81 @@ type agentRecord struct {
 
 	size int    // bytes of the stored JSON, counted against the budgets
 	lim  bucket // per-identity rate
+	// gen is when this origin last wrote the record into its table (a
+	// count of writes): a shared store's sync does not overwrite a record
+	// written after the sync began reading.
+	gen uint64
+	ver uint64 // the shared store's version of the record read
+}
+
+// recordStore is where the agents' records live. Ingest reads an agent's
+// record, builds the next one and puts it back only if nobody replaced it
+// meanwhile; views aggregate s.agents, which is the records themselves
+// (memStore) or this origin's copy of shared ones, refreshed by sync
+// (redisStore). Implementations return state.ErrUnavailable (wrapped)
+// when they cannot be reached.
+type recordStore interface {
+	// get is the agent's stored record with its history; nil if none.
+	// The caller must not modify it.
+	get(ctx context.Context, key string) (*agentRecord, error)
+	// put stores rec (blob is its JSON) in place of prev (nil: none;
+	// a prev past forget is replaced as if the agent were new), within
+	// the budgets (errTooManyAgents, errReportsFull), or returns
+	// errConflict if the stored record is no longer prev.
+	put(ctx context.Context, key string, prev, rec *agentRecord, blob []byte) error
+	// forget deletes the records of keys if they have not been written
+	// since cutoff. Tick has dropped them from s.agents already.
+	forget(ctx context.Context, keys []string, cutoff time.Time)
+	// sync brings s.agents up to date; called by Tick.
+	sync(ctx context.Context) error
+	close() error
+}
+
+// memStore keeps the records in this origin's memory (s.agents), and
+// in reports.db when there is a cache dir.
+type memStore struct{ s *Reports }
+
+func (m memStore) get(_ context.Context, key string) (*agentRecord, error) {
+	m.s.mu.RLock()
+	defer m.s.mu.RUnlock()
+	return m.s.agents[key], nil
+}
+
+func (m memStore) put(_ context.Context, key string, prev, rec *agentRecord, blob []byte) error {
+	s := m.s
+	s.mu.Lock()
+	old := s.agents[key]
+	if old != prev {
+		s.mu.Unlock()
+		return errConflict
+	}
+	if old != nil && rec.Received.Sub(old.Received) > s.cfg.Forget {
+		s.dropLocked(key)
+		old = nil
+	}
+	if err := s.admitLocked(rec.Report.Tenant, old, len(blob)); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.gen++
+	rec.gen = s.gen
+	s.setLocked(key, old, rec)
+	s.mu.Unlock()
+	if err := s.storeDB(key, blob); err != nil {
+		s.log.Warn("cannot store agent report", "agent", rec.Report.AgentID, "err", err)
+	}
+	return nil
+}
+
+func (m memStore) forget(_ context.Context, keys []string, _ time.Time) { m.s.deleteStored(keys) }
+
+func (m memStore) sync(context.Context) error { return nil }
+
+func (m memStore) close() error {
+	if m.s.db == nil {
+		return nil
+	}
+	return m.s.db.Close()
 }
 
 // progressMark is when a release last moved on an agent: its completed
@@ -128,8 +204,8 @@ func (s *Reports) openDB(cacheDir string) error {
 	return nil
 }
 
-// store writes an agent's record to reports.db, if there is one.
-func (s *Reports) store(key string, blob []byte) error {
+// storeDB writes an agent's record to reports.db, if there is one.
+func (s *Reports) storeDB(key string, blob []byte) error {
 	if s.db == nil {
 		return nil
 	}

@@ -41,8 +41,8 @@ func tickScenario(t *testing.T) (*Reports, *fakeClock, string) {
 	return s, clock, dir
 }
 
-// state is everything a Reports holds, as JSON, reports.db included.
-func state(t *testing.T, s *Reports) string {
+// stateOf is everything a Reports holds, as JSON, reports.db included.
+func stateOf(t *testing.T, s *Reports) string {
 	t.Helper()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -113,7 +113,7 @@ func TestViewsChangeNothing(t *testing.T) {
 	h := mux(s)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.Collector())
-	before := state(t, s)
+	before := stateOf(t, s)
 	tenant := ""
 	for range 100 {
 		clock.Add(time.Second)
@@ -130,7 +130,7 @@ func TestViewsChangeNothing(t *testing.T) {
 		s.View()
 		s.view(&tenant)
 	}
-	if after := state(t, s); after != before {
+	if after := stateOf(t, s); after != before {
 		t.Errorf("100 GETs and scrapes changed the state:\nbefore %s\nafter %s", before, after)
 	}
 	ro := s.View()

@@ -280,14 +280,17 @@ func (s *Reports) handleAgent(w http.ResponseWriter, r *http.Request, tenant str
 	if tenant == "" {
 		tenant = r.URL.Query().Get("tenant")
 	}
-	key := recordKey(tenant, r.PathValue("id"))
-	s.mu.RLock()
-	rec := s.agents[key]
+	// From the store, not the view's copy: with a shared store only the
+	// store holds the history.
+	rec, err := s.store.get(r.Context(), recordKey(tenant, r.PathValue("id")))
+	if err != nil {
+		http.Error(w, "the origin's shared state does not answer; retry later", http.StatusServiceUnavailable)
+		return
+	}
 	var b []byte
 	if rec != nil {
 		b, _ = json.Marshal(rec)
 	}
-	s.mu.RUnlock()
 	if rec == nil {
 		http.Error(w, "no such agent", http.StatusNotFound)
 		return
