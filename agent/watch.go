@@ -38,13 +38,15 @@ const (
 )
 
 // watchBases are the catalog locations whose origin may offer the change
-// stream, in the order the agent tries them: the http(s) catalog URLs.
+// stream, in the order the agent tries them: the http(s) mirrors, in the
+// configured order. The first that offers the stream is followed; one that
+// does not (a plain HTTP mirror, S3) is skipped.
 func (c CatalogConfig) watchBases() []string {
 	if c.Watch == WatchOff {
 		return nil
 	}
 	var out []string
-	for _, u := range []string{c.URL} {
+	for _, u := range c.Mirrors() {
 		if l := strings.ToLower(u); strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://") {
 			out = append(out, u)
 		}
@@ -90,7 +92,7 @@ func (a *Agent) newCatalogWatch() *catalogWatch {
 	}
 	return &catalogWatch{
 		bases:  bases,
-		client: watchClient(newBearerTransport(a.token, a.cfg.Catalog.URL, a.originHTTP)),
+		client: watchClient(newBearerTransports(a.token, bases, a.originHTTP)),
 		hint:   a.catalogHint,
 		log:    a.log,
 		now:    time.Now,
@@ -150,25 +152,29 @@ func (w *catalogWatch) setState(s string) {
 func (w *catalogWatch) run(ctx context.Context) {
 	backoff := watchBackoffMin
 	for ctx.Err() == nil {
+		// The first mirror whose origin serves the stream is followed; a
+		// lost stream starts over from the first, so the preferred origin
+		// is taken back as soon as it returns.
 		var err error
-		offered := false
+		established, down := false, false
 		for _, base := range w.bases {
 			var up time.Duration
-			up, err = w.follow(ctx, eventsURL(base))
-			if errors.Is(err, errNotOffered) {
-				continue
+			up, established, err = w.follow(ctx, eventsURL(base))
+			if ctx.Err() != nil {
+				return
 			}
-			offered = true
-			if up >= watchStable {
-				backoff = watchBackoffMin
+			if established {
+				if up >= watchStable {
+					backoff = watchBackoffMin
+				}
+				break
 			}
-			break
-		}
-		if ctx.Err() != nil {
-			return
+			if !errors.Is(err, errNotOffered) {
+				down = true // unreachable or busy: worth a sooner retry
+			}
 		}
 		pause := backoff
-		if !offered {
+		if !established && !down {
 			pause = watchNotOffered
 			w.setState("not offered; polling every refresh_interval")
 		} else {
@@ -198,14 +204,15 @@ type retryAfter struct {
 
 func (r *retryAfter) Error() string { return "origin busy: " + r.status }
 
-// follow reads one stream until it ends; it returns how long it was up.
-func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, error) {
+// follow reads one stream until it ends; it returns whether the stream was
+// established and for how long it was up.
+func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, bool, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, errNotOffered
+		return 0, false, errNotOffered
 	}
 	req.Header.Set("Accept", catalogevents.ContentType)
 	w.mu.Lock()
@@ -221,21 +228,21 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, e
 		if context.Cause(ctx) == errIdle {
 			err = errIdle
 		}
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		s, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-		return 0, &retryAfter{status: resp.Status, d: time.Duration(max(s, 0)) * time.Second}
+		return 0, false, &retryAfter{status: resp.Status, d: time.Duration(max(s, 0)) * time.Second}
 	case resp.StatusCode != http.StatusOK:
 		// 404 (an origin without the stream, a plain mirror), 401/403 (a
 		// token that does not cover it): poll instead.
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return 0, fmt.Errorf("%w at %s: %s", errNotOffered, url, resp.Status)
+		return 0, false, fmt.Errorf("%w at %s: %s", errNotOffered, url, resp.Status)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != catalogevents.ContentType {
-		return 0, fmt.Errorf("%w at %s: content type %q", errNotOffered, url, resp.Header.Get("Content-Type"))
+		return 0, false, fmt.Errorf("%w at %s: content type %q", errNotOffered, url, resp.Header.Get("Content-Type"))
 	}
 	start := w.now()
 	w.setState("following " + url)
@@ -248,13 +255,13 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, e
 		if err != nil {
 			up := w.now().Sub(start)
 			if parent.Err() != nil {
-				return up, err // the agent is stopping
+				return up, true, err // the agent is stopping
 			}
 			if context.Cause(ctx) == errIdle {
 				err = errIdle
 			}
 			w.log.Warn("catalog change stream lost; polling meanwhile", "url", url, "after", up.Round(time.Second), "err", err)
-			return up, err
+			return up, true, err
 		}
 		idle.Reset(watchIdle)
 		v, err := catalogevents.Version(ev)

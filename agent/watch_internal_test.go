@@ -166,6 +166,7 @@ func TestWatchBases(t *testing.T) {
 		{CatalogConfig{URL: "http://origin:7070/", Watch: WatchOff}, 0},
 		{CatalogConfig{URL: "s3://bucket/prefix", Watch: WatchAuto}, 0},
 		{CatalogConfig{URL: "/srv/catalog", Watch: WatchAuto}, 0},
+		{CatalogConfig{URLs: []string{"s3://b/p", "http://a/", "https://b/"}, Watch: WatchAuto}, 2},
 	} {
 		if got := len(tc.c.watchBases()); got != tc.want {
 			t.Errorf("%+v: %d bases, want %d", tc.c, got, tc.want)
@@ -174,4 +175,31 @@ func TestWatchBases(t *testing.T) {
 	if u := eventsURL("http://o:1/mirror/"); u != "http://o:1/mirror"+catalogevents.Path {
 		t.Errorf("events URL %q", u)
 	}
+}
+
+// TestWatchFollowsFirstMirrorThatOffers: mirrors are tried in order; one
+// that is down or serves no stream is passed over for the next.
+func TestWatchFollowsFirstMirrorThatOffers(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // connection refused
+	plain := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plain.Close)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", catalogevents.ContentType)
+		catalogevents.WriteChange(w, 9)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(origin.Close)
+	var hints atomic.Int64
+	w := testWatch(downURL, func() { hints.Add(1) })
+	w.bases = []string{downURL + "/", plain.URL + "/", origin.URL + "/"}
+	runWatch(t, w)
+	testenv.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if s := w.State(); s != "following "+origin.URL+catalogevents.Path || hints.Load() != 1 {
+			return fmt.Errorf("state %q, %d hints", s, hints.Load())
+		}
+		return nil
+	})
 }
