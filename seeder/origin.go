@@ -217,12 +217,10 @@ func (o *Origin) Run(ctx context.Context) error {
 	go o.tickReports(ctx)
 	if o.events != nil {
 		defer o.events.Close()
-		if o.bus == nil && o.cfg.State.Shared() {
-			// Origins sharing a Redis tell each other of the versions they
-			// verify; pub/sub needs its own connection anyway.
-			rb := catalogfeed.NewRedisBus(o.cfg.State)
-			defer rb.Close()
-			o.bus = rb
+		if o.bus == nil && o.shared != nil {
+			// Origins sharing a Redis tell each other of the versions
+			// they verify.
+			o.bus = catalogfeed.NewRedisBus(o.shared)
 		}
 		go catalogfeed.WatchStore(ctx, o.store, o.events.Config().PollInterval, o.catalogChanged)
 		if o.bus != nil {

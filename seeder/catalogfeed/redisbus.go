@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/swarmship/swarmship/internal/state"
@@ -15,63 +14,36 @@ import (
 // Pub/sub stores nothing, so a Redis restart loses no state; an origin
 // that was cut off meanwhile still sees every change through its own poll.
 type RedisBus struct {
-	cfg state.Config
-
-	mu     sync.Mutex
-	r      *state.Redis
-	closed bool
+	r *state.Redis
 }
 
-// NewRedisBus returns a bus over the Redis of cfg. It connects on first
-// use and again after a failed start, so an origin starts while Redis is
-// away and joins the bus when it returns.
-func NewRedisBus(cfg state.Config) *RedisBus { return &RedisBus{cfg: cfg.WithDefaults()} }
+// NewRedisBus returns a bus over r, which the caller keeps open while
+// the bus is used and closes after.
+func NewRedisBus(r *state.Redis) *RedisBus { return &RedisBus{r: r} }
 
-func (b *RedisBus) conn(ctx context.Context) (*state.Redis, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, fmt.Errorf("catalog events bus: closed")
-	}
-	if b.r == nil {
-		r, err := state.Open(ctx, b.cfg)
-		if err != nil {
-			return nil, err
-		}
-		b.r = r
-	}
-	return b.r, nil
-}
-
-func (b *RedisBus) channel(r *state.Redis) string { return r.Key("catalog", "events") }
+func (b *RedisBus) channel() string { return b.r.Key("catalog", "events") }
 
 // Publish implements Bus.
 func (b *RedisBus) Publish(ctx context.Context, v int64) error {
-	r, err := b.conn(ctx)
-	if err != nil {
-		return err
-	}
-	if err := r.Client.Publish(ctx, b.channel(r), strconv.FormatInt(v, 10)).Err(); err != nil {
+	if err := b.r.Client.Publish(ctx, b.channel(), strconv.FormatInt(v, 10)).Err(); err != nil {
 		return fmt.Errorf("%w: %w", state.ErrUnavailable, err)
 	}
 	return nil
 }
 
 // Subscribe implements Bus: it calls fn for each well-formed version until
-// ctx ends, reconnecting with back-off while Redis is away (go-redis
-// re-subscribes by itself once connected).
+// ctx ends, subscribing again with back-off while Redis is away.
 func (b *RedisBus) Subscribe(ctx context.Context, fn func(v int64)) error {
 	backoff := time.Second
 	for {
-		r, err := b.conn(ctx)
-		if err == nil {
-			backoff = time.Second
-			err = b.receive(ctx, r, fn)
-		}
+		start := time.Now()
+		_ = b.receive(ctx, fn) // the store poll covers the gap
 		if ctx.Err() != nil {
 			return nil
 		}
-		_ = err // the next attempt tells; the store poll covers the gap
+		if time.Since(start) > time.Minute {
+			backoff = time.Second
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -81,9 +53,11 @@ func (b *RedisBus) Subscribe(ctx context.Context, fn func(v int64)) error {
 	}
 }
 
-func (b *RedisBus) receive(ctx context.Context, r *state.Redis, fn func(v int64)) error {
-	ps := r.Client.Subscribe(ctx, b.channel(r))
+func (b *RedisBus) receive(ctx context.Context, fn func(v int64)) error {
+	ps := b.r.Client.Subscribe(ctx, b.channel())
 	defer ps.Close()
+	// go-redis reconnects and re-subscribes a broken subscription itself;
+	// the channel closes only with ps.
 	ch := ps.Channel()
 	for {
 		select {
@@ -99,15 +73,4 @@ func (b *RedisBus) receive(ctx context.Context, r *state.Redis, fn func(v int64)
 			}
 		}
 	}
-}
-
-// Close closes the connection.
-func (b *RedisBus) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	if b.r != nil {
-		return b.r.Close()
-	}
-	return nil
 }
