@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -322,4 +323,21 @@ func redisSubscribers(url, channel string) (int64, error) {
 	defer c.Close()
 	m, err := c.PubSubNumSub(context.Background(), channel).Result()
 	return m[channel], err
+}
+
+// TestCatalogEventsOff: with events.enabled false there is no stream (404,
+// which agents take for "not offered" and poll).
+func TestCatalogEventsOff(t *testing.T) {
+	off := false
+	srv, _, _ := newOriginWith(t, seeder.Config{Events: catalogfeed.Config{Enabled: &off}}, nil)
+	resp, _ := openEvents(t, srv.URL+catalogevents.Path, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("events off: %s, want 404", resp.Status)
+	}
+	if _, err := seeder.ParseConfig("origin.yaml", []byte("events:\n  heartbeat: 2m\n"), nil); err == nil || !strings.Contains(err.Error(), "events.heartbeat") {
+		t.Errorf("a heartbeat agents would take for a dead stream: %v", err)
+	}
+	if _, err := seeder.ParseConfig("origin.yaml", []byte("events:\n  max_watchers: -1\n  max_watchers_per_address: 10\n  poll_interval: 500ms\n"), nil); err != nil {
+		t.Errorf("valid events section: %v", err)
+	}
 }
