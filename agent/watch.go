@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmship/swarmship/internal/catalogevents"
 	"github.com/swarmship/swarmship/policy"
@@ -81,6 +84,9 @@ type catalogWatch struct {
 	mu    sync.Mutex
 	state string // for status and logs: "following URL", "not offered", ...
 	last  int64  // last version seen (Last-Event-ID on reconnect)
+
+	following atomic.Bool  // a stream is open now
+	hints     atomic.Int64 // refreshes the stream caused
 }
 
 // newCatalogWatch prepares the agent's watch; nil when there is none to
@@ -245,6 +251,8 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, b
 		return 0, false, fmt.Errorf("%w at %s: content type %q", errNotOffered, url, resp.Header.Get("Content-Type"))
 	}
 	start := w.now()
+	w.following.Store(true)
+	defer w.following.Store(false)
 	w.setState("following " + url)
 	w.log.Info("following the catalog change stream", "url", url)
 	d := catalogevents.NewDecoder(resp.Body)
@@ -283,6 +291,34 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, b
 			}
 		}
 		lastHint = w.now()
+		w.hints.Add(1)
 		w.hint()
 	}
+}
+
+var (
+	descWatching = prometheus.NewDesc("swarmship_agent_catalog_watch_following",
+		"1 while the agent follows the origin's catalog change stream, else 0 (it polls at refresh_interval).", nil, nil)
+	descHints = prometheus.NewDesc("swarmship_agent_catalog_change_hints_total",
+		"Catalog refreshes started by a change event from the origin's stream.", nil, nil)
+)
+
+// watchCollector exports the catalog watch (zeros when there is none).
+type watchCollector struct{ a *Agent }
+
+func (c watchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWatching
+	ch <- descHints
+}
+
+func (c watchCollector) Collect(ch chan<- prometheus.Metric) {
+	following, hints := 0.0, 0.0
+	if w := c.a.watch; w != nil {
+		if w.following.Load() {
+			following = 1
+		}
+		hints = float64(w.hints.Load())
+	}
+	ch <- prometheus.MustNewConstMetric(descWatching, prometheus.GaugeValue, following)
+	ch <- prometheus.MustNewConstMetric(descHints, prometheus.CounterValue, hints)
 }

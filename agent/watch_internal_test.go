@@ -102,6 +102,9 @@ func TestWatchHintsOnNewVersionsAndResumes(t *testing.T) {
 	versions <- 5 // what it had: still no hint
 	versions <- 6
 	waitHints(3)
+	if w.hints.Load() != 3 || !w.following.Load() {
+		t.Errorf("metrics: %d hints, following %v; want 3, true", w.hints.Load(), w.following.Load())
+	}
 }
 
 // TestWatchNotOffered: an origin without the stream (404) or a mirror that
