@@ -31,6 +31,7 @@ const (
 // at most 60 s) keeps a healthy stream well inside watchIdle.
 const (
 	watchIdle       = 2 * time.Minute  // a stream silent this long is dead
+	watchConnect    = 30 * time.Second // for the answer's headers
 	watchBackoffMin = time.Second      // after a lost stream
 	watchBackoffMax = 2 * time.Minute  // cap, with jitter
 	watchNotOffered = 10 * time.Minute // re-probe an origin without the stream
@@ -68,6 +69,9 @@ func eventsURL(base string) string {
 // watchIdle (a half-open connection, a proxy that buffers).
 var errIdle = fmt.Errorf("stream silent for %v", watchIdle)
 
+// errNoAnswer ends a request the origin did not answer in watchConnect.
+var errNoAnswer = errors.New("no answer in time")
+
 // errNotOffered means the origin answered but serves no stream there.
 var errNotOffered = errors.New("catalog change stream not offered")
 
@@ -80,6 +84,8 @@ type catalogWatch struct {
 	hint   func()
 	log    *slog.Logger
 	now    func() time.Time
+	// connectTimeout passes over a mirror that does not answer (watchConnect).
+	connectTimeout time.Duration
 
 	mu    sync.Mutex
 	state string // for status and logs: "following URL", "not offered", ...
@@ -104,6 +110,8 @@ func (a *Agent) newCatalogWatch() *catalogWatch {
 		now:    time.Now,
 		state:  "connecting",
 		last:   -1,
+
+		connectTimeout: watchConnect,
 	}
 }
 
@@ -226,17 +234,20 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, b
 		req.Header.Set("Last-Event-ID", strconv.FormatInt(w.last, 10))
 	}
 	w.mu.Unlock()
-	// The whole exchange, headers included, is under the idle watchdog.
-	idle := time.AfterFunc(watchIdle, func() { cancel(errIdle) })
-	defer idle.Stop()
+	// A mirror that hangs before answering is passed over.
+	noAnswer := time.AfterFunc(w.connectTimeout, func() { cancel(errNoAnswer) })
 	resp, err := w.client.Do(req)
+	noAnswer.Stop()
 	if err != nil {
-		if context.Cause(ctx) == errIdle {
-			err = errIdle
+		if context.Cause(ctx) == errNoAnswer {
+			err = errNoAnswer
 		}
 		return 0, false, err
 	}
 	defer resp.Body.Close()
+	// From here every read, an error body's too, is under the watchdog.
+	idle := time.AfterFunc(watchIdle, func() { cancel(errIdle) })
+	defer idle.Stop()
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		s, _ := strconv.Atoi(resp.Header.Get("Retry-After"))

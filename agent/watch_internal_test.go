@@ -25,6 +25,8 @@ func testWatch(base string, hint func()) *catalogWatch {
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:    time.Now,
 		last:   -1,
+
+		connectTimeout: watchConnect,
 	}
 }
 
@@ -181,11 +183,13 @@ func TestWatchBases(t *testing.T) {
 }
 
 // TestWatchFollowsFirstMirrorThatOffers: mirrors are tried in order; one
-// that is down or serves no stream is passed over for the next.
+// that is down, hangs or serves no stream is passed over for the next.
 func TestWatchFollowsFirstMirrorThatOffers(t *testing.T) {
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close() // connection refused
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
 	plain := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(plain.Close)
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +201,8 @@ func TestWatchFollowsFirstMirrorThatOffers(t *testing.T) {
 	t.Cleanup(origin.Close)
 	var hints atomic.Int64
 	w := testWatch(downURL, func() { hints.Add(1) })
-	w.bases = []string{downURL + "/", plain.URL + "/", origin.URL + "/"}
+	w.bases = []string{downURL + "/", hang.URL + "/", plain.URL + "/", origin.URL + "/"}
+	w.connectTimeout = 200 * time.Millisecond
 	runWatch(t, w)
 	testenv.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
 		if s := w.State(); s != "following "+origin.URL+catalogevents.Path || hints.Load() != 1 {
