@@ -30,9 +30,22 @@ import (
 // the caller records the release as verified; after a crash before that
 // point, the next check fails and the release is downloaded again.
 func verifyFiles(ctx context.Context, dir string, m *catalog.Manifest) error {
+	return verifyFilesSkipping(ctx, dir, m, nil)
+}
+
+// verifyFilesSkipping is verifyFiles for the files for which done is
+// false; those for which it is true were verified and synced already
+// (while downloading, verifystream.go). Their directories are still synced.
+func verifyFilesSkipping(ctx context.Context, dir string, m *catalog.Manifest, done func(i int) bool) error {
 	dirs := map[string]bool{dir: true, filepath.Dir(dir): true}
-	for _, f := range m.Files {
+	for i, f := range m.Files {
 		p := filepath.Join(dir, filepath.FromSlash(f.Path))
+		if done != nil && done(i) {
+			for d := filepath.Dir(p); len(d) > len(dir) && !dirs[d]; d = filepath.Dir(d) {
+				dirs[d] = true
+			}
+			continue
+		}
 		fh, err := os.Open(p)
 		if err != nil {
 			return fmt.Errorf("verify %s: %w", f.Path, err)
@@ -235,17 +248,19 @@ func (l *lazyStore) open(ctx context.Context) error {
 	return nil
 }
 
-func (l *lazyStore) get() (catalog.Store, error) {
+// get opens the store if it is not open yet (each mirror of a list is
+// opened when it is first asked, not only on refresh).
+func (l *lazyStore) get(ctx context.Context) (catalog.Store, error) {
+	if err := l.open(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %w", errStoreNotOpen, err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.inner == nil {
-		return nil, errStoreNotOpen
-	}
 	return l.inner, nil
 }
 
 func (l *lazyStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return err
 	}
@@ -253,7 +268,7 @@ func (l *lazyStore) Put(ctx context.Context, key string, r io.Reader, size int64
 }
 
 func (l *lazyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +276,7 @@ func (l *lazyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) 
 }
 
 func (l *lazyStore) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +284,7 @@ func (l *lazyStore) GetRange(ctx context.Context, key string, off, n int64) (io.
 }
 
 func (l *lazyStore) Stat(ctx context.Context, key string) (catalog.ObjectInfo, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return catalog.ObjectInfo{}, err
 	}
@@ -277,7 +292,7 @@ func (l *lazyStore) Stat(ctx context.Context, key string) (catalog.ObjectInfo, e
 }
 
 func (l *lazyStore) List(ctx context.Context, prefix string) ([]catalog.ObjectInfo, error) {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +300,7 @@ func (l *lazyStore) List(ctx context.Context, prefix string) ([]catalog.ObjectIn
 }
 
 func (l *lazyStore) Delete(ctx context.Context, key string) error {
-	s, err := l.get()
+	s, err := l.get(ctx)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
+	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -58,6 +59,8 @@ type Agent struct {
 	// originLimit bounds range requests to the origin: the lower of the
 	// profile's download and WAN download rates.
 	originLimit *rate.Limiter
+	// verifyGate bounds the streaming hashes of all downloads together.
+	verifyGate *streamverify.Gate
 
 	mu          sync.Mutex
 	downloads   map[string]*download // by name@version
@@ -87,6 +90,17 @@ type Agent struct {
 
 	// originHTTP carries every request to the origin (verified TLS).
 	originHTTP *http.Transport
+
+	// store is the catalog's mirrors (*catalog.Mirrors unless
+	// Options.Store); offloadSrc serves payload ranges: offload.sources,
+	// else store. trackers are the announce tiers with their health; nil:
+	// none.
+	offloadSrc catalog.Store
+	trackers   *trackerList
+	// hints asks Run for a catalog refresh now (the catalog watch saw a
+	// change); watch is that watch, nil when there is none.
+	hints chan struct{}
+	watch *catalogWatch
 }
 
 // download is one release in the torrent client.
@@ -99,7 +113,8 @@ type download struct {
 	baseUp   int64
 	ctx      context.Context // ends when the download is dropped or the agent closes
 	cancel   context.CancelFunc
-	span     trace.Span // download span, ended at verification
+	span     trace.Span    // download span, ended at verification
+	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
 
 	// mu guards the pause state (diskfull.go): the policy's pause, a
 	// write fault (disk full) and what was last applied.
@@ -167,19 +182,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	originHTTP := originTransport(originTLS)
+	s3cfg := catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())
 	store := opts.Store
-	if store == nil && (strings.HasPrefix(cfg.Catalog.URL, "http://") || strings.HasPrefix(cfg.Catalog.URL, "https://")) {
-		client := &http.Client{Transport: newBearerTransport(tok, cfg.Catalog.URL, originHTTP)}
-		if store, err = catalog.NewHTTPStore(cfg.Catalog.URL, client); err != nil {
+	if store == nil {
+		if store, err = openMirrors(ctx, cfg.Catalog.Mirrors(), tok, originHTTP, s3cfg, cfg.Failover, log); err != nil {
 			return nil, err
 		}
 	}
-	if store == nil {
-		if store, err = catalog.OpenStore(ctx, cfg.Catalog.URL, catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())); err != nil {
-			// An unreachable catalog must not stop the agent from serving
-			// its cache: open it again on each refresh until it answers.
-			log.Warn("catalog unreachable at start; will retry", "catalog", cfg.Catalog.URL, "err", err)
-			store = &lazyStore{url: cfg.Catalog.URL, s3: catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())}
+	offloadSrc := store
+	if len(cfg.Offload.Sources) > 0 {
+		if offloadSrc, err = openMirrors(ctx, cfg.Offload.Sources, tok, originHTTP, s3cfg, cfg.Failover, log); err != nil {
+			return nil, fmt.Errorf("offload.sources: %w", err)
 		}
 	}
 	cc, err := catalog.NewClient(store, root, filepath.Join(cfg.CacheDir, "tuf"))
@@ -197,15 +210,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
+		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
-		downloads: map[string]*download{}, wake: make(chan struct{}, 1),
+		downloads: map[string]*download{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
-		trackerHTTP: &http.Client{Timeout: 10 * time.Second, Transport: newBearerTransport(tok, cfg.Tracker, originHTTP)},
+		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
+		verifyGate:  streamverify.NewGate(verifyWorkers),
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.watch = a.newCatalogWatch()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
 			a.recoveries = append(a.recoveries, *r)
@@ -225,10 +241,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality != "any",
 		TLS:   peerTLS, TLSLog: log,
-		TrackerRequest: trackerDirector(tok, cfg.Tracker),
+		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
 	}
-	if strings.HasPrefix(cfg.Tracker, "https://") {
-		btc.TrackerTLS = originTLS
+	for _, u := range cfg.trackerURLs() {
+		if strings.HasPrefix(u, "https://") {
+			btc.TrackerTLS = originTLS
+		}
 	}
 	a.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	a.bt, err = btclient.New(btc)
@@ -286,6 +304,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.startReporter(ctx)()
+	defer a.startCatalogWatch(ctx)()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
@@ -294,11 +313,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	backoff := time.Second
+	var refreshed time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-a.hints:
+			// The catalog changed: refresh now, polling stays the fallback.
+			refresh.Reset(max(0, hintGap-time.Since(refreshed)))
+			continue
 		case <-refresh.C:
+			refreshed = time.Now()
 			if err := a.refresh(ctx); err != nil {
 				a.log.Warn("catalog refresh failed; serving cached releases", "catalog", a.store.String(), "err", err, "retry_in", backoff)
 				refresh.Reset(backoff)
@@ -579,9 +604,13 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	}
 	// Complete: the final word is the signed SHA-256 of every file.
 	vctx, vspan := tracing.Start(trace.ContextWithSpan(ctx, d.span), "verify", tracing.Release(ref.Name, ref.Version, d.manifest.InfoHash)...)
-	err = verifyFiles(vctx, a.cache.releaseDir(ref.Name, ref.Version), d.manifest)
+	err = a.verifyComplete(vctx, d)
 	tracing.End(vspan, err)
+	if err != nil && ctx.Err() != nil {
+		return err // stopping: the next run verifies it
+	}
 	d.span.End()
+	d.sv.stop()
 	if err != nil {
 		a.log.Error("release failed verification", "release", ref.Name, "version", ref.Version, "err", err)
 		rec.LastError = err.Error()
@@ -631,8 +660,11 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if !uploadOK {
 		t.DisallowDataUpload()
 	}
-	if a.cfg.Tracker != "" && a.cfg.Mode.Peers() {
-		t.AddTrackers([][]string{{a.announceURL()}})
+	if a.trackers != nil && a.cfg.Mode.Peers() {
+		// The library announces to every tracker of every tier at once
+		// (not BEP 12's one at a time): a tracker that is down costs
+		// nothing but its retries, and peers come from those that answer.
+		t.AddTrackers(a.announceTiers())
 	}
 	rec, ok, err := a.state.Get(ref.String())
 	if err != nil {
@@ -666,7 +698,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	d.ctx, d.cancel = context.WithCancel(dctx)
 	t.DownloadAll()
-	d.off = newOffloader(t, m, a.store, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	if rec.Phase == PhaseDownloading {
+		d.sv = a.startStreamVerify(d)
+	}
+	d.off = newOffloader(t, m, a.offloadSrc, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
 	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
 	// A failed write pauses the release until there is room again; the
@@ -675,8 +710,8 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	t.SetOnWriteChunkError(func(err error) { a.onWriteError(d, err) })
 	// With locality site or region the agent shares only inside that tier
 	// and its connections are the whole swarm it can use.
-	if l := a.cfg.Swarm.Locality; a.cfg.Tracker != "" && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
-		if w := newSwarmWatcher(a.announceURL(), a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP, d.off.log); w != nil {
+	if l := a.cfg.Swarm.Locality; a.trackers != nil && a.cfg.Mode.Peers() && (l == "gateway" || l == "any") {
+		if w := newTrackersWatcher(a.trackers, a.announceURL, a.cfg.Site, a.cfg.Region, tf.InfoHash, a.trackerHTTP, d.off.log); w != nil {
 			d.off.watch = w
 			w.self, w.connected = a.peerID, func() [][20]byte { return reportConnections(t) }
 			if a.cfg.Swarm.Locality == "gateway" && a.cfg.Site != "" {
@@ -716,9 +751,22 @@ func (a *Agent) dropDownload(d *download) {
 	}
 }
 
-// announceURL carries the agent's identity to the tracker.
-func (a *Agent) announceURL() string {
-	u, _ := url.Parse(a.cfg.Tracker)
+// announceTiers are the configured tiers with the agent's identity.
+func (a *Agent) announceTiers() [][]string {
+	var out [][]string
+	for _, tier := range a.cfg.TrackerTiers() {
+		urls := make([]string, len(tier))
+		for i, u := range tier {
+			urls[i] = a.announceURL(u)
+		}
+		out = append(out, urls)
+	}
+	return out
+}
+
+// announceURL carries the agent's identity to the tracker at tracker.
+func (a *Agent) announceURL(tracker string) string {
+	u, _ := url.Parse(tracker)
 	q := u.Query()
 	q.Set("role", "agent")
 	if a.cfg.Tenant != "" {

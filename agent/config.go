@@ -11,6 +11,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/bytesize"
+	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
@@ -61,6 +62,14 @@ type Config struct {
 	// AuditLog records every activation (default cache_dir/state/audit.jsonl).
 	AuditLog string      `yaml:"audit_log"`
 	Power    PowerConfig `yaml:"power"`
+
+	// Trackers are announce URLs in tiers (BEP 12), instead of Tracker:
+	// tiers in order, each shuffled once, a tracker that answers first in
+	// its tier (see TrackerTiers).
+	Trackers [][]string `yaml:"trackers"`
+	// Failover says how long catalog mirrors, trackers and offload
+	// sources may take and how long one that failed is skipped.
+	Failover failover.Config `yaml:"failover"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -80,14 +89,52 @@ type PowerConfig struct {
 
 // CatalogConfig says where the signed catalog is and which root to trust.
 type CatalogConfig struct {
-	URL  string `yaml:"url"`  // directory, s3://bucket/prefix or http(s)://mirror
-	Root string `yaml:"root"` // pinned root.json
+	URL string `yaml:"url"` // directory, s3://bucket/prefix or http(s)://mirror
+	// URLs are mirrors of one catalog, preferred in order, instead of URL
+	// (see Mirrors): TUF verifies whatever any of them serves.
+	URLs []string `yaml:"urls"`
+	Root string   `yaml:"root"` // pinned root.json
 	S3   struct {
 		Endpoint  string `yaml:"endpoint"`
 		Region    string `yaml:"region"`
 		AccessKey string `yaml:"access_key"`
 		SecretKey string `yaml:"secret_key"`
 	} `yaml:"s3"`
+	// Watch follows the origin's catalog change stream: "auto" (default)
+	// where the http(s) catalog offers it, "off" to poll only. Either
+	// way refresh_interval polling stays the fallback.
+	Watch string `yaml:"watch"`
+}
+
+// Mirrors returns the catalog's locations: URLs, or URL alone.
+func (c CatalogConfig) Mirrors() []string {
+	if len(c.URLs) > 0 {
+		return c.URLs
+	}
+	if c.URL == "" {
+		return nil
+	}
+	return []string{c.URL}
+}
+
+// TrackerTiers returns the announce tiers: Trackers, or Tracker alone.
+func (c *Config) TrackerTiers() [][]string {
+	if len(c.Trackers) > 0 {
+		return c.Trackers
+	}
+	if c.Tracker == "" {
+		return nil
+	}
+	return [][]string{{c.Tracker}}
+}
+
+// trackerURLs returns every announce URL, tier by tier.
+func (c *Config) trackerURLs() []string {
+	var out []string
+	for _, tier := range c.TrackerTiers() {
+		out = append(out, tier...)
+	}
+	return out
 }
 
 // S3Config converts the YAML S3 settings for catalog.OpenStore.
@@ -136,6 +183,13 @@ type SwarmConfig struct {
 	// Every mode but "any" turns peer exchange off: it would hand out the
 	// peers the tracker kept away.
 	Locality string `yaml:"locality"`
+	// Order is the order pieces are asked for:
+	//   - "verify" (default): the pieces just past the first missing one
+	//     first (a window of 32 MiB, rarest first within it), so each
+	//     file's SHA-256 is computed while the download runs and the
+	//     release is active moments after its last piece;
+	//   - "rarest": the library's order (rarest first, then by index).
+	Order string `yaml:"order"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -149,6 +203,18 @@ type OffloadConfig struct {
 	OrphanTimeout time.Duration `yaml:"orphan_timeout"`
 	// Parallel is the number of concurrent range requests to the origin.
 	Parallel int `yaml:"parallel"`
+	// SiteWANDown is the site's WAN downlink, shared by its agents
+	// (0: unknown, no pacing). While agents of other sites are in the
+	// swarm, the site's origin fetches together use at most OriginShare
+	// of it, so that other sites' pieces, which keep their uplinks busy,
+	// are not crowded off the link (see offloader.pace).
+	SiteWANDown policy.Rate `yaml:"site_wan_down"`
+	// OriginShare is that fraction, in (0, 1]; default 0.6.
+	OriginShare float64 `yaml:"origin_share"`
+	// Sources are where the payload is fetched from (catalog locations:
+	// origins, buckets, HTTP mirrors), preferred in order; empty: the
+	// catalog's own mirrors. Pieces are hash-checked whatever serves them.
+	Sources []string `yaml:"sources"`
 }
 
 // StatusConfig is the local status API.
@@ -178,12 +244,16 @@ func (c Config) withDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = policy.ModeOn
 	}
+	if c.Catalog.Watch == "" {
+		c.Catalog.Watch = WatchAuto
+	}
 	c.Swarm = c.Swarm.withDefaults()
 	c.Offload = c.Offload.withDefaults()
 	c.Status = c.Status.withDefaults()
 	c.Hooks = c.Hooks.withDefaults()
 	c.Power = c.Power.withDefaults()
 	c.Report = c.Report.withDefaults()
+	c.Failover = c.Failover.WithDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -205,9 +275,21 @@ func (c *Config) Validate() error {
 		return fielderr.New("cache_dir", "is required")
 	}
 	if c.Tracker != "" {
-		u, err := url.Parse(c.Tracker)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fielderr.New("tracker", "%q is not an http(s) announce URL", c.Tracker)
+		if err := checkAnnounceURL(c.Tracker); err != nil {
+			return fielderr.New("tracker", "%v", err)
+		}
+		if len(c.Trackers) > 0 {
+			return fielderr.New("trackers", "give tracker or trackers, not both")
+		}
+	}
+	for i, tier := range c.Trackers {
+		if len(tier) == 0 {
+			return fielderr.New(fielderr.Index("trackers", i), "is an empty tier")
+		}
+		for j, u := range tier {
+			if err := checkAnnounceURL(u); err != nil {
+				return fielderr.New(fielderr.Index(fielderr.Index("trackers", i), j), "%v", err)
+			}
 		}
 	}
 	for _, f := range []struct{ name, v string }{{"site", c.Site}, {"region", c.Region}, {"tenant", c.Tenant}} {
@@ -258,6 +340,7 @@ func (c *Config) Validate() error {
 		{"tracing", c.Tracing.Validate()},
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
+		{"failover", c.Failover.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
@@ -272,8 +355,10 @@ func (c *Config) Validate() error {
 		return fielderr.New("cache_quota", "must not be negative")
 	}
 	if c.Mode == policy.ModeOffline {
-		if u := strings.ToLower(c.Catalog.URL); strings.HasPrefix(u, "http:") || strings.HasPrefix(u, "https:") || strings.HasPrefix(u, "s3:") {
-			return fielderr.New("catalog.url", "mode offline reads a bundle directory (swarmship bundle import), not %s", c.Catalog.URL)
+		for _, m := range c.Catalog.Mirrors() {
+			if u := strings.ToLower(m); strings.HasPrefix(u, "http:") || strings.HasPrefix(u, "https:") || strings.HasPrefix(u, "s3:") {
+				return fielderr.New("catalog.url", "mode offline reads a bundle directory (swarmship bundle import), not %s", m)
+			}
 		}
 	}
 	if c.RefreshInterval < time.Second {
@@ -283,14 +368,27 @@ func (c *Config) Validate() error {
 }
 
 func (c CatalogConfig) validate() error {
-	if c.URL == "" {
-		return fielderr.New("url", "is required")
+	if c.URL != "" && len(c.URLs) > 0 {
+		return fielderr.New("urls", "give url or urls, not both")
 	}
-	if err := checkCatalogURL(c.URL); err != nil {
-		return fielderr.New("url", "%v", err)
+	if c.URL == "" && len(c.URLs) == 0 {
+		return fielderr.New("url", "is required (or urls, a list of mirrors)")
+	}
+	if c.URL != "" {
+		if err := checkCatalogURL(c.URL); err != nil {
+			return fielderr.New("url", "%v", err)
+		}
+	}
+	if err := checkURLList("urls", c.URLs); err != nil {
+		return err
 	}
 	if c.Root == "" {
 		return fielderr.New("root", "is required (the pinned root.json printed by `swarmship catalog init`)")
+	}
+	switch c.Watch {
+	case WatchAuto, WatchOff, "":
+	default:
+		return fielderr.New("watch", "%q: want auto or off", c.Watch)
 	}
 	return nil
 }
@@ -337,6 +435,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.MaxConns == 0 {
 		c.MaxConns = 50
 	}
+	if c.Order == "" {
+		c.Order = "verify"
+	}
 	return c
 }
 
@@ -352,6 +453,11 @@ func (c SwarmConfig) validate() error {
 	if c.MaxConns < 1 {
 		return fielderr.New("max_conns", "must be at least 1")
 	}
+	switch c.Order {
+	case "verify", "rarest":
+	default:
+		return fielderr.New("order", "%q: want verify or rarest", c.Order)
+	}
 	return nil
 }
 
@@ -365,6 +471,9 @@ func (c OffloadConfig) withDefaults() OffloadConfig {
 	if c.Parallel == 0 {
 		c.Parallel = 4
 	}
+	if c.OriginShare == 0 {
+		c.OriginShare = 0.6
+	}
 	return c
 }
 
@@ -377,6 +486,41 @@ func (c OffloadConfig) validate() error {
 	}
 	if c.OrphanTimeout <= 0 {
 		return fielderr.New("orphan_timeout", "must be positive")
+	}
+	if c.SiteWANDown < 0 {
+		return fielderr.New("site_wan_down", "must not be negative")
+	}
+	if !(c.OriginShare > 0 && c.OriginShare <= 1) {
+		return fielderr.New("origin_share", "%v: want a fraction in (0, 1]", c.OriginShare)
+	}
+	return checkURLList("sources", c.Sources)
+}
+
+// checkURLList checks a list of catalog locations: each one valid, none
+// twice (a mirror listed twice would be asked twice when it is down).
+func checkURLList(field string, urls []string) error {
+	seen := map[string]bool{}
+	for i, u := range urls {
+		at := fielderr.Index(field, i)
+		if u == "" {
+			return fielderr.New(at, "is empty")
+		}
+		if err := checkCatalogURL(u); err != nil {
+			return fielderr.New(at, "%v", err)
+		}
+		if seen[u] {
+			return fielderr.New(at, "%s is listed twice", u)
+		}
+		seen[u] = true
+	}
+	return nil
+}
+
+// checkAnnounceURL refuses what is not an http(s) announce URL.
+func checkAnnounceURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) announce URL", raw)
 	}
 	return nil
 }

@@ -107,10 +107,13 @@ var errOffloadPaused = errors.New("origin fetch stopped: release paused")
 
 // offloader fetches a download's owned pieces from the origin.
 type offloader struct {
-	t        *torrent.Torrent
-	m        *catalog.Manifest
-	src      rangeSource
-	limiter  *rate.Limiter
+	t       *torrent.Torrent
+	m       *catalog.Manifest
+	src     rangeSource
+	limiter *rate.Limiter
+	// pacer holds this agent's origin fetches to its part of the site's
+	// origin share (see pace); nil without offload.site_wan_down.
+	pacer    *rate.Limiter
 	cfg      OffloadConfig
 	self     [20]byte
 	watch    *swarmWatcher // the tracker's member list; nil: connections only
@@ -173,6 +176,9 @@ type peerProgress struct {
 func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limiter *rate.Limiter, cfg OffloadConfig, self [20]byte, log *slog.Logger) *offloader {
 	o := &offloader{t: t, m: m, src: src, limiter: limiter, cfg: cfg, self: self, log: log, now: time.Now, progress: map[[20]byte]peerProgress{}, suspects: map[[20]byte]time.Time{},
 		hashFails: new(atomic.Int64), badPieces: map[int]pieceBackoff{}}
+	if cfg.SiteWANDown > 0 {
+		o.pacer = rate.NewLimiter(rate.Inf, paceBurst)
+	}
 	var end int64
 	for _, f := range m.Files {
 		end += f.Size
@@ -205,6 +211,7 @@ func (o *offloader) run(ctx context.Context) error {
 		if o.t.Complete().Bool() {
 			return nil
 		}
+		o.pace()
 		if par := o.parallel(); len(inflight) < par {
 			skip := inflight
 			if len(o.badPieces) > 0 {
@@ -271,6 +278,44 @@ func (o *offloader) parallel() int {
 		return o.cfg.Parallel
 	}
 	return max(1, (o.cfg.Parallel+n-1)/n)
+}
+
+// paceBurst is the pacer's bucket: one read chunk and a little more.
+const paceBurst = 128 << 10
+
+// pace sets this agent's origin rate: OriginShare of the site's WAN
+// downlink, divided among the site's downloading agents, while agents of
+// other sites are in the swarm; unlimited otherwise (a site alone has no
+// peer traffic to leave room for). On the branch testbed the origin's
+// flows took 33 of a site's 50 Mbit/s while other sites' pieces got 8-12,
+// so their uplinks ran at half rate during the first 25 s.
+func (o *offloader) pace() {
+	if o.pacer == nil {
+		return
+	}
+	if !o.watch.otherSites(listMaxAge) {
+		o.pacer.SetLimit(rate.Inf)
+		return
+	}
+	n := max(1, o.watch.siteDownloaders(listMaxAge))
+	o.pacer.SetLimit(rate.Limit(o.cfg.OriginShare * float64(o.cfg.SiteWANDown) / float64(n)))
+}
+
+// paceWait takes n bytes from the pacer before a piece is requested, not
+// while its body is read: the socket's receive buffer (megabytes) would
+// let the origin send at full speed long after reads slowed down.
+func (o *offloader) paceWait(ctx context.Context, n int) error {
+	if o.pacer == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, paceBurst)
+		if err := o.pacer.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
 }
 
 // candidates picks up to max missing pieces this agent should fetch from
@@ -458,6 +503,9 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	begin := int64(p) * pl
 	end := min(begin+pl, o.m.TotalSize)
 	buf := make([]byte, end-begin)
+	if err := o.paceWait(ctx, len(buf)); err != nil {
+		return err
+	}
 	if err := o.readRange(ctx, begin, buf); err != nil {
 		return err
 	}

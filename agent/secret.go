@@ -73,18 +73,31 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // trackerDirector is the BitTorrent client's hook for its HTTP tracker
-// requests: it authenticates announces to the configured tracker.
-func trackerDirector(token, trackerURL string) func(*http.Request) error {
-	host := hostOf(trackerURL)
-	if token == "" || host == "" {
+// requests: it authenticates announces to the configured trackers only.
+func trackerDirector(token string, trackerURLs ...string) func(*http.Request) error {
+	hosts := map[string]bool{}
+	for _, u := range trackerURLs {
+		if h := hostOf(u); h != "" {
+			hosts[h] = true
+		}
+	}
+	if token == "" || len(hosts) == 0 {
 		return nil
 	}
 	return func(r *http.Request) error {
-		if r.URL.Host == host {
+		if hosts[r.URL.Host] {
 			r.Header.Set("Authorization", "Bearer "+token)
 		}
 		return nil
 	}
+}
+
+// newBearerTransports is newBearerTransport for several configured URLs.
+func newBearerTransports(token string, rawURLs []string, next http.RoundTripper) http.RoundTripper {
+	for _, u := range rawURLs {
+		next = newBearerTransport(token, u, next)
+	}
+	return next
 }
 
 // redacted is what a secret is replaced with in log records.

@@ -25,6 +25,9 @@ type Status struct {
 	Policy        PolicyStatus         `json:"policy"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
 	Releases      []ReleaseStatus      `json:"releases"`
+	// Sources are the catalog mirrors, trackers and offload sources with
+	// their health and why one is skipped.
+	Sources []SourceStatus `json:"sources,omitempty"`
 	// Recovered says what was done at start about damaged state: corrupt
 	// databases moved aside, releases re-adopted or removed.
 	Recovered []Recovery `json:"recovered,omitempty"`
@@ -35,6 +38,8 @@ type CatalogStatus struct {
 	URL         string    `json:"url"`
 	LastRefresh time.Time `json:"last_refresh,omitzero"`
 	Error       string    `json:"error,omitempty"`
+	// Watch is the catalog change stream's state (catalog.watch).
+	Watch string `json:"watch,omitempty"`
 }
 
 // ReleaseStatus is a release record with live figures.
@@ -56,10 +61,12 @@ func (a *Agent) Status() Status {
 		Releases:      []ReleaseStatus{},
 		Policy:        a.pol.status,
 		Recovered:     append([]Recovery(nil), a.recoveries...),
+		Sources:       a.Sources(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}
+	st.Catalog.Watch = a.watch.State()
 	for _, r := range recs {
 		rs := ReleaseStatus{ReleaseState: *r}
 		if d := a.downloads[r.Key()]; d != nil {
@@ -83,7 +90,7 @@ func (a *Agent) Status() Status {
 // Handler serves /status (JSON) and /metrics (Prometheus).
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agentCollector{a}, reportCollector{a})
+	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,7 @@ import (
 	"github.com/anacrolix/torrent"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -30,7 +31,10 @@ import (
 // site (or, as the site's gateway, to other gateways), so its connections
 // alone would give every site its own copy from the origin.
 type swarmWatcher struct {
-	url          string // …/swarm?info_hash=…&<identity>
+	// urls[i] is tracker i's …/swarm?info_hash=…&<identity>, "" for a
+	// tracker that is not a swarmship tracker; trackers has their health.
+	urls         []string
+	trackers     *trackerList
 	client       *http.Client
 	log          *slog.Logger
 	site, region string // our own; see downloaders
@@ -51,19 +55,36 @@ type swarmWatcher struct {
 	fetched  time.Time
 }
 
-// newSwarmWatcher returns nil when announceURL is not a swarmship tracker's
-// (its path must end in /announce).
+// newSwarmWatcher watches through one tracker (see newTrackersWatcher).
 func newSwarmWatcher(announceURL, site, region string, infoHash [20]byte, client *http.Client, log *slog.Logger) *swarmWatcher {
-	u, err := url.Parse(announceURL)
-	if err != nil || !strings.HasSuffix(u.Path, "/announce") {
+	one := newTrackerList([][]string{{announceURL}}, failover.DefaultPolicy)
+	return newTrackersWatcher(one, func(u string) string { return u }, site, region, infoHash, client, log)
+}
+
+// newTrackersWatcher asks trackers (announce URLs made by announce) in
+// their BEP 12 order. It returns nil when no tracker is a swarmship
+// tracker (its path must end in /announce).
+func newTrackersWatcher(trackers *trackerList, announce func(string) string, site, region string, infoHash [20]byte, client *http.Client, log *slog.Logger) *swarmWatcher {
+	w := &swarmWatcher{trackers: trackers, client: client, log: log, site: site, region: region}
+	found := false
+	for _, tu := range trackers.urls {
+		u, err := url.Parse(announce(tu))
+		if err != nil || !strings.HasSuffix(u.Path, "/announce") {
+			w.urls = append(w.urls, "")
+			continue
+		}
+		u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
+		q := u.Query()
+		q.Del("locality")
+		q.Set("info_hash", string(infoHash[:]))
+		u.RawQuery = q.Encode()
+		w.urls = append(w.urls, u.String())
+		found = true
+	}
+	if !found {
 		return nil
 	}
-	u.Path = strings.TrimSuffix(u.Path, "announce") + report.SwarmPath
-	q := u.Query()
-	q.Del("locality")
-	q.Set("info_hash", string(infoHash[:]))
-	u.RawQuery = q.Encode()
-	return &swarmWatcher{url: u.String(), client: client, log: log, site: site, region: region}
+	return w
 }
 
 // run polls until ctx ends: often while a rollout is starting (agents
@@ -103,10 +124,33 @@ func (w *swarmWatcher) run(ctx context.Context) {
 	}
 }
 
+// fetch asks the trackers in their order until one answers; each
+// tracker's failure or answer updates its health (shown in status).
 func (w *swarmWatcher) fetch(ctx context.Context) error {
+	var first error
+	for _, i := range w.trackers.health.Order(time.Now()) {
+		if w.urls[i] == "" {
+			continue
+		}
+		err := w.fetchFrom(ctx, w.urls[i])
+		if err == nil {
+			w.trackers.health.Succeeded(i, time.Now())
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		w.trackers.failed(i, time.Now(), err)
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (w *swarmWatcher) fetchFrom(ctx context.Context, u string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	u := w.url
 	if w.connected != nil {
 		var ids strings.Builder
 		for _, id := range w.connected() {
@@ -173,6 +217,25 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 		}
 	}
 	return n
+}
+
+// otherSites reports whether the fresh list names an agent of another
+// site: then the site's WAN downlink carries peer traffic too.
+func (w *swarmWatcher) otherSites(maxAge time.Duration) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || time.Since(w.fetched) > maxAge {
+		return false
+	}
+	for _, m := range w.members {
+		if (m.Site != w.site || m.Region != w.region) && (m.Trusted || !w.personal) {
+			return true
+		}
+	}
+	return false
 }
 
 // gatewayGrace is how long a listed agent of our own site may stay
@@ -248,9 +311,15 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 			grace = untrustedGrace
 		}
 		if now.Sub(b.lastSeen[id]) < grace {
-			return // someone older is the gateway
+			// Someone older is the gateway. Connections this agent
+			// made to other sites while it took itself for the gateway
+			// (in the first second, before it reached the older one)
+			// pull pieces over the WAN a second time: drop them.
+			b.closeExtra(members, connected, false)
+			return
 		}
 	}
+	b.closeExtra(members, connected, true)
 	var peers []torrent.PeerInfo
 	add := func(id [20]byte, m report.SwarmMember) {
 		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
@@ -291,6 +360,60 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 	if len(peers) > 0 {
 		b.t.AddPeers(peers)
 	}
+}
+
+// closeExtra closes this agent's connections that extraSiteConns picks.
+func (b *siteBridge) closeExtra(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, gateway bool) {
+	extra := extraSiteConns(members, connected, b.site, b.region, gateway)
+	if len(extra) == 0 {
+		return
+	}
+	for _, pc := range b.t.PeerConns() {
+		if extra[[20]byte(pc.PeerID)] {
+			pc.Close()
+		}
+	}
+}
+
+// extraSiteConns picks the connections to other sites that carry pieces
+// over the WAN a second time. Only sites with an elected gateway count
+// (one member marked gateway, and trusted); an open site's candidates
+// stay, one of them may be the path that reaches it. A gateway keeps its
+// link to such a site's gateway and drops the site's other agents once
+// that link exists (it dialed all of them while the site was open); a
+// non-gateway drops every connection to such a site: its own site's
+// gateway carries the traffic.
+func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string, gateway bool) map[[20]byte]bool {
+	type key [2]string
+	gateways := map[key]int{}
+	elected := map[key]bool{}
+	reached := map[key]bool{}
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if !m.Gateway || (m.Site == site && m.Region == region) {
+			continue
+		}
+		gateways[k]++
+		if m.Trusted {
+			elected[k] = true
+			reached[k] = reached[k] || connected[id]
+		}
+	}
+	var out map[[20]byte]bool
+	for id, m := range members {
+		k := key{m.Site, m.Region}
+		if !connected[id] || gateways[k] != 1 || !elected[k] {
+			continue
+		}
+		if gateway && (m.Gateway || !reached[k]) {
+			continue
+		}
+		if out == nil {
+			out = map[[20]byte]bool{}
+		}
+		out[id] = true
+	}
+	return out
 }
 
 // downloaders returns the listed agents of other sites that still

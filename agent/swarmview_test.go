@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -103,6 +105,84 @@ func TestParallelSharedBySite(t *testing.T) {
 		if got := o.parallel(); got != tc.want {
 			t.Errorf("Parallel %d, %d site downloaders: %d, want %d", tc.parallel, tc.site, got, tc.want)
 		}
+	}
+}
+
+// TestOriginPacing: with site_wan_down, a site's agents together fetch at
+// OriginShare of it while another site is in the swarm, and without limit
+// when their site is alone or the list is stale.
+func TestOriginPacing(t *testing.T) {
+	const down = 50e6 / 8 // 50 Mbit/s in bytes
+	for _, tc := range []struct {
+		name      string
+		site      int  // listed agents of our site
+		otherSite bool // an agent of another site is listed
+		stale     bool
+		want      rate.Limit
+	}{
+		{"alone", 1, false, false, rate.Inf},
+		{"one of four, other sites", 4, true, false, 0.6 * down / 4},
+		{"only agent, other sites", 1, true, false, 0.6 * down},
+		{"list not fetched yet", 1, true, true, rate.Inf},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]report.SwarmMember{}}
+			if tc.stale {
+				w.fetched = time.Time{}
+			}
+			for i := range tc.site {
+				w.members[[20]byte{byte(i)}] = report.SwarmMember{Site: "a", Left: 1}
+			}
+			if tc.otherSite {
+				w.members[[20]byte{0xff}] = report.SwarmMember{Site: "b"}
+			}
+			cfg := OffloadConfig{SiteWANDown: down, OriginShare: 0.6}
+			o := &offloader{cfg: cfg, watch: w, pacer: rate.NewLimiter(rate.Inf, paceBurst)}
+			o.pace()
+			if got := o.pacer.Limit(); got != tc.want {
+				t.Errorf("origin rate %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// Without site_wan_down there is no pacer and pace does nothing.
+	(&offloader{}).pace()
+}
+
+// TestExtraSiteConns: a gateway drops its connections to the other agents
+// of a site it reaches through that site's gateway, and keeps them while
+// the site is open (several candidates, none trusted) or its gateway is
+// not connected.
+func TestExtraSiteConns(t *testing.T) {
+	id := func(b byte) [20]byte { var x [20]byte; x[0] = b; return x }
+	members := map[[20]byte]report.SwarmMember{
+		id(1): {Site: "a", Gateway: true, Trusted: true}, // us
+		id(2): {Site: "a", Trusted: true},                // our site
+		id(3): {Site: "b", Gateway: true, Trusted: true}, // b's gateway
+		id(4): {Site: "b", Trusted: true},
+		id(5): {Site: "b", Trusted: true},
+		id(6): {Site: "c", Gateway: true}, // c is open
+		id(7): {Site: "c", Gateway: true},
+		id(8): {Site: "d", Gateway: true, Trusted: true}, // d's gateway, not connected
+		id(9): {Site: "d", Trusted: true},
+	}
+	all := map[[20]byte]bool{}
+	for i := range 9 {
+		all[id(byte(i+1))] = true
+	}
+	delete(all, id(8))
+	got := extraSiteConns(members, all, "a", "", true)
+	if len(got) != 2 || !got[id(4)] || !got[id(5)] {
+		t.Errorf("gateway closes %v, want b's agents 4 and 5 only", got)
+	}
+	if got := extraSiteConns(members, map[[20]byte]bool{id(4): true}, "a", "", true); len(got) != 0 {
+		t.Errorf("gateway closes %v without a connection to b's gateway", got)
+	}
+	// A non-gateway (it took itself for the gateway at the start) drops
+	// every connection to a site with an elected gateway, d's too, and
+	// keeps the open site's.
+	got = extraSiteConns(members, all, "a", "", false)
+	if len(got) != 4 || !got[id(3)] || !got[id(4)] || !got[id(5)] || !got[id(9)] {
+		t.Errorf("non-gateway closes %v, want 3, 4, 5 and 9", got)
 	}
 }
 

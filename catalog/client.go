@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,9 @@ type storeFetcher struct {
 	mu    sync.Mutex
 	ctx   context.Context
 	store Store
+	// timeout bounds each file (0: none); timedOut records that one hit it.
+	timeout  time.Duration
+	timedOut bool
 }
 
 func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Duration) ([]byte, error) {
@@ -35,14 +39,64 @@ func (f *storeFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Dura
 		return nil, fmt.Errorf("unexpected metadata URL %q", urlPath)
 	}
 	f.mu.Lock()
-	ctx := f.ctx
+	ctx, store, timeout := f.ctx, f.store, f.timeout
 	f.mu.Unlock()
-	b, err := ReadAll(ctx, f.store, key, maxLength)
+	var b []byte
+	var err error
+	if timeout > 0 {
+		// The timeout is for silence, not for the whole file: a big
+		// targets.json over a slow link takes longer, a hung mirror
+		// sends nothing.
+		actx, cancel := context.WithCancelCause(ctx)
+		timer := time.AfterFunc(timeout, func() { cancel(errNoAnswer) })
+		b, err = readAllWatched(actx, store, key, maxLength, func() { timer.Reset(timeout) })
+		timer.Stop()
+		if err != nil && errors.Is(context.Cause(actx), errNoAnswer) {
+			f.mu.Lock()
+			f.timedOut = true
+			f.mu.Unlock()
+			err = fmt.Errorf("%s: no answer for %s: %w", key, timeout, err)
+		}
+		cancel(nil)
+	} else {
+		b, err = ReadAll(ctx, store, key, maxLength)
+	}
 	if errors.Is(err, ErrNotFound) {
 		// The updater ends its search for newer roots on an HTTP 404.
 		return nil, fmt.Errorf("%s: %w", key, &metadata.ErrDownloadHTTP{StatusCode: 404, URL: key})
 	}
 	return b, err
+}
+
+// readAllWatched is ReadAll calling progress whenever bytes arrive.
+func readAllWatched(ctx context.Context, s Store, key string, limit int64, progress func()) ([]byte, error) {
+	rc, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	progress()
+	b, err := io.ReadAll(io.LimitReader(progressReader{rc, progress}, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", key, s, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s in %s is larger than the %d-byte limit", key, s, limit)
+	}
+	return b, nil
+}
+
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
 
 // Client reads a catalog the way agents do: every byte it returns has been
@@ -84,12 +138,31 @@ func (c *Client) Store() Store { return c.store }
 
 // Refresh fetches and verifies the newest metadata. On error the client
 // keeps the metadata it had, and callers keep serving what they have.
+//
+// Over Mirrors, each mirror is tried in turn until one serves metadata
+// that verifies (see refreshMirrors).
 func (c *Client) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if m, ok := c.store.(*Mirrors); ok {
+		return c.refreshMirrors(ctx, m)
+	}
+	_, err := c.refreshFrom(ctx, c.store, 0)
+	return err
+}
+
+// refreshFrom runs one TUF update against store, each file bounded by
+// timeout (0: by ctx only); timedOut says whether a file hit it. c.mu is
+// held.
+func (c *Client) refreshFrom(ctx context.Context, store Store, timeout time.Duration) (timedOut bool, err error) {
 	c.fetcher.mu.Lock()
-	c.fetcher.ctx = ctx
+	c.fetcher.ctx, c.fetcher.store, c.fetcher.timeout, c.fetcher.timedOut = ctx, store, timeout, false
 	c.fetcher.mu.Unlock()
+	defer func() {
+		c.fetcher.mu.Lock()
+		timedOut = c.fetcher.timedOut
+		c.fetcher.mu.Unlock()
+	}()
 
 	trusted := c.pinned
 	if b, err := os.ReadFile(filepath.Join(c.localDir, "root.json")); err == nil {
@@ -97,7 +170,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	}
 	cfg, err := config.New(storeURLBase+"metadata", trusted)
 	if err != nil {
-		return err
+		return false, err
 	}
 	cfg.LocalMetadataDir = c.localDir
 	cfg.LocalTargetsDir = filepath.Join(c.localDir, "targets")
@@ -107,14 +180,14 @@ func (c *Client) Refresh(ctx context.Context) error {
 	cfg.TargetsMaxLength = MaxMetadataSize
 	up, err := updater.New(cfg)
 	if err != nil {
-		return fmt.Errorf("catalog %s: trusted root: %w", c.store, err)
+		return false, fmt.Errorf("catalog %s: trusted root: %w", store, err)
 	}
 	up.UnsafeSetRefTime(c.now())
 	if err := up.Refresh(); err != nil {
-		return fmt.Errorf("catalog %s: %w", c.store, describeTUFError(err))
+		return false, fmt.Errorf("catalog %s: %w", store, describeTUFError(err))
 	}
 	c.updater = up
-	return nil
+	return false, nil
 }
 
 // describeTUFError turns the updater's errors into messages an operator
@@ -199,9 +272,29 @@ func (c *Client) Target(ctx context.Context, key string, limit int64) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
+	m, ok := c.store.(*Mirrors)
+	if !ok {
+		return readTarget(ctx, c.store, tf, keys)
+	}
+	// A mirror whose copy does not verify is as bad as one that errors.
+	var b []byte
+	done, err := m.attempt(ctx, func(ctx context.Context, s Store, touch func()) error {
+		var err error
+		b, err = readTarget(ctx, watchedStore{s, touch}, tf, keys)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	done()
+	return b, nil
+}
+
+// readTarget reads the first of keys in s that verifies against tf.
+func readTarget(ctx context.Context, s Store, tf *metadata.TargetFiles, keys []string) ([]byte, error) {
 	var first error
 	for _, k := range keys {
-		b, err := readTargetCopy(ctx, c.store, tf, k)
+		b, err := readTargetCopy(ctx, s, tf, k)
 		if err == nil {
 			return b, nil
 		}

@@ -87,9 +87,10 @@ longer than the timestamp lifetime.`,
 			if err != nil {
 				return err
 			}
-			cfg.Catalog.URL = dir
+			cfg.Catalog.URL, cfg.Catalog.URLs = dir, nil
 			cfg.Mode = policy.ModeOffline
-			cfg.Tracker = ""
+			cfg.Tracker, cfg.Trackers = "", nil
+			cfg.Offload.Sources = nil
 			cfg.Status.Addr = "off"
 			cfg.Offload.StartupGrace = time.Millisecond
 			if err := cfg.Finish(); err != nil {

@@ -289,6 +289,12 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
 			bytesize.Format(r.Downloaded.Peer), bytesize.Format(r.Downloaded.Origin), bytesize.Format(r.Uploaded), r.Peers, r.LastError)
 	}
+	if len(st.Sources) > 0 {
+		fmt.Fprintln(tw, "\nSOURCE\tKIND\tTIER\tHEALTHY\tWHY")
+		for _, s := range st.Sources {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\n", s.Name, s.Kind, s.Tier, s.Healthy, s.Why)
+		}
+	}
 	tw.Flush()
 	// Damaged state found at start (corrupt databases, re-adopted releases).
 	for i, r := range st.Recovered {

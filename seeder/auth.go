@@ -23,6 +23,7 @@ import (
 //	                 token of that tenant or of the fleet (private_catalog)
 //	report           agent token; tenant, site, region (and agent id if the
 //	                 token names one) match the report
+//	catalog events   as the catalog's metadata: any valid token (private_catalog)
 //	dashboard APIs   operator token; the view is cut to its tenant
 //	/metrics         fleet operator token
 //
@@ -180,6 +181,22 @@ func (o *Origin) catalogGuard(next http.Handler) http.Handler {
 		if err != nil {
 			o.refuse(w, r, "catalog request", err)
 			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// catalogWatchGuard admits to the catalog change stream whoever may read
+// the catalog's metadata: anyone without private_catalog, else any valid
+// token (agent or operator, any tenant). Events carry only a version
+// number, which the metadata reveals anyway.
+func (o *Origin) catalogWatchGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.cfg.PrivateCatalog {
+			if _, err := o.authenticate(r, false); err != nil {
+				o.refuse(w, r, "catalog events", err)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})

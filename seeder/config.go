@@ -11,6 +11,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/yamlconfig"
+	"github.com/swarmship/swarmship/seeder/catalogfeed"
 	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -32,6 +33,8 @@ type Config struct {
 	RefreshInterval time.Duration  `yaml:"refresh_interval"` // catalog re-read interval
 	Tracker         tracker.Config `yaml:"tracker"`
 	Reports         rollout.Config `yaml:"reports"` // agent reports, rollout view, alerts
+	// Events is the catalog change stream agents watch (catalogfeed).
+	Events catalogfeed.Config `yaml:"events"`
 	// State says where what several origins share lives: memory (the
 	// default, one origin) or a Redis all origins use (docs/operations.md).
 	State state.Config `yaml:"state"`
@@ -105,6 +108,7 @@ func (c *Config) Validate() error {
 	}{
 		{"tracker", c.Tracker.Validate()},
 		{"reports", c.Reports.Validate()},
+		{"events", c.Events.Validate()},
 		{"state", c.State.Validate()},
 		{"peer_tls", c.PeerTLS.Validate()},
 		{"tls", c.TLS.validate()},

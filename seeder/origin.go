@@ -30,12 +30,14 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/catalogevents"
 	"github.com/swarmship/swarmship/internal/lograte"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/token"
+	"github.com/swarmship/swarmship/seeder/catalogfeed"
 	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
 )
@@ -74,6 +76,13 @@ type Origin struct {
 	lastErr   error
 	lastOK    time.Time
 	ready     atomic.Bool
+
+	// events is the catalog change stream (nil when off); changed wakes
+	// Run's refresh when the store's timestamp moved or another origin
+	// said so over bus.
+	events  *catalogfeed.Feed
+	changed chan struct{}
+	bus     catalogfeed.Bus
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -83,6 +92,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		log = slog.Default()
 	}
 	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
+	o.changed = make(chan struct{}, 1)
+	if cfg.Events.On() {
+		o.events = catalogfeed.New(cfg.Events)
+	}
 	if cfg.TokenPublicKey != "" {
 		pub, err := token.LoadPublicKey(cfg.TokenPublicKey)
 		if err != nil {
@@ -158,6 +171,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	}
 	if shared != nil {
 		o.shared = shared
+		if err := o.tracker.Share(context.Background(), shared); err != nil {
+			o.Close()
+			return nil, fmt.Errorf("origin: tracker on shared state: %w", err)
+		}
 	}
 	reports, err := o.openReports()
 	if err != nil {
@@ -189,11 +206,31 @@ func (o *Origin) Egress() Egress {
 	return e
 }
 
+// SetEventBus makes the origin tell other origins of the catalog versions
+// it verifies, and refresh when they tell it of theirs. Call it before Run.
+func (o *Origin) SetEventBus(b catalogfeed.Bus) { o.bus = b }
+
 // Run refreshes the catalog and seeds current releases until ctx ends.
 func (o *Origin) Run(ctx context.Context) error {
 	go o.tracker.Run(ctx)
 	go o.watchRevocations(ctx)
 	go o.tickReports(ctx)
+	if o.events != nil {
+		defer o.events.Close()
+		go catalogfeed.WatchStore(ctx, o.store, o.events.Config().PollInterval, o.catalogChanged)
+		if o.bus != nil {
+			go func() {
+				err := o.bus.Subscribe(ctx, func(v int64) {
+					if v > o.events.Version() {
+						o.catalogChanged()
+					}
+				})
+				if err != nil && ctx.Err() == nil {
+					o.log.Warn("catalog events: other origins' changes not received; the store poll still sees them", "err", err)
+				}
+			}()
+		}
+	}
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -201,6 +238,13 @@ func (o *Origin) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-o.changed:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
 		}
 		if err := o.refresh(ctx); err != nil {
 			o.log.Warn("origin catalog refresh failed", "catalog", o.store.String(), "err", err)
@@ -246,6 +290,10 @@ func (o *Origin) refresh(ctx context.Context) error {
 	// Ready once the tracker's allowlist and the catalog guard's tenants
 	// are loaded too: before that both would refuse what they will accept.
 	o.ready.Store(true)
+	// Watchers learn of the change now, before any new release is seeded
+	// (a remote payload may take a while to copy); they find its metadata
+	// served already.
+	o.announceVersion(ctx)
 	for _, r := range ms.gone {
 		o.stopSeeding(r)
 	}
@@ -257,6 +305,31 @@ func (o *Origin) refresh(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// catalogChanged wakes Run for a refresh now.
+func (o *Origin) catalogChanged() {
+	select {
+	case o.changed <- struct{}{}:
+	default:
+	}
+}
+
+// announceVersion tells watchers (and other origins) the catalog version
+// the origin has just verified, if it is new.
+func (o *Origin) announceVersion(ctx context.Context) {
+	if o.events == nil {
+		return
+	}
+	v, err := o.catalog.TimestampVersion()
+	if err != nil || !o.events.Publish(v) {
+		return
+	}
+	if o.bus != nil {
+		if err := o.bus.Publish(ctx, v); err != nil {
+			o.log.Warn("catalog events: other origins not told of the change; their own poll will see it", "version", v, "err", err)
+		}
+	}
 }
 
 // releaseSet is the catalog's releases as the origin serves them.
@@ -514,6 +587,9 @@ func (o *Origin) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(o.tracker.Collectors()...)
 	reg.MustRegister(originCollector{o}, o.reports.Collector())
+	if o.events != nil {
+		reg.MustRegister(o.events.Collector())
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
@@ -524,6 +600,9 @@ func (o *Origin) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /healthz", o.healthz)
 	o.reports.Routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
+	if o.events != nil {
+		mux.Handle(catalogevents.Path, o.catalogWatchGuard(o.events))
+	}
 	var catalogHandler http.Handler
 	if o.dirRoot != nil {
 		catalogHandler = &catalogServer{root: o.dirRoot, webSeed: &o.webSeedBytes, catalog: &o.catalogBytes}

@@ -113,10 +113,35 @@ func SetUploadRate(l *rate.Limiter, bytesPerSec float64) {
 // SetLimit calls in a probe.
 func Unlimited() *rate.Limiter { return rate.NewLimiter(rate.Inf, 64<<20) }
 
+// keepAliveTimeout bounds how long a connection's writer sleeps without a
+// wake-up. anacrolix/torrent v1.59.1's writer fills its buffer under the
+// client lock, drops the lock, and only then waits for its signal: a
+// wake-up in between (the next round of requests, a block read for the
+// peer, an upload limit raised) is lost until this timer fires. With the
+// library's default of a minute, a leecher sat idle for ~50 s in 1 of 5
+// benchmark runs (issue 14; upstream anacrolix/torrent#1070, fixed after
+// v1.59.1). A second costs a 4-byte keep-alive per idle second.
+const keepAliveTimeout = time.Second
+
 // New starts a client.
 func New(c Config) (*torrent.Client, error) {
+	cc, err := clientConfig(&c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		return nil, fmt.Errorf("start BitTorrent client: %w", err)
+	}
+	return attachTransport(cl, cc, c)
+}
+
+// clientConfig is the library configuration for c; it fills in c's
+// limiters when they are nil.
+func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 	cc := torrent.NewDefaultClientConfig()
 	cc.Seed = true
+	cc.KeepAliveTimeout = keepAliveTimeout
 	cc.ListenPort = c.ListenPort
 	host := c.ListenHost
 	cc.ListenHost = func(string) string { return host }
@@ -196,10 +221,13 @@ func New(c Config) (*torrent.Client, error) {
 	} else {
 		cc.Slogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	cl, err := torrent.NewClient(cc)
-	if err != nil {
-		return nil, fmt.Errorf("start BitTorrent client: %w", err)
-	}
+	return cc, nil
+}
+
+// attachTransport gives cl its peer listener and dialer: plain TCP or
+// mutual TLS, both with the write-stall deadline. cl is closed on error.
+func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*torrent.Client, error) {
+	host := c.ListenHost
 	stall := c.WriteStall
 	if stall <= 0 {
 		stall = WriteStall

@@ -38,7 +38,7 @@ func NewFileStorage(dir string, completion storage.PieceCompletion, opts ...File
 	if completion == nil {
 		completion = storage.NewMapPieceCompletion()
 	}
-	c := &fileClient{dir: dir, completion: completion}
+	c := &fileClient{dir: dir, completion: completion, hashBuf: defaultHashBuffer}
 	for _, o := range opts {
 		o(c)
 	}
@@ -72,6 +72,9 @@ type fileClient struct {
 	dir        string
 	completion storage.PieceCompletion
 	serve      *ServeBudget // nil: reads for peers are not budgeted
+	hashBuf    *HashBuffer  // out-of-order blocks of self-hashing pieces
+	readBack   bool         // no self-hashing (WithReadBackHashing)
+	hashStats  hashStats
 }
 
 func (c *fileClient) Close() error { return c.completion.Close() }
@@ -86,6 +89,9 @@ func (c *fileClient) OpenTorrent(_ context.Context, info *metainfo.Info, infoHas
 		return storage.TorrentImpl{}, errors.New("file storage: v2 torrents are not supported")
 	}
 	t := &fileTorrent{completion: c.completion, infoHash: infoHash, serve: c.serve}
+	if !c.readBack {
+		t.hashes = newPieceHashes(c.hashBuf, &c.hashStats)
+	}
 	seen := make(map[string]bool)
 	for _, fi := range info.UpvertedFiles() {
 		rel, err := localPath(info, fi)
@@ -155,6 +161,7 @@ type fileTorrent struct {
 	infoHash   metainfo.Hash
 	files      []*torrentFile // non-empty files, ascending offsets
 	serve      *ServeBudget   // nil: not budgeted
+	hashes     *pieceHashes   // nil: pieces are hashed by reading them back
 
 	mu     sync.Mutex
 	open   []*torrentFile // files with a handle, at most maxOpenFiles unless all are busy
@@ -264,6 +271,9 @@ func (t *fileTorrent) detach(f *torrentFile) {
 }
 
 func (t *fileTorrent) close() error {
+	if t.hashes != nil {
+		t.hashes.close()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
@@ -350,7 +360,12 @@ func (t *fileTorrent) writeAt(b []byte, off int64) (n int, err error) {
 }
 
 func (t *fileTorrent) piece(p metainfo.Piece) storage.PieceImpl {
-	return &filePiece{t: t, index: p.Index(), off: p.Offset(), length: p.Length()}
+	fp := &filePiece{t: t, index: p.Index(), off: p.Offset(), length: p.Length()}
+	if t.hashes == nil || t.hashes.readingBack(fp.index) {
+		return fp
+	}
+	want := p.V1Hash()
+	return &selfHashPiece{filePiece: fp, want: want.Value, haveWant: want.Ok}
 }
 
 // filePiece is one piece of a fileTorrent. It implements io.WriterTo for
@@ -374,6 +389,13 @@ func (p *filePiece) key() metainfo.PieceKey {
 
 // ReadAt serves peer requests (the library hashes with WriteTo); with a
 // serve budget, b is charged to it first.
+//
+// Once the torrent's storage is closed, ReadAt returns zeros instead of an
+// error. anacrolix/torrent v1.59.1 panics (servePeerRequest asserts that a
+// failed read removed its request, which a closed torrent never does) when
+// a peer's read fails because the torrent was dropped under it: a process
+// serving a release it drops would die. The zeros go nowhere: closing the
+// torrent closed its connections first.
 func (p *filePiece) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fs.ErrInvalid
@@ -389,6 +411,10 @@ func (p *filePiece) ReadAt(b []byte, off int64) (int, error) {
 		b = b[:p.length-off]
 	}
 	n, err := p.t.readAt(b, p.off+off)
+	if errors.Is(err, errStorageClosed) {
+		clear(b[n:])
+		n, err = len(b), nil
+	}
 	if err == nil && short {
 		err = io.EOF
 	}
@@ -399,7 +425,11 @@ func (p *filePiece) WriteAt(b []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(b)) > p.length {
 		return 0, fmt.Errorf("write of %d bytes at %d overflows piece %d of %d bytes", len(b), off, p.index, p.length)
 	}
-	return p.t.writeAt(b, p.off+off)
+	n, err := p.t.writeAt(b, p.off+off)
+	if p.t.hashes != nil {
+		p.t.hashes.wrote(p.index, off, b[:n], err == nil && n == len(b))
+	}
+	return n, err
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 128<<10); return &b }}
@@ -427,9 +457,19 @@ func (p *filePiece) WriteTo(w io.Writer) (written int64, err error) {
 	return written, nil
 }
 
-func (p *filePiece) MarkComplete() error { return p.t.completion.Set(p.key(), true) }
+func (p *filePiece) MarkComplete() error {
+	if p.t.hashes != nil {
+		p.t.hashes.forget(p.index, false)
+	}
+	return p.t.completion.Set(p.key(), true)
+}
 
-func (p *filePiece) MarkNotComplete() error { return p.t.completion.Set(p.key(), false) }
+func (p *filePiece) MarkNotComplete() error {
+	if p.t.hashes != nil {
+		p.t.hashes.dropRunning(p.index)
+	}
+	return p.t.completion.Set(p.key(), false)
+}
 
 // Completion is the recorded completion, checked against the files: a
 // piece whose bytes are not all on disk (a file missing or too short) is

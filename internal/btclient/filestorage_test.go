@@ -345,9 +345,23 @@ func TestFileStorageReopenAfterClose(t *testing.T) {
 	if err := ti.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// After Close, I/O fails (not io.EOF, which would mark pieces lost).
-	if _, err := ti.Piece(info.Piece(0)).ReadAt(make([]byte, 4), 0); err == nil || err == io.EOF {
-		t.Fatalf("read after Close: %v", err)
+	// After Close, hashing fails (not io.EOF, which would mark pieces
+	// lost); a peer's read gets zeros, not an error that would panic the
+	// library (see filePiece.ReadAt), and no data.
+	p0 := ti.Piece(info.Piece(0))
+	if _, err := p0.(io.WriterTo).WriteTo(io.Discard); err == nil || err == io.EOF {
+		t.Fatalf("hashing after Close: %v", err)
+	}
+	if n, err := p0.ReadAt([]byte{1, 2, 3, 4}, 0); n != 4 || err != nil {
+		t.Fatalf("peer read after Close: %d, %v", n, err)
+	}
+	if n, err := p0.ReadAt(make([]byte, 32), 0); n != 16 || err != io.EOF {
+		t.Fatalf("peer read past the piece after Close: %d, %v", n, err)
+	}
+	b := []byte{1, 2, 3, 4}
+	p0.ReadAt(b, 0)
+	if !bytes.Equal(b, make([]byte, 4)) {
+		t.Fatalf("peer read after Close got %v, want zeros", b)
 	}
 	cl.Close()
 
@@ -428,9 +442,17 @@ func TestFileStorageBoundsOpenFiles(t *testing.T) {
 	}
 }
 
+// asFilePiece is the filePiece of a piece that may hash itself.
+func asFilePiece(p storage.PieceImpl) *filePiece {
+	if sp, ok := p.(*selfHashPiece); ok {
+		return sp.filePiece
+	}
+	return p.(*filePiece)
+}
+
 // openFilesOf reaches into the storage behind ti.
 func openFilesOf(ti storage.TorrentImpl) int {
-	p := ti.Piece((&metainfo.Info{PieceLength: 1, Length: 1, Pieces: make([]byte, 20)}).Piece(0)).(*filePiece)
+	p := asFilePiece(ti.Piece((&metainfo.Info{PieceLength: 1, Length: 1, Pieces: make([]byte, 20)}).Piece(0)))
 	p.t.mu.Lock()
 	defer p.t.mu.Unlock()
 	n := 0

@@ -18,6 +18,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = defaultMaxPeers
 	}
+	if c.SharedViewAge <= 0 {
+		c.SharedViewAge = defaultSharedViewAge
+	}
 	c.MaxPeersPerAddress = capOr(c.MaxPeersPerAddress, defaultPeersPerAddress)
 	c.MaxSwarmsPerAddress = capOr(c.MaxSwarmsPerAddress, defaultSwarmsPerAddress)
 	c.MaxPeersPerToken = capOr(c.MaxPeersPerToken, defaultPeersPerToken)
@@ -33,7 +36,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"interval", c.Interval}, {"peer_ttl", c.PeerTTL}} {
+	}{{"interval", c.Interval}, {"peer_ttl", c.PeerTTL}, {"shared_view_age", c.SharedViewAge}} {
 		if d.v < 0 {
 			return fielderr.New(d.field, "must not be negative")
 		}

@@ -36,6 +36,7 @@ const (
 	reasonPeerID  = "peer_id_bound"
 	reasonCap     = "cap"
 	reasonUnknown = "unknown_infohash"
+	reasonState   = "state_unavailable" // the shared state (Redis) did not answer
 )
 
 // capOr turns a configured cap into the one in force: 0 is the default, a
@@ -57,11 +58,18 @@ var noToken = unique.Make("")
 // bearer token or token parameter, never the token itself (entries live for
 // minutes and may be dumped).
 func credential(r *http.Request) unique.Handle[string] {
-	tok := ""
 	if h := r.Header.Get("Authorization"); h != "" {
-		tok = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
-	} else if q := r.URL.Query().Get("token"); q != "" {
-		tok = q
+		return credentialOf(h, "")
+	}
+	return credentialOf("", r.URL.Query().Get("token"))
+}
+
+// credentialOf is credential for an Authorization header value and a token
+// parameter already parsed (parseAnnounce keeps the query's first token=).
+func credentialOf(authorization, tokenParam string) unique.Handle[string] {
+	tok := tokenParam
+	if authorization != "" {
+		tok = strings.TrimSpace(strings.TrimPrefix(authorization, "Bearer "))
 	}
 	if tok == "" {
 		return noToken

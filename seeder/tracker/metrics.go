@@ -13,6 +13,9 @@ type metrics struct {
 	scrapes                              prometheus.Counter
 	latency                              prometheus.Histogram
 	active                               *activeCollector
+	// Shared state (Redis): failed round trips and write-backs after
+	// Redis lost its data.
+	stateErrors, stateRestores prometheus.Counter
 }
 
 func newMetrics(t *Tracker) metrics {
@@ -23,7 +26,7 @@ func newMetrics(t *Tracker) metrics {
 		}, []string{"event"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "swarmship_tracker_refusals_total",
-			Help: "Announces and scrapes refused, by reason (malformed, unauthorized, residency, unknown_infohash, cap, peer_id_bound).",
+			Help: "Announces and scrapes refused, by reason (malformed, unauthorized, residency, unknown_infohash, cap, peer_id_bound, state_unavailable).",
 		}, []string{"reason"}),
 		scrapes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "swarmship_tracker_scrapes_total",
@@ -40,11 +43,19 @@ func newMetrics(t *Tracker) metrics {
 			"Peers stored by the tracker, by tenant (stale peers leave at the next sweep).",
 			[]string{"tenant"}, nil)},
 	}
+	m.stateErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "swarmship_tracker_state_errors_total",
+		Help: "Round trips to the shared state (Redis) that failed; announces among them were refused with a failure reason.",
+	})
+	m.stateRestores = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "swarmship_tracker_state_restores_total",
+		Help: "Times this origin found the shared state had lost its swarms and wrote its copies back.",
+	})
 	m.started = m.announces.WithLabelValues(eventStarted)
 	m.completed = m.announces.WithLabelValues(eventCompleted)
 	m.stopped = m.announces.WithLabelValues(eventStopped)
 	m.regular = m.announces.WithLabelValues("none")
-	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency, reasonPeerID, reasonCap, reasonUnknown} {
+	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency, reasonPeerID, reasonCap, reasonUnknown, reasonState} {
 		m.refusals.WithLabelValues(r) // export zeros so rates work from the start
 	}
 	return m
@@ -68,7 +79,7 @@ func (m *metrics) announce(event string) {
 // swarmship_tracker_scrapes_total, swarmship_tracker_announce_duration_seconds and
 // swarmship_tracker_active_peers{tenant}.
 func (t *Tracker) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{t.m.announces, t.m.refusals, t.m.scrapes, t.m.latency, t.m.active}
+	return []prometheus.Collector{t.m.announces, t.m.refusals, t.m.scrapes, t.m.latency, t.m.active, t.m.stateErrors, t.m.stateRestores}
 }
 
 // activeCollector reads the per-shard tenant counts at scrape time, so the

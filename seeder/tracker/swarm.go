@@ -13,6 +13,7 @@ import (
 	"unique"
 
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
 )
 
 // maxSwarmView bounds a report.SwarmView answer; agents use the list to divide the
@@ -79,11 +80,16 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		}
 		// Not stored yet (its first announce is on the way): the view is
 		// still personal, with nobody trusted.
-		if _, err := t.storeReport(t.shard(a.infoHash), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff()); err != nil {
-			t.refuse(w, r, &a, reasonPeerID, err)
+		if _, err := t.store.report(r.Context(), a.infoHash, a.id.Tenant, &probe, reported, t.cutoff()); err != nil {
+			reason := reasonPeerID
+			if errors.Is(err, state.ErrUnavailable) {
+				reason = reasonState
+			}
+			t.refuse(w, r, &a, reason, err)
 			return
 		}
 	}
+	_ = t.store.fresh(r.Context(), a.infoHash, a.id.Tenant) // an error keeps the last copy
 	var self *[20]byte
 	if hasID {
 		self = &a.peerID

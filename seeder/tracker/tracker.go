@@ -70,6 +70,12 @@ type Config struct {
 	// AllowUnknownInfoHashes lets the origin's tracker take announces for
 	// infohashes that are not in its catalog (load benchmarks only).
 	AllowUnknownInfoHashes bool `yaml:"allow_unknown_infohashes"`
+
+	// SharedViewAge bounds how old an origin's copy of a swarm may get
+	// when the swarms live in a Redis that several origins share (state:
+	// redis): the copy is re-read when another origin changed the swarm's
+	// membership or seed state, or when it is older than this; default 1s.
+	SharedViewAge time.Duration `yaml:"shared_view_age"`
 }
 
 // Identity is who announced, taken from the announce URL's query parameters
@@ -96,7 +102,9 @@ type Peer struct {
 const (
 	defaultInterval = 60 * time.Second
 	defaultMaxPeers = 50
-	defaultNumWant  = 50
+	// defaultSharedViewAge: a copy of a shared swarm is at most this old.
+	defaultSharedViewAge = time.Second
+	defaultNumWant       = 50
 	// numShards spreads swarms over independent locks so announces for
 	// different releases never contend. A shard holds every tenant's swarm of
 	// one infohash, so residency changes touch one shard.
@@ -125,6 +133,10 @@ type Tracker struct {
 
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
+
+	// store is where the swarms live (memstore.go, redisstore.go); the
+	// shards hold what answers read either way.
+	store swarmStore
 }
 
 type shard struct {
@@ -144,6 +156,14 @@ type swarm struct {
 	// reports holds, per agent that sent one with its swarm view request,
 	// the agents it is connected to (at most maxReport); see trust.go.
 	reports map[[20]byte][][20]byte
+
+	// Shared state only (redisstore.go): the swarm version the copy
+	// reflects, when it was last read whole and when Redis last confirmed
+	// that version, whether it must be re-read, and whether a request is
+	// re-reading it.
+	version          int64
+	loaded, verified time.Time
+	stale, loading   bool
 }
 
 // entry is a stored peer as the answer scan wants it: fixed size and free of
@@ -226,6 +246,7 @@ func New(cfg Config) *Tracker {
 	}
 	t.scratch.New = func() any { return new(scratch) }
 	t.m = newMetrics(t)
+	t.store = memStore{t}
 	return t
 }
 
@@ -294,6 +315,7 @@ func (t *Tracker) allowedRegions(infoHash [20]byte) *regionSet {
 // them apart), sorted by ID. Peers past PeerTTL are left out even before the
 // sweep removes them.
 func (t *Tracker) Peers(infoHash [20]byte) []Peer {
+	t.refreshAll(infoHash)
 	cutoff := t.cutoff()
 	sh := t.shard(infoHash)
 	sh.mu.RLock()
@@ -313,6 +335,24 @@ func (t *Tracker) Peers(infoHash [20]byte) []Peer {
 		return strings.Compare(a.Identity.Tenant, b.Identity.Tenant)
 	})
 	return out
+}
+
+// refreshAll brings this origin's copies of every tenant's swarm of
+// infoHash up to date (shared state), including swarms only other origins
+// have seen; a failure keeps the copies as they are.
+func (t *Tracker) refreshAll(infoHash [20]byte) {
+	rs, ok := t.store.(*redisStore)
+	if !ok {
+		return
+	}
+	ctx := context.Background()
+	tenants, err := rs.tenants(ctx, infoHash)
+	if err != nil {
+		return
+	}
+	for _, tenant := range tenants {
+		_ = t.store.fresh(ctx, infoHash, tenant)
+	}
 }
 
 // Run sweeps expired peers every half PeerTTL (at least once a second) until
@@ -362,148 +402,4 @@ func (t *Tracker) cutoff() int64 {
 func (t *Tracker) shard(infoHash [20]byte) *shard {
 	// Infohashes are SHA-1 output, so any 8 bytes are uniformly spread.
 	return &t.shards[binary.LittleEndian.Uint64(infoHash[:8])%numShards]
-}
-
-// errPeerIDBound refuses an announce that reuses a live peer's ID from
-// another address, credential or identity: it may neither replace nor
-// remove that peer.
-var errPeerIDBound = errors.New("peer_id is in use by another peer until it expires")
-
-// upsert stores or refreshes e in the (tenant, infohash) swarm. A peer ID
-// stays bound to the address, credential and identity of its first
-// announce until it expires; a new peer must fit the caps.
-func (t *Tracker) upsert(sh *shard, infoHash [20]byte, tenant string, e *entry, completed bool, cutoff int64) (string, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sw := sh.byHash[infoHash][tenant]
-	if sw != nil {
-		if i, ok := sw.index[e.id]; ok {
-			old := &sw.peers[i]
-			if old.seen >= cutoff && !sameOwner(old, e) {
-				return reasonPeerID, errPeerIDBound
-			}
-			if sameOwner(old, e) {
-				e.joined = old.joined
-				if old.seen < cutoff {
-					e.joined = e.seen // a new life for an expired ID
-				}
-				sw.peers[i] = *e
-				if completed {
-					sw.downloaded++
-				}
-				return "", nil
-			}
-			// An expired peer with this ID: let it go, then admit e as new.
-			t.removeAt(sh, infoHash, tenant, sw, i)
-			sw = sh.byHash[infoHash][tenant]
-		}
-	}
-	if reason, err := t.lim.acquire(infoHash, tenant, e.addr.Addr(), e.tok); err != nil {
-		return reason, err
-	}
-	tenants := sh.byHash[infoHash]
-	if tenants == nil {
-		tenants = make(map[string]*swarm, 1)
-		sh.byHash[infoHash] = tenants
-	}
-	if sw == nil {
-		sw = &swarm{index: make(map[[20]byte]int)}
-		tenants[tenant] = sw
-	}
-	e.joined = e.seen
-	sw.index[e.id] = len(sw.peers)
-	sw.peers = append(sw.peers, *e)
-	sh.active[tenant]++
-	if completed {
-		sw.downloaded++
-	}
-	return "", nil
-}
-
-// sameOwner tells whether b comes from the peer that stored a: same
-// address (the port may change), credential and identity.
-func sameOwner(a, b *entry) bool {
-	return a.addr.Addr() == b.addr.Addr() && a.tok == b.tok && a.site == b.site && a.region == b.region && a.role == b.role
-}
-
-// remove deletes a peer (event=stopped) if e, the stopping announce, comes
-// from its owner; a stop for an unknown ID is a no-op.
-func (t *Tracker) remove(sh *shard, infoHash [20]byte, tenant string, e *entry) error {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sw := sh.byHash[infoHash][tenant]
-	if sw == nil {
-		return nil
-	}
-	i, ok := sw.index[e.id]
-	if !ok {
-		return nil
-	}
-	if !sameOwner(&sw.peers[i], e) {
-		return errPeerIDBound
-	}
-	t.removeAt(sh, infoHash, tenant, sw, i)
-	return nil
-}
-
-// removeAt deletes peer i of sw. Callers hold sh.mu.
-func (t *Tracker) removeAt(sh *shard, infoHash [20]byte, tenant string, sw *swarm, i int) {
-	p := &sw.peers[i]
-	id := p.id
-	t.lim.release(infoHash, tenant, p.addr.Addr(), p.tok)
-	delete(sw.reports, id)
-	last := len(sw.peers) - 1
-	if i != last {
-		sw.peers[i] = sw.peers[last]
-		sw.index[sw.peers[i].id] = i
-	}
-	sw.peers[last] = entry{}
-	sw.peers = sw.peers[:last]
-	delete(sw.index, id)
-	sh.active[tenant]--
-	sh.dropIfEmpty(infoHash, tenant)
-}
-
-// dropIfEmpty forgets an empty swarm, and the infohash once no tenant has
-// one, so announces for many short-lived releases do not leak memory.
-// Callers hold sh.mu.
-func (sh *shard) dropIfEmpty(infoHash [20]byte, tenant string) {
-	tenants := sh.byHash[infoHash]
-	if sw := tenants[tenant]; sw != nil && len(sw.peers) == 0 {
-		delete(tenants, tenant)
-	}
-	if len(tenants) == 0 {
-		delete(sh.byHash, infoHash)
-	}
-	if sh.active[tenant] == 0 {
-		delete(sh.active, tenant) // no zero-valued series for departed tenants
-	}
-}
-
-// filter keeps the peers of sw for which keep is true, in place, releases
-// the others' caps and drops sw if it is left empty. Callers hold sh.mu.
-func (t *Tracker) filter(sh *shard, infoHash [20]byte, tenant string, sw *swarm, keep func(*entry) bool) {
-	n := 0
-	for i := range sw.peers {
-		p := &sw.peers[i]
-		if keep(p) {
-			sw.peers[n] = *p
-			n++
-			continue
-		}
-		t.lim.release(infoHash, tenant, p.addr.Addr(), p.tok)
-		delete(sw.reports, p.id)
-	}
-	removed := len(sw.peers) - n
-	if removed == 0 {
-		return
-	}
-	clear(sw.peers[n:])
-	sw.peers = sw.peers[:n]
-	clear(sw.index)
-	for i := range sw.peers {
-		sw.index[sw.peers[i].id] = i
-	}
-	sh.active[tenant] -= removed
-	sh.dropIfEmpty(infoHash, tenant)
 }

@@ -190,7 +190,7 @@ func (c *clock) add(d time.Duration) {
 }
 
 func newTest(cfg Config) (*Tracker, *clock) {
-	tr := New(cfg)
+	tr := newTestStore(cfg)
 	c := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	tr.now = c.now
 	return tr, c

@@ -7,7 +7,9 @@
 //	tbtool progress FILE...         summarise agents' status JSON; exit 0 when all are ready
 //	tbtool report -dir D [flags]    read a run's data directory, print the table, write JSON
 //
-// It uses only the standard library so that it builds in a second.
+// It uses only the standard library and internal/capacity (the model of
+// swarmship plan, itself standard library only) so that it builds in a
+// second.
 package main
 
 import (
@@ -29,6 +31,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/capacity"
 )
 
 func main() {
@@ -483,6 +487,8 @@ type Report struct {
 		HTTPNetwork   string  `json:"http_network,omitempty"` // same-network (after P2P) or twin-network-concurrent
 		PieceLength   int64   `json:"piece_length,omitempty"`
 		StartupGraceS float64 `json:"startup_grace_seconds"`
+		Pacing        bool    `json:"origin_pacing"`          // offload.site_wan_down set to the branch downlink
+		OriginShare   string  `json:"origin_share,omitempty"` // empty: the agent's default
 	} `json:"params"`
 	LowerBound LowerBound    `json:"lower_bound"`
 	P2P        *Phase        `json:"p2p,omitempty"`
@@ -490,6 +496,40 @@ type Report struct {
 	Agents     []AgentResult `json:"agents"`
 	P2POverHTT float64       `json:"p2p_over_http,omitempty"`
 	Targets    []Target      `json:"targets"`
+	Prediction *Prediction   `json:"prediction,omitempty"`
+}
+
+// Prediction is what `swarmship plan` (internal/capacity) expects for
+// this topology, and how the run compares: measured / predicted.
+type Prediction struct {
+	LowerBoundSeconds float64 `json:"lower_bound_seconds"`
+	Efficiency        float64 `json:"efficiency"`
+	ExpectedSeconds   float64 `json:"expected_seconds"`
+	HTTPOnlySeconds   float64 `json:"http_only_seconds"`
+	OriginCopies      float64 `json:"origin_copies"`
+	WANInCopies       float64 `json:"wan_in_copies"`  // per branch
+	WANOutCopies      float64 `json:"wan_out_copies"` // per branch
+	P2PRatio          float64 `json:"p2p_measured_over_expected,omitempty"`
+	HTTPRatio         float64 `json:"http_measured_over_expected,omitempty"`
+	WithinTolerance   bool    `json:"p2p_within_20_percent"`
+}
+
+// predict runs the capacity model on the testbed's topology.
+func predict(t topo) (*Prediction, error) {
+	in := capacity.Input{Size: int64(t.F / 8), OriginUp: t.uOrigin / 8}
+	for b := 1; b <= t.B; b++ {
+		in.Sites = append(in.Sites, capacity.Site{Name: fmt.Sprintf("b%d", b), Agents: t.A, Down: t.dBranch / 8, Up: t.uBrn / 8})
+	}
+	p, err := capacity.Model(in)
+	if err != nil {
+		return nil, err
+	}
+	F := t.F / 8
+	return &Prediction{
+		LowerBoundSeconds: round(p.LowerBound, 2), Efficiency: p.Efficiency, ExpectedSeconds: round(p.Expected, 2),
+		HTTPOnlySeconds: round(p.HTTPOnly, 2), OriginCopies: round(p.OriginEgress/F, 3),
+		WANInCopies: round(p.Sites[0].WANIn/F, 3), WANOutCopies: round(p.Sites[0].WANOut/F, 3),
+	}, nil
 }
 
 func cmdReport(args []string) error {
@@ -509,6 +549,8 @@ func cmdReport(args []string) error {
 	fs.StringVar(&p.HTTPNetwork, "http-network", "", "")
 	fs.Int64Var(&p.PieceLength, "piece-length", 0, "")
 	fs.Float64Var(&p.StartupGraceS, "startup-grace", 0, "")
+	fs.BoolVar(&p.Pacing, "pacing", false, "")
+	fs.StringVar(&p.OriginShare, "origin-share", "", "")
 	fs.Parse(args)
 	if *dir == "" || p.SizeBytes <= 0 {
 		return errors.New("report needs -dir and -size")
@@ -666,6 +708,18 @@ func cmdReport(args []string) error {
 	if r.P2POverHTT > 0 {
 		r.Targets = append(r.Targets, Target{Name: "P2P time / HTTP time", Target: targetVsHTTP, Measured: r.P2POverHTT, OK: r.P2POverHTT <= targetVsHTTP})
 	}
+	if pr, err := predict(t); err == nil {
+		if r.P2P != nil && r.P2P.AllCompleted && pr.ExpectedSeconds > 0 {
+			pr.P2PRatio = round(r.P2P.MaxSeconds/pr.ExpectedSeconds, 3)
+			pr.WithinTolerance = math.Abs(pr.P2PRatio-1) <= 0.2
+		}
+		if r.HTTP != nil && r.HTTP.AllCompleted && pr.HTTPOnlySeconds > 0 {
+			pr.HTTPRatio = round(r.HTTP.MaxSeconds/pr.HTTPOnlySeconds, 3)
+		}
+		r.Prediction = pr
+	} else {
+		fmt.Fprintf(os.Stderr, "tbtool: no prediction: %v\n", err)
+	}
 	printReport(os.Stdout, &r)
 	if *out != "" {
 		for i := range r.Targets {
@@ -730,6 +784,13 @@ func printReport(w io.Writer, r *Report) {
 	p := r.Params
 	fmt.Fprintf(w, "\nswarmship testbed: %d branches x %d agents, %s release, branch WAN %s down / %s up, origin up %s, %s catalog\n",
 		p.Branches, p.Agents, mib(p.SizeBytes), p.Down, p.Up, p.OriginUp, p.Catalog)
+	if p.Pacing {
+		share := p.OriginShare
+		if share == "" {
+			share = "default"
+		}
+		fmt.Fprintf(w, "origin fetches paced: site_wan_down %s, origin_share %s\n", p.Down, share)
+	}
 	lb := r.LowerBound
 	keys := make([]string, 0, len(lb.Terms))
 	for k := range lb.Terms {
@@ -809,6 +870,21 @@ func printReport(w io.Writer, r *Report) {
 	tw.Flush()
 	if r.P2POverHTT > 0 {
 		fmt.Fprintf(w, "\nP2P time / HTTP-only time: %.3f\n", r.P2POverHTT)
+	}
+	if pr := r.Prediction; pr != nil {
+		fmt.Fprintf(w, "\nswarmship plan predicted: origin %.2f copies, WAN in/out per branch %.2f/%.2f copies, completion %.1fs (bound %.1fs / efficiency %.2f), HTTP-only %.1fs\n",
+			pr.OriginCopies, pr.WANInCopies, pr.WANOutCopies, pr.ExpectedSeconds, pr.LowerBoundSeconds, pr.Efficiency, pr.HTTPOnlySeconds)
+		if pr.P2PRatio > 0 {
+			verdict := "within 20%"
+			if !pr.WithinTolerance {
+				verdict = "OFF BY MORE THAN 20%"
+			}
+			fmt.Fprintf(w, "  measured / predicted: P2P %.2f (%s)", pr.P2PRatio, verdict)
+			if pr.HTTPRatio > 0 {
+				fmt.Fprintf(w, ", HTTP-only %.2f", pr.HTTPRatio)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

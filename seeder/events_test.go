@@ -1,0 +1,237 @@
+package seeder_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/catalogevents"
+	"github.com/swarmship/swarmship/internal/token"
+	"github.com/swarmship/swarmship/seeder"
+	"github.com/swarmship/swarmship/seeder/catalogfeed"
+)
+
+// openEvents opens the catalog change stream and returns the response and
+// a channel of the versions it announces.
+func openEvents(t *testing.T, url string, hdr map[string]string) (*http.Response, <-chan int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	ch := make(chan int64, 16)
+	if resp.StatusCode == http.StatusOK {
+		go func() {
+			defer close(ch)
+			d := catalogevents.NewDecoder(resp.Body)
+			for {
+				ev, err := d.Next()
+				if err != nil {
+					return
+				}
+				if v, err := catalogevents.Version(ev); err == nil {
+					ch <- v
+				}
+			}
+		}()
+	}
+	return resp, ch
+}
+
+func nextVersion(t *testing.T, ch <-chan int64) int64 {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatal("stream ended")
+		}
+		return v
+	case <-time.After(60 * time.Second):
+		t.Fatal("no catalog event")
+	}
+	return 0
+}
+
+// TestCatalogEventsFollowPromote: the origin tells watchers the version it
+// verified, and a promote written to the store by someone else (the CLI)
+// reaches them without waiting for the origin's refresh interval.
+func TestCatalogEventsFollowPromote(t *testing.T) {
+	dir := t.TempDir()
+	store, keys, root := newTestCatalog(t, dir)
+	src := filepath.Join(dir, "f.bin")
+	os.WriteFile(src, []byte("payload"), 0o644)
+	for _, v := range []string{"1.0", "2.0"} {
+		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := false
+	o, err := seeder.New(seeder.Config{
+		Seed: &seed, CacheDir: filepath.Join(dir, "cache"), RefreshInterval: time.Hour,
+		Events: catalogfeed.Config{PollInterval: 100 * time.Millisecond, MinInterval: 10 * time.Millisecond},
+	}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := &catalogfeed.MemoryBus{}
+	o.SetEventBus(bus)
+	fromBus := make(chan int64, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	busDone := make(chan struct{})
+	go func() { bus.Subscribe(ctx, func(v int64) { fromBus <- v }); close(busDone) }()
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; <-busDone; o.Close() })
+	srv := httptest.NewServer(o.Handler())
+	t.Cleanup(srv.Close)
+	waitReady(t, srv.Client(), srv.URL)
+
+	resp, events := openEvents(t, srv.URL+catalogevents.Path, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("events: %s", resp.Status)
+	}
+	first := nextVersion(t, events)
+	repo, err := catalog.OpenRepo(t.Context(), store, keys, catalog.DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Promote("app", "2.0", "stable"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Commit(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	next := nextVersion(t, events)
+	if next <= first {
+		t.Fatalf("after the promote: version %d, want more than %d", next, first)
+	}
+	// What watchers are told, the origin has verified: its catalog says
+	// stable is 2.0 already.
+	if r, err := client.Resolve("app", "stable", ""); err != nil || r.Version != "2.0" {
+		t.Fatalf("origin's catalog after the event: %v, %v", r, err)
+	}
+	// Other origins hear of it on the bus.
+	for v := int64(0); v != next; {
+		select {
+		case v = <-fromBus:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("version %d never went out on the bus", next)
+		}
+	}
+}
+
+// TestCatalogEventsNeedATokenWithPrivateCatalog: with private_catalog the
+// stream asks for a token like the catalog's metadata, any tenant's.
+func TestCatalogEventsNeedATokenWithPrivateCatalog(t *testing.T) {
+	to := newTenantOrigin(t)
+	resp, _ := openEvents(t, to.srv.URL+catalogevents.Path, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token: %s, want 401", resp.Status)
+	}
+	resp, _ = openEvents(t, to.srv.URL+catalogevents.Path, map[string]string{"Authorization": "Bearer not-a-token"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("bad token: %s, want 403", resp.Status)
+	}
+	for _, c := range []token.Claims{
+		{Tenant: "globex", Site: "s1"},
+		{Tenant: "acme", Role: token.RoleOperator},
+	} {
+		resp, events := openEvents(t, to.srv.URL+catalogevents.Path, bearer(to.issue(t, c)))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%+v: %s", c, resp.Status)
+		}
+		if v := nextVersion(t, events); v < 1 {
+			t.Fatalf("%+v: version %d", c, v)
+		}
+	}
+	// The token stays out of URLs here too.
+	tok := to.issue(t, token.Claims{Tenant: "globex", Site: "s1"})
+	resp, _ = openEvents(t, to.srv.URL+catalogevents.Path+"?token="+tok, nil)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token in the query: %s, want 401", resp.Status)
+	}
+}
+
+// TestCatalogEventsReachManyWatchers is the small version of
+// scripts/bench/watchers: 200 watchers on one origin are all told of a
+// promote. The time to the last one is logged, not asserted.
+func TestCatalogEventsReachManyWatchers(t *testing.T) {
+	dir := t.TempDir()
+	store, keys, root := newTestCatalog(t, dir)
+	src := filepath.Join(dir, "f.bin")
+	os.WriteFile(src, []byte("payload"), 0o644)
+	for _, v := range []string{"1.0", "2.0"} {
+		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := false
+	o, err := seeder.New(seeder.Config{
+		Seed: &seed, CacheDir: filepath.Join(dir, "cache"), RefreshInterval: time.Hour,
+		Events: catalogfeed.Config{MaxWatchersPerAddress: -1},
+	}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; o.Close() })
+	srv := httptest.NewServer(o.Handler())
+	t.Cleanup(srv.Close)
+	waitReady(t, srv.Client(), srv.URL)
+
+	const n = 200
+	streams := make([]<-chan int64, n)
+	var first int64
+	for i := range streams {
+		resp, ch := openEvents(t, srv.URL+catalogevents.Path, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watcher %d: %s", i, resp.Status)
+		}
+		streams[i] = ch
+	}
+	for _, ch := range streams {
+		first = max(first, nextVersion(t, ch))
+	}
+	repo, err := catalog.OpenRepo(t.Context(), store, keys, catalog.DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Promote("app", "2.0", "stable"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := repo.Commit(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i, ch := range streams {
+		if v := nextVersion(t, ch); v <= first {
+			t.Fatalf("watcher %d: version %d after the promote, want more than %d", i, v, first)
+		}
+	}
+	t.Logf("promote -> all %d watchers told: %v", n, time.Since(start).Round(time.Millisecond))
+}
