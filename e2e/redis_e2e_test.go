@@ -155,9 +155,9 @@ func rolloutAgents(base string) (int, error) {
 // together send a bounded number of copies. Completion times are logged
 // against the no-fault run, not asserted (a loaded machine shifts them).
 //
-// Copies: the issue asks for 1.10. Measured here with 32 MiB (no -race,
-// 2 cores shared): 1.01-1.06 without faults, 1.10 with an origin stopped,
-// 1.26-1.37 with Redis restarted. The excess is the agents', not the
+// Copies: the issue asks for 1.10. Measured here with 32 MiB (2 cores
+// shared): 1.01-1.08 without faults, 1.10-1.13 with an origin stopped,
+// 1.26-1.63 with Redis restarted (about 3 minutes under -race). The excess is the agents', not the
 // origins': while the tracker refuses announces (Redis away) and until
 // the swarm is re-announced, an agent's swarm view lists fewer members,
 // so its share of the origin's pieces widens; and an agent whose only
@@ -171,7 +171,10 @@ func TestTwoOriginsOnRedis(t *testing.T) {
 	const (
 		maxCopies             = 1.2 // as for one origin (TestSwarmFiveAgentsOriginSendsAboutOneCopy)
 		maxCopiesOriginKilled = 1.5
-		maxCopiesRedisRestart = 2.0 // still far from each agent fetching its own copy (6)
+		// After the restart each of the 2 sites may fetch the remaining 60%
+		// once (trust between sites is lost): 0.4 + 2*0.6 = 1.6, plus slack.
+		// Each agent fetching alone would be 0.4 + 6*0.6 = 4.
+		maxCopiesRedisRestart = 2.0
 	)
 	var base time.Duration
 	t.Run("no fault", func(t *testing.T) {
