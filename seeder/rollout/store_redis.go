@@ -160,7 +160,7 @@ func (r *redisStore) get(ctx context.Context, key string) (*agentRecord, error) 
 			// Present but unreadable: replace it (CAS on its version) as if new.
 			vs, _ := vals[3].(string)
 			v, _ := strconv.ParseUint(vs, 10, 64)
-			return r.placeholder(key, v), nil
+			return placeholder(v), nil
 		}
 		return nil, nil
 	}
@@ -170,7 +170,7 @@ func (r *redisStore) get(ctx context.Context, key string) (*agentRecord, error) 
 
 // placeholder stands for an unreadable stored record so that the next
 // report replaces it: its received time is zero, so it counts as forgotten.
-func (r *redisStore) placeholder(key string, ver uint64) *agentRecord {
+func placeholder(ver uint64) *agentRecord {
 	return &agentRecord{ver: ver, Progress: map[string]progressMark{}}
 }
 
