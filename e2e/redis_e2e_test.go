@@ -122,7 +122,8 @@ func (tw *twoOrigins) waitSent(t *testing.T, share float64) {
 // completion time and the copies both origins sent.
 func (tw *twoOrigins) finish(t *testing.T) (time.Duration, float64) {
 	t.Helper()
-	waitActive(t, "app", "1.0", 240*time.Second, tw.agents...)
+	// 128 MiB with an origin stopped took 3 minutes here: scale with size.
+	waitActive(t, "app", "1.0", time.Duration(max(1, tw.m.TotalSize>>25))*240*time.Second, tw.agents...)
 	took := time.Since(tw.started)
 	for _, ra := range tw.agents {
 		checkActiveFiles(t, ra, tw.m)
