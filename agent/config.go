@@ -185,7 +185,7 @@ type SwarmConfig struct {
 	Locality string `yaml:"locality"`
 	// Order is the order pieces are asked for:
 	//   - "verify" (default): the pieces just past the first missing one
-	//     first (a window of 32 MiB, rarest first within it), so each
+	//     first (a window of 8 MiB, rarest first within it), so each
 	//     file's SHA-256 is computed while the download runs and the
 	//     release is active moments after its last piece;
 	//   - "rarest": the library's order (rarest first, then by index).
@@ -487,8 +487,10 @@ func (c OffloadConfig) validate() error {
 	if c.OrphanTimeout <= 0 {
 		return fielderr.New("orphan_timeout", "must be positive")
 	}
-	if c.SiteWANDown < 0 {
-		return fielderr.New("site_wan_down", "must not be negative")
+	// Below 64 kbit/s a piece would wait minutes for its tokens: a typo
+	// ("50kbit" for "50Mbit") rather than a WAN link.
+	if c.SiteWANDown < 0 || (c.SiteWANDown > 0 && c.SiteWANDown < 8000) {
+		return fielderr.New("site_wan_down", "%v: want 0 (unset) or at least 64kbit", c.SiteWANDown)
 	}
 	if !(c.OriginShare > 0 && c.OriginShare <= 1) {
 		return fielderr.New("origin_share", "%v: want a fraction in (0, 1]", c.OriginShare)

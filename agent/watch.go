@@ -12,7 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmship/swarmship/internal/catalogevents"
 	"github.com/swarmship/swarmship/policy"
@@ -28,6 +31,7 @@ const (
 // at most 60 s) keeps a healthy stream well inside watchIdle.
 const (
 	watchIdle       = 2 * time.Minute  // a stream silent this long is dead
+	watchConnect    = 30 * time.Second // for the answer's headers
 	watchBackoffMin = time.Second      // after a lost stream
 	watchBackoffMax = 2 * time.Minute  // cap, with jitter
 	watchNotOffered = 10 * time.Minute // re-probe an origin without the stream
@@ -38,13 +42,15 @@ const (
 )
 
 // watchBases are the catalog locations whose origin may offer the change
-// stream, in the order the agent tries them: the http(s) catalog URLs.
+// stream, in the order the agent tries them: the http(s) mirrors, in the
+// configured order. The first that offers the stream is followed; one that
+// does not (a plain HTTP mirror, S3) is skipped.
 func (c CatalogConfig) watchBases() []string {
 	if c.Watch == WatchOff {
 		return nil
 	}
 	var out []string
-	for _, u := range []string{c.URL} {
+	for _, u := range c.Mirrors() {
 		if l := strings.ToLower(u); strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://") {
 			out = append(out, u)
 		}
@@ -63,6 +69,9 @@ func eventsURL(base string) string {
 // watchIdle (a half-open connection, a proxy that buffers).
 var errIdle = fmt.Errorf("stream silent for %v", watchIdle)
 
+// errNoAnswer ends a request the origin did not answer in watchConnect.
+var errNoAnswer = errors.New("no answer in time")
+
 // errNotOffered means the origin answered but serves no stream there.
 var errNotOffered = errors.New("catalog change stream not offered")
 
@@ -75,10 +84,15 @@ type catalogWatch struct {
 	hint   func()
 	log    *slog.Logger
 	now    func() time.Time
+	// connectTimeout passes over a mirror that does not answer (watchConnect).
+	connectTimeout time.Duration
 
 	mu    sync.Mutex
 	state string // for status and logs: "following URL", "not offered", ...
 	last  int64  // last version seen (Last-Event-ID on reconnect)
+
+	following atomic.Bool  // a stream is open now
+	hints     atomic.Int64 // refreshes the stream caused
 }
 
 // newCatalogWatch prepares the agent's watch; nil when there is none to
@@ -90,12 +104,14 @@ func (a *Agent) newCatalogWatch() *catalogWatch {
 	}
 	return &catalogWatch{
 		bases:  bases,
-		client: watchClient(newBearerTransport(a.token, a.cfg.Catalog.URL, a.originHTTP)),
+		client: watchClient(newBearerTransports(a.token, bases, a.originHTTP)),
 		hint:   a.catalogHint,
 		log:    a.log,
 		now:    time.Now,
 		state:  "connecting",
 		last:   -1,
+
+		connectTimeout: watchConnect,
 	}
 }
 
@@ -150,25 +166,29 @@ func (w *catalogWatch) setState(s string) {
 func (w *catalogWatch) run(ctx context.Context) {
 	backoff := watchBackoffMin
 	for ctx.Err() == nil {
+		// The first mirror whose origin serves the stream is followed; a
+		// lost stream starts over from the first, so the preferred origin
+		// is taken back as soon as it returns.
 		var err error
-		offered := false
+		established, down := false, false
 		for _, base := range w.bases {
 			var up time.Duration
-			up, err = w.follow(ctx, eventsURL(base))
-			if errors.Is(err, errNotOffered) {
-				continue
+			up, established, err = w.follow(ctx, eventsURL(base))
+			if ctx.Err() != nil {
+				return
 			}
-			offered = true
-			if up >= watchStable {
-				backoff = watchBackoffMin
+			if established {
+				if up >= watchStable {
+					backoff = watchBackoffMin
+				}
+				break
 			}
-			break
-		}
-		if ctx.Err() != nil {
-			return
+			if !errors.Is(err, errNotOffered) {
+				down = true // unreachable or busy: worth a sooner retry
+			}
 		}
 		pause := backoff
-		if !offered {
+		if !established && !down {
 			pause = watchNotOffered
 			w.setState("not offered; polling every refresh_interval")
 		} else {
@@ -198,14 +218,15 @@ type retryAfter struct {
 
 func (r *retryAfter) Error() string { return "origin busy: " + r.status }
 
-// follow reads one stream until it ends; it returns how long it was up.
-func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, error) {
+// follow reads one stream until it ends; it returns whether the stream was
+// established and for how long it was up.
+func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, bool, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, errNotOffered
+		return 0, false, errNotOffered
 	}
 	req.Header.Set("Accept", catalogevents.ContentType)
 	w.mu.Lock()
@@ -213,31 +234,36 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, e
 		req.Header.Set("Last-Event-ID", strconv.FormatInt(w.last, 10))
 	}
 	w.mu.Unlock()
-	// The whole exchange, headers included, is under the idle watchdog.
-	idle := time.AfterFunc(watchIdle, func() { cancel(errIdle) })
-	defer idle.Stop()
+	// A mirror that hangs before answering is passed over.
+	noAnswer := time.AfterFunc(w.connectTimeout, func() { cancel(errNoAnswer) })
 	resp, err := w.client.Do(req)
+	noAnswer.Stop()
 	if err != nil {
-		if context.Cause(ctx) == errIdle {
-			err = errIdle
+		if context.Cause(ctx) == errNoAnswer {
+			err = errNoAnswer
 		}
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
+	// From here every read, an error body's too, is under the watchdog.
+	idle := time.AfterFunc(watchIdle, func() { cancel(errIdle) })
+	defer idle.Stop()
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
 		s, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-		return 0, &retryAfter{status: resp.Status, d: time.Duration(max(s, 0)) * time.Second}
+		return 0, false, &retryAfter{status: resp.Status, d: time.Duration(max(s, 0)) * time.Second}
 	case resp.StatusCode != http.StatusOK:
 		// 404 (an origin without the stream, a plain mirror), 401/403 (a
 		// token that does not cover it): poll instead.
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return 0, fmt.Errorf("%w at %s: %s", errNotOffered, url, resp.Status)
+		return 0, false, fmt.Errorf("%w at %s: %s", errNotOffered, url, resp.Status)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != catalogevents.ContentType {
-		return 0, fmt.Errorf("%w at %s: content type %q", errNotOffered, url, resp.Header.Get("Content-Type"))
+		return 0, false, fmt.Errorf("%w at %s: content type %q", errNotOffered, url, resp.Header.Get("Content-Type"))
 	}
 	start := w.now()
+	w.following.Store(true)
+	defer w.following.Store(false)
 	w.setState("following " + url)
 	w.log.Info("following the catalog change stream", "url", url)
 	d := catalogevents.NewDecoder(resp.Body)
@@ -248,13 +274,13 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, e
 		if err != nil {
 			up := w.now().Sub(start)
 			if parent.Err() != nil {
-				return up, err // the agent is stopping
+				return up, true, err // the agent is stopping
 			}
 			if context.Cause(ctx) == errIdle {
 				err = errIdle
 			}
 			w.log.Warn("catalog change stream lost; polling meanwhile", "url", url, "after", up.Round(time.Second), "err", err)
-			return up, err
+			return up, true, err
 		}
 		idle.Reset(watchIdle)
 		v, err := catalogevents.Version(ev)
@@ -276,6 +302,34 @@ func (w *catalogWatch) follow(ctx context.Context, url string) (time.Duration, e
 			}
 		}
 		lastHint = w.now()
+		w.hints.Add(1)
 		w.hint()
 	}
+}
+
+var (
+	descWatching = prometheus.NewDesc("swarmship_agent_catalog_watch_following",
+		"1 while the agent follows the origin's catalog change stream, else 0 (it polls at refresh_interval).", nil, nil)
+	descHints = prometheus.NewDesc("swarmship_agent_catalog_change_hints_total",
+		"Catalog refreshes started by a change event from the origin's stream.", nil, nil)
+)
+
+// watchCollector exports the catalog watch (zeros when there is none).
+type watchCollector struct{ a *Agent }
+
+func (c watchCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descWatching
+	ch <- descHints
+}
+
+func (c watchCollector) Collect(ch chan<- prometheus.Metric) {
+	following, hints := 0.0, 0.0
+	if w := c.a.watch; w != nil {
+		if w.following.Load() {
+			following = 1
+		}
+		hints = float64(w.hints.Load())
+	}
+	ch <- prometheus.MustNewConstMetric(descWatching, prometheus.GaugeValue, following)
+	ch <- prometheus.MustNewConstMetric(descHints, prometheus.CounterValue, hints)
 }

@@ -25,6 +25,8 @@ func testWatch(base string, hint func()) *catalogWatch {
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:    time.Now,
 		last:   -1,
+
+		connectTimeout: watchConnect,
 	}
 }
 
@@ -102,6 +104,9 @@ func TestWatchHintsOnNewVersionsAndResumes(t *testing.T) {
 	versions <- 5 // what it had: still no hint
 	versions <- 6
 	waitHints(3)
+	if w.hints.Load() != 3 || !w.following.Load() {
+		t.Errorf("metrics: %d hints, following %v; want 3, true", w.hints.Load(), w.following.Load())
+	}
 }
 
 // TestWatchNotOffered: an origin without the stream (404) or a mirror that
@@ -166,6 +171,7 @@ func TestWatchBases(t *testing.T) {
 		{CatalogConfig{URL: "http://origin:7070/", Watch: WatchOff}, 0},
 		{CatalogConfig{URL: "s3://bucket/prefix", Watch: WatchAuto}, 0},
 		{CatalogConfig{URL: "/srv/catalog", Watch: WatchAuto}, 0},
+		{CatalogConfig{URLs: []string{"s3://b/p", "http://a/", "https://b/"}, Watch: WatchAuto}, 2},
 	} {
 		if got := len(tc.c.watchBases()); got != tc.want {
 			t.Errorf("%+v: %d bases, want %d", tc.c, got, tc.want)
@@ -174,4 +180,34 @@ func TestWatchBases(t *testing.T) {
 	if u := eventsURL("http://o:1/mirror/"); u != "http://o:1/mirror"+catalogevents.Path {
 		t.Errorf("events URL %q", u)
 	}
+}
+
+// TestWatchFollowsFirstMirrorThatOffers: mirrors are tried in order; one
+// that is down, hangs or serves no stream is passed over for the next.
+func TestWatchFollowsFirstMirrorThatOffers(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // connection refused
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
+	plain := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plain.Close)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", catalogevents.ContentType)
+		catalogevents.WriteChange(w, 9)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(origin.Close)
+	var hints atomic.Int64
+	w := testWatch(downURL, func() { hints.Add(1) })
+	w.bases = []string{downURL + "/", hang.URL + "/", plain.URL + "/", origin.URL + "/"}
+	w.connectTimeout = 200 * time.Millisecond
+	runWatch(t, w)
+	testenv.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if s := w.State(); s != "following "+origin.URL+catalogevents.Path || hints.Load() != 1 {
+			return fmt.Errorf("state %q, %d hints", s, hints.Load())
+		}
+		return nil
+	})
 }

@@ -275,6 +275,9 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 		fmt.Fprintf(w, "  error: %s", st.Catalog.Error)
 	}
 	fmt.Fprintln(w)
+	if st.Catalog.Watch != "" {
+		fmt.Fprintf(w, "catalog watch: %s\n", st.Catalog.Watch)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSUBSCRIPTION\tTARGET\tACTIVE\tREADY\tWAITING FOR")
 	for _, s := range st.Subscriptions {

@@ -2,18 +2,24 @@ package seeder_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/catalogevents"
+	"github.com/swarmship/swarmship/internal/state"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
 	"github.com/swarmship/swarmship/seeder/catalogfeed"
@@ -234,4 +240,104 @@ func TestCatalogEventsReachManyWatchers(t *testing.T) {
 		}
 	}
 	t.Logf("promote -> all %d watchers told: %v", n, time.Since(start).Round(time.Millisecond))
+}
+
+// TestCatalogEventsAcrossOriginsOnRedis: two origins share a Redis; the
+// second polls its catalog only hourly, yet its watchers hear of a promote
+// as soon as the first origin verified it, over Redis pub/sub, and the
+// second announces it only after its own refresh verified it.
+func TestCatalogEventsAcrossOriginsOnRedis(t *testing.T) {
+	rd := testenv.StartRedis(t)
+	dir := t.TempDir()
+	store, keys, root := newTestCatalog(t, dir)
+	src := filepath.Join(dir, "f.bin")
+	os.WriteFile(src, []byte("payload"), 0o644)
+	for _, v := range []string{"1.0", "2.0"} {
+		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared := state.Config{Redis: &state.RedisConfig{URL: rd.URL, Prefix: "events-test"}}
+	start := func(name string, poll time.Duration) (*httptest.Server, *catalog.Client) {
+		client, err := catalog.NewClient(store, root, filepath.Join(dir, name, "tuf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := false
+		o, err := seeder.New(seeder.Config{
+			Seed: &seed, CacheDir: filepath.Join(dir, name, "cache"), RefreshInterval: time.Hour, State: shared,
+			Events: catalogfeed.Config{PollInterval: poll, MinInterval: 10 * time.Millisecond},
+		}, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); o.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done; o.Close() })
+		srv := httptest.NewServer(o.Handler())
+		t.Cleanup(srv.Close)
+		waitReady(t, srv.Client(), srv.URL)
+		return srv, client
+	}
+	_, _ = start("a", 100*time.Millisecond)
+	srvB, clientB := start("b", time.Hour)
+	resp, events := openEvents(t, srvB.URL+catalogevents.Path, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("events on b: %s", resp.Status)
+	}
+	first := nextVersion(t, events)
+	// Both subscribed before the change: nothing is stored in pub/sub.
+	testenv.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		n, err := redisSubscribers(rd.URL, "events-test:catalog:events")
+		if err != nil || n < 2 {
+			return fmt.Errorf("%d subscribers (%v)", n, err)
+		}
+		return nil
+	})
+	repo, err := catalog.OpenRepo(t.Context(), store, keys, catalog.DefaultExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Promote("app", "2.0", "stable"); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Commit(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if v := nextVersion(t, events); v <= first {
+		t.Fatalf("b told version %d, want more than %d", v, first)
+	}
+	if r, err := clientB.Resolve("app", "stable", ""); err != nil || r.Version != "2.0" {
+		t.Fatalf("b's own catalog when it told its watchers: %v, %v", r, err)
+	}
+}
+
+// redisSubscribers counts the subscribers of a pub/sub channel.
+func redisSubscribers(url, channel string) (int64, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return 0, err
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	m, err := c.PubSubNumSub(context.Background(), channel).Result()
+	return m[channel], err
+}
+
+// TestCatalogEventsOff: with events.enabled false there is no stream (404,
+// which agents take for "not offered" and poll).
+func TestCatalogEventsOff(t *testing.T) {
+	off := false
+	srv, _, _ := newOriginWith(t, seeder.Config{Events: catalogfeed.Config{Enabled: &off}}, nil)
+	resp, _ := openEvents(t, srv.URL+catalogevents.Path, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("events off: %s, want 404", resp.Status)
+	}
+	if _, err := seeder.ParseConfig("origin.yaml", []byte("events:\n  heartbeat: 2m\n"), nil); err == nil || !strings.Contains(err.Error(), "events.heartbeat") {
+		t.Errorf("a heartbeat agents would take for a dead stream: %v", err)
+	}
+	if _, err := seeder.ParseConfig("origin.yaml", []byte("events:\n  max_watchers: -1\n  max_watchers_per_address: 10\n  poll_interval: 500ms\n"), nil); err != nil {
+		t.Errorf("valid events section: %v", err)
+	}
 }

@@ -217,6 +217,11 @@ func (o *Origin) Run(ctx context.Context) error {
 	go o.tickReports(ctx)
 	if o.events != nil {
 		defer o.events.Close()
+		if o.bus == nil && o.shared != nil {
+			// Origins sharing a Redis tell each other of the versions
+			// they verify.
+			o.bus = catalogfeed.NewRedisBus(o.shared)
+		}
 		go catalogfeed.WatchStore(ctx, o.store, o.events.Config().PollInterval, o.catalogChanged)
 		if o.bus != nil {
 			go func() {

@@ -170,7 +170,7 @@ func (f *Feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	write := func(fn func() error) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(f.cfg.WriteTimeout))
 		if err := fn(); err != nil {
-			if errors.Is(err, http.ErrHandlerTimeout) || isTimeout(err) {
+			if isTimeout(err) {
 				f.dropped.Add(1)
 			}
 			return false

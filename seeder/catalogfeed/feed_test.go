@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -287,9 +288,10 @@ func TestWatchStoreSeesTimestampChanges(t *testing.T) {
 	ts := filepath.Join(dir, "metadata", "timestamp.json")
 	os.WriteFile(ts, []byte(`{"v":1}`), 0o644)
 	var calls atomic.Int64
+	cs := &countingStore{Store: store}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { catalogfeed.WatchStore(ctx, store, 100*time.Millisecond, func() { calls.Add(1) }); close(done) }()
+	go func() { catalogfeed.WatchStore(ctx, cs, 100*time.Millisecond, func() { calls.Add(1) }); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitCalls := func(n int64) {
 		t.Helper()
@@ -304,9 +306,27 @@ func TestWatchStoreSeesTimestampChanges(t *testing.T) {
 	os.WriteFile(ts, []byte(`{"v":2}`), 0o644)
 	waitCalls(2)
 	os.Remove(ts)
-	time.Sleep(300 * time.Millisecond) // a few polls find nothing
+	// Two more reads: at least one found nothing.
+	reads := cs.gets.Load()
+	testenv.Eventually(t, wait, 20*time.Millisecond, func() error {
+		if cs.gets.Load() < reads+2 {
+			return errors.New("not polled since the removal")
+		}
+		return nil
+	})
 	os.WriteFile(ts, []byte(`{"v":2}`), 0o644)
 	waitCalls(3) // back after missing: news, even with the same bytes
+}
+
+// countingStore counts reads.
+type countingStore struct {
+	catalog.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, key)
 }
 
 func TestMemoryBusNewestWins(t *testing.T) {

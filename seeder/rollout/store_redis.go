@@ -16,13 +16,13 @@ import (
 
 // Key layout of the shared reports (P is state.redis.prefix):
 //
-//	P:reports:agent:<tenant>/<agent>  hash  rec   the record without history (JSON)
+//	P:{reports}:agent:<tenant>/<agent>  hash  rec   the record without history (JSON)
 //	                                        hist  its history (JSON array)
 //	                                        size  bytes counted against the budgets
 //	                                        ver   writes so far, for compare-and-set
-//	P:reports:index                   zset  member <tenant>/<agent>, score: received (unix ms)
-//	P:reports:use                     hash  agents, bytes, agents:<tenant>, bytes:<tenant>
-//	P:reports:epoch                   string  random; set by the first origin to find it missing
+//	P:{reports}:index                   zset  member <tenant>/<agent>, score: received (unix ms)
+//	P:{reports}:use                     hash  agents, bytes, agents:<tenant>, bytes:<tenant>
+//	P:{reports}:epoch                   string  random; set by the first origin to find it missing
 //
 // The history sits in the agent's hash but apart from rec so that the
 // origins' once-a-second sync reads only the small part views need.
@@ -113,10 +113,12 @@ func newRedisStore(s *Reports, rdb *state.Redis) *redisStore {
 	return &redisStore{s: s, rdb: rdb, syncMu: make(chan struct{}, 1)}
 }
 
-func (r *redisStore) agentKey(key string) string { return r.rdb.Key("reports", "agent", key) }
-func (r *redisStore) indexKey() string           { return r.rdb.Key("reports", "index") }
-func (r *redisStore) useKey() string             { return r.rdb.Key("reports", "use") }
-func (r *redisStore) epochKey() string           { return r.rdb.Key("reports", "epoch") }
+// The keys share the hash tag {reports}: the scripts touch several of
+// them at once, which Redis Cluster allows only within one slot.
+func (r *redisStore) agentKey(key string) string { return r.rdb.Key("{reports}", "agent", key) }
+func (r *redisStore) indexKey() string           { return r.rdb.Key("{reports}", "index") }
+func (r *redisStore) useKey() string             { return r.rdb.Key("{reports}", "use") }
+func (r *redisStore) epochKey() string           { return r.rdb.Key("{reports}", "epoch") }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", state.ErrUnavailable, err) }
 
@@ -158,7 +160,7 @@ func (r *redisStore) get(ctx context.Context, key string) (*agentRecord, error) 
 			// Present but unreadable: replace it (CAS on its version) as if new.
 			vs, _ := vals[3].(string)
 			v, _ := strconv.ParseUint(vs, 10, 64)
-			return r.placeholder(key, v), nil
+			return placeholder(v), nil
 		}
 		return nil, nil
 	}
@@ -168,7 +170,7 @@ func (r *redisStore) get(ctx context.Context, key string) (*agentRecord, error) 
 
 // placeholder stands for an unreadable stored record so that the next
 // report replaces it: its received time is zero, so it counts as forgotten.
-func (r *redisStore) placeholder(key string, ver uint64) *agentRecord {
+func placeholder(ver uint64) *agentRecord {
 	return &agentRecord{ver: ver, Progress: map[string]progressMark{}}
 }
 
