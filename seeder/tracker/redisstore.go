@@ -589,9 +589,10 @@ func (s *redisStore) writeBack(ctx context.Context) (int, error) {
 	t := s.t
 	cutoff := t.cutoff()
 	type job struct {
-		ih     [20]byte
-		tenant string
-		args   []any
+		ih      [20]byte
+		tenant  string
+		args    []any
+		reports []any
 	}
 	var jobs []job
 	for i := range t.shards {
@@ -608,20 +609,51 @@ func (s *redisStore) writeBack(ctx context.Context) (int, error) {
 					}
 					args = append(args, string(e.id[:]), encodePeer(e), (e.seen+int64(t.cfg.PeerTTL))/1e6)
 				}
-				jobs = append(jobs, job{ih, tenant, args})
+				var reports []any
+				for id, ids := range sw.reports {
+					if _, live := sw.index[id]; !live {
+						continue
+					}
+					blob := make([]byte, 0, len(ids)*20)
+					for _, r := range ids {
+						blob = append(blob, r[:]...)
+					}
+					if reports == nil {
+						reports = []any{s.ttl()}
+					}
+					reports = append(reports, string(id[:]), blob)
+				}
+				jobs = append(jobs, job{ih, tenant, args, reports})
 			}
 		}
 		sh.mu.Unlock()
 	}
 	var errs []error
 	for _, j := range jobs {
-		p, z, _, m := s.keys(j.ih, j.tenant)
+		p, z, r, m := s.keys(j.ih, j.tenant)
 		if err := restoreScript.Run(ctx, s.client, []string{p, z, m, s.tenantsKey(j.ih)}, j.args...).Err(); err != nil {
 			errs = append(errs, err)
+		}
+		if j.reports != nil {
+			if err := restoreReportsScript.Run(ctx, s.client, []string{r, m}, j.reports...).Err(); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return len(jobs), errors.Join(errs...)
 }
+
+// restoreReportsScript: KEYS r m; ARGV ttl_ms then (id, reported ids)
+// pairs. Writes back connection reports Redis does not have, so that the
+// agents' trust (trust.go) survives a Redis that lost its data.
+var restoreReportsScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1])
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[2], 'v', 1)
+return 1
+`)
 
 // encodePeer packs e as stored in Redis (see the offsets above).
 func encodePeer(e *entry) []byte {

@@ -248,12 +248,20 @@ func TestSharedRedisRestartHealed(t *testing.T) {
 		return out
 	}
 	round()
+	// An agent's connection report (trust.go) survives the restart too.
+	agent := Identity{Tenant: "", Site: "s", Region: "eu", Role: RoleAgent}
+	mustOK(t, ann{ih: ih, id: pid(7), remote: remoteOf(7), left: 5, ident: agent}.do(t, a))
+	viewFor(t, a, ih, 7, agent, remoteOf(7), 1, 2)
 	rd.Restart(t)
 	clk.add(time.Second)
 	round()
-	_, z, _, _ := a.store.(*redisStore).keys(ih, "")
-	if n, err := client.ZCard(context.Background(), z).Result(); err != nil || n != 6 {
-		t.Errorf("after the restart and one round Redis holds %d peers (%v), want 6", n, err)
+	announceUntilOK(t, a, ann{ih: ih, id: pid(7), remote: remoteOf(7), left: 5, ident: agent})
+	_, z, r, _ := a.store.(*redisStore).keys(ih, "")
+	if ok, err := client.HExists(context.Background(), r, pidString(7)).Result(); err != nil || !ok {
+		t.Errorf("the agent's report is not back in Redis after the restart (%v, %v)", ok, err)
+	}
+	if n, err := client.ZCard(context.Background(), z).Result(); err != nil || n != 7 {
+		t.Errorf("after the restart and one round Redis holds %d peers (%v), want 7", n, err)
 	}
 	for i, tr := range origins {
 		if n := counter(t, tr, "swarmship_tracker_state_restores_total"); n != 1 {
@@ -261,13 +269,13 @@ func TestSharedRedisRestartHealed(t *testing.T) {
 		}
 	}
 	for n, r := range round() {
-		if len(r.addrs) != 5 {
-			t.Errorf("peer %d gets %d peers after the restart, want 5", n, len(r.addrs))
+		if len(r.addrs) != 6 {
+			t.Errorf("peer %d gets %d peers after the restart, want 6", n, len(r.addrs))
 		}
 	}
 	for i, tr := range origins {
-		if n := len(tr.Peers(ih)); n != 6 {
-			t.Errorf("origin %d's swarm view lists %d peers after the restart, want 6", i, n)
+		if n := len(tr.Peers(ih)); n != 7 {
+			t.Errorf("origin %d's swarm view lists %d peers after the restart, want 7", i, n)
 		}
 	}
 }
