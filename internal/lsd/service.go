@@ -138,12 +138,12 @@ func (s *Service) Start() error {
 		return fmt.Errorf("lsd: interfaces: %w", err)
 	}
 	for _, ifi := range ifis {
-		if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagMulticast != 0 {
+		if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagMulticast != 0 && s.owns(ifi) {
 			s.ifis = append(s.ifis, ifi)
 		}
 	}
 	if len(s.ifis) == 0 {
-		return errors.New("lsd: no up interface supports multicast")
+		return ErrNoInterface
 	}
 	var err4, err6 error
 	if !s.cfg.Source.IsValid() || s.cfg.Source.Is4() {
@@ -226,6 +226,29 @@ func (s *Service) open6() error {
 	o.SetMulticastHopLimit(1)
 	s.c6, s.o6 = p, o
 	return nil
+}
+
+// ErrNoInterface is returned by Start when no interface can carry the
+// announces: none is up with multicast, or none holds Config.Source.
+var ErrNoInterface = errors.New("lsd: no up multicast interface (holding the source address)")
+
+// owns reports whether ifi may carry announces: with a Source, only the
+// interface holding it (an agent listening on 127.0.0.1 must not
+// announce on the LAN, where nobody could dial it).
+func (s *Service) owns(ifi net.Interface) bool {
+	if !s.cfg.Source.IsValid() {
+		return true
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == s.cfg.Source {
+			return true
+		}
+	}
+	return false
 }
 
 // sourceAddr is where the sending socket binds: Source, or any.

@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
+)
+
+// Two agents of one site find each other on the LAN with no tracker (its
+// URL points at a closed port): the first fetches the release from the
+// origin; then the origin stops serving payload and the second completes
+// from the first alone, found through BEP 14 multicast. An agent of
+// another tenant on the same LAN, subscribed to the same release, hears
+// their announces but learns no peer and gets no byte.
+//
+// Runs in a private network namespace (its loopback carries multicast),
+// so the real multicast path is exercised; needs root (CI runs as root).
+func TestLSDSiteSharesWithoutTracker(t *testing.T) {
+	if !testenv.InPrivateNetwork(t, 3*time.Minute) {
+		return
+	}
+	var blockData atomic.Bool
+	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if blockData.Load() && strings.HasPrefix(r.URL.Path, "/data/") {
+				http.Error(w, "payload withheld by the test", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	m := publish(t, sw, "app", "1.0", 14, map[string]int64{"app.bin": 6 << 20, "lib.so": 1 << 20}, "stable")
+	deadTracker := fmt.Sprintf("http://127.0.0.1:%d/announce", testenv.FreePort(t))
+	start := func(name, tenant string) *localswarm.RunningAgent {
+		cfg := sw.AgentConfig(name, "berlin", "eu", agent.Subscription{Name: "app", Channel: "stable"})
+		cfg.Tenant = tenant
+		cfg.Tracker = deadTracker
+		ra, err := sw.StartAgent(context.Background(), name, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ra.Stop() })
+		if ra.Agent.LSDStats() == nil {
+			t.Fatalf("%s: local service discovery is not running", name)
+		}
+		return ra
+	}
+	first := start("first", "acme")
+	waitActive(t, "app", "1.0", 60*time.Second, first)
+
+	blockData.Store(true)
+	stranger := start("stranger", "globex")
+	second := start("second", "acme")
+	waitActive(t, "app", "1.0", 90*time.Second, second)
+	checkActiveFiles(t, second, m)
+	if got := releaseStatus(second, "app", "1.0").Downloaded; got.Peer < m.TotalSize || got.Origin != 0 {
+		t.Errorf("second downloaded %+v, want the release's %d bytes from its neighbour", got, m.TotalSize)
+	}
+
+	// The stranger heard announces it could not use; nobody learned it.
+	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if n := stranger.Agent.LSDStats().Foreign; n == 0 {
+			return fmt.Errorf("the stranger heard no foreign announce yet")
+		}
+		return nil
+	})
+	for _, ra := range []*localswarm.RunningAgent{first, second, stranger} {
+		st := ra.Agent.LSDStats()
+		t.Logf("%s: lsd %+v, peer sources %v", ra.Name, *st, releaseStatus(ra, "app", "1.0").PeerSources)
+	}
+	if n := stranger.Agent.LSDStats().Peers; n != 0 {
+		t.Errorf("the other tenant's agent learned %d peers", n)
+	}
+	if n := first.Agent.LSDStats().Peers + second.Agent.LSDStats().Peers; n == 0 {
+		t.Error("no peer was learned over LSD")
+	}
+	ss := releaseStatus(stranger, "app", "1.0")
+	if ss.Downloaded.Total() != 0 || ss.Completed != 0 {
+		t.Errorf("the other tenant's agent got %d bytes (%d complete)", ss.Downloaded.Total(), ss.Completed)
+	}
+	strangerPort := fmt.Sprint(stranger.Agent.PeerPort())
+	for _, ra := range []*localswarm.RunningAgent{first, second} {
+		for _, addr := range releaseStatus(ra, "app", "1.0").PeerAddrs {
+			if strings.HasSuffix(addr, ":"+strangerPort) {
+				t.Errorf("%s is connected to the other tenant's agent", ra.Name)
+			}
+		}
+	}
+}
