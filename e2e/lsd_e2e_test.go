@@ -43,6 +43,7 @@ func TestLSDSiteSharesWithoutTracker(t *testing.T) {
 		cfg := sw.AgentConfig(name, "berlin", "eu", agent.Subscription{Name: "app", Channel: "stable"})
 		cfg.Tenant = tenant
 		cfg.Tracker = deadTracker
+		cfg.Swarm.LSD = agent.LSDOn
 		ra, err := sw.StartAgent(context.Background(), name, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -94,4 +95,66 @@ func TestLSDSiteSharesWithoutTracker(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The WAN-down case: the site's link to everything outside (catalog,
+// tracker, payload) is cut while one agent waits for a release that
+// another agent of the site holds. The holder restarts with the WAN down,
+// seeds from its cache, and the waiting agent completes from it via LSD.
+func TestLSDSiteCompletesWithWANDown(t *testing.T) {
+	if !testenv.InPrivateNetwork(t, 3*time.Minute) {
+		return
+	}
+	var wanDown, blockData atomic.Bool
+	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if wanDown.Load() || blockData.Load() && strings.HasPrefix(r.URL.Path, "/data/") {
+				http.Error(w, "unreachable (test)", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	m := publish(t, sw, "app", "1.0", 15, map[string]int64{"app.bin": 5 << 20}, "stable")
+	config := func(name string) *agent.Config {
+		cfg := sw.AgentConfig(name, "berlin", "eu", agent.Subscription{Name: "app", Channel: "stable"})
+		cfg.Tenant = "acme"
+		cfg.Swarm.LSD = agent.LSDOn
+		return cfg
+	}
+	start := func(name string, cfg *agent.Config) *localswarm.RunningAgent {
+		ra, err := sw.StartAgent(context.Background(), name, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ra.Stop() })
+		return ra
+	}
+	holderCfg := config("holder")
+	holder := start("holder", holderCfg)
+	waitActive(t, "app", "1.0", 60*time.Second, holder)
+	if err := holder.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The waiting agent learns of the release, but no byte reaches it.
+	blockData.Store(true)
+	waiting := start("waiting", config("waiting"))
+	testenv.Eventually(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if rs := releaseStatus(waiting, "app", "1.0"); rs.InfoHash == "" {
+			return fmt.Errorf("the release is not added yet")
+		}
+		return nil
+	})
+	wanDown.Store(true)
+	holder = start("holder", holderCfg)
+	waitActive(t, "app", "1.0", 90*time.Second, waiting)
+	checkActiveFiles(t, waiting, m)
+	if got := releaseStatus(waiting, "app", "1.0").Downloaded; got.Peer < m.TotalSize || got.Origin != 0 {
+		t.Errorf("waiting downloaded %+v, want the release's %d bytes from its neighbour", got, m.TotalSize)
+	}
+	if holder.Agent.LSDStats().Peers+waiting.Agent.LSDStats().Peers == 0 {
+		t.Error("no peer was learned over LSD")
+	}
+	t.Logf("holder lsd %+v; waiting lsd %+v", *holder.Agent.LSDStats(), *waiting.Agent.LSDStats())
 }
