@@ -264,3 +264,45 @@ func TestMulticastFindsNeighbours(t *testing.T) {
 		t.Fatal("nothing sent")
 	}
 }
+
+// A torrent is announced when it starts, then once an interval; a new
+// neighbour's announce brings the next one forward, at most once per
+// answerGap, so the newcomer learns of this agent at once.
+func TestAnnounceSchedule(t *testing.T) {
+	sc := NewScope([]byte("k"), "acme", "s1")
+	s := New(Config{Scope: sc, Port: 7000})
+	s.Add(ih(1))
+	now := time.Now()
+	msgs := s.due(now)
+	if len(msgs) != 1 || len(msgs[0].Infohashes) != 1 {
+		t.Fatalf("at start: %+v", msgs)
+	}
+	if id, ok := sc.Check(msgs[0]); !ok || id != s.id {
+		t.Fatalf("own cookie does not check: %q %v", id, ok)
+	}
+	if msgs := s.due(now.Add(30 * time.Second)); len(msgs) != 0 {
+		t.Fatalf("announced again within the interval: %+v", msgs)
+	}
+	s.handle(announce(sc, "fedcba9876543210", 7001, ih(1)), netip.MustParseAddr("10.0.0.2"), now.Add(5*time.Second))
+	if msgs := s.due(now.Add(6 * time.Second)); len(msgs) != 0 {
+		t.Fatal("answered within answerGap")
+	}
+	s.handle(announce(sc, "fedcba9876543210", 7002, ih(1)), netip.MustParseAddr("10.0.0.3"), now.Add(20*time.Second))
+	if msgs := s.due(now.Add(20 * time.Second)); len(msgs) != 1 {
+		t.Fatal("a newcomer was not answered")
+	}
+	s.handle(announce(sc, "fedcba9876543210", 7003, ih(1)), netip.MustParseAddr("10.0.0.4"), now.Add(21*time.Second))
+	if msgs := s.due(now.Add(22 * time.Second)); len(msgs) != 0 {
+		t.Fatal("answered twice within answerGap")
+	}
+	if msgs := s.due(now.Add(81 * time.Second)); len(msgs) != 1 {
+		t.Fatal("no steady-state announce after the interval")
+	}
+	// More torrents than fit a message go in several.
+	for i := 0; i < MaxInfohashes+5; i++ {
+		s.Add([20]byte{9, byte(i)})
+	}
+	if msgs := s.due(now.Add(82 * time.Second)); len(msgs) != 2 || len(msgs[0].Encode()) > MaxMessage {
+		t.Fatalf("%d messages", len(msgs))
+	}
+}

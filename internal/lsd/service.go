@@ -82,9 +82,15 @@ type sender struct {
 }
 
 type torrentState struct {
-	next  time.Time // next announce
-	peers map[netip.AddrPort]time.Time
+	next, last time.Time // next and last announce
+	peers      map[netip.AddrPort]time.Time
 }
+
+// answerGap is how soon after its last announce a torrent is announced
+// again because a new neighbour announced it: the newcomer learns of this
+// agent at once instead of up to an interval later, and a flood of
+// newcomers costs at most one announce per torrent per answerGap.
+const answerGap = 10 * time.Second
 
 // Service announces torrents and listens for announces on the groups.
 type Service struct {
@@ -332,7 +338,7 @@ func (s *Service) due(now time.Time) []Message {
 	for ih, t := range s.torrents {
 		if !now.Before(t.next) {
 			hashes = append(hashes, ih)
-			t.next = now.Add(s.cfg.Interval)
+			t.next, t.last = now.Add(s.cfg.Interval), now
 		}
 	}
 	var out []Message
@@ -430,6 +436,7 @@ func (s *Service) handle(b []byte, src netip.Addr, now time.Time) {
 	addr := netip.AddrPortFrom(src, uint16(m.Port))
 	type found struct{ ih [20]byte }
 	var news []found
+	answer := false
 	s.mu.Lock()
 	for _, ih := range m.Infohashes {
 		t := s.torrents[ih]
@@ -448,6 +455,10 @@ func (s *Service) handle(b []byte, src netip.Addr, now time.Time) {
 			}
 		}
 		t.peers[addr] = now
+		if !known && now.Sub(t.last) >= answerGap && t.next.After(now) {
+			t.next = now
+			answer = true
+		}
 		// A known peer is handed over again once an interval has passed:
 		// its connection may have dropped since.
 		if !known || now.Sub(last) >= s.cfg.Interval/2 {
@@ -457,6 +468,12 @@ func (s *Service) handle(b []byte, src netip.Addr, now time.Time) {
 		}
 	}
 	s.mu.Unlock()
+	if answer {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	for _, f := range news {
 		s.peers.Add(1)
 		s.cfg.OnPeer(f.ih, addr)
