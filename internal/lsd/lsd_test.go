@@ -284,12 +284,20 @@ func TestAnnounceSchedule(t *testing.T) {
 		t.Fatalf("announced again within the interval: %+v", msgs)
 	}
 	s.handle(announce(sc, "fedcba9876543210", 7001, ih(1)), netip.MustParseAddr("10.0.0.2"), now.Add(5*time.Second))
+	if msgs := s.due(now.Add(5 * time.Second)); len(msgs) != 1 {
+		t.Fatal("a newcomer was not answered")
+	}
+	s.handle(announce(sc, "fedcba9876543210", 7002, ih(1)), netip.MustParseAddr("10.0.0.3"), now.Add(6*time.Second))
 	if msgs := s.due(now.Add(6 * time.Second)); len(msgs) != 0 {
-		t.Fatal("answered within answerGap")
+		t.Fatal("answered twice within answerGap")
 	}
 	s.handle(announce(sc, "fedcba9876543210", 7002, ih(1)), netip.MustParseAddr("10.0.0.3"), now.Add(20*time.Second))
+	if msgs := s.due(now.Add(20 * time.Second)); len(msgs) != 0 {
+		t.Fatal("a known neighbour was answered")
+	}
+	s.handle(announce(sc, "fedcba9876543210", 7002, ih(1)), netip.MustParseAddr("10.0.0.5"), now.Add(20*time.Second))
 	if msgs := s.due(now.Add(20 * time.Second)); len(msgs) != 1 {
-		t.Fatal("a newcomer was not answered")
+		t.Fatal("a newcomer after answerGap was not answered")
 	}
 	s.handle(announce(sc, "fedcba9876543210", 7003, ih(1)), netip.MustParseAddr("10.0.0.4"), now.Add(21*time.Second))
 	if msgs := s.due(now.Add(22 * time.Second)); len(msgs) != 0 {
@@ -298,11 +306,14 @@ func TestAnnounceSchedule(t *testing.T) {
 	if msgs := s.due(now.Add(81 * time.Second)); len(msgs) != 1 {
 		t.Fatal("no steady-state announce after the interval")
 	}
+	if msgs := s.due(now.Add(82 * time.Second)); len(msgs) != 0 {
+		t.Fatal("announced twice within the interval")
+	}
 	// More torrents than fit a message go in several.
 	for i := 0; i < MaxInfohashes+5; i++ {
 		s.Add([20]byte{9, byte(i)})
 	}
-	if msgs := s.due(now.Add(82 * time.Second)); len(msgs) != 2 || len(msgs[0].Encode()) > MaxMessage {
+	if msgs := s.due(now.Add(83 * time.Second)); len(msgs) != 2 || len(msgs[0].Encode()) > MaxMessage {
 		t.Fatalf("%d messages", len(msgs))
 	}
 }

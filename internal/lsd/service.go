@@ -82,14 +82,16 @@ type sender struct {
 }
 
 type torrentState struct {
-	next, last time.Time // next and last announce
-	peers      map[netip.AddrPort]time.Time
+	next     time.Time // next announce
+	answered time.Time // last announce brought forward for a newcomer
+	peers    map[netip.AddrPort]time.Time
 }
 
-// answerGap is how soon after its last announce a torrent is announced
-// again because a new neighbour announced it: the newcomer learns of this
-// agent at once instead of up to an interval later, and a flood of
-// newcomers costs at most one announce per torrent per answerGap.
+// answerGap bounds the announces brought forward because a new neighbour
+// announced a torrent: the newcomer learns of this agent at once instead
+// of up to an interval later (discovery works both ways even if one
+// side's dial fails), and a flood of newcomers costs at most one extra
+// announce per torrent per answerGap.
 const answerGap = 10 * time.Second
 
 // Service announces torrents and listens for announces on the groups.
@@ -338,7 +340,7 @@ func (s *Service) due(now time.Time) []Message {
 	for ih, t := range s.torrents {
 		if !now.Before(t.next) {
 			hashes = append(hashes, ih)
-			t.next, t.last = now.Add(s.cfg.Interval), now
+			t.next = now.Add(s.cfg.Interval)
 		}
 	}
 	var out []Message
@@ -455,8 +457,8 @@ func (s *Service) handle(b []byte, src netip.Addr, now time.Time) {
 			}
 		}
 		t.peers[addr] = now
-		if !known && now.Sub(t.last) >= answerGap && t.next.After(now) {
-			t.next = now
+		if !known && now.Sub(t.answered) >= answerGap && t.next.After(now) {
+			t.next, t.answered = now, now
 			answer = true
 		}
 		// A known peer is handed over again once an interval has passed:
