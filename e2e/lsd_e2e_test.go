@@ -60,7 +60,37 @@ func TestLSDSiteSharesWithoutTracker(t *testing.T) {
 	blockData.Store(true)
 	stranger := start("stranger", "globex")
 	second := start("second", "acme")
+	// Watch where the connected peers came from while second downloads.
+	sources := map[string]int{}
+	watchDone := make(chan struct{})
+	stopWatch := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			for _, ra := range []*localswarm.RunningAgent{first, second} {
+				for src, n := range releaseStatus(ra, "app", "1.0").PeerSources {
+					sources[src] += n
+				}
+			}
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
 	waitActive(t, "app", "1.0", 90*time.Second, second)
+	close(stopWatch)
+	<-watchDone
+	t.Logf("peer sources seen while second downloaded (samples): %v", sources)
+	for src := range sources {
+		if src != "lsd" && src != "incoming" {
+			t.Errorf("a peer came from %q with no tracker", src)
+		}
+	}
+	if len(sources) > 0 && sources["lsd"] == 0 {
+		t.Error("connected peers were seen, none marked as found by lsd")
+	}
 	checkActiveFiles(t, second, m)
 	if got := releaseStatus(second, "app", "1.0").Downloaded; got.Peer < m.TotalSize || got.Origin != 0 {
 		t.Errorf("second downloaded %+v, want the release's %d bytes from its neighbour", got, m.TotalSize)
