@@ -317,3 +317,4 @@ func TestAnnounceSchedule(t *testing.T) {
 		t.Fatalf("%d messages", len(msgs))
 	}
 }
+
