@@ -317,4 +317,3 @@ func TestAnnounceSchedule(t *testing.T) {
 		t.Fatalf("%d messages", len(msgs))
 	}
 }
-
