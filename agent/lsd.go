@@ -63,7 +63,7 @@ func (a *Agent) startLSD() error {
 		return err
 	}
 	cfg := lsd.Config{
-		Scope: lsd.NewScope(secret, a.cfg.Tenant, a.cfg.Site),
+		Scope: lsd.NewScope(secret, a.cfg.Tenant, a.cfg.Region, a.cfg.Site),
 		Port:  a.bt.LocalPort(),
 		// A download-only agent serves nobody: it listens, seeders announce.
 		ListenOnly: !a.cfg.Mode.Upload(),

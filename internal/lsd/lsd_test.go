@@ -122,7 +122,7 @@ func announce(sc Scope, id string, port int, hashes ...[20]byte) []byte {
 // one, a plain BEP 14 client and garbage never do.
 func TestScopeKeepsStrangersOut(t *testing.T) {
 	secret := []byte("tenant secret")
-	mine := NewScope(secret, "acme", "berlin")
+	mine := NewScope(secret, "acme", "eu", "berlin")
 	var log peerLog
 	s := New(Config{Scope: mine, Port: 7000, OnPeer: log.on})
 	s.Add(ih(1))
@@ -132,10 +132,11 @@ func TestScopeKeepsStrangersOut(t *testing.T) {
 		name string
 		msg  []byte
 	}{
-		{"other tenant", announce(NewScope(secret, "globex", "berlin"), "0123456789abcdef", 7001, ih(1))},
-		{"other site", announce(NewScope(secret, "acme", "paris"), "0123456789abcdef", 7001, ih(1))},
-		{"no secret", announce(NewScope(nil, "acme", "berlin"), "0123456789abcdef", 7001, ih(1))},
-		{"wrong secret", announce(NewScope([]byte("guess"), "acme", "berlin"), "0123456789abcdef", 7001, ih(1))},
+		{"other tenant", announce(NewScope(secret, "globex", "eu", "berlin"), "0123456789abcdef", 7001, ih(1))},
+		{"other site", announce(NewScope(secret, "acme", "eu", "paris"), "0123456789abcdef", 7001, ih(1))},
+		{"other region", announce(NewScope(secret, "acme", "us", "berlin"), "0123456789abcdef", 7001, ih(1))},
+		{"no secret", announce(NewScope(nil, "acme", "eu", "berlin"), "0123456789abcdef", 7001, ih(1))},
+		{"wrong secret", announce(NewScope([]byte("guess"), "acme", "eu", "berlin"), "0123456789abcdef", 7001, ih(1))},
 		{"no cookie", Message{Host: "h", Port: 7001, Infohashes: [][20]byte{ih(1)}}.Encode()},
 		{"random cookie", Message{Host: "h", Port: 7001, Infohashes: [][20]byte{ih(1)}, Cookie: "0123456789abcdef-" + strings.Repeat("ab", 16)}.Encode()},
 		{"altered port", bytes.Replace(announce(mine, "0123456789abcdef", 7001, ih(1)), []byte("Port: 7001"), []byte("Port: 7002"), 1)},
@@ -173,7 +174,7 @@ func TestScopeKeepsStrangersOut(t *testing.T) {
 // One sender cannot flood: its messages past the burst are dropped, and
 // the peers learned per torrent stop at MaxPeersPerTorrent.
 func TestBoundedPerSenderAndTorrent(t *testing.T) {
-	sc := NewScope([]byte("k"), "acme", "s1")
+	sc := NewScope([]byte("k"), "acme", "eu", "s1")
 	var log peerLog
 	s := New(Config{Scope: sc, Port: 7000, OnPeer: log.on})
 	s.Add(ih(1))
@@ -217,7 +218,7 @@ func TestMulticastFindsNeighbours(t *testing.T) {
 	}
 	start := func(tenant string, port int) node {
 		log := &peerLog{}
-		s := New(Config{Scope: NewScope(secret, tenant, "s1"), Port: port, OnPeer: log.on, Interval: time.Second,
+		s := New(Config{Scope: NewScope(secret, tenant, "eu", "s1"), Port: port, OnPeer: log.on, Interval: time.Second,
 			// lo's 127.0.0.1 is host-scoped: without a bound source the
 			// kernel sends multicast from 0.0.0.0.
 			Source: netip.MustParseAddr("127.0.0.1")})
@@ -269,7 +270,7 @@ func TestMulticastFindsNeighbours(t *testing.T) {
 // neighbour's announce brings the next one forward, at most once per
 // answerGap, so the newcomer learns of this agent at once.
 func TestAnnounceSchedule(t *testing.T) {
-	sc := NewScope([]byte("k"), "acme", "s1")
+	sc := NewScope([]byte("k"), "acme", "eu", "s1")
 	s := New(Config{Scope: sc, Port: 7000})
 	s.Add(ih(1))
 	now := time.Now()

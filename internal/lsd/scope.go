@@ -12,7 +12,7 @@ import (
 // Scope decides which announces belong together: those of one tenant
 // and one site, under one secret. A message's cookie is the sender's
 // random instance id and a MAC over that id, the port and the
-// infohashes, keyed by HMAC(secret, tenant, site): a receiver in another
+// infohashes, keyed by HMAC(secret, tenant, region, site): a receiver in another
 // scope computes another key and ignores the message; without the secret
 // nobody can make a cookie that passes, nor change what a captured
 // message says (see docs/security.md for what a replay still does).
@@ -20,15 +20,18 @@ type Scope struct {
 	key [32]byte
 }
 
-// NewScope derives the key of a tenant and site. secret may be empty:
+// NewScope derives the key of a tenant's site (its region too, so that
+// a site name reused in two regions is two scopes). secret may be empty:
 // then the scope still keeps tenants and sites apart, but anyone who
-// knows the tenant and site names can forge a cookie.
-func NewScope(secret []byte, tenant, site string) Scope {
+// knows the names can forge a cookie.
+func NewScope(secret []byte, tenant, region, site string) Scope {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("swarmship lsd v1\x00"))
-	mac.Write([]byte(tenant))
-	mac.Write([]byte{0})
-	mac.Write([]byte(site))
+	for _, v := range []string{tenant, region, site} {
+		// Names cannot hold a NUL (release.ValidateName): unambiguous.
+		mac.Write([]byte(v))
+		mac.Write([]byte{0})
+	}
 	var s Scope
 	copy(s.key[:], mac.Sum(nil))
 	return s
