@@ -509,8 +509,10 @@ func (c OffloadConfig) validate() error {
 	if c.OrphanTimeout <= 0 {
 		return fielderr.New("orphan_timeout", "must be positive")
 	}
-	if c.SiteWANDown < 0 {
-		return fielderr.New("site_wan_down", "must not be negative")
+	// Below 64 kbit/s a piece would wait minutes for its tokens: a typo
+	// ("50kbit" for "50Mbit") rather than a WAN link.
+	if c.SiteWANDown < 0 || (c.SiteWANDown > 0 && c.SiteWANDown < 8000) {
+		return fielderr.New("site_wan_down", "%v: want 0 (unset) or at least 64kbit", c.SiteWANDown)
 	}
 	if !(c.OriginShare > 0 && c.OriginShare <= 1) {
 		return fielderr.New("origin_share", "%v: want a fraction in (0, 1]", c.OriginShare)

@@ -40,6 +40,8 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:16: offload.orphan_timeout: ", "positive"},
 		{"offload.origin_share", func(s string) string { return s + "  origin_share: 1.5\n" },
 			"agent.yaml:16: offload.origin_share: ", "fraction"},
+		{"offload.site_wan_down", func(s string) string { return s + "  site_wan_down: 50kbit\n" },
+			"agent.yaml:16: offload.site_wan_down: ", "at least 64kbit"},
 		{"swarm.locality", func(s string) string { return s + "swarm:\n  max_conns: 3\n  locality: planet\n" },
 			"agent.yaml:18: swarm.locality: ", "want gateway"},
 		{"swarm.max_conns", func(s string) string { return s + "swarm:\n  max_conns: -3\n" },

@@ -314,8 +314,12 @@ func (b *siteBridge) update(members map[[20]byte]report.SwarmMember, personal bo
 			// Someone older is the gateway. Connections this agent
 			// made to other sites while it took itself for the gateway
 			// (in the first second, before it reached the older one)
-			// pull pieces over the WAN a second time: drop them.
-			b.closeExtra(members, connected, false)
+			// pull pieces over the WAN a second time: drop them, once
+			// the gateway is connected to us (else they may be all we
+			// have).
+			if connected[id] {
+				b.closeExtra(members, connected, false)
+			}
 			return
 		}
 	}
@@ -381,8 +385,10 @@ func (b *siteBridge) closeExtra(members map[[20]byte]report.SwarmMember, connect
 // stay, one of them may be the path that reaches it. A gateway keeps its
 // link to such a site's gateway and drops the site's other agents once
 // that link exists (it dialed all of them while the site was open); a
-// non-gateway drops every connection to such a site: its own site's
-// gateway carries the traffic.
+// non-gateway drops its connections to such a site's other agents: its
+// own site's gateway carries the traffic. Links to gateways stay, so that
+// two agents that disagree for a moment on who their site's gateway is do
+// not drop and redial each other.
 func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]byte]bool, site, region string, gateway bool) map[[20]byte]bool {
 	type key [2]string
 	gateways := map[key]int{}
@@ -405,7 +411,7 @@ func extraSiteConns(members map[[20]byte]report.SwarmMember, connected map[[20]b
 		if !connected[id] || gateways[k] != 1 || !elected[k] {
 			continue
 		}
-		if gateway && (m.Gateway || !reached[k]) {
+		if m.Gateway || (gateway && !reached[k]) {
 			continue
 		}
 		if out == nil {

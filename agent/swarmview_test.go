@@ -178,11 +178,11 @@ func TestExtraSiteConns(t *testing.T) {
 		t.Errorf("gateway closes %v without a connection to b's gateway", got)
 	}
 	// A non-gateway (it took itself for the gateway at the start) drops
-	// every connection to a site with an elected gateway, d's too, and
-	// keeps the open site's.
+	// its connections to the other agents of sites with an elected
+	// gateway, d's too, and keeps gateways and the open site's agents.
 	got = extraSiteConns(members, all, "a", "", false)
-	if len(got) != 4 || !got[id(3)] || !got[id(4)] || !got[id(5)] || !got[id(9)] {
-		t.Errorf("non-gateway closes %v, want 3, 4, 5 and 9", got)
+	if len(got) != 3 || !got[id(4)] || !got[id(5)] || !got[id(9)] {
+		t.Errorf("non-gateway closes %v, want 4, 5 and 9", got)
 	}
 }
 

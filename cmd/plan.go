@@ -46,7 +46,7 @@ type planSite struct {
 }
 
 // maxPlanSites bounds the sites a plan expands to (count included).
-const maxPlanSites = 1_000_000
+const maxPlanSites = 100_000
 
 func (f *planFile) validate() error {
 	total := 0

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,5 +26,22 @@ func TestStatusPrintsSources(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("status output lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// TestREADMEFailoverExampleParses: the README's mirror/tracker/failover
+// example passes the strict loader (with the keys it leaves out).
+func TestREADMEFailoverExampleParses(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := yamlBlockAfter(t, string(b), "Agents can hold lists instead of single URLs")
+	cfg, err := agent.ParseConfig("agent.yaml", []byte(block+"cache_dir: /var/lib/swarmship\nsubscriptions: [{name: app}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Catalog.Mirrors()) != 3 || len(cfg.TrackerTiers()) != 2 || len(cfg.Offload.Sources) != 2 {
+		t.Errorf("README example: mirrors %v, tiers %v, offload %v", cfg.Catalog.Mirrors(), cfg.TrackerTiers(), cfg.Offload.Sources)
 	}
 }

@@ -161,8 +161,8 @@ func TestCatalogMirrorFailover(t *testing.T) {
 	}
 }
 
-// TestTrackerTierFailover: the first tracker tier is down, so the agents
-// use the second, and status says why.
+// TestTrackerTierFailover: the first tracker tier and the first offload
+// source are down, so the agents use the next ones, and status says why.
 func TestTrackerTierFailover(t *testing.T) {
 	sw := newSwarm(t, localswarm.OriginOptions{})
 	dead := httptest.NewServer(http.NotFoundHandler())
@@ -172,6 +172,7 @@ func TestTrackerTierFailover(t *testing.T) {
 	agents := startAgents(t, sw, 2, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
 		c.Tracker = ""
 		c.Trackers = [][]string{{deadURL}, {sw.OriginURL + "/announce"}}
+		c.Offload.Sources = []string{dead.URL + "/", sw.OriginURL + "/"}
 		c.Failover = failover.Config{Timeout: 2 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Second}
 	})
 	waitActive(t, "app", "1.0", 90*time.Second, agents...)
@@ -193,6 +194,16 @@ func TestTrackerTierFailover(t *testing.T) {
 		}
 		if down.Name != deadURL || !strings.Contains(down.Why, "refused") {
 			t.Errorf("%s: first tracker %q: %q, want connection refused", ra.Name, down.Name, down.Why)
+		}
+		// Each agent fetched its shard from the origin through the list.
+		var offload []agent.SourceStatus
+		for _, s := range ra.Agent.Status().Sources {
+			if s.Kind == "offload" {
+				offload = append(offload, s)
+			}
+		}
+		if len(offload) != 2 || offload[0].Name != dead.URL+"/" || offload[0].Reason != failover.Error || offload[1].LastOK.IsZero() {
+			t.Errorf("%s: offload sources %+v; want the first failing, the second used", ra.Name, offload)
 		}
 	}
 }

@@ -40,6 +40,10 @@ type result struct {
 			WANRxCopies float64 `json:"wan_rx_copies"`
 		} `json:"branches"`
 	} `json:"p2p"`
+	Prediction *struct {
+		Expected float64 `json:"expected_seconds"`
+		P2PRatio float64 `json:"p2p_measured_over_expected"`
+	} `json:"prediction"`
 	Agents []struct {
 		Name       string  `json:"name"`
 		Completed  bool    `json:"completed"`
@@ -162,6 +166,13 @@ func TestSmallBranchNetwork(t *testing.T) {
 	}
 	t.Logf("origin egress: %.3f copies by /metrics (webseed %d, peer %d, catalog %d bytes), %.3f copies on the interface; completion %.1fs",
 		e.MetricsCopies, e.WebSeedBytes, e.PeerBytes, e.CatalogBytes, e.IfaceCopies, r.P2P.MaxSeconds)
+	// The capacity model's prediction is logged, not asserted: a small
+	// release on a loaded machine is all start-up and scheduling.
+	if pr := r.Prediction; pr != nil {
+		t.Logf("swarmship plan expected %.1fs; measured/expected %.2f", pr.Expected, pr.P2PRatio)
+	} else {
+		t.Errorf("testbed JSON has no prediction")
+	}
 	if e.MetricsCopies > 1.2 {
 		t.Errorf("origin sent %.3f copies of the payload (/metrics webseed+peer), want <= 1.2", e.MetricsCopies)
 	}

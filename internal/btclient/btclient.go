@@ -120,7 +120,10 @@ func Unlimited() *rate.Limiter { return rate.NewLimiter(rate.Inf, 64<<20) }
 // peer, an upload limit raised) is lost until this timer fires. With the
 // library's default of a minute, a leecher sat idle for ~50 s in 1 of 5
 // benchmark runs (issue 14; upstream anacrolix/torrent#1070, fixed after
-// v1.59.1). A second costs a 4-byte keep-alive per idle second.
+// v1.59.1). A second costs a 4-byte keep-alive per idle second. Not
+// closed entirely: the library re-arms the timer only after a write, so a
+// connection of no use to either side when the timer fires (no keep-alive
+// written) waits on events alone until its next write.
 const keepAliveTimeout = time.Second
 
 // New starts a client.

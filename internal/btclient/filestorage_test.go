@@ -28,7 +28,7 @@ type testFile struct {
 
 // buildInfo writes random files under src/name and returns their info
 // (real SHA-1 piece hashes) and the torrent's bytes in order.
-func buildInfo(t *testing.T, name string, pieceLength int64, files []testFile) (*metainfo.Info, []byte) {
+func buildInfo(t testing.TB, name string, pieceLength int64, files []testFile) (*metainfo.Info, []byte) {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), name)
 	info := &metainfo.Info{Name: name, PieceLength: pieceLength}

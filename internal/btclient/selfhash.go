@@ -126,12 +126,14 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		r.breakOff(hs.buf) // failed, or written twice
 		return
 	}
-	for o, blk := range r.ahead {
-		if off < o+int64(len(blk)) && o < end {
-			r.breakOff(hs.buf) // overlaps a block waiting
-			return
-		}
+	if _, dup := r.ahead[off]; dup {
+		r.breakOff(hs.buf) // written twice
+		return
 	}
+	// Other overlaps need no search: the hash only ever takes the block
+	// starting where it ends, so an overlapping block is either refused
+	// above or left waiting, and a piece with blocks left waiting is read
+	// back (take).
 	if off > r.next {
 		if !hs.buf.take(int64(len(b))) {
 			r.breakOff(hs.buf)
@@ -140,7 +142,7 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		if r.ahead == nil {
 			r.ahead = make(map[int64][]byte)
 		}
-		r.ahead[off] = bytes.Clone(b)
+		r.ahead[off] = holdBlock(b)
 		r.held += int64(len(b))
 		return
 	}
@@ -156,6 +158,28 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 		r.held -= int64(len(blk))
 		hs.buf.give(int64(len(blk)))
 		r.next += int64(len(blk))
+		dropBlock(blk)
+	}
+}
+
+// Held blocks are almost all MaxRequestLength long (every client asks for
+// 16 KiB), and most blocks are held: an anacrolix seeder sends the blocks
+// asked for in map order, so they arrive shuffled. Recycling them keeps
+// that from costing an allocation and garbage per block.
+var blockPool = sync.Pool{New: func() any { return new([MaxRequestLength]byte) }}
+
+func holdBlock(b []byte) []byte {
+	if len(b) != MaxRequestLength {
+		return bytes.Clone(b)
+	}
+	p := blockPool.Get().(*[MaxRequestLength]byte)
+	copy(p[:], b)
+	return p[:]
+}
+
+func dropBlock(b []byte) {
+	if len(b) == MaxRequestLength {
+		blockPool.Put((*[MaxRequestLength]byte)(b))
 	}
 }
 
@@ -164,6 +188,9 @@ func (hs *pieceHashes) wrote(index int, off int64, b []byte, ok bool) {
 func (r *runningHash) breakOff(buf *HashBuffer) {
 	r.broken = true
 	r.h = nil
+	for _, blk := range r.ahead {
+		dropBlock(blk)
+	}
 	r.ahead = nil
 	buf.give(r.held)
 	r.held = 0

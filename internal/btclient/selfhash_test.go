@@ -38,6 +38,7 @@ func TestSelfHashPiece(t *testing.T) {
 		{name: "block written twice", writes: append(inOrder[:2:2], write{0, block}, inOrder[2], inOrder[3]), want: "read back"},
 		{name: "ahead block written twice", writes: []write{{2 * block, block}, {2 * block, block}, {0, block}, {block, block}, {3 * block, block}}, want: "read back"},
 		{name: "overlapping blocks", writes: []write{{0, block}, {2 * block, block}, {block, block + 8}, {3 * block, block}}, want: "read back"},
+		{name: "waiting blocks overlapping", writes: []write{{2 * block, block}, {2*block + 8, block}, {0, block}, {block, block}, {3 * block, block}}, want: "read back"},
 		{name: "missing block", writes: inOrder[:3], want: "short"},
 		{name: "buffer exceeded", writes: []write{{3 * block, block}, {2 * block, block}, {block, block}, {0, block}}, buf: 2 * block, want: "read back"},
 		{name: "read-back hashing", writes: inOrder, readBack: true, want: "library"},

@@ -57,6 +57,7 @@ type conn struct {
 	rbuf    []byte // bytes of answers not yet parsed
 	pending []inflight
 	dead    bool
+	gen     int // counts dials: a redial drops what was read before
 }
 
 // inflight is one request on a connection: when it was meant to leave
@@ -159,6 +160,7 @@ func (l *loop) dial(c *conn) error {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	c.fd, c.dead = fd, false
+	c.gen++
 	c.wbuf, c.rbuf, c.pending = c.wbuf[:0], c.rbuf[:0], c.pending[:0]
 	l.byFD[fd] = c
 	return nil
@@ -180,6 +182,8 @@ func (l *loop) drop(c *conn, err error) {
 	for range c.pending {
 		c.d.st.fail(err)
 	}
+	c.wbuf, c.rbuf, c.pending = c.wbuf[:0], c.rbuf[:0], c.pending[:0]
+	c.gen++
 	delete(l.byFD, c.fd)
 	syscall.Close(c.fd)
 	c.fd, c.dead = -1, true
@@ -367,6 +371,7 @@ func (l *loop) readable(c *conn, refill bool) {
 		}
 	}
 	done := l.now()
+	gen := c.gen
 	off := 0
 	for len(c.pending) > 0 {
 		used, body, status, closing, err := parseAnswer(c.rbuf[off:])
@@ -386,7 +391,9 @@ func (l *loop) readable(c *conn, refill bool) {
 			return
 		}
 		if refill {
-			l.send(c, -1)
+			if l.send(c, -1); c.gen != gen {
+				return // the send failed and redialled c: its buffers are new
+			}
 		}
 	}
 	c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[off:])]
