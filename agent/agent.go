@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/streamverify"
@@ -101,6 +102,8 @@ type Agent struct {
 	// change); watch is that watch, nil when there is none.
 	hints chan struct{}
 	watch *catalogWatch
+	// lsd finds the site's agents on the LAN (swarm.lsd); nil when off.
+	lsd *lsd.Service
 }
 
 // download is one release in the torrent client.
@@ -262,6 +265,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	if err := a.startLSD(); err != nil {
+		a.bt.Close()
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -290,6 +299,9 @@ func (a *Agent) Close() error {
 	}
 	if a.statusSrv != nil {
 		a.statusSrv.Close()
+	}
+	if a.lsd != nil {
+		a.lsd.Close()
 	}
 	var errs []error
 	errs = append(errs, a.bt.Close()...)
@@ -727,6 +739,9 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.downloads[ref.String()] = d
 	a.mu.Unlock()
 	a.byHash.Store(tf.InfoHash, d)
+	if a.lsd != nil {
+		a.lsd.Add(tf.InfoHash)
+	}
 	d.start(&a.wg, a.log, a.poke)
 	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
 	return d, nil
@@ -741,6 +756,9 @@ func (a *Agent) poke() {
 
 func (a *Agent) dropDownload(d *download) {
 	d.stop()
+	if a.lsd != nil {
+		a.lsd.Remove(d.t.InfoHash())
+	}
 	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()
 	a.mu.Lock()

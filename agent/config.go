@@ -190,6 +190,17 @@ type SwarmConfig struct {
 	//     release is active moments after its last piece;
 	//   - "rarest": the library's order (rarest first, then by index).
 	Order string `yaml:"order"`
+	// LSD is BEP 14 local service discovery: "on" (default) announces the
+	// agent's releases on the LAN's multicast group and adds agents of
+	// the same tenant and site that announce them as peers, so a site
+	// shares with no tracker and no WAN; "off" leaves it out. Same-site
+	// peers are allowed in every locality, so it is on for all of them.
+	LSD string `yaml:"lsd"`
+	// LSDSecretFile holds a secret shared by the tenant's agents (mode
+	// 0600, at least 16 bytes) that keys the announces' cookie: without
+	// it tenants and sites are still kept apart, but anyone who knows
+	// their names can forge an announce (see docs/security.md).
+	LSDSecretFile string `yaml:"lsd_secret_file"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -438,6 +449,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.Order == "" {
 		c.Order = "verify"
 	}
+	if c.LSD == "" {
+		c.LSD = LSDOn
+	}
 	return c
 }
 
@@ -457,6 +471,14 @@ func (c SwarmConfig) validate() error {
 	case "verify", "rarest":
 	default:
 		return fielderr.New("order", "%q: want verify or rarest", c.Order)
+	}
+	switch c.LSD {
+	case LSDOn, LSDOff:
+	default:
+		return fielderr.New("lsd", "%q: want on or off", c.LSD)
+	}
+	if c.LSDSecretFile != "" && c.LSD == LSDOff {
+		return fielderr.New("lsd_secret_file", "is set but lsd is off")
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ subscriptions:
     urgent: true
   - name: media
     version: 2.1.0+build.7
-swarm: {listen_host: 10.0.0.5, listen_port: 6881, max_conns: 20, locality: site, order: rarest}
+swarm: {listen_host: 10.0.0.5, listen_port: 6881, max_conns: 20, locality: site, order: rarest, lsd: on, lsd_secret_file: /etc/swarmship/lsd.secret}
 offload: {startup_grace: 0s, orphan_timeout: 1m, parallel: 8}
 status: {addr: "127.0.0.1:7071", hosts: [till-3.local]}
 hooks: {post_activate: "systemctl reload app", timeout: 30s}

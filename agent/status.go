@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/lsd"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -31,6 +32,8 @@ type Status struct {
 	// Recovered says what was done at start about damaged state: corrupt
 	// databases moved aside, releases re-adopted or removed.
 	Recovered []Recovery `json:"recovered,omitempty"`
+	// LSD counts local service discovery's messages and peers (swarm.lsd).
+	LSD *lsd.Stats `json:"lsd,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -47,6 +50,9 @@ type ReleaseStatus struct {
 	ReleaseState
 	Peers     int      `json:"peers"`
 	PeerAddrs []string `json:"peer_addrs,omitempty"` // remote addresses of connected peers
+	// PeerSources counts the connected peers by where they came from:
+	// tracker, lsd (the LAN), incoming, pex, ...
+	PeerSources map[string]int `json:"peer_sources,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -62,6 +68,7 @@ func (a *Agent) Status() Status {
 		Policy:        a.pol.status,
 		Recovered:     append([]Recovery(nil), a.recoveries...),
 		Sources:       a.Sources(),
+		LSD:           a.LSDStats(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
@@ -74,6 +81,10 @@ func (a *Agent) Status() Status {
 			rs.Completed = d.t.BytesCompleted()
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())
+				if rs.PeerSources == nil {
+					rs.PeerSources = map[string]int{}
+				}
+				rs.PeerSources[peerSourceName(pc.Discovery)]++
 			}
 			rs.Peers = len(rs.PeerAddrs)
 			// The state database may be on the full disk too: the live

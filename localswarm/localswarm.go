@@ -184,6 +184,9 @@ func (s *Swarm) AgentConfig(name, site, region string, subs ...agent.Subscriptio
 		Status:          agent.StatusConfig{Addr: "127.0.0.1:0"},
 		Report:          agent.ReportConfig{URL: s.OriginURL + "/", Interval: 500 * time.Millisecond, Name: name},
 	}
+	// LAN discovery off: agents of tests running side by side must meet
+	// only through this swarm's tracker (a test turns it on).
+	cfg.Swarm.LSD = agent.LSDOff
 	return cfg
 }
 
