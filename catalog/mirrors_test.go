@@ -71,8 +71,10 @@ func TestMirrorsFailOverAndRefuseRollback(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	later := func() { mu.Lock(); now = now.Add(time.Hour); mu.Unlock() } // every back-off is over
+	// The timeout covers the healthy mirror too: short enough that a hang
+	// costs little, long enough that a stall under -race is not taken for one.
 	m := catalog.NewMirrors([]catalog.Store{first, second}, catalog.MirrorOptions{
-		Timeout: 500 * time.Millisecond, Backoff: failover.Policy{Base: time.Minute, Max: 10 * time.Minute}, Now: clock,
+		Timeout: 3 * time.Second, Backoff: failover.Policy{Base: time.Minute, Max: 10 * time.Minute}, Now: clock,
 	})
 	cl, err := catalog.NewClient(m, c.root, t.TempDir())
 	if err != nil {
@@ -180,7 +182,7 @@ func TestMirrorsGetRange(t *testing.T) {
 	tufPut(t, s, "data/app/1.0/a", []byte("0123456789"))
 	first := &faultyMirror{Store: s, name: "first"}
 	lagging := &faultyMirror{Store: empty, name: "lagging"}
-	m := catalog.NewMirrors([]catalog.Store{first, lagging, s}, catalog.MirrorOptions{Timeout: 300 * time.Millisecond})
+	m := catalog.NewMirrors([]catalog.Store{first, lagging, s}, catalog.MirrorOptions{Timeout: 3 * time.Second})
 	read := func(t *testing.T) string {
 		t.Helper()
 		rc, err := m.GetRange(ctx, "data/app/1.0/a", 2, 3)

@@ -27,10 +27,14 @@ type brokenMirror struct {
 	server *httptest.Server
 }
 
-func newBrokenMirror(t *testing.T, dir string) *brokenMirror {
+// Each request for a root version adds one to rootAsks.
+func newBrokenMirror(t *testing.T, dir string, rootAsks *atomic.Int64) *brokenMirror {
 	m := &brokenMirror{stop: make(chan struct{})}
 	files := http.FileServer(http.Dir(dir))
 	m.server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isRootAsk(r) {
+			rootAsks.Add(1)
+		}
 		m.mu.Lock()
 		mode, oldTS := m.mode, m.oldTS
 		m.mu.Unlock()
@@ -51,6 +55,10 @@ func newBrokenMirror(t *testing.T, dir string) *brokenMirror {
 	t.Cleanup(m.server.Close)
 	t.Cleanup(func() { close(m.stop) }) // runs first: hung requests end
 	return m
+}
+
+func isRootAsk(r *http.Request) bool {
+	return strings.HasPrefix(r.URL.Path, "/metadata/") && strings.HasSuffix(r.URL.Path, ".root.json")
 }
 
 func (m *brokenMirror) set(mode string) {
@@ -74,15 +82,16 @@ func catalogSource(ra *localswarm.RunningAgent, url string) (agent.SourceStatus,
 // time the agent takes the catalog from the next mirror within 2 refreshes
 // and its status says why the first is skipped.
 func TestCatalogMirrorFailover(t *testing.T) {
-	// Refreshes reaching the origin (the second mirror): each asks it for
-	// the next root version first; and how many had when it first served a
-	// timestamp since tsServedAt was reset to -1.
+	// Root asks at either mirror: a refresh asks the mirror it tries for
+	// the next root version first, so one refresh adds 1, or 2 when it
+	// fails over; and how many there had been when the origin (the second
+	// mirror) first served a timestamp since tsServedAt was reset to -1.
 	var rootAsks, tsServedAt atomic.Int64
 	tsServedAt.Store(-1)
 	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			switch {
-			case strings.HasPrefix(r.URL.Path, "/metadata/") && strings.HasSuffix(r.URL.Path, ".root.json"):
+			case isRootAsk(r):
 				rootAsks.Add(1)
 			case r.URL.Path == "/metadata/timestamp.json":
 				tsServedAt.CompareAndSwap(-1, rootAsks.Load())
@@ -90,7 +99,7 @@ func TestCatalogMirrorFailover(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}})
-	m1 := newBrokenMirror(t, sw.CatalogDir)
+	m1 := newBrokenMirror(t, sw.CatalogDir, &rootAsks)
 	m1.set("500")
 	first, second := m1.server.URL+"/", sw.OriginURL+"/"
 	publish(t, sw, "app", "1.0", 31, map[string]int64{"a": 1 << 20}, "stable")
@@ -112,13 +121,17 @@ func TestCatalogMirrorFailover(t *testing.T) {
 
 	// phase waits until the agent runs version from the second mirror with
 	// the first skipped for reason, and checks that the second mirror's
-	// new timestamp was taken within 2 refreshes of the change (base).
+	// new timestamp was taken within 2 refreshes of the change (base): at
+	// most 4 root asks, 2 per refresh that fails over. An agent that gave
+	// up a refresh at the first mirror instead of trying the second would
+	// add refreshes, and asks, until it did.
 	phase := func(version string, reason failover.Reason, why string, base int64) {
 		t.Helper()
 		waitActive(t, "app", version, 90*time.Second, ra)
 		at := tsServedAt.Load()
-		if at < 0 || at-base > 2 {
-			t.Errorf("%s: the second mirror served the timestamp after %d refreshes, want at most 2", version, at-base)
+		t.Logf("%s: %d root asks before the second mirror served the timestamp", version, at-base)
+		if at < 0 || at-base > 4 {
+			t.Errorf("%s: the second mirror served the timestamp after %d root asks, want at most 4 (2 refreshes)", version, at-base)
 		}
 		var s agent.SourceStatus
 		if !testenv.Poll(60*time.Second, 50*time.Millisecond, func() bool {
@@ -130,7 +143,14 @@ func TestCatalogMirrorFailover(t *testing.T) {
 		if !strings.Contains(s.Why, string(reason)) || !strings.Contains(s.Why, why) {
 			t.Errorf("%s: status says %q for the first mirror, want %s and %q", version, s.Why, reason, why)
 		}
-		if s2, ok := catalogSource(ra, second); !ok || s2.Reason != "" {
+		// One answer slower than the 5 s timeout on a loaded machine may
+		// mark the healthy mirror for a while: wait for it to be clear.
+		var s2 agent.SourceStatus
+		if !testenv.Poll(30*time.Second, 50*time.Millisecond, func() bool {
+			var ok bool
+			s2, ok = catalogSource(ra, second)
+			return ok && s2.Reason == ""
+		}) {
 			t.Errorf("%s: second mirror %+v, want healthy", version, s2)
 		}
 	}
@@ -165,17 +185,19 @@ func TestCatalogMirrorFailover(t *testing.T) {
 // source are down, so the agents use the next ones, and status says why.
 func TestTrackerTierFailover(t *testing.T) {
 	sw := newSwarm(t, localswarm.OriginOptions{})
-	dead := httptest.NewServer(http.NotFoundHandler())
-	deadURL := dead.URL + "/announce"
-	dead.Close() // connection refused from now on
+	// Nothing listens on port 1 (a closed test server's port could be
+	// taken by another package's test running at the same time).
+	const deadBase = "http://127.0.0.1:1"
+	deadURL := deadBase + "/announce"
 	publish(t, sw, "app", "1.0", 41, map[string]int64{"a": 2 << 20}, "stable")
 	agents := startAgents(t, sw, 2, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
 		c.Tracker = ""
 		c.Trackers = [][]string{{deadURL}, {sw.OriginURL + "/announce"}}
-		c.Offload.Sources = []string{dead.URL + "/", sw.OriginURL + "/"}
+		c.Offload.Sources = []string{deadBase + "/", sw.OriginURL + "/"}
 		c.Failover = failover.Config{Timeout: 2 * time.Second, BackoffBase: time.Second, BackoffMax: 5 * time.Second}
 	})
 	waitActive(t, "app", "1.0", 90*time.Second, agents...)
+	fetched := 0
 	for _, ra := range agents {
 		var down, up agent.SourceStatus
 		ok := testenv.Poll(60*time.Second, 50*time.Millisecond, func() bool {
@@ -195,15 +217,25 @@ func TestTrackerTierFailover(t *testing.T) {
 		if down.Name != deadURL || !strings.Contains(down.Why, "refused") {
 			t.Errorf("%s: first tracker %q: %q, want connection refused", ra.Name, down.Name, down.Why)
 		}
-		// Each agent fetched its shard from the origin through the list.
+		// An agent that fetched from the origin went through the list. An
+		// agent that started late may have taken every piece from its peer
+		// and never touched the list, so it is not checked.
+		if releaseStatus(ra, "app", "1.0").Downloaded.Origin == 0 {
+			t.Logf("%s: took nothing from the origin; offload list not checked", ra.Name)
+			continue
+		}
+		fetched++
 		var offload []agent.SourceStatus
 		for _, s := range ra.Agent.Status().Sources {
 			if s.Kind == "offload" {
 				offload = append(offload, s)
 			}
 		}
-		if len(offload) != 2 || offload[0].Name != dead.URL+"/" || offload[0].Reason != failover.Error || offload[1].LastOK.IsZero() {
+		if len(offload) != 2 || offload[0].Name != deadBase+"/" || offload[0].Reason != failover.Error || offload[1].LastOK.IsZero() {
 			t.Errorf("%s: offload sources %+v; want the first failing, the second used", ra.Name, offload)
 		}
+	}
+	if fetched == 0 {
+		t.Error("no agent fetched from the origin through the offload list")
 	}
 }

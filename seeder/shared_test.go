@@ -66,9 +66,12 @@ func TestOriginsShareTrackerOnRedis(t *testing.T) {
 		srv := &http.Server{Handler: o.Handler()}
 		go srv.Serve(ln)
 		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(func() { cancel(); srv.Close(); o.Close() })
-		go o.Run(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); o.Run(ctx) }()
+		// Run ends before Close, so that nothing writes under dir then.
+		t.Cleanup(func() { cancel(); <-done; srv.Close(); o.Close() })
 		origins[i], urls[i] = o, "http://"+ln.Addr().String()
+		waitReady(t, http.DefaultClient, urls[i])
 	}
 	announce := func(i int, peer byte) string {
 		t.Helper()

@@ -24,7 +24,7 @@ import (
 // the first is in the second's view within a few ticks.
 func TestOriginsShareReportsOnRedis(t *testing.T) {
 	rs := testenv.StartRedis(t)
-	cfg := seeder.Config{State: state.Config{Redis: &state.RedisConfig{URL: rs.URL, Prefix: "origins", Timeout: time.Second}}}
+	cfg := seeder.Config{State: state.Config{Redis: &state.RedisConfig{URL: rs.URL, Prefix: "origins", Timeout: 10 * time.Second}}}
 	first, _, _ := newOriginWith(t, cfg, nil)
 	second, _, _ := newOriginWith(t, cfg, nil)
 	rep := report.Report{V: report.Version, AgentID: "a1", Name: "host-a1", Site: "store-1", Region: "eu", IntervalSeconds: 1, Sent: time.Now(),
@@ -58,7 +58,9 @@ func TestOriginRefusesAnUnreachableRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	seed := false
-	cfg := seeder.Config{Seed: &seed, State: state.Config{Redis: &state.RedisConfig{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", testenv.FreePort(t)), Timeout: time.Second}}}
+	// Nothing listens on port 1 (a free port could be taken by a Redis
+	// another package's test starts at the same time).
+	cfg := seeder.Config{Seed: &seed, State: state.Config{Redis: &state.RedisConfig{URL: "redis://127.0.0.1:1/0", Timeout: time.Second}}}
 	o, err := seeder.New(cfg, store, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		o.Close()
