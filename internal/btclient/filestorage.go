@@ -390,12 +390,12 @@ func (p *filePiece) key() metainfo.PieceKey {
 // ReadAt serves peer requests (the library hashes with WriteTo); with a
 // serve budget, b is charged to it first.
 //
-// Once the torrent's storage is closed, ReadAt returns zeros instead of an
-// error. anacrolix/torrent v1.59.1 panics (servePeerRequest asserts that a
-// failed read removed its request, which a closed torrent never does) when
-// a peer's read fails because the torrent was dropped under it: a process
-// serving a release it drops would die. The zeros go nowhere: closing the
-// torrent closed its connections first.
+// Once the torrent's storage is closed, ReadAt fails. It must not return
+// zeros instead: anacrolix/torrent v1.59.1 closes a torrent's storage
+// before its connections, so a zero block read then can still be sent,
+// and the peer's smart ban bans this address for a bad block (on one
+// host, every agent of a test). The library panics on such a failed read
+// only for a torrent being dropped with a peer read in flight.
 func (p *filePiece) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fs.ErrInvalid
@@ -411,10 +411,6 @@ func (p *filePiece) ReadAt(b []byte, off int64) (int, error) {
 		b = b[:p.length-off]
 	}
 	n, err := p.t.readAt(b, p.off+off)
-	if errors.Is(err, errStorageClosed) {
-		clear(b[n:])
-		n, err = len(b), nil
-	}
 	if err == nil && short {
 		err = io.EOF
 	}
