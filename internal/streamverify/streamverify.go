@@ -295,7 +295,7 @@ func (v *Verifier) enqueueLocked(fi int) {
 	}
 	f.queued = true
 	v.queue = append(v.queue, fi)
-	v.cond.Signal()
+	v.cond.Broadcast() // not Signal: Wait and the workers share cond, and a woken Wait would swallow the wake-up a worker needed
 }
 
 // next waits for a file to work on; false once closed.

@@ -424,3 +424,31 @@ func TestPiecesLostWhileHashing(t *testing.T) {
 	wait(t, v)
 	allVerified(t, v)
 }
+
+// Wait and the workers sleep on one condition variable. A caller already
+// in Wait when the pieces arrive must not take the wake-up meant for a
+// worker: with Signal, the longest sleeper (Wait) woke, found files
+// unsettled, slept again, and no worker ever hashed them (the agent hung
+// in verification with the release complete on disk).
+func TestWaitDoesNotSwallowWorkersWakeUp(t *testing.T) {
+	for range 20 {
+		v, _ := layout(t, 100, 250) // one file: one wake-up
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			done <- v.Wait(ctx)
+		}()
+		time.Sleep(10 * time.Millisecond) // Wait first in line, usually
+		ctx, cancel := context.WithCancel(context.Background())
+		v.Start(ctx)
+		time.Sleep(10 * time.Millisecond) // the workers asleep behind it
+		v.SetAll()
+		if err := <-done; err != nil {
+			t.Fatalf("Wait: %v (files never hashed)", err)
+		}
+		allVerified(t, v)
+		cancel()
+		v.Close()
+	}
+}
