@@ -83,4 +83,3 @@ func TestTenantsNeverShareSwarms(t *testing.T) {
 		t.Errorf("origin sent %.2f copies: two isolated tenants need about two", copies)
 	}
 }
-
