@@ -75,7 +75,7 @@ func (a *Agent) startLSD() error {
 	}
 	s := lsd.New(cfg)
 	if err := s.Start(); errors.Is(err, lsd.ErrNoInterface) {
-		a.log.Info("local service discovery off: no multicast interface for the peer address", "listen_host", a.cfg.Swarm.ListenHost)
+		a.log.Debug("local service discovery off: no multicast interface for the peer address", "listen_host", a.cfg.Swarm.ListenHost)
 		return nil
 	} else if err != nil {
 		a.log.Warn("local service discovery unavailable; peers come from the tracker only", "err", err)
