@@ -76,10 +76,18 @@ func startTwoOrigins(t *testing.T, mib int64) *twoOrigins {
 	for i := range 6 {
 		name := fmt.Sprintf("agent-%d", i+1)
 		cfg := sw.AgentConfig(name, fmt.Sprintf("site-%d", i%2), "eu", agent.Subscription{Name: "app", Channel: "stable"})
+		// Every agent lists both origins, as operators would with no load
+		// balancer in front: catalog mirrors, one tracker tier and offload
+		// sources, agents 1-3 with the first origin first, 4-6 with the
+		// second. Reports go to the agent's own first origin.
+		first, other := sw.OriginURL, second.URL
 		if i >= 3 {
-			// Until agents list several origins, each uses one.
-			cfg.Catalog.URL, cfg.Tracker, cfg.Report.URL = second.URL+"/", second.URL+"/announce", second.URL+"/"
+			first, other = other, first
 		}
+		cfg.Catalog.URL, cfg.Catalog.URLs = "", []string{first + "/", other + "/"}
+		cfg.Tracker, cfg.Trackers = "", [][]string{{first + "/announce", other + "/announce"}}
+		cfg.Offload.Sources = []string{first + "/", other + "/"}
+		cfg.Report.URL = first + "/"
 		ra, err := sw.StartAgent(context.Background(), name, cfg)
 		if err != nil {
 			t.Fatal(err)
