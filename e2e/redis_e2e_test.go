@@ -166,8 +166,9 @@ func rolloutAgents(base string) (int, error) {
 // copies.
 //
 // Measured here with 32 and 128 MiB (2 shared cores, with and without
-// -race): 1.00-1.02 copies in every case, and completion after a kill or
-// a Redis restart 1.0-1.4x the no-fault run. With one origin per agent
+// -race): 1.00-1.04 copies in every case, and completion after a kill or
+// a Redis restart 1.0-1.4x the no-fault run (1.8-2.4x once, with a build
+// running alongside: a few seconds on a 5 s run). With one origin per agent
 // (before agents listed several) a kill took 4-14x and 1.10-1.15 copies,
 // a Redis restart 1.26-1.63 copies. The bounds below are looser than the
 // issue's 1.10 copies and 1.3x because a loaded CI machine stalls agents
