@@ -35,7 +35,7 @@ func twoOriginsMiB(t *testing.T) int64 {
 
 // twoOrigins is a catalog served by two origins sharing one Redis, and
 // six agents in two sites, each listing both origins for the catalog, the
-// tracker and offload fetches, and reporting to the first it lists.
+// tracker, offload fetches and reports.
 type twoOrigins struct {
 	redis   *testenv.Redis
 	sw      *localswarm.Swarm
@@ -79,7 +79,7 @@ func startTwoOrigins(t *testing.T, mib int64) *twoOrigins {
 		// Every agent lists both origins, as operators would with no load
 		// balancer in front: catalog mirrors, one tracker tier and offload
 		// sources, agents 1-3 with the first origin first, 4-6 with the
-		// second. Reports go to the agent's own first origin.
+		// second; reports likewise.
 		first, other := sw.OriginURL, second.URL
 		if i >= 3 {
 			first, other = other, first
@@ -87,7 +87,7 @@ func startTwoOrigins(t *testing.T, mib int64) *twoOrigins {
 		cfg.Catalog.URL, cfg.Catalog.URLs = "", []string{first + "/", other + "/"}
 		cfg.Tracker, cfg.Trackers = "", [][]string{{first + "/announce", other + "/announce"}}
 		cfg.Offload.Sources = []string{first + "/", other + "/"}
-		cfg.Report.URL = first + "/"
+		cfg.Report.URL, cfg.Report.URLs = "", []string{first + "/", other + "/"}
 		ra, err := sw.StartAgent(context.Background(), name, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -143,18 +143,24 @@ func (tw *twoOrigins) finish(t *testing.T) (time.Duration, float64) {
 	return took, copies
 }
 
-// rolloutAgents is how many agents the first origin's rollout view knows.
+// rolloutAgents is how many agents an origin's rollout view knows.
 func rolloutAgents(base string) (int, error) {
+	c, err := rolloutCounts(base)
+	return c.Known, err
+}
+
+// rolloutCounts is an origin's rollout view's agent counts.
+func rolloutCounts(base string) (rollout.AgentCounts, error) {
 	resp, err := http.Get(base + "/api/v1/rollout")
 	if err != nil {
-		return 0, err
+		return rollout.AgentCounts{}, err
 	}
 	defer resp.Body.Close()
 	var ro rollout.View
 	if err := json.NewDecoder(resp.Body).Decode(&ro); err != nil {
-		return 0, err
+		return rollout.AgentCounts{}, err
 	}
-	return ro.Agents.Known, nil
+	return ro.Agents, nil
 }
 
 // Two origins share one Redis (tracker swarms and agents' reports), six
@@ -218,6 +224,14 @@ func TestTwoOriginsOnRedis(t *testing.T) {
 		if copies > maxCopiesOriginKilled {
 			t.Errorf("origins sent %.3f copies, want <= %.2f", copies, maxCopiesOriginKilled)
 		}
+		// The agents that reported to the dead origin moved to the other
+		// (report.urls): its view shows all six live with the release.
+		testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if c, err := rolloutCounts(tw.sw.OriginURL); err != nil || c.Seeding != 6 {
+				return fmt.Errorf("rollout view of the live origin: %+v, %v", c, err)
+			}
+			return nil
+		})
 	})
 	t.Run("redis restarted at 40%", func(t *testing.T) {
 		tw := startTwoOrigins(t, mib)
