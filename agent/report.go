@@ -29,6 +29,11 @@ type ReportConfig struct {
 	// URL is the origin's base URL (http://origin:7070/); reports are
 	// POSTed to <url>/api/v1/report. Empty: no reports.
 	URL string `yaml:"url"`
+	// URLs are several origins sharing their reports (state.redis),
+	// instead of URL: a report goes to the one that answered last, and
+	// to the next at once when it fails, so that an origin going away
+	// does not silence the agent on the others' dashboards.
+	URLs []string `yaml:"urls"`
 	// Interval between reports; default 30s.
 	Interval time.Duration `yaml:"interval"`
 	// Timeout bounds one report request; default 10s, at most Interval.
@@ -47,12 +52,34 @@ func (c ReportConfig) withDefaults() ReportConfig {
 	return c
 }
 
-func (c ReportConfig) validate() error {
+// bases returns the origins reports go to: URLs, or URL alone.
+func (c ReportConfig) bases() []string {
+	if len(c.URLs) > 0 {
+		return c.URLs
+	}
 	if c.URL == "" {
 		return nil
 	}
-	if _, err := reportEndpoint(c.URL); err != nil {
+	return []string{c.URL}
+}
+
+func (c ReportConfig) validate() error {
+	if c.URL != "" && len(c.URLs) > 0 {
+		return fielderr.New("urls", "set url or urls, not both")
+	}
+	if c.URL == "" && len(c.URLs) == 0 {
+		return nil
+	}
+	if _, err := reportEndpoint(c.URL); c.URL != "" && err != nil {
 		return fielderr.New("url", "%v", err)
+	}
+	if len(c.URLs) > 16 {
+		return fielderr.New("urls", "at most 16 origins")
+	}
+	for i, u := range c.URLs {
+		if _, err := reportEndpoint(u); err != nil {
+			return fielderr.New(fmt.Sprintf("urls[%d]", i), "%v", err)
+		}
 	}
 	if c.Interval < 100*time.Millisecond {
 		return fielderr.New("interval", "must be at least 100ms")
@@ -100,7 +127,7 @@ func (c reportCollector) Collect(ch chan<- prometheus.Metric) {
 // function waits until the reporter has stopped, which it does when ctx
 // ends.
 func (a *Agent) startReporter(ctx context.Context) (wait func()) {
-	if a.cfg.Report.URL == "" {
+	if len(a.cfg.Report.bases()) == 0 {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -117,20 +144,27 @@ func (a *Agent) startReporter(ctx context.Context) (wait func()) {
 // origin that is down, and every wait is jittered by ±10% so that agents
 // started together drift apart.
 func (a *Agent) runReporter(ctx context.Context) {
-	endpoint, err := reportEndpoint(a.cfg.Report.URL)
-	if err != nil {
-		a.log.Error("reports disabled", "err", err)
-		return
+	var endpoints []string
+	for _, base := range a.cfg.Report.bases() {
+		endpoint, err := reportEndpoint(base)
+		if err != nil {
+			a.log.Error("reports disabled", "err", err)
+			return
+		}
+		endpoints = append(endpoints, endpoint)
 	}
 	id := a.agentID()
 	name := a.cfg.Report.Name
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	a.reportLoop(ctx, endpoint, func() *report.Report { return a.buildReport(id, name) })
+	a.reportLoop(ctx, endpoints, func() *report.Report { return a.buildReport(id, name) })
 }
 
-func (a *Agent) reportLoop(ctx context.Context, endpoint string, build func() *report.Report) {
+// reportLoop sends a report every beat to endpoints[cur], the one that
+// answered last; when it fails, the next ones are tried at once in order,
+// and beats are skipped only when none answered.
+func (a *Agent) reportLoop(ctx context.Context, endpoints []string, build func() *report.Report) {
 	client := &http.Client{Timeout: a.cfg.Report.Timeout}
 	if a.originHTTP != nil {
 		client.Transport = a.originHTTP
@@ -138,7 +172,7 @@ func (a *Agent) reportLoop(ctx context.Context, endpoint string, build func() *r
 	every := a.cfg.Report.Interval
 	t := time.NewTimer(time.Duration(mrand.Int64N(int64(min(every, 5*time.Second))) + 1))
 	defer t.Stop()
-	failures := 0
+	failures, cur := 0, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,7 +180,18 @@ func (a *Agent) reportLoop(ctx context.Context, endpoint string, build func() *r
 		case <-t.C:
 		}
 		next := every
-		if err := a.sendReport(ctx, client, endpoint, build()); err != nil {
+		r := build()
+		var err error
+		for i := range endpoints {
+			if i > 0 {
+				cur = (cur + 1) % len(endpoints)
+			}
+			if err = a.sendReport(ctx, client, endpoints[cur], r); err == nil || ctx.Err() != nil {
+				break
+			}
+		}
+		endpoint := endpoints[cur]
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}

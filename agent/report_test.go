@@ -37,6 +37,17 @@ func TestReportEndpointAndConfig(t *testing.T) {
 	if c.Interval != 30*time.Second || c.Timeout != 10*time.Second || c.validate() != nil {
 		t.Errorf("defaults: %+v", c)
 	}
+	for _, bad := range []ReportConfig{
+		{URL: "http://o/", URLs: []string{"http://p/"}},
+		{URLs: []string{"http://o/", "origin:7070"}},
+	} {
+		if err := bad.withDefaults().validate(); err == nil {
+			t.Errorf("report %+v accepted", bad)
+		}
+	}
+	if err := (ReportConfig{URLs: []string{"http://o/", "http://p/"}}).withDefaults().validate(); err != nil {
+		t.Errorf("two origins: %v", err)
+	}
 	c = ReportConfig{URL: "http://o/", Interval: time.Millisecond}
 	c = c.withDefaults()
 	if c.validate() == nil {
@@ -75,7 +86,7 @@ func TestReporterSkipsBeatsWhileOriginFails(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	endpoint, _ := reportEndpoint(srv.URL)
-	go func() { defer close(done); a.reportLoop(ctx, endpoint, build) }()
+	go func() { defer close(done); a.reportLoop(ctx, []string{endpoint}, build) }()
 
 	time.Sleep(1500 * time.Millisecond)
 	// Without backoff: ~30 calls. With 2, 4, 8, 8... intervals: about 5.
@@ -91,5 +102,51 @@ func TestReporterSkipsBeatsWhileOriginFails(t *testing.T) {
 	}
 	if gotToken.Load() != "Bearer tok" {
 		t.Errorf("Authorization %q", gotToken.Load())
+	}
+}
+
+// TestReporterMovesToTheNextOrigin: with report.urls, an origin that died
+// (connections refused) costs no beat: the same report goes to the next
+// one at once, and later reports stay there.
+func TestReporterMovesToTheNextOrigin(t *testing.T) {
+	var calls atomic.Int64
+	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := report.Decode(r.Body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		calls.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer alive.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	a := &Agent{
+		cfg: &Config{Report: ReportConfig{URLs: []string{dead.URL, alive.URL}, Interval: 50 * time.Millisecond, Timeout: time.Second}},
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	build := func() *report.Report {
+		return &report.Report{V: report.Version, AgentID: "a1", IntervalSeconds: 0.05, Subscriptions: []report.Subscription{}, Releases: []report.Release{}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var endpoints []string
+	for _, base := range a.cfg.Report.bases() {
+		e, _ := reportEndpoint(base)
+		endpoints = append(endpoints, e)
+	}
+	go func() { defer close(done); a.reportLoop(ctx, endpoints, build) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for calls.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if calls.Load() < 5 {
+		t.Fatalf("%d reports reached the live origin", calls.Load())
+	}
+	// Only the first beat met the dead origin; none was skipped.
+	if f := a.reports.failed.Load(); f != 0 {
+		t.Errorf("%d reports failed with a live origin listed", f)
 	}
 }

@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -212,5 +216,51 @@ func TestMirrorsGetRange(t *testing.T) {
 	}
 	if err := m.Put(ctx, "x", bytes.NewReader(nil), 0); !errors.Is(err, catalog.ErrReadOnly) {
 		t.Errorf("Put: %v", err)
+	}
+}
+
+// TestMirrorsDeadOriginFailsOverAtOnce: an origin killed hard refuses
+// connections, and a payload read moves to the next mirror at once rather
+// than after the mirror timeout (agents listing two origins finish a
+// rollout at their usual pace when one dies: e2e TestTwoOriginsOnRedis).
+func TestMirrorsDeadOriginFailsOverAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data", "a"), []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stores []catalog.Store
+	var servers []*httptest.Server
+	for range 2 {
+		srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+		t.Cleanup(srv.Close)
+		s, err := catalog.NewHTTPStore(srv.URL+"/", srv.Client())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores, servers = append(stores, s), append(servers, srv)
+	}
+	const timeout = 30 * time.Second
+	m := catalog.NewMirrors(stores, catalog.MirrorOptions{Timeout: timeout})
+	servers[0].Close()
+	start := time.Now()
+	rc, err := m.GetRange(t.Context(), "data/a", 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil || string(b) != "234" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	// Half the timeout: a refused connection takes milliseconds even on a
+	// loaded machine; waiting for the timeout would take all of it.
+	if took := time.Since(start); took > timeout/2 {
+		t.Errorf("failover took %v: the dead origin was waited for", took)
+	}
+	if st := m.Statuses(); st[0].Reason != failover.Error || !st[1].InUse {
+		t.Errorf("statuses %+v, want the dead origin skipped for an error and the other in use", st)
 	}
 }

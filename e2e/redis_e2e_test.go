@@ -34,8 +34,8 @@ func twoOriginsMiB(t *testing.T) int64 {
 }
 
 // twoOrigins is a catalog served by two origins sharing one Redis, and
-// six agents in two sites, three on each origin (catalog, tracker, offload
-// source and reports).
+// six agents in two sites, each listing both origins for the catalog, the
+// tracker, offload fetches and reports.
 type twoOrigins struct {
 	redis   *testenv.Redis
 	sw      *localswarm.Swarm
@@ -76,10 +76,18 @@ func startTwoOrigins(t *testing.T, mib int64) *twoOrigins {
 	for i := range 6 {
 		name := fmt.Sprintf("agent-%d", i+1)
 		cfg := sw.AgentConfig(name, fmt.Sprintf("site-%d", i%2), "eu", agent.Subscription{Name: "app", Channel: "stable"})
+		// Every agent lists both origins, as operators would with no load
+		// balancer in front: catalog mirrors, one tracker tier and offload
+		// sources, agents 1-3 with the first origin first, 4-6 with the
+		// second; reports likewise.
+		first, other := sw.OriginURL, second.URL
 		if i >= 3 {
-			// Until agents list several origins, each uses one.
-			cfg.Catalog.URL, cfg.Tracker, cfg.Report.URL = second.URL+"/", second.URL+"/announce", second.URL+"/"
+			first, other = other, first
 		}
+		cfg.Catalog.URL, cfg.Catalog.URLs = "", []string{first + "/", other + "/"}
+		cfg.Tracker, cfg.Trackers = "", [][]string{{first + "/announce", other + "/announce"}}
+		cfg.Offload.Sources = []string{first + "/", other + "/"}
+		cfg.Report.URL, cfg.Report.URLs = "", []string{first + "/", other + "/"}
 		ra, err := sw.StartAgent(context.Background(), name, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +130,8 @@ func (tw *twoOrigins) waitSent(t *testing.T, share float64) {
 // completion time and the copies both origins sent.
 func (tw *twoOrigins) finish(t *testing.T) (time.Duration, float64) {
 	t.Helper()
-	// 128 MiB with an origin stopped took 3 minutes here: scale with size.
+	// Generous: 128 MiB with one origin per agent and an origin stopped
+	// took 3 minutes here. Scale with size.
 	waitActive(t, "app", "1.0", time.Duration(max(1, tw.m.TotalSize>>25))*240*time.Second, tw.agents...)
 	took := time.Since(tw.started)
 	for _, ra := range tw.agents {
@@ -134,48 +143,56 @@ func (tw *twoOrigins) finish(t *testing.T) (time.Duration, float64) {
 	return took, copies
 }
 
-// rolloutAgents is how many agents the first origin's rollout view knows.
+// rolloutAgents is how many agents an origin's rollout view knows.
 func rolloutAgents(base string) (int, error) {
+	c, err := rolloutCounts(base)
+	return c.Known, err
+}
+
+// rolloutCounts is an origin's rollout view's agent counts.
+func rolloutCounts(base string) (rollout.AgentCounts, error) {
 	resp, err := http.Get(base + "/api/v1/rollout")
 	if err != nil {
-		return 0, err
+		return rollout.AgentCounts{}, err
 	}
 	defer resp.Body.Close()
 	var ro rollout.View
 	if err := json.NewDecoder(resp.Body).Decode(&ro); err != nil {
-		return 0, err
+		return rollout.AgentCounts{}, err
 	}
-	return ro.Agents.Known, nil
+	return ro.Agents, nil
 }
 
 // Two origins share one Redis (tracker swarms and agents' reports), six
-// agents in two sites, three on each origin. Without faults, with one
-// origin stopped hard once the origins have sent 40% of a copy, and with
-// Redis restarted empty at that point, every agent completes with correct
-// files, both origins' rollout views know all six agents, and the origins
-// together send a bounded number of copies. Completion times are logged
-// against the no-fault run, not asserted (a loaded machine shifts them).
+// agents in two sites, each listing both origins (half of them each one
+// first). Without faults, with one origin stopped hard once the origins
+// have sent 40% of a copy, and with Redis restarted empty at that point,
+// every agent completes with correct files, both origins' rollout views
+// know all six agents, and the origins together send a bounded number of
+// copies.
 //
-// Copies: the issue asks for 1.10. Measured here with 32 MiB (2 cores
-// shared): 1.01-1.08 without faults, 1.10-1.13 with an origin stopped,
-// 1.26-1.63 with Redis restarted (about 3 minutes under -race). The excess is the agents', not the
-// origins': while the tracker refuses announces (Redis away) and until
-// the swarm is re-announced, an agent's swarm view lists fewer members,
-// so its share of the origin's pieces widens; and an agent whose only
-// origin died re-fetches the pieces in flight at the kill from the other.
-// Agents listing several origins (catalog.urls, trackers) and a swarm view
-// that keeps its last members while the tracker is away should bring both
-// to the issue's figure; the bounds below are what holds on a loaded CI
-// machine today, and the logs show the figures.
+// Measured here with 32 and 128 MiB (2 shared cores, with and without
+// -race): 1.00-1.04 copies in every case, and completion after a kill or
+// a Redis restart 1.0-1.4x the no-fault run (1.8-2.4x once, with a build
+// running alongside: a few seconds on a 5 s run). With one origin per agent
+// (before agents listed several) a kill took 4-14x and 1.10-1.15 copies,
+// a Redis restart 1.26-1.63 copies. The bounds below are looser than the
+// issue's 1.10 copies and 1.3x because a loaded CI machine stalls agents
+// (an orphan timeout re-fetches a piece from an origin; a stall in one
+// run and not the other skews the ratio): they hold there, still catch a
+// return of the one-origin behaviour (kill: +23 to +53 s over 1.3x), and
+// the logs show the figures.
 func TestTwoOriginsOnRedis(t *testing.T) {
 	mib := twoOriginsMiB(t)
 	const (
 		maxCopies             = 1.2 // as for one origin (TestSwarmFiveAgentsOriginSendsAboutOneCopy)
-		maxCopiesOriginKilled = 1.5
+		maxCopiesOriginKilled = 1.3
 		// After the restart each of the 2 sites may fetch the remaining 60%
 		// once (trust between sites is lost): 0.4 + 2*0.6 = 1.6, plus slack.
 		// Each agent fetching alone would be 0.4 + 6*0.6 = 4.
 		maxCopiesRedisRestart = 2.0
+		// A fault may cost 1.3x the no-fault run plus this (see above).
+		faultSlack = 20 * time.Second
 	)
 	var base time.Duration
 	t.Run("no fault", func(t *testing.T) {
@@ -203,12 +220,18 @@ func TestTwoOriginsOnRedis(t *testing.T) {
 		}
 		t.Logf("second origin stopped with %.0f%% of a copy sent (agents hold %.0f%% of theirs; stop took %v)", at*100, tw.progress()*100, time.Since(start).Round(time.Millisecond))
 		took, copies := tw.finish(t)
-		if base > 0 {
-			t.Logf("completion %.2fx the no-fault run", float64(took)/float64(base))
-		}
+		checkFaultTime(t, took, base, faultSlack)
 		if copies > maxCopiesOriginKilled {
 			t.Errorf("origins sent %.3f copies, want <= %.2f", copies, maxCopiesOriginKilled)
 		}
+		// The agents that reported to the dead origin moved to the other
+		// (report.urls): its view shows all six live with the release.
+		testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if c, err := rolloutCounts(tw.sw.OriginURL); err != nil || c.Seeding != 6 {
+				return fmt.Errorf("rollout view of the live origin: %+v, %v", c, err)
+			}
+			return nil
+		})
 	})
 	t.Run("redis restarted at 40%", func(t *testing.T) {
 		tw := startTwoOrigins(t, mib)
@@ -217,9 +240,7 @@ func TestTwoOriginsOnRedis(t *testing.T) {
 		tw.redis.Restart(t)
 		t.Logf("Redis restarted empty with %.0f%% of a copy sent (%.0f%% when it was up, %v later)", at*100, tw.sent()*100, time.Since(start).Round(time.Millisecond))
 		took, copies := tw.finish(t)
-		if base > 0 {
-			t.Logf("completion %.2fx the no-fault run", float64(took)/float64(base))
-		}
+		checkFaultTime(t, took, base, faultSlack)
 		if copies > maxCopiesRedisRestart {
 			t.Errorf("origins sent %.3f copies, want <= %.2f", copies, maxCopiesRedisRestart)
 		}
@@ -233,4 +254,17 @@ func TestTwoOriginsOnRedis(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// checkFaultTime logs a faulted run's completion against the no-fault
+// run's and fails it beyond 1.3x plus slack.
+func checkFaultTime(t *testing.T, took, base, slack time.Duration) {
+	t.Helper()
+	if base <= 0 {
+		return // the no-fault subtest did not run
+	}
+	t.Logf("completion %.2fx the no-fault run (%v vs %v)", float64(took)/float64(base), took.Round(10*time.Millisecond), base.Round(10*time.Millisecond))
+	if limit := base*13/10 + slack; took > limit {
+		t.Errorf("completion took %v, want <= 1.3x the no-fault run's %v + %v = %v", took.Round(10*time.Millisecond), base.Round(10*time.Millisecond), slack, limit.Round(10*time.Millisecond))
+	}
 }
