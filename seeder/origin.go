@@ -91,7 +91,7 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: tracker.New(cfg.Tracker), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
+	o := &Origin{cfg: cfg, log: log, store: store, catalog: client, tracker: newTracker(cfg.Tracker, log), seeding: map[string]*torrent.Torrent{}, refusals: &lograte.Limiter{}}
 	o.changed = make(chan struct{}, 1)
 	if cfg.Events.On() {
 		o.events = catalogfeed.New(cfg.Events)
@@ -703,4 +703,11 @@ func matchClaims(c token.Claims, tenant, site, region string) error {
 		return fmt.Errorf("token is for region %q, not %q", c.Region, region)
 	}
 	return nil
+}
+
+// newTracker is the origin's tracker, logging through the origin's logger.
+func newTracker(cfg tracker.Config, log *slog.Logger) *tracker.Tracker {
+	t := tracker.New(cfg)
+	t.SetLogger(log)
+	return t
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -495,7 +494,7 @@ func (s *redisStore) fresh(ctx context.Context, infoHash [20]byte, tenant string
 		val, _ := peerKV[i+1].(string)
 		e, ok := decodePeer(id, val)
 		if !ok {
-			slog.Warn("tracker: undecodable peer in shared state", "key", p)
+			s.t.log.Warn("tracker: undecodable peer in shared state", "key", p)
 			continue
 		}
 		if e.seen >= cutoff {
@@ -579,7 +578,7 @@ func (s *redisStore) lost(ctx context.Context, seen string) {
 	s.mu.Unlock()
 	n, err := s.writeBack(ctx)
 	s.t.m.stateRestores.Inc()
-	slog.Warn("tracker: shared state lost its swarms (Redis restarted empty?); wrote back this origin's copies",
+	s.t.log.Warn("tracker: shared state lost its swarms (Redis restarted empty?); wrote back this origin's copies",
 		"swarms", n, "err", err)
 }
 

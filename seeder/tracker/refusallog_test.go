@@ -15,11 +15,8 @@ import (
 // counts the ones left out.
 func TestRefusalLogBounded(t *testing.T) {
 	var buf bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(old) })
-
 	tr := New(Config{})
+	tr.SetLogger(slog.New(slog.NewTextHandler(&buf, nil)))
 	const n = 500
 	for i := range n {
 		if b := get(t, tr, "/announce?info_hash=short&i="+strconv.Itoa(i), "10.1.1.1:1"); !strings.Contains(string(b), "failure reason") {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/bits"
 	"math/rand/v2"
 	"net/http"
@@ -566,7 +565,7 @@ func (t *Tracker) serveScrape(w http.ResponseWriter, r *http.Request) {
 func (t *Tracker) refuse(w http.ResponseWriter, r *http.Request, a *announce, reason string, err error) {
 	t.m.refusals.WithLabelValues(reason).Inc()
 	if ok, dropped := t.refusals.Allow(time.Now()); ok {
-		slog.Warn("tracker refused request",
+		t.log.Warn("tracker refused request",
 			"reason", reason,
 			"infohash", hex.EncodeToString(a.infoHash[:]),
 			"tenant", a.id.Tenant,

@@ -34,6 +34,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/netip"
@@ -130,6 +131,7 @@ type Tracker struct {
 	lim       limits
 
 	refusals lograte.Limiter // log lines of refused requests (the metric counts them all)
+	log      *slog.Logger    // the origin's logger (SetLogger); slog.Default until set
 
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
@@ -238,6 +240,7 @@ func New(cfg Config) *Tracker {
 		cfg:      cfg,
 		interval: max(1, int64(cfg.Interval/time.Second)),
 		now:      time.Now,
+		log:      slog.Default(),
 	}
 	t.lim.init(&t.cfg)
 	for i := range t.shards {
@@ -248,6 +251,14 @@ func New(cfg Config) *Tracker {
 	t.m = newMetrics(t)
 	t.store = memStore{t}
 	return t
+}
+
+// SetLogger sends the tracker's log lines to l (the origin's logger)
+// instead of the process's default logger. Call it before serving.
+func (t *Tracker) SetLogger(l *slog.Logger) {
+	if l != nil {
+		t.log = l
+	}
 }
 
 // ErrUnauthenticated marks an Authorize error as "no credentials": the
