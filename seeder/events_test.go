@@ -73,11 +73,9 @@ func nextVersion(t *testing.T, ch <-chan int64) int64 {
 	return 0
 }
 
-// TestCatalogEventsFollowPromote: the origin tells watchers the version it
-// verified, and a promote written to the store by someone else (the CLI)
-// reaches them without waiting for the origin's refresh interval.
-func TestCatalogEventsFollowPromote(t *testing.T) {
-	dir := t.TempDir()
+// twoVersions is a catalog under dir with app 1.0 and 2.0 published.
+func twoVersions(t *testing.T, dir string) (*catalog.DirStore, catalog.Keys, []byte) {
+	t.Helper()
 	store, keys, root := newTestCatalog(t, dir)
 	src := filepath.Join(dir, "f.bin")
 	os.WriteFile(src, []byte("payload"), 0o644)
@@ -86,6 +84,29 @@ func TestCatalogEventsFollowPromote(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return store, keys, root
+}
+
+// runOrigin runs o until the test ends and serves it; it returns once the
+// origin is ready.
+func runOrigin(t *testing.T, o *seeder.Origin) *httptest.Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; o.Close() })
+	srv := httptest.NewServer(o.Handler())
+	t.Cleanup(srv.Close)
+	waitReady(t, srv.Client(), srv.URL)
+	return srv
+}
+
+// TestCatalogEventsFollowPromote: the origin tells watchers the version it
+// verified, and a promote written to the store by someone else (the CLI)
+// reaches them without waiting for the origin's refresh interval.
+func TestCatalogEventsFollowPromote(t *testing.T) {
+	dir := t.TempDir()
+	store, keys, root := twoVersions(t, dir)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +125,8 @@ func TestCatalogEventsFollowPromote(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	busDone := make(chan struct{})
 	go func() { bus.Subscribe(ctx, func(v int64) { fromBus <- v }); close(busDone) }()
-	done := make(chan struct{})
-	go func() { defer close(done); o.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; <-busDone; o.Close() })
-	srv := httptest.NewServer(o.Handler())
-	t.Cleanup(srv.Close)
-	waitReady(t, srv.Client(), srv.URL)
+	t.Cleanup(func() { cancel(); <-busDone })
+	srv := runOrigin(t, o)
 
 	resp, events := openEvents(t, srv.URL+catalogevents.Path, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -182,14 +199,7 @@ func TestCatalogEventsNeedATokenWithPrivateCatalog(t *testing.T) {
 // promote. The time to the last one is logged, not asserted.
 func TestCatalogEventsReachManyWatchers(t *testing.T) {
 	dir := t.TempDir()
-	store, keys, root := newTestCatalog(t, dir)
-	src := filepath.Join(dir, "f.bin")
-	os.WriteFile(src, []byte("payload"), 0o644)
-	for _, v := range []string{"1.0", "2.0"} {
-		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, keys, root := twoVersions(t, dir)
 	client, err := catalog.NewClient(store, root, filepath.Join(dir, "tuf"))
 	if err != nil {
 		t.Fatal(err)
@@ -202,13 +212,7 @@ func TestCatalogEventsReachManyWatchers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); o.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; o.Close() })
-	srv := httptest.NewServer(o.Handler())
-	t.Cleanup(srv.Close)
-	waitReady(t, srv.Client(), srv.URL)
+	srv := runOrigin(t, o)
 
 	const n = 200
 	streams := make([]<-chan int64, n)
@@ -249,14 +253,7 @@ func TestCatalogEventsReachManyWatchers(t *testing.T) {
 func TestCatalogEventsAcrossOriginsOnRedis(t *testing.T) {
 	rd := testenv.StartRedis(t)
 	dir := t.TempDir()
-	store, keys, root := newTestCatalog(t, dir)
-	src := filepath.Join(dir, "f.bin")
-	os.WriteFile(src, []byte("payload"), 0o644)
-	for _, v := range []string{"1.0", "2.0"} {
-		if _, err := publish.Publish(t.Context(), store, keys, publish.PublishOptions{Name: "app", Version: v, Paths: []string{src}, Workers: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store, keys, root := twoVersions(t, dir)
 	shared := state.Config{Redis: &state.RedisConfig{URL: rd.URL, Prefix: "events-test"}}
 	start := func(name string, poll time.Duration) (*httptest.Server, *catalog.Client) {
 		client, err := catalog.NewClient(store, root, filepath.Join(dir, name, "tuf"))
@@ -271,14 +268,7 @@ func TestCatalogEventsAcrossOriginsOnRedis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); o.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done; o.Close() })
-		srv := httptest.NewServer(o.Handler())
-		t.Cleanup(srv.Close)
-		waitReady(t, srv.Client(), srv.URL)
-		return srv, client
+		return runOrigin(t, o), client
 	}
 	_, _ = start("a", 100*time.Millisecond)
 	srvB, clientB := start("b", time.Hour)
