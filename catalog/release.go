@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/swarmship/swarmship/internal/delta"
 	"path"
 	"slices"
 	"strings"
@@ -47,6 +48,9 @@ type Manifest struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Tenant      string            `json:"tenant,omitempty"`
 	Regions     []string          `json:"regions,omitempty"` // allowed regions; empty means any
+	// Delta, when present, says where this release's bytes lie in an earlier
+	// version of the same name (see internal/delta). Signed like every field.
+	Delta *delta.Hints `json:"delta,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
@@ -165,6 +169,17 @@ func (m *Manifest) Validate() error {
 	}
 	for _, r := range m.Regions {
 		if err := release.ValidateName("region", r); err != nil {
+			return err
+		}
+	}
+	if m.Delta != nil {
+		if err := release.ValidateName("delta base version", m.Delta.Base); err != nil {
+			return err
+		}
+		if m.Delta.Base == m.Version {
+			return errors.New("delta hints name the release itself as their base")
+		}
+		if err := m.Delta.Validate(m.TotalSize); err != nil {
 			return err
 		}
 	}
