@@ -90,6 +90,21 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{cfg: cfg, base: u, self: HandleFor(cfg.Tenant, cfg.PeerID), log: log, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
 }
 
+// SetPeerID sets the agent's peer ID (known once its torrent client
+// exists); call it before Run and before the first Dial.
+func (c *Client) SetPeerID(id [20]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.PeerID = id
+	c.self = HandleFor(c.cfg.Tenant, id)
+}
+
+func (c *Client) ids() ([20]byte, netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.PeerID, c.self
+}
+
 // Hold makes Accept after Close wait for ch (the torrent client's Closed
 // channel): the library's accept loop retries errors until its client
 // closes.
@@ -270,7 +285,10 @@ func (c *Client) Accept() (net.Conn, error) {
 }
 
 // Addr is this agent's own handle.
-func (c *Client) Addr() net.Addr { return handleAddr(c.self) }
+func (c *Client) Addr() net.Addr {
+	_, self := c.ids()
+	return handleAddr(self)
+}
 
 // Close stops the control connection and pending accepts.
 func (c *Client) Close() error {
@@ -288,7 +306,8 @@ func (c *Client) open(ctx context.Context, path string, q url.Values) (net.Conn,
 	if q == nil {
 		q = url.Values{}
 	}
-	q.Set("peer_id", hex.EncodeToString(c.cfg.PeerID[:]))
+	pid, _ := c.ids()
+	q.Set("peer_id", hex.EncodeToString(pid[:]))
 	if c.cfg.Tenant != "" {
 		q.Set("tenant", c.cfg.Tenant)
 	}
@@ -390,7 +409,8 @@ func IsRefused(err error, status int) bool {
 // wrap gives a relayed connection the handles as addresses and counts
 // its bytes.
 func (c *Client) wrap(conn net.Conn, br *bufio.Reader, remote netip.AddrPort) net.Conn {
-	return &relayConn{Conn: conn, r: br, local: handleAddr(c.self), remote: handleAddr(remote), c: c}
+	_, self := c.ids()
+	return &relayConn{Conn: conn, r: br, local: handleAddr(self), remote: handleAddr(remote), c: c}
 }
 
 type relayConn struct {
