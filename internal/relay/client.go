@@ -61,6 +61,7 @@ type Client struct {
 
 // ClientStatus is the control connection's state, for the agent's status.
 type ClientStatus struct {
+	Handle    string    `json:"handle"` // the address other agents know this one by
 	Connected bool      `json:"connected"`
 	Since     time.Time `json:"since,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
@@ -115,6 +116,7 @@ func (c *Client) Status() ClientStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.status
+	st.Handle = c.self.String()
 	st.Bytes = c.sent.Load() + c.received.Load()
 	return st
 }
