@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -221,5 +222,42 @@ func TestHandles(t *testing.T) {
 	}
 	if _, ok := ParseHandle("10.0.0.1:80"); ok {
 		t.Error("a real address parsed as a handle")
+	}
+}
+
+// swappable lets a test replace the relay behind one listener, as an
+// origin restart does.
+type swappable struct {
+	mu sync.Mutex
+	h  http.Handler
+}
+
+func (s *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h := s.h
+	s.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+func TestClientReconnectsAfterRelayRestart(t *testing.T) {
+	cfg := Config{Mode: ModeOn}.WithDefaults()
+	s1 := NewServer(cfg, testAuth, nil)
+	sw := &swappable{h: s1}
+	hs := httptest.NewServer(sw)
+	t.Cleanup(hs.Close)
+	c := startClient(t, hs.URL, "acme", "paris", 1)
+	if s1.Stats().Controls != 1 {
+		t.Fatalf("controls %d", s1.Stats().Controls)
+	}
+	// The "restart": the old relay drops every connection, a new one serves.
+	s2 := NewServer(cfg, testAuth, nil)
+	t.Cleanup(s2.Close)
+	sw.mu.Lock()
+	sw.h = s2
+	sw.mu.Unlock()
+	s1.Close()
+	waitFor(t, "the agent to register again", func() bool { return s2.Stats().Controls == 1 && c.Status().Connected })
+	if c.Status().LastError == "" {
+		t.Error("the lost connection left no error in the status")
 	}
 }
