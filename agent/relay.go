@@ -61,8 +61,8 @@ func relayBase(trackers []string) (string, error) {
 // newRelay prepares the relay client of a relay-mode agent (nil when the
 // mode is never); its peer ID is set once the torrent client exists.
 func newRelay(cfg *Config, tok string, originTLS, peerTLS *tls.Config, log *slog.Logger) (*relay.Client, error) {
-	if cfg.Swarm.Relay != RelayOrigin {
-		return nil, nil
+	if cfg.Swarm.Relay != RelayOrigin || !cfg.Mode.Peers() {
+		return nil, nil // origin-only and offline agents take no peers at all
 	}
 	base, err := relayBase(cfg.trackerURLs())
 	if err != nil {

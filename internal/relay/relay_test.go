@@ -261,3 +261,32 @@ func TestClientReconnectsAfterRelayRestart(t *testing.T) {
 		t.Error("the lost connection left no error in the status")
 	}
 }
+
+func TestRelayClosesIdleConnections(t *testing.T) {
+	s, url := startServer(t, Config{IdleTimeout: time.Second})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := b.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, err := a.Dial(ctx, b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-accepted
+	defer cb.Close()
+	// Neither side sends: the relay closes both within a few idle periods.
+	_ = ca.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := ca.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read a byte nobody sent")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the relay kept an idle connection open for 30 s")
+	}
+	waitFor(t, "sessions to end", func() bool { return s.Stats().Sessions == 0 })
+}
