@@ -119,40 +119,71 @@ func (ix *Index) setFilter(key uint64) {
 	ix.filter[h>>6] |= 1 << (h & 63)
 }
 
+// FileBlocks holds the block sums of one base file, computed by HashFile
+// and not yet in the index.
+type FileBlocks struct {
+	path string
+	sums []blockSum
+}
+
+type blockSum struct {
+	key    uint64 // weak sums a<<32 | b
+	strong uint64
+}
+
 // AddFile indexes the whole aligned blocks of base file path, reading r to
 // its end once; a tail shorter than a block is not indexed (Extend and
 // whole-file matches by SHA-256 cover tails). It returns the bytes read.
 func (ix *Index) AddFile(path string, r io.Reader) (int64, error) {
-	if len(ix.paths) >= 1<<31-1 {
-		return 0, errors.New("delta: too many base files")
+	fb, n, err := ix.HashFile(path, r)
+	if err != nil {
+		return n, err
 	}
-	fi := int32(len(ix.paths))
-	ix.paths = append(ix.paths, path)
+	return n, ix.Add(fb)
+}
+
+// HashFile computes the block sums of one base file, reading r to its end.
+// It does not change the index, so several files can be hashed at once;
+// Add then puts them in, one at a time, in the base's file order.
+func (ix *Index) HashFile(path string, r io.Reader) (*FileBlocks, int64, error) {
+	fb := &FileBlocks{path: path}
 	br := bufio.NewReaderSize(r, max(256<<10, ix.bs))
 	buf := make([]byte, ix.bs)
 	var off int64
 	for {
 		n, err := io.ReadFull(br, buf)
 		if n == ix.bs {
-			ix.add(buf, fi, off)
+			a, b := weakSum(buf)
+			fb.sums = append(fb.sums, blockSum{key: uint64(a)<<32 | uint64(b), strong: maphash.Bytes(ix.seed, buf)})
 		}
 		off += int64(n)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return off, nil
+			return fb, off, nil
 		}
 		if err != nil {
-			return off, fmt.Errorf("index base file %s: %w", path, err)
+			return nil, off, fmt.Errorf("index base file %s: %w", path, err)
 		}
 	}
 }
 
-func (ix *Index) add(p []byte, file int32, off int64) {
-	a, b := weakSum(p)
-	key := uint64(a)<<32 | uint64(b)
+// Add puts a hashed file's blocks into the index.
+func (ix *Index) Add(fb *FileBlocks) error {
+	if len(ix.paths) >= 1<<31-1 || len(ix.blocks)+len(fb.sums) >= 1<<31-1 {
+		return errors.New("delta: too many base files or blocks")
+	}
+	fi := int32(len(ix.paths))
+	ix.paths = append(ix.paths, fb.path)
+	for k, s := range fb.sums {
+		ix.add(s, fi, int64(k)*int64(ix.bs))
+	}
+	return nil
+}
+
+func (ix *Index) add(s blockSum, file int32, off int64) {
 	i := int32(len(ix.blocks))
-	ix.blocks = append(ix.blocks, block{strong: maphash.Bytes(ix.seed, p), off: off, file: file})
-	if c := ix.table[key]; len(c) < maxCandidates {
-		ix.table[key] = append(c, i)
+	ix.blocks = append(ix.blocks, block{strong: s.strong, off: off, file: file})
+	if c := ix.table[s.key]; len(c) < maxCandidates {
+		ix.table[s.key] = append(c, i)
 	}
 	// Keep the filter at least 64 bits per distinct weak sum, so that about
 	// one unmatched window in 64 reaches the map (a map lookup costs as
@@ -160,7 +191,7 @@ func (ix *Index) add(p []byte, file int32, off int64) {
 	if len(ix.table)*64 > len(ix.filter)*64 {
 		ix.resizeFilter(len(ix.filter) * 64 * 2)
 	} else {
-		ix.setFilter(key)
+		ix.setFilter(s.key)
 	}
 }
 
