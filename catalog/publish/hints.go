@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,6 +38,9 @@ type DeltaResult struct {
 	BlockSize     int    `json:"block_size,omitempty"`
 	BaseSize      int64  `json:"base_size,omitempty"`
 	BaseBytesRead int64  `json:"base_bytes_read,omitempty"` // index pass plus the byte-exact edges
+	// NewBytesReread counts bytes of the new files read a second time, for
+	// the edges only: matching itself rides on the hashing pass.
+	NewBytesReread int64 `json:"new_bytes_reread,omitempty"`
 }
 
 // hinter computes a release's delta hints during its hashing pass: the base
@@ -81,7 +85,7 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 		if base == "" {
 			note := "no base: no channel given (use --base VERSION)"
 			if len(opts.Channels) > 0 {
-				note = "no base: first release in channel " + opts.Channels[0]
+				note = fmt.Sprintf("no base: first release in channel %s (no other version of %s there)", strings.Join(opts.Channels, ","), opts.Name)
 			}
 			return nil, &DeltaResult{Note: note}, nil
 		}
@@ -109,14 +113,14 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 	}
 	h.ix = delta.NewIndex(delta.BlockSize(pieceLength, bm.TotalSize))
 	if err := h.indexBase(ctx, opts.Workers); err != nil {
-		return nil, nil, fmt.Errorf("base %s@%s: %w", opts.Name, base, err)
+		return nil, nil, fmt.Errorf("base %s@%s (--base none publishes without delta hints): %w", opts.Name, base, err)
 	}
 	// Torrent order is the order of files here, which is the manifest's
 	// order too (Publish lists m.Files from the same slice, and
 	// piecehash.BuildInfo writes the torrent's file list from it).
 	var off int64
 	for _, f := range files {
-		h.scanners = append(h.scanners, h.ix.Scan(off))
+		h.scanners = append(h.scanners, h.ix.Scan(off, f.Size))
 		off += f.Size
 	}
 	return h, nil, nil
@@ -238,7 +242,8 @@ func (h *hinter) finish(ctx context.Context, files []piecehash.FileEntry, hr *pi
 		return nil, nil, fmt.Errorf("delta hints: %w", err)
 	}
 	rs = boundHints(rs)
-	res := &DeltaResult{Base: h.base, Ranges: len(rs), BlockSize: h.ix.BlockSize(), BaseSize: h.baseM.TotalSize, BaseBytesRead: h.read.Load()}
+	res := &DeltaResult{Base: h.base, Ranges: len(rs), BlockSize: h.ix.BlockSize(), BaseSize: h.baseM.TotalSize,
+		BaseBytesRead: h.read.Load(), NewBytesReread: newData.n}
 	for _, r := range rs {
 		res.HintedBytes += r.Len
 	}
@@ -286,6 +291,7 @@ func boundHints(rs []delta.Range) []delta.Range {
 type payloadReader struct {
 	files []piecehash.FileEntry
 	open  map[int]*os.File
+	n     int64 // bytes read
 }
 
 func (p *payloadReader) ReadAt(b []byte, off int64) (int, error) {
@@ -308,6 +314,7 @@ func (p *payloadReader) ReadAt(b []byte, off int64) (int, error) {
 			want := min(int64(len(b)-n), end-(off+int64(n)))
 			k, err := fh.ReadAt(b[n:n+int(want)], off+int64(n)-start)
 			n += k
+			p.n += int64(k)
 			if err != nil && !(errors.Is(err, io.EOF) && int64(k) == want) {
 				return n, fmt.Errorf("read %s: %w", f.Source, err)
 			}

@@ -116,6 +116,10 @@ func TestPublishDeltaHints(t *testing.T) {
 		if d != nil && d.BaseBytesRead > d.BaseSize+6*int64(d.BlockSize) {
 			t.Errorf("read %d bytes of a %d-byte base (block %d)", d.BaseBytesRead, d.BaseSize, d.BlockSize)
 		}
+		// Matching rides on the hashing pass: only the edges are read again.
+		if d != nil && d.NewBytesReread > 6*int64(d.BlockSize) {
+			t.Errorf("read %d bytes of the new files again (block %d)", d.NewBytesReread, d.BlockSize)
+		}
 		if d != nil {
 			t.Logf("base read %.4fx its size; %d of %d bytes hinted in %d ranges", float64(d.BaseBytesRead)/float64(d.BaseSize), d.HintedBytes, m.TotalSize, d.Ranges)
 		}

@@ -226,6 +226,7 @@ func (ix *Index) lookup(key uint64, w []byte) int32 {
 type Scanner struct {
 	ix      *Index
 	fileOff int64  // offset of the file in the release payload
+	size    int64  // the file's size
 	buf     []byte // unprocessed bytes; buf[pos:] starts the window
 	pos     int
 	bufOff  int64 // file offset of buf[0]
@@ -235,23 +236,38 @@ type Scanner struct {
 	ranges  []Range
 }
 
-// Scan starts a scan of a new file that begins at offset fileOff of the
-// release payload (torrent order).
-func (ix *Index) Scan(fileOff int64) *Scanner {
-	return &Scanner{ix: ix, fileOff: fileOff, next: -1}
+// Scan starts a scan of a new file of size bytes that begins at offset
+// fileOff of the release payload (torrent order).
+func (ix *Index) Scan(fileOff, size int64) *Scanner {
+	return &Scanner{ix: ix, fileOff: fileOff, size: size, next: -1}
 }
 
-// Write feeds the next bytes of the file. It never fails.
+// Write feeds the next bytes of the file. It never fails; bytes past the
+// file's size are ignored.
 func (s *Scanner) Write(p []byte) (int, error) {
+	n := len(p)
+	if rest := s.size - s.bufOff - int64(len(s.buf)); int64(len(p)) > rest {
+		p = p[:max(rest, 0)]
+	}
+	if len(p) == 0 {
+		return n, nil
+	}
 	if s.pos > 0 {
-		n := copy(s.buf, s.buf[s.pos:])
-		s.buf = s.buf[:n]
+		k := copy(s.buf, s.buf[s.pos:])
+		s.buf = s.buf[:k]
 		s.bufOff += int64(s.pos)
 		s.pos = 0
 	}
 	s.buf = append(s.buf, p...)
 	s.scan()
-	return len(p), nil
+	if s.bufOff+int64(len(s.buf)) == s.size {
+		// The last bytes are in: what is left is shorter than a block
+		// and can match nothing. Free the buffer, since a release may
+		// have many files and their scanners live until publish ends.
+		s.bufOff += int64(len(s.buf))
+		s.buf, s.pos = nil, 0
+	}
+	return n, nil
 }
 
 // Ranges returns the matches found so far, in payload offsets, sorted and

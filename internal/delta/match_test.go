@@ -30,7 +30,7 @@ func matchFiles(t testing.TB, base, next []tfile, bs, chunk int) []Range {
 	var all []Range
 	var payload []byte
 	for _, f := range next {
-		s := ix.Scan(int64(len(payload)))
+		s := ix.Scan(int64(len(payload)), int64(len(f.data)))
 		for p := f.data; len(p) > 0; {
 			k := min(chunk, len(p))
 			s.Write(p[:k])
@@ -211,7 +211,7 @@ func BenchmarkScan(b *testing.B) {
 			b.SetBytes(int64(len(c.next)))
 			b.ResetTimer()
 			for range b.N {
-				s := ix.Scan(0)
+				s := ix.Scan(0, int64(len(c.next)))
 				for p := c.next; len(p) > 0; {
 					k := min(256<<10, len(p))
 					s.Write(p[:k])
@@ -238,5 +238,20 @@ func BenchmarkSHA256(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for range b.N {
 		sha256.Sum256(data)
+	}
+}
+
+// A finished scanner keeps no buffer (a release may have 100,000 files),
+// and bytes past the file's size are ignored.
+func TestScannerFreesBuffer(t *testing.T) {
+	data := randBytes(rand.New(rand.NewPCG(5, 6)), 10000)
+	ix := NewIndex(64)
+	ix.AddFile("a", bytes.NewReader(data))
+	s := ix.Scan(0, int64(len(data)))
+	s.Write(data[:5000])
+	s.Write(data[5000:])
+	s.Write([]byte("more"))
+	if s.buf != nil || covered(s.Ranges()) != 9984 {
+		t.Fatalf("buffer %d bytes, covered %d", cap(s.buf), covered(s.Ranges()))
 	}
 }
