@@ -533,7 +533,7 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	for range 100 {
 		st := o.t.PieceState(p)
 		if st.Complete {
-			return nil
+			break
 		}
 		if !st.Hashing && !st.QueuedForHash && !st.Marking {
 			break
