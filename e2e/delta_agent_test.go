@@ -238,6 +238,28 @@ func TestDeltaAgentsReuseHeldRelease(t *testing.T) {
 			t.Errorf("%s reused %d bytes of %d, want >= %d", ra.Name, rs.Reused, m2.TotalSize, minReused)
 		}
 	}
+	var reused int64
+	for _, ra := range agents {
+		reused += releaseStatus(ra, "app", "2.0").Reused
+	}
+	// The agents' reports carry what they reused to the origin's rollout
+	// view (and its dashboard).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var got int64
+		for _, r := range getRollout(t, sw.OriginURL).Releases {
+			if r.Release == "app@2.0" {
+				got = r.Reused
+			}
+		}
+		if got == reused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout shows %d bytes reused for app@2.0, the agents' status %d", got, reused)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if rs := releaseStatus(victim, "app", "2.0"); rs.Downloaded.Total() < 2*deltaPiece/2 {
 		t.Errorf("%s downloaded only %d bytes: its damaged pieces were not fetched", victim.Name, rs.Downloaded.Total())
 	}
