@@ -136,6 +136,8 @@ type offloader struct {
 	// onWriteErr is told when a fetched piece cannot be written to
 	// storage (disk full): it pauses the release.
 	onWriteErr func(error)
+	// sub holds the runs of pieces partly held locally (subpiece.go).
+	sub *subPieces
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -506,7 +508,8 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	if err := o.paceWait(ctx, len(buf)); err != nil {
 		return err
 	}
-	if err := o.readRange(ctx, begin, buf); err != nil {
+	local, err := o.fillPiece(ctx, p, begin, buf) // subpiece.go
+	if err != nil {
 		return err
 	}
 	if o.t.PieceState(p).Complete {
@@ -530,7 +533,7 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	for range 100 {
 		st := o.t.PieceState(p)
 		if st.Complete {
-			return nil
+			break
 		}
 		if !st.Hashing && !st.QueuedForHash && !st.Marking {
 			break
@@ -542,7 +545,14 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 		}
 	}
 	if !o.t.PieceState(p).Complete {
+		if local {
+			o.sub.forget(p)
+			return fmt.Errorf("piece %d: held bytes failed the piece hash; fetching it whole", p)
+		}
 		return fmt.Errorf("piece %d: %w", p, errOriginHash)
+	}
+	if local {
+		o.sub.done(p)
 	}
 	return nil
 }
