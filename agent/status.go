@@ -83,6 +83,7 @@ func (a *Agent) Status() Status {
 		rs := ReleaseStatus{ReleaseState: *r}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
+			rs.Reused = d.reused.Load()
 			rs.Completed = d.t.BytesCompleted()
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())

@@ -251,7 +251,7 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		addr = "" // accepts nothing: no listener at all
 	}
 	if c.TLS != nil {
-		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { tunePeerConn(c); return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
 		}

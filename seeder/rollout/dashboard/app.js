@@ -147,6 +147,7 @@
       if (total && b[k]) stack.appendChild(el("span", { class: "b-" + k, "width%": (100 * b[k] / total).toFixed(2), title: label + ": " + bytes(b[k]) }));
       legend.appendChild(el("span", { "data-source": k, "data-bytes": b[k] }, el("i", { class: "b-" + k }), label + " " + bytes(b[k])));
     }
+    if (r.reused) legend.appendChild(el("span", { "data-reused": r.reused }, "reused locally " + bytes(r.reused)));
     return el("div", {}, head, stack, legend, chart(r));
   }
 
