@@ -140,6 +140,11 @@ func TestRelayModeAgentsCompleteWithoutAddresses(t *testing.T) {
 	if !strings.Contains(body, `swarmship_relay_bytes_total{site="site-0",tenant="acme"}`) || !strings.Contains(body, `swarmship_origin_egress_bytes_total{kind="relay"}`) {
 		t.Errorf("/metrics lacks the relay figures")
 	}
+	rec := httptest.NewRecorder()
+	agents[0].Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "swarmship_agent_relay_bytes_total ") || strings.Contains(rec.Body.String(), "swarmship_agent_relay_bytes_total 0\n") {
+		t.Errorf("agent /metrics lacks its relay bytes")
+	}
 	var view struct {
 		Egress struct {
 			Relay int64 `json:"relay"`
