@@ -290,3 +290,27 @@ func TestRelayClosesIdleConnections(t *testing.T) {
 	}
 	waitFor(t, "sessions to end", func() bool { return s.Stats().Sessions == 0 })
 }
+
+func TestRelayHandleHeldByAnotherTokenIsRefused(t *testing.T) {
+	s, url := startServer(t, Config{})
+	startClient(t, url, "acme", "paris", 1)
+	// Same tenant and peer ID (so the same handle), another token.
+	var pid [20]byte
+	pid[0] = 1
+	c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/berlin")
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("taking over another token's handle: %v, want 409", err)
+	}
+	if s.Stats().Controls != 1 || s.Stats().Refused[ReasonConflict] != 1 {
+		t.Errorf("stats %+v", s.Stats())
+	}
+}
