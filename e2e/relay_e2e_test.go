@@ -68,11 +68,13 @@ func relaySwarm(t *testing.T, cfg relay.Config, log *answerLog) *localswarm.Swar
 	})
 }
 
-func relayAgents(t *testing.T, sw *localswarm.Swarm, n int) []*localswarm.RunningAgent {
+// relayAgents starts n relay-mode agents over two sites, with locality
+// (""; the default, gateway).
+func relayAgents(t *testing.T, sw *localswarm.Swarm, n int, locality string) []*localswarm.RunningAgent {
 	return startAgents(t, sw, n, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
 		c.Tenant = "acme"
 		c.Swarm.Relay = agent.RelayOrigin
-		c.Swarm.Locality = "region" // "any" would turn PEX on
+		c.Swarm.Locality = locality // not "any": it turns PEX on
 	})
 }
 
@@ -82,7 +84,7 @@ func TestRelayModeAgentsCompleteWithoutAddresses(t *testing.T) {
 	var log answerLog
 	sw := relaySwarm(t, relay.Config{}, &log)
 	m := publish(t, sw, "app", "1.0", 161, map[string]int64{"app.bin": 6 << 20}, "stable")
-	agents := relayAgents(t, sw, 3)
+	agents := relayAgents(t, sw, 3, "region")
 
 	seen := map[string]bool{}
 	deadline := time.Now().Add(90 * time.Second)
@@ -161,7 +163,7 @@ func TestRelayCapReachedAgentsStillComplete(t *testing.T) {
 	var log answerLog
 	sw := relaySwarm(t, relay.Config{MaxBytesPerDay: 256 << 10}, &log)
 	m := publish(t, sw, "app", "1.0", 162, map[string]int64{"app.bin": 6 << 20}, "stable")
-	agents := relayAgents(t, sw, 3)
+	agents := relayAgents(t, sw, 3, "") // gateway: election and views by handle
 	waitActive(t, "app", "1.0", 90*time.Second, agents...)
 	for _, ra := range agents {
 		checkActiveFiles(t, ra, m)
