@@ -314,3 +314,74 @@ func TestRelayHandleHeldByAnotherTokenIsRefused(t *testing.T) {
 		t.Errorf("stats %+v", s.Stats())
 	}
 }
+
+// BenchmarkRelayThroughput: bytes a second through one relayed
+// connection on loopback (go test -run X -bench RelayThroughput ./internal/relay/).
+func BenchmarkRelayThroughput(b *testing.B) {
+	url := startServerB(b)
+	a := startClientB(b, url, 1)
+	c := startClientB(b, url, 2)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if nc, err := c.Accept(); err == nil {
+			accepted <- nc
+		}
+	}()
+	ca, err := a.Dial(context.Background(), c.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-accepted
+	defer cb.Close()
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := ca.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	rbuf := make([]byte, len(buf))
+	for i := 0; i < b.N; i++ {
+		if _, err := io.ReadFull(cb, rbuf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func startServerB(b *testing.B) string {
+	s := NewServer(Config{Mode: ModeOn}.WithDefaults(), testAuth, nil)
+	hs := httptest.NewServer(s)
+	b.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	return hs.URL
+}
+
+func startClientB(b *testing.B, url string, id byte) *Client {
+	var pid [20]byte
+	pid[0] = id
+	c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Site: "s", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/s")
+		return nil
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go c.Run(ctx)
+	b.Cleanup(func() {
+		cancel()
+		c.Close()
+	})
+	for deadline := time.Now().Add(30 * time.Second); !c.Status().Connected; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no control connection")
+		}
+	}
+	return c
+}
