@@ -193,6 +193,13 @@ func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 		// TLS already hides the handshake: skip MSE's key exchange.
 		cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
 	}
+	if c.Relay != nil {
+		// Relay mode: no socket of the library's own (uTP, DHT) may dial
+		// or expose an address; the relay is the only way in and out.
+		cc.DisableUTP = true
+		cc.NoDHT = true
+		cc.DisablePEX = true
+	}
 	if c.TrackerTLS != nil {
 		tt, err := newTrackerTLS(c.TrackerTLS, c.TLSLog)
 		if err != nil {
