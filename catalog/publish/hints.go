@@ -97,22 +97,14 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 			return nil, nil, fmt.Errorf("--base %s: %s@%s is not in the catalog (--base none publishes without hints)", base, opts.Name, base)
 		}
 	}
-	b, err := signedObject(ctx, store, repo, catalog.ManifestKey(opts.Name, base), catalog.MaxManifestSize)
+	h, err := loadBase(ctx, store, repo, opts, base, pieceLength)
 	if err != nil {
-		return nil, nil, fmt.Errorf("base %s@%s: %w", opts.Name, base, err)
-	}
-	bm, err := catalog.ParseManifest(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("base %s@%s: %w", opts.Name, base, err)
-	}
-	h := &hinter{base: base, baseM: bm}
-	if opts.BaseDir != "" {
-		h.src = dirBase{dir: opts.BaseDir, n: &h.read}
-	} else {
-		h.src = storeBase{store: store, prefix: catalog.DataPrefix(opts.Name, base), n: &h.read}
-	}
-	h.ix = delta.NewIndex(delta.BlockSize(pieceLength, bm.TotalSize))
-	if err := h.indexBase(ctx, opts.Workers); err != nil {
+		// The default base is a convenience: a base that cannot be read
+		// (a lost payload object, a store hiccup) must not stop a release.
+		// One asked for by name must.
+		if opts.Base == "" && opts.BaseDir == "" && ctx.Err() == nil {
+			return nil, &DeltaResult{Note: fmt.Sprintf("no base: reading %s@%s failed, published without delta hints: %v", opts.Name, base, err)}, nil
+		}
 		return nil, nil, fmt.Errorf("base %s@%s (--base none publishes without delta hints): %w", opts.Name, base, err)
 	}
 	// Torrent order is the order of files here, which is the manifest's
@@ -124,6 +116,29 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 		off += f.Size
 	}
 	return h, nil, nil
+}
+
+// loadBase reads the base's signed manifest and indexes its files.
+func loadBase(ctx context.Context, store catalog.Store, repo *catalog.Repo, opts PublishOptions, base string, pieceLength int64) (*hinter, error) {
+	b, err := signedObject(ctx, store, repo, catalog.ManifestKey(opts.Name, base), catalog.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := catalog.ParseManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	h := &hinter{base: base, baseM: bm}
+	if opts.BaseDir != "" {
+		h.src = dirBase{dir: opts.BaseDir, n: &h.read}
+	} else {
+		h.src = storeBase{store: store, prefix: catalog.DataPrefix(opts.Name, base), n: &h.read}
+	}
+	h.ix = delta.NewIndex(delta.BlockSize(pieceLength, bm.TotalSize))
+	if err := h.indexBase(ctx, opts.Workers); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // indexBase reads every base file once, on workers goroutines (one per

@@ -185,4 +185,17 @@ func TestPublishDeltaBaseOptions(t *testing.T) {
 	}
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "1.0", BaseDir: dir1})
 	wantErrContains(t, "modified base dir", err, "differs from the signed base")
+
+	// A default base (the channel's) that cannot be read does not stop the
+	// release: it goes out without hints, saying why. Named, it does.
+	c.publish(t, publish.PublishOptions{Name: "app", Version: "4.0", Paths: []string{dir2}, Channels: []string{"stable"}})
+	if err := s.Delete(t.Context(), catalog.DataPrefix("app", "4.0")+"tiny"); err != nil {
+		t.Fatal(err)
+	}
+	res = c.publish(t, publish.PublishOptions{Name: "app", Version: "5.0", Paths: []string{dir2}, Channels: []string{"stable"}})
+	if res.Delta == nil || res.Delta.Base != "" || !strings.Contains(res.Delta.Note, "reading app@4.0 failed") {
+		t.Errorf("unreadable default base: delta %+v", res.Delta)
+	}
+	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "5.1", Paths: []string{dir2}, Base: "4.0"})
+	wantErrContains(t, "unreadable named base", err, "app@4.0")
 }

@@ -198,6 +198,15 @@ func (ix *Index) add(s blockSum, file int32, off int64) {
 // weakSum is rsync's checksum of a window: a is the sum of its bytes, b the
 // sum of its prefix sums, both modulo 2^32.
 func weakSum(p []byte) (a, b uint32) {
+	// Eight bytes a step: b gains eight copies of the running a plus the
+	// step's bytes weighted 8..1, which keeps the dependency chain short.
+	for len(p) >= 8 {
+		x0, x1, x2, x3 := uint32(p[0]), uint32(p[1]), uint32(p[2]), uint32(p[3])
+		x4, x5, x6, x7 := uint32(p[4]), uint32(p[5]), uint32(p[6]), uint32(p[7])
+		b += 8*a + 8*x0 + 7*x1 + 6*x2 + 5*x3 + 4*x4 + 3*x5 + 2*x6 + x7
+		a += x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+		p = p[8:]
+	}
 	for _, x := range p {
 		a += uint32(x)
 		b += a

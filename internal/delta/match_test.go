@@ -255,3 +255,17 @@ func TestScannerFreesBuffer(t *testing.T) {
 		t.Fatalf("buffer %d bytes, covered %d", cap(s.buf), covered(s.Ranges()))
 	}
 }
+
+func TestWeakSum(t *testing.T) {
+	data := randBytes(rand.New(rand.NewPCG(7, 8)), 1000)
+	for _, n := range []int{0, 1, 7, 8, 9, 64, 999, 1000} {
+		var a, b uint32
+		for _, x := range data[:n] {
+			a += uint32(x)
+			b += a
+		}
+		if ga, gb := weakSum(data[:n]); ga != a || gb != b {
+			t.Errorf("weakSum of %d bytes = %d, %d, want %d, %d", n, ga, gb, a, b)
+		}
+	}
+}
