@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -271,13 +272,20 @@ func (h *hinter) finish(ctx context.Context, files []piecehash.FileEntry, hr *pi
 
 // boundHints keeps the largest ranges whose JSON fits maxHintBytes.
 func boundHints(rs []delta.Range) []delta.Range {
-	cost := func(r delta.Range) int { return 96 + len(r.BasePath) } // one indented JSON range, generously
+	// One range in the indented manifest: at most rangeJSON bytes of
+	// keys, numbers and indentation, plus its path as a JSON string (up
+	// to 6 bytes a byte: encoding/json writes & < > as \u0026...).
+	const rangeJSON = 160
 	total := 0
 	for _, r := range rs {
-		total += cost(r)
+		total += rangeJSON + 6*len(r.BasePath)
 	}
 	if total <= maxHintBytes && len(rs) <= delta.MaxRanges {
 		return rs
+	}
+	cost := func(r delta.Range) int {
+		b, _ := json.Marshal(r.BasePath)
+		return rangeJSON + len(b)
 	}
 	bySize := slices.Clone(rs)
 	slices.SortStableFunc(bySize, func(a, b delta.Range) int {
