@@ -71,6 +71,9 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 	base := opts.Base
 	switch base {
 	case BaseNone:
+		if opts.BaseDir != "" {
+			return nil, nil, errors.New("--base-dir with --base none: give one or the other")
+		}
 		return nil, nil, nil
 	case "":
 		rels, err := repo.Releases()
@@ -82,6 +85,9 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 				base = r.Version
 				break
 			}
+		}
+		if base == "" && opts.BaseDir != "" {
+			return nil, nil, fmt.Errorf("--base-dir %s: no base version to check it against (name one with --base)", opts.BaseDir)
 		}
 		if base == "" {
 			note := "no base: no channel given (use --base VERSION)"

@@ -174,6 +174,8 @@ func TestPublishDeltaBaseOptions(t *testing.T) {
 		}
 	}
 
+	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, BaseDir: dir1})
+	wantErrContains(t, "base dir without a base", err, "name one with --base")
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "0.9"})
 	wantErrContains(t, "missing base", err, "not in the catalog")
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "3.0"})
