@@ -75,7 +75,7 @@ type Index struct {
 	blocks []block // in file order, then offset order: block i+1 follows block i when in the same file
 	table  map[uint64][]int32
 	filter []uint64 // bitset over filterHash of the weak sums
-	shift  uint     // 64 - log2(filter bits)
+	shift  uint     // 32 - log2(filter bits)
 }
 
 // NewIndex returns an empty index with block size bs (BlockSize in
@@ -97,7 +97,7 @@ func (ix *Index) Blocks() int { return len(ix.blocks) }
 
 func (ix *Index) resizeFilter(bits int) {
 	ix.filter = make([]uint64, bits/64)
-	ix.shift = uint(64 - log2(bits))
+	ix.shift = uint(32 - log2(bits))
 	for k := range ix.table {
 		ix.setFilter(k)
 	}
@@ -112,10 +112,12 @@ func log2(n int) int {
 	return l
 }
 
-func (ix *Index) filterHash(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> ix.shift }
+// filterHash mixes the weak sums into a filter index: 32-bit arithmetic,
+// since roll computes it for every byte of new data.
+func filterHash(a, b uint32, shift uint) uint32 { return ((a<<16 ^ b) * 0x9e3779b1) >> (shift & 31) }
 
 func (ix *Index) setFilter(key uint64) {
-	h := ix.filterHash(key)
+	h := filterHash(uint32(key>>32), uint32(key), ix.shift)
 	ix.filter[h>>6] |= 1 << (h & 63)
 }
 
@@ -306,10 +308,9 @@ func (s *Scanner) scan() {
 			s.rolling = true
 		}
 		for {
-			key := uint64(a)<<32 | uint64(b)
-			h := (key * 0x9e3779b97f4a7c15) >> shift
+			h := filterHash(a, b, shift)
 			if filter[h>>6]&(1<<(h&63)) != 0 {
-				if i := ix.lookup(key, buf[pos:pos+bs]); i >= 0 {
+				if i := ix.lookup(uint64(a)<<32|uint64(b), buf[pos:pos+bs]); i >= 0 {
 					s.add(pos, i)
 					pos += bs
 					break
@@ -338,7 +339,7 @@ func roll(outs, ins []byte, a, b, mul uint32, filter []uint64, shift uint) (int,
 		out := uint32(o)
 		a += uint32(ins[i]) - out
 		b += a - mul*out
-		h := ((uint64(a)<<32 | uint64(b)) * 0x9e3779b97f4a7c15) >> shift
+		h := filterHash(a, b, shift)
 		if filter[h>>6]&(1<<(h&63)) != 0 {
 			return i + 1, a, b
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 type tfile struct {
@@ -218,6 +219,43 @@ func BenchmarkScan(b *testing.B) {
 					p = p[k:]
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkScanVsSHA256 times the scan and SHA-256 of the same bytes in
+// turns, so that a shared machine's load weighs on both alike; the metric
+// sha256-time/scan-time above 1 means the matcher is the faster.
+func BenchmarkScanVsSHA256(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const size = 16 << 20
+	base := randBytes(r, size)
+	for _, c := range []struct {
+		name string
+		next []byte
+	}{
+		{"unchanged", base},
+		{"unrelated", randBytes(r, size)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ix := NewIndex(BlockSize(2<<20, size))
+			ix.AddFile("a", bytes.NewReader(base))
+			var scan, sha time.Duration
+			for range b.N {
+				t0 := time.Now()
+				s := ix.Scan(0, int64(len(c.next)))
+				for p := c.next; len(p) > 0; {
+					k := min(256<<10, len(p))
+					s.Write(p[:k])
+					p = p[k:]
+				}
+				t1 := time.Now()
+				sha256.Sum256(c.next)
+				sha += time.Since(t1)
+				scan += t1.Sub(t0)
+			}
+			b.ReportMetric(float64(sha)/float64(scan), "sha256-time/scan-time")
+			b.ReportMetric(float64(int64(b.N)*size)/scan.Seconds()/1e6, "scan-MB/s")
 		})
 	}
 }
