@@ -316,14 +316,18 @@ func boundHints(rs []delta.Range) []delta.Range {
 }
 
 // payloadReader reads the local release files as one torrent-ordered
-// payload, opening each on first use.
+// payload, opening each on first use. Reads are serialized: they are
+// local and small, the base's (possibly remote) reads are the slow ones.
 type payloadReader struct {
+	mu    sync.Mutex
 	files []piecehash.FileEntry
 	open  map[int]*os.File
 	n     int64 // bytes read
 }
 
 func (p *payloadReader) ReadAt(b []byte, off int64) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := 0
 	var start int64
 	for i, f := range p.files {

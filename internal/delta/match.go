@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"slices"
+	"sync"
 )
 
 // How the matcher works (rsync/zsync style)
@@ -409,15 +410,18 @@ type BaseReader func(path string) (io.ReaderAt, error)
 // sides of it for as long as new and base bytes agree, reading at most
 // maxEdge bytes of each per edge, and merges ranges that then meet. rs must
 // be sorted and disjoint (Merge), newData reads the release payload in
-// torrent order and total is its size.
+// torrent order and total is its size. The edges are read by up to
+// extendReaders goroutines at once (a base in S3 costs one request per
+// edge), so newData and the base's readers must allow concurrent ReadAt.
 func Extend(rs []Range, total int64, newData io.ReaderAt, base BaseReader, maxEdge int) ([]Range, error) {
 	if maxEdge <= 0 || len(rs) == 0 {
 		return rs, nil
 	}
-	nb := make([]byte, maxEdge)
-	bb := make([]byte, maxEdge)
+	var mu sync.Mutex
 	readers := map[string]io.ReaderAt{}
 	baseAt := func(p string) (io.ReaderAt, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		if r, ok := readers[p]; ok {
 			return r, nil
 		}
@@ -429,52 +433,111 @@ func Extend(rs []Range, total int64, newData io.ReaderAt, base BaseReader, maxEd
 		return r, nil
 	}
 	var prevEnd int64
-	for i := range rs {
-		r := &rs[i]
-		// Backward, into the gap left by the previous range.
-		if k := min(r.Off-prevEnd, int64(maxEdge), r.BaseOff); k > 0 {
-			br, err := baseAt(r.BasePath)
-			if err != nil {
-				return nil, err
+	for lo := 0; lo < len(rs); lo += extendBatch {
+		batch := rs[lo:min(lo+extendBatch, len(rs))]
+		// Read every edge of the batch against the gaps as they were
+		// before extending: a gap only shrinks, so the bytes needed later
+		// are a suffix of what is read here.
+		edges := make([]edgeBytes, len(batch))
+		origPrevEnd := int64(0)
+		if lo > 0 {
+			origPrevEnd = rs[lo-1].Off + rs[lo-1].Len // already extended: a tighter bound, still safe
+		}
+		var wg sync.WaitGroup
+		var firstErr error
+		sem := make(chan struct{}, extendReaders)
+		for j := range batch {
+			r := batch[j]
+			next := total
+			if lo+j+1 < len(rs) {
+				next = rs[lo+j+1].Off
 			}
-			nn, err := readFull(newData, nb[:k], r.Off-k)
-			if err != nil {
-				return nil, err
+			before := origPrevEnd
+			if j > 0 {
+				before = batch[j-1].Off + batch[j-1].Len
 			}
-			bn, err := readFull(br, bb[:k], r.BaseOff-k)
-			if err != nil {
-				return nil, err
+			e := &edges[j]
+			e.backK = min(r.Off-before, int64(maxEdge), r.BaseOff)
+			e.fwdK = min(next-(r.Off+r.Len), int64(maxEdge))
+			if e.backK <= 0 && e.fwdK <= 0 {
+				continue
 			}
-			if nn == int(k) && bn == int(k) {
-				c := int64(commonSuffix(nb[:k], bb[:k]))
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if err := e.read(r, newData, baseAt); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		for j := range batch {
+			r := &batch[j]
+			e := &edges[j]
+			// Backward, into what the previous range left of the gap.
+			if k := min(e.backK, r.Off-prevEnd); k > 0 && len(e.backNew) == int(e.backK) && len(e.backBase) == int(e.backK) {
+				c := int64(commonSuffix(e.backNew[e.backK-k:], e.backBase[e.backK-k:]))
 				r.Off -= c
 				r.BaseOff -= c
 				r.Len += c
 			}
-		}
-		// Forward, into the gap before the next range.
-		next := total
-		if i+1 < len(rs) {
-			next = rs[i+1].Off
-		}
-		if k := min(next-(r.Off+r.Len), int64(maxEdge)); k > 0 {
-			br, err := baseAt(r.BasePath)
-			if err != nil {
-				return nil, err
+			// Forward, into the gap before the next range.
+			if n := min(len(e.fwdNew), len(e.fwdBase)); n > 0 {
+				r.Len += int64(commonPrefix(e.fwdNew[:n], e.fwdBase[:n]))
 			}
-			nn, err := readFull(newData, nb[:k], r.Off+r.Len)
-			if err != nil {
-				return nil, err
-			}
-			bn, err := readFull(br, bb[:k], r.BaseOff+r.Len)
-			if err != nil {
-				return nil, err
-			}
-			r.Len += int64(commonPrefix(nb[:min(nn, bn)], bb[:min(nn, bn)]))
+			prevEnd = r.Off + r.Len
 		}
-		prevEnd = r.Off + r.Len
 	}
 	return Merge(rs), nil
+}
+
+// Edge reads: how many ranges' edges are held at once, and read in parallel.
+const (
+	extendBatch   = 64
+	extendReaders = 16
+)
+
+// edgeBytes holds the bytes on both sides of one range, new and base.
+type edgeBytes struct {
+	backK, fwdK       int64
+	backNew, backBase []byte
+	fwdNew, fwdBase   []byte
+}
+
+func (e *edgeBytes) read(r Range, newData io.ReaderAt, baseAt func(string) (io.ReaderAt, error)) error {
+	br, err := baseAt(r.BasePath)
+	if err != nil {
+		return err
+	}
+	get := func(ra io.ReaderAt, off, k int64) ([]byte, error) {
+		b := make([]byte, k)
+		n, err := readFull(ra, b, off)
+		return b[:n], err
+	}
+	if e.backK > 0 {
+		if e.backNew, err = get(newData, r.Off-e.backK, e.backK); err != nil {
+			return err
+		}
+		if e.backBase, err = get(br, r.BaseOff-e.backK, e.backK); err != nil {
+			return err
+		}
+	}
+	if e.fwdK > 0 {
+		if e.fwdNew, err = get(newData, r.Off+r.Len, e.fwdK); err != nil {
+			return err
+		}
+		if e.fwdBase, err = get(br, r.BaseOff+r.Len, e.fwdK); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readFull reads len(p) bytes at off, or fewer at the end of the data.

@@ -104,6 +104,12 @@ func TestMatch(t *testing.T) {
 	for i := 3000; i < 3010; i++ {
 		changed[i] ^= 0xff
 	}
+	// More changed regions than Extend holds in one batch.
+	large := randBytes(r, 40000)
+	many := bytes.Clone(large)
+	for i := 37; i < len(many); i += 200 {
+		many[i] ^= 0xff
+	}
 	head := randBytes(r, 7)
 	head[len(head)-1] = ^a[len(a)-1]
 	cases := []struct {
@@ -115,6 +121,8 @@ func TestMatch(t *testing.T) {
 	}{
 		{"identical", []tfile{{"a", a}}, []tfile{{"a", a}}, 10000, 1},
 		{"changed in place", []tfile{{"a", a}}, []tfile{{"a", changed}}, 10000 - 10, 2},
+		// The 37 bytes before the first edit hold no whole block.
+		{"many edits", []tfile{{"l", large}}, []tfile{{"l", many}}, 40000 - 200 - 37, 200},
 		{"insertion", []tfile{{"a", a}}, []tfile{{"a", cat(a[:5000], ins, a[5000:])}}, 10000, 2},
 		{"deletion", []tfile{{"a", a}}, []tfile{{"a", cat(a[:5000], a[5300:])}}, 9700, 2},
 		{"shifted", []tfile{{"a", a}}, []tfile{{"a", cat(head, a)}}, 10000, 1},
@@ -130,7 +138,7 @@ func TestMatch(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/chunk%d", c.name, chunk), func(t *testing.T) {
 				rs := matchFiles(t, c.base, c.next, bs, chunk)
 				if got := covered(rs); got != c.want {
-					t.Errorf("covered %d bytes, want %d; ranges %+v", got, c.want, rs)
+					t.Errorf("covered %d bytes, want %d; %d ranges, first %+v", got, c.want, len(rs), rs[:min(len(rs), 5)])
 				}
 				if len(rs) > c.maxRange {
 					t.Errorf("%d ranges, want at most %d: %+v", len(rs), c.maxRange, rs)
