@@ -68,6 +68,11 @@ type baseSource interface {
 // opts.Channels that points anywhere points at) and indexes it. It returns
 // a nil hinter, and a note saying why, when there is no base.
 func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, opts PublishOptions, files []piecehash.FileEntry, pieceLength int64) (*hinter, *DeltaResult, error) {
+	if _, signed := repo.ManifestTarget(opts.Name, opts.Version); signed && opts.Base != BaseNone {
+		// A re-run (say after a killed publish): the signed manifest, hints
+		// and all, is what stands, so reading the base again buys nothing.
+		return nil, &DeltaResult{Note: "already signed: the published hints stand"}, nil
+	}
 	base := opts.Base
 	switch base {
 	case BaseNone:

@@ -124,6 +124,15 @@ func TestPublishDeltaHints(t *testing.T) {
 			t.Logf("base read %.4fx its size; %d of %d bytes hinted in %d ranges", float64(d.BaseBytesRead)/float64(d.BaseSize), d.HintedBytes, m.TotalSize, d.Ranges)
 		}
 
+		// Publishing 2.0 again reads no base: the signed hints stand.
+		again := c.publish(t, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{storetest.WritePayload(t, v2)}, Channels: []string{"stable"}, PieceLength: 256 << 10})
+		if !again.AlreadyPublished || again.Delta == nil || again.Delta.BaseBytesRead != 0 || !strings.Contains(again.Delta.Note, "already signed") {
+			t.Errorf("publishing again: already %v, delta %+v", again.AlreadyPublished, again.Delta)
+		}
+		if m2, err := c.client(t).Manifest(ctx, "app", "2.0"); err != nil || m2.Delta == nil || !equalRanges(m2.Delta.Ranges, m.Delta.Ranges) {
+			t.Errorf("publishing again changed the signed hints: %v", err)
+		}
+
 		// --base-dir gives the same hints from local files.
 		res3 := c.publish(t, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{storetest.WritePayload(t, v2)}, Base: "1.0", BaseDir: dir1, PieceLength: 256 << 10})
 		m3, err := c.client(t).Manifest(ctx, "app", "3.0")
