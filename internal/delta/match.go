@@ -336,12 +336,29 @@ func (s *Scanner) scan() {
 // after the last byte). It returns the steps taken and the sums.
 func roll(outs, ins []byte, a, b, mul uint32, filter []uint64, shift uint) (int, uint32, uint32) {
 	ins = ins[:len(outs)]
-	for i, o := range outs {
-		out := uint32(o)
+	shift &= 31
+	i := 0
+	// Two steps a turn: fewer loop branches and register moves.
+	for ; i+1 < len(outs); i += 2 {
+		o0, o1 := uint32(outs[i]), uint32(outs[i+1])
+		a0 := a + uint32(ins[i]) - o0
+		b0 := b + a0 - mul*o0
+		h0 := ((a0<<16 ^ b0) * 0x9e3779b1) >> shift
+		a = a0 + uint32(ins[i+1]) - o1
+		b = b0 + a - mul*o1
+		if filter[h0>>6]&(1<<(h0&63)) != 0 {
+			return i + 1, a0, b0
+		}
+		h1 := ((a<<16 ^ b) * 0x9e3779b1) >> shift
+		if filter[h1>>6]&(1<<(h1&63)) != 0 {
+			return i + 2, a, b
+		}
+	}
+	for ; i < len(outs); i++ {
+		out := uint32(outs[i])
 		a += uint32(ins[i]) - out
 		b += a - mul*out
-		h := filterHash(a, b, shift)
-		if filter[h>>6]&(1<<(h&63)) != 0 {
+		if h := filterHash(a, b, shift); filter[h>>6]&(1<<(h&63)) != 0 {
 			return i + 1, a, b
 		}
 	}
