@@ -86,9 +86,12 @@ signed SHA-256s.`,
 				return err
 			}
 			if !res.AlreadyPublished || len(res.Channels) > 0 {
+				details := map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished)}
+				if d := res.Delta; d != nil && d.Base != "" {
+					details["delta_base"], details["delta_new_bytes"] = d.Base, fmt.Sprint(d.NewBytes)
+				}
 				if err := f.audit(audit.Event{Action: "publish", Release: res.Name, Version: res.Version, InfoHash: res.InfoHash,
-					Channel: strings.Join(res.Channels, ","), Tenant: opts.Tenant,
-					Details: map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished)}}); err != nil {
+					Channel: strings.Join(res.Channels, ","), Tenant: opts.Tenant, Details: details}); err != nil {
 					return err
 				}
 			}
