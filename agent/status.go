@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 )
 
@@ -34,6 +35,8 @@ type Status struct {
 	Recovered []Recovery `json:"recovered,omitempty"`
 	// LSD counts local service discovery's messages and peers (swarm.lsd).
 	LSD *lsd.Stats `json:"lsd,omitempty"`
+	// DHT counts the tenant DHT's datagrams, nodes and peers (swarm.dht).
+	DHT *dht.Stats `json:"dht,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -69,6 +72,7 @@ func (a *Agent) Status() Status {
 		Recovered:     append([]Recovery(nil), a.recoveries...),
 		Sources:       a.Sources(),
 		LSD:           a.LSDStats(),
+		DHT:           a.DHTStats(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
