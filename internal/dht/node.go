@@ -42,6 +42,9 @@ const (
 	pingAgain  = 5 * time.Minute
 	maxPinging = 4
 	maxPinged  = 1024
+	// minGoodNodes is a bucket's worth: below it the node bootstraps
+	// again (see run).
+	minGoodNodes = 8
 )
 
 // Config configures a Node.
@@ -351,10 +354,8 @@ func (n *Node) save() error {
 
 func (n *Node) run(ctx context.Context) {
 	defer n.wg.Done()
-	if _, err := n.srv.BootstrapContext(ctx); err != nil && ctx.Err() == nil {
-		n.log.Debug("dht: bootstrap", "err", err)
-	}
 	lastSave := n.cfg.Now()
+	var lastBootstrap time.Time
 	for {
 		now := n.cfg.Now()
 		if now.Sub(lastSave) >= saveEvery {
@@ -362,6 +363,20 @@ func (n *Node) run(ctx context.Context) {
 				n.log.Warn("dht: node table not saved", "err", err)
 			}
 			lastSave = now
+		}
+		// A get_peers answer that carries peers carries no nodes, so
+		// lookups alone may never meet the other agents as nodes;
+		// bootstrap again while the table is short of a bucket, at most
+		// once a round interval (and a minute). The library's own
+		// refresh, once a minute, fills the table further.
+		if now.Sub(lastBootstrap) >= min(n.cfg.Interval, time.Minute) && n.srv.Stats().GoodNodes < minGoodNodes {
+			bctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			if _, err := n.srv.BootstrapContext(bctx); err != nil && ctx.Err() == nil {
+				n.log.Debug("dht: bootstrap", "err", err)
+			}
+			cancel()
+			lastBootstrap = n.cfg.Now()
+			continue
 		}
 		ih, e, wait := n.due(now)
 		if e != nil {
@@ -375,7 +390,10 @@ func (n *Node) run(ctx context.Context) {
 			n.mu.Unlock()
 			continue
 		}
-		t := time.NewTimer(min(wait, saveEvery))
+		if n.srv.Stats().GoodNodes < minGoodNodes {
+			wait = min(wait, lastBootstrap.Add(min(n.cfg.Interval, time.Minute)).Sub(now))
+		}
+		t := time.NewTimer(max(min(wait, saveEvery), 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -222,7 +222,10 @@ func TestRejoinFromSavedTable(t *testing.T) {
 	file := filepath.Join(dir, "dht-nodes.json")
 	scopes := []Scope{TenantScope()}
 	a := startNodeFile(t, k, 7001, file, origin.Addr())
-	b := startNode(t, k, 7002, origin.Addr())
+	// b also knows a directly, so a meets b as a node at once (through
+	// the origin alone that can take the library's next table refresh,
+	// a minute).
+	b := startNode(t, k, 7002, origin.Addr(), a.Addr())
 	a.Add(ih1, scopes, nil)
 	b.Add(ih1, scopes, nil)
 	testenv.Eventually(t, 60*time.Second, 50*time.Millisecond, func() error {
