@@ -101,3 +101,26 @@ func TestNodesFile(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+func FuzzReadNodes(f *testing.F) {
+	f.Add([]byte(`{"port":7,"nodes":[{"id":"` + strings.Repeat("ab", 20) + `","addr":"127.0.0.1:9"}]}`))
+	f.Add([]byte(`{"nodes":null}`))
+	path := filepath.Join(f.TempDir(), "nodes.json")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nf, err := readNodes(path)
+		if err != nil {
+			return
+		}
+		if len(nf.Nodes) > MaxSavedNodes || nf.Port < 0 || nf.Port > 65535 {
+			t.Fatalf("accepted out of bounds: %d nodes, port %d", len(nf.Nodes), nf.Port)
+		}
+		for _, n := range nf.Nodes {
+			if _, err := parseSaved(n); err != nil {
+				t.Fatalf("accepted %+v: %v", n, err)
+			}
+		}
+	})
+}
