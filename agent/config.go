@@ -215,6 +215,11 @@ type SwarmConfig struct {
 	DHTBootstrap []string `yaml:"dht_bootstrap"`
 	// DHTPort is the DHT's UDP port; 0 reuses the last one, or any.
 	DHTPort int `yaml:"dht_port"`
+	// Relay is "never" (default) or "origin": every peer connection goes
+	// through the origin's relay and no peer learns the agent's address
+	// nor it theirs (see relay.go). It turns peer exchange and, unless
+	// set, LSD off.
+	Relay string `yaml:"relay"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -463,8 +468,14 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.Order == "" {
 		c.Order = "verify"
 	}
+	if c.Relay == "" {
+		c.Relay = RelayNever
+	}
 	if c.LSD == "" {
 		c.LSD = LSDOn
+		if c.Relay == RelayOrigin {
+			c.LSD = LSDOff // LSD announces the address relay mode keeps private
+		}
 	}
 	if c.DHT == "" {
 		c.DHT = DHTOff
@@ -497,7 +508,10 @@ func (c SwarmConfig) validate() error {
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
 	}
-	return c.validateDHT()
+	if err := c.validateDHT(); err != nil {
+		return err
+	}
+	return c.validateRelay()
 }
 
 func (c OffloadConfig) withDefaults() OffloadConfig {

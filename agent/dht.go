@@ -37,6 +37,9 @@ func (c SwarmConfig) validateDHT() error {
 	if c.DHT == DHTOff && (c.DHTSecretFile != "" || len(c.DHTBootstrap) > 0 || c.DHTPort != 0) {
 		return fielderr.New("dht", "dht_secret_file, dht_bootstrap or dht_port is set but dht is off")
 	}
+	if c.DHT == DHTOn && c.Relay == RelayOrigin {
+		return fielderr.New("dht", "on announces the agent's address to the tenant's DHT, which relay: %s keeps private", RelayOrigin)
+	}
 	if c.DHTPort < 0 || c.DHTPort > 65535 {
 		return fielderr.New("dht_port", "%d is not a port", c.DHTPort)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
+	"github.com/swarmship/swarmship/internal/relay"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -37,6 +38,9 @@ type Status struct {
 	LSD *lsd.Stats `json:"lsd,omitempty"`
 	// DHT counts the tenant DHT's datagrams, nodes and peers (swarm.dht).
 	DHT *dht.Stats `json:"dht,omitempty"`
+	// Relay is the relay connection of a relay-mode agent (swarm.relay)
+	// and the bytes it carried.
+	Relay *relay.ClientStatus `json:"relay,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -73,6 +77,7 @@ func (a *Agent) Status() Status {
 		Sources:       a.Sources(),
 		LSD:           a.LSDStats(),
 		DHT:           a.DHTStats(),
+		Relay:         a.RelayStatus(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
@@ -82,6 +87,7 @@ func (a *Agent) Status() Status {
 		rs := ReleaseStatus{ReleaseState: *r}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
+			rs.Reused = d.reused.Load()
 			rs.Completed = d.t.BytesCompleted()
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/yamlconfig"
 	"github.com/swarmship/swarmship/seeder/catalogfeed"
@@ -59,6 +60,9 @@ type Config struct {
 	// DHT lists the tenants whose private DHT the origin bootstraps
 	// (seeder/dht.go); empty: none.
 	DHT []DHTTenant `yaml:"dht"`
+	// Relay carries peer connections of relay-mode agents
+	// (internal/relay); off by default.
+	Relay relay.Config `yaml:"relay"`
 }
 
 // WithDefaults returns c with unset fields filled. The tracker and the
@@ -75,6 +79,7 @@ func (c Config) WithDefaults() Config {
 		c.RefreshInterval = 30 * time.Second
 	}
 	c.State = c.State.WithDefaults()
+	c.Relay = c.Relay.WithDefaults()
 	return c
 }
 
@@ -118,6 +123,7 @@ func (c *Config) Validate() error {
 		{"state", c.State.Validate()},
 		{"peer_tls", c.PeerTLS.Validate()},
 		{"tls", c.TLS.validate()},
+		{"relay", c.Relay.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
