@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/relay"
@@ -109,6 +110,8 @@ type Agent struct {
 	watch *catalogWatch
 	// lsd finds the site's agents on the LAN (swarm.lsd); nil when off.
 	lsd *lsd.Service
+	// dht is the tenant's private DHT (swarm.dht); nil when off.
+	dht *dht.Node
 }
 
 // download is one release in the torrent client.
@@ -287,6 +290,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	if err := a.startDHT(); err != nil {
+		if a.lsd != nil {
+			a.lsd.Close()
+		}
+		a.bt.Close()
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
 	a.startRelay()
 	return a, nil
 }
@@ -324,6 +336,9 @@ func (a *Agent) Close() error {
 		a.stopRelay()
 	}
 	var errs []error
+	if a.dht != nil {
+		errs = append(errs, a.dht.Close())
+	}
 	errs = append(errs, a.bt.Close()...)
 	errs = append(errs, a.complete.Close(), a.state.Close())
 	return errors.Join(errs...)
@@ -765,6 +780,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if a.lsd != nil {
 		a.lsd.Add(tf.InfoHash)
 	}
+	a.dhtAdd(tf.InfoHash, m.Regions)
 	d.start(&a.wg, a.log, a.poke)
 	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
 	return d, nil
@@ -808,6 +824,9 @@ func (a *Agent) dropDownload(d *download) {
 	d.stop()
 	if a.lsd != nil {
 		a.lsd.Remove(d.t.InfoHash())
+	}
+	if a.dht != nil {
+		a.dht.Remove(d.t.InfoHash())
 	}
 	a.byHash.Delete(d.t.InfoHash())
 	d.t.Drop()

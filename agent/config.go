@@ -201,6 +201,20 @@ type SwarmConfig struct {
 	// it tenants and sites are still kept apart, but anyone who knows
 	// their names can forge an announce (see docs/security.md).
 	LSDSecretFile string `yaml:"lsd_secret_file"`
+	// DHT is the tenant's private DHT (internal/dht): "on" announces the
+	// agent's releases there and adds the agents of the tenant it finds
+	// as peers, so discovery outlives the trackers; "off" (default)
+	// leaves it out. It needs DHTBootstrap or a node table saved by an
+	// earlier run.
+	DHT string `yaml:"dht"`
+	// DHTSecretFile holds the tenant's DHT secret (mode 0600, at least 16
+	// bytes), the same on its agents and in the origin's dht section:
+	// without it anyone who knows the tenant's name can join.
+	DHTSecretFile string `yaml:"dht_secret_file"`
+	// DHTBootstrap are host:port of the origins' DHT nodes for the tenant.
+	DHTBootstrap []string `yaml:"dht_bootstrap"`
+	// DHTPort is the DHT's UDP port; 0 reuses the last one, or any.
+	DHTPort int `yaml:"dht_port"`
 	// Relay is "never" (default) or "origin": every peer connection goes
 	// through the origin's relay and no peer learns the agent's address
 	// nor it theirs (see relay.go). It turns peer exchange and, unless
@@ -463,6 +477,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 			c.LSD = LSDOff // LSD announces the address relay mode keeps private
 		}
 	}
+	if c.DHT == "" {
+		c.DHT = DHTOff
+	}
 	return c
 }
 
@@ -490,6 +507,9 @@ func (c SwarmConfig) validate() error {
 	}
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
+	}
+	if err := c.validateDHT(); err != nil {
+		return err
 	}
 	return c.validateRelay()
 }

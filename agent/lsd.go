@@ -30,23 +30,26 @@ const peerSourceLSD torrent.PeerSource = "lsd"
 
 // lsdSecret reads swarm.lsd_secret_file ("" when unset), refusing a file
 // others can read, as for the token.
-func lsdSecret(path string) ([]byte, error) {
+func lsdSecret(path string) ([]byte, error) { return secretFile("swarm.lsd_secret_file", path) }
+
+// secretFile reads the tenant secret at path for config key field.
+func secretFile(field, path string) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("swarm.lsd_secret_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("swarm.lsd_secret_file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", path, fi.Mode().Perm(), path)
+		return nil, fmt.Errorf("%s %s has mode %v: it must be readable by its owner only (chmod 600 %s)", field, path, fi.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("swarm.lsd_secret_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	if len(b) < 16 {
-		return nil, fmt.Errorf("swarm.lsd_secret_file %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom | base64)", path, len(b))
+		return nil, fmt.Errorf("%s %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom | base64)", field, path, len(b))
 	}
 	return b, nil
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/relay"
 )
@@ -35,6 +36,8 @@ type Status struct {
 	Recovered []Recovery `json:"recovered,omitempty"`
 	// LSD counts local service discovery's messages and peers (swarm.lsd).
 	LSD *lsd.Stats `json:"lsd,omitempty"`
+	// DHT counts the tenant DHT's datagrams, nodes and peers (swarm.dht).
+	DHT *dht.Stats `json:"dht,omitempty"`
 	// Relay is the relay connection of a relay-mode agent (swarm.relay)
 	// and the bytes it carried.
 	Relay *relay.ClientStatus `json:"relay,omitempty"`
@@ -73,6 +76,7 @@ func (a *Agent) Status() Status {
 		Recovered:     append([]Recovery(nil), a.recoveries...),
 		Sources:       a.Sources(),
 		LSD:           a.LSDStats(),
+		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 	}
 	if a.catalogErr != nil {

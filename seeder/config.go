@@ -57,6 +57,9 @@ type Config struct {
 	PeerTLS peertls.Config `yaml:"peer_tls"`
 	// TLS makes Listen serve HTTPS (see TLSConfig).
 	TLS TLSConfig `yaml:"tls"`
+	// DHT lists the tenants whose private DHT the origin bootstraps
+	// (seeder/dht.go); empty: none.
+	DHT []DHTTenant `yaml:"dht"`
 	// Relay carries peer connections of relay-mode agents
 	// (internal/relay); off by default.
 	Relay relay.Config `yaml:"relay"`
@@ -106,6 +109,9 @@ func (c *Config) Validate() error {
 		if c.RevocationList != "" {
 			return fielderr.New("revocation_list", "needs token_public_key")
 		}
+	}
+	if err := validateDHT(c.DHT); err != nil {
+		return err
 	}
 	for _, section := range []struct {
 		key string

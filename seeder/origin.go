@@ -31,6 +31,7 @@ import (
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/catalogevents"
+	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lograte"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/relay"
@@ -85,6 +86,8 @@ type Origin struct {
 	events  *catalogfeed.Feed
 	changed chan struct{}
 	bus     catalogfeed.Bus
+
+	dht []*dht.Node // one per tenant of cfg.DHT
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -187,6 +190,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		return nil, err
 	}
 	o.reports = reports
+	if err := o.startDHT(); err != nil {
+		o.Close()
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -269,6 +276,9 @@ func (o *Origin) Run(ctx context.Context) error {
 // Close stops seeding.
 func (o *Origin) Close() error {
 	var errs []error
+	for _, n := range o.dht {
+		errs = append(errs, n.Close())
+	}
 	if o.relay != nil {
 		o.relay.Close()
 	}
