@@ -29,6 +29,7 @@ import (
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -52,7 +53,11 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
-	token    string
+	// relay is the relay client of a relay-mode agent (swarm.relay:
+	// origin), nil otherwise; stopRelay ends it.
+	relay     *relay.Client
+	stopRelay func()
+	token     string
 	// trackerHTTP fetches the tracker's swarm views.
 	trackerHTTP *http.Client
 	loc         *time.Location
@@ -235,6 +240,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	counters := a.liveCounters
 	completion.counters.Store(&counters)
+	if a.relay, err = newRelay(cfg, tok, originTLS, peerTLS, log); err != nil {
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
 	btc := btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
@@ -245,7 +255,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		Download:     a.down,
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
-		NoPEX: cfg.Swarm.Locality != "any",
+		NoPEX: cfg.Swarm.Locality != "any" || cfg.Swarm.Relay == RelayOrigin,
 		TLS:   peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
 	}
@@ -253,6 +263,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		if strings.HasPrefix(u, "https://") {
 			btc.TrackerTLS = originTLS
 		}
+	}
+	if a.relay != nil {
+		btc.Relay = a.relay
 	}
 	a.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	a.bt, err = btclient.New(btc)
@@ -274,6 +287,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.startRelay()
 	return a, nil
 }
 
@@ -305,6 +319,9 @@ func (a *Agent) Close() error {
 	}
 	if a.lsd != nil {
 		a.lsd.Close()
+	}
+	if a.stopRelay != nil {
+		a.stopRelay()
 	}
 	var errs []error
 	errs = append(errs, a.bt.Close()...)
@@ -838,6 +855,9 @@ func (a *Agent) announceURL(tracker string) string {
 	}
 	if l := a.cfg.Swarm.Locality; l != "" && l != "any" {
 		q.Set("locality", l)
+	}
+	if a.cfg.Swarm.Relay == RelayOrigin {
+		q.Set("relay", RelayOrigin) // stored and answered by relay handle
 	}
 	u.RawQuery = q.Encode()
 	return u.String()

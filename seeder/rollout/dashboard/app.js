@@ -281,6 +281,7 @@
       chip("releases", d.releases.filter(r => r.subscribed > 0).length),
       chip("alerts", d.alerts.length, d.alerts.length > 0),
       chip("origin egress", bytes((e.webseed || 0) + (e.peer || 0))),
+      ...(e.relay ? [chip("relay egress", bytes(e.relay))] : []),
       chip("updated", clock(now)));
   }
 
