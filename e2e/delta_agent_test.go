@@ -401,3 +401,44 @@ func TestDeltaAgentRestartAfterReuse(t *testing.T) {
 		t.Errorf("origin sent %d after the restart, want <= %d", sent, pair.changed+int64(pair.regions)*deltaPiece)
 	}
 }
+
+// The same pair, published by publish itself (hints against the version
+// the channel points at, catalog/publish/hints.go): agents holding v1
+// get about the changed bytes from the origin.
+func TestDeltaAgentsWithPublishedHints(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	pair := newDeltaPair()
+	ctx := context.Background()
+	if _, err := sw.PublishWith(ctx, catpublish.PublishOptions{Name: "app", Version: "1.0", Paths: writeFiles(t, pair.v1),
+		PieceLength: deltaPiece, Channels: []string{"stable"}}); err != nil {
+		t.Fatal(err)
+	}
+	agents := startAgents(t, sw, 2, agent.Subscription{Name: "app", Channel: "stable"}, nil)
+	waitActive(t, "app", "1.0", 60*time.Second, agents...)
+	before := originPayloadBytes(sw)
+	if _, err := sw.PublishWith(ctx, catpublish.PublishOptions{Name: "app", Version: "2.0", Paths: writeFiles(t, pair.v2),
+		PieceLength: deltaPiece, Channels: []string{"stable"}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := catalog.ReadAll(ctx, sw.Store, catalog.ManifestKey("app", "2.0"), catalog.MaxManifestSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := catalog.ParseManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Delta == nil || m2.Delta.Base != "1.0" {
+		t.Fatalf("publish signed no hints against 1.0: %+v", m2.Delta)
+	}
+	waitActive(t, "app", "2.0", 60*time.Second, agents...)
+	sent := originPayloadBytes(sw) - before
+	for _, ra := range agents {
+		checkActiveFiles(t, ra, m2)
+	}
+	bound := pair.changed + int64(pair.regions)*deltaPiece + 64<<10
+	t.Logf("hinted %d of %d bytes; origin sent %d for %d changed (bound %d)", m2.Delta.Covered(0, m2.TotalSize), m2.TotalSize, sent, pair.changed, bound)
+	if sent > bound {
+		t.Errorf("origin sent %d payload bytes for v2, want <= %d", sent, bound)
+	}
+}
