@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	alog "github.com/anacrolix/log"
@@ -69,6 +68,11 @@ type Config struct {
 	TrackerTLS *tls.Config
 	// WriteStall overrides the package's WriteStall (tests); 0: WriteStall.
 	WriteStall time.Duration
+	// UTP adds uTP (BEP 29) to TCP, plain or under TLS, on the same port:
+	// peers behind NAT can then reach each other through a hole punched by
+	// a peer both are connected to (BEP 55, which the library always
+	// offers and answers). Needs a listener (not NoPeers).
+	UTP bool
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -235,36 +239,52 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 	if stall <= 0 {
 		stall = WriteStall
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
-	if c.NoPeers {
-		addr = "" // accepts nothing: no listener at all
+	if c.UTP && c.NoPeers {
+		cl.Close()
+		return nil, errNoUTP
+	}
+	var socks peerSockets
+	if !c.NoPeers { // NoPeers accepts nothing: no listener at all
+		var err error
+		if socks, err = listenPeers(host, c.ListenPort, cc.DisableIPv6, c.UTP); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	if c.TLS != nil {
 		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
 		}
-		if _, err := peertls.Attach(cl, c.TLS, addr, opts...); err != nil {
+		addr := ""
+		if socks.tcp != nil {
+			addr = socks.tcp.Addr().String()
+		}
+		// TCP first: the client advertises its first listener's port.
+		if _, err := peertls.Attach(cl, c.TLS, addr, append(opts, peertls.WithTransport("tcp", socks.tcp, nil))...); err != nil {
+			socks.Close()
 			cl.Close()
 			return nil, err
 		}
+		if socks.utp != nil {
+			if _, err := peertls.Attach(cl, c.TLS, "", append(opts, peertls.WithTransport("udp", socks.utp, utpDialer{s: socks.utp}))...); err != nil {
+				socks.Close()
+				cl.Close()
+				return nil, err
+			}
+		}
 		return cl, nil
 	}
-	if addr != "" {
-		network := "tcp"
-		if cc.DisableIPv6 {
-			network = "tcp4"
-		}
-		ln, err := net.Listen(network, addr)
-		if err != nil {
-			cl.Close()
-			return nil, fmt.Errorf("peer listener: %w", err)
-		}
+	if socks.tcp != nil {
 		go func() {
 			<-cl.Closed()
-			ln.Close()
+			socks.Close()
 		}()
-		cl.AddListener(&tcpListener{Listener: ln, stall: stall, hold: cl.Closed()})
+		cl.AddListener(&tcpListener{Listener: socks.tcp, stall: stall, hold: cl.Closed()})
+		if socks.utp != nil {
+			cl.AddListener(&tcpListener{Listener: socks.utp, stall: stall, hold: cl.Closed()})
+			cl.AddDialer(utpDialer{s: socks.utp, stall: stall})
+		}
 	}
 	cl.AddDialer(tcpDialer{stall: stall})
 	return cl, nil
