@@ -16,15 +16,18 @@ import (
 	"testing"
 	"time"
 
+	utp "github.com/anacrolix/go-libutp"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 
+	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
 )
 
 // Environment of the processes TestNATHolePunch starts in its namespaces.
@@ -404,4 +407,44 @@ func runNATRole(t *testing.T, role string) {
 		t.Logf("rendezvous: %d peers connected, %d payload bytes received", len(tor.PeerConns()), in)
 	}
 	fmt.Fprintln(os.Stderr, role, "stopping")
+}
+
+// Agents with swarm.utp on and peer TLS share a release, and answer TLS
+// over uTP on their peer port's number.
+func TestAgentUTPWithPeerTLS(t *testing.T) {
+	pkiDir := t.TempDir()
+	if err := peertlstest.GeneratePKI(pkiDir,
+		peertlstest.CertSpec{Name: "agent-1", Identity: peertls.Identity{Tenant: "acme", Site: "site-0", Region: "eu"}},
+		peertlstest.CertSpec{Name: "agent-2", Identity: peertls.Identity{Tenant: "acme", Site: "site-1", Region: "eu"}},
+		peertlstest.CertSpec{Name: "friend", Identity: peertls.Identity{Tenant: "acme", Site: "site-9"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	m := publish(t, sw, "app", "1.0", 41, map[string]int64{"bin/app": 2 << 20, "README": 1 << 10}, "stable")
+	agents := startAgents(t, sw, 2, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
+		c.Tenant = "acme"
+		c.PeerTLS = peertlstest.Config(pkiDir, filepath.Base(c.CacheDir))
+		c.Swarm.UTP = "on"
+	})
+	waitActive(t, "app", "1.0", 60*time.Second, agents...)
+	friendTLS, _, err := peertls.Load(peertlstest.Config(pkiDir, "friend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := utp.NewSocket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, ra := range agents {
+		checkActiveFiles(t, ra, m)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c, err := peertls.Dialer{TLS: friendTLS, Net: s, Network: "udp4", Timeout: 30 * time.Second}.Dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(ra.Agent.PeerPort())))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: TLS over uTP on its peer port: %v", ra.Name, err)
+		}
+		c.Close()
+	}
 }
