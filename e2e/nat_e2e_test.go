@@ -51,6 +51,8 @@ type natResult struct {
 	// HolepunchConns counts peers this client connected to only after a
 	// holepunch connect message (library stats).
 	DialableOnlyAfterHolepunch, DialedAfterHolepunchConnect int
+	// Undialable counts peer addresses whose direct dial failed.
+	Undialable int
 	Seconds                                                 float64
 	// Total and Useful are the torrent's payload bytes read (library stats).
 	Total, Useful int64
@@ -224,6 +226,11 @@ func TestNATHolePunch(t *testing.T) {
 	}
 	checkSources("site 2's gateway", gw, site1.PublicAddr)
 	checkSources("site 2's second agent", lan, site2.LANAddr)
+	// Site 1 was not dialable from outside: the gateway's own dial failed,
+	// and the connection came through the rendezvous.
+	if gw.Undialable < 1 {
+		t.Errorf("site 2's gateway reached site 1 with its first dial; the NAT should have stopped it")
+	}
 	if gw.DialableOnlyAfterHolepunch+gw.DialedAfterHolepunchConnect == 0 {
 		t.Logf("the gateway reports no connect after a holepunch message (site 1's dial won)")
 	}
@@ -386,6 +393,7 @@ func runNATRole(t *testing.T, role string) {
 			r.BySource[src[c]] += n
 		}
 		st := cl.Stats()
+		r.Undialable = st.NumPeersUndialableWithoutHolepunch
 		r.DialableOnlyAfterHolepunch = st.NumPeersDialableOnlyAfterHolepunch
 		r.DialedAfterHolepunchConnect = st.NumPeersDialedSuccessfullyAfterHolepunchConnect
 		b, _ := json.Marshal(r)
