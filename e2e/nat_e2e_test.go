@@ -53,7 +53,7 @@ type natResult struct {
 	DialableOnlyAfterHolepunch, DialedAfterHolepunchConnect int
 	// Undialable counts peer addresses whose direct dial failed.
 	Undialable int
-	Seconds                                                 float64
+	Seconds    float64
 	// Total and Useful are the torrent's payload bytes read (library stats).
 	Total, Useful int64
 }
