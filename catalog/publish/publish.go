@@ -47,6 +47,11 @@ type PublishOptions struct {
 	// bytes done out of total, possibly from several goroutines.
 	Progress func(stage string, done, total int64)
 	Now      func() time.Time
+	// Base is the version delta hints are computed against (hints.go):
+	// "" means the version the first channel in Channels that points
+	// anywhere points at, BaseNone means no hints. BaseDir, if set, is a
+	// local directory holding the base's files, read instead of the catalog.
+	Base, BaseDir string
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -66,6 +71,8 @@ type PublishResult struct {
 	// CommitRetries counts how often the signed commit lost a race with
 	// another writer and was applied again to the newer catalog.
 	CommitRetries int `json:"commit_retries"`
+	// Delta says what the signed delta hints cover (nil with --base none).
+	Delta *DeltaResult `json:"delta,omitempty"`
 }
 
 // Publish hashes the release, uploads payload, torrent and manifest, and
@@ -130,11 +137,15 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if pieceLength == 0 {
 		pieceLength = piecehash.ChoosePieceLength(total)
 	}
+	hints, deltaRes, err := prepareHints(ctx, store, repo, opts, files, pieceLength)
+	if err != nil {
+		return nil, err
+	}
 	var hashProgress func(int64)
 	if opts.Progress != nil {
 		hashProgress = func(done int64) { opts.Progress("hash", done, total) }
 	}
-	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress})
+	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress, Observe: hints.observe()})
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +190,11 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 			Path: path.Join(f.Path...), Size: f.Size, SHA256: hex.EncodeToString(hr.SHA256[i][:]),
 		})
 	}
+	if hints != nil {
+		if m.Delta, deltaRes, err = hints.finish(ctx, files, hr); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: built an invalid manifest: %w", err)
 	}
@@ -186,7 +202,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		Name: opts.Name, Version: opts.Version, InfoHash: m.InfoHash, TotalSize: total,
 		Files: len(files), PieceLength: pieceLength, Pieces: len(hr.Pieces) / 20,
 		TorrentKey: catalog.TorrentKey(opts.Name, opts.Version), ManifestKey: catalog.ManifestKey(opts.Name, opts.Version),
-		WebSeed: webSeed, Channels: opts.Channels,
+		WebSeed: webSeed, Channels: opts.Channels, Delta: deltaRes,
 	}
 
 	manifestJSON, err := catalog.MarshalManifest(m)

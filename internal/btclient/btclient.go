@@ -71,8 +71,20 @@ type Config struct {
 	// UTP adds uTP (BEP 29) to TCP, plain or under TLS, on the same port:
 	// peers behind NAT can then reach each other through a hole punched by
 	// a peer both are connected to (BEP 55, which the library always
-	// offers and answers). Needs a listener (not NoPeers).
+	// offers and answers). Needs a listener (not NoPeers); with Relay, uTP
+	// only accepts (nothing is dialled directly).
 	UTP bool
+	// Relay, if set, carries every outgoing peer connection (relay mode:
+	// the tracker hands out only relay handles, and nothing is dialled
+	// directly) and accepts the connections relayed to this client,
+	// besides the usual listener. See internal/relay.
+	Relay Relay
+}
+
+// Relay is a relay transport (internal/relay.Client).
+type Relay interface {
+	torrent.Dialer
+	torrent.Listener
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -252,9 +264,12 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		}
 	}
 	if c.TLS != nil {
-		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { tunePeerConn(c); return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
+		}
+		if c.Relay != nil {
+			opts = append(opts, peertls.WithoutDialer())
 		}
 		addr := ""
 		if socks.tcp != nil {
@@ -273,6 +288,7 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 				return nil, err
 			}
 		}
+		attachRelay(cl, c.Relay)
 		return cl, nil
 	}
 	if socks.tcp != nil {
@@ -283,11 +299,25 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		cl.AddListener(&tcpListener{Listener: socks.tcp, stall: stall, hold: cl.Closed()})
 		if socks.utp != nil {
 			cl.AddListener(&tcpListener{Listener: socks.utp, stall: stall, hold: cl.Closed()})
-			cl.AddDialer(utpDialer{s: socks.utp, stall: stall})
+			if c.Relay == nil {
+				cl.AddDialer(utpDialer{s: socks.utp, stall: stall})
+			}
 		}
 	}
-	cl.AddDialer(tcpDialer{stall: stall})
+	if c.Relay == nil {
+		cl.AddDialer(tcpDialer{stall: stall})
+	}
+	attachRelay(cl, c.Relay)
 	return cl, nil
+}
+
+// attachRelay makes r the client's only dialer and a second listener.
+func attachRelay(cl *torrent.Client, r Relay) {
+	if r == nil {
+		return
+	}
+	cl.AddDialer(r)
+	cl.AddListener(r)
 }
 
 // TrustedCompletion reports every piece complete. The origin uses it for

@@ -521,12 +521,17 @@ type Transport struct {
 type Option func(*options)
 
 type options struct {
-	log     *slog.Logger
-	wrap    func(net.Conn) net.Conn
-	ln      net.Listener
-	nd      NetDialer
-	network string
+	log      *slog.Logger
+	wrap     func(net.Conn) net.Conn
+	noDialer bool
+	ln       net.Listener
+	nd       NetDialer
+	network  string
 }
+
+// WithoutDialer adds only the listener: another dialer (a relay) makes
+// every outgoing connection and runs the TLS handshake itself.
+func WithoutDialer() Option { return func(o *options) { o.noDialer = true } }
 
 // WithWrap hands the client every connection (accepted or dialled, after
 // its TLS handshake) through wrap; internal/btclient adds a write-stall
@@ -596,7 +601,9 @@ func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Optio
 		}()
 		cl.AddListener(ln)
 	}
-	cl.AddDialer(t.Dialer)
+	if !o.noDialer {
+		cl.AddDialer(t.Dialer)
+	}
 	return t, nil
 }
 
