@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"expvar"
 	"fmt"
@@ -35,6 +36,7 @@ const (
 	natRoleEnv = "SWARMSHIP_NAT_ROLE"
 	natDirEnv  = "SWARMSHIP_NAT_DIR"
 	natHostEnv = "SWARMSHIP_NAT_HOST"
+	natTLSEnv  = "SWARMSHIP_NAT_TLS" // "1": peer TLS
 )
 
 // natPeers is what the test tells a role to dial: First, then, once
@@ -60,12 +62,13 @@ type natResult struct {
 
 // Two sites, each behind its own masquerading router that lets nothing in
 // unasked; the origin side (a rendezvous peer, as the origin's client or a
-// site gateway would be) is public. Peer TLS and uTP are on, PEX off (as
+// site gateway would be) is public. uTP is on, PEX off (as
 // for locality-restricted agents). Site 1 holds the release; site 2's
 // gateway gets it from site 1 through a hole punched by the rendezvous
 // (BEP 55 over uTP): the two sites cannot dial each other otherwise. Site
 // 2's second agent knows only its gateway (the tracker's gateway mode), so
-// site 2's WAN ingress stays near one copy. Bytes are counted per source;
+// site 2's WAN ingress stays near one copy; with peer TLS (subtest tls) and
+// without (plain). Bytes are counted per source;
 // nothing is relayed (the rendezvous has no data and never gets any).
 func TestNATHolePunch(t *testing.T) {
 	if role := os.Getenv(natRoleEnv); role != "" {
@@ -75,6 +78,11 @@ func TestNATHolePunch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("NAT namespaces: not in -short")
 	}
+	t.Run("tls", func(t *testing.T) { testNATHolePunch(t, true) })
+	t.Run("plain", func(t *testing.T) { testNATHolePunch(t, false) })
+}
+
+func testNATHolePunch(t *testing.T, withTLS bool) {
 	nn := testenv.NewNATNet(t, 2)
 	dir := t.TempDir()
 	const size = 4 << 20
@@ -119,7 +127,11 @@ func TestNATHolePunch(t *testing.T) {
 	start := func(role, ns, host string) {
 		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0],
 			"-test.run=^TestNATHolePunch$", "-test.count=1", "-test.v", "-test.timeout="+(deadline+20*time.Second).String())
-		cmd.Env = append(os.Environ(), natRoleEnv+"="+role, natDirEnv+"="+dir, natHostEnv+"="+host)
+		tlsOn := "0"
+		if withTLS {
+			tlsOn = "1"
+		}
+		cmd.Env = append(os.Environ(), natRoleEnv+"="+role, natDirEnv+"="+dir, natHostEnv+"="+host, natTLSEnv+"="+tlsOn)
 		out := &testenv.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		testenv.DieWithParent(cmd)
@@ -248,9 +260,12 @@ func TestNATHolePunch(t *testing.T) {
 func runNATRole(t *testing.T, role string) {
 	dir := os.Getenv(natDirEnv)
 	deadline := time.Now().Add(110 * time.Second)
-	tc, _, err := peertls.Load(peertlstest.Config(filepath.Join(dir, "pki"), role))
-	if err != nil {
-		t.Fatal(err)
+	var tc *tls.Config
+	if os.Getenv(natTLSEnv) == "1" {
+		var err error
+		if tc, _, err = peertls.Load(peertlstest.Config(filepath.Join(dir, "pki"), role)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	prefix := btclient.AgentPeerIDPrefix
 	if role == "rendezvous" {
