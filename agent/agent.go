@@ -259,7 +259,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality != "any" || cfg.Swarm.Relay == RelayOrigin,
-		TLS:   peerTLS, TLSLog: log,
+		// uTP needs a listener: origin-only and offline agents have none.
+		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
+		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
 	}
 	for _, u := range cfg.trackerURLs() {

@@ -29,6 +29,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # node and npm run tuf-js, an independent TUF client (interop/tufjs_test.go
 # installs it from interop/testdata/tufjs's lock into $SWARMSHIP_TOOLS).
 command -v npm >/dev/null || need+=(nodejs npm)
+# nft builds the masquerading routers of the NAT tests (internal/testenv/nat.go).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
