@@ -1,0 +1,97 @@
+package publish_test
+
+import (
+	"context"
+	"io"
+	"sync/atomic"
+	"testing"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
+	"github.com/swarmship/swarmship/internal/deltapair"
+)
+
+// countingStore counts the bytes written through it; copies pass through
+// to the real store's server-side copy.
+type countingStore struct {
+	catalog.Store
+	written, copies atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	c.written.Add(size)
+	return c.Store.Put(ctx, key, r, size)
+}
+
+func (c *countingStore) PutIfAbsent(ctx context.Context, key string, r io.Reader, size int64) error {
+	c.written.Add(size)
+	return catalog.PutIfAbsent(ctx, c.Store, key, r, size)
+}
+
+func (c *countingStore) Copy(ctx context.Context, src, dst string) error {
+	c.copies.Add(1)
+	return c.Store.(catalog.Copier).Copy(ctx, src, dst)
+}
+
+// TestPublishReusesUnchangedFiles: v2 of a realistic pair uploads only the
+// files that are not in v1 (at most 1.1 times their bytes, signed metadata
+// included) and copies the others server-side, on a directory and on S3; the
+// release verifies, and republishing it uploads nothing.
+func TestPublishReusesUnchangedFiles(t *testing.T) {
+	gw := storetest.Gateway(t)
+	pair, err := deltapair.Generate(t.TempDir(), deltapair.Spec{Size: 6 << 20, Files: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
+		c := newPubCatalog(t, s)
+		cs := &countingStore{Store: s}
+		r1, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{pair.V1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1.UploadedBytes != pair.V1Size || r1.ReusedBytes != 0 {
+			t.Errorf("v1: uploaded %d, reused %d; want %d, 0", r1.UploadedBytes, r1.ReusedBytes, pair.V1Size)
+		}
+		cs.written.Store(0)
+		r2, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{pair.V2}, Channels: []string{"stable"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.UploadedBytes != pair.ChangedFileBytes || r2.ReusedBytes != pair.V2Size-pair.ChangedFileBytes || r2.ReusedFiles != pair.V2Files-14 {
+			t.Errorf("v2: uploaded %d, reused %d in %d files; want %d, %d in %d", r2.UploadedBytes, r2.ReusedBytes, r2.ReusedFiles,
+				pair.ChangedFileBytes, pair.V2Size-pair.ChangedFileBytes, pair.V2Files-14)
+		}
+		written := cs.written.Load()
+		t.Logf("v2: %d bytes written to the store for %d bytes of changed files (%.3fx; %d changed bytes)", written, pair.ChangedFileBytes,
+			float64(written)/float64(pair.ChangedFileBytes), pair.ChangedBytes)
+		if float64(written) > 1.1*float64(pair.ChangedFileBytes) {
+			t.Errorf("v2 wrote %d bytes to the store; want at most 1.1 x %d", written, pair.ChangedFileBytes)
+		}
+		cl := c.client(t)
+		if probs := publish.VerifyRelease(t.Context(), cl, "app", "2.0"); len(probs) > 0 {
+			t.Errorf("v2 does not verify: %+v", probs)
+		}
+		// v1 is untouched by the copies of its files.
+		if probs := publish.VerifyRelease(t.Context(), cl, "app", "1.0"); len(probs) > 0 {
+			t.Errorf("v1 does not verify: %+v", probs)
+		}
+		// Publishing v2 again finds everything in place.
+		r3, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{pair.V2}, VerifyReused: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r3.AlreadyPublished || r3.UploadedBytes != 0 {
+			t.Errorf("republish: %+v", r3)
+		}
+		// Without reuse every byte goes up.
+		r4, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{pair.V2}, NoReuse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r4.UploadedBytes != pair.V2Size || r4.ReusedBytes != 0 {
+			t.Errorf("--no-reuse: uploaded %d, reused %d; want %d, 0", r4.UploadedBytes, r4.ReusedBytes, pair.V2Size)
+		}
+	})
+}
