@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Spec says how big a pair to write. Zero fields take the figures.
@@ -46,6 +47,14 @@ type Pair struct {
 	ChangedFileBytes int64
 	// Changes lists each change in words, for reports.
 	Changes []string
+}
+
+// mtime gives every file of v1 one time and every file of v2 a later one,
+// as two builds would: tools that skip files by size and time (rsync's
+// quick check) then look at each file, as they would in real use.
+var mtime = map[bool]time.Time{
+	false: time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC),
+	true:  time.Date(2026, 2, 2, 12, 0, 0, 0, time.UTC),
 }
 
 // blockSize is the unit of the content stream: block k of stream s is a
@@ -100,7 +109,7 @@ func Generate(dir string, spec Spec) (*Pair, error) {
 			return nil, fmt.Errorf("deltapair: %s already exists", t.root)
 		}
 		for _, f := range t.files {
-			if err := writeFile(filepath.Join(t.root, filepath.FromSlash(f.path)), spec.Seed, f.segs); err != nil {
+			if err := writeFile(filepath.Join(t.root, filepath.FromSlash(f.path)), spec.Seed, f.segs, mtime[t.root == p.V2]); err != nil {
 				return nil, err
 			}
 		}
@@ -200,7 +209,7 @@ func layout(spec Spec) (v1, v2 []file, p *Pair) {
 }
 
 // writeFile writes the segments to path, creating its directory.
-func writeFile(path string, seed uint64, segs []segment) error {
+func writeFile(path string, seed uint64, segs []segment, mt time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -227,7 +236,10 @@ func writeFile(path string, seed uint64, segs []segment) error {
 		fh.Close()
 		return err
 	}
-	return fh.Close()
+	if err := fh.Close(); err != nil {
+		return err
+	}
+	return os.Chtimes(path, mt, mt)
 }
 
 // fillBlock fills buf with block k of stream s.
