@@ -2,7 +2,9 @@ package publish_test
 
 import (
 	"context"
+	"errors"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -92,6 +94,43 @@ func TestPublishReusesUnchangedFiles(t *testing.T) {
 		}
 		if r4.UploadedBytes != pair.V2Size || r4.ReusedBytes != 0 {
 			t.Errorf("--no-reuse: uploaded %d, reused %d; want %d, 0", r4.UploadedBytes, r4.ReusedBytes, pair.V2Size)
+		}
+	})
+}
+
+// copyFailingStore fails every server-side copy into staging/.
+type copyFailingStore struct {
+	countingStore
+	failed atomic.Int64
+}
+
+func (c *copyFailingStore) Copy(ctx context.Context, src, dst string) error {
+	if strings.HasPrefix(dst, catalog.StagingPrefix) {
+		c.failed.Add(1)
+		return errors.New("injected copy failure")
+	}
+	return c.countingStore.Copy(ctx, src, dst)
+}
+
+// TestPublishReuseFallsBackToUpload: when the server-side copy fails, the
+// file is uploaded and the release is complete and correct.
+func TestPublishReuseFallsBackToUpload(t *testing.T) {
+	gw := storetest.Gateway(t)
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
+		c := newPubCatalog(t, s)
+		v1 := storetest.WritePayload(t, map[string]string{"bin/app": "same bytes", "README": "one"})
+		v2 := storetest.WritePayload(t, map[string]string{"bin/app": "same bytes", "README": "two"})
+		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{v1}})
+		fs := &copyFailingStore{countingStore: countingStore{Store: s}}
+		res, err := publish.Publish(t.Context(), fs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{v2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fs.failed.Load() != 1 || res.ReusedFiles != 0 || res.UploadedBytes != int64(len("same bytes")+len("two")) {
+			t.Errorf("%d copies failed; result %+v; want 1, nothing reused, everything uploaded", fs.failed.Load(), res)
+		}
+		if probs := publish.VerifyRelease(t.Context(), c.client(t), "app", "2.0"); len(probs) > 0 {
+			t.Errorf("v2 does not verify: %+v", probs)
 		}
 	})
 }
