@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/delta"
 	"github.com/swarmship/swarmship/internal/piecehash"
 	"github.com/swarmship/swarmship/internal/release"
 )
@@ -45,12 +47,22 @@ type reuser struct {
 	store   catalog.Store
 	sources map[fileID]string // a payload key in the catalog with these bytes
 	verify  bool
+
+	// For files only partly in the base: the signed hints, the base's
+	// payload prefix and file sizes (from its signed manifest), and each
+	// new file's offset in the release (manifest order).
+	composer  catalog.Composer
+	hints     *delta.Hints
+	basePath  string
+	baseSizes map[string]int64
+	offsets   map[string]int64
 }
 
 // transferTally counts the payload bytes a publish moved and reused.
 type transferTally struct {
 	uploaded, reused int64
-	reusedFiles      int
+	reusedFiles      int // copied whole
+	composedFiles    int // built from base ranges and new bytes
 }
 
 // newReuser finds the files of m that earlier signed versions of m.Name
@@ -61,8 +73,9 @@ type transferTally struct {
 // first, at most maxReuseManifests in all. Manifests that cannot be read
 // are skipped: dedup saves bytes, it must never stop a publish.
 func newReuser(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *catalog.Manifest, base string, verify bool) *reuser {
-	copier, ok := store.(catalog.Copier)
-	if !ok {
+	copier, _ := store.(catalog.Copier)
+	composer, _ := store.(catalog.Composer)
+	if copier == nil && composer == nil {
 		return nil
 	}
 	want := map[fileID]bool{}
@@ -91,8 +104,8 @@ func newReuser(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *
 		versions = versions[:maxReuseManifests]
 	}
 	r := &reuser{copier: copier, store: store, sources: map[fileID]string{}, verify: verify}
-	for _, v := range versions {
-		if len(r.sources) == len(want) || ctx.Err() != nil {
+	for i, v := range versions {
+		if (len(r.sources) == len(want) && i > 0) || ctx.Err() != nil {
 			break
 		}
 		b, err := signedObject(ctx, store, repo, catalog.ManifestKey(m.Name, v), catalog.MaxManifestSize)
@@ -107,15 +120,147 @@ func newReuser(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *
 		prefix := catalog.DataPrefix(m.Name, v)
 		for _, f := range old.Files {
 			id := fileID{f.SHA256, f.Size}
-			if _, have := r.sources[id]; want[id] && !have {
+			if _, have := r.sources[id]; want[id] && !have && copier != nil {
 				r.sources[id] = prefix + f.Path
 			}
 		}
+		if v == base && m.Delta != nil && composer != nil {
+			r.composer, r.hints, r.basePath = composer, m.Delta, prefix
+			r.baseSizes = map[string]int64{}
+			for _, f := range old.Files {
+				r.baseSizes[f.Path] = f.Size
+			}
+			r.offsets = map[string]int64{}
+			var off int64
+			for _, f := range m.Files {
+				r.offsets[f.Path] = off
+				off += f.Size
+			}
+		}
 	}
-	if len(r.sources) == 0 {
+	if len(r.sources) == 0 && r.hints == nil {
 		return nil
 	}
 	return r
+}
+
+// plan splits file f (at release offset off) into parts: ranges of base
+// objects that the hints name, and the rest as ranges of the local file
+// (R nil, Off relative to the file, Src ""). Every part but the last is at
+// least minPart long: shorter base ranges are sent as local bytes, and a
+// short run of local bytes takes bytes from the next base range, or
+// swallows it. It returns nil when nothing would be copied.
+func (r *reuser) plan(f catalog.ManifestFile, off, minPart int64) []catalog.Part {
+	type seg struct {
+		src        string // "" for local bytes
+		at, srcOff int64  // at: offset in the new file
+		n          int64
+	}
+	var segs []seg
+	add := func(s seg) {
+		if n := len(segs); n > 0 && s.src == "" && segs[n-1].src == "" {
+			segs[n-1].n += s.n
+			return
+		}
+		segs = append(segs, s)
+	}
+	at := int64(0)
+	for _, h := range r.hints.Overlapping(off, f.Size) {
+		lo, hi := max(h.Off, off), min(h.Off+h.Len, off+f.Size)
+		baseOff := h.BaseOff + (lo - h.Off)
+		if size, ok := r.baseSizes[h.BasePath]; !ok || baseOff+(hi-lo) > size {
+			continue // a range outside the signed base file: send the bytes
+		}
+		if lo-off > at {
+			add(seg{at: at, n: lo - off - at})
+		}
+		if hi-lo >= minPart {
+			add(seg{src: r.basePath + h.BasePath, at: lo - off, srcOff: baseOff, n: hi - lo})
+		} else {
+			add(seg{at: lo - off, n: hi - lo})
+		}
+		at = hi - off
+	}
+	if at < f.Size {
+		add(seg{at: at, n: f.Size - at})
+	}
+	// Grow short local runs (but the last) into the next base range.
+	for i := 0; i < len(segs)-1; i++ {
+		s := &segs[i]
+		if s.src != "" || s.n >= minPart {
+			continue
+		}
+		next := &segs[i+1]
+		need := minPart - s.n
+		if next.n-need >= minPart || (i+1 == len(segs)-1 && next.n > need) {
+			s.n += need
+			next.at, next.srcOff, next.n = next.at+need, next.srcOff+need, next.n-need
+			continue
+		}
+		// Swallow the next one, and the local run after it, and look again.
+		s.n += next.n
+		segs = append(segs[:i+1], segs[i+2:]...)
+		if i+1 < len(segs) && segs[i+1].src == "" {
+			s.n += segs[i+1].n
+			segs = append(segs[:i+1], segs[i+2:]...)
+		}
+		i--
+	}
+	var parts []catalog.Part
+	copied := false
+	for _, s := range segs {
+		p := catalog.Part{Off: s.at, Len: s.n}
+		if s.src != "" {
+			p.Src, p.Off = s.src, s.srcOff
+			copied = true
+		}
+		parts = append(parts, p)
+	}
+	if !copied {
+		return nil
+	}
+	return parts
+}
+
+// compose stages f at key from the base's objects and the bytes of the
+// local file that the hints do not cover. It returns the bytes sent, or
+// ok false (nothing the caller relies on changed) when there is nothing to
+// copy or composing fails; the caller then uploads the file.
+func (r *reuser) compose(ctx context.Context, f catalog.ManifestFile, local, key string) (sent int64, ok bool) {
+	if r == nil || r.hints == nil || f.Size == 0 {
+		return 0, false
+	}
+	off, known := r.offsets[f.Path]
+	if !known {
+		return 0, false
+	}
+	parts := r.plan(f, off, r.composer.MinPartSize())
+	if parts == nil {
+		return 0, false
+	}
+	fh, err := os.Open(local)
+	if err != nil {
+		return 0, false
+	}
+	defer fh.Close()
+	for i, p := range parts {
+		if p.Src == "" {
+			parts[i].R = io.NewSectionReader(fh, p.Off, p.Len)
+			parts[i].Off = 0
+			sent += p.Len
+		}
+	}
+	if err := r.composer.Compose(ctx, key, parts); err != nil {
+		if ctx.Err() == nil {
+			slog.Warn("publish: composing from the base failed, uploading instead", "to", key, "err", err)
+		}
+		return 0, false
+	}
+	if err := r.check(ctx, f, key); err != nil {
+		slog.Warn("publish: composed object does not match the signed file, uploading instead", "to", key, "err", err)
+		return 0, false
+	}
+	return sent, true
 }
 
 // stage puts f at key by a server-side copy when an earlier version holds
@@ -181,6 +326,13 @@ func uploadOrReuse(ctx context.Context, store catalog.Store, prefix string, file
 		if reuse.stage(ctx, m.Files[i], prefix+m.Files[i].Path) {
 			tally.reused += f.Size
 			tally.reusedFiles++
+			catalog.CrashPoint("payload")
+			continue
+		}
+		if sent, ok := reuse.compose(ctx, m.Files[i], f.Source, prefix+m.Files[i].Path); ok {
+			tally.uploaded += sent
+			tally.reused += f.Size - sent
+			tally.composedFiles++
 			catalog.CrashPoint("payload")
 			continue
 		}

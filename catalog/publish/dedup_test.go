@@ -1,9 +1,12 @@
 package publish_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +14,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/catalog/storetest"
+	"github.com/swarmship/swarmship/internal/delta"
 	"github.com/swarmship/swarmship/internal/deltapair"
 )
 
@@ -30,6 +34,19 @@ func (c *countingStore) PutIfAbsent(ctx context.Context, key string, r io.Reader
 	c.written.Add(size)
 	return catalog.PutIfAbsent(ctx, c.Store, key, r, size)
 }
+
+// Compose passes through to the real store's Composer, counting the
+// bytes that come from readers.
+func (c *countingStore) Compose(ctx context.Context, dst string, parts []catalog.Part) error {
+	for _, p := range parts {
+		if p.R != nil {
+			c.written.Add(p.Len)
+		}
+	}
+	return c.Store.(catalog.Composer).Compose(ctx, dst, parts)
+}
+
+func (c *countingStore) MinPartSize() int64 { return c.Store.(catalog.Composer).MinPartSize() }
 
 func (c *countingStore) Copy(ctx context.Context, src, dst string) error {
 	c.copies.Add(1)
@@ -130,6 +147,103 @@ func TestPublishReuseFallsBackToUpload(t *testing.T) {
 			t.Errorf("%d copies failed; result %+v; want 1, nothing reused, everything uploaded", fs.failed.Load(), res)
 		}
 		if probs := publish.VerifyRelease(t.Context(), c.client(t), "app", "2.0"); len(probs) > 0 {
+			t.Errorf("v2 does not verify: %+v", probs)
+		}
+	})
+}
+
+// TestPublishComposesFromHints: with delta hints against the base, a
+// changed file is built in the store from the base's objects plus the bytes
+// the hints do not cover; on a directory only the changed bytes go up.
+func TestPublishComposesFromHints(t *testing.T) {
+	gw := storetest.Gateway(t)
+	pair, err := deltapair.Generate(t.TempDir(), deltapair.Spec{Size: 6 << 20, Files: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
+		c := newPubCatalog(t, s)
+		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{pair.V1}})
+		cs := &countingStore{Store: s}
+		// With exact delta hints against 1.0, changed files are built from
+		// 1.0's objects plus the changed bytes.
+		files, err := publish.CollectFiles([]string{pair.V2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var order []string
+		for _, f := range files {
+			order = append(order, strings.Join(f.Path, "/"))
+		}
+		hints, err := pair.Hints("1.0", order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{pair.V2}, Delta: hints})
+		if err != nil {
+			t.Fatal(err)
+		}
+		written := cs.written.Load()
+		t.Logf("v2.0 with hints: %d bytes written to the store for %d changed bytes (%.3fx); %d composed, %d copied whole", written, pair.ChangedBytes,
+			float64(written)/float64(pair.ChangedBytes), res.ComposedFiles, res.ReusedFiles)
+		if res.UploadedBytes+res.ReusedBytes != pair.V2Size || res.ReusedFiles != pair.V2Files-14 {
+			t.Errorf("v2.0: %+v", res)
+		}
+		if _, isDir := s.(*catalog.DirStore); isDir {
+			// A directory takes parts of any size: only the changed bytes go.
+			if res.UploadedBytes != pair.ChangedBytes || res.ComposedFiles != 4 {
+				t.Errorf("v2.0 on a directory: uploaded %d in %d composed files; want the %d changed bytes in 4", res.UploadedBytes, res.ComposedFiles, pair.ChangedBytes)
+			}
+			if float64(written) > 1.1*float64(pair.ChangedBytes) {
+				t.Errorf("v2.0 wrote %d bytes to the store; want at most 1.1 x %d", written, pair.ChangedBytes)
+			}
+		} else if res.UploadedBytes > pair.ChangedFileBytes {
+			// S3 parts are 5 MiB or more: files this small mostly go whole.
+			t.Errorf("v2.0 on S3 uploaded %d bytes; want at most the %d of the changed files", res.UploadedBytes, pair.ChangedFileBytes)
+		}
+		if probs := publish.VerifyRelease(t.Context(), c.client(t), "app", "2.0"); len(probs) > 0 {
+			t.Errorf("v2.0 does not verify: %+v", probs)
+		}
+
+	})
+}
+
+// TestPublishComposesLargeFile: 100 bytes changed in the middle of an
+// 11 MiB file go up alone to a directory and as one 5 MiB part (S3's
+// minimum) to S3; the rest is copied from the base in the store.
+func TestPublishComposesLargeFile(t *testing.T) {
+	gw := storetest.Gateway(t)
+	const size, at, n = 11 << 20, 11 << 19, 100
+	old := make([]byte, size)
+	for i := range old {
+		old[i] = byte(i*31 + i>>9)
+	}
+	changed := bytes.Clone(old)
+	copy(changed[at:], bytes.Repeat([]byte{'x'}, n))
+	v1 := t.TempDir()
+	v2 := t.TempDir()
+	if err := os.WriteFile(filepath.Join(v1, "image.bin"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(v2, "image.bin"), changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hints := &delta.Hints{Base: "1", Ranges: []delta.Range{
+		{Off: 0, Len: at, BasePath: "image.bin", BaseOff: 0},
+		{Off: at + n, Len: size - at - n, BasePath: "image.bin", BaseOff: at + n},
+	}}
+	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
+		c := newPubCatalog(t, s)
+		c.publish(t, publish.PublishOptions{Name: "img", Version: "1", Paths: []string{v1}})
+		res := c.publish(t, publish.PublishOptions{Name: "img", Version: "2", Paths: []string{v2}, Delta: hints})
+		want := int64(n)
+		if s.(catalog.Composer).MinPartSize() > 1 {
+			want = s.(catalog.Composer).MinPartSize()
+		}
+		if res.ComposedFiles != 1 || res.UploadedBytes != want || res.ReusedBytes != size-want {
+			t.Errorf("result %+v; want 1 composed file, %d bytes uploaded", res, want)
+		}
+		if probs := publish.VerifyRelease(t.Context(), c.client(t), "img", "2"); len(probs) > 0 {
 			t.Errorf("v2 does not verify: %+v", probs)
 		}
 	})

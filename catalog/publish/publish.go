@@ -22,6 +22,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/delta"
 	"github.com/swarmship/swarmship/internal/piecehash"
 	"github.com/swarmship/swarmship/internal/release"
 )
@@ -53,6 +54,11 @@ type PublishOptions struct {
 	// VerifyReused reads back each server-side copy and checks its SHA-256
 	// (a download per reused file) instead of only its size.
 	VerifyReused bool
+	// Delta, if set, are hints the caller computed (tests and benchmarks
+	// with a known pair); they are signed into the manifest as given, and
+	// the catalog builds changed files from the base's objects plus the
+	// bytes the hints do not cover (see dedup.go).
+	Delta *delta.Hints
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -78,6 +84,9 @@ type PublishResult struct {
 	UploadedBytes int64 `json:"uploaded_bytes"`
 	ReusedBytes   int64 `json:"reused_bytes"`
 	ReusedFiles   int   `json:"reused_files"`
+	// ComposedFiles were built in the store from ranges of the delta base
+	// plus the bytes the hints do not cover (counted in UploadedBytes).
+	ComposedFiles int `json:"composed_files"`
 }
 
 // Publish hashes the release, uploads payload, torrent and manifest, and
@@ -186,6 +195,9 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if opts.Expires > 0 {
 		m.Expires = created.Add(opts.Expires)
 	}
+	if opts.Delta != nil {
+		m.Delta = opts.Delta
+	}
 	for i, f := range files {
 		m.Files = append(m.Files, catalog.ManifestFile{
 			Path: path.Join(f.Path...), Size: f.Size, SHA256: hex.EncodeToString(hr.SHA256[i][:]),
@@ -215,7 +227,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	}
 	var tally transferTally
 	defer func() {
-		res.UploadedBytes, res.ReusedBytes, res.ReusedFiles = tally.uploaded, tally.reused, tally.reusedFiles
+		res.UploadedBytes, res.ReusedBytes, res.ReusedFiles, res.ComposedFiles = tally.uploaded, tally.reused, tally.reusedFiles, tally.composedFiles
 	}()
 
 	// Already signed? Then only the same bytes may be "published" again,

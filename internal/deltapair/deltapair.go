@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/swarmship/swarmship/internal/delta"
 )
 
 // Spec says how big a pair to write. Zero fields take the figures.
@@ -47,6 +49,38 @@ type Pair struct {
 	ChangedFileBytes int64
 	// Changes lists each change in words, for reports.
 	Changes []string
+
+	// origin maps each v2 file to where its bytes lie in v1.
+	origin map[string][]delta.Range
+	sizes  map[string]int64
+}
+
+// Hints returns the exact delta hints of v2 against v1 published as
+// version base, with v2's files in the given order (the release's manifest
+// order, slash paths): what a perfect matcher would find, for tests and
+// benchmarks of the code that uses hints.
+func (p *Pair) Hints(base string, order []string) (*delta.Hints, error) {
+	h := &delta.Hints{Base: base}
+	var off int64
+	for _, path := range order {
+		size, ok := p.sizes[path]
+		if !ok {
+			return nil, fmt.Errorf("deltapair: %s is not a file of v2", path)
+		}
+		for _, r := range p.origin[path] {
+			r.Off += off
+			if n := len(h.Ranges); n > 0 {
+				last := &h.Ranges[n-1]
+				if last.Off+last.Len == r.Off && last.BasePath == r.BasePath && last.BaseOff+last.Len == r.BaseOff {
+					last.Len += r.Len
+					continue
+				}
+			}
+			h.Ranges = append(h.Ranges, r)
+		}
+		off += size
+	}
+	return h, nil
 }
 
 // mtime gives every file of v1 one time and every file of v2 a later one,
@@ -202,8 +236,23 @@ func layout(spec Spec) (v1, v2 []file, p *Pair) {
 	}
 	v2 = slices.DeleteFunc(v2, func(f file) bool { return f.path == "" })
 	p.V2Files = len(v2)
+	// Where each v2 file's bytes lie in v1: streams are unique to one v1
+	// file, and a v1 file is its stream from offset 0.
+	inV1 := map[uint64]string{}
+	for _, f := range v1 {
+		inV1[f.segs[0].stream] = f.path
+	}
+	p.origin, p.sizes = map[string][]delta.Range{}, map[string]int64{}
 	for _, f := range v2 {
-		p.V2Size += f.size()
+		var at int64
+		for _, sg := range f.segs {
+			if bp, ok := inV1[sg.stream]; ok {
+				p.origin[f.path] = append(p.origin[f.path], delta.Range{Off: at, Len: sg.n, BasePath: bp, BaseOff: sg.off})
+			}
+			at += sg.n
+		}
+		p.sizes[f.path] = at
+		p.V2Size += at
 	}
 	return v1, v2, p
 }

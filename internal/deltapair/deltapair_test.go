@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -95,6 +96,48 @@ func TestGenerate(t *testing.T) {
 			if w2[k] != h {
 				t.Errorf("second run differs in %s", k)
 			}
+		}
+	}
+}
+
+// TestHints: the exact hints cover all but the changed bytes, and every
+// range's bytes equal the v1 bytes it names.
+func TestHints(t *testing.T) {
+	p, err := Generate(t.TempDir(), Spec{Size: 2 << 20, Files: 30, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := tree(t, p.V2)
+	var order []string
+	for path := range v2 {
+		order = append(order, path)
+	}
+	slices.Sort(order)
+	h, err := p.Hints("1.0", order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Validate(p.V2Size); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Covered(0, p.V2Size); got != p.V2Size-p.ChangedBytes {
+		t.Errorf("hints cover %d bytes; want %d", got, p.V2Size-p.ChangedBytes)
+	}
+	var all []byte
+	for _, path := range order {
+		b, err := os.ReadFile(filepath.Join(p.V2, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	for _, r := range h.Ranges {
+		base, err := os.ReadFile(filepath.Join(p.V1, r.BasePath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(all[r.Off:r.Off+r.Len], base[r.BaseOff:r.BaseOff+r.Len]) {
+			t.Fatalf("range %+v does not match v1", r)
 		}
 	}
 }

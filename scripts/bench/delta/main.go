@@ -516,6 +516,19 @@ func (c *countingStore) PutIfAbsent(ctx context.Context, key string, r io.Reader
 	return catalog.PutIfAbsent(ctx, c.Store, key, r, size)
 }
 
+// Compose passes through to the real store's Composer, counting the
+// bytes that come from readers.
+func (c *countingStore) Compose(ctx context.Context, dst string, parts []catalog.Part) error {
+	for _, p := range parts {
+		if p.R != nil {
+			c.written.Add(p.Len)
+		}
+	}
+	return c.Store.(catalog.Composer).Compose(ctx, dst, parts)
+}
+
+func (c *countingStore) MinPartSize() int64 { return c.Store.(catalog.Composer).MinPartSize() }
+
 func (c *countingStore) Copy(ctx context.Context, src, dst string) error {
 	return catalog.CopyObject(ctx, c.Store, src, dst)
 }
