@@ -99,8 +99,8 @@ with different bytes fails with "already published with different bytes".`,
 			}
 			fmt.Fprintf(w, "%s@%s %s\ninfohash  %s\nsize      %s in %d files, %d pieces of %s\ntorrent   %s\n",
 				res.Name, res.Version, state, res.InfoHash, bytesize.Format(res.TotalSize), res.Files, res.Pieces, bytesize.Format(res.PieceLength), res.TorrentKey)
-			fmt.Fprintf(w, "uploaded  %s; reused %s in %d files by server-side copy from earlier versions\n",
-				bytesize.Format(res.UploadedBytes), bytesize.Format(res.ReusedBytes), res.ReusedFiles)
+			fmt.Fprintf(w, "uploaded  %s; reused %s by server-side copy (%d files whole from earlier versions, %d built from the delta base)\n",
+				bytesize.Format(res.UploadedBytes), bytesize.Format(res.ReusedBytes), res.ReusedFiles, res.ComposedFiles)
 			if res.WebSeed != "" {
 				fmt.Fprintf(w, "web seed  %s\n", res.WebSeed)
 			}

@@ -24,8 +24,8 @@ func TestDeltaBenchSmall(t *testing.T) {
 	rep.print(&b)
 	t.Log("\n" + b.String())
 	p := rep.Pair
-	if len(rep.Results) != 4 {
-		t.Fatalf("%d results; want zsync, rsync, publish dir and S3", len(rep.Results))
+	if len(rep.Results) != 6 {
+		t.Fatalf("%d results; want zsync, rsync, publish dir and S3 without and with hints", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		// Every method moves at least the new bytes (all incompressible)
@@ -35,6 +35,9 @@ func TestDeltaBenchSmall(t *testing.T) {
 		}
 		if strings.HasPrefix(r.Method, "swarmship publish") && float64(r.Bytes) > 1.1*float64(p.ChangedFileBytes) {
 			t.Errorf("%s wrote %d bytes; want at most 1.1 x the %d bytes of changed files", r.Method, r.Bytes, p.ChangedFileBytes)
+		}
+		if r.Method == "swarmship publish, directory, hints" && float64(r.Bytes) > 1.1*float64(p.ChangedBytes) {
+			t.Errorf("%s wrote %d bytes; want at most 1.1 x the %d changed bytes", r.Method, r.Bytes, p.ChangedBytes)
 		}
 	}
 }

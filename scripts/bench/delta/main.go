@@ -420,29 +420,37 @@ func statField(out []byte, name string) (int64, error) {
 	return strconv.ParseInt(strings.NewReplacer(",", "", ".", "").Replace(string(m[1])), 10, 64)
 }
 
-// runPublish publishes v1 then v2 into a directory catalog and, when
-// versitygw is at hand, into an S3 bucket, counting what v2 writes.
+// runPublish publishes v1 then v2 into directory catalogs and, when
+// versitygw is at hand, into S3 buckets, counting what v2 writes: once with
+// whole-file reuse only, once with the pair's exact delta hints (what a
+// perfect matcher would sign), which lets the store build changed files
+// from v1's objects.
 func runPublish(ctx context.Context, cfg config, pair *deltapair.Pair, _ map[string][32]byte) ([]Result, error) {
 	root := filepath.Join(cfg.Dir, "publish")
-	if err := os.MkdirAll(filepath.Join(root, "catalog"), 0o755); err != nil {
-		return nil, err
+	var out []Result
+	for _, hints := range []bool{false, true} {
+		dir := filepath.Join(root, fmt.Sprintf("catalog-%v", hints))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		s, err := catalog.NewDirStore(dir)
+		if err != nil {
+			return nil, err
+		}
+		r, err := publishPair(ctx, s, filepath.Join(root, fmt.Sprintf("keys-dir-%v", hints)), pair, hints)
+		if err != nil {
+			return nil, err
+		}
+		r.Method = "swarmship publish, directory" + map[bool]string{false: "", true: ", hints"}[hints]
+		out = append(out, r)
 	}
-	dir, err := catalog.NewDirStore(filepath.Join(root, "catalog"))
-	if err != nil {
-		return nil, err
-	}
-	r, err := publishPair(ctx, dir, filepath.Join(root, "keys-dir"), pair)
-	if err != nil {
-		return nil, err
-	}
-	r.Method = "swarmship publish, directory"
-	out := []Result{r}
 
 	gw := cfg.GW
 	if gw == nil && cfg.VersityGW != "" {
 		if err := os.MkdirAll(filepath.Join(root, "s3"), 0o755); err != nil {
 			return nil, err
 		}
+		var err error
 		if gw, err = testenv.LaunchVersityGW(cfg.VersityGW, filepath.Join(root, "s3")); err != nil {
 			return nil, err
 		}
@@ -456,23 +464,26 @@ func runPublish(ctx context.Context, cfg config, pair *deltapair.Pair, _ map[str
 	if err != nil {
 		return nil, err
 	}
-	bucket := fmt.Sprintf("bench-delta-%d", time.Now().UnixNano())
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
-		return nil, err
+	for _, hints := range []bool{false, true} {
+		bucket := fmt.Sprintf("bench-delta-%d", time.Now().UnixNano())
+		if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+			return nil, err
+		}
+		s3, err := catalog.NewS3Store(ctx, catalog.S3Config{Endpoint: gw.Endpoint, Bucket: bucket, Prefix: "catalog", AccessKey: gw.AccessKey, SecretKey: gw.SecretKey})
+		if err != nil {
+			return nil, err
+		}
+		r, err := publishPair(ctx, s3, filepath.Join(root, fmt.Sprintf("keys-s3-%v", hints)), pair, hints)
+		if err != nil {
+			return nil, err
+		}
+		r.Method = "swarmship publish, S3 (versitygw)" + map[bool]string{false: "", true: ", hints"}[hints]
+		out = append(out, r)
 	}
-	s3, err := catalog.NewS3Store(ctx, catalog.S3Config{Endpoint: gw.Endpoint, Bucket: bucket, Prefix: "catalog", AccessKey: gw.AccessKey, SecretKey: gw.SecretKey})
-	if err != nil {
-		return nil, err
-	}
-	r, err = publishPair(ctx, s3, filepath.Join(root, "keys-s3"), pair)
-	if err != nil {
-		return nil, err
-	}
-	r.Method = "swarmship publish, S3 (versitygw)"
-	return append(out, r), nil
+	return out, nil
 }
 
-func publishPair(ctx context.Context, s catalog.Store, keysDir string, pair *deltapair.Pair) (Result, error) {
+func publishPair(ctx context.Context, s catalog.Store, keysDir string, pair *deltapair.Pair, withHints bool) (Result, error) {
 	keys, err := catalog.GenerateKeys(keysDir)
 	if err != nil {
 		return Result{}, err
@@ -484,9 +495,23 @@ func publishPair(ctx context.Context, s catalog.Store, keysDir string, pair *del
 	if _, err := publish.Publish(ctx, cs, keys, publish.PublishOptions{Name: "app", Version: "1", Paths: []string{pair.V1}}); err != nil {
 		return Result{}, err
 	}
+	opts := publish.PublishOptions{Name: "app", Version: "2", Paths: []string{pair.V2}}
+	if withHints {
+		files, err := publish.CollectFiles(opts.Paths)
+		if err != nil {
+			return Result{}, err
+		}
+		var order []string
+		for _, f := range files {
+			order = append(order, strings.Join(f.Path, "/"))
+		}
+		if opts.Delta, err = pair.Hints("1", order); err != nil {
+			return Result{}, err
+		}
+	}
 	cs.written.Store(0)
 	start := time.Now()
-	res, err := publish.Publish(ctx, cs, keys, publish.PublishOptions{Name: "app", Version: "2", Paths: []string{pair.V2}})
+	res, err := publish.Publish(ctx, cs, keys, opts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -496,7 +521,7 @@ func publishPair(ctx context.Context, s catalog.Store, keysDir string, pair *del
 	}
 	written := cs.written.Load()
 	return Result{Bytes: written, Other: res.ReusedBytes, Time: took,
-		Note: fmt.Sprintf("payload uploaded %d, reused %d in %d files; other: reused bytes", res.UploadedBytes, res.ReusedBytes, res.ReusedFiles)}, nil
+		Note: fmt.Sprintf("payload uploaded %d, reused %d (%d files copied whole, %d built from v1); other: reused bytes", res.UploadedBytes, res.ReusedBytes, res.ReusedFiles, res.ComposedFiles)}, nil
 }
 
 // countingStore counts the bytes written through it; server-side copies
