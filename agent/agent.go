@@ -29,6 +29,7 @@ import (
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -52,7 +53,11 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
-	token    string
+	// relay is the relay client of a relay-mode agent (swarm.relay:
+	// origin), nil otherwise; stopRelay ends it.
+	relay     *relay.Client
+	stopRelay func()
+	token     string
 	// trackerHTTP fetches the tracker's swarm views.
 	trackerHTTP *http.Client
 	loc         *time.Location
@@ -118,6 +123,9 @@ type download struct {
 	cancel   context.CancelFunc
 	span     trace.Span    // download span, ended at verification
 	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
+	// reused is payload bytes taken from held releases, earlier runs
+	// included (reuse.go, subpiece.go).
+	reused atomic.Int64
 
 	// mu guards the pause state (diskfull.go): the policy's pause, a
 	// write fault (disk full) and what was last applied.
@@ -232,6 +240,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	counters := a.liveCounters
 	completion.counters.Store(&counters)
+	if a.relay, err = newRelay(cfg, tok, originTLS, peerTLS, log); err != nil {
+		completion.Close()
+		state.Close()
+		return nil, err
+	}
 	btc := btclient.Config{
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
@@ -242,7 +255,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		Download:     a.down,
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
-		NoPEX: cfg.Swarm.Locality != "any",
+		NoPEX: cfg.Swarm.Locality != "any" || cfg.Swarm.Relay == RelayOrigin,
 		TLS:   peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
 	}
@@ -250,6 +263,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		if strings.HasPrefix(u, "https://") {
 			btc.TrackerTLS = originTLS
 		}
+	}
+	if a.relay != nil {
+		btc.Relay = a.relay
 	}
 	a.serve = btclient.NewServeBudget(btclient.DefaultServeBudget)
 	a.bt, err = btclient.New(btc)
@@ -271,6 +287,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.startRelay()
 	return a, nil
 }
 
@@ -302,6 +319,9 @@ func (a *Agent) Close() error {
 	}
 	if a.lsd != nil {
 		a.lsd.Close()
+	}
+	if a.stopRelay != nil {
+		a.stopRelay()
 	}
 	var errs []error
 	errs = append(errs, a.bt.Close()...)
@@ -661,6 +681,23 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	a.mu.Lock()
 	uploadOK := !a.pol.applied || a.pol.uploadOK
 	a.mu.Unlock()
+	rec, err := a.recordDownload(m)
+	if err != nil {
+		return nil, err
+	}
+	var reused reuseResult
+	if rec.Phase == PhaseDownloading {
+		// Held releases first, before the swarm is asked (reuse.go).
+		if reused, err = a.reuseLocal(ctx, m, tf.Info, tf.InfoHash); err != nil {
+			return nil, fmt.Errorf("%s: reuse held releases: %w", ref, err)
+		}
+		if reused.pieces > 0 || reused.cloned > 0 || reused.failed > 0 {
+			a.log.Info("release filled from held releases", "release", ref.Name, "version", ref.Version,
+				"bytes", reused.reused, "pieces", reused.pieces, "files_cloned", reused.cloned,
+				"pieces_failing_hash", reused.failed, "pieces_partly_held", len(reused.partial))
+		}
+		rec.Reused += reused.reused
+	}
 	t, _ := a.bt.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  tf.InfoHash,
 		InfoBytes: tf.MetaInfo.InfoBytes,
@@ -678,26 +715,11 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		// nothing but its retries, and peers come from those that answer.
 		t.AddTrackers(a.announceTiers())
 	}
-	rec, ok, err := a.state.Get(ref.String())
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}
-	}
-	rec.InfoHash, rec.Size = m.InfoHash, m.TotalSize
-	if rec.Phase == "" {
-		a.setPhase(rec, PhaseQueued, "")
-	}
-	if rec.Phase == PhaseQueued || rec.Phase == PhaseFailed {
-		a.setPhase(rec, PhaseDownloading, "")
-		rec.Started = time.Now()
-		rec.LastError = ""
-	}
 	if err := a.saveRecord(rec); err != nil {
 		return nil, err
 	}
 	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	d.reused.Store(rec.Reused)
 	// Counters saved with the last completed piece outlive a kill -9
 	// between two state saves.
 	if sc, ok, err := a.complete.Counters(tf.InfoHash); err == nil && ok {
@@ -716,6 +738,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	d.off = newOffloader(t, m, a.offloadSrc, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
 	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
+	d.off.sub = newSubPieces(reused.partial, &d.reused)
 	// A failed write pauses the release until there is room again; the
 	// library's default would stop downloading for the process's life.
 	d.off.onWriteErr = func(err error) { a.onWriteError(d, err) }
@@ -745,6 +768,33 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	d.start(&a.wg, a.log, a.poke)
 	a.log.Info("release added", "release", ref.Name, "version", ref.Version, "infohash", m.InfoHash, "bytes", m.TotalSize)
 	return d, nil
+}
+
+// recordDownload reads or creates the release's record and moves it to
+// downloading (saved), before any byte of it is written.
+func (a *Agent) recordDownload(m *catalog.Manifest) (*ReleaseState, error) {
+	ref := m.Ref()
+	rec, ok, err := a.state.Get(ref.String())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		rec = &ReleaseState{Name: ref.Name, Version: ref.Version, Queued: time.Now()}
+	}
+	rec.InfoHash, rec.Size = m.InfoHash, m.TotalSize
+	if rec.Phase == "" {
+		a.setPhase(rec, PhaseQueued, "")
+	}
+	if rec.Phase == PhaseQueued || rec.Phase == PhaseFailed {
+		a.setPhase(rec, PhaseDownloading, "")
+		rec.Started = time.Now()
+		rec.LastError = ""
+		rec.Reused = 0
+	}
+	if err := a.saveRecord(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 func (a *Agent) poke() {
@@ -799,6 +849,9 @@ func (a *Agent) announceURL(tracker string) string {
 	if l := a.cfg.Swarm.Locality; l != "" && l != "any" {
 		q.Set("locality", l)
 	}
+	if a.cfg.Swarm.Relay == RelayOrigin {
+		q.Set("relay", RelayOrigin) // stored and answered by relay handle
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
@@ -848,8 +901,9 @@ func (a *Agent) saveProgressLocked(d *download) {
 		return
 	}
 	b, up := d.bytes()
-	changed := rec.Downloaded != b || rec.Uploaded != up || rec.Completed != d.t.BytesCompleted()
-	rec.Downloaded, rec.Uploaded, rec.Completed = b, up, d.t.BytesCompleted()
+	reused := d.reused.Load()
+	changed := rec.Downloaded != b || rec.Uploaded != up || rec.Completed != d.t.BytesCompleted() || rec.Reused != reused
+	rec.Downloaded, rec.Uploaded, rec.Completed, rec.Reused = b, up, d.t.BytesCompleted(), reused
 	if changed {
 		_ = a.saveRecord(rec) // logged; counters are saved again next pass
 	}

@@ -201,6 +201,11 @@ type SwarmConfig struct {
 	// it tenants and sites are still kept apart, but anyone who knows
 	// their names can forge an announce (see docs/security.md).
 	LSDSecretFile string `yaml:"lsd_secret_file"`
+	// Relay is "never" (default) or "origin": every peer connection goes
+	// through the origin's relay and no peer learns the agent's address
+	// nor it theirs (see relay.go). It turns peer exchange and, unless
+	// set, LSD off.
+	Relay string `yaml:"relay"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -449,8 +454,14 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.Order == "" {
 		c.Order = "verify"
 	}
+	if c.Relay == "" {
+		c.Relay = RelayNever
+	}
 	if c.LSD == "" {
 		c.LSD = LSDOn
+		if c.Relay == RelayOrigin {
+			c.LSD = LSDOff // LSD announces the address relay mode keeps private
+		}
 	}
 	return c
 }
@@ -480,7 +491,7 @@ func (c SwarmConfig) validate() error {
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
 	}
-	return nil
+	return c.validateRelay()
 }
 
 func (c OffloadConfig) withDefaults() OffloadConfig {

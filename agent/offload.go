@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -32,12 +33,14 @@ import (
 // requests on the catalog's payload) only the pieces it owns, and takes
 // everything else from peers.
 //
-// Ownership is rendezvous hashing over the swarm's live members: the agent
-// itself, every connected swarmship agent that is making progress, and the
-// agents the tracker lists that this one is not connected to. Each
-// agent computes the same owner for a piece from the same member set, so
-// the shards are disjoint; when a member leaves or stalls, only its pieces
-// move, to their next-ranked member. An agent alone owns every piece, which
+// Ownership is decided over the swarm's live members: the agent itself,
+// every connected swarmship agent that is making progress, and the agents
+// the tracker lists that this one is not connected to. A piece goes first
+// to a site, evenly (see shardplan.go), then to the member of that site
+// that ranks first for it under rendezvous hashing. Each agent computes
+// the same owner for a piece from the same member set, so the shards are
+// disjoint; when a member leaves or stalls, only its pieces move, to the
+// next-ranked member of its site. An agent alone owns every piece, which
 // is the fallback when no peer is reachable.
 
 // pieceScore is the rendezvous weight of a member for one piece.
@@ -131,11 +134,16 @@ type offloader struct {
 	// badPieces holds the back-off of pieces whose origin bytes failed
 	// their hash (only run's goroutine touches it).
 	badPieces map[int]pieceBackoff
-	paused    atomic.Bool            // outside a download window, or by policy
-	lastErr   atomic.Pointer[string] // last origin fetch error, for status
+	// plan is the last shard plan (only run's goroutine touches it): the
+	// per-site assignment is recomputed only when the sites change.
+	plan    *shardPlan
+	paused  atomic.Bool            // outside a download window, or by policy
+	lastErr atomic.Pointer[string] // last origin fetch error, for status
 	// onWriteErr is told when a fetched piece cannot be written to
 	// storage (disk full): it pauses the release.
 	onWriteErr func(error)
+	// sub holds the runs of pieces partly held locally (subpiece.go).
+	sub *subPieces
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -334,7 +342,7 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	stalled := o.stalledFor()
 	members, avail := o.swarmView(stalled)
 	if stalled > o.cfg.OrphanTimeout {
-		o.suspectOwners(n, members, avail)
+		o.suspectOwners(n, o.shardPlan(n, members), avail)
 	}
 	// Peers that advertise pieces but never send them (download-only
 	// agents, choked or starved links) must not stall us: once our own
@@ -347,7 +355,7 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	case stalled > o.cfg.OrphanTimeout:
 		avail = roaring.New()
 	}
-	ih := o.t.InfoHash()
+	plan := o.shardPlan(n, members)
 	var out []int
 	for p := 0; p < n && len(out) < max; p++ {
 		if inflight[p] || avail.Contains(uint32(p)) {
@@ -356,11 +364,22 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 		if o.t.PieceState(p).Complete {
 			continue
 		}
-		if ownsPiece(ih, o.self, members, p) {
+		if plan.owner(p) == o.self {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// shardPlan divides n pieces over members (self first) by site; only
+// run's goroutine calls it.
+func (o *offloader) shardPlan(n int, members [][20]byte) *shardPlan {
+	sp := newShardPlan(o.t.InfoHash(), n, members, o.watch.siteOf, o.watch.homeSite(), o.plan)
+	if o.plan == nil || !slices.Equal(o.plan.keys, sp.keys) {
+		o.log.Debug("origin offload: shards by site", "sites", len(sp.keys), "members", len(members))
+	}
+	o.plan = sp
+	return sp
 }
 
 // swarmView returns the live members (self first) and the pieces that
@@ -449,7 +468,7 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 // are connected to has are taken for gone (killed agents stay listed until
 // the tracker expires them) and hold no shard for suspectFor; their pieces
 // move to the next member in rendezvous order, often us.
-func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitmap) {
+func (o *offloader) suspectOwners(n int, plan *shardPlan, avail *roaring.Bitmap) {
 	o.mu.Lock()
 	unconnected := map[[20]byte]bool{}
 	for _, id := range o.unconnected {
@@ -459,7 +478,6 @@ func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitm
 	if len(unconnected) == 0 {
 		return
 	}
-	ih := o.t.InfoHash()
 	now := o.now()
 	found := map[[20]byte]bool{}
 	checked := 0
@@ -468,7 +486,7 @@ func (o *offloader) suspectOwners(n int, members [][20]byte, avail *roaring.Bitm
 			continue
 		}
 		checked++
-		if owner := pieceOwner(ih, members, p); unconnected[owner] {
+		if owner := plan.owner(p); unconnected[owner] {
 			found[owner] = true
 		}
 	}
@@ -506,7 +524,8 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	if err := o.paceWait(ctx, len(buf)); err != nil {
 		return err
 	}
-	if err := o.readRange(ctx, begin, buf); err != nil {
+	local, err := o.fillPiece(ctx, p, begin, buf) // subpiece.go
+	if err != nil {
 		return err
 	}
 	if o.t.PieceState(p).Complete {
@@ -530,7 +549,7 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	for range 100 {
 		st := o.t.PieceState(p)
 		if st.Complete {
-			return nil
+			break
 		}
 		if !st.Hashing && !st.QueuedForHash && !st.Marking {
 			break
@@ -542,7 +561,14 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 		}
 	}
 	if !o.t.PieceState(p).Complete {
+		if local {
+			o.sub.forget(p)
+			return fmt.Errorf("piece %d: held bytes failed the piece hash; fetching it whole", p)
+		}
 		return fmt.Errorf("piece %d: %w", p, errOriginHash)
+	}
+	if local {
+		o.sub.done(p)
 	}
 	return nil
 }

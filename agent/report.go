@@ -280,7 +280,7 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			Name: rel.Name, Version: rel.Version, InfoHash: rel.InfoHash, State: string(rel.Phase),
 			Size: max(rel.Size, 0), Completed: min(max(rel.Completed, 0), max(rel.Size, 0)),
 			Downloaded: report.Bytes{Peer: rel.Downloaded.Peer, Origin: rel.Downloaded.Origin, WebSeed: rel.Downloaded.WebSeed},
-			Uploaded:   rel.Uploaded, Peers: rel.Peers,
+			Uploaded:   rel.Uploaded, Peers: rel.Peers, Reused: min(max(rel.Reused, 0), max(rel.Size, 0)),
 			LastError: trim(rel.LastError), Reason: trim(rel.Reason),
 		})
 	}

@@ -38,21 +38,24 @@ func (b Bytes) Total() int64 { return b.Peer + b.Origin + b.WebSeed }
 
 // ReleaseState is one release's record in the state database.
 type ReleaseState struct {
-	Name       string    `json:"name"`
-	Version    string    `json:"version"`
-	InfoHash   string    `json:"infohash"`
-	Phase      Phase     `json:"state"`
-	Size       int64     `json:"size"`
-	Completed  int64     `json:"completed"`
-	Downloaded Bytes     `json:"downloaded"`
-	Uploaded   int64     `json:"uploaded"`
-	LastError  string    `json:"last_error,omitempty"`
-	Reason     string    `json:"reason,omitempty"` // why it waits
-	Queued     time.Time `json:"queued"`
-	Started    time.Time `json:"started,omitzero"`
-	Verified   time.Time `json:"verified,omitzero"`
-	Activated  time.Time `json:"activated,omitzero"`
-	LastUsed   time.Time `json:"last_used,omitzero"`
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	InfoHash   string `json:"infohash"`
+	Phase      Phase  `json:"state"`
+	Size       int64  `json:"size"`
+	Completed  int64  `json:"completed"`
+	Downloaded Bytes  `json:"downloaded"`
+	Uploaded   int64  `json:"uploaded"`
+	// Reused is payload bytes taken from releases already held (issue 17:
+	// whole files and pieces rebuilt locally), not downloaded.
+	Reused    int64     `json:"reused,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Reason    string    `json:"reason,omitempty"` // why it waits
+	Queued    time.Time `json:"queued"`
+	Started   time.Time `json:"started,omitzero"`
+	Verified  time.Time `json:"verified,omitzero"`
+	Activated time.Time `json:"activated,omitzero"`
+	LastUsed  time.Time `json:"last_used,omitzero"`
 }
 
 // Key is the release's database key.

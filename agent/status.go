@@ -14,6 +14,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/lsd"
+	"github.com/swarmship/swarmship/internal/relay"
 )
 
 // Status is what the local status API and `swarmship status` show.
@@ -34,6 +35,9 @@ type Status struct {
 	Recovered []Recovery `json:"recovered,omitempty"`
 	// LSD counts local service discovery's messages and peers (swarm.lsd).
 	LSD *lsd.Stats `json:"lsd,omitempty"`
+	// Relay is the relay connection of a relay-mode agent (swarm.relay)
+	// and the bytes it carried.
+	Relay *relay.ClientStatus `json:"relay,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -69,6 +73,7 @@ func (a *Agent) Status() Status {
 		Recovered:     append([]Recovery(nil), a.recoveries...),
 		Sources:       a.Sources(),
 		LSD:           a.LSDStats(),
+		Relay:         a.RelayStatus(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
@@ -78,6 +83,7 @@ func (a *Agent) Status() Status {
 		rs := ReleaseStatus{ReleaseState: *r}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
+			rs.Reused = d.reused.Load()
 			rs.Completed = d.t.BytesCompleted()
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())

@@ -219,6 +219,29 @@ func (w *swarmWatcher) siteDownloaders(maxAge time.Duration) int {
 	return n
 }
 
+// siteOf is the site key (siteKey) of a listed agent, whatever the list's
+// age: a site does not change while an agent runs.
+func (w *swarmWatcher) siteOf(id [20]byte) (string, bool) {
+	if w == nil {
+		return "", false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m, ok := w.members[id]
+	if !ok {
+		return "", false
+	}
+	return siteKey(m.Site, m.Region), true
+}
+
+// homeSite is our own site's key; "" without a watcher.
+func (w *swarmWatcher) homeSite() string {
+	if w == nil {
+		return ""
+	}
+	return siteKey(w.site, w.region)
+}
+
 // otherSites reports whether the fresh list names an agent of another
 // site: then the site's WAN downlink carries peer traffic too.
 func (w *swarmWatcher) otherSites(maxAge time.Duration) bool {

@@ -140,12 +140,14 @@ func newCatalogShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ds := summarizeDelta(m)
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), struct {
 					*catalog.Manifest
-					Channels []string `json:"channels"`
-					Yanked   bool     `json:"yanked"`
-				}{m, rel.Channels, rel.Yanked})
+					Channels     []string      `json:"channels"`
+					Yanked       bool          `json:"yanked"`
+					DeltaSummary *deltaSummary `json:"delta_summary,omitempty"`
+				}{m, rel.Channels, rel.Yanked, ds})
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "release   %s@%s\ninfohash  %s\nsize      %s in %d files, %s pieces\ncreated   %s\n",
@@ -157,16 +159,53 @@ func newCatalogShowCmd() *cobra.Command {
 			for k, v := range m.Labels {
 				fmt.Fprintf(w, "label     %s=%s\n", k, v)
 			}
+			if ds != nil {
+				fmt.Fprintf(w, "delta     against %s: %s in hints, %s new (%s of the release), %d ranges\n",
+					ds.Base, bytesize.Format(ds.HintedBytes), bytesize.Format(ds.NewBytes), percent(ds.NewBytes, m.TotalSize), ds.Ranges)
+			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "\nFILE\tSIZE\tSHA256")
-			for _, fl := range m.Files {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", fl.Path, fl.Size, fl.SHA256)
+			if ds == nil {
+				fmt.Fprintln(tw, "\nFILE\tSIZE\tSHA256")
+			} else {
+				fmt.Fprintln(tw, "\nFILE\tSIZE\tNEW\tSHA256")
+			}
+			for i, fl := range m.Files {
+				if ds == nil {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", fl.Path, fl.Size, fl.SHA256)
+				} else {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", fl.Path, fl.Size, ds.FileNewBytes[i], fl.SHA256)
+				}
 			}
 			return tw.Flush()
 		}),
 	}
 	f.register(c.Flags(), true)
 	return c
+}
+
+// deltaSummary is what a release's delta hints save an agent that holds
+// the base: bytes it builds locally and bytes it must fetch.
+type deltaSummary struct {
+	Base         string  `json:"base"`
+	HintedBytes  int64   `json:"hinted_bytes"`
+	NewBytes     int64   `json:"new_bytes"`
+	Ranges       int     `json:"ranges"`
+	FileNewBytes []int64 `json:"file_new_bytes"` // per file, in manifest order
+}
+
+func summarizeDelta(m *catalog.Manifest) *deltaSummary {
+	if m.Delta == nil {
+		return nil
+	}
+	ds := &deltaSummary{Base: m.Delta.Base, Ranges: len(m.Delta.Ranges), FileNewBytes: make([]int64, len(m.Files))}
+	var off int64
+	for i, f := range m.Files {
+		ds.FileNewBytes[i] = f.Size - m.Delta.Covered(off, f.Size)
+		ds.NewBytes += ds.FileNewBytes[i]
+		off += f.Size
+	}
+	ds.HintedBytes = m.TotalSize - ds.NewBytes
+	return ds
 }
 
 // mutate applies fn to the newest catalog and signs, reloading and

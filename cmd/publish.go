@@ -36,7 +36,14 @@ whose SHA-256 matches a file of an earlier signed version of the same name is
 not uploaded but copied inside the catalog (S3 CopyObject, a hard link in a
 directory); the output says how many bytes were uploaded and reused. Running it
 again after a failure completes the release; publishing an existing version
-with different bytes fails with "already published with different bytes".`,
+with different bytes fails with "already published with different bytes".
+
+With a base (--base, by default the version the first --channel points at),
+the signed manifest also carries delta hints: where each byte range of the
+new release lies in the base, found by a rolling-checksum match inside the
+same hashing pass. Agents that hold the base build those bytes locally. The
+base is read once (from the catalog, or --base-dir) and checked against its
+signed SHA-256s.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -107,6 +114,7 @@ with different bytes fails with "already published with different bytes".`,
 			if len(res.Channels) > 0 {
 				fmt.Fprintf(w, "channels  %s\n", strings.Join(res.Channels, ","))
 			}
+			printPublishDelta(w, res.Delta, res.TotalSize)
 			return nil
 		},
 	}
@@ -125,7 +133,30 @@ with different bytes fails with "already published with different bytes".`,
 	fs.IntVar(&opts.Workers, "workers", 0, "hashing goroutines (default: one per CPU)")
 	fs.BoolVar(&opts.NoReuse, "no-reuse", false, "upload every file, even those an earlier version of the release already holds (default: copy them server-side)")
 	fs.BoolVar(&opts.VerifyReused, "verify-reused", false, "read back each server-side copy and check its SHA-256 (a download per reused file)")
+	fs.StringVar(&opts.Base, "base", "", "version to compute signed delta hints against, or none (default: the version the first --channel points at)")
+	fs.StringVar(&opts.BaseDir, "base-dir", "", "local directory holding the base release's files, read instead of the catalog's copy")
 	return c
+}
+
+// printPublishDelta says what the delta hints cover, or why there are none.
+func printPublishDelta(w io.Writer, d *publish.DeltaResult, total int64) {
+	switch {
+	case d == nil:
+		fmt.Fprintf(w, "delta     none (--base none)\n")
+	case d.Base == "":
+		fmt.Fprintf(w, "delta     %s\n", d.Note)
+	default:
+		fmt.Fprintf(w, "delta     against %s: %s found in the base, %s new (%s), %d ranges; read %s of the base (%s)\n",
+			d.Base, bytesize.Format(d.HintedBytes), bytesize.Format(d.NewBytes), percent(d.NewBytes, total), d.Ranges,
+			bytesize.Format(d.BaseBytesRead), bytesize.Format(d.BaseSize))
+	}
+}
+
+func percent(part, whole int64) string {
+	if whole <= 0 {
+		return "0%"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(part)/float64(whole))
 }
 
 // progressBar draws one line on a terminal; it is never used in cron.

@@ -283,14 +283,15 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 	for _, s := range st.Subscriptions {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.Subscription, dash(s.Target), dash(s.Active), s.Ready, s.Reason)
 	}
-	fmt.Fprintln(tw, "\nRELEASE\tSTATE\tPROGRESS\tFROM PEERS\tFROM ORIGIN\tUPLOADED\tPEERS\tLAST ERROR")
+	fmt.Fprintln(tw, "\nRELEASE\tSTATE\tPROGRESS\tFROM PEERS\tFROM ORIGIN\tREUSED\tUPLOADED\tPEERS\tLAST ERROR")
 	for _, r := range st.Releases {
 		pct := 0.0
 		if r.Size > 0 {
 			pct = 100 * float64(r.Completed) / float64(r.Size)
 		}
-		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
-			bytesize.Format(r.Downloaded.Peer), bytesize.Format(r.Downloaded.Origin), bytesize.Format(r.Uploaded), r.Peers, r.LastError)
+		// REUSED: bytes taken from releases already held (delta releases).
+		fmt.Fprintf(tw, "%s@%s\t%s\t%.0f%%\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Name, r.Version, r.Phase, pct,
+			bytesize.Format(r.Downloaded.Peer), bytesize.Format(r.Downloaded.Origin), bytesize.Format(r.Reused), bytesize.Format(r.Uploaded), r.Peers, r.LastError)
 	}
 	if len(st.Sources) > 0 {
 		fmt.Fprintln(tw, "\nSOURCE\tKIND\tTIER\tHEALTHY\tWHY")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/state"
 	"github.com/swarmship/swarmship/internal/yamlconfig"
 	"github.com/swarmship/swarmship/seeder/catalogfeed"
@@ -56,6 +57,9 @@ type Config struct {
 	PeerTLS peertls.Config `yaml:"peer_tls"`
 	// TLS makes Listen serve HTTPS (see TLSConfig).
 	TLS TLSConfig `yaml:"tls"`
+	// Relay carries peer connections of relay-mode agents
+	// (internal/relay); off by default.
+	Relay relay.Config `yaml:"relay"`
 }
 
 // WithDefaults returns c with unset fields filled. The tracker and the
@@ -72,6 +76,7 @@ func (c Config) WithDefaults() Config {
 		c.RefreshInterval = 30 * time.Second
 	}
 	c.State = c.State.WithDefaults()
+	c.Relay = c.Relay.WithDefaults()
 	return c
 }
 
@@ -112,6 +117,7 @@ func (c *Config) Validate() error {
 		{"state", c.State.Validate()},
 		{"peer_tls", c.PeerTLS.Validate()},
 		{"tls", c.TLS.validate()},
+		{"relay", c.Relay.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err

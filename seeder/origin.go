@@ -33,6 +33,7 @@ import (
 	"github.com/swarmship/swarmship/internal/catalogevents"
 	"github.com/swarmship/swarmship/internal/lograte"
 	"github.com/swarmship/swarmship/internal/peertls"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/state"
@@ -49,6 +50,7 @@ type Origin struct {
 	store   catalog.Store
 	catalog *catalog.Client
 	tracker *tracker.Tracker
+	relay   *relay.Server // nil: relay.mode off
 	bt      *torrent.Client
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
@@ -119,6 +121,9 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 	if !cfg.Tracker.AllowUnknownInfoHashes {
 		o.allow.reload = o.reloadAllowlist
 		o.tracker.SetCatalog(&o.allow)
+	}
+	if cfg.Relay.On() {
+		o.relay = relay.NewServer(cfg.Relay, o.authorizeRelay, log)
 	}
 	if cfg.TLS.Enabled() {
 		tc, err := cfg.TLS.ServerConfig()
@@ -203,6 +208,9 @@ func (o *Origin) Egress() Egress {
 		st := o.bt.Stats()
 		e.Peer = st.BytesWrittenData.Int64()
 	}
+	if o.relay != nil {
+		e.Relay = o.relay.Stats().Bytes
+	}
 	return e
 }
 
@@ -261,6 +269,9 @@ func (o *Origin) Run(ctx context.Context) error {
 // Close stops seeding.
 func (o *Origin) Close() error {
 	var errs []error
+	if o.relay != nil {
+		o.relay.Close()
+	}
 	if o.bt != nil {
 		errs = append(errs, o.bt.Close()...)
 	}
@@ -596,6 +607,9 @@ func (o *Origin) Handler() http.Handler {
 	if o.events != nil {
 		reg.MustRegister(o.events.Collector())
 	}
+	if o.relay != nil {
+		reg.MustRegister(relayCollector{o.relay})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/announce", o.tracker)
 	mux.Handle("/scrape", o.tracker)
@@ -605,6 +619,9 @@ func (o *Origin) Handler() http.Handler {
 		metrics.ServeHTTP(w, r)
 	}))
 	mux.HandleFunc("GET /healthz", o.healthz)
+	if o.relay != nil {
+		mux.Handle("/relay/", o.relay)
+	}
 	o.reports.Routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
 	if o.events != nil {
 		mux.Handle(catalogevents.Path, o.catalogWatchGuard(o.events))
@@ -645,7 +662,7 @@ func (o *Origin) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 var (
-	descOriginBytes = prometheus.NewDesc("swarmship_origin_egress_bytes_total", "Bytes the origin sent, by kind (webseed, peer, catalog).", []string{"kind"}, nil)
+	descOriginBytes = prometheus.NewDesc("swarmship_origin_egress_bytes_total", "Bytes the origin sent, by kind (webseed, peer, catalog, relay).", []string{"kind"}, nil)
 	descSeeding     = prometheus.NewDesc("swarmship_origin_seeding_releases", "Releases the origin seeds.", nil, nil)
 	descCatalogOK   = prometheus.NewDesc("swarmship_origin_catalog_last_refresh_timestamp_seconds", "Unix time of the last successful catalog refresh.", nil, nil)
 )
@@ -663,6 +680,7 @@ func (c originCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(e.WebSeed), "webseed")
 	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(e.Peer), "peer")
 	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(e.Catalog), "catalog")
+	ch <- prometheus.MustNewConstMetric(descOriginBytes, prometheus.CounterValue, float64(e.Relay), "relay")
 	c.o.mu.Lock()
 	n, last := len(c.o.seeding), c.o.lastOK
 	c.o.mu.Unlock()

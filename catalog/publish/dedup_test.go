@@ -14,7 +14,6 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/catalog/storetest"
-	"github.com/swarmship/swarmship/internal/delta"
 	"github.com/swarmship/swarmship/internal/deltapair"
 )
 
@@ -165,23 +164,14 @@ func TestPublishComposesFromHints(t *testing.T) {
 		c := newPubCatalog(t, s)
 		c.publish(t, publish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{pair.V1}})
 		cs := &countingStore{Store: s}
-		// With exact delta hints against 1.0, changed files are built from
-		// 1.0's objects plus the changed bytes.
-		files, err := publish.CollectFiles([]string{pair.V2})
+		// With delta hints against 1.0 (publish --base), changed files are
+		// built from 1.0's objects plus the bytes the hints do not cover.
+		res, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{pair.V2}, Base: "1.0"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		var order []string
-		for _, f := range files {
-			order = append(order, strings.Join(f.Path, "/"))
-		}
-		hints, err := pair.Hints("1.0", order)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := publish.Publish(t.Context(), cs, c.keys, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{pair.V2}, Delta: hints})
-		if err != nil {
-			t.Fatal(err)
+		if res.Delta == nil || res.Delta.Base != "1.0" {
+			t.Fatalf("no hints against 1.0: %+v", res.Delta)
 		}
 		written := cs.written.Load()
 		t.Logf("v2.0 with hints: %d bytes written to the store for %d changed bytes (%.3fx); %d composed, %d copied whole", written, pair.ChangedBytes,
@@ -191,8 +181,8 @@ func TestPublishComposesFromHints(t *testing.T) {
 		}
 		if _, isDir := s.(*catalog.DirStore); isDir {
 			// A directory takes parts of any size: only the changed bytes go.
-			if res.UploadedBytes != pair.ChangedBytes || res.ComposedFiles != 4 {
-				t.Errorf("v2.0 on a directory: uploaded %d in %d composed files; want the %d changed bytes in 4", res.UploadedBytes, res.ComposedFiles, pair.ChangedBytes)
+			if res.UploadedBytes != res.Delta.NewBytes || res.ComposedFiles != 4 {
+				t.Errorf("v2.0 on a directory: uploaded %d in %d composed files; want the %d bytes the hints leave (%d changed) in 4", res.UploadedBytes, res.ComposedFiles, res.Delta.NewBytes, pair.ChangedBytes)
 			}
 			if float64(written) > 1.1*float64(pair.ChangedBytes) {
 				t.Errorf("v2.0 wrote %d bytes to the store; want at most 1.1 x %d", written, pair.ChangedBytes)
@@ -228,14 +218,10 @@ func TestPublishComposesLargeFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(v2, "image.bin"), changed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	hints := &delta.Hints{Base: "1", Ranges: []delta.Range{
-		{Off: 0, Len: at, BasePath: "image.bin", BaseOff: 0},
-		{Off: at + n, Len: size - at - n, BasePath: "image.bin", BaseOff: at + n},
-	}}
 	storetest.EachStore(t, gw, func(t *testing.T, s catalog.Store) {
 		c := newPubCatalog(t, s)
 		c.publish(t, publish.PublishOptions{Name: "img", Version: "1", Paths: []string{v1}})
-		res := c.publish(t, publish.PublishOptions{Name: "img", Version: "2", Paths: []string{v2}, Delta: hints})
+		res := c.publish(t, publish.PublishOptions{Name: "img", Version: "2", Paths: []string{v2}, Base: "1"})
 		want := int64(n)
 		if s.(catalog.Composer).MinPartSize() > 1 {
 			want = s.(catalog.Composer).MinPartSize()

@@ -22,7 +22,6 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/swarmship/swarmship/catalog"
-	"github.com/swarmship/swarmship/internal/delta"
 	"github.com/swarmship/swarmship/internal/piecehash"
 	"github.com/swarmship/swarmship/internal/release"
 )
@@ -54,11 +53,11 @@ type PublishOptions struct {
 	// VerifyReused reads back each server-side copy and checks its SHA-256
 	// (a download per reused file) instead of only its size.
 	VerifyReused bool
-	// Delta, if set, are hints the caller computed (tests and benchmarks
-	// with a known pair); they are signed into the manifest as given, and
-	// the catalog builds changed files from the base's objects plus the
-	// bytes the hints do not cover (see dedup.go).
-	Delta *delta.Hints
+	// Base is the version delta hints are computed against (hints.go):
+	// "" means the version the first channel in Channels that points
+	// anywhere points at, BaseNone means no hints. BaseDir, if set, is a
+	// local directory holding the base's files, read instead of the catalog.
+	Base, BaseDir string
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -87,6 +86,8 @@ type PublishResult struct {
 	// ComposedFiles were built in the store from ranges of the delta base
 	// plus the bytes the hints do not cover (counted in UploadedBytes).
 	ComposedFiles int `json:"composed_files"`
+	// Delta says what the signed delta hints cover (nil with --base none).
+	Delta *DeltaResult `json:"delta,omitempty"`
 }
 
 // Publish hashes the release, uploads payload, torrent and manifest, and
@@ -151,11 +152,15 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if pieceLength == 0 {
 		pieceLength = piecehash.ChoosePieceLength(total)
 	}
+	hints, deltaRes, err := prepareHints(ctx, store, repo, opts, files, pieceLength)
+	if err != nil {
+		return nil, err
+	}
 	var hashProgress func(int64)
 	if opts.Progress != nil {
 		hashProgress = func(done int64) { opts.Progress("hash", done, total) }
 	}
-	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress})
+	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress, Observe: hints.observe()})
 	if err != nil {
 		return nil, err
 	}
@@ -195,13 +200,15 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if opts.Expires > 0 {
 		m.Expires = created.Add(opts.Expires)
 	}
-	if opts.Delta != nil {
-		m.Delta = opts.Delta
-	}
 	for i, f := range files {
 		m.Files = append(m.Files, catalog.ManifestFile{
 			Path: path.Join(f.Path...), Size: f.Size, SHA256: hex.EncodeToString(hr.SHA256[i][:]),
 		})
+	}
+	if hints != nil {
+		if m.Delta, deltaRes, err = hints.finish(ctx, files, hr); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: built an invalid manifest: %w", err)
@@ -210,7 +217,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		Name: opts.Name, Version: opts.Version, InfoHash: m.InfoHash, TotalSize: total,
 		Files: len(files), PieceLength: pieceLength, Pieces: len(hr.Pieces) / 20,
 		TorrentKey: catalog.TorrentKey(opts.Name, opts.Version), ManifestKey: catalog.ManifestKey(opts.Name, opts.Version),
-		WebSeed: webSeed, Channels: opts.Channels,
+		WebSeed: webSeed, Channels: opts.Channels, Delta: deltaRes,
 	}
 
 	manifestJSON, err := catalog.MarshalManifest(m)

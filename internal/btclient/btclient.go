@@ -69,6 +69,17 @@ type Config struct {
 	TrackerTLS *tls.Config
 	// WriteStall overrides the package's WriteStall (tests); 0: WriteStall.
 	WriteStall time.Duration
+	// Relay, if set, carries every outgoing peer connection (relay mode:
+	// the tracker hands out only relay handles, and nothing is dialled
+	// directly) and accepts the connections relayed to this client,
+	// besides the usual listener. See internal/relay.
+	Relay Relay
+}
+
+// Relay is a relay transport (internal/relay.Client).
+type Relay interface {
+	torrent.Dialer
+	torrent.Listener
 }
 
 // MaxRequestLength caps one peer request. BEP 3 blocks are 16 KiB and
@@ -240,14 +251,18 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		addr = "" // accepts nothing: no listener at all
 	}
 	if c.TLS != nil {
-		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { return newStallConn(c, stall) })}
+		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { tunePeerConn(c); return newStallConn(c, stall) })}
 		if c.TLSLog != nil {
 			opts = append(opts, peertls.WithLogger(c.TLSLog))
+		}
+		if c.Relay != nil {
+			opts = append(opts, peertls.WithoutDialer())
 		}
 		if _, err := peertls.Attach(cl, c.TLS, addr, opts...); err != nil {
 			cl.Close()
 			return nil, err
 		}
+		attachRelay(cl, c.Relay)
 		return cl, nil
 	}
 	if addr != "" {
@@ -266,8 +281,20 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		}()
 		cl.AddListener(&tcpListener{Listener: ln, stall: stall, hold: cl.Closed()})
 	}
-	cl.AddDialer(tcpDialer{stall: stall})
+	if c.Relay == nil {
+		cl.AddDialer(tcpDialer{stall: stall})
+	}
+	attachRelay(cl, c.Relay)
 	return cl, nil
+}
+
+// attachRelay makes r the client's only dialer and a second listener.
+func attachRelay(cl *torrent.Client, r Relay) {
+	if r == nil {
+		return
+	}
+	cl.AddDialer(r)
+	cl.AddListener(r)
 }
 
 // TrustedCompletion reports every piece complete. The origin uses it for

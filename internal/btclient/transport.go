@@ -75,6 +75,7 @@ func (d tcpDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	tunePeerConn(c)
 	return newStallConn(c, d.stall), nil
 }
 
@@ -90,6 +91,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			tunePeerConn(c)
 			return newStallConn(c, l.stall), nil
 		}
 		if errors.Is(err, net.ErrClosed) {

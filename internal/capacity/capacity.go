@@ -215,9 +215,10 @@ func Model(in Input) (Plan, error) {
 	p.OriginWire = p.OriginEgress * WireOverhead
 	p.HTTPOnlyEgress = N * F
 
-	// Shards follow agents: a site fetches its agents' share of the
-	// origin's copy and sends it to each other site once (through its
-	// gateway); everything else enters from the other sites.
+	// Shards are even per site (agent/shardplan.go): a site fetches 1/B of
+	// the origin's copy, whatever its number of agents, and sends it to
+	// each other site once (through its gateway); everything else enters
+	// from the other sites.
 	p.Terms = map[string]float64{
 		"origin uplink (E*F/u_origin)":       E * F / in.OriginUp,
 		"slowest downlink (F/d_site)":        worstDown,
@@ -225,7 +226,7 @@ func Model(in Input) (Plan, error) {
 	}
 	var siteWorst float64
 	for _, s := range in.Sites {
-		share := float64(s.Agents) / N
+		share := 1 / float64(B)
 		sp := SitePlan{Name: s.Name, Agents: s.Agents}
 		sp.FromOrigin = E * F * share
 		sp.FromSites = math.Max(0, F-sp.FromOrigin)

@@ -486,9 +486,14 @@ type Transport struct {
 type Option func(*options)
 
 type options struct {
-	log  *slog.Logger
-	wrap func(net.Conn) net.Conn
+	log      *slog.Logger
+	wrap     func(net.Conn) net.Conn
+	noDialer bool
 }
+
+// WithoutDialer adds only the listener: another dialer (a relay) makes
+// every outgoing connection and runs the TLS handshake itself.
+func WithoutDialer() Option { return func(o *options) { o.noDialer = true } }
 
 // WithWrap hands the client every connection (accepted or dialled, after
 // its TLS handshake) through wrap; internal/btclient adds a write-stall
@@ -538,7 +543,9 @@ func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Optio
 		}()
 		cl.AddListener(ln)
 	}
-	cl.AddDialer(t.Dialer)
+	if !o.noDialer {
+		cl.AddDialer(t.Dialer)
+	}
 	return t, nil
 }
 

@@ -206,12 +206,22 @@ type Options struct {
 	Progress func(done int64)
 	// PiecesOnly skips the per-file SHA-256 (Result.SHA256 stays nil).
 	PiecesOnly bool
+	// Observe, if not nil, is asked once per non-empty file (by input
+	// index) for a writer that then receives the file's bytes in order,
+	// from the goroutine running the file's SHA-256, without a second read
+	// (publish folds delta matching in here). Writes for one file never
+	// overlap; different files' writers run concurrently. It needs the
+	// SHA-256 pass, so it is refused with PiecesOnly.
+	Observe func(file int) io.Writer
 }
 
 // Hash reads every file once, in parallel, computing the SHA-1 piece hashes
 // and (unless opts.PiecesOnly) each file's SHA-256 in the same pass.
 func Hash(ctx context.Context, files []FileEntry, opts Options) (*Result, error) {
-	return hashFiles(ctx, files, opts.PieceLength, opts.Workers, opts.Progress, !opts.PiecesOnly)
+	if opts.Observe != nil && opts.PiecesOnly {
+		return nil, errors.New("hash: Observe needs the SHA-256 pass, not PiecesOnly")
+	}
+	return hashFiles(ctx, files, opts.PieceLength, opts.Workers, opts.Progress, !opts.PiecesOnly, opts.Observe)
 }
 
 // How the hashing works
@@ -326,7 +336,7 @@ type hasher struct {
 	lastReported atomic.Int64 // written under progressMu
 }
 
-func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, workers int, progress func(int64), withSHA256 bool) (*Result, error) {
+func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, workers int, progress func(int64), withSHA256 bool, observe func(int) io.Writer) (*Result, error) {
 	if len(entries) == 0 {
 		return nil, errors.New("hash: no files")
 	}
@@ -409,6 +419,11 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 		if withSHA256 {
 			f.refs *= 2
 			f.sum = sha256.New()
+			if observe != nil {
+				if w := observe(i); w != nil {
+					f.sum = observedHash{f.sum, w}
+				}
+			}
 		}
 		h.files = append(h.files, f)
 		off += e.Size
@@ -447,6 +462,18 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 	}
 	h.report()
 	return res, nil
+}
+
+// observedHash is a file's SHA-256 that also hands every byte to an
+// Options.Observe writer, in the order the hash sees them.
+type observedHash struct {
+	hash.Hash
+	w io.Writer
+}
+
+func (o observedHash) Write(p []byte) (int, error) {
+	o.w.Write(p)
+	return o.Hash.Write(p)
 }
 
 const maxInt = int(^uint(0) >> 1)

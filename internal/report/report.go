@@ -90,9 +90,12 @@ type Release struct {
 	Completed  int64  `json:"completed"`
 	Downloaded Bytes  `json:"downloaded"`
 	Uploaded   int64  `json:"uploaded"`
-	Peers      int    `json:"peers"`
-	LastError  string `json:"last_error,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	// Reused is payload bytes the agent took from releases it already
+	// held (issue 17), at most Size; absent from older agents.
+	Reused    int64  `json:"reused,omitempty"`
+	Peers     int    `json:"peers"`
+	LastError string `json:"last_error,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // Key is name@version.
@@ -236,8 +239,9 @@ func (r *Report) Validate() error {
 		}
 		d := rel.Downloaded
 		if rel.Size < 0 || rel.Completed < 0 || rel.Completed > rel.Size || rel.Uploaded < 0 || rel.Peers < 0 ||
+			rel.Reused < 0 || rel.Reused > rel.Size ||
 			d.Peer < 0 || d.Origin < 0 || d.WebSeed < 0 {
-			return fmt.Errorf("%s: negative counter or completed > size", field)
+			return fmt.Errorf("%s: negative counter, or completed or reused > size", field)
 		}
 		if err := text(field+".last_error", rel.LastError, MaxText); err != nil {
 			return err

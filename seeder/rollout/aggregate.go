@@ -137,6 +137,7 @@ func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 			ra := s.agg(r.Key(), a)
 			ra.r.Bytes = ra.r.Bytes.Add(r.Downloaded)
 			ra.r.Uploaded += r.Uploaded
+			ra.r.Reused += r.Reused
 			if r.InfoHash != "" {
 				ra.r.InfoHash = r.InfoHash
 			}

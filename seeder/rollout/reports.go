@@ -65,6 +65,9 @@ type Egress struct {
 	WebSeed int64 `json:"webseed"`
 	Peer    int64 `json:"peer"`
 	Catalog int64 `json:"catalog"` // metadata, manifests and torrents
+	// Relay is what the relay carried between relay-mode agents (payload
+	// of peers, not of the origin: not in Total).
+	Relay int64 `json:"relay"`
 }
 
 // Total is payload egress.

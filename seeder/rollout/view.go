@@ -54,11 +54,14 @@ type Release struct {
 	Progress   float64        `json:"progress"`       // active/subscribed, 0..1
 	Percent    float64        `json:"percent_active"` // floor(progress*100, 0.1)
 	// Status is complete, in_progress, stalled or cached (nobody targets it).
-	Status       string        `json:"status"`
-	Sites        []Breakdown   `json:"sites"`
-	Regions      []Breakdown   `json:"regions"`
-	Bytes        report.Bytes  `json:"bytes"` // downloaded by all agents, by source
-	Uploaded     int64         `json:"uploaded"`
+	Status   string       `json:"status"`
+	Sites    []Breakdown  `json:"sites"`
+	Regions  []Breakdown  `json:"regions"`
+	Bytes    report.Bytes `json:"bytes"` // downloaded by all agents, by source
+	Uploaded int64        `json:"uploaded"`
+	// Reused is payload bytes agents took from releases they held
+	// (delta releases): bytes that crossed no link.
+	Reused       int64         `json:"reused"`
 	OriginCopies float64       `json:"origin_copies"` // (origin+webseed)/size
 	Swarm        SwarmHealth   `json:"swarm"`
 	Stalled      []StalledItem `json:"stalled"` // the first maxStalledShown

@@ -55,6 +55,10 @@ type announce struct {
 	// gateway (locality=gateway) lets only one agent per site exchange
 	// with other sites; see answer.
 	gateway bool
+	// relay (relay=origin) marks a relay-mode agent: it is stored under
+	// its relay handle instead of its address, and gets only other
+	// relay-mode agents' handles (internal/relay).
+	relay bool
 
 	// Interned id.Site and id.Region, set once the announce is accepted.
 	site, region unique.Handle[string]
@@ -79,6 +83,7 @@ const (
 	pRegion
 	pRole
 	pToken
+	pRelay
 	numParams
 	pUnknown = -1
 )
@@ -89,6 +94,7 @@ var paramNames = [numParams]string{
 	pLocality: "locality", pEvent: "event", pCompact: "compact",
 	pNoPeerID: "no_peer_id", pIP: "ip", pTenant: "tenant", pSite: "site",
 	pRegion: "region", pRole: "role", pToken: "token",
+	pRelay: "relay",
 }
 
 func paramIndex(key string) int {
@@ -127,6 +133,8 @@ func paramIndex(key string) int {
 		return pRole
 	case "token":
 		return pToken
+	case "relay":
+		return pRelay
 	}
 	return pUnknown
 }
@@ -389,6 +397,16 @@ func parseAnnounce(rawQuery string) (announce, error) {
 	case loc == "" || loc == "any":
 	default:
 		return a, fmt.Errorf("unknown locality %q (want gateway, site, region or any)", loc)
+	}
+
+	switch rel, _, err := r.single(pRelay); {
+	case err != nil:
+		return a, err
+	case rel == "origin":
+		a.relay = true
+	case rel == "" || rel == "never":
+	default:
+		return a, fmt.Errorf("unknown relay %q (want origin or never)", rel)
 	}
 
 	ev, _, err := r.single(pEvent)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/anacrolix/torrent/bencode"
 
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/report"
 )
 
@@ -84,6 +85,11 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	allowed, ok := t.admit(w, r, &a)
 	if !ok {
 		return
+	}
+	if a.relay {
+		// A relay-mode agent's address is never stored, so no answer,
+		// swarm view or dashboard can hand it out: its handle stands in.
+		addr = relay.HandleFor(a.id.Tenant, a.peerID)
 	}
 
 	now := t.now().UnixNano()
@@ -335,7 +341,10 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 			p.addr == self, sameID(&p.id, &a.peerID), // never the requester itself
 			reqSeeder && p.left == 0,         // seeders have nothing to give each other
 			reqAgent && p.role == roleOrigin, // agents shard the origin over HTTP
-			reqOrigin && p.role == roleAgent:
+			reqOrigin && p.role == roleAgent,
+			// Relay-mode agents meet only each other, by handle: no real
+			// address reaches them, and no one else gets a handle.
+			a.relay != relay.IsHandle(p.addr):
 			continue
 		}
 		tier := tierOther

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"unique"
 
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/state"
 )
@@ -44,6 +45,17 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	copy(a.infoHash[:], h)
+	switch rel, _, err := single(q, "relay"); {
+	case err != nil:
+		t.refuse(w, r, &a, reasonMalformed, err)
+		return
+	case rel == "origin":
+		a.relay = true
+	case rel == "" || rel == "never":
+	default:
+		t.refuse(w, r, &a, reasonMalformed, fmt.Errorf("unknown relay %q (want origin or never)", rel))
+		return
+	}
 	var reported [][20]byte
 	hasID := q.Has("peer_id")
 	if hasID {
@@ -70,9 +82,13 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 			t.refuse(w, r, &a, reasonMalformed, errors.New("cannot determine peer address"))
 			return
 		}
+		ip := ap.Addr().Unmap().WithZone("")
+		if a.relay {
+			ip = relay.HandleFor(a.id.Tenant, a.peerID).Addr() // as its announces are stored
+		}
 		probe := entry{
 			id:     a.peerID,
-			addr:   netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), 0),
+			addr:   netip.AddrPortFrom(ip, 0),
 			tok:    credential(r),
 			site:   unique.Make(a.id.Site),
 			region: unique.Make(a.id.Region),
@@ -98,6 +114,14 @@ func (t *Tracker) serveSwarm(w http.ResponseWriter, r *http.Request) {
 		self = &a.peerID
 	}
 	view := t.swarmView(a.infoHash, a.id.Tenant, allowed, self)
+	if a.relay {
+		// A relay-mode agent learns no other agent's address.
+		for i := range view.Agents {
+			if ap, err := netip.ParseAddrPort(view.Agents[i].Addr); err != nil || !relay.IsHandle(ap) {
+				view.Agents[i].Addr = ""
+			}
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(view)
 }

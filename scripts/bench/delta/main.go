@@ -422,9 +422,8 @@ func statField(out []byte, name string) (int64, error) {
 
 // runPublish publishes v1 then v2 into directory catalogs and, when
 // versitygw is at hand, into S3 buckets, counting what v2 writes: once with
-// whole-file reuse only, once with the pair's exact delta hints (what a
-// perfect matcher would sign), which lets the store build changed files
-// from v1's objects.
+// whole-file reuse only (--base none), once with delta hints against v1
+// (--base 1), which lets the store build changed files from v1's objects.
 func runPublish(ctx context.Context, cfg config, pair *deltapair.Pair, _ map[string][32]byte) ([]Result, error) {
 	root := filepath.Join(cfg.Dir, "publish")
 	var out []Result
@@ -495,19 +494,9 @@ func publishPair(ctx context.Context, s catalog.Store, keysDir string, pair *del
 	if _, err := publish.Publish(ctx, cs, keys, publish.PublishOptions{Name: "app", Version: "1", Paths: []string{pair.V1}}); err != nil {
 		return Result{}, err
 	}
-	opts := publish.PublishOptions{Name: "app", Version: "2", Paths: []string{pair.V2}}
+	opts := publish.PublishOptions{Name: "app", Version: "2", Paths: []string{pair.V2}, Base: publish.BaseNone}
 	if withHints {
-		files, err := publish.CollectFiles(opts.Paths)
-		if err != nil {
-			return Result{}, err
-		}
-		var order []string
-		for _, f := range files {
-			order = append(order, strings.Join(f.Path, "/"))
-		}
-		if opts.Delta, err = pair.Hints("1", order); err != nil {
-			return Result{}, err
-		}
+		opts.Base = "1" // publish --base 1: the rolling-checksum match signs hints
 	}
 	cs.written.Store(0)
 	start := time.Now()

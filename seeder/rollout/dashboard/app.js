@@ -147,6 +147,7 @@
       if (total && b[k]) stack.appendChild(el("span", { class: "b-" + k, "width%": (100 * b[k] / total).toFixed(2), title: label + ": " + bytes(b[k]) }));
       legend.appendChild(el("span", { "data-source": k, "data-bytes": b[k] }, el("i", { class: "b-" + k }), label + " " + bytes(b[k])));
     }
+    if (r.reused) legend.appendChild(el("span", { "data-reused": r.reused }, "reused locally " + bytes(r.reused)));
     return el("div", {}, head, stack, legend, chart(r));
   }
 
@@ -280,6 +281,7 @@
       chip("releases", d.releases.filter(r => r.subscribed > 0).length),
       chip("alerts", d.alerts.length, d.alerts.length > 0),
       chip("origin egress", bytes((e.webseed || 0) + (e.peer || 0))),
+      ...(e.relay ? [chip("relay egress", bytes(e.relay))] : []),
       chip("updated", clock(now)));
   }
 

@@ -1,0 +1,263 @@
+package relay
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testAuth admits "Bearer <tenant>/<site>" and refuses anything else.
+func testAuth(r *http.Request) (Caller, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tenant, site, ok2 := strings.Cut(tok, "/")
+	if !ok || !ok2 {
+		return Caller{}, ErrUnauthenticated
+	}
+	return Caller{Tenant: tenant, Site: site, Credential: tok}, nil
+}
+
+func startServer(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	cfg.Mode = ModeOn
+	s := NewServer(cfg.WithDefaults(), testAuth, nil)
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	return s, hs.URL
+}
+
+func startClient(t *testing.T, url, tenant, site string, id byte) *Client {
+	t.Helper()
+	var pid [20]byte
+	pid[0] = id
+	c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: tenant, Site: site, Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer "+tenant+"/"+site)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		c.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		c.Close()
+		<-done
+	})
+	waitFor(t, "control connection", func() bool { return c.Status().Connected })
+	return c
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRelaySplicesAndCounts(t *testing.T) {
+	s, url := startServer(t, Config{})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := b.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, err := a.Dial(ctx, b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-accepted
+	defer cb.Close()
+	if got, want := cb.RemoteAddr().String(), a.Addr().String(); got != want {
+		t.Errorf("accepted side sees %s, want the caller's handle %s", got, want)
+	}
+	if got, want := ca.RemoteAddr().String(), b.Addr().String(); got != want {
+		t.Errorf("dialling side sees %s, want %s", got, want)
+	}
+	msg := strings.Repeat("x", 100000)
+	go func() { _, _ = io.WriteString(ca, msg) }()
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(cb, buf); err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != msg {
+		t.Fatal("bytes changed on the way")
+	}
+	if _, err := io.WriteString(cb, "pong"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(ca, buf[:4]); err != nil || string(buf[:4]) != "pong" {
+		t.Fatalf("reply: %q %v", buf[:4], err)
+	}
+	waitFor(t, "byte count", func() bool { return s.Stats().Bytes == int64(len(msg)+4) })
+	sites := map[string]int64{}
+	for _, sb := range s.BytesBySite() {
+		sites[sb.Tenant+"/"+sb.Site] = sb.Bytes
+	}
+	if sites["acme/paris"] != int64(len(msg)) || sites["acme/berlin"] != 4 {
+		t.Errorf("bytes by site: %v", sites)
+	}
+	// Closing one side closes the other.
+	ca.Close()
+	_ = cb.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := cb.Read(buf); err == nil {
+		t.Error("the other side is still open")
+	}
+	waitFor(t, "sessions to end", func() bool { return s.Stats().Sessions == 0 })
+}
+
+func TestRelayRefusesStrangersOtherTenantsAndOverCap(t *testing.T) {
+	s, url := startServer(t, Config{MaxBytesPerDay: 1000})
+	b := startClient(t, url, "acme", "paris", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// No token.
+	var pid [20]byte
+	stranger, err := NewClient(ClientConfig{URL: url, PeerID: pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if _, err := stranger.Dial(ctx, b.Addr().String()); !IsRefused(err, http.StatusUnauthorized) {
+		t.Errorf("stranger dial: %v, want 401", err)
+	}
+	if err := stranger.control(ctx); !IsRefused(err, http.StatusUnauthorized) {
+		t.Errorf("stranger control: %v, want 401", err)
+	}
+	// Another tenant does not find acme's agent.
+	other := startClient(t, url, "globex", "paris", 3)
+	if _, err := other.Dial(ctx, b.Addr().String()); !IsRefused(err, http.StatusNotFound) {
+		t.Errorf("other tenant's dial: %v, want 404", err)
+	}
+	// Not a handle: refused by the dialer itself.
+	if _, err := other.Dial(ctx, "127.0.0.1:1"); err == nil {
+		t.Error("dialled a real address")
+	}
+
+	// Over the byte cap: the running connection is cut, the next refused.
+	a := startClient(t, url, "acme", "berlin", 1)
+	go func() {
+		if c, err := b.Accept(); err == nil {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	ca, err := a.Dial(ctx, b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = ca.Write(make([]byte, 4000))
+	_ = ca.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := ca.Read(make([]byte, 1)); err == nil {
+		t.Error("connection not cut at the cap")
+	}
+	ca.Close()
+	if _, err := a.Dial(ctx, b.Addr().String()); !IsRefused(err, http.StatusTooManyRequests) || !strings.Contains(err.Error(), "max_bytes_per_day") {
+		t.Errorf("dial over the cap: %v, want 429 naming max_bytes_per_day", err)
+	}
+	st := s.Stats()
+	if st.Refused[ReasonUnauthorized] < 2 || st.Refused[ReasonUnknown] < 1 || st.Refused[ReasonByteCap] < 1 || st.Refused[ReasonCut] < 1 {
+		t.Errorf("refusals counted: %v", st.Refused)
+	}
+}
+
+func TestRelayTokenCap(t *testing.T) {
+	s, url := startServer(t, Config{MaxConnsPerToken: 1})
+	b := startClient(t, url, "acme", "paris", 2)
+	// b's token holds its one connection (the control): a second agent
+	// with the same token is refused.
+	var pid [20]byte
+	pid[0] = 9
+	c, _ := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/paris")
+		return nil
+	}})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Dial(ctx, b.Addr().String()); !IsRefused(err, http.StatusTooManyRequests) {
+		t.Errorf("dial over the token cap: %v, want 429", err)
+	}
+	if s.Stats().Refused[ReasonTokenCap] != 1 {
+		t.Errorf("refusals: %v", s.Stats().Refused)
+	}
+}
+
+func TestHandles(t *testing.T) {
+	var pid [20]byte
+	h := HandleFor("acme", pid)
+	if !IsHandle(h) || h.Port() == 0 {
+		t.Fatalf("handle %s", h)
+	}
+	if HandleFor("globex", pid) == h {
+		t.Error("tenants share a handle")
+	}
+	if got, ok := ParseHandle(h.String()); !ok || got != h {
+		t.Errorf("parse %s: %s %v", h, got, ok)
+	}
+	if _, ok := ParseHandle("10.0.0.1:80"); ok {
+		t.Error("a real address parsed as a handle")
+	}
+}
+
+// swappable lets a test replace the relay behind one listener, as an
+// origin restart does.
+type swappable struct {
+	mu sync.Mutex
+	h  http.Handler
+}
+
+func (s *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h := s.h
+	s.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+func TestClientReconnectsAfterRelayRestart(t *testing.T) {
+	cfg := Config{Mode: ModeOn}.WithDefaults()
+	s1 := NewServer(cfg, testAuth, nil)
+	sw := &swappable{h: s1}
+	hs := httptest.NewServer(sw)
+	t.Cleanup(hs.Close)
+	c := startClient(t, hs.URL, "acme", "paris", 1)
+	if s1.Stats().Controls != 1 {
+		t.Fatalf("controls %d", s1.Stats().Controls)
+	}
+	// The "restart": the old relay drops every connection, a new one serves.
+	s2 := NewServer(cfg, testAuth, nil)
+	t.Cleanup(s2.Close)
+	sw.mu.Lock()
+	sw.h = s2
+	sw.mu.Unlock()
+	s1.Close()
+	waitFor(t, "the agent to register again", func() bool { return s2.Stats().Controls == 1 && c.Status().Connected })
+	if c.Status().LastError == "" {
+		t.Error("the lost connection left no error in the status")
+	}
+}
