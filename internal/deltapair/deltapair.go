@@ -31,24 +31,26 @@ type Spec struct {
 
 // Pair is what Generate wrote and what a delta method should move.
 type Pair struct {
-	V1, V2         string // the two release roots
-	V1Size, V2Size int64
-	V1Files        int
-	V2Files        int
+	V1      string `json:"v1"` // the two release roots
+	V2      string `json:"v2"`
+	V1Size  int64  `json:"v1_size"`
+	V2Size  int64  `json:"v2_size"`
+	V1Files int    `json:"v1_files"`
+	V2Files int    `json:"v2_files"`
 	// ChangedBytes are the bytes of v2 found nowhere in v1: the rewritten
 	// regions, the inserted bytes and the added files. A perfect delta
 	// moves this much.
-	ChangedBytes int64
+	ChangedBytes int64 `json:"changed_bytes"`
 	// ChangedRegions counts the separate runs of changed bytes (one per
 	// rewrite, the insertion, one per added file): delivery by pieces
 	// may fetch up to one piece more per region.
-	ChangedRegions int
+	ChangedRegions int `json:"changed_regions"`
 	// ChangedFileBytes is the size of the v2 files that are not
 	// byte-for-byte a file of v1 (the changed, the grown and the added
 	// ones): what a method that reuses whole files only must move.
-	ChangedFileBytes int64
+	ChangedFileBytes int64 `json:"changed_file_bytes"`
 	// Changes lists each change in words, for reports.
-	Changes []string
+	Changes []string `json:"changes"`
 
 	// origin maps each v2 file to where its bytes lie in v1.
 	origin map[string][]delta.Range
