@@ -319,7 +319,11 @@ func (r *reuser) check(ctx context.Context, f catalog.ManifestFile, key string) 
 // uploadOrReuse stages each file of files (whose manifest entries are
 // m.Files) at prefix + its path, by server-side copy where reuse allows
 // and by upload otherwise, and counts the bytes in tally.
-func uploadOrReuse(ctx context.Context, store catalog.Store, prefix string, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64), reuse *reuser, tally *transferTally) error {
+func uploadOrReuse(ctx context.Context, store catalog.Store, prefix string, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64), reuseSource func() *reuser, tally *transferTally) error {
+	if len(files) == 0 {
+		return nil
+	}
+	reuse := reuseSource()
 	var upFiles []piecehash.FileEntry
 	var upM []catalog.ManifestFile
 	for i, f := range files {

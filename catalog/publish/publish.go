@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -224,13 +225,22 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if err != nil {
 		return nil, err
 	}
-	var reuse *reuser
-	if !opts.NoReuse {
-		var base string
-		if m.Delta != nil {
-			base = m.Delta.Base
-		}
-		reuse = newReuser(ctx, store, repo, m, base, opts.VerifyReused)
+	// Reuse sources are looked up only when a file has to be staged: a
+	// re-run that finds everything in place reads no other manifest.
+	var reuseOnce sync.Once
+	var sources *reuser
+	reuse := func() *reuser {
+		reuseOnce.Do(func() {
+			if opts.NoReuse {
+				return
+			}
+			var base string
+			if m.Delta != nil {
+				base = m.Delta.Base
+			}
+			sources = newReuser(ctx, store, repo, m, base, opts.VerifyReused)
+		})
+		return sources
 	}
 	var tally transferTally
 	defer func() {
@@ -454,7 +464,7 @@ func placeStaged(ctx context.Context, store catalog.Store, stage string, m *cata
 // signature: payload files that are missing or the wrong size come from
 // the local files (whose SHA-256s equal the signed ones), torrent and
 // manifest from a staged copy when missing or different.
-func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64), reuse *reuser, tally *transferTally) error {
+func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64), reuse func() *reuser, tally *transferTally) error {
 	prefix := catalog.DataPrefix(m.Name, m.Version)
 	var missing []piecehash.FileEntry
 	var missingM []catalog.ManifestFile
