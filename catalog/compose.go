@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 
 	"github.com/minio/minio-go/v7"
@@ -40,16 +41,32 @@ func (d *DirStore) Compose(ctx context.Context, dst string, parts []Part) error 
 		return fmt.Errorf("compose %s in %s: %w", dst, d, err)
 	}
 	readers := make([]io.Reader, 0, len(parts))
+	// One descriptor per source object, however many ranges it gives.
+	type opened struct {
+		f    *os.File
+		size int64
+	}
+	open := map[string]opened{}
+	defer func() {
+		for _, o := range open {
+			o.f.Close()
+		}
+	}()
 	for _, p := range parts {
 		if p.Src == "" {
 			readers = append(readers, io.LimitReader(p.R, p.Len))
 			continue
 		}
-		f, size, err := d.openObject(ctx, "compose", p.Src)
-		if err != nil {
-			return err
+		o, ok := open[p.Src]
+		if !ok {
+			f, size, err := d.openObject(ctx, "compose", p.Src)
+			if err != nil {
+				return err
+			}
+			o = opened{f, size}
+			open[p.Src] = o
 		}
-		defer f.Close()
+		f, size := o.f, o.size
 		if p.Off > size-p.Len {
 			return fmt.Errorf("compose %s in %s: range %d+%d is outside %s (%d bytes)", dst, d, p.Off, p.Len, p.Src, size)
 		}
