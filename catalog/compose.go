@@ -138,7 +138,11 @@ func (s *S3Store) Compose(ctx context.Context, dst string, parts []Part) error {
 			completed = append(completed, minio.CompletePart{PartNumber: num, ETag: cp.ETag})
 			continue
 		}
-		op, err := core.PutObjectPart(ctx, s.bucket, name, id, num, newExactReader(ctx, io.LimitReader(p.R, p.Len), p.Len), p.Len, minio.PutObjectPartOptions{})
+		var body io.Reader = newExactReader(ctx, io.LimitReader(p.R, p.Len), p.Len)
+		if sr, ok := p.R.(*io.SectionReader); ok && sr.Size() == p.Len {
+			body = sr // seekable: minio-go can retry the part
+		}
+		op, err := core.PutObjectPart(ctx, s.bucket, name, id, num, body, p.Len, minio.PutObjectPartOptions{})
 		if err != nil {
 			return fmt.Errorf("compose %s in %s: part %s: %w", dst, s, strconv.Itoa(num), err)
 		}
