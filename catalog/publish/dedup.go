@@ -30,6 +30,11 @@ import (
 // a release that agents refuse (they check every piece and every file's
 // SHA-256 before activation) and that `catalog verify` reports; it cannot
 // make an agent accept wrong bytes.
+//
+// With delta hints (publish --base), a changed file is built in the store
+// (catalog.Composer) from the ranges of the base's payload objects that the
+// signed hints name plus the local bytes they do not cover; it is checked
+// the same way.
 
 // maxReuseManifests bounds how many earlier versions' manifests one publish
 // reads to find reusable files (one GET each, newest first).
@@ -66,10 +71,11 @@ type transferTally struct {
 }
 
 // newReuser finds the files of m that earlier signed versions of m.Name
-// already hold in store. It returns nil, and publish uploads everything,
-// when the store cannot copy server-side (streaming a copy through this
-// process would cost more than uploading the local file) or nothing
-// matches. base, if set, is read first; the other versions follow newest
+// already hold in store, and, when m carries delta hints against base and
+// the store can compose, what it needs to build changed files. It returns
+// nil, and publish uploads everything, when the store cannot copy
+// server-side (streaming a copy through this process would cost more than
+// uploading the local file) or nothing can be reused. base, if set, is read first; the other versions follow newest
 // first, at most maxReuseManifests in all. Manifests that cannot be read
 // are skipped: dedup saves bytes, it must never stop a publish.
 func newReuser(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *catalog.Manifest, base string, verify bool) *reuser {
@@ -130,6 +136,9 @@ func newReuser(ctx context.Context, store catalog.Store, repo *catalog.Repo, m *
 			for _, f := range old.Files {
 				r.baseSizes[f.Path] = f.Size
 			}
+			// Hint offsets count the files concatenated in manifest order,
+			// which is the torrent's order: both come from the same files
+			// slice (pad files, in media torrents only, are not counted).
 			r.offsets = map[string]int64{}
 			var off int64
 			for _, f := range m.Files {
