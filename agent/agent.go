@@ -259,7 +259,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		NoPeers:      !cfg.Mode.Peers(),
 		// Peer exchange would hand out peers the tracker kept away.
 		NoPEX: cfg.Swarm.Locality != "any" || cfg.Swarm.Relay == RelayOrigin,
-		TLS:   peerTLS, TLSLog: log,
+		// uTP needs a listener: origin-only and offline agents have none.
+		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
+		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
 	}
 	for _, u := range cfg.trackerURLs() {
@@ -703,8 +705,15 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	var reused reuseResult
 	if rec.Phase == PhaseDownloading {
 		// Held releases first, before the swarm is asked (reuse.go).
-		if reused, err = a.reuseLocal(ctx, m, tf.Info, tf.InfoHash); err != nil {
+		reused, err = a.reuseLocal(ctx, m, tf.Info, tf.InfoHash)
+		switch {
+		case err != nil && (ctx.Err() != nil || isNoSpace(err)):
+			// Stopping, or out of room: the release waits like a
+			// download whose write failed (failOrWait), then reuses again.
 			return nil, fmt.Errorf("%s: reuse held releases: %w", ref, err)
+		case err != nil:
+			// Reuse only saves bytes: what it could not do is downloaded.
+			a.log.Warn("reusing held releases failed; downloading the rest", "release", ref.Name, "version", ref.Version, "err", err)
 		}
 		if reused.pieces > 0 || reused.cloned > 0 || reused.failed > 0 {
 			a.log.Info("release filled from held releases", "release", ref.Name, "version", ref.Version,

@@ -171,6 +171,11 @@ type SwarmConfig struct {
 	ListenPort int    `yaml:"listen_port"` // 0 picks a free port
 	ListenHost string `yaml:"listen_host"` // default all interfaces
 	MaxConns   int    `yaml:"max_conns"`   // established connections per torrent
+	// UTP is "on" to accept and dial peers over uTP too (UDP, the listen
+	// port's number), under peer TLS when that is required: agents behind
+	// NAT then reach each other through a hole punched by a peer both are
+	// connected to (BEP 55). "off" (default): TCP only.
+	UTP string `yaml:"utp"`
 	// Locality limits which peers an agent exchanges with:
 	//   - "gateway" (default): its own site's agents; one agent per site and
 	//     release, the site's gateway, also exchanges with the other sites'
@@ -480,6 +485,9 @@ func (c SwarmConfig) withDefaults() SwarmConfig {
 	if c.DHT == "" {
 		c.DHT = DHTOff
 	}
+	if c.UTP == "" {
+		c.UTP = "off"
+	}
 	return c
 }
 
@@ -504,6 +512,14 @@ func (c SwarmConfig) validate() error {
 	case LSDOn, LSDOff:
 	default:
 		return fielderr.New("lsd", "%q: want on or off", c.LSD)
+	}
+	switch c.UTP {
+	case "on", "off":
+	default:
+		return fielderr.New("utp", "%q: want on or off", c.UTP)
+	}
+	if c.UTP == "on" && c.Relay == RelayOrigin {
+		return fielderr.New("utp", "on with relay: origin: a relay-mode agent dials no peer directly")
 	}
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")

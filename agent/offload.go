@@ -521,7 +521,7 @@ func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	begin := int64(p) * pl
 	end := min(begin+pl, o.m.TotalSize)
 	buf := make([]byte, end-begin)
-	if err := o.paceWait(ctx, len(buf)); err != nil {
+	if err := o.paceWait(ctx, len(buf)-int(o.sub.held(p))); err != nil {
 		return err
 	}
 	local, err := o.fillPiece(ctx, p, begin, buf) // subpiece.go

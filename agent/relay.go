@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/relay"
 )
@@ -61,8 +63,8 @@ func relayBase(trackers []string) (string, error) {
 // newRelay prepares the relay client of a relay-mode agent (nil when the
 // mode is never); its peer ID is set once the torrent client exists.
 func newRelay(cfg *Config, tok string, originTLS, peerTLS *tls.Config, log *slog.Logger) (*relay.Client, error) {
-	if cfg.Swarm.Relay != RelayOrigin {
-		return nil, nil
+	if cfg.Swarm.Relay != RelayOrigin || !cfg.Mode.Peers() {
+		return nil, nil // origin-only and offline agents take no peers at all
 	}
 	base, err := relayBase(cfg.trackerURLs())
 	if err != nil {
@@ -101,4 +103,20 @@ func (a *Agent) RelayStatus() *relay.ClientStatus {
 	}
 	st := a.relay.Status()
 	return &st
+}
+
+var descRelayBytes = prometheus.NewDesc("swarmship_agent_relay_bytes_total", "Bytes sent and received through the origin's relay (swarm.relay: origin; 0 otherwise).", nil, nil)
+
+// relayCollector exports what needed the relay; always, so that a fleet's
+// dashboards can sum it whatever each agent's mode.
+type relayCollector struct{ a *Agent }
+
+func (c relayCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRelayBytes }
+
+func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
+	var n int64
+	if st := c.a.RelayStatus(); st != nil {
+		n = st.Bytes
+	}
+	ch <- prometheus.MustNewConstMetric(descRelayBytes, prometheus.CounterValue, float64(n))
 }

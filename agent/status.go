@@ -111,7 +111,7 @@ func (a *Agent) Status() Status {
 // Handler serves /status (JSON) and /metrics (Prometheus).
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a})
+	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
@@ -182,6 +182,7 @@ func (a *Agent) StatusAddr() string {
 var (
 	descBytes    = prometheus.NewDesc("swarmship_agent_downloaded_bytes_total", "Payload bytes downloaded, by source (peer, origin, webseed).", []string{"source"}, nil)
 	descUpload   = prometheus.NewDesc("swarmship_agent_uploaded_bytes_total", "Payload bytes uploaded to peers.", nil, nil)
+	descReused   = prometheus.NewDesc("swarmship_agent_reused_bytes_total", "Payload bytes taken from releases already held instead of downloaded (delta releases).", nil, nil)
 	descReleases = prometheus.NewDesc("swarmship_agent_releases", "Releases in the agent's cache, by state.", []string{"state"}, nil)
 	descCatErr   = prometheus.NewDesc("swarmship_agent_catalog_errors_total", "Failed catalog refreshes.", nil, nil)
 	descCatAge   = prometheus.NewDesc("swarmship_agent_catalog_last_refresh_timestamp_seconds", "Unix time of the last successful catalog refresh.", nil, nil)
@@ -198,7 +199,7 @@ var (
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail} {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReused, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail} {
 		ch <- d
 	}
 }
@@ -206,7 +207,7 @@ func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.a.Status()
 	var b Bytes
-	var up int64
+	var up, reused int64
 	peers := 0
 	byState := map[Phase]int{PhaseQueued: 0, PhaseDownloading: 0, PhaseVerified: 0, PhaseActive: 0, PhaseFailed: 0}
 	for _, r := range st.Releases {
@@ -214,6 +215,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 		b.Origin += r.Downloaded.Origin
 		b.WebSeed += r.Downloaded.WebSeed
 		up += r.Uploaded
+		reused += r.Reused
 		peers += r.Peers
 		byState[r.Phase]++
 	}
@@ -221,6 +223,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.Origin), "origin")
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(b.WebSeed), "webseed")
 	ch <- prometheus.MustNewConstMetric(descUpload, prometheus.CounterValue, float64(up))
+	ch <- prometheus.MustNewConstMetric(descReused, prometheus.CounterValue, float64(reused))
 	for s, n := range byState {
 		ch <- prometheus.MustNewConstMetric(descReleases, prometheus.GaugeValue, float64(n), string(s))
 	}

@@ -103,6 +103,15 @@ func readHeld(s localSeg, b []byte) error {
 	return err
 }
 
+// held is how many bytes of piece p local files supply.
+func (s *subPieces) held(p int) int64 {
+	var n int64
+	for _, seg := range s.get(p) {
+		n += seg.n
+	}
+	return n
+}
+
 // done counts piece p's held runs as reused and drops them.
 func (s *subPieces) done(p int) {
 	if s == nil {

@@ -300,7 +300,9 @@ func (s *S3Store) putObject(ctx context.Context, key string, r io.Reader, size i
 	return nil
 }
 
-// Copy implements Copier with a server-side CopyObject.
+// Copy implements Copier with a server-side copy. ComposeObject with one
+// source is a plain CopyObject up to S3's 5 GiB limit for it and a
+// multipart copy (UploadPartCopy) above, so large payload files copy too.
 func (s *S3Store) Copy(ctx context.Context, src, dst string) error {
 	srcName, err := s.object(src)
 	if err != nil {
@@ -310,7 +312,7 @@ func (s *S3Store) Copy(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.client.CopyObject(ctx,
+	_, err = s.client.ComposeObject(ctx,
 		minio.CopyDestOptions{Bucket: s.bucket, Object: dstName},
 		minio.CopySrcOptions{Bucket: s.bucket, Object: srcName})
 	if err != nil {

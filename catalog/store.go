@@ -58,6 +58,30 @@ type Copier interface {
 	Copy(ctx context.Context, src, dst string) error
 }
 
+// Composer is implemented by stores that can build an object from byte
+// ranges of objects they hold plus new bytes, moving only the new bytes
+// through the caller (S3: a multipart upload of UploadPartCopy and uploaded
+// parts; a directory: the ranges are copied on its host).
+type Composer interface {
+	// Compose stores at dst the concatenation of parts, replacing any
+	// object there, atomically for readers of dst: on error dst is
+	// unchanged. Every part but the last must be at least MinPartSize
+	// bytes long. A missing source wraps ErrNotFound; a range outside its
+	// source, or a reader yielding fewer than Len bytes, fails.
+	Compose(ctx context.Context, dst string, parts []Part) error
+	// MinPartSize is the shortest part, other than the last, that
+	// Compose accepts.
+	MinPartSize() int64
+}
+
+// Part is one piece of a composed object: Len bytes of the object Src
+// from offset Off when Src is set, else the next Len bytes of R.
+type Part struct {
+	Src      string
+	Off, Len int64
+	R        io.Reader
+}
+
 // PutIfAbsent is the create-only write of s, or an error wrapping
 // ErrNoConditionalWrite when s has none.
 func PutIfAbsent(ctx context.Context, s Store, key string, r io.Reader, size int64) error {

@@ -31,7 +31,10 @@ func newPublishCmd() *cobra.Command {
 (SHA-1) and each file's SHA-256; uploads payload, torrent and manifest under a
 staging key of its own, signs the catalog (a compare-and-swap, retried when
 another publisher commits first), and then copies them to data/<name>/<version>/,
-torrents/<name>/<version>.torrent and releases/<name>/<version>.json. Running it
+torrents/<name>/<version>.torrent and releases/<name>/<version>.json. A file
+whose SHA-256 matches a file of an earlier signed version of the same name is
+not uploaded but copied inside the catalog (S3 CopyObject, a hard link in a
+directory); the output says how many bytes were uploaded and reused. Running it
 again after a failure completes the release; publishing an existing version
 with different bytes fails with "already published with different bytes".
 
@@ -86,9 +89,13 @@ signed SHA-256s.`,
 				return err
 			}
 			if !res.AlreadyPublished || len(res.Channels) > 0 {
+				details := map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished),
+					"uploaded_bytes": fmt.Sprint(res.UploadedBytes), "reused_bytes": fmt.Sprint(res.ReusedBytes)}
+				if d := res.Delta; d != nil && d.Base != "" {
+					details["delta_base"], details["delta_new_bytes"] = d.Base, fmt.Sprint(d.NewBytes)
+				}
 				if err := f.audit(audit.Event{Action: "publish", Release: res.Name, Version: res.Version, InfoHash: res.InfoHash,
-					Channel: strings.Join(res.Channels, ","), Tenant: opts.Tenant,
-					Details: map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished)}}); err != nil {
+					Channel: strings.Join(res.Channels, ","), Tenant: opts.Tenant, Details: details}); err != nil {
 					return err
 				}
 			}
@@ -102,6 +109,8 @@ signed SHA-256s.`,
 			}
 			fmt.Fprintf(w, "%s@%s %s\ninfohash  %s\nsize      %s in %d files, %d pieces of %s\ntorrent   %s\n",
 				res.Name, res.Version, state, res.InfoHash, bytesize.Format(res.TotalSize), res.Files, res.Pieces, bytesize.Format(res.PieceLength), res.TorrentKey)
+			fmt.Fprintf(w, "uploaded  %s; reused %s by server-side copy (%d files whole from earlier versions, %d built from the delta base)\n",
+				bytesize.Format(res.UploadedBytes), bytesize.Format(res.ReusedBytes), res.ReusedFiles, res.ComposedFiles)
 			if res.WebSeed != "" {
 				fmt.Fprintf(w, "web seed  %s\n", res.WebSeed)
 			}
@@ -125,6 +134,8 @@ signed SHA-256s.`,
 	fs.StringVar(&opts.WebSeedURL, "web-seed", "", "base URL where the catalog is served over HTTP (default: the S3 object URL; none for a directory)")
 	fs.StringSliceVar(&opts.Announce, "tracker", nil, "tracker announce URL(s) written into the torrent")
 	fs.IntVar(&opts.Workers, "workers", 0, "hashing goroutines (default: one per CPU)")
+	fs.BoolVar(&opts.NoReuse, "no-reuse", false, "upload every file, even those an earlier version of the release already holds (default: copy them server-side)")
+	fs.BoolVar(&opts.VerifyReused, "verify-reused", false, "read back each server-side copy and check its SHA-256 (a download per reused file)")
 	fs.StringVar(&opts.Base, "base", "", "version to compute signed delta hints against, or none (default: the version the first --channel points at)")
 	fs.StringVar(&opts.BaseDir, "base-dir", "", "local directory holding the base release's files, read instead of the catalog's copy")
 	return c

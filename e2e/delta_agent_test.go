@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	catpublish "github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/internal/delta"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
 
@@ -333,5 +337,108 @@ func TestDeltaSubPieceVersusWholePiece(t *testing.T) {
 	}
 	if sub.origin+sub.peer > pair.changed+64<<10 {
 		t.Errorf("sub-piece fetching moved %d bytes for %d changed", sub.origin+sub.peer, pair.changed)
+	}
+}
+
+// Stopped after it filled v2 from v1 but before the origin sent the rest,
+// an agent restarted on the same cache keeps what it reused (recorded
+// complete), fetches only the rest and activates correct files.
+func TestDeltaAgentRestartAfterReuse(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	sw := newSwarm(t, localswarm.OriginOptions{WrapHandler: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/data/app/2.0/") {
+				select {
+				case <-gate:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}})
+	t.Cleanup(open) // before the swarm closes: no handler left waiting
+	pair := newDeltaPair()
+	publishWithHints(t, sw, "app", "1.0", "0", pair.v1, func(string) []fileRun { return nil }, "stable")
+	sub := agent.Subscription{Name: "app", Channel: "stable"}
+	cfg := sw.AgentConfig("solo", "site-1", "eu", sub)
+	cfg.Offload.StartupGrace = 10 * time.Millisecond
+	ra, err := sw.StartAgent(context.Background(), "solo", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "app", "1.0", 60*time.Second, ra)
+	m2 := publishWithHints(t, sw, "app", "2.0", "1.0", pair.v2, pair.hint, "stable")
+	if !testenv.Poll(60*time.Second, 20*time.Millisecond, func() bool { return releaseStatus(ra, "app", "2.0").Reused > 0 }) {
+		t.Fatal("the agent never reused anything of v1")
+	}
+	if err := ra.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	first := readState(t, cfg, "app@2.0")
+	if first.Phase != agent.PhaseDownloading || first.Reused == 0 {
+		t.Fatalf("stopped agent's record of v2: %+v", first)
+	}
+	open()
+	before := originPayloadBytes(sw)
+	cfg2 := sw.AgentConfig("solo", "site-1", "eu", sub) // same cache dir
+	cfg2.Offload.StartupGrace = 10 * time.Millisecond
+	ra2, err := sw.StartAgent(context.Background(), "solo-restarted", cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "app", "2.0", 60*time.Second, ra2)
+	checkActiveFiles(t, ra2, m2)
+	final := releaseStatus(ra2, "app", "2.0")
+	sent := originPayloadBytes(sw) - before
+	t.Logf("first run reused %d; after the restart reused %d, origin sent %d for %d changed", first.Reused, final.Reused, sent, pair.changed)
+	if final.Reused < first.Reused {
+		t.Errorf("reused fell from %d to %d across the restart", first.Reused, final.Reused)
+	}
+	if sent > pair.changed+int64(pair.regions)*deltaPiece {
+		t.Errorf("origin sent %d after the restart, want <= %d", sent, pair.changed+int64(pair.regions)*deltaPiece)
+	}
+}
+
+// The same pair, published by publish itself (hints against the version
+// the channel points at, catalog/publish/hints.go): agents holding v1
+// get about the changed bytes from the origin.
+func TestDeltaAgentsWithPublishedHints(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	pair := newDeltaPair()
+	ctx := context.Background()
+	if _, err := sw.PublishWith(ctx, catpublish.PublishOptions{Name: "app", Version: "1.0", Paths: writeFiles(t, pair.v1),
+		PieceLength: deltaPiece, Channels: []string{"stable"}}); err != nil {
+		t.Fatal(err)
+	}
+	agents := startAgents(t, sw, 2, agent.Subscription{Name: "app", Channel: "stable"}, nil)
+	waitActive(t, "app", "1.0", 60*time.Second, agents...)
+	before := originPayloadBytes(sw)
+	if _, err := sw.PublishWith(ctx, catpublish.PublishOptions{Name: "app", Version: "2.0", Paths: writeFiles(t, pair.v2),
+		PieceLength: deltaPiece, Channels: []string{"stable"}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := catalog.ReadAll(ctx, sw.Store, catalog.ManifestKey("app", "2.0"), catalog.MaxManifestSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := catalog.ParseManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Delta == nil || m2.Delta.Base != "1.0" {
+		t.Fatalf("publish signed no hints against 1.0: %+v", m2.Delta)
+	}
+	waitActive(t, "app", "2.0", 60*time.Second, agents...)
+	sent := originPayloadBytes(sw) - before
+	for _, ra := range agents {
+		checkActiveFiles(t, ra, m2)
+	}
+	bound := pair.changed + int64(pair.regions)*deltaPiece + 64<<10
+	t.Logf("hinted %d of %d bytes; origin sent %d for %d changed (bound %d)", m2.Delta.Covered(0, m2.TotalSize), m2.TotalSize, sent, pair.changed, bound)
+	if sent > bound {
+		t.Errorf("origin sent %d payload bytes for v2, want <= %d", sent, bound)
 	}
 }

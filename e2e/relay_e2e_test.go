@@ -68,11 +68,13 @@ func relaySwarm(t *testing.T, cfg relay.Config, log *answerLog) *localswarm.Swar
 	})
 }
 
-func relayAgents(t *testing.T, sw *localswarm.Swarm, n int) []*localswarm.RunningAgent {
+// relayAgents starts n relay-mode agents over two sites, with locality
+// (""; the default, gateway).
+func relayAgents(t *testing.T, sw *localswarm.Swarm, n int, locality string) []*localswarm.RunningAgent {
 	return startAgents(t, sw, n, agent.Subscription{Name: "app", Channel: "stable"}, func(c *agent.Config) {
 		c.Tenant = "acme"
 		c.Swarm.Relay = agent.RelayOrigin
-		c.Swarm.Locality = "region" // "any" would turn PEX on
+		c.Swarm.Locality = locality // not "any": it turns PEX on
 	})
 }
 
@@ -82,7 +84,7 @@ func TestRelayModeAgentsCompleteWithoutAddresses(t *testing.T) {
 	var log answerLog
 	sw := relaySwarm(t, relay.Config{}, &log)
 	m := publish(t, sw, "app", "1.0", 161, map[string]int64{"app.bin": 6 << 20}, "stable")
-	agents := relayAgents(t, sw, 3)
+	agents := relayAgents(t, sw, 3, "region")
 
 	seen := map[string]bool{}
 	deadline := time.Now().Add(90 * time.Second)
@@ -129,15 +131,21 @@ func TestRelayModeAgentsCompleteWithoutAddresses(t *testing.T) {
 			agentRelay += st.Bytes
 		}
 	}
-	st := sw.Origin.Relay().Stats()
+	// Keep-alives still flow: read the egress figure first, then the stats.
 	eg := sw.Origin.Egress()
+	st := sw.Origin.Relay().Stats()
 	t.Logf("peer bytes %d, relay carried %d (egress figure %d), agents counted %d, %d answers with %d handles", peerBytes, st.Bytes, eg.Relay, agentRelay, answers, len(peers))
-	if peerBytes == 0 || st.Bytes < peerBytes || eg.Relay != st.Bytes {
+	if peerBytes == 0 || st.Bytes < peerBytes || eg.Relay < peerBytes || eg.Relay > st.Bytes {
 		t.Errorf("relay bytes %d (egress %d) for %d peer bytes", st.Bytes, eg.Relay, peerBytes)
 	}
 	body := relayGet(t, sw.OriginURL+"/metrics")
 	if !strings.Contains(body, `swarmship_relay_bytes_total{site="site-0",tenant="acme"}`) || !strings.Contains(body, `swarmship_origin_egress_bytes_total{kind="relay"}`) {
 		t.Errorf("/metrics lacks the relay figures")
+	}
+	rec := httptest.NewRecorder()
+	agents[0].Agent.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "swarmship_agent_relay_bytes_total ") || strings.Contains(rec.Body.String(), "swarmship_agent_relay_bytes_total 0\n") {
+		t.Errorf("agent /metrics lacks its relay bytes")
 	}
 	var view struct {
 		Egress struct {
@@ -155,7 +163,7 @@ func TestRelayCapReachedAgentsStillComplete(t *testing.T) {
 	var log answerLog
 	sw := relaySwarm(t, relay.Config{MaxBytesPerDay: 256 << 10}, &log)
 	m := publish(t, sw, "app", "1.0", 162, map[string]int64{"app.bin": 6 << 20}, "stable")
-	agents := relayAgents(t, sw, 3)
+	agents := relayAgents(t, sw, 3, "") // gateway: election and views by handle
 	waitActive(t, "app", "1.0", 90*time.Second, agents...)
 	for _, ra := range agents {
 		checkActiveFiles(t, ra, m)
@@ -165,7 +173,9 @@ func TestRelayCapReachedAgentsStillComplete(t *testing.T) {
 	if st.Refused[relay.ReasonByteCap]+st.Refused[relay.ReasonCut] == 0 {
 		t.Errorf("cap never reached: %+v", st)
 	}
-	if st.Bytes > 256<<10+4*(32<<10) {
+	// Each open connection may pass one 32 KiB buffer per direction
+	// before it is cut; three agents hold at most a few connections.
+	if st.Bytes > 256<<10+12*(32<<10) {
 		t.Errorf("relay carried %d bytes past a cap of %d", st.Bytes, 256<<10)
 	}
 }

@@ -190,6 +190,7 @@ type ltOptions struct {
 	torrent, infoHash, save string
 	peers                   []string // host:port
 	noWebSeed, noTracker    bool
+	utp                     bool // dial over uTP only (outgoing TCP off)
 }
 
 // runLibtorrent downloads with the Python helper and returns its report;
@@ -209,6 +210,9 @@ func runLibtorrent(t *testing.T, python string, o ltOptions) ltReport {
 	}
 	if o.noTracker {
 		args = append(args, "--no-tracker")
+	}
+	if o.utp {
+		args = append(args, "--utp")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+20*time.Second)
 	defer cancel()
@@ -364,17 +368,22 @@ func TestLibtorrentWebSeedS3(t *testing.T) {
 // own subtest, so that a failure there does not hide the plain case.
 func TestLibtorrentLeechesFromAgents(t *testing.T) {
 	python := requireLibtorrent(t)
-	t.Run("plain", func(t *testing.T) { testLeechFromAgents(t, python, false) })
-	t.Run("zero-length-file", func(t *testing.T) { testLeechFromAgents(t, python, true) })
+	t.Run("plain", func(t *testing.T) { testLeechFromAgents(t, python, false, false) })
+	t.Run("zero-length-file", func(t *testing.T) { testLeechFromAgents(t, python, true, false) })
+	// Agents with swarm.utp on: libtorrent dials uTP first.
+	t.Run("utp", func(t *testing.T) { testLeechFromAgents(t, python, false, true) })
 }
 
-func testLeechFromAgents(t *testing.T, python string, withEmpty bool) {
+func testLeechFromAgents(t *testing.T, python string, withEmpty, utp bool) {
 	s := newSwarm(t, localswarm.OriginOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var agents []*localswarm.RunningAgent
 	for i, site := range []string{"store-1", "store-2"} {
 		cfg := s.AgentConfig("agent"+strconv.Itoa(i+1), site, "eu", agent.Subscription{Name: relName, Channel: "stable"})
+		if utp {
+			cfg.Swarm.UTP = "on"
+		}
 		ra, err := s.StartAgent(ctx, "agent"+strconv.Itoa(i+1), cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -418,6 +427,7 @@ func testLeechFromAgents(t *testing.T, python string, withEmpty bool) {
 		peers:     peers,
 		noWebSeed: true,
 		noTracker: true,
+		utp:       utp,
 	})
 	if len(rep.URLListInFile) == 0 {
 		t.Errorf("the published torrent has no url-list; the test means to remove one")

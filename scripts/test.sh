@@ -3,7 +3,7 @@
 # run against (Debian BitTorrent clients and python3-libtorrent, the
 # versitygw S3 server, staticcheck, chromium for the dashboard test, redis-server
 # for origins that share state, node and npm for
-# tuf-js), then runs go vet, staticcheck, a gofmt check and the whole suite
+# tuf-js, zsync and rsync for the delta benchmark), then runs go vet, staticcheck, a gofmt check and the whole suite
 # with the race detector. With CI=true a missing tool fails a test instead of
 # skipping it.
 set -euo pipefail
@@ -29,6 +29,12 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # node and npm run tuf-js, an independent TUF client (interop/tufjs_test.go
 # installs it from interop/testdata/tufjs's lock into $SWARMSHIP_TOOLS).
 command -v npm >/dev/null || need+=(nodejs npm)
+# nft builds the masquerading routers of the NAT tests (internal/testenv/nat.go).
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
+# zsync and rsync are the single-machine delta tools that the delta
+# benchmark (scripts/bench/delta) compares publish and delivery with.
+command -v zsyncmake >/dev/null || need+=(zsync)
+command -v rsync >/dev/null || need+=(rsync)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

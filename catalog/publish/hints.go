@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,9 +68,17 @@ type baseSource interface {
 // opts.Channels that points anywhere points at) and indexes it. It returns
 // a nil hinter, and a note saying why, when there is no base.
 func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, opts PublishOptions, files []piecehash.FileEntry, pieceLength int64) (*hinter, *DeltaResult, error) {
+	if _, signed := repo.ManifestTarget(opts.Name, opts.Version); signed && opts.Base != BaseNone {
+		// A re-run (say after a killed publish): the signed manifest, hints
+		// and all, is what stands, so reading the base again buys nothing.
+		return nil, &DeltaResult{Note: "already signed: the published hints stand"}, nil
+	}
 	base := opts.Base
 	switch base {
 	case BaseNone:
+		if opts.BaseDir != "" {
+			return nil, nil, errors.New("--base-dir with --base none: give one or the other")
+		}
 		return nil, nil, nil
 	case "":
 		rels, err := repo.Releases()
@@ -81,6 +90,9 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 				base = r.Version
 				break
 			}
+		}
+		if base == "" && opts.BaseDir != "" {
+			return nil, nil, fmt.Errorf("--base-dir %s: no base version to check it against (name one with --base)", opts.BaseDir)
 		}
 		if base == "" {
 			note := "no base: no channel given (use --base VERSION)"
@@ -97,22 +109,14 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 			return nil, nil, fmt.Errorf("--base %s: %s@%s is not in the catalog (--base none publishes without hints)", base, opts.Name, base)
 		}
 	}
-	b, err := signedObject(ctx, store, repo, catalog.ManifestKey(opts.Name, base), catalog.MaxManifestSize)
+	h, err := loadBase(ctx, store, repo, opts, base, pieceLength)
 	if err != nil {
-		return nil, nil, fmt.Errorf("base %s@%s: %w", opts.Name, base, err)
-	}
-	bm, err := catalog.ParseManifest(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("base %s@%s: %w", opts.Name, base, err)
-	}
-	h := &hinter{base: base, baseM: bm}
-	if opts.BaseDir != "" {
-		h.src = dirBase{dir: opts.BaseDir, n: &h.read}
-	} else {
-		h.src = storeBase{store: store, prefix: catalog.DataPrefix(opts.Name, base), n: &h.read}
-	}
-	h.ix = delta.NewIndex(delta.BlockSize(pieceLength, bm.TotalSize))
-	if err := h.indexBase(ctx, opts.Workers); err != nil {
+		// The default base is a convenience: a base that cannot be read
+		// (a lost payload object, a store hiccup) must not stop a release.
+		// One asked for by name must.
+		if opts.Base == "" && opts.BaseDir == "" && ctx.Err() == nil {
+			return nil, &DeltaResult{Note: fmt.Sprintf("no base: reading %s@%s failed, published without delta hints: %v", opts.Name, base, err)}, nil
+		}
 		return nil, nil, fmt.Errorf("base %s@%s (--base none publishes without delta hints): %w", opts.Name, base, err)
 	}
 	// Torrent order is the order of files here, which is the manifest's
@@ -124,6 +128,29 @@ func prepareHints(ctx context.Context, store catalog.Store, repo *catalog.Repo, 
 		off += f.Size
 	}
 	return h, nil, nil
+}
+
+// loadBase reads the base's signed manifest and indexes its files.
+func loadBase(ctx context.Context, store catalog.Store, repo *catalog.Repo, opts PublishOptions, base string, pieceLength int64) (*hinter, error) {
+	b, err := signedObject(ctx, store, repo, catalog.ManifestKey(opts.Name, base), catalog.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	bm, err := catalog.ParseManifest(b)
+	if err != nil {
+		return nil, err
+	}
+	h := &hinter{base: base, baseM: bm}
+	if opts.BaseDir != "" {
+		h.src = dirBase{dir: opts.BaseDir, n: &h.read}
+	} else {
+		h.src = storeBase{store: store, prefix: catalog.DataPrefix(opts.Name, base), n: &h.read}
+	}
+	h.ix = delta.NewIndex(delta.BlockSize(pieceLength, bm.TotalSize))
+	if err := h.indexBase(ctx, opts.Workers); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // indexBase reads every base file once, on workers goroutines (one per
@@ -256,13 +283,20 @@ func (h *hinter) finish(ctx context.Context, files []piecehash.FileEntry, hr *pi
 
 // boundHints keeps the largest ranges whose JSON fits maxHintBytes.
 func boundHints(rs []delta.Range) []delta.Range {
-	cost := func(r delta.Range) int { return 96 + len(r.BasePath) } // one indented JSON range, generously
+	// One range in the indented manifest: at most rangeJSON bytes of
+	// keys, numbers and indentation, plus its path as a JSON string (up
+	// to 6 bytes a byte: encoding/json writes & < > as \u0026...).
+	const rangeJSON = 160
 	total := 0
 	for _, r := range rs {
-		total += cost(r)
+		total += rangeJSON + 6*len(r.BasePath)
 	}
 	if total <= maxHintBytes && len(rs) <= delta.MaxRanges {
 		return rs
+	}
+	cost := func(r delta.Range) int {
+		b, _ := json.Marshal(r.BasePath)
+		return rangeJSON + len(b)
 	}
 	bySize := slices.Clone(rs)
 	slices.SortStableFunc(bySize, func(a, b delta.Range) int {
@@ -287,14 +321,18 @@ func boundHints(rs []delta.Range) []delta.Range {
 }
 
 // payloadReader reads the local release files as one torrent-ordered
-// payload, opening each on first use.
+// payload, opening each on first use. Reads are serialized: they are
+// local and small, the base's (possibly remote) reads are the slow ones.
 type payloadReader struct {
+	mu    sync.Mutex
 	files []piecehash.FileEntry
 	open  map[int]*os.File
 	n     int64 // bytes read
 }
 
 func (p *payloadReader) ReadAt(b []byte, off int64) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	n := 0
 	var start int64
 	for i, f := range p.files {

@@ -124,6 +124,15 @@ func TestPublishDeltaHints(t *testing.T) {
 			t.Logf("base read %.4fx its size; %d of %d bytes hinted in %d ranges", float64(d.BaseBytesRead)/float64(d.BaseSize), d.HintedBytes, m.TotalSize, d.Ranges)
 		}
 
+		// Publishing 2.0 again reads no base: the signed hints stand.
+		again := c.publish(t, publish.PublishOptions{Name: "app", Version: "2.0", Paths: []string{storetest.WritePayload(t, v2)}, Channels: []string{"stable"}, PieceLength: 256 << 10})
+		if !again.AlreadyPublished || again.Delta == nil || again.Delta.BaseBytesRead != 0 || !strings.Contains(again.Delta.Note, "already signed") {
+			t.Errorf("publishing again: already %v, delta %+v", again.AlreadyPublished, again.Delta)
+		}
+		if m2, err := c.client(t).Manifest(ctx, "app", "2.0"); err != nil || m2.Delta == nil || !equalRanges(m2.Delta.Ranges, m.Delta.Ranges) {
+			t.Errorf("publishing again changed the signed hints: %v", err)
+		}
+
 		// --base-dir gives the same hints from local files.
 		res3 := c.publish(t, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{storetest.WritePayload(t, v2)}, Base: "1.0", BaseDir: dir1, PieceLength: 256 << 10})
 		m3, err := c.client(t).Manifest(ctx, "app", "3.0")
@@ -174,6 +183,8 @@ func TestPublishDeltaBaseOptions(t *testing.T) {
 		}
 	}
 
+	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, BaseDir: dir1})
+	wantErrContains(t, "base dir without a base", err, "name one with --base")
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "0.9"})
 	wantErrContains(t, "missing base", err, "not in the catalog")
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "3.0"})
@@ -185,4 +196,17 @@ func TestPublishDeltaBaseOptions(t *testing.T) {
 	}
 	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "3.0", Paths: []string{dir2}, Base: "1.0", BaseDir: dir1})
 	wantErrContains(t, "modified base dir", err, "differs from the signed base")
+
+	// A default base (the channel's) that cannot be read does not stop the
+	// release: it goes out without hints, saying why. Named, it does.
+	c.publish(t, publish.PublishOptions{Name: "app", Version: "4.0", Paths: []string{dir2}, Channels: []string{"stable"}})
+	if err := s.Delete(t.Context(), catalog.DataPrefix("app", "4.0")+"tiny"); err != nil {
+		t.Fatal(err)
+	}
+	res = c.publish(t, publish.PublishOptions{Name: "app", Version: "5.0", Paths: []string{dir2}, Channels: []string{"stable"}})
+	if res.Delta == nil || res.Delta.Base != "" || !strings.Contains(res.Delta.Note, "reading app@4.0 failed") {
+		t.Errorf("unreadable default base: delta %+v", res.Delta)
+	}
+	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "app", Version: "5.1", Paths: []string{dir2}, Base: "4.0"})
+	wantErrContains(t, "unreadable named base", err, "app@4.0")
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -47,6 +48,12 @@ type PublishOptions struct {
 	// bytes done out of total, possibly from several goroutines.
 	Progress func(stage string, done, total int64)
 	Now      func() time.Time
+	// NoReuse uploads every file even where an earlier signed version of
+	// the same name holds the same bytes (see dedup.go).
+	NoReuse bool
+	// VerifyReused reads back each server-side copy and checks its SHA-256
+	// (a download per reused file) instead of only its size.
+	VerifyReused bool
 	// Base is the version delta hints are computed against (hints.go):
 	// "" means the version the first channel in Channels that points
 	// anywhere points at, BaseNone means no hints. BaseDir, if set, is a
@@ -71,6 +78,15 @@ type PublishResult struct {
 	// CommitRetries counts how often the signed commit lost a race with
 	// another writer and was applied again to the newer catalog.
 	CommitRetries int `json:"commit_retries"`
+	// UploadedBytes is the payload this run sent to the store; ReusedBytes
+	// (in ReusedFiles files) is what it staged by server-side copy from
+	// earlier versions instead.
+	UploadedBytes int64 `json:"uploaded_bytes"`
+	ReusedBytes   int64 `json:"reused_bytes"`
+	ReusedFiles   int   `json:"reused_files"`
+	// ComposedFiles were built in the store from ranges of the delta base
+	// plus the bytes the hints do not cover (counted in UploadedBytes).
+	ComposedFiles int `json:"composed_files"`
 	// Delta says what the signed delta hints cover (nil with --base none).
 	Delta *DeltaResult `json:"delta,omitempty"`
 }
@@ -209,6 +225,27 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if err != nil {
 		return nil, err
 	}
+	// Reuse sources are looked up only when a file has to be staged: a
+	// re-run that finds everything in place reads no other manifest.
+	var reuseOnce sync.Once
+	var sources *reuser
+	reuse := func() *reuser {
+		reuseOnce.Do(func() {
+			if opts.NoReuse {
+				return
+			}
+			var base string
+			if m.Delta != nil {
+				base = m.Delta.Base
+			}
+			sources = newReuser(ctx, store, repo, m, base, opts.VerifyReused)
+		})
+		return sources
+	}
+	var tally transferTally
+	defer func() {
+		res.UploadedBytes, res.ReusedBytes, res.ReusedFiles, res.ComposedFiles = tally.uploaded, tally.reused, tally.reusedFiles, tally.composedFiles
+	}()
 
 	// Already signed? Then only the same bytes may be "published" again,
 	// and doing so completes whatever a killed publish left undone.
@@ -220,7 +257,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		if res.CommitRetries, err = commitRelease(ctx, store, keys, opts, m, manifestJSON, torrentBytes); err != nil {
 			return nil, err
 		}
-		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
+		if err := completeRelease(ctx, store, repo, files, m, opts.Progress, reuse, &tally); err != nil {
 			return nil, err
 		}
 		return res, showRelease(ctx, store, keys, opts)
@@ -240,7 +277,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 			deletePrefix(context.WithoutCancel(ctx), store, stage)
 		}
 	}()
-	if err := uploadPayload(ctx, store, stage+"data/", files, m, opts.Progress); err != nil {
+	if err := uploadOrReuse(ctx, store, stage+"data/", files, m, opts.Progress, reuse, &tally); err != nil {
 		return nil, err
 	}
 	catalog.CrashPoint("torrent")
@@ -280,7 +317,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		if repo, err = catalog.OpenRepo(ctx, store, keys, opts.Expiry); err != nil {
 			return nil, err
 		}
-		if err := completeRelease(ctx, store, repo, files, m, opts.Progress); err != nil {
+		if err := completeRelease(ctx, store, repo, files, m, opts.Progress, reuse, &tally); err != nil {
 			return nil, err
 		}
 		return res, showRelease(ctx, store, keys, opts)
@@ -427,7 +464,7 @@ func placeStaged(ctx context.Context, store catalog.Store, stage string, m *cata
 // signature: payload files that are missing or the wrong size come from
 // the local files (whose SHA-256s equal the signed ones), torrent and
 // manifest from a staged copy when missing or different.
-func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64)) error {
+func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Repo, files []piecehash.FileEntry, m *catalog.Manifest, progress func(string, int64, int64), reuse func() *reuser, tally *transferTally) error {
 	prefix := catalog.DataPrefix(m.Name, m.Version)
 	var missing []piecehash.FileEntry
 	var missingM []catalog.ManifestFile
@@ -441,7 +478,7 @@ func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Rep
 	if len(missing) > 0 {
 		sub := *m
 		sub.Files = missingM
-		if err := uploadPayload(ctx, store, prefix, missing, &sub, progress); err != nil {
+		if err := uploadOrReuse(ctx, store, prefix, missing, &sub, progress, reuse, tally); err != nil {
 			return err
 		}
 	}

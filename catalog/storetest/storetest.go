@@ -87,6 +87,7 @@ var writableChecks = []struct {
 	{"OverwriteIsAtomic", testOverwriteIsAtomic},
 	{"CreateOnly", runCreateOnly},
 	{"Copy", testCopy},
+	{"Compose", testCompose},
 	{"ListModTime", testListModTime},
 }
 
@@ -395,6 +396,56 @@ func testCopy(t *testing.T, s catalog.Store) {
 		t.Errorf("copy of a missing object: got %v, want ErrNotFound", err)
 	}
 	checkList(t, s, "", "data/a/1/f", "data/b/new/f")
+}
+
+// testCompose checks, for stores that are Composers, that Compose joins
+// ranges of stored objects and new bytes into a new object, replaces an
+// existing one, and leaves the destination untouched when a source is
+// missing, a reader is short or a part is too small.
+func testCompose(t *testing.T, s catalog.Store) {
+	c, ok := s.(catalog.Composer)
+	if !ok {
+		t.Skip("not a Composer")
+	}
+	ctx := t.Context()
+	m := c.MinPartSize()
+	src := make([]byte, 2*m+100)
+	for i := range src {
+		src[i] = byte(i*7 + i/251)
+	}
+	fresh := bytes.Repeat([]byte("new bytes "), int(m/10)+1)[:m]
+	put(t, s, "data/a/1/f", src)
+	put(t, s, "data/a/2/f", []byte("old"))
+	parts := []catalog.Part{
+		{Src: "data/a/1/f", Off: 3, Len: m},
+		{R: bytes.NewReader(fresh), Len: m},
+		{Src: "data/a/1/f", Off: 2*m + 90, Len: 10},
+	}
+	if err := c.Compose(ctx, "data/a/2/f", parts); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(slices.Clone(src[3:3+m]), fresh...), src[2*m+90:]...)
+	checkGet(t, s, "data/a/2/f", want)
+
+	for _, bad := range []struct {
+		name  string
+		parts []catalog.Part
+	}{
+		{"missing source", []catalog.Part{{Src: "data/none", Off: 0, Len: 1}}},
+		{"range past the end", []catalog.Part{{Src: "data/a/1/f", Off: 2*m + 90, Len: 11}}},
+		{"short reader", []catalog.Part{{R: bytes.NewReader(fresh[:10]), Len: 11}}},
+		{"small part first", []catalog.Part{{Src: "data/a/1/f", Off: 0, Len: m - 1}, {Src: "data/a/1/f", Off: 0, Len: 1}}},
+	} {
+		err := c.Compose(ctx, "data/a/2/f", bad.parts)
+		if err == nil {
+			t.Errorf("%s: Compose succeeded", bad.name)
+		}
+		if bad.name == "missing source" && !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("%s: got %v, want ErrNotFound", bad.name, err)
+		}
+		checkGet(t, s, "data/a/2/f", want)
+	}
+	checkList(t, s, "", "data/a/1/f", "data/a/2/f")
 }
 
 // testListModTime checks that list reports modification times close to now.

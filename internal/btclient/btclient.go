@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	alog "github.com/anacrolix/log"
@@ -69,6 +68,12 @@ type Config struct {
 	TrackerTLS *tls.Config
 	// WriteStall overrides the package's WriteStall (tests); 0: WriteStall.
 	WriteStall time.Duration
+	// UTP adds uTP (BEP 29) to TCP, plain or under TLS, on the same port:
+	// peers behind NAT can then reach each other through a hole punched by
+	// a peer both are connected to (BEP 55, which the library always
+	// offers and answers). Needs a listener (not NoPeers); with Relay, uTP
+	// only accepts (nothing is dialled directly).
+	UTP bool
 	// Relay, if set, carries every outgoing peer connection (relay mode:
 	// the tracker hands out only relay handles, and nothing is dialled
 	// directly) and accepts the connections relayed to this client,
@@ -193,6 +198,13 @@ func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 		// TLS already hides the handshake: skip MSE's key exchange.
 		cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
 	}
+	if c.Relay != nil {
+		// Relay mode: no socket of the library's own (uTP, DHT) may dial
+		// or expose an address; the relay is the only way in and out.
+		cc.DisableUTP = true
+		cc.NoDHT = true
+		cc.DisablePEX = true
+	}
 	if c.TrackerTLS != nil {
 		tt, err := newTrackerTLS(c.TrackerTLS, c.TLSLog)
 		if err != nil {
@@ -246,9 +258,17 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 	if stall <= 0 {
 		stall = WriteStall
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(c.ListenPort))
-	if c.NoPeers {
-		addr = "" // accepts nothing: no listener at all
+	if c.UTP && c.NoPeers {
+		cl.Close()
+		return nil, errNoUTP
+	}
+	var socks peerSockets
+	if !c.NoPeers { // NoPeers accepts nothing: no listener at all
+		var err error
+		if socks, err = listenPeers(host, c.ListenPort, cc.DisableIPv6, c.UTP); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	if c.TLS != nil {
 		opts := []peertls.Option{peertls.WithWrap(func(c net.Conn) net.Conn { tunePeerConn(c); return newStallConn(c, stall) })}
@@ -258,28 +278,38 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		if c.Relay != nil {
 			opts = append(opts, peertls.WithoutDialer())
 		}
-		if _, err := peertls.Attach(cl, c.TLS, addr, opts...); err != nil {
+		addr := ""
+		if socks.tcp != nil {
+			addr = socks.tcp.Addr().String()
+		}
+		// TCP first: the client advertises its first listener's port.
+		if _, err := peertls.Attach(cl, c.TLS, addr, append(opts, peertls.WithTransport("tcp", socks.tcp, nil))...); err != nil {
+			socks.Close()
 			cl.Close()
 			return nil, err
+		}
+		if socks.utp != nil {
+			if _, err := peertls.Attach(cl, c.TLS, "", append(opts, peertls.WithTransport("udp", socks.utp, utpDialer{s: socks.utp}))...); err != nil {
+				socks.Close()
+				cl.Close()
+				return nil, err
+			}
 		}
 		attachRelay(cl, c.Relay)
 		return cl, nil
 	}
-	if addr != "" {
-		network := "tcp"
-		if cc.DisableIPv6 {
-			network = "tcp4"
-		}
-		ln, err := net.Listen(network, addr)
-		if err != nil {
-			cl.Close()
-			return nil, fmt.Errorf("peer listener: %w", err)
-		}
+	if socks.tcp != nil {
 		go func() {
 			<-cl.Closed()
-			ln.Close()
+			socks.Close()
 		}()
-		cl.AddListener(&tcpListener{Listener: ln, stall: stall, hold: cl.Closed()})
+		cl.AddListener(&tcpListener{Listener: socks.tcp, stall: stall, hold: cl.Closed()})
+		if socks.utp != nil {
+			cl.AddListener(&tcpListener{Listener: socks.utp, stall: stall, hold: cl.Closed()})
+			if c.Relay == nil {
+				cl.AddDialer(utpDialer{s: socks.utp, stall: stall})
+			}
+		}
 	}
 	if c.Relay == nil {
 		cl.AddDialer(tcpDialer{stall: stall})

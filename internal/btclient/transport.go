@@ -79,7 +79,8 @@ func (d tcpDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	return newStallConn(c, d.stall), nil
 }
 
-// tcpListener accepts plain TCP peers for the client (torrent.Listener).
+// tcpListener accepts plain peers for the client (torrent.Listener): on
+// TCP, or on the uTP socket.
 type tcpListener struct {
 	net.Listener
 	stall time.Duration

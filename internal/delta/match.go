@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"slices"
+	"sync"
 )
 
 // How the matcher works (rsync/zsync style)
@@ -75,7 +76,7 @@ type Index struct {
 	blocks []block // in file order, then offset order: block i+1 follows block i when in the same file
 	table  map[uint64][]int32
 	filter []uint64 // bitset over filterHash of the weak sums
-	shift  uint     // 64 - log2(filter bits)
+	shift  uint     // 32 - log2(filter bits)
 }
 
 // NewIndex returns an empty index with block size bs (BlockSize in
@@ -97,7 +98,7 @@ func (ix *Index) Blocks() int { return len(ix.blocks) }
 
 func (ix *Index) resizeFilter(bits int) {
 	ix.filter = make([]uint64, bits/64)
-	ix.shift = uint(64 - log2(bits))
+	ix.shift = uint(32 - log2(bits))
 	for k := range ix.table {
 		ix.setFilter(k)
 	}
@@ -112,10 +113,12 @@ func log2(n int) int {
 	return l
 }
 
-func (ix *Index) filterHash(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> ix.shift }
+// filterHash mixes the weak sums into a filter index: 32-bit arithmetic,
+// since roll computes it for every byte of new data.
+func filterHash(a, b uint32, shift uint) uint32 { return ((a<<16 ^ b) * 0x9e3779b1) >> (shift & 31) }
 
 func (ix *Index) setFilter(key uint64) {
-	h := ix.filterHash(key)
+	h := filterHash(uint32(key>>32), uint32(key), ix.shift)
 	ix.filter[h>>6] |= 1 << (h & 63)
 }
 
@@ -198,6 +201,15 @@ func (ix *Index) add(s blockSum, file int32, off int64) {
 // weakSum is rsync's checksum of a window: a is the sum of its bytes, b the
 // sum of its prefix sums, both modulo 2^32.
 func weakSum(p []byte) (a, b uint32) {
+	// Eight bytes a step: b gains eight copies of the running a plus the
+	// step's bytes weighted 8..1, which keeps the dependency chain short.
+	for len(p) >= 8 {
+		x0, x1, x2, x3 := uint32(p[0]), uint32(p[1]), uint32(p[2]), uint32(p[3])
+		x4, x5, x6, x7 := uint32(p[4]), uint32(p[5]), uint32(p[6]), uint32(p[7])
+		b += 8*a + 8*x0 + 7*x1 + 6*x2 + 5*x3 + 4*x4 + 3*x5 + 2*x6 + x7
+		a += x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+		p = p[8:]
+	}
 	for _, x := range p {
 		a += uint32(x)
 		b += a
@@ -297,10 +309,9 @@ func (s *Scanner) scan() {
 			s.rolling = true
 		}
 		for {
-			key := uint64(a)<<32 | uint64(b)
-			h := (key * 0x9e3779b97f4a7c15) >> shift
+			h := filterHash(a, b, shift)
 			if filter[h>>6]&(1<<(h&63)) != 0 {
-				if i := ix.lookup(key, buf[pos:pos+bs]); i >= 0 {
+				if i := ix.lookup(uint64(a)<<32|uint64(b), buf[pos:pos+bs]); i >= 0 {
 					s.add(pos, i)
 					pos += bs
 					break
@@ -325,12 +336,29 @@ func (s *Scanner) scan() {
 // after the last byte). It returns the steps taken and the sums.
 func roll(outs, ins []byte, a, b, mul uint32, filter []uint64, shift uint) (int, uint32, uint32) {
 	ins = ins[:len(outs)]
-	for i, o := range outs {
-		out := uint32(o)
+	shift &= 31
+	i := 0
+	// Two steps a turn: fewer loop branches and register moves.
+	for ; i+1 < len(outs); i += 2 {
+		o0, o1 := uint32(outs[i]), uint32(outs[i+1])
+		a0 := a + uint32(ins[i]) - o0
+		b0 := b + a0 - mul*o0
+		h0 := ((a0<<16 ^ b0) * 0x9e3779b1) >> shift
+		a = a0 + uint32(ins[i+1]) - o1
+		b = b0 + a - mul*o1
+		if filter[h0>>6]&(1<<(h0&63)) != 0 {
+			return i + 1, a0, b0
+		}
+		h1 := ((a<<16 ^ b) * 0x9e3779b1) >> shift
+		if filter[h1>>6]&(1<<(h1&63)) != 0 {
+			return i + 2, a, b
+		}
+	}
+	for ; i < len(outs); i++ {
+		out := uint32(outs[i])
 		a += uint32(ins[i]) - out
 		b += a - mul*out
-		h := ((uint64(a)<<32 | uint64(b)) * 0x9e3779b97f4a7c15) >> shift
-		if filter[h>>6]&(1<<(h&63)) != 0 {
+		if h := filterHash(a, b, shift); filter[h>>6]&(1<<(h&63)) != 0 {
 			return i + 1, a, b
 		}
 	}
@@ -399,15 +427,18 @@ type BaseReader func(path string) (io.ReaderAt, error)
 // sides of it for as long as new and base bytes agree, reading at most
 // maxEdge bytes of each per edge, and merges ranges that then meet. rs must
 // be sorted and disjoint (Merge), newData reads the release payload in
-// torrent order and total is its size.
+// torrent order and total is its size. The edges are read by up to
+// extendReaders goroutines at once (a base in S3 costs one request per
+// edge), so newData and the base's readers must allow concurrent ReadAt.
 func Extend(rs []Range, total int64, newData io.ReaderAt, base BaseReader, maxEdge int) ([]Range, error) {
 	if maxEdge <= 0 || len(rs) == 0 {
 		return rs, nil
 	}
-	nb := make([]byte, maxEdge)
-	bb := make([]byte, maxEdge)
+	var mu sync.Mutex
 	readers := map[string]io.ReaderAt{}
 	baseAt := func(p string) (io.ReaderAt, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		if r, ok := readers[p]; ok {
 			return r, nil
 		}
@@ -419,52 +450,111 @@ func Extend(rs []Range, total int64, newData io.ReaderAt, base BaseReader, maxEd
 		return r, nil
 	}
 	var prevEnd int64
-	for i := range rs {
-		r := &rs[i]
-		// Backward, into the gap left by the previous range.
-		if k := min(r.Off-prevEnd, int64(maxEdge), r.BaseOff); k > 0 {
-			br, err := baseAt(r.BasePath)
-			if err != nil {
-				return nil, err
+	for lo := 0; lo < len(rs); lo += extendBatch {
+		batch := rs[lo:min(lo+extendBatch, len(rs))]
+		// Read every edge of the batch against the gaps as they were
+		// before extending: a gap only shrinks, so the bytes needed later
+		// are a suffix of what is read here.
+		edges := make([]edgeBytes, len(batch))
+		origPrevEnd := int64(0)
+		if lo > 0 {
+			origPrevEnd = rs[lo-1].Off + rs[lo-1].Len // already extended: a tighter bound, still safe
+		}
+		var wg sync.WaitGroup
+		var firstErr error
+		sem := make(chan struct{}, extendReaders)
+		for j := range batch {
+			r := batch[j]
+			next := total
+			if lo+j+1 < len(rs) {
+				next = rs[lo+j+1].Off
 			}
-			nn, err := readFull(newData, nb[:k], r.Off-k)
-			if err != nil {
-				return nil, err
+			before := origPrevEnd
+			if j > 0 {
+				before = batch[j-1].Off + batch[j-1].Len
 			}
-			bn, err := readFull(br, bb[:k], r.BaseOff-k)
-			if err != nil {
-				return nil, err
+			e := &edges[j]
+			e.backK = min(r.Off-before, int64(maxEdge), r.BaseOff)
+			e.fwdK = min(next-(r.Off+r.Len), int64(maxEdge))
+			if e.backK <= 0 && e.fwdK <= 0 {
+				continue
 			}
-			if nn == int(k) && bn == int(k) {
-				c := int64(commonSuffix(nb[:k], bb[:k]))
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if err := e.read(r, newData, baseAt); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return nil, firstErr
+		}
+		for j := range batch {
+			r := &batch[j]
+			e := &edges[j]
+			// Backward, into what the previous range left of the gap.
+			if k := min(e.backK, r.Off-prevEnd); k > 0 && len(e.backNew) == int(e.backK) && len(e.backBase) == int(e.backK) {
+				c := int64(commonSuffix(e.backNew[e.backK-k:], e.backBase[e.backK-k:]))
 				r.Off -= c
 				r.BaseOff -= c
 				r.Len += c
 			}
-		}
-		// Forward, into the gap before the next range.
-		next := total
-		if i+1 < len(rs) {
-			next = rs[i+1].Off
-		}
-		if k := min(next-(r.Off+r.Len), int64(maxEdge)); k > 0 {
-			br, err := baseAt(r.BasePath)
-			if err != nil {
-				return nil, err
+			// Forward, into the gap before the next range.
+			if n := min(len(e.fwdNew), len(e.fwdBase)); n > 0 {
+				r.Len += int64(commonPrefix(e.fwdNew[:n], e.fwdBase[:n]))
 			}
-			nn, err := readFull(newData, nb[:k], r.Off+r.Len)
-			if err != nil {
-				return nil, err
-			}
-			bn, err := readFull(br, bb[:k], r.BaseOff+r.Len)
-			if err != nil {
-				return nil, err
-			}
-			r.Len += int64(commonPrefix(nb[:min(nn, bn)], bb[:min(nn, bn)]))
+			prevEnd = r.Off + r.Len
 		}
-		prevEnd = r.Off + r.Len
 	}
 	return Merge(rs), nil
+}
+
+// Edge reads: how many ranges' edges are held at once, and read in parallel.
+const (
+	extendBatch   = 64
+	extendReaders = 16
+)
+
+// edgeBytes holds the bytes on both sides of one range, new and base.
+type edgeBytes struct {
+	backK, fwdK       int64
+	backNew, backBase []byte
+	fwdNew, fwdBase   []byte
+}
+
+func (e *edgeBytes) read(r Range, newData io.ReaderAt, baseAt func(string) (io.ReaderAt, error)) error {
+	br, err := baseAt(r.BasePath)
+	if err != nil {
+		return err
+	}
+	get := func(ra io.ReaderAt, off, k int64) ([]byte, error) {
+		b := make([]byte, k)
+		n, err := readFull(ra, b, off)
+		return b[:n], err
+	}
+	if e.backK > 0 {
+		if e.backNew, err = get(newData, r.Off-e.backK, e.backK); err != nil {
+			return err
+		}
+		if e.backBase, err = get(br, r.BaseOff-e.backK, e.backK); err != nil {
+			return err
+		}
+	}
+	if e.fwdK > 0 {
+		if e.fwdNew, err = get(newData, r.Off+r.Len, e.fwdK); err != nil {
+			return err
+		}
+		if e.fwdBase, err = get(br, r.BaseOff+r.Len, e.fwdK); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readFull reads len(p) bytes at off, or fewer at the end of the data.

@@ -314,14 +314,29 @@ const (
 // The TLS handshake completes inside Dial.
 type Dialer struct {
 	TLS     *tls.Config
-	Timeout time.Duration // TCP connect and handshake; 0 = DialTimeout
+	Timeout time.Duration // connect and handshake; 0 = DialTimeout
 	// Wrap, if set, wraps each handshaken connection (see WithWrap).
 	Wrap func(net.Conn) net.Conn
+	// Net, if set, makes the connection TLS runs over (a uTP socket, see
+	// WithTransport), on network Network; nil: TCP.
+	Net     NetDialer
+	Network string
 }
 
-// DialerNetwork is "tcp": peer addresses from trackers and PEX are TCP
-// addresses.
-func (d Dialer) DialerNetwork() string { return "tcp" }
+// NetDialer makes the connections TLS runs over.
+type NetDialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// DialerNetwork is the network dialled: "tcp" unless Network says
+// otherwise. Peer addresses from trackers and PEX are host:port pairs
+// that every network of the client shares (one port for TCP and uTP).
+func (d Dialer) DialerNetwork() string {
+	if d.Network == "" {
+		return "tcp"
+	}
+	return d.Network
+}
 
 // Dial connects to addr and completes the TLS handshake.
 func (d Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -331,10 +346,21 @@ func (d Dialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	td := tls.Dialer{NetDialer: &net.Dialer{}, Config: d.TLS}
-	c, err := td.DialContext(ctx, "tcp", addr)
-	if err != nil || d.Wrap == nil {
-		return c, err
+	nd := d.Net
+	if nd == nil {
+		nd = &net.Dialer{}
+	}
+	raw, err := nd.DialContext(ctx, d.DialerNetwork(), addr)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, d.TLS)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	if d.Wrap == nil {
+		return c, nil
 	}
 	return d.Wrap(c), nil
 }
@@ -364,11 +390,17 @@ func Listen(addr string, tc *tls.Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Serve(ln, tc), nil
+}
+
+// Serve accepts TLS peers on ln (TCP, or a uTP socket); closing the
+// returned Listener closes ln.
+func Serve(ln net.Listener, tc *tls.Config) *Listener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{ln: ln, tc: tc, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, cancel: cancel}
 	l.wg.Add(1)
 	go l.serve()
-	return l, nil
+	return l
 }
 
 func (l *Listener) serve() {
@@ -446,12 +478,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 	return nil, net.ErrClosed
 }
 
-// Addr is the TCP address listened on.
+// Addr is the address listened on.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
-// Port is the TCP port listened on.
+// Port is the port listened on.
 func (l *Listener) Port() int {
-	if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
+	switch a := l.ln.Addr().(type) {
+	case *net.TCPAddr:
+		return a.Port
+	case *net.UDPAddr:
 		return a.Port
 	}
 	return 0
@@ -489,6 +524,9 @@ type options struct {
 	log      *slog.Logger
 	wrap     func(net.Conn) net.Conn
 	noDialer bool
+	ln       net.Listener
+	nd       NetDialer
+	network  string
 }
 
 // WithoutDialer adds only the listener: another dialer (a relay) makes
@@ -502,6 +540,15 @@ func WithWrap(wrap func(net.Conn) net.Conn) Option { return func(o *options) { o
 
 // WithLogger logs refused handshakes (at most a few lines a second).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithTransport runs TLS over another transport than TCP: accepted
+// connections come from ln (nil: none; the listen address is then
+// ignored) and dialled ones from d on network (internal/btclient passes a
+// uTP socket as both, so that its UDP port both listens and dials, as
+// hole punching needs).
+func WithTransport(network string, ln net.Listener, d NetDialer) Option {
+	return func(o *options) { o.network, o.ln, o.nd = network, ln, d }
+}
 
 // Attach makes cl talk to peers over mutual TLS: it listens on listenAddr
 // ("host:port"; "" for none) with a TLS listener given to cl.AddListener
@@ -517,11 +564,22 @@ func Attach(cl *torrent.Client, tc *tls.Config, listenAddr string, opts ...Optio
 	for _, f := range opts {
 		f(&o)
 	}
-	t := &Transport{Dialer: Dialer{TLS: tc, Wrap: o.wrap}}
+	t := &Transport{Dialer: Dialer{TLS: tc, Wrap: o.wrap, Net: o.nd, Network: o.network}}
+	if o.nd != nil {
+		listenAddr = ""
+		if o.ln != nil {
+			listenAddr = o.ln.Addr().String()
+		}
+	}
 	if listenAddr != "" {
-		ln, err := Listen(listenAddr, tc)
-		if err != nil {
-			return nil, fmt.Errorf("peer TLS listener: %w", err)
+		var ln *Listener
+		if o.ln != nil {
+			ln = Serve(o.ln, tc)
+		} else {
+			var err error
+			if ln, err = Listen(listenAddr, tc); err != nil {
+				return nil, fmt.Errorf("peer TLS listener: %w", err)
+			}
 		}
 		ln.hold = cl.Closed()
 		ln.wrap = o.wrap

@@ -237,9 +237,16 @@ func (c *Client) accept(session string, from netip.AddrPort) {
 		}
 		nc = tc
 	}
+	// The torrent client takes connections as fast as it can; one that
+	// is not taken in time (a client that stopped accepting) is dropped
+	// rather than held.
+	t := time.NewTimer(handshakeTimeout)
+	defer t.Stop()
 	select {
 	case c.conns <- nc:
 	case <-c.done:
+		nc.Close()
+	case <-t.C:
 		nc.Close()
 	}
 }

@@ -23,13 +23,15 @@ type Config struct {
 	// and running ones are cut. Default 50 GiB.
 	MaxBytesPerDay bytesize.Size `yaml:"max_bytes_per_day"`
 	// MaxSessions caps relayed connections (and those being set up) in
-	// all; default 1024.
+	// all; default 4096.
 	MaxSessions int `yaml:"max_sessions"`
 	// MaxControls caps agents registered (control connections); default 10000.
 	MaxControls int `yaml:"max_controls"`
 	// MaxConnsPerToken caps one credential's connections of every kind
-	// (control, dialled and accepted); default 64. Without tokens the
-	// credential is the tenant and site.
+	// (control, dialled and accepted); default 512: a site token is
+	// shared by the site's agents, each holding a control connection
+	// and both ends of its relayed peers. Without tokens the credential
+	// is the tenant and site.
 	MaxConnsPerToken int `yaml:"max_conns_per_token"`
 	// IdleTimeout closes a relayed connection with no byte either way for
 	// this long; default 2m.
@@ -42,9 +44,9 @@ type Config struct {
 // Defaults.
 const (
 	DefaultMaxBytesPerDay   = 50 << 30
-	DefaultMaxSessions      = 1024
+	DefaultMaxSessions      = 4096
 	DefaultMaxControls      = 10000
-	DefaultMaxConnsPerToken = 64
+	DefaultMaxConnsPerToken = 512
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultConnectTimeout   = 10 * time.Second
 )

@@ -261,3 +261,127 @@ func TestClientReconnectsAfterRelayRestart(t *testing.T) {
 		t.Error("the lost connection left no error in the status")
 	}
 }
+
+func TestRelayClosesIdleConnections(t *testing.T) {
+	s, url := startServer(t, Config{IdleTimeout: time.Second})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := b.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, err := a.Dial(ctx, b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-accepted
+	defer cb.Close()
+	// Neither side sends: the relay closes both within a few idle periods.
+	_ = ca.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := ca.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read a byte nobody sent")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the relay kept an idle connection open for 30 s")
+	}
+	waitFor(t, "sessions to end", func() bool { return s.Stats().Sessions == 0 })
+}
+
+func TestRelayHandleHeldByAnotherTokenIsRefused(t *testing.T) {
+	s, url := startServer(t, Config{})
+	startClient(t, url, "acme", "paris", 1)
+	// Same tenant and peer ID (so the same handle), another token.
+	var pid [20]byte
+	pid[0] = 1
+	c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/berlin")
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("taking over another token's handle: %v, want 409", err)
+	}
+	if s.Stats().Controls != 1 || s.Stats().Refused[ReasonConflict] != 1 {
+		t.Errorf("stats %+v", s.Stats())
+	}
+}
+
+// BenchmarkRelayThroughput: bytes a second through one relayed
+// connection on loopback (go test -run X -bench RelayThroughput ./internal/relay/).
+func BenchmarkRelayThroughput(b *testing.B) {
+	url := startServerB(b)
+	a := startClientB(b, url, 1)
+	c := startClientB(b, url, 2)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if nc, err := c.Accept(); err == nil {
+			accepted <- nc
+		}
+	}()
+	ca, err := a.Dial(context.Background(), c.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ca.Close()
+	cb := <-accepted
+	defer cb.Close()
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	go func() {
+		for i := 0; i < b.N; i++ {
+			if _, err := ca.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	rbuf := make([]byte, len(buf))
+	for i := 0; i < b.N; i++ {
+		if _, err := io.ReadFull(cb, rbuf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func startServerB(b *testing.B) string {
+	s := NewServer(Config{Mode: ModeOn}.WithDefaults(), testAuth, nil)
+	hs := httptest.NewServer(s)
+	b.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	return hs.URL
+}
+
+func startClientB(b *testing.B, url string, id byte) *Client {
+	var pid [20]byte
+	pid[0] = id
+	c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Site: "s", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/s")
+		return nil
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go c.Run(ctx)
+	b.Cleanup(func() {
+		cancel()
+		c.Close()
+	})
+	for deadline := time.Now().Add(30 * time.Second); !c.Status().Connected; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("no control connection")
+		}
+	}
+	return c
+}

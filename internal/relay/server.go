@@ -69,6 +69,10 @@ type ctlKey struct {
 
 type siteKey struct{ tenant, site string }
 
+// maxSiteCounters bounds the (tenant, site) byte counters; beyond it a
+// tenant's new sites count as site "_other".
+const maxSiteCounters = 10000
+
 // Server is the relay endpoint of an origin (an http.Handler).
 type Server struct {
 	cfg  Config
@@ -468,8 +472,8 @@ func newID() string {
 func (s *Server) allowBytes(tenant string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.budgetLocked(tenant)
-	return b.used < int64(s.cfg.MaxBytesPerDay)
+	b := s.budget[tenant] // read only: a refused caller adds no entry
+	return b == nil || b.day != s.now().Unix()/86400 || b.used < int64(s.cfg.MaxBytesPerDay)
 }
 
 func (s *Server) budgetLocked(tenant string) *dayBudget {
@@ -493,6 +497,12 @@ func (s *Server) spend(to Caller, n int) bool {
 	defer s.mu.Unlock()
 	k := siteKey{to.Tenant, to.Site}
 	ctr := s.bytes[k]
+	if ctr == nil && len(s.bytes) >= maxSiteCounters {
+		// Sites named by tenant-wide tokens are the agents' word: bound
+		// the metric's label values.
+		k.site = "_other"
+		ctr = s.bytes[k]
+	}
 	if ctr == nil {
 		ctr = new(atomic.Int64)
 		s.bytes[k] = ctr

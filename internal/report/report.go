@@ -91,7 +91,10 @@ type Release struct {
 	Downloaded Bytes  `json:"downloaded"`
 	Uploaded   int64  `json:"uploaded"`
 	// Reused is payload bytes the agent took from releases it already
-	// held (issue 17), at most Size; absent from older agents.
+	// held (issue 17), at most Size; absent from older agents. Omitted
+	// when 0, so an agent that reused nothing still reports to an origin
+	// older than the field; one that did needs an upgraded origin (strict
+	// decoding): upgrade origins first.
 	Reused    int64  `json:"reused,omitempty"`
 	Peers     int    `json:"peers"`
 	LastError string `json:"last_error,omitempty"`

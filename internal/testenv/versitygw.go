@@ -68,6 +68,26 @@ func StartVersityGW(t testing.TB) *VersityGW {
 	return nil
 }
 
+// LaunchVersityGW starts the versitygw binary bin over dir with fresh
+// credentials, for programs that are not tests (benchmarks); the caller
+// calls Stop.
+func LaunchVersityGW(bin, dir string) (*VersityGW, error) {
+	var key [12]byte
+	rand.Read(key[:])
+	var lastErr error
+	for range 3 { // a free port may be taken before versitygw binds it
+		gw, err := startVersityGW(bin, dir, "swarmship-bench", hex.EncodeToString(key[:]))
+		if err == nil {
+			return gw, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// Stop kills a gateway from LaunchVersityGW and waits for it to exit.
+func (v *VersityGW) Stop() { v.stop() }
+
 func startVersityGW(bin, dir, access, secret string) (*VersityGW, error) {
 	port, err := freePort()
 	if err != nil {

@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--no-webseed", action="store_true", help="drop the url-list")
     ap.add_argument("--no-tracker", action="store_true", help="drop announce and announce-list")
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--utp", action="store_true", help="dial peers over uTP only (BEP 29): outgoing TCP off")
     args = ap.parse_args()
 
     report = {"ok": False, "libtorrent": lt.__version__, "alerts": [], "peers": {}}
@@ -87,8 +88,9 @@ def main():
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
+        "enable_incoming_utp": args.utp,
+        "enable_outgoing_utp": args.utp,
+        "enable_outgoing_tcp": not args.utp,
         # Every peer of these tests is 127.0.0.1 on its own port.
         "allow_multiple_connections_per_ip": True,
         "alert_mask": lt.alert.category_t.error_notification

@@ -130,6 +130,8 @@ func TestReportValidation(t *testing.T) {
 		{"state", edit(func(r *report.Report) { r.Releases[0].State = "done" }), nil, 400},
 		{"completed > size", edit(func(r *report.Report) { r.Releases[0].Completed = 2000 }), nil, 400},
 		{"negative bytes", edit(func(r *report.Report) { r.Releases[0].Downloaded.Peer = -1 }), nil, 400},
+		{"reused > size", edit(func(r *report.Report) { r.Releases[0].Reused = 1001 }), nil, 400},
+		{"negative reused", edit(func(r *report.Report) { r.Releases[0].Reused = -1 }), nil, 400},
 		{"infohash", edit(func(r *report.Report) { r.Releases[0].InfoHash = "zz" }), nil, 400},
 		{"duplicate release", edit(func(r *report.Report) { r.Releases = append(r.Releases, r.Releases[0]) }), nil, 400},
 		{"control chars", edit(func(r *report.Report) { r.Releases[0].LastError = "a\x1b[31mred" }), nil, 400},
@@ -179,7 +181,9 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 	// a1 has 1.0 active and keeps 0.9 for rollback; a2 is half way; a3 has
 	// not read the catalog's target yet.
 	s.ingest(mkReport("a1", "store-1", "eu", "1.0", rel("0.9", "verified", 1000, report.Bytes{Origin: 1000}), rel("1.0", "active", 1000, report.Bytes{Peer: 600, Origin: 400})))
-	s.ingest(mkReport("a2", "store-1", "eu", "1.0", rel("1.0", "downloading", 500, report.Bytes{Peer: 500})))
+	a2 := mkReport("a2", "store-1", "eu", "1.0", rel("1.0", "downloading", 500, report.Bytes{Peer: 500}))
+	a2.Releases[0].Reused = 300 // delta release: bytes it held
+	s.ingest(a2)
 	a3 := mkReport("a3", "store-2", "us", "1.0")
 	a3.Catalog.Error = "catalog unreachable"
 	s.ingest(a3)
@@ -201,6 +205,9 @@ func TestRolloutAggregatesStallsAndETA(t *testing.T) {
 	}
 	if len(r.Regions) != 2 || r.Regions[1].Name != "us" || r.Regions[1].Subscribed != 1 {
 		t.Errorf("regions %+v", r.Regions)
+	}
+	if r.Reused != 300 {
+		t.Errorf("reused %d, want 300", r.Reused)
 	}
 	if r.Remaining != 500+1000 {
 		t.Errorf("remaining %d", r.Remaining)
