@@ -168,6 +168,7 @@ func Start(cfg Config) (*Node, error) {
 		NoSecurity:    true,
 		StartingNodes: func() ([]adht.Addr, error) { return n.startingNodes(savedAddrs), nil },
 		PeerStore:     n.store,
+		Store:         noItems{},
 		OnQuery: func(_ *krpc.Msg, source net.Addr) bool {
 			n.pingBack(source)
 			return true
