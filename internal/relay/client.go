@@ -206,7 +206,15 @@ func (c *Client) control(ctx context.Context) error {
 			if !ok {
 				continue
 			}
+			// Add must not race Close's Wait: take the lock Close
+			// closes done under, and stop once it has.
+			c.mu.Lock()
+			if c.closed() {
+				c.mu.Unlock()
+				return errors.New("relay: closed")
+			}
 			c.wg.Add(1)
+			c.mu.Unlock()
 			go func() {
 				defer c.wg.Done()
 				c.accept(f[1], from)
@@ -302,7 +310,9 @@ func (c *Client) Addr() net.Addr {
 // Close stops the control connection and pending accepts.
 func (c *Client) Close() error {
 	c.once.Do(func() {
+		c.mu.Lock()
 		close(c.done)
+		c.mu.Unlock()
 		c.cancel()
 	})
 	c.wg.Wait()

@@ -489,12 +489,21 @@ func (s *Server) budgetLocked(tenant string) *dayBudget {
 	return b
 }
 
-// spend counts n bytes sent toward an agent of to; false when the
-// tenant's allowance is now spent.
-func (s *Server) spend(to Caller, n int) bool {
-	s.total.Add(int64(n))
+// spend reserves up to n bytes sent toward an agent of to and returns
+// how many may be forwarded: fewer than n when the tenant's allowance
+// runs out. Charging before forwarding keeps the daily cap exact.
+func (s *Server) spend(to Caller, n int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	b := s.budgetLocked(to.Tenant)
+	if left := int64(s.cfg.MaxBytesPerDay) - b.used; int64(n) > left {
+		n = int(max(left, 0))
+	}
+	if n == 0 {
+		return 0
+	}
+	b.used += int64(n)
+	s.total.Add(int64(n))
 	k := siteKey{to.Tenant, to.Site}
 	ctr := s.bytes[k]
 	if ctr == nil && len(s.bytes) >= maxSiteCounters {
@@ -508,9 +517,7 @@ func (s *Server) spend(to Caller, n int) bool {
 		s.bytes[k] = ctr
 	}
 	ctr.Add(int64(n))
-	b := s.budgetLocked(to.Tenant)
-	b.used += int64(n)
-	return b.used <= int64(s.cfg.MaxBytesPerDay)
+	return n
 }
 
 // splice copies between a (the caller) and b (the called agent) until
@@ -531,12 +538,21 @@ func (s *Server) splice(a net.Conn, ac Caller, b net.Conn, bc Caller) {
 			n, err := src.Read(buf)
 			if n > 0 {
 				last.Store(time.Now().UnixNano())
-				_ = dst.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
+				ok := s.spend(to, n)
+				if ok > 0 {
+					_ = dst.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+					if _, werr := dst.Write(buf[:ok]); werr != nil {
+						return
+					}
 				}
-				if !s.spend(to, n) {
-					cut.Store(true)
+				if ok < n {
+					// Counted before both sides close, so whoever sees
+					// the cut also sees it in Stats.
+					if cut.CompareAndSwap(false, true) {
+						s.mu.Lock()
+						s.refused[ReasonCut]++
+						s.mu.Unlock()
+					}
 					return
 				}
 			}
@@ -553,11 +569,6 @@ func (s *Server) splice(a net.Conn, ac Caller, b net.Conn, bc Caller) {
 	go pump(b, bc, a)
 	go pump(a, ac, b)
 	wg.Wait()
-	if cut.Load() {
-		s.mu.Lock()
-		s.refused[ReasonCut]++
-		s.mu.Unlock()
-	}
 }
 
 // Stats is what the relay has done, for the dashboard and /metrics.
