@@ -381,3 +381,58 @@ func startClientB(b *testing.B, url string, id byte) *Client {
 	}
 	return c
 }
+
+// A tenant-mate with the same token that learned an agent's peer ID
+// cannot take its handle, neither while the agent is registered nor in
+// the moments it reconnects; the agent itself gets it back.
+func TestRelayHandleNotTakenOverByTenantMate(t *testing.T) {
+	s, url := startServer(t, Config{})
+	newClient := func() *Client {
+		var pid [20]byte
+		pid[0] = 5
+		c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer acme/paris")
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	owner, mate := newClient(), newClient()
+	register := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = owner.control(ctx)
+		}()
+		waitFor(t, "the owner to register", func() bool {
+			owner.mu.Lock()
+			defer owner.mu.Unlock()
+			return s.Stats().Controls == 1 && owner.resume != ""
+		})
+		return func() {
+			cancel()
+			<-done
+			waitFor(t, "the owner's control to end", func() bool { return s.Stats().Controls == 0 })
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	stop := register()
+	if err := mate.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("takeover of a live handle: %v, want 409", err)
+	}
+	stop()
+	if err := mate.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("takeover while the owner reconnects: %v, want 409", err)
+	}
+	stop = register() // the owner presents its resume secret
+	stop()
+	if got := s.Stats().Refused[ReasonConflict]; got != 2 {
+		t.Errorf("conflicts counted: %d, want 2", got)
+	}
+}

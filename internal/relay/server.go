@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -82,6 +83,10 @@ type Server struct {
 
 	mu       sync.Mutex
 	controls map[ctlKey]*control
+	// held remembers the resume secret of handles whose control ended,
+	// for ownerHold: the agent reconnecting in that time gets its
+	// handle back, nobody else does.
+	held     map[ctlKey]heldHandle
 	pending  map[string]*session
 	sessions int            // pending and spliced
 	perCred  map[string]int // connections of every kind per credential
@@ -103,6 +108,7 @@ type dayBudget struct {
 type control struct {
 	caller Caller
 	handle netip.AddrPort
+	resume string      // proves a re-registration comes from the same agent
 	out    chan string // "connect" lines
 	done   chan struct{}
 	once   sync.Once
@@ -126,7 +132,7 @@ func NewServer(cfg Config, auth AuthFunc, log *slog.Logger) *Server {
 	}
 	return &Server{
 		cfg: cfg.WithDefaults(), auth: auth, log: log, now: time.Now,
-		controls: map[ctlKey]*control{}, pending: map[string]*session{},
+		controls: map[ctlKey]*control{}, held: map[ctlKey]heldHandle{}, pending: map[string]*session{},
 		perCred: map[string]int{}, budget: map[string]*dayBudget{},
 		bytes: map[siteKey]*atomic.Int64{}, refused: map[string]int64{},
 		live: map[net.Conn]struct{}{},
@@ -284,10 +290,18 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	key := ctlKey{c.Tenant, ctl.handle}
 	s.mu.Lock()
 	old := s.controls[key]
+	// A handle derives from the peer ID, which every peer of the agent
+	// sees: only the agent that registered it first (it holds the resume
+	// secret) may register it again, live or lately gone.
+	ctl.resume = s.resumeSecretLocked(key, old)
 	switch {
 	case old != nil && old.caller.Credential != c.Credential:
 		s.mu.Unlock()
 		s.refuse(w, r, ReasonConflict, http.StatusConflict, "relay: this handle is registered by another token")
+		return
+	case ctl.resume != "" && subtle.ConstantTimeCompare([]byte(ctl.resume), []byte(r.URL.Query().Get("resume"))) != 1:
+		s.mu.Unlock()
+		s.refuse(w, r, ReasonConflict, http.StatusConflict, "relay: this handle is held by another agent")
 		return
 	case old == nil && len(s.controls) >= s.cfg.MaxControls:
 		s.mu.Unlock()
@@ -302,12 +316,17 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	if old != nil {
 		old.stop() // the same agent reconnecting: the newer connection wins
 	}
+	if ctl.resume == "" {
+		ctl.resume = newResumeSecret()
+	}
+	delete(s.held, key)
 	s.controls[key] = ctl
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		if s.controls[key] == ctl {
 			delete(s.controls, key)
+			s.holdLocked(key, ctl.resume)
 		}
 		s.mu.Unlock()
 		ctl.stop()
@@ -325,7 +344,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	}()
 	ping := time.NewTicker(PingEvery)
 	defer ping.Stop()
-	if !writeLine(conn, "ok "+ctl.handle.String()) {
+	if !writeLine(conn, "ok "+ctl.handle.String()+" "+ctl.resume) {
 		return
 	}
 	for {
@@ -347,6 +366,49 @@ func writeLine(conn net.Conn, line string) bool {
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err := io.WriteString(conn, line+"\n")
 	return err == nil
+}
+
+// ownerHold is how long a handle stays reserved for its agent after its
+// control ends: longer than the agent's longest reconnect back-off.
+const ownerHold = 5 * time.Minute
+
+type heldHandle struct {
+	resume string
+	until  time.Time
+}
+
+// resumeSecretLocked is the secret a registration of key must present,
+// "" when the handle is free.
+func (s *Server) resumeSecretLocked(key ctlKey, live *control) string {
+	if live != nil {
+		return live.resume
+	}
+	if h, ok := s.held[key]; ok && s.now().Before(h.until) {
+		return h.resume
+	}
+	return ""
+}
+
+// holdLocked reserves key for ownerHold, dropping expired holds; bounded
+// by MaxControls (past it the handle is simply free again).
+func (s *Server) holdLocked(key ctlKey, resume string) {
+	now := s.now()
+	if len(s.held) >= s.cfg.MaxControls {
+		for k, h := range s.held {
+			if !now.Before(h.until) {
+				delete(s.held, k)
+			}
+		}
+	}
+	if len(s.held) < s.cfg.MaxControls {
+		s.held[key] = heldHandle{resume, now.Add(ownerHold)}
+	}
+}
+
+func newResumeSecret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // serveDial connects the caller to the agent with the handle it names.
