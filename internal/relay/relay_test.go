@@ -436,3 +436,37 @@ func TestRelayHandleNotTakenOverByTenantMate(t *testing.T) {
 		t.Errorf("conflicts counted: %d, want 2", got)
 	}
 }
+
+// One tenant filling its share leaves room for the others.
+func TestRelayPerTenantCaps(t *testing.T) {
+	s, url := startServer(t, Config{MaxControls: 8, MaxControlsPerTenant: 2, MaxSessionsPerTenant: 1})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+	var pid [20]byte
+	pid[0] = 3
+	third, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/rome")
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := third.control(ctx); !IsRefused(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "max_controls_per_tenant") {
+		t.Errorf("acme's third agent: %v, want 503 naming max_controls_per_tenant", err)
+	}
+	// Another tenant still registers and connects.
+	g1 := startClient(t, url, "globex", "berlin", 4)
+	g2 := startClient(t, url, "globex", "paris", 5)
+
+	relayPair(t, a, b) // acme's one session
+	if _, err := b.Dial(ctx, a.Addr().String()); !IsRefused(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "max_sessions_per_tenant") {
+		t.Errorf("acme's second session: %v, want 503 naming max_sessions_per_tenant", err)
+	}
+	relayPair(t, g1, g2)
+	if st := s.Stats(); st.Controls != 4 || st.Sessions != 2 {
+		t.Errorf("stats %+v, want 4 controls and 2 sessions", st)
+	}
+}

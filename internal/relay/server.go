@@ -88,13 +88,15 @@ type Server struct {
 	// handle back, nobody else does.
 	held     map[ctlKey]heldHandle
 	pending  map[string]*session
-	sessions int            // pending and spliced
-	perCred  map[string]int // connections of every kind per credential
-	budget   map[string]*dayBudget
-	bytes    map[siteKey]*atomic.Int64
-	refused  map[string]int64
-	live     map[net.Conn]struct{} // hijacked connections, closed by Close
-	closed   bool
+	sessions int // pending and spliced
+	// per tenant: sessions and registered controls
+	tenantSessions, tenantControls map[string]int
+	perCred                        map[string]int // connections of every kind per credential
+	budget                         map[string]*dayBudget
+	bytes                          map[siteKey]*atomic.Int64
+	refused                        map[string]int64
+	live                           map[net.Conn]struct{} // hijacked connections, closed by Close
+	closed                         bool
 
 	total    atomic.Int64
 	logLimit lograte.Limiter
@@ -132,7 +134,7 @@ func NewServer(cfg Config, auth AuthFunc, log *slog.Logger) *Server {
 	}
 	return &Server{
 		cfg: cfg.WithDefaults(), auth: auth, log: log, now: time.Now,
-		controls: map[ctlKey]*control{}, held: map[ctlKey]heldHandle{}, pending: map[string]*session{},
+		controls: map[ctlKey]*control{}, held: map[ctlKey]heldHandle{}, tenantSessions: map[string]int{}, tenantControls: map[string]int{}, pending: map[string]*session{},
 		perCred: map[string]int{}, budget: map[string]*dayBudget{},
 		bytes: map[siteKey]*atomic.Int64{}, refused: map[string]int64{},
 		live: map[net.Conn]struct{}{},
@@ -218,9 +220,13 @@ func (s *Server) takeLocked(c Caller, session bool) (string, int, string) {
 	if session && s.sessions >= s.cfg.MaxSessions {
 		return ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, %d relayed connections (max_sessions)", s.cfg.MaxSessions)
 	}
+	if session && s.tenantSessions[c.Tenant] >= s.cfg.MaxSessionsPerTenant {
+		return ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, tenant %q has %d relayed connections (max_sessions_per_tenant)", c.Tenant, s.cfg.MaxSessionsPerTenant)
+	}
 	s.perCred[c.Credential]++
 	if session {
 		s.sessions++
+		s.tenantSessions[c.Tenant]++
 	}
 	return "", 0, ""
 }
@@ -233,6 +239,9 @@ func (s *Server) release(c Caller, session bool) {
 	}
 	if session {
 		s.sessions--
+		if s.tenantSessions[c.Tenant]--; s.tenantSessions[c.Tenant] <= 0 {
+			delete(s.tenantSessions, c.Tenant)
+		}
 	}
 }
 
@@ -307,6 +316,10 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 		s.mu.Unlock()
 		s.refuse(w, r, ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, %d agents registered (max_controls)", s.cfg.MaxControls))
 		return
+	case old == nil && s.tenantControls[c.Tenant] >= s.cfg.MaxControlsPerTenant:
+		s.mu.Unlock()
+		s.refuse(w, r, ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, tenant %q has %d agents registered (max_controls_per_tenant)", c.Tenant, s.cfg.MaxControlsPerTenant))
+		return
 	}
 	if reason, status, msg := s.takeLocked(c, false); reason != "" {
 		s.mu.Unlock()
@@ -320,12 +333,18 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 		ctl.resume = newResumeSecret()
 	}
 	delete(s.held, key)
+	if old == nil {
+		s.tenantControls[c.Tenant]++
+	}
 	s.controls[key] = ctl
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		if s.controls[key] == ctl {
 			delete(s.controls, key)
+			if s.tenantControls[c.Tenant]--; s.tenantControls[c.Tenant] <= 0 {
+				delete(s.tenantControls, c.Tenant)
+			}
 			s.holdLocked(key, ctl.resume)
 		}
 		s.mu.Unlock()
