@@ -130,15 +130,7 @@ func (a *Agent) dhtAdd(ih metainfo.Hash, regions []string) {
 
 // dhtPeer adds a peer found on the DHT to its release.
 func (a *Agent) dhtPeer(ih [20]byte, addr netip.AddrPort) {
-	v, ok := a.byHash.Load(metainfo.Hash(ih))
-	if !ok {
-		return
-	}
-	d := v.(*download)
-	d.t.AddPeers([]torrent.PeerInfo{{
-		Addr:   &net.TCPAddr{IP: addr.Addr().AsSlice(), Port: int(addr.Port()), Zone: addr.Addr().Zone()},
-		Source: torrent.PeerSourceDhtGetPeers,
-	}})
+	a.addFoundPeer(ih, addr, torrent.PeerSourceDhtGetPeers)
 }
 
 // DHTStats are the DHT's counters, nil when it is off.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/internal/keyfile"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -50,7 +51,7 @@ func validateDHT(ts []DHTTenant) error {
 // startDHT starts a node per configured tenant.
 func (o *Origin) startDHT() error {
 	for _, t := range o.cfg.DHT {
-		secret, err := dht.ReadSecret("dht.secret_file", t.SecretFile)
+		secret, err := keyfile.ReadSecret("dht.secret_file", t.SecretFile)
 		if err != nil {
 			return err
 		}
