@@ -213,8 +213,8 @@ type SwarmConfig struct {
 	// earlier run.
 	DHT string `yaml:"dht"`
 	// DHTSecretFile holds the tenant's DHT secret (mode 0600, at least 16
-	// bytes), the same on its agents and in the origin's dht section:
-	// without it anyone who knows the tenant's name can join.
+	// bytes), the same on its agents and in the origin's dht section;
+	// required with DHT on.
 	DHTSecretFile string `yaml:"dht_secret_file"`
 	// DHTBootstrap are host:port of the origins' DHT nodes for the tenant.
 	DHTBootstrap []string `yaml:"dht_bootstrap"`

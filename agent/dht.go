@@ -37,6 +37,11 @@ func (c SwarmConfig) validateDHT() error {
 	if c.DHT == DHTOff && (c.DHTSecretFile != "" || len(c.DHTBootstrap) > 0 || c.DHTPort != 0) {
 		return fielderr.New("dht", "dht_secret_file, dht_bootstrap or dht_port is set but dht is off")
 	}
+	if c.DHT == DHTOn && c.DHTSecretFile == "" {
+		// Fail closed: a key derived from the tenant's name alone lets
+		// anyone who knows the name read and write the tenant's DHT.
+		return fielderr.New("dht_secret_file", "is required with dht: on (without it anyone who knows the tenant's name can join its DHT)")
+	}
 	if c.DHT == DHTOn && c.Relay == RelayOrigin {
 		return fielderr.New("dht", "on announces the agent's address to the tenant's DHT, which relay: %s keeps private", RelayOrigin)
 	}
@@ -125,15 +130,7 @@ func (a *Agent) dhtAdd(ih metainfo.Hash, regions []string) {
 
 // dhtPeer adds a peer found on the DHT to its release.
 func (a *Agent) dhtPeer(ih [20]byte, addr netip.AddrPort) {
-	v, ok := a.byHash.Load(metainfo.Hash(ih))
-	if !ok {
-		return
-	}
-	d := v.(*download)
-	d.t.AddPeers([]torrent.PeerInfo{{
-		Addr:   &net.TCPAddr{IP: addr.Addr().AsSlice(), Port: int(addr.Port()), Zone: addr.Addr().Zone()},
-		Source: torrent.PeerSourceDhtGetPeers,
-	}})
+	a.addFoundPeer(ih, addr, torrent.PeerSourceDhtGetPeers)
 }
 
 // DHTStats are the DHT's counters, nil when it is off.
