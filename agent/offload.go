@@ -414,6 +414,12 @@ func (o *offloader) rosterMembers() ([][20]byte, bool) {
 			complete[ap.Addr().Unmap()] = true
 		}
 	}
+	return rosterView(self, addrs, complete), true
+}
+
+// rosterView orders a roster for the shard plan: self first, then the
+// other members not known complete.
+func rosterView(self netip.AddrPort, addrs []netip.AddrPort, complete map[netip.Addr]bool) [][20]byte {
 	members := [][20]byte{rosterID(self)}
 	for _, a := range addrs {
 		if a != self && !complete[a.Addr()] {
@@ -421,7 +427,7 @@ func (o *offloader) rosterMembers() ([][20]byte, bool) {
 		}
 	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
-	return members, true
+	return members
 }
 
 // rosterID names a roster member in the shard plan: the same for every
