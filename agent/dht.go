@@ -130,7 +130,8 @@ func (a *Agent) dhtAdd(ih metainfo.Hash, regions []string) {
 // connected to (a site's own, with locality gateway), which sent each
 // site its own copy from the origin (testbed, TRACKER=down: 2.75 copies).
 // Only in the localities that use a swarm view at all, and only for an
-// agent that announces (a download-only agent is on nobody's roster).
+// agent that announces (a download-only agent is on nobody's roster);
+// the offload leaves the roster while a tracker's list is fresh.
 func (a *Agent) dhtRoster(d *download, ih metainfo.Hash, regions []string) {
 	l := a.cfg.Swarm.Locality
 	if a.dht == nil || !a.cfg.Mode.Upload() || (l != "gateway" && l != "any") {
@@ -143,9 +144,12 @@ func (a *Agent) dhtRoster(d *download, ih metainfo.Hash, regions []string) {
 		scope = dht.RegionScope(a.cfg.Region)
 	}
 	n := a.dht
-	n.AddRoster(ih, scope)
 	d.off.roster = func() (netip.AddrPort, []netip.AddrPort, bool) { return n.Roster(ih, listMaxAge) }
+	d.off.joinRoster = func() { n.AddRoster(ih, scope) }
 	d.off.leaveRoster = func() { n.RemoveRoster(ih) }
+	// From the start: the tracker's first answer is not there yet, and a
+	// roster joined late is short while the offload begins.
+	d.off.joinRoster()
 }
 
 // dhtPeer adds a peer found on the DHT to its release.

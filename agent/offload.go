@@ -123,10 +123,14 @@ type offloader struct {
 	self  [20]byte
 	watch *swarmWatcher // the tracker's member list; nil: connections only
 	// roster, if set, is the release's roster on the tenant's DHT (see
-	// rosterMembers), used while no tracker's list is fresh; leaveRoster
-	// runs when the offload ends.
+	// rosterMembers), used while no tracker's list is fresh. The agent is
+	// on it from the start (joinRoster ran); it leaves while a tracker's
+	// list is fresh and when the offload ends, and joins again when the
+	// list goes stale (only run's goroutine touches rosterOff).
 	roster      func() (self netip.AddrPort, members []netip.AddrPort, ok bool)
+	joinRoster  func()
 	leaveRoster func()
+	rosterOff   bool
 	log         *slog.Logger
 	fileEnds    []int64 // cumulative end offset of each file
 	// now is the agent's clock (Options.Now): stalls, back-offs and peer
@@ -397,8 +401,18 @@ func (o *offloader) rosterMembers() ([][20]byte, bool) {
 	if o.roster == nil {
 		return nil, false
 	}
+	// A roster costs every downloader a DHT lookup each 10 s: only while
+	// the trackers fail.
 	if _, fresh := o.watch.downloaders(listMaxAge); fresh {
+		if !o.rosterOff {
+			o.rosterOff = true
+			o.leaveRoster()
+		}
 		return nil, false
+	}
+	if o.rosterOff {
+		o.rosterOff = false
+		o.joinRoster()
 	}
 	self, addrs, ok := o.roster()
 	if !ok {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/internal/report"
 )
 
 // TestRosterViewShards: agents of three sites that see the same DHT
@@ -54,5 +57,33 @@ func TestRosterViewShards(t *testing.T) {
 		if bySite[s] < n/6 {
 			t.Errorf("site %d owns %d of %d pieces", s, bySite[s], n)
 		}
+	}
+}
+
+// TestRosterOnlyWhileTrackersFail: the offload leaves the DHT roster
+// while a tracker's list is fresh, once, and joins again when it goes
+// stale.
+func TestRosterOnlyWhileTrackersFail(t *testing.T) {
+	w := &swarmWatcher{site: "a", fetched: time.Now(), members: map[[20]byte]report.SwarmMember{}}
+	var joins, leaves int
+	o := &offloader{watch: w,
+		roster:      func() (netip.AddrPort, []netip.AddrPort, bool) { return netip.AddrPort{}, nil, false },
+		joinRoster:  func() { joins++ },
+		leaveRoster: func() { leaves++ },
+	}
+	for range 2 {
+		if _, ok := o.rosterMembers(); ok {
+			t.Fatal("roster used with a fresh tracker list")
+		}
+	}
+	if joins != 0 || leaves != 1 {
+		t.Fatalf("fresh list: %d joins, %d leaves; want 0, 1", joins, leaves)
+	}
+	w.fetched = time.Now().Add(-2 * listMaxAge)
+	for range 2 {
+		o.rosterMembers()
+	}
+	if joins != 1 || leaves != 1 {
+		t.Fatalf("stale list: %d joins, %d leaves; want 1, 1", joins, leaves)
 	}
 }
