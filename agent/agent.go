@@ -779,6 +779,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 			}
 		}
 	}
+	a.dhtRoster(d, tf.InfoHash, m.Regions)
 	d.paused, d.halted = true, true // until the next reconcile checks the policy
 	d.off.paused.Store(true)
 	a.poke()
