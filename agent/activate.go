@@ -106,8 +106,12 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		}
 		return nil
 	}
+	if err := a.gateActivation(ctx, rec); err != nil {
+		return err
+	}
 	ctx, span := tracing.Start(ctx, "activate", tracing.Release(name, version, rec.InfoHash)...)
 	defer span.End()
+	rec.HealthFailed = false
 	if err := a.cache.switchCurrent(name, version); err != nil {
 		return fmt.Errorf("activate %s@%s: %w", name, version, err)
 	}
@@ -131,6 +135,9 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		rec.LastError = err.Error()
 		_ = a.saveRecord(rec) // logged; the hook's failure is logged below
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
+	}
+	if err := a.healthCheck(ctx, d.manifest, previous); err != nil {
+		return a.rollBack(ctx, rec, previous, err)
 	}
 	return nil
 }

@@ -41,6 +41,8 @@ import (
 // then Close.
 type Agent struct {
 	cfg      *Config
+	// ids holds the agent ID once read (reports and rollout waves share it).
+	ids agentIDOnce
 	log      *slog.Logger
 	store    catalog.Store
 	catalog  *catalog.Client
@@ -623,6 +625,9 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	case rec.Phase == PhaseActive && st.Active == ref.Version:
 		return nil
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
+		return a.activate(ctx, d, rec)
+	case rec.Phase == PhaseFailed && rec.HealthFailed:
+		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
 		ok, why := a.mayDownload(sub, now)
