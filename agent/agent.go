@@ -40,9 +40,9 @@ import (
 // Agent is one site's agent. Create it with New, then call Run or Sync,
 // then Close.
 type Agent struct {
-	cfg      *Config
+	cfg *Config
 	// ids holds the agent ID once read (reports and rollout waves share it).
-	ids agentIDOnce
+	ids      agentIDOnce
 	log      *slog.Logger
 	store    catalog.Store
 	catalog  *catalog.Client

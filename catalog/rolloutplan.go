@@ -38,7 +38,7 @@ type RolloutPlan struct {
 	Soak Duration `json:"soak"`
 	// MaxFailures is the share (0..1) of agents that tried the version and
 	// failed above which the gate halts.
-	MaxFailures float64 `json:"max_failures"`
+	MaxFailures float64   `json:"max_failures"`
 	Started     time.Time `json:"started"`
 
 	State  string    `json:"state"`
@@ -192,4 +192,31 @@ func (c *Client) RolloutPlan(ctx context.Context, name string) (*RolloutPlan, er
 		return nil, err
 	}
 	return ParseRolloutPlan(b)
+}
+
+// ChangeRolloutPlan applies fn to name's signed plan and signs the result,
+// through Update (fn may run more than once: it must derive the change
+// from the plan it is given). now stamps Changed.
+func ChangeRolloutPlan(ctx context.Context, store Store, keys Keys, opts UpdateOptions, name string, fn func(*RolloutPlan) error) (*RolloutPlan, error) {
+	var out *RolloutPlan
+	_, err := Update(ctx, store, keys, opts, func(r *Repo) error {
+		p, err := r.RolloutPlan(ctx, name)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return fmt.Errorf("no rollout plan for %s: %w", name, ErrNotFound)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+		if opts.Now != nil {
+			p.Changed = opts.Now().UTC()
+		} else {
+			p.Changed = time.Now().UTC()
+		}
+		out = p
+		return r.SetRolloutPlan(ctx, p)
+	})
+	return out, err
 }
