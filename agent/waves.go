@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -74,14 +75,23 @@ func (a *Agent) waveGate(ctx context.Context, rec *ReleaseState, _ time.Time) (b
 	if !governs {
 		return true, ""
 	}
-	wave := policy.AgentWave(plan.ID, plan.Waves, a.WaveMember())
-	if ok, why := policy.MayActivate(plan.WaveState(), wave); !ok {
+	waves, err := policy.ParseWaveList(plan.Waves)
+	if err != nil {
+		return false, "rollout plan refused: " + err.Error()
+	}
+	wave := policy.AgentWave(plan.ID, waves, a.WaveMember())
+	if ok, why := policy.MayActivate(planState(plan), wave); !ok {
 		if plan.Reason != "" {
 			why += ": " + plan.Reason
 		}
 		return false, fmt.Sprintf("rollout %s wave %d (%s): %s", plan.ID, wave+1, plan.Waves[wave], why)
 	}
 	return true, ""
+}
+
+// planState is the plan's signed progress as policy reads it.
+func planState(p *catalog.RolloutPlan) policy.WaveState {
+	return policy.WaveState{State: p.State, Opened: p.Opened, Since: p.Since}
 }
 
 // gateActivation runs the gates before a switch; a "no" is recorded as the

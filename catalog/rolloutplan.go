@@ -12,7 +12,6 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/swarmship/swarmship/internal/release"
-	"github.com/swarmship/swarmship/policy"
 )
 
 // A rollout plan is a signed target (rollouts/NAME.json) next to the
@@ -29,11 +28,13 @@ const maxPlanBytes = 64 << 10
 // RolloutPlan is one rollout of Name@Version.
 type RolloutPlan struct {
 	// ID is random per `rollout start`; wave assignment hashes it.
-	ID      string        `json:"id"`
-	Name    string        `json:"name"`
-	Version string        `json:"version"`
-	Channel string        `json:"channel,omitempty"`
-	Waves   []policy.Wave `json:"waves"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Channel string `json:"channel,omitempty"`
+	// Waves in `rollout start --waves` syntax, one per element: "10%",
+	// "label:canary", "site:a+b" (policy.ParseWaves reads them).
+	Waves []string `json:"waves"`
 	// Soak is how long each wave runs before the gate opens the next.
 	Soak Duration `json:"soak"`
 	// MaxFailures is the share (0..1) of agents that tried the version and
@@ -72,10 +73,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// WaveState is the plan's signed progress as policy reads it.
-func (p *RolloutPlan) WaveState() policy.WaveState {
-	return policy.WaveState{State: p.State, Opened: p.Opened, Since: p.Since}
-}
+// Rollout states. package policy decides on the same words
+// (policy.RolloutRunning, ...); seeder/wavegate's tests keep them equal.
+const (
+	RolloutRunning = "running"
+	RolloutPaused  = "paused"
+	RolloutHalted  = "halted"
+	RolloutAborted = "aborted"
+	RolloutDone    = "done"
+)
 
 // Validate checks a plan as agents and tools read it: a bad plan is
 // refused whole.
@@ -94,12 +100,14 @@ func (p *RolloutPlan) Validate() error {
 			return fmt.Errorf("rollout plan: %w", err)
 		}
 	}
-	var spec []string
-	for _, w := range p.Waves {
-		spec = append(spec, w.String())
+	// The wave syntax is policy's; here only its shape.
+	if len(p.Waves) == 0 || len(p.Waves) > 20 {
+		return fmt.Errorf("rollout plan: %d waves, want 1 to 20", len(p.Waves))
 	}
-	if _, err := policy.ParseWaves(strings.Join(spec, ",")); err != nil {
-		return fmt.Errorf("rollout plan: %w", err)
+	for _, w := range p.Waves {
+		if w == "" || len(w) > 1024 || strings.Contains(w, ",") {
+			return fmt.Errorf("rollout plan: bad wave %q", w)
+		}
 	}
 	if p.Soak < 0 {
 		return errors.New("rollout plan: negative soak")
@@ -108,7 +116,7 @@ func (p *RolloutPlan) Validate() error {
 		return errors.New("rollout plan: max_failures must be within 0..1")
 	}
 	switch p.State {
-	case policy.RolloutRunning, policy.RolloutPaused, policy.RolloutHalted, policy.RolloutAborted, policy.RolloutDone:
+	case RolloutRunning, RolloutPaused, RolloutHalted, RolloutAborted, RolloutDone:
 	default:
 		return fmt.Errorf("rollout plan: unknown state %q", p.State)
 	}

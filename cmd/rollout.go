@@ -93,8 +93,8 @@ The first wave opens at once. A new start replaces any plan of NAME.`,
 			rand.Read(rnd[:])
 			now := time.Now().UTC()
 			plan := &catalog.RolloutPlan{ID: hex.EncodeToString(rnd[:]), Name: name, Version: version, Channel: channel,
-				Waves: ws, Soak: catalog.Duration(soak), MaxFailures: mf, Started: now,
-				State: policy.RolloutRunning, Opened: 1, Since: now, Changed: now}
+				Waves: policy.WaveStrings(ws), Soak: catalog.Duration(soak), MaxFailures: mf, Started: now,
+				State: catalog.RolloutRunning, Opened: 1, Since: now, Changed: now}
 			e := audit.Event{Action: "rollout.start", Release: name, Version: version, Channel: channel,
 				Details: map[string]string{"plan": plan.ID, "waves": waves}}
 			// Plan first, then the channel, in one commit: no agent sees the
@@ -167,30 +167,30 @@ func newRolloutStateCmd(verb, short string) *cobra.Command {
 func applyRolloutVerb(p *catalog.RolloutPlan, verb, reason string, retry bool, now time.Time) error {
 	switch verb {
 	case "pause":
-		if p.State != policy.RolloutRunning {
+		if p.State != catalog.RolloutRunning {
 			return fmt.Errorf("rollout is %s, not running", p.State)
 		}
-		p.State, p.Reason = policy.RolloutPaused, reason
+		p.State, p.Reason = catalog.RolloutPaused, reason
 	case "resume":
-		if p.State != policy.RolloutPaused && p.State != policy.RolloutHalted {
-			if !retry || p.State == policy.RolloutAborted {
+		if p.State != catalog.RolloutPaused && p.State != catalog.RolloutHalted {
+			if !retry || p.State == catalog.RolloutAborted {
 				return fmt.Errorf("rollout is %s: only a paused or halted one resumes", p.State)
 			}
 		}
-		if p.State == policy.RolloutPaused || p.State == policy.RolloutHalted {
+		if p.State == catalog.RolloutPaused || p.State == catalog.RolloutHalted {
 			// The current wave soaks again from now: failures that halted
 			// it are judged afresh once the fix is out.
-			p.State, p.Since = policy.RolloutRunning, now
+			p.State, p.Since = catalog.RolloutRunning, now
 		}
 		p.Reason = reason
 		if retry {
 			p.Retry++
 		}
 	case "abort":
-		if p.State == policy.RolloutAborted {
+		if p.State == catalog.RolloutAborted {
 			return errors.New("rollout already aborted")
 		}
-		p.State, p.Reason = policy.RolloutAborted, reason
+		p.State, p.Reason = catalog.RolloutAborted, reason
 	default:
 		return fmt.Errorf("unknown verb %q", verb)
 	}
@@ -247,7 +247,7 @@ func newRolloutStatusCmd() *cobra.Command {
 				if i < p.Opened {
 					st = "open"
 				}
-				if i == p.Opened-1 && p.State == policy.RolloutRunning {
+				if i == p.Opened-1 && p.State == catalog.RolloutRunning {
 					st = "soaking since " + p.Since.Format(time.RFC3339)
 				}
 				fmt.Fprintf(w, "  wave %d  %-20s %s\n", i+1, wv, st)

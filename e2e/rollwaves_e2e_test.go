@@ -113,9 +113,9 @@ func releaseRecord(ra *localswarm.RunningAgent, version string) (agent.ReleaseSt
 func startWavePlan(t *testing.T, sw *localswarm.Swarm, waves []policy.Wave, soak time.Duration, maxFailures float64) {
 	t.Helper()
 	now := time.Now().UTC()
-	plan := &catalog.RolloutPlan{ID: wavePlanID, Name: "app", Version: "v2", Channel: "stable", Waves: waves,
+	plan := &catalog.RolloutPlan{ID: wavePlanID, Name: "app", Version: "v2", Channel: "stable", Waves: policy.WaveStrings(waves),
 		Soak: catalog.Duration(soak), MaxFailures: maxFailures, Started: now,
-		State: policy.RolloutRunning, Opened: 1, Since: now, Changed: now}
+		State: catalog.RolloutRunning, Opened: 1, Since: now, Changed: now}
 	ctx := context.Background()
 	_, err := catalog.Update(ctx, sw.Store, sw.Keys, catalog.UpdateOptions{}, func(r *catalog.Repo) error {
 		if err := r.SetRolloutPlan(ctx, plan); err != nil {
@@ -288,7 +288,7 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 		return true
 	}, fleet...)
 	runGate(t, sw)
-	waitFor(t, "the rollout to halt", 60*time.Second, func() bool { return readPlan(t, sw).State == policy.RolloutHalted })
+	waitFor(t, "the rollout to halt", 60*time.Second, func() bool { return readPlan(t, sw).State == catalog.RolloutHalted })
 	p := readPlan(t, sw)
 	if p.Opened != 1 {
 		t.Fatalf("waves open %d after the halt", p.Opened)

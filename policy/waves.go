@@ -99,6 +99,25 @@ func ParseWaves(s string) ([]Wave, error) {
 	return out, nil
 }
 
+// ParseWaveList is ParseWaves for a list already split (a signed plan's).
+func ParseWaveList(list []string) ([]Wave, error) {
+	for _, w := range list {
+		if strings.Contains(w, ",") {
+			return nil, fmt.Errorf("waves: %q holds a comma", w)
+		}
+	}
+	return ParseWaves(strings.Join(list, ","))
+}
+
+// WaveStrings is the list form of waves (the signed plan's).
+func WaveStrings(waves []Wave) []string {
+	out := make([]string, len(waves))
+	for i, w := range waves {
+		out[i] = w.String()
+	}
+	return out
+}
+
 func checkWaveName(s string) error {
 	if s == "" || len(s) > 64 {
 		return fmt.Errorf("must be 1 to 64 characters")

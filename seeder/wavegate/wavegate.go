@@ -54,14 +54,14 @@ func (g *Gate) Step(ctx context.Context, name string) (policy.GateAction, error)
 	if err != nil || plan == nil {
 		return policy.GateWait, err
 	}
-	if plan.State != policy.RolloutRunning {
+	if plan.State != catalog.RolloutRunning {
 		return policy.GateWait, nil
 	}
 	c, err := g.Counts(ctx, plan.Name, plan.Version)
 	if err != nil {
 		return policy.GateWait, fmt.Errorf("read reports: %w", err)
 	}
-	act, why := policy.NextGate(plan.WaveState(), len(plan.Waves), time.Duration(plan.Soak), plan.MaxFailures, c, now())
+	act, why := policy.NextGate(policy.WaveState{State: plan.State, Opened: plan.Opened, Since: plan.Since}, len(plan.Waves), time.Duration(plan.Soak), plan.MaxFailures, c, now())
 	if act == policy.GateWait {
 		return act, nil
 	}
@@ -69,17 +69,17 @@ func (g *Gate) Step(ctx context.Context, name string) (policy.GateAction, error)
 	_, err = catalog.ChangeRolloutPlan(ctx, g.Store, g.Keys, catalog.UpdateOptions{Now: now, Logger: log}, name, func(p *catalog.RolloutPlan) error {
 		// Another writer (an operator's pause) may have come first: act
 		// only on the state the decision was made from.
-		if p.ID != id || p.Opened != opened || p.State != policy.RolloutRunning {
+		if p.ID != id || p.Opened != opened || p.State != catalog.RolloutRunning {
 			return errStale
 		}
 		switch act {
 		case policy.GateHalt:
-			p.State, p.Reason = policy.RolloutHalted, "gate: "+why
+			p.State, p.Reason = catalog.RolloutHalted, "gate: "+why
 		case policy.GateOpen:
 			p.Opened++
 			p.Since = now().UTC()
 		case policy.GateDone:
-			p.State = policy.RolloutDone
+			p.State = catalog.RolloutDone
 		}
 		return nil
 	})
