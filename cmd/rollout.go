@@ -198,7 +198,11 @@ func applyRolloutVerb(p *catalog.RolloutPlan, verb, reason string, retry bool, n
 }
 
 func newRolloutStatusCmd() *cobra.Command {
-	var f catalogFlags
+	var (
+		f      catalogFlags
+		origin string
+		token  string
+	)
 	c := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show a rollout's signed plan: waves, which are open, why halted",
@@ -232,8 +236,20 @@ func newRolloutStatusCmd() *cobra.Command {
 			if p == nil {
 				return fmt.Errorf("no rollout plan for %s", args[0])
 			}
+			var rows []wavegate.WaveRow
+			if origin != "" {
+				if token == "" {
+					token = os.Getenv("SWARMSHIP_OPERATOR_TOKEN")
+				}
+				if rows, err = wavegate.FleetByWave(ctx, &http.Client{Timeout: 30 * time.Second}, origin, token, p); err != nil {
+					return err
+				}
+			}
 			if jsonOutput() {
-				return printJSON(cmd.OutOrStdout(), p)
+				return printJSON(cmd.OutOrStdout(), struct {
+					Plan  *catalog.RolloutPlan `json:"plan"`
+					Waves []wavegate.WaveRow   `json:"waves,omitempty"`
+				}{p, rows})
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "rollout %s: %s@%s on %s, %s", p.ID, p.Name, p.Version, p.Channel, p.State)
@@ -251,11 +267,21 @@ func newRolloutStatusCmd() *cobra.Command {
 					st = "soaking since " + p.Since.Format(time.RFC3339)
 				}
 				fmt.Fprintf(w, "  wave %d  %-20s %s\n", i+1, wv, st)
+				if i < len(rows) {
+					r := rows[i]
+					names := r.Agents
+					if len(names) > 10 {
+						names = append(names[:10:10], fmt.Sprintf("and %d more", len(r.Agents)-10))
+					}
+					fmt.Fprintf(w, "          %d agents, %d active, %d failed: %s\n", len(r.Agents), r.Active, r.Failed, strings.Join(names, " "))
+				}
 			}
 			return nil
 		},
 	}
 	f.register(c.Flags(), false)
+	c.Flags().StringVar(&origin, "origin", "", "also show which reporting agents are in which wave (origin URL)")
+	c.Flags().StringVar(&token, "token", "", "operator token for the origin (env SWARMSHIP_OPERATOR_TOKEN)")
 	return c
 }
 

@@ -313,5 +313,12 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 	if err != nil || filepath.Base(cur) != "v1" {
 		t.Errorf("current link of a rolled-back agent: %q %v", cur, err)
 	}
+	waitFor(t, "the failures on the origin's view by wave", 30*time.Second, func() bool {
+		rows, err := wavegate.FleetByWave(context.Background(), http.DefaultClient, sw.OriginURL, "", p)
+		if err != nil || len(rows) != 3 {
+			return false
+		}
+		return rows[0].Failed == 3 && len(rows[1].Agents) == 6 && len(rows[2].Agents) == 10 && rows[1].Active == 0 && rows[2].Active == 0
+	})
 	t.Logf("halted: %s", p.Reason)
 }

@@ -134,22 +134,6 @@ func (g *Gate) Run(ctx context.Context, name string, every time.Duration) error 
 // operator token (empty: an origin without tokens).
 func OriginCounts(client *http.Client, originURL, token string) Counts {
 	return func(ctx context.Context, name, version string) (policy.GateCounts, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(originURL, "/")+"/api/v1/rollout", nil)
-		if err != nil {
-			return policy.GateCounts{}, err
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return policy.GateCounts{}, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			return policy.GateCounts{}, fmt.Errorf("origin answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-		}
 		var view struct {
 			Releases []struct {
 				Name    string         `json:"name"`
@@ -157,8 +141,8 @@ func OriginCounts(client *http.Client, originURL, token string) Counts {
 				States  map[string]int `json:"states"`
 			} `json:"releases"`
 		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&view); err != nil {
-			return policy.GateCounts{}, fmt.Errorf("rollout view: %w", err)
+		if err := getView(ctx, client, originURL, token, &view); err != nil {
+			return policy.GateCounts{}, err
 		}
 		for _, r := range view.Releases {
 			if r.Name == name && r.Version == version {
@@ -167,4 +151,79 @@ func OriginCounts(client *http.Client, originURL, token string) Counts {
 		}
 		return policy.GateCounts{}, nil
 	}
+}
+
+// WaveRow is one wave of a plan as the origin's reports see it.
+type WaveRow struct {
+	Wave   string   `json:"wave"`
+	Agents []string `json:"agents"` // agent names (IDs when unnamed)
+	Active int      `json:"active"` // on the plan's version
+	Failed int      `json:"failed"`
+}
+
+// FleetByWave places the agents the origin lists (GET /api/v1/rollout,
+// agent_list: bounded by the origin) in the plan's waves by the same hash
+// the agents use. Reports carry no labels, so label waves show only
+// what the hash puts elsewhere: their agents appear in a later wave.
+func FleetByWave(ctx context.Context, client *http.Client, originURL, token string, plan *catalog.RolloutPlan) ([]WaveRow, error) {
+	waves, err := policy.ParseWaveList(plan.Waves)
+	if err != nil {
+		return nil, err
+	}
+	var view struct {
+		AgentList []struct {
+			AgentID  string   `json:"agent_id"`
+			Name     string   `json:"name"`
+			Site     string   `json:"site"`
+			Releases []string `json:"releases"`
+		} `json:"agent_list"`
+	}
+	if err := getView(ctx, client, originURL, token, &view); err != nil {
+		return nil, err
+	}
+	rows := make([]WaveRow, len(waves))
+	for i, w := range waves {
+		rows[i].Wave = w.String()
+	}
+	ref := plan.Name + "@" + plan.Version + " "
+	for _, a := range view.AgentList {
+		w := policy.AgentWave(plan.ID, waves, policy.WaveMember{ID: a.AgentID, Site: a.Site})
+		name := a.Name
+		if name == "" {
+			name = a.AgentID
+		}
+		rows[w].Agents = append(rows[w].Agents, name)
+		for _, r := range a.Releases {
+			switch r {
+			case ref + "active":
+				rows[w].Active++
+			case ref + "failed":
+				rows[w].Failed++
+			}
+		}
+	}
+	return rows, nil
+}
+
+func getView(ctx context.Context, client *http.Client, originURL, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(originURL, "/")+"/api/v1/rollout", nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("origin answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		return fmt.Errorf("rollout view: %w", err)
+	}
+	return nil
 }
