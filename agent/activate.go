@@ -118,6 +118,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	now := time.Now()
 	a.setPhase(rec, PhaseActive, "")
 	rec.Activated, rec.LastUsed = now, now
+	rec.HealthPending = a.cfg.Hooks.HealthCheck.Command != ""
 	if err := a.saveRecord(rec); err != nil {
 		return err
 	}
@@ -136,10 +137,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		_ = a.saveRecord(rec) // logged; the hook's failure is logged below
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
 	}
-	if err := a.healthCheck(ctx, d.manifest, previous); err != nil {
-		return a.rollBack(ctx, rec, previous, err)
-	}
-	return nil
+	return a.finishHealthCheck(ctx, d.manifest, rec, previous)
 }
 
 // demoteOthers marks every other version of name recorded active as

@@ -622,6 +622,9 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		return err
 	}
 	switch {
+	case rec.Phase == PhaseActive && st.Active == ref.Version && rec.HealthPending:
+		// Killed between the switch and the health check: check now.
+		return a.finishHealthCheck(ctx, d.manifest, rec, a.previousActive(ref.Name, ref.Version))
 	case rec.Phase == PhaseActive && st.Active == ref.Version:
 		return nil
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:

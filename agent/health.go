@@ -94,3 +94,33 @@ func (a *Agent) rollBack(ctx context.Context, rec *ReleaseState, previous string
 	}
 	return fmt.Errorf("%s@%s rolled back to %q: %w", name, version, previous, cause)
 }
+
+// finishHealthCheck runs the health check of the just activated rec and
+// rolls back on failure; a pass clears HealthPending.
+func (a *Agent) finishHealthCheck(ctx context.Context, m *catalog.Manifest, rec *ReleaseState, previous string) error {
+	if err := a.healthCheck(ctx, m, previous); err != nil {
+		if ctx.Err() != nil {
+			return err // stopping: HealthPending stays, the next start checks again
+		}
+		return a.rollBack(ctx, rec, previous, err)
+	}
+	if rec.HealthPending {
+		rec.HealthPending = false
+		_ = a.saveRecord(rec) // logged; a restart would only check again
+	}
+	return nil
+}
+
+// previousActive is the newest other version of name that was active
+// before (the rollback target after a restart, when the switch's own
+// memory of it is gone).
+func (a *Agent) previousActive(name, version string) string {
+	recs, _ := a.state.All()
+	best, bestAt := "", time.Time{}
+	for _, r := range recs {
+		if r.Name == name && r.Version != version && !r.Activated.IsZero() && !r.HealthFailed && r.Activated.After(bestAt) {
+			best, bestAt = r.Version, r.Activated
+		}
+	}
+	return best
+}

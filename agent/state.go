@@ -60,7 +60,10 @@ type ReleaseState struct {
 	// rolled back; it is not activated again until the rollout plan's
 	// retry rises above HealthRetry (agent/health.go).
 	HealthFailed bool `json:"health_failed,omitempty"`
-	HealthRetry  int  `json:"health_retry,omitempty"`
+	// HealthPending: activated, health check not passed yet; a restart
+	// runs it again (a kill between switch and check is not a pass).
+	HealthPending bool `json:"health_pending,omitempty"`
+	HealthRetry   int  `json:"health_retry,omitempty"`
 }
 
 // Key is the release's database key.
