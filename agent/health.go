@@ -56,8 +56,8 @@ func (a *Agent) healthCheck(ctx context.Context, m *catalog.Manifest, previous s
 }
 
 // rollBack undoes the activation of rec after its health check failed:
-// current/<name> goes back to previous (if there was one), whose
-// post_activate hook runs again, and rec is recorded failed.
+// current/<name> goes back to previous, whose post_activate hook runs
+// again (without one the link is removed), and rec is recorded failed.
 func (a *Agent) rollBack(ctx context.Context, rec *ReleaseState, previous string, cause error) error {
 	name, version := rec.Name, rec.Version
 	rec.HealthFailed = true
@@ -72,6 +72,10 @@ func (a *Agent) rollBack(ctx context.Context, rec *ReleaseState, previous string
 			prev.Activated = time.Now()
 			_ = a.saveRecord(prev) // logged
 		}
+	} else if err := os.Remove(a.cache.currentLink(name)); err != nil && !os.IsNotExist(err) {
+		// A first install has nothing to go back to: current/<name> goes
+		// away rather than point at a release that failed its check.
+		return fmt.Errorf("remove current/%s after %w: %w", name, cause, err)
 	}
 	a.setPhase(rec, PhaseFailed, "")
 	_ = a.saveRecord(rec) // logged; the link is back either way
