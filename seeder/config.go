@@ -63,6 +63,10 @@ type Config struct {
 	// Relay carries peer connections of relay-mode agents
 	// (internal/relay); off by default.
 	Relay relay.Config `yaml:"relay"`
+	// Rendezvous runs a data-less peer that site gateways stay connected
+	// to, so NATed sites can hole-punch to each other (seeder/rendezvous.go);
+	// off by default.
+	Rendezvous RendezvousConfig `yaml:"rendezvous"`
 }
 
 // WithDefaults returns c with unset fields filled. The tracker and the
@@ -124,6 +128,7 @@ func (c *Config) Validate() error {
 		{"peer_tls", c.PeerTLS.Validate()},
 		{"tls", c.TLS.validate()},
 		{"relay", c.Relay.Validate()},
+		{"rendezvous", c.Rendezvous.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err

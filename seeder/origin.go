@@ -88,6 +88,7 @@ type Origin struct {
 	bus     catalogfeed.Bus
 
 	dht []*dht.Node // one per tenant of cfg.DHT
+	rz  *rendezvous // nil: rendezvous off
 }
 
 // New prepares an origin for a catalog. client must read the same store.
@@ -194,6 +195,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		o.Close()
 		return nil, err
 	}
+	if err := o.startRendezvous(); err != nil {
+		o.Close()
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -282,6 +287,9 @@ func (o *Origin) Close() error {
 	if o.relay != nil {
 		o.relay.Close()
 	}
+	if o.rz != nil {
+		errs = append(errs, o.rz.close())
+	}
 	if o.bt != nil {
 		errs = append(errs, o.bt.Close()...)
 	}
@@ -323,11 +331,19 @@ func (o *Origin) refresh(ctx context.Context) error {
 	o.announceVersion(ctx)
 	for _, r := range ms.gone {
 		o.stopSeeding(r)
+		if o.rz != nil {
+			o.rz.leave(r)
+		}
 	}
 	for _, m := range ms.current {
 		if o.bt != nil {
 			if err := o.seed(ctx, m); err != nil {
 				o.log.Warn("origin: cannot seed", "release", m.Name, "version", m.Version, "err", err)
+			}
+		}
+		if o.rz != nil {
+			if err := o.rz.join(ctx, o.catalog, m); err != nil {
+				o.log.Warn("origin: rendezvous cannot join", "release", m.Name, "version", m.Version, "err", err)
 			}
 		}
 	}

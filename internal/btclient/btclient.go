@@ -50,6 +50,9 @@ type Config struct {
 	NoPeers bool
 	// NoPEX turns off peer exchange (locality-restricted agents).
 	NoPEX bool
+	// NoUpload serves no piece data to anyone (the origin's rendezvous
+	// client, which only introduces peers).
+	NoUpload bool
 	// TLS, if set (peertls.Load), makes every peer connection mutual TLS:
 	// the plain TCP and uTP sockets and the DHT are off, and ListenHost and
 	// ListenPort apply to the TLS listener. The listener closes with the
@@ -184,6 +187,9 @@ func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
 	if c.NoPEX {
 		cc.DisablePEX = true
+	}
+	if c.NoUpload {
+		cc.NoUpload = true
 	}
 	if c.NoPeers {
 		cc.AcceptPeerConnections = false

@@ -404,8 +404,25 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 	out = appendKeyInt(out, "incomplete", incomplete)
 	out = appendKeyInt(out, "interval", t.interval)
 	out = appendKeyInt(out, "min interval", max(1, t.interval/2))
+	// A site's gateway gets the rendezvous peer first, within want.
+	var rz *netip.AddrPort
+	if gatewayMode && isGateway && !a.relay && want > 0 {
+		rz = t.rendezvous.Load()
+	}
 	if a.compact {
 		n := 0
+		if rz != nil {
+			n++
+			if ip := rz.Addr(); ip.Is4() {
+				b := ip.As4()
+				s.v4 = append(s.v4, b[:]...)
+				s.v4 = append(s.v4, byte(rz.Port()>>8), byte(rz.Port()))
+			} else {
+				b := ip.As16()
+				s.v6 = append(s.v6, b[:]...)
+				s.v6 = append(s.v6, byte(rz.Port()>>8), byte(rz.Port()))
+			}
+		}
 		for _, res := range s.res {
 			for _, i := range res {
 				if n == want {
@@ -433,6 +450,14 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		out = appendString(out, "peers")
 		out = append(out, 'l')
 		n := 0
+		if rz != nil {
+			n++
+			out = append(out, 'd')
+			out = appendString(out, "ip")
+			out = appendString(out, rz.Addr().String())
+			out = appendKeyInt(out, "port", int64(rz.Port()))
+			out = append(out, 'e')
+		}
 		for _, res := range s.res {
 			for _, i := range res {
 				if n == want {

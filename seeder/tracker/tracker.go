@@ -127,6 +127,9 @@ type Tracker struct {
 	regionsMu sync.Mutex // serialises writers of regions
 
 	authorize atomic.Pointer[func(*http.Request, Identity) error]
+	// rendezvous is the origin's rendezvous peer (BEP 55), handed to site
+	// gateways first in every answer; nil: none.
+	rendezvous atomic.Pointer[netip.AddrPort]
 	catalog   atomic.Pointer[catalogRef] // nil: any infohash
 	lim       limits
 
@@ -268,6 +271,14 @@ var ErrUnauthenticated = errors.New("authentication required")
 // Authorize installs a hook run for every announce and scrape after parsing
 // and before anything is stored. An error refuses the request with the
 // error's text as failure reason; nil f removes the hook.
+// SetRendezvous makes every answer to a site's gateway (locality=gateway,
+// not relay mode) start with ap, the origin's data-less rendezvous peer:
+// gateways of NATed sites stay connected to it, and it introduces them to
+// each other for hole punching.
+func (t *Tracker) SetRendezvous(ap netip.AddrPort) {
+	t.rendezvous.Store(&ap)
+}
+
 func (t *Tracker) Authorize(f func(r *http.Request, id Identity) error) {
 	if f == nil {
 		t.authorize.Store(nil)
