@@ -178,7 +178,7 @@ func (rz *rendezvous) leave(ref release.Ref) {
 
 // RendezvousStats is what the rendezvous peer moved: payload must stay 0.
 type RendezvousStats struct {
-	Peers                      int
+	Peers                       int
 	PayloadRead, PayloadWritten int64
 }
 

@@ -130,8 +130,8 @@ type Tracker struct {
 	// rendezvous is the origin's rendezvous peer (BEP 55), handed to site
 	// gateways first in every answer; nil: none.
 	rendezvous atomic.Pointer[netip.AddrPort]
-	catalog   atomic.Pointer[catalogRef] // nil: any infohash
-	lim       limits
+	catalog    atomic.Pointer[catalogRef] // nil: any infohash
+	lim        limits
 
 	refusals lograte.Limiter // log lines of refused requests (the metric counts them all)
 	log      *slog.Logger    // the origin's logger (SetLogger); slog.Default until set
