@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -19,16 +18,17 @@ import (
 
 	utp "github.com/anacrolix/go-libutp"
 	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 
 	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
+	"github.com/swarmship/swarmship/seeder"
 )
 
 // Environment of the processes TestNATHolePunch starts in its namespaces.
@@ -61,8 +61,9 @@ type natResult struct {
 }
 
 // Two sites, each behind its own masquerading router that lets nothing in
-// unasked; the origin side (a rendezvous peer, as the origin's client or a
-// site gateway would be) is public. uTP is on, PEX off (as
+// unasked; the origin is public and runs its rendezvous peer
+// (origin.yaml rendezvous.listen), the data-less client its tracker
+// hands to site gateways. uTP is on, PEX off (as
 // for locality-restricted agents). Site 1 holds the release; site 2's
 // gateway gets it from site 1 through a hole punched by the rendezvous
 // (BEP 55 over uTP): the two sites cannot dial each other otherwise. Site
@@ -70,6 +71,8 @@ type natResult struct {
 // site 2's WAN ingress stays near one copy; with peer TLS (subtest tls) and
 // without (plain). Bytes are counted per source;
 // nothing is relayed (the rendezvous has no data and never gets any).
+// The origin publishes the release from a directory catalog; site 1's
+// seed serves it from the catalog's data directory.
 func TestNATHolePunch(t *testing.T) {
 	if role := os.Getenv(natRoleEnv); role != "" {
 		runNATRole(t, role)
@@ -103,23 +106,6 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 	if err := os.WriteFile(filepath.Join(seedDir, "payload"), payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	info := metainfo.Info{PieceLength: 256 << 10}
-	if err := info.BuildFromFilePath(filepath.Join(seedDir, "payload")); err != nil {
-		t.Fatal(err)
-	}
-	ib, err := bencode.Marshal(&info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mi := metainfo.MetaInfo{InfoBytes: ib}
-	var buf bytes.Buffer
-	if err := mi.Write(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "release.torrent"), buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
 	const deadline = 240 * time.Second // bounds a hang only: 4 race-built processes share CI's 2 cores
 	ctx, cancel := context.WithTimeout(context.Background(), deadline+30*time.Second)
 	t.Cleanup(cancel)
@@ -154,11 +140,17 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 			}
 		})
 	}
+	end := time.Now().Add(deadline)
+	// The origin publishes the release (release.torrent) before it
+	// writes its rendezvous port; the others load that torrent.
 	start("rendezvous", nn.WAN, testenv.WANAddr)
+	testenv.Eventually(t, time.Until(end), 100*time.Millisecond, func() error {
+		_, err := os.Stat(filepath.Join(dir, "rendezvous.port"))
+		return err
+	})
 	start("seed", site1.NS, "")
 	start("gw", site2.NS, "")
 	start("lan", site2.NS, "")
-	end := time.Now().Add(deadline)
 	port := func(role string) int {
 		var p int
 		testenv.Eventually(t, time.Until(end), 100*time.Millisecond, func() error {
@@ -207,6 +199,14 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 		return r
 	}
 	gw, lan := result("gw"), result("lan")
+	var rzStats seeder.RendezvousStats
+	testenv.Eventually(t, time.Until(end), 200*time.Millisecond, func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "rendezvous.json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(b, &rzStats)
+	})
 	ingress1, err := site2.WANIngress()
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +214,7 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 	copies := float64(ingress1-ingress0) / size
 	t.Logf("gateway of site 2: %+v", gw)
 	t.Logf("second agent of site 2: %+v", lan)
+	t.Logf("origin's rendezvous peer: %+v", rzStats)
 	t.Logf("site 2 WAN ingress: %d bytes = %.3f copies of %d; bytes through a relay: 0 (none exists; the rendezvous served %d)",
 		ingress1-ingress0, copies, size, gw.BySource[rz+"/udp"]+gw.BySource[rz+"/tcp"])
 
@@ -246,6 +247,11 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 	if gw.DialableOnlyAfterHolepunch+gw.DialedAfterHolepunchConnect == 0 {
 		t.Logf("the gateway reports no connect after a holepunch message (site 1's dial won)")
 	}
+	// The origin's rendezvous peer introduced the sites and moved no
+	// payload either way.
+	if rzStats.PayloadRead != 0 || rzStats.PayloadWritten != 0 || rzStats.Releases != 1 {
+		t.Errorf("origin's rendezvous peer: %+v, want 1 release and no payload", rzStats)
+	}
 	// Target 1.15 copies; generous here (headers, retransmits on a loaded
 	// machine); the figure is logged above.
 	if copies > 1.5 {
@@ -260,6 +266,10 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 func runNATRole(t *testing.T, role string) {
 	dir := os.Getenv(natDirEnv)
 	deadline := time.Now().Add(260 * time.Second) // past the parent's deadline
+	if role == "rendezvous" {
+		runNATOrigin(t, dir, deadline)
+		return
+	}
 	var tc *tls.Config
 	if os.Getenv(natTLSEnv) == "1" {
 		var err error
@@ -267,12 +277,8 @@ func runNATRole(t *testing.T, role string) {
 			t.Fatal(err)
 		}
 	}
-	prefix := btclient.AgentPeerIDPrefix
-	if role == "rendezvous" {
-		prefix = btclient.OriginPeerIDPrefix
-	}
 	cl, err := btclient.New(btclient.Config{
-		PeerIDPrefix: prefix,
+		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   os.Getenv(natHostEnv),
 		DataDir:      filepath.Join(dir, role),
 		TLS:          tc,
@@ -287,24 +293,20 @@ func runNATRole(t *testing.T, role string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pc storage.PieceCompletion = storage.NewMapPieceCompletion()
+	var stor storage.ClientImpl = btclient.NewFileStorage(filepath.Join(dir, role), storage.NewMapPieceCompletion())
 	if role == "seed" {
-		pc = btclient.TrustedCompletion{}
+		// The release as the origin's directory catalog holds it.
+		stor = btclient.NewFileStorage(filepath.Join(dir, "origin", "catalog", "data", natRelease), btclient.TrustedCompletion{})
 	}
 	tor, _ := cl.AddTorrentOpt(torrent.AddTorrentOpts{
 		InfoHash:  mi.HashInfoBytes(),
 		InfoBytes: mi.InfoBytes,
-		Storage:   btclient.NewFileStorage(filepath.Join(dir, role), pc),
+		Storage:   stor,
 	})
 	<-tor.GotInfo()
 	leecher := role == "gw" || role == "lan"
 	if leecher {
 		tor.DownloadAll()
-	} else if role == "rendezvous" {
-		// A rendezvous only introduces peers: it holds no data and takes
-		// none. (Wanting the data is what makes the library accept peers.)
-		tor.DownloadAll()
-		tor.DisallowDataDownload()
 	}
 	if err := os.WriteFile(filepath.Join(dir, role+".port"), []byte(strconv.Itoa(cl.LocalPort())), 0o644); err != nil {
 		t.Fatal(err)
@@ -421,15 +423,70 @@ func runNATRole(t *testing.T, role string) {
 		t.Logf("%s: complete: %s", role, b)
 	}
 	wait("stop", stopped)
-	if role == "rendezvous" {
-		var in int64
-		for _, c := range tor.PeerConns() {
-			s := c.Stats()
-			in += s.BytesReadUsefulData.Int64()
-		}
-		t.Logf("rendezvous: %d peers connected, %d payload bytes received", len(tor.PeerConns()), in)
-	}
 	fmt.Fprintln(os.Stderr, role, "stopping")
+}
+
+const natRelease = "app"
+
+// runNATOrigin is the origin of TestNATHolePunch: a directory catalog in
+// which it publishes the payload (release.torrent for the others), no
+// seeding client, and its rendezvous peer on the public address. It
+// writes rendezvous.port once the rendezvous peer has joined the release,
+// then rendezvous.json (its figures) every second until the stop file.
+func runNATOrigin(t *testing.T, dir string, deadline time.Time) {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	const rzPort = 6890 // the namespace is the test's own: no other listener
+	sw, err := localswarm.New(ctx, filepath.Join(dir, "origin"), localswarm.OriginOptions{
+		Configure: func(c *seeder.Config) {
+			c.Rendezvous.Listen = net.JoinHostPort(os.Getenv(natHostEnv), strconv.Itoa(rzPort))
+			if os.Getenv(natTLSEnv) == "1" {
+				c.PeerTLS = peertlstest.Config(filepath.Join(dir, "pki"), "rendezvous")
+			}
+		},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if _, err := sw.Publish(ctx, natRelease, "1.0", []string{filepath.Join(dir, "seed", "payload")}, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	tb, err := catalog.ReadAll(ctx, sw.Store, catalog.TorrentKey(natRelease, "1.0"), catalog.MaxTorrentSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "release.torrent"), tb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stopped := func() bool {
+		_, err := os.Stat(filepath.Join(dir, "stop"))
+		return err == nil
+	}
+	for {
+		st, ok := sw.Origin.Rendezvous()
+		if !ok {
+			t.Fatal("rendezvous off")
+		}
+		if st.Releases == 1 {
+			break
+		}
+		if time.Now().After(deadline) || stopped() {
+			t.Fatalf("the rendezvous peer never joined the release: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rendezvous.port"), []byte(strconv.Itoa(sw.Origin.RendezvousPort())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for !stopped() && time.Now().Before(deadline) {
+		st, _ := sw.Origin.Rendezvous()
+		b, _ := json.Marshal(st)
+		os.WriteFile(filepath.Join(dir, "rendezvous.json.tmp"), b, 0o644)
+		os.Rename(filepath.Join(dir, "rendezvous.json.tmp"), filepath.Join(dir, "rendezvous.json"))
+		fmt.Fprintf(os.Stderr, "origin rendezvous: %s\n", b)
+		time.Sleep(time.Second)
+	}
 }
 
 // Agents with swarm.utp on and peer TLS share a release, and answer TLS

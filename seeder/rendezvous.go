@@ -178,7 +178,7 @@ func (rz *rendezvous) leave(ref release.Ref) {
 
 // RendezvousStats is what the rendezvous peer moved: payload must stay 0.
 type RendezvousStats struct {
-	Peers                       int
+	Releases, Peers             int
 	PayloadRead, PayloadWritten int64
 }
 
@@ -187,6 +187,7 @@ func (rz *rendezvous) Stats() RendezvousStats {
 	var s RendezvousStats
 	rz.mu.Lock()
 	defer rz.mu.Unlock()
+	s.Releases = len(rz.torrents)
 	for _, t := range rz.torrents {
 		ts := t.Stats()
 		s.Peers += ts.ActivePeers

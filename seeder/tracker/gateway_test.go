@@ -155,3 +155,47 @@ func TestSwarmView(t *testing.T) {
 		t.Errorf("unknown tenant: %s", b)
 	}
 }
+
+// With a rendezvous peer set, a site's gateway gets it first (within
+// numwant, in compact and list answers); a site member, a relay-mode
+// agent and a non-gateway announce do not.
+func TestGatewayRendezvous(t *testing.T) {
+	tr, _, ih, addrs := gatewaySwarm(t)
+	rz := netip.MustParseAddrPort("192.0.2.7:6890")
+	tr.SetRendezvous(rz)
+	siteA := Identity{Tenant: "t", Site: "a", Region: "eu", Role: RoleAgent}
+	got := func(n int, locality string, edit func(url.Values)) []netip.AddrPort {
+		t.Helper()
+		q := ann{ih: ih, id: pid(n), port: 6881, left: 9, ident: siteA}.values()
+		if locality != "" {
+			q.Set("locality", locality)
+		}
+		if edit != nil {
+			edit(q)
+		}
+		r := mustOK(t, announceRaw(t, tr, q.Encode(), addrs[[]string{"a1", "", "a2"}[n-1]].String()))
+		out := r.addrs
+		for _, d := range r.dicts {
+			out = append(out, netip.AddrPortFrom(netip.MustParseAddr(d.IP), uint16(d.Port)))
+		}
+		return out
+	}
+	if a := got(1, "gateway", nil); len(a) == 0 || a[0] != rz {
+		t.Errorf("gateway a1: %v, want %v first", a, rz)
+	}
+	if a := got(1, "gateway", func(q url.Values) { q.Set("numwant", "1") }); !slices.Equal(a, []netip.AddrPort{rz}) {
+		t.Errorf("gateway a1, numwant 1: %v, want only %v", a, rz)
+	}
+	if a := got(1, "gateway", func(q url.Values) { q.Set("compact", "0") }); !slices.Contains(a, rz) {
+		t.Errorf("gateway a1, list answer: %v, want %v", a, rz)
+	}
+	for _, tc := range []struct {
+		name     string
+		n        int
+		locality string
+	}{{"member a2", 3, "gateway"}, {"a1 without gateway locality", 1, "site"}} {
+		if a := got(tc.n, tc.locality, nil); slices.Contains(a, rz) {
+			t.Errorf("%s: got the rendezvous %v", tc.name, a)
+		}
+	}
+}
