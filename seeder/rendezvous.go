@@ -158,8 +158,12 @@ func (rz *rendezvous) join(ctx context.Context, cat *catalog.Client, m *catalog.
 	}
 	stor := btclient.NewFileStorage(filepath.Join(rz.dir, m.Name), storage.NewMapPieceCompletion())
 	t, _ := rz.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: tf.InfoHash, InfoBytes: tf.MetaInfo.InfoBytes, Storage: stor})
-	t.DisallowDataDownload()
+	// In this order: the library counts a piece as wanted (and so keeps
+	// peer connections) only if it was marked while downloads were
+	// allowed; no peer is connected yet, so nothing is requested between
+	// the two calls.
 	t.DownloadAll()
+	t.DisallowDataDownload()
 	rz.mu.Lock()
 	rz.torrents[ref] = t
 	rz.mu.Unlock()
