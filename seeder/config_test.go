@@ -83,6 +83,12 @@ func TestOriginConfigErrorsNameFileLineAndPath(t *testing.T) {
 			"origin.yaml:12: peer_tls.mode: ", "want off or required"},
 		{"peer_tls.cert", func(s string) string { return s + "peer_tls:\n  mode: required\n  ca: /ca.pem\n  key: /k.pem\n" },
 			"origin.yaml:11: peer_tls.cert: ", "required"},
+		{"rendezvous.listen port", func(s string) string { return s + "rendezvous:\n  listen: \"198.51.100.1:0\"\n" },
+			"origin.yaml:12: rendezvous.listen: ", "fixed port"},
+		{"rendezvous.listen unspecified", func(s string) string { return s + "rendezvous:\n  listen: \"0.0.0.0:6890\"\n" },
+			"origin.yaml:12: rendezvous.listen: ", "set advertise"},
+		{"rendezvous.advertise alone", func(s string) string { return s + "rendezvous:\n  advertise: \"198.51.100.1:6890\"\n" },
+			"origin.yaml:12: rendezvous.advertise: ", "needs listen"},
 		{"tls.cert", func(s string) string { return s + "tls:\n  key: /o.key\n" },
 			"origin.yaml:11: tls.cert: ", "go together"},
 		{"tls.client_auth", func(s string) string {
@@ -126,4 +132,18 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted config fails Finish: %v\n%s", err, b)
 		}
 	})
+}
+
+func TestRendezvousConfigAdvertised(t *testing.T) {
+	c, err := ParseConfig("origin.yaml", []byte(goodOriginConfig+"rendezvous:\n  listen: \":6890\"\n  advertise: \"[::ffff:198.51.100.1]:6890\"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 4-byte form: the library matches hole-punch messages by it.
+	if ap, err := c.Rendezvous.advertised(); err != nil || ap.String() != "198.51.100.1:6890" || !ap.Addr().Is4() {
+		t.Errorf("advertised %v, %v", ap, err)
+	}
+	if c, err := ParseConfig("origin.yaml", []byte(goodOriginConfig), nil); err != nil || c.Rendezvous.On() {
+		t.Errorf("rendezvous on by default (%v)", err)
+	}
 }
