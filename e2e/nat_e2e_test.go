@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -8,6 +9,9 @@ import (
 	"expvar"
 	"fmt"
 	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +22,7 @@ import (
 
 	utp "github.com/anacrolix/go-libutp"
 	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
 
@@ -431,7 +436,8 @@ const natRelease = "app"
 // runNATOrigin is the origin of TestNATHolePunch: a directory catalog in
 // which it publishes the payload (release.torrent for the others), no
 // seeding client, and its rendezvous peer on the public address. It
-// writes rendezvous.port once the rendezvous peer has joined the release,
+// writes rendezvous.port once the rendezvous peer has joined the release
+// and its tracker hands it to a site's gateway,
 // then rendezvous.json (its figures) every second until the stop file.
 func runNATOrigin(t *testing.T, dir string, deadline time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -476,7 +482,33 @@ func runNATOrigin(t *testing.T, dir string, deadline time.Time) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "rendezvous.port"), []byte(strconv.Itoa(sw.Origin.RendezvousPort())), 0o644); err != nil {
+	// The address the others dial is the one the origin's tracker gives a
+	// site's gateway, first in its answer.
+	mi, err := metainfo.Load(bytes.NewReader(tb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := mi.HashInfoBytes()
+	q := url.Values{"info_hash": {string(ih[:])}, "peer_id": {btclient.AgentPeerIDPrefix + "gateway00001"},
+		"port": {"7000"}, "left": {"1"}, "compact": {"1"}, "role": {"agent"}, "site": {"s2"}, "region": {"eu"}, "locality": {"gateway"}}
+	resp, err := http.Get(sw.OriginURL + "/announce?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans struct {
+		Failure string `bencode:"failure reason"`
+		Peers   []byte `bencode:"peers"`
+	}
+	err = bencode.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if err != nil || len(ans.Peers) < 6 {
+		t.Fatalf("gateway's announce: %v, %+v", err, ans)
+	}
+	rz := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ans.Peers[:4])), uint16(ans.Peers[4])<<8|uint16(ans.Peers[5]))
+	if want := net.JoinHostPort(os.Getenv(natHostEnv), strconv.Itoa(sw.Origin.RendezvousPort())); rz.String() != want {
+		t.Fatalf("the tracker handed the gateway %v first, want the rendezvous peer %s", rz, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rendezvous.port"), []byte(strconv.Itoa(int(rz.Port()))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for !stopped() && time.Now().Before(deadline) {
