@@ -38,7 +38,9 @@ func TestRelayWithTokensRefusesStrangers(t *testing.T) {
 	if err := peertlstest.GeneratePKI(pki, specs...); err != nil {
 		t.Fatal(err)
 	}
-	sw, err := localswarm.New(ctx, filepath.Join(dir, "swarm"), localswarm.OriginOptions{Configure: func(c *seeder.Config) {
+	// A slowed origin leaves time for the relayed peers (TLS over the
+	// relay is a slow start) to carry part of the release: peerBytes > 0.
+	sw, err := localswarm.New(ctx, filepath.Join(dir, "swarm"), localswarm.OriginOptions{WrapHandler: slowPayload(20 * time.Millisecond), Configure: func(c *seeder.Config) {
 		c.TokenPublicKey = filepath.Join(keys, token.PublicKeyFile)
 		c.PeerTLS = peertlstest.Config(pki, "origin")
 		c.Relay = relay.Config{Mode: relay.ModeOn}
