@@ -82,9 +82,9 @@ func (r FleetRateSet) At(loc *time.Location, t time.Time) (RateProfile, time.Tim
 // FleetAssign says which agents a document is for: any agent whose site,
 // region or one of whose labels is listed.
 type FleetAssign struct {
-	Sites   []string `yaml:"sites"`
-	Regions []string `yaml:"regions"`
-	Labels  []string `yaml:"labels"`
+	Sites   []string `yaml:"sites" json:"sites,omitempty"`
+	Regions []string `yaml:"regions" json:"regions,omitempty"`
+	Labels  []string `yaml:"labels" json:"labels,omitempty"`
 }
 
 // FleetIdentity is what an agent is matched on.
