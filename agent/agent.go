@@ -77,6 +77,7 @@ type Agent struct {
 	refreshErrs int64
 	wake        chan struct{}
 	pol         policyState
+	fleet       fleetState // fleet policy from the catalog (fleetpolicy.go)
 	evictions   int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
@@ -236,6 +237,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		a.now = time.Now
 	}
 	a.watch = a.newCatalogWatch()
+	a.loadFleet()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
 			a.recoveries = append(a.recoveries, *r)
@@ -467,6 +469,9 @@ func (a *Agent) refresh(ctx context.Context) error {
 	err := tlsHint(a.catalog.Refresh(ctx))
 	tracing.End(span, err)
 	a.noteCatalogErr(err)
+	if err == nil {
+		a.refreshFleet(ctx)
+	}
 	return err
 }
 
@@ -598,7 +603,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		}
 		// Room first: a release larger than the quota is refused, and GC
 		// makes space before a download whose bytes are not cached yet.
-		err = policy.CheckFits(m.TotalSize, a.cfg.QuotaBytes())
+		err = policy.CheckFits(m.TotalSize, a.quotaBytes())
 		if rec, cached, _ := a.state.Get(ref.String()); err == nil && (!cached || rec.Phase == PhaseFailed || rec.Phase == PhaseQueued) {
 			err = a.gc(m.TotalSize, now)
 		}

@@ -28,6 +28,9 @@ type Config struct {
 	Site    string        `yaml:"site"`
 	Region  string        `yaml:"region"`
 	Tenant  string        `yaml:"tenant"`
+	// Labels group agents for fleet policy documents (assign.labels),
+	// e.g. [stores, eu-north].
+	Labels []string `yaml:"labels"`
 	// Token (or TokenFile) is the access token from `swarmship token
 	// issue`, sent to the tracker and to a private catalog.
 	Token         string         `yaml:"token"`
@@ -332,6 +335,14 @@ func (c *Config) Validate() error {
 			if err := release.ValidateName(f.name, f.v); err != nil {
 				return fielderr.New(f.name, "%v", err)
 			}
+		}
+	}
+	if len(c.Labels) > maxLabels {
+		return fielderr.New("labels", "more than %d labels", maxLabels)
+	}
+	for i, l := range c.Labels {
+		if err := release.ValidateName("label", l); err != nil {
+			return fielderr.New(fielderr.Index("labels", i), "%v", err)
 		}
 	}
 	if c.Token != "" && c.TokenFile != "" {

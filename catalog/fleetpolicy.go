@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -111,4 +112,14 @@ func PublishPolicy(ctx context.Context, store Store, keys Keys, opts UpdateOptio
 		return err
 	}
 	return putBytes(ctx, store, key, doc)
+}
+
+// PolicyDigest is the signed SHA-256 (hex) of the policy document name,
+// so a reader can skip fetching a document it already has.
+func (c *Client) PolicyDigest(name string) (string, error) {
+	tf, _, err := c.targetKeys(PolicyKey(name), -1)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(tf.Hashes["sha256"]), nil
 }

@@ -207,6 +207,7 @@ type FleetCandidate struct {
 	Name string
 	Doc  *FleetDoc
 	Err  error
+	Raw  []byte // the signed bytes of a document that parsed, to keep as last good
 }
 
 // FleetRefusal is a document refused, and whether an earlier good
