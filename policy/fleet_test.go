@@ -67,6 +67,10 @@ func TestFleetMatches(t *testing.T) {
 	}
 }
 
+func cand(name string, d *FleetDoc, err error) FleetCandidate {
+	return FleetCandidate{Name: name, Doc: d, Err: err}
+}
+
 func TestSelectFleetDocs(t *testing.T) {
 	id := FleetIdentity{Site: "s1", Labels: []string{"stores"}}
 	stores := mustFleetDoc(t, storesNight)
@@ -89,13 +93,13 @@ func TestSelectFleetDocs(t *testing.T) {
 		want        string
 		wantRefused string // name:keptLast
 	}{
-		{"all good", []FleetCandidate{{"stores", stores, nil}, {"b-mode", modeB, nil}, {"other", other, nil}}, nil, "b-mode,stores", ""},
-		{"bad keeps last good", []FleetCandidate{{"stores", nil, bad}}, []*FleetDoc{storesV1}, "stores", "stores:true"},
-		{"bad without last good", []FleetCandidate{{"stores", nil, bad}}, nil, "", "stores:false"},
-		{"conflict refuses later", []FleetCandidate{{"stores", stores, nil}, {"z-rates", ratesZ, nil}}, nil, "stores", "z-rates:false"},
-		{"conflict keeps last good without conflict", []FleetCandidate{{"b-mode", modeB, nil}, {"stores", storesV1, nil}}, []*FleetDoc{stores}, "b-mode,stores", "stores:true"},
+		{"all good", []FleetCandidate{cand("stores", stores, nil), cand("b-mode", modeB, nil), cand("other", other, nil)}, nil, "b-mode,stores", ""},
+		{"bad keeps last good", []FleetCandidate{cand("stores", nil, bad)}, []*FleetDoc{storesV1}, "stores", "stores:true"},
+		{"bad without last good", []FleetCandidate{cand("stores", nil, bad)}, nil, "", "stores:false"},
+		{"conflict refuses later", []FleetCandidate{cand("stores", stores, nil), cand("z-rates", ratesZ, nil)}, nil, "stores", "z-rates:false"},
+		{"conflict keeps last good without conflict", []FleetCandidate{cand("b-mode", modeB, nil), cand("stores", storesV1, nil)}, []*FleetDoc{stores}, "b-mode,stores", "stores:true"},
 		{"removed is dropped", nil, []*FleetDoc{stores}, "", ""},
-		{"name mismatch", []FleetCandidate{{"b-mode", stores, nil}}, nil, "", "b-mode:false"},
+		{"name mismatch", []FleetCandidate{cand("b-mode", stores, nil)}, nil, "", "b-mode:false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, refused := SelectFleetDocs(id, tc.fresh, tc.last)
