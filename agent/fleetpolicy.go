@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -205,23 +206,35 @@ func (a *Agent) saveFleetLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := a.fleetFile() + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
+	return writeFileAtomic(a.fleetFile(), b)
+}
+
+// fleetReport puts the fleet policy status into a report, within its
+// limits (report.MaxPolicyDocs).
+func fleetReport(p *report.Policy, fs *FleetPolicyStatus) {
+	if fs == nil {
+		return
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
+	short := func(s string) string { return report.Trim(s, report.MaxNameLen) }
+	for _, d := range fs.Documents {
+		if len(p.PolicyDocs) < report.MaxPolicyDocs {
+			p.PolicyDocs = append(p.PolicyDocs, short(d))
+		}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	p.Sources = map[string]string{}
+	for k, v := range fs.Sources {
+		if len(p.Sources) < report.MaxPolicyDocs {
+			p.Sources[short(k)] = short(v)
+		}
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
+	var errs []string
+	if fs.Error != "" {
+		errs = append(errs, fs.Error)
 	}
-	return os.Rename(tmp, a.fleetFile())
+	for _, r := range fs.Refused {
+		errs = append(errs, "refused "+r.Name+": "+r.Error)
+	}
+	p.PolicyError = report.Trim(strings.Join(errs, "; "), report.MaxText)
 }
 
 // fleetStatusLocked describes the fleet policy for status; origins are
