@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/policy"
@@ -149,4 +152,37 @@ func newPolicyListCmd() *cobra.Command {
 	}
 	f.register(c.Flags(), true)
 	return c
+}
+
+// printFleetPolicy shows the fleet policy in force: documents, where each
+// value came from, refusals.
+func printFleetPolicy(w io.Writer, fs *agent.FleetPolicyStatus) {
+	if fs == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nFLEET POLICY %s\n", strings.Join(fs.Documents, ", "))
+	keys := make([]string, 0, len(fs.Sources))
+	for k := range fs.Sources {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s from %s\n", k, fs.Sources[k])
+	}
+	if len(fs.Windows) > 0 {
+		fmt.Fprintf(w, "  download windows: %s\n", strings.Join(fs.Windows, ", "))
+	}
+	for _, r := range fs.Refused {
+		kept := "nothing of it applies"
+		if r.KeptLast {
+			kept = "its last good version stays in force"
+		}
+		fmt.Fprintf(w, "  REFUSED %s (%s): %s\n", r.Name, kept, r.Error)
+	}
+	if fs.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", fs.Error)
+	}
+	if fs.Restart != "" {
+		fmt.Fprintf(w, "  %s\n", fs.Restart)
+	}
 }
