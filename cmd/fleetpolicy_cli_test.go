@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/swarmship/swarmship/policy"
 )
 
 func TestCatalogPolicySetListRm(t *testing.T) {
@@ -51,5 +53,21 @@ func TestCatalogPolicySetListRm(t *testing.T) {
 	out, _, _ = swarmship(t, "catalog", "policy", "list", "--catalog", cat, "--keys", keys)
 	if strings.Contains(out, "stores") {
 		t.Fatalf("list after rm:\n%s", out)
+	}
+}
+
+// The policy document the README shows passes the strict loader.
+func TestREADMEFleetPolicyParses(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := yamlBlockAfter(t, string(b), "### Fleet policy from the catalog")
+	d, err := policy.ParseFleetDoc("README policy", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(d.Keys(), ","); got != "rates,mode,cache_quota,windows" {
+		t.Errorf("keys %s", got)
 	}
 }
