@@ -43,6 +43,9 @@ func (c SwarmConfig) validateDHT() error {
 	if c.DHTPort < 0 || c.DHTPort > 65535 {
 		return fielderr.New("dht_port", "%d is not a port", c.DHTPort)
 	}
+	if c.DHTPort != 0 && c.DHTPort == c.ListenPort && c.UTP == "on" {
+		return fielderr.New("dht_port", "%d is the listen port, whose UDP side uTP uses", c.DHTPort)
+	}
 	for i, b := range c.DHTBootstrap {
 		_, port, err := net.SplitHostPort(b)
 		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > 65535 {

@@ -26,6 +26,8 @@ func TestDHTConfig(t *testing.T) {
 		{"swarm: {dht: on, dht_bootstrap: [\"origin:0\"]}\n", "want host:port"},
 		{"swarm: {dht: on, dht_port: 70000}\n", "swarm.dht_port: 70000 is not a port"},
 		{"swarm: {dht: on, relay: origin, lsd: off}\n", "relay: origin keeps private"},
+		{"swarm: {dht: on, dht_port: 6881, listen_port: 6881, utp: on}\n", "whose UDP side uTP uses"},
+		{"swarm: {dht: on, dht_port: 6881, listen_port: 6881}\n", ""},
 	} {
 		_, err := ParseConfig("agent.yaml", []byte(goodConfig+tc.swarm))
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

@@ -63,7 +63,8 @@ type Config struct {
 	Port int
 	// Interval between two rounds of one torrent; default DefaultInterval.
 	Interval time.Duration
-	// Retry after a round that found no peer; default DefaultRetry.
+	// Retry after a round that found no peer, doubled after each such
+	// round up to Interval; default DefaultRetry.
 	Retry time.Duration
 	// OnPeer is called with each candidate peer of a torrent added with
 	// Add. It must not block long.
@@ -95,6 +96,7 @@ type Stats struct {
 type torrentEntry struct {
 	scopes, fallback []Scope
 	next             time.Time
+	misses           int // rounds in a row that found nobody
 	seen             map[netip.AddrPort]time.Time
 }
 
@@ -168,6 +170,7 @@ func Start(cfg Config) (*Node, error) {
 		NoSecurity:    true,
 		StartingNodes: func() ([]adht.Addr, error) { return n.startingNodes(savedAddrs), nil },
 		PeerStore:     n.store,
+		Store:         noItems{},
 		OnQuery: func(_ *krpc.Msg, source net.Addr) bool {
 			n.pingBack(source)
 			return true
@@ -288,7 +291,7 @@ func (n *Node) Add(ih [20]byte, scopes, fallback []Scope) {
 		e = &torrentEntry{seen: map[netip.AddrPort]time.Time{}}
 		n.torrents[ih] = e
 	}
-	e.scopes, e.fallback, e.next = scopes, fallback, time.Time{}
+	e.scopes, e.fallback, e.next, e.misses = scopes, fallback, time.Time{}, 0
 	n.mu.Unlock()
 	n.poke()
 }
@@ -383,9 +386,13 @@ func (n *Node) run(ctx context.Context) {
 			found := n.round(ctx, ih, e)
 			n.mu.Lock()
 			if found {
+				e.misses = 0
 				e.next = n.cfg.Now().Add(n.cfg.Interval)
 			} else {
-				e.next = n.cfg.Now().Add(n.cfg.Retry)
+				// Sooner while nobody is found, backing off to the
+				// interval: a release nobody else holds costs little.
+				e.next = n.cfg.Now().Add(min(n.cfg.Retry<<min(e.misses, 16), n.cfg.Interval))
+				e.misses++
 			}
 			n.mu.Unlock()
 			continue
