@@ -191,3 +191,32 @@ func TestFleetPolicyReachesLabelledAgents(t *testing.T) {
 		t.Errorf("restarted agent without catalog: down limit %v, want the last good 10000000", got)
 	}
 }
+
+// A running agent picks up a new document at its next refresh and
+// changes its limiter without a restart.
+func TestFleetPolicyLiveInRun(t *testing.T) {
+	f := newFleetFixture(t)
+	f.clock.Set(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)) // day
+	a := f.agent(t, filepath.Join(t.TempDir(), "live"), []string{"stores"}, RatesConfig{})
+	a.cfg.RefreshInterval = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitLimit := func(want rate.Limit) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for downLimit(a) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("down limit %v, want %v within 60 s", downLimit(a), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLimit(rate.Inf)
+	f.publish(t, storesPolicy)
+	waitLimit(250_000)
+	f.publish(t, strings.Replace(storesPolicy, "down: 2Mbit", "down: 4Mbit", 1))
+	waitLimit(500_000)
+}
