@@ -220,3 +220,23 @@ func TestFleetPolicyLiveInRun(t *testing.T) {
 	f.publish(t, strings.Replace(storesPolicy, "down: 2Mbit", "down: 4Mbit", 1))
 	waitLimit(500_000)
 }
+
+// Central download windows narrow a subscription's, urgent or not.
+func TestFleetPolicyWindowsGateDownloads(t *testing.T) {
+	f := newFleetFixture(t)
+	f.publish(t, "name: stores\nassign: {labels: [stores]}\nwindows: [\"Mon-Fri 20:00-06:00\"]\n")
+	a := f.agent(t, filepath.Join(t.TempDir(), "w"), []string{"stores"}, RatesConfig{})
+	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	pass(t, a, noon)
+	for _, sub := range []Subscription{{Name: "app"}, {Name: "app", Urgent: true}} {
+		if ok, why := a.mayDownload(sub, noon); ok || !strings.Contains(why, "policy:stores") {
+			t.Errorf("urgent=%v at noon: may download %v (%s), want refused naming the document", sub.Urgent, ok, why)
+		}
+		if ok, why := a.mayDownload(sub, noon.Add(9*time.Hour)); !ok {
+			t.Errorf("urgent=%v at 21:00: refused (%s)", sub.Urgent, why)
+		}
+	}
+	if fs := fleetStatus(a); fs == nil || strings.Join(fs.Windows, ",") != "Mon-Fri 20:00-06:00" || fs.Sources["windows"] != "policy:stores" {
+		t.Errorf("status: %+v", fs)
+	}
+}

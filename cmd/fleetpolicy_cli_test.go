@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -69,5 +70,24 @@ func TestREADMEFleetPolicyParses(t *testing.T) {
 	}
 	if got := strings.Join(d.Keys(), ","); got != "rates,mode,cache_quota,windows" {
 		t.Errorf("keys %s", got)
+	}
+}
+
+func TestPrintFleetPolicy(t *testing.T) {
+	var b strings.Builder
+	printFleetPolicy(&b, &agent.FleetPolicyStatus{
+		Documents: []string{"stores"}, Sources: map[string]string{"down": "policy:stores", "mode": "local"},
+		Refused: []policy.FleetRefusal{{Name: "stores", Error: "rates.default: not defined", KeptLast: true}},
+	})
+	out := b.String()
+	for _, want := range []string{"FLEET POLICY stores", "down from policy:stores", "mode from local", "REFUSED stores (its last good version stays in force): rates.default"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	b.Reset()
+	printFleetPolicy(&b, nil)
+	if b.Len() != 0 {
+		t.Errorf("nil status printed %q", b.String())
 	}
 }
