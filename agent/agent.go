@@ -113,6 +113,10 @@ type Agent struct {
 	lsd *lsd.Service
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
+
+	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
+	// started with, the fleet policy's if that was stricter.
+	localMode policy.Mode
 }
 
 // download is one release in the torrent client.
@@ -236,8 +240,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.watch = a.newCatalogWatch()
+	// The fleet policy in force at the last run may set a stricter mode;
+	// peer connections are set up once, here (fleetpolicy.go).
+	a.localMode = cfg.Mode
 	a.loadFleet()
+	cfg = a.startWithFleetMode()
+	a.watch = a.newCatalogWatch()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
 			a.recoveries = append(a.recoveries, *r)

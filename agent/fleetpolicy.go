@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,8 +61,22 @@ func (a *Agent) fleetLocal() policy.FleetLocal {
 	c := a.cfg
 	return policy.FleetLocal{
 		Rates: policy.FleetRateSet{Profiles: c.Rates.Profiles, Schedule: c.Rates.Schedule, Default: c.Rates.Default},
-		Mode:  c.Mode, Quota: c.QuotaBytes(),
+		Mode:  cmp.Or(a.localMode, c.Mode), Quota: c.QuotaBytes(),
 	}
+}
+
+// startWithFleetMode makes the agent start in the mode of the fleet
+// policy in force (from the last run), which decides peer connections,
+// discovery and the relay for this run: a.cfg becomes a copy with that
+// mode. The local mode stays in a.localMode for merging.
+func (a *Agent) startWithFleetMode() *Config {
+	if m := a.fleetEffective().Mode; m != a.cfg.Mode {
+		c := *a.cfg
+		c.Mode = m
+		a.cfg = &c
+		a.log.Info("starting in the fleet policy's mode", "mode", string(m), "local_mode", string(a.localMode))
+	}
+	return a.cfg
 }
 
 // loadFleet puts the last good documents from an earlier run in force,
@@ -240,11 +255,15 @@ func fleetReport(p *report.Policy, fs *FleetPolicyStatus) {
 // fleetStatusLocked describes the fleet policy for status; origins are
 // the rate origins of the profile in force.
 func (a *Agent) fleetStatusLocked(eff policy.FleetEffective, rateOrigins map[string]string) *FleetPolicyStatus {
-	if len(eff.Docs) == 0 && len(a.fleet.refused) == 0 && a.fleet.err == "" {
+	var restart string
+	if eff.Mode.Peers() != a.cfg.Mode.Peers() || eff.Mode.Origin() != a.cfg.Mode.Origin() {
+		restart = fmt.Sprintf("mode %s: uploads follow now; peer connections change at the next restart (started in %s)", eff.Mode, a.cfg.Mode)
+	}
+	if len(eff.Docs) == 0 && len(a.fleet.refused) == 0 && a.fleet.err == "" && restart == "" {
 		return nil // all local, as before fleet policy
 	}
 	s := &FleetPolicyStatus{Documents: slices.Clone(eff.Docs), Sources: map[string]string{},
-		Refused: slices.Clone(a.fleet.refused), Error: a.fleet.err}
+		Refused: slices.Clone(a.fleet.refused), Error: a.fleet.err, Restart: restart}
 	for k, v := range eff.Origins {
 		s.Sources[k] = v
 	}
@@ -253,9 +272,6 @@ func (a *Agent) fleetStatusLocked(eff policy.FleetEffective, rateOrigins map[str
 	}
 	for _, w := range eff.Windows {
 		s.Windows = append(s.Windows, w.String())
-	}
-	if eff.Mode.Peers() != a.cfg.Mode.Peers() || eff.Mode.Origin() != a.cfg.Mode.Origin() {
-		s.Restart = fmt.Sprintf("mode %s: uploads follow now; peer connections change at the next restart", eff.Mode)
 	}
 	return s
 }

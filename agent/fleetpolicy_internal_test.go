@@ -240,3 +240,41 @@ func TestFleetPolicyWindowsGateDownloads(t *testing.T) {
 		t.Errorf("status: %+v", fs)
 	}
 }
+
+// A stricter central mode stops uploads at once and decides peer
+// connections from the next start on; the local mode stays for merging.
+func TestFleetPolicyModeAtRestart(t *testing.T) {
+	f := newFleetFixture(t)
+	f.publish(t, "name: stores\nassign: {labels: [stores]}\nmode: offline\n")
+	cacheDir := filepath.Join(t.TempDir(), "m")
+	a := f.agent(t, cacheDir, []string{"stores"}, RatesConfig{})
+	now := f.clock.Now()
+	pass(t, a, now)
+	a.mu.Lock()
+	st := a.pol.status
+	a.mu.Unlock()
+	if st.Mode != policy.ModeOffline || st.Upload || st.Fleet == nil || st.Fleet.Restart == "" || st.Fleet.Sources["mode"] != "policy:stores" {
+		t.Fatalf("status before restart: %+v %+v", st, st.Fleet)
+	}
+	a.Close()
+	b := f.agent(t, cacheDir, []string{"stores"}, RatesConfig{})
+	if b.cfg.Mode != policy.ModeOffline || b.localMode != policy.ModeOriginOnly {
+		t.Fatalf("after restart: started in %s, local %s", b.cfg.Mode, b.localMode)
+	}
+	pass(t, b, now)
+	if fs := fleetStatus(b); fs == nil || fs.Restart != "" {
+		t.Errorf("status after restart: %+v", fs)
+	}
+	// The document goes: the local mode applies again (uploads stay off
+	// in origin-only; peers come back at the next start).
+	if _, err := catalog.Update(t.Context(), f.store, f.keys, catalog.UpdateOptions{}, func(r *catalog.Repo) error { return r.RemovePolicy("stores") }); err != nil {
+		t.Fatal(err)
+	}
+	pass(t, b, now)
+	b.mu.Lock()
+	mode := b.pol.status.Mode
+	b.mu.Unlock()
+	if mode != policy.ModeOriginOnly {
+		t.Errorf("mode after rm: %s", mode)
+	}
+}
