@@ -15,6 +15,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/storetest"
+	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -276,5 +277,23 @@ func TestFleetPolicyModeAtRestart(t *testing.T) {
 	b.mu.Unlock()
 	if mode != policy.ModeOriginOnly {
 		t.Errorf("mode after rm: %s", mode)
+	}
+}
+
+// The fleet part of a report stays within the origin's limits however
+// many documents and how long the errors.
+func TestFleetReportWithinLimits(t *testing.T) {
+	fs := &FleetPolicyStatus{Sources: map[string]string{"down": "policy:" + strings.Repeat("n", 300)}}
+	for i := range 40 {
+		fs.Documents = append(fs.Documents, fmt.Sprintf("doc-%d-%s", i, strings.Repeat("x", 200)))
+		fs.Refused = append(fs.Refused, policy.FleetRefusal{Name: fmt.Sprint(i), Error: strings.Repeat("e", 100)})
+	}
+	r := report.Report{V: report.Version, AgentID: "a1", IntervalSeconds: 30}
+	fleetReport(&r.Policy, fs)
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Policy.PolicyDocs) != report.MaxPolicyDocs || r.Policy.PolicyError == "" {
+		t.Errorf("docs %d, error %q", len(r.Policy.PolicyDocs), r.Policy.PolicyError)
 	}
 }
