@@ -29,7 +29,10 @@ type catalogServer struct {
 	catalog *atomic.Int64
 }
 
-var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/", catalog.PolicyPrefix}
+var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
+	"rollouts/",          // signed rollout plans (catalog/rolloutplan.go)
+	catalog.PolicyPrefix, // fleet policy documents (catalog/fleetpolicy.go)
+}
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
