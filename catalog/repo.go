@@ -426,6 +426,24 @@ func (r *Repo) SetTiming(name, version string, t Timing) error {
 	return nil
 }
 
+// MarkUrgent marks name@version urgent, keeping the rest of its timing.
+func (r *Repo) MarkUrgent(name, version string) error {
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	if err != nil {
+		return err
+	}
+	if !st.Urgent {
+		st.Urgent = true
+		setCustom(target, st)
+		r.dirty = true
+	}
+	return nil
+}
+
 // Dirty reports whether Commit has changes to sign.
 func (r *Repo) Dirty() bool { return r.dirty }
 

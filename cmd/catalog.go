@@ -24,7 +24,8 @@ func newCatalogCmd() *cobra.Command {
 		Short: "Create, read, promote, yank and verify a signed catalog",
 	}
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
-		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
+		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd(),
+		newCatalogFreezeCmd(), newCatalogScheduleCmd())
 	return c
 }
 
@@ -239,6 +240,7 @@ func mutateAudited(cmd *cobra.Command, f *catalogFlags, e audit.Event, fn func(*
 func newCatalogPromoteCmd() *cobra.Command {
 	var f catalogFlags
 	var channel string
+	var urgent bool
 	c := &cobra.Command{
 		Use:   "promote NAME VERSION --channel C",
 		Short: "Point a channel at a version (also how you roll back)",
@@ -248,7 +250,16 @@ func newCatalogPromoteCmd() *cobra.Command {
 				return errors.New("--channel is required")
 			}
 			e := audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}
-			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
+			if urgent {
+				e.Details = map[string]string{"urgent": "true"}
+			}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error {
+				if err := r.Promote(args[0], args[1], channel); err != nil || !urgent {
+					return err
+				}
+				// Same commit: no agent sees the channel move without it.
+				return r.MarkUrgent(args[0], args[1])
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
@@ -257,6 +268,7 @@ func newCatalogPromoteCmd() *cobra.Command {
 	}
 	f.register(c.Flags(), true)
 	c.Flags().StringVar(&channel, "channel", "", "channel to move")
+	c.Flags().BoolVar(&urgent, "urgent", false, "mark the version urgent: it activates even during catalog freezes")
 	return c
 }
 
