@@ -112,6 +112,8 @@ type Agent struct {
 	lsd *lsd.Service
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
+	// deadlines tracks downloads with a deliver-by time (windows.go); a.mu.
+	deadlines map[string]*deadlineTrack
 }
 
 // download is one release in the torrent client.
@@ -226,7 +228,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
-		downloads: map[string]*download{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
+		downloads: map[string]*download{}, deadlines: map[string]*deadlineTrack{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
@@ -555,6 +557,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
+		s.entry = rel.Timing // the release's signed timing, for the gates
 		if err := a.step(ctx, s, rel.Ref, &st); err != nil {
 			st.Reason = err.Error()
 		}
@@ -622,10 +625,15 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	switch {
 	case rec.Phase == PhaseActive && st.Active == ref.Version:
 		return nil
-	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
+	case rec.Phase == PhaseActive:
+		return a.activate(ctx, d, rec)
+	case rec.Phase == PhaseVerified:
+		if err := a.mayActivateNow(sub, rec, now); err != nil {
+			return err
+		}
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
-		ok, why := a.mayDownload(sub, now)
+		ok, why := a.mayDownloadBy(sub, d, !d.pausedNow(), now)
 		d.pause(!ok)
 		if fault := d.writeFault(); fault != "" {
 			ok, why = false, fault
@@ -672,6 +680,10 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	a.setPhase(rec, PhaseVerified, "")
 	rec.Verified, rec.LastError = time.Now(), ""
 	_ = a.saveRecord(rec) // logged; activate writes the record again
+	a.forgetDeadline(ref.String())
+	if err := a.mayActivateNow(sub, rec, now); err != nil {
+		return err
+	}
 	return a.activate(ctx, d, rec)
 }
 

@@ -70,6 +70,9 @@ type Config struct {
 	// Failover says how long catalog mirrors, trackers and offload
 	// sources may take and how long one that failed is skipped.
 	Failover failover.Config `yaml:"failover"`
+	// Deadline says what the agent may do to meet a deliver-by time its
+	// download windows cannot (windows.go).
+	Deadline DeadlineConfig `yaml:"deadline"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -154,6 +157,16 @@ type Subscription struct {
 	// e.g. "daily 22:00-06:00"); Urgent ignores metered/battery rules.
 	Windows []policy.Window `yaml:"windows"`
 	Urgent  bool            `yaml:"urgent"`
+	// Activate are weekly windows in which a downloaded release may
+	// switch ("Sun 02:00-04:00"); ActivateAt is the instant it may
+	// (signage on air at a set time); DeliverBy is when the bytes should
+	// be in (see deadline). The release's own timing in the catalog
+	// applies too: both must allow the switch.
+	Activate   []policy.Window `yaml:"activate"`
+	ActivateAt time.Time       `yaml:"activate_at"`
+	DeliverBy  time.Time       `yaml:"deliver_by"`
+	// entry is the release's signed timing, set per pass (reconcile).
+	entry catalog.Timing
 }
 
 func (s Subscription) String() string {
@@ -376,6 +389,7 @@ func (c *Config) Validate() error {
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
+		{"deadline", c.Deadline.validate(c.Rates)},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
@@ -458,6 +472,11 @@ func (s Subscription) validate() error {
 	for i, w := range s.Windows {
 		if err := w.Validate(); err != nil {
 			return fielderr.New(fielderr.Index("windows", i), "%v", err)
+		}
+	}
+	for i, w := range s.Activate {
+		if err := w.Validate(); err != nil {
+			return fielderr.New(fielderr.Index("activate", i), "%v", err)
 		}
 	}
 	return nil

@@ -55,6 +55,9 @@ func (a *Agent) applyPolicy(now time.Time) {
 			prof = p
 		}
 	}
+	if p, raised := a.deadlineProfile(prof); raised {
+		prof = p // a deliver-by time at risk; windows.go logs why
+	}
 	cond := a.readConditions()
 	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
 	upOK = upOK && cfg.Mode.Upload()
@@ -119,14 +122,6 @@ func setRate(l *rate.Limiter, r policy.Rate) {
 	}
 	l.SetLimit(rate.Limit(r))
 	l.SetBurst(int(max(64<<10, min(int64(r)/4, math.MaxInt32))))
-}
-
-// mayDownload says whether a subscription's release may download now.
-func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
-	a.mu.Lock()
-	cond := a.pol.cond
-	a.mu.Unlock()
-	return policy.MayDownload(policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: sub.Urgent}, now, cond, a.cfg.Power.PowerRules)
 }
 
 // readConditions reads battery and metered-interface state from sysfs.

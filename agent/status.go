@@ -60,6 +60,8 @@ type ReleaseStatus struct {
 	// PeerSources counts the connected peers by where they came from:
 	// tracker, lsd (the LAN), incoming, pex, ...
 	PeerSources map[string]int `json:"peer_sources,omitempty"`
+	// Deadline is the delivery against a deliver-by time, while downloading.
+	Deadline *DeadlineStatus `json:"deadline,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -84,7 +86,7 @@ func (a *Agent) Status() Status {
 	}
 	st.Catalog.Watch = a.watch.State()
 	for _, r := range recs {
-		rs := ReleaseStatus{ReleaseState: *r}
+		rs := ReleaseStatus{ReleaseState: *r, Deadline: a.deadlineStatusLocked(r.Key())}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Reused = d.reused.Load()

@@ -1,0 +1,283 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/policy"
+)
+
+// DeadlineConfig is what the operator lets the agent do when a release
+// would miss its deliver-by time inside its download windows (config key
+// `deadline`). Both default to off: download windows rule.
+type DeadlineConfig struct {
+	policy.DeadlineLimits `yaml:",inline"`
+}
+
+// validate checks max_profile against the rate profiles.
+func (c DeadlineConfig) validate(rates RatesConfig) error {
+	if c.MaxProfile == "" {
+		return nil
+	}
+	for _, p := range rates.Profiles {
+		if p.Name == c.MaxProfile {
+			return nil
+		}
+	}
+	return fielderr.New("max_profile", "no rate profile named %q in rates.profiles", c.MaxProfile)
+}
+
+// DeadlineStatus is a release's delivery against its deliver-by time, in
+// status and reports.
+type DeadlineStatus struct {
+	DeliverBy time.Time `json:"deliver_by"`
+	// Rate is the measured download rate (bytes/s, smoothed); 0 unknown.
+	Rate   float64 `json:"rate"`
+	AtRisk bool    `json:"at_risk"`
+	// Action is what the agent does about it ("starting outside the
+	// download windows", "raising rate profile to fast") or why it waits.
+	Action string `json:"action,omitempty"`
+}
+
+// deadlineTrack measures one download's rate for its deadline.
+type deadlineTrack struct {
+	status    DeadlineStatus
+	lastBytes int64
+	lastAt    time.Time
+	plan      policy.DeadlinePlan
+}
+
+// rateSmoothing weighs a new rate sample against the running estimate: a
+// pass is a second, so the estimate follows changes over tens of seconds.
+const rateSmoothing = 0.1
+
+// deliverBy is the earlier of the subscription's and the release's
+// deliver-by times (zero when neither is set).
+func deliverBy(sub Subscription) time.Time {
+	d := sub.DeliverBy
+	if e := sub.entry.DeliverBy; !e.IsZero() && (d.IsZero() || e.Before(d)) {
+		d = e
+	}
+	return d
+}
+
+// mayDownloadBy is mayDownload with the deadline: it measures the rate,
+// projects the delivery, and within the operator's limits starts outside
+// the windows or raises the rate profile (applyPolicy reads the plan).
+func (a *Agent) mayDownloadBy(sub Subscription, d *download, running bool, now time.Time) (bool, string) {
+	deliver := deliverBy(sub)
+	limits := a.cfg.Deadline.DeadlineLimits
+	urgent := sub.Urgent || sub.entry.Urgent
+	fetch := policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: urgent}
+	if limits.MayStartEarly {
+		fetch.Deliver = deliver // go when no window opens before the deadline
+	}
+	var plan policy.DeadlinePlan
+	if !deliver.IsZero() {
+		plan = a.trackDeadline(d, deliver, running, now)
+		if plan.StartEarly {
+			fetch.Windows = nil
+		}
+	}
+	a.mu.Lock()
+	cond := a.pol.cond
+	a.mu.Unlock()
+	ok, why := policy.MayDownload(fetch, now, cond, a.cfg.Power.PowerRules)
+	if plan.AtRisk {
+		if why == "" {
+			why = plan.Reason
+		} else {
+			why = plan.Reason + "; " + why
+		}
+	}
+	return ok, why
+}
+
+// trackDeadline updates d's rate estimate and deadline plan, logs when the
+// plan changes, and returns it.
+func (a *Agent) trackDeadline(d *download, deliver time.Time, running bool, now time.Time) policy.DeadlinePlan {
+	key := d.ref.String()
+	done := d.t.BytesCompleted()
+	a.mu.Lock()
+	tr := a.deadlines[key]
+	if tr == nil {
+		tr = &deadlineTrack{lastBytes: done, lastAt: now}
+		a.deadlines[key] = tr
+	}
+	if dt := now.Sub(tr.lastAt); dt >= time.Second {
+		// Only passes where the download ran say anything about its rate.
+		if running && done >= tr.lastBytes {
+			sample := float64(done-tr.lastBytes) / dt.Seconds()
+			if tr.status.Rate == 0 {
+				tr.status.Rate = sample
+			} else {
+				tr.status.Rate += rateSmoothing * (sample - tr.status.Rate)
+			}
+		}
+		tr.lastBytes, tr.lastAt = done, now
+	}
+	limit := float64(0)
+	if l := a.down; l != nil && l.Limit() > 0 && l.Limit() != rate.Inf {
+		limit = float64(l.Limit())
+	}
+	measured := tr.status.Rate
+	a.mu.Unlock()
+
+	plan := policy.PlanDeadline(policy.Deadline{
+		Deliver: deliver, Remaining: d.manifest.TotalSize - done, Rate: measured, Limit: limit,
+		Windows: a.subWindows(d.ref.Name), Location: a.loc,
+	}, a.cfg.Deadline.DeadlineLimits, now)
+
+	a.mu.Lock()
+	changed := plan.AtRisk != tr.plan.AtRisk || plan.StartEarly != tr.plan.StartEarly || plan.RaiseProfile != tr.plan.RaiseProfile
+	tr.plan = plan
+	tr.status.DeliverBy, tr.status.AtRisk, tr.status.Action = deliver, plan.AtRisk, plan.Reason
+	a.mu.Unlock()
+	if changed {
+		if plan.AtRisk {
+			a.log.Warn("release may miss its deliver-by time", "release", d.ref.Name, "version", d.ref.Version,
+				"deliver_by", deliver, "rate", int64(measured), "start_early", plan.StartEarly, "raise_profile", plan.RaiseProfile, "reason", plan.Reason)
+		} else {
+			a.log.Info("release on track for its deliver-by time", "release", d.ref.Name, "version", d.ref.Version, "deliver_by", deliver)
+		}
+	}
+	return plan
+}
+
+// pausedNow reports whether the policy holds d (windows, battery).
+func (d *download) pausedNow() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.paused || d.fault != ""
+}
+
+// subWindows returns the download windows of the subscription to name.
+func (a *Agent) subWindows(name string) []policy.Window {
+	for _, s := range a.cfg.Subscriptions {
+		if s.Name == name {
+			return s.Windows
+		}
+	}
+	return nil
+}
+
+// deadlineProfile is the rate profile a deadline at risk asks for, if the
+// operator allows one and it is faster than the scheduled profile.
+func (a *Agent) deadlineProfile(scheduled policy.RateProfile) (policy.RateProfile, bool) {
+	name := a.cfg.Deadline.MaxProfile
+	if name == "" {
+		return scheduled, false
+	}
+	a.mu.Lock()
+	raise := false
+	for _, tr := range a.deadlines {
+		raise = raise || tr.plan.RaiseProfile
+	}
+	a.mu.Unlock()
+	if !raise {
+		return scheduled, false
+	}
+	for _, p := range a.cfg.Rates.Profiles {
+		if p.Name == name && faster(p.Down, scheduled.Down) {
+			return p, true
+		}
+	}
+	return scheduled, false
+}
+
+// faster reports whether download rate x exceeds y (0 is unlimited).
+func faster(x, y policy.Rate) bool {
+	switch {
+	case y == policy.Unlimited:
+		return false
+	case x == policy.Unlimited:
+		return true
+	}
+	return x > y
+}
+
+// forgetDeadline drops a release's deadline tracking once its bytes are in.
+func (a *Agent) forgetDeadline(key string) {
+	a.mu.Lock()
+	delete(a.deadlines, key)
+	a.mu.Unlock()
+}
+
+// deadlineStatus returns the tracked deadline of key; a.mu is held.
+func (a *Agent) deadlineStatusLocked(key string) *DeadlineStatus {
+	if tr := a.deadlines[key]; tr != nil {
+		s := tr.status
+		return &s
+	}
+	return nil
+}
+
+// errWaitActivation is a verified release held by an activation gate.
+var errWaitActivation = errors.New("waiting to activate")
+
+// mayActivateNow applies the activation gates to a verified release, in
+// the order of issue 18: catalog freeze (unless urgent), then the
+// release's and the subscription's activate_at and activation windows. It
+// returns nil when the release may switch now, or an error saying why not
+// (shown as the subscription's reason). Passes run every second, so a
+// release due at activate_at switches within about a second of it.
+func (a *Agent) mayActivateNow(sub Subscription, rec *ReleaseState, now time.Time) error {
+	freezes, err := a.catalog.Freezes()
+	if err != nil {
+		// A catalog whose signed freeze list does not decode holds every
+		// non-urgent activation: a freeze might be in it.
+		freezes = []catalog.Freeze{{ID: "(unreadable)", To: now.Add(time.Minute), Reason: err.Error()}}
+	}
+	entryWindows, err := parseWindows(sub.entry.Activate)
+	if err != nil {
+		return a.holdActivation(rec, fmt.Sprintf("release's activation windows: %v", err))
+	}
+	gates := []policy.Activation{
+		{Windows: entryWindows, At: sub.entry.ActivateAt, Location: a.loc, Urgent: sub.entry.Urgent || sub.Urgent, Freezes: toPolicyFreezes(freezes)},
+		{Windows: sub.Activate, At: sub.ActivateAt, Location: a.loc},
+	}
+	for _, g := range gates {
+		if ok, why, _ := policy.MayActivate(g, now); !ok {
+			return a.holdActivation(rec, why)
+		} else if why != "" {
+			a.log.Info("activating despite a gate", "release", rec.Name, "version", rec.Version, "reason", why)
+		}
+	}
+	return nil
+}
+
+// holdActivation records why a verified release waits, logging the first
+// time the reason changes.
+func (a *Agent) holdActivation(rec *ReleaseState, why string) error {
+	if rec.Reason != why {
+		a.log.Info("activation waits", "release", rec.Name, "version", rec.Version, "reason", why)
+		rec.Reason = why
+		_ = a.saveRecord(rec) // logged; a failed write is retried next pass
+	}
+	return fmt.Errorf("%w: %s", errWaitActivation, why)
+}
+
+func parseWindows(ss []string) ([]policy.Window, error) {
+	var out []policy.Window
+	for _, s := range ss {
+		w, err := policy.ParseWindow(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func toPolicyFreezes(fs []catalog.Freeze) []policy.Freeze {
+	out := make([]policy.Freeze, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, policy.Freeze{ID: f.ID, From: f.From, To: f.To, Reason: f.Reason})
+	}
+	return out
+}
