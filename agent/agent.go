@@ -114,6 +114,9 @@ type Agent struct {
 	dht *dht.Node
 	// deadlines tracks downloads with a deliver-by time (windows.go); a.mu.
 	deadlines map[string]*deadlineTrack
+	// lastDownRate is the latest measured download rate of any tracked
+	// release: the projection of a download that has not run yet.
+	lastDownRate float64
 }
 
 // download is one release in the torrent client.

@@ -118,6 +118,9 @@ func (a *Agent) trackDeadline(d *download, deliver time.Time, running bool, now 
 			} else {
 				tr.status.Rate += rateSmoothing * (sample - tr.status.Rate)
 			}
+			if tr.status.Rate > 0 {
+				a.lastDownRate = tr.status.Rate
+			}
 		}
 		tr.lastBytes, tr.lastAt = done, now
 	}
@@ -126,6 +129,11 @@ func (a *Agent) trackDeadline(d *download, deliver time.Time, running bool, now 
 		limit = float64(l.Limit())
 	}
 	measured := tr.status.Rate
+	if measured == 0 {
+		// Not run yet (outside its windows, say): what this agent last
+		// achieved is the best guess; without one, the profile's limit.
+		measured = a.lastDownRate
+	}
 	a.mu.Unlock()
 
 	plan := policy.PlanDeadline(policy.Deadline{

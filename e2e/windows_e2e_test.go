@@ -11,6 +11,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
 	"github.com/swarmship/swarmship/localswarm"
+	"github.com/swarmship/swarmship/policy"
 )
 
 // publishTimed publishes name@version on channel stable with timing.
@@ -119,4 +120,50 @@ func TestFreezeHoldsActivationUntilItsEnd(t *testing.T) {
 	addFreeze(time.Now().Add(time.Hour))
 	publishTimed(t, sw, "signage", "3.0", 3, &catalog.Timing{Urgent: true})
 	waitSignage(t, "3.0", ra)
+}
+
+// TestDeadlineStartsEarlyWithinLimits: two agents whose only download
+// window opens days after the release's deliver-by time. The one whose
+// operator allows it starts at once and activates; the other keeps its
+// window, says it would miss the deadline, and the origin lists its site
+// as at risk before the deadline.
+func TestDeadlineStartsEarlyWithinLimits(t *testing.T) {
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	publishTimed(t, sw, "signage", "1.0", 1, &catalog.Timing{DeliverBy: time.Now().Add(time.Hour)})
+	later := time.Now().UTC().Add(72 * time.Hour).Weekday().String()[:3]
+	start := func(name string, early bool) *localswarm.RunningAgent {
+		cfg := sw.AgentConfig(name, "site-"+name, "eu", agent.Subscription{Name: "signage", Channel: "stable",
+			Windows: []policy.Window{mustWindow(t, later+" 10:00-11:00")}})
+		cfg.Rates = agent.RatesConfig{Profiles: []policy.RateProfile{{Name: "slow", Down: 64 << 10}}, Default: "slow"}
+		cfg.Deadline.MayStartEarly = early
+		ra, err := sw.StartAgent(context.Background(), name, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ra.Stop() })
+		return ra
+	}
+	early, strict := start("early", true), start("strict", false)
+	waitSignage(t, "1.0", early)
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rs := releaseStatus(strict, "signage", "1.0")
+		var listed bool
+		for _, r := range getRollout(t, sw.OriginURL).Releases {
+			for _, it := range r.AtRisk {
+				listed = listed || (r.Release == "signage@1.0" && it.Site == "site-strict")
+			}
+		}
+		if listed && rs.Deadline != nil && rs.Deadline.AtRisk && strings.Contains(rs.Reason, "would miss deliver-by") {
+			break
+		}
+		if localswarm.IsActive(strict.Agent, "signage", "1.0") {
+			t.Fatal("the agent without may_start_early downloaded outside its window")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strict agent not flagged at risk: listed=%v status %+v deadline %+v", listed, rs, rs.Deadline)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
