@@ -77,7 +77,12 @@ type Agent struct {
 	refreshErrs int64
 	wake        chan struct{}
 	pol         policyState
-	evictions   int64
+	// deadlines tracks downloads with a deliver-by time (windows.go);
+	// lastDownRate is the latest rate measured for one, the projection of
+	// a download that has not run yet.
+	deadlines    map[string]*deadlineTrack
+	lastDownRate float64
+	evictions    int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
 	// stateFailing is set while release records cannot be written.
@@ -112,11 +117,6 @@ type Agent struct {
 	lsd *lsd.Service
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
-	// deadlines tracks downloads with a deliver-by time (windows.go); a.mu.
-	deadlines map[string]*deadlineTrack
-	// lastDownRate is the latest measured download rate of any tracked
-	// release: the projection of a download that has not run yet.
-	lastDownRate float64
 }
 
 // download is one release in the torrent client.
@@ -625,18 +625,21 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	if err != nil {
 		return err
 	}
-	switch {
-	case rec.Phase == PhaseActive && st.Active == ref.Version:
-		return nil
-	case rec.Phase == PhaseActive:
-		return a.activate(ctx, d, rec)
-	case rec.Phase == PhaseVerified:
+	if rec.Phase == PhaseVerified && st.Active != ref.Version {
+		// Freeze, activate_at, activation windows (windows.go).
 		if err := a.mayActivateNow(sub, rec, now); err != nil {
 			return err
 		}
+	}
+	switch {
+	case rec.Phase == PhaseActive && st.Active == ref.Version:
+		return nil
+	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
-		ok, why := a.mayDownloadBy(sub, d, !d.pausedNow(), now)
+		sub, plan := a.deadlineSub(sub, d, now)
+		ok, why := a.mayDownload(sub, now)
+		why = withDeadline(why, plan)
 		d.pause(!ok)
 		if fault := d.writeFault(); fault != "" {
 			ok, why = false, fault

@@ -51,6 +51,9 @@ type Config struct {
 	TimeZone string `yaml:"timezone"`
 	// Rates are bandwidth profiles chosen by a weekly schedule.
 	Rates RatesConfig `yaml:"rates"`
+	// Deadline says what the agent may do to meet a deliver-by time its
+	// download windows cannot (windows.go).
+	Deadline DeadlineConfig `yaml:"deadline"`
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
 	// CacheQuota bounds the release cache, e.g. "20GiB" (units as
@@ -70,9 +73,6 @@ type Config struct {
 	// Failover says how long catalog mirrors, trackers and offload
 	// sources may take and how long one that failed is skipped.
 	Failover failover.Config `yaml:"failover"`
-	// Deadline says what the agent may do to meet a deliver-by time its
-	// download windows cannot (windows.go).
-	Deadline DeadlineConfig `yaml:"deadline"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -385,11 +385,11 @@ func (c *Config) Validate() error {
 		{"status", c.Status.validate()},
 		{"hooks", c.Hooks.validate()},
 		{"rates", c.Rates.validate()},
+		{"deadline", c.Deadline.validate(c.Rates)},
 		{"tracing", c.Tracing.Validate()},
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
-		{"deadline", c.Deadline.validate(c.Rates)},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err

@@ -124,6 +124,14 @@ func setRate(l *rate.Limiter, r policy.Rate) {
 	l.SetBurst(int(max(64<<10, min(int64(r)/4, math.MaxInt32))))
 }
 
+// mayDownload says whether a subscription's release may download now.
+func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
+	a.mu.Lock()
+	cond := a.pol.cond
+	a.mu.Unlock()
+	return policy.MayDownload(policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: sub.Urgent}, now, cond, a.cfg.Power.PowerRules)
+}
+
 // readConditions reads battery and metered-interface state from sysfs.
 func (a *Agent) readConditions() policy.Conditions {
 	c := policy.Conditions{BatteryPercent: -1}

@@ -66,36 +66,33 @@ func deliverBy(sub Subscription) time.Time {
 	return d
 }
 
-// mayDownloadBy is mayDownload with the deadline: it measures the rate,
-// projects the delivery, and within the operator's limits starts outside
-// the windows or raises the rate profile (applyPolicy reads the plan).
-func (a *Agent) mayDownloadBy(sub Subscription, d *download, running bool, now time.Time) (bool, string) {
+// deadlineSub applies the deadline to a subscription before mayDownload
+// reads it: it measures the download's rate, projects the delivery and,
+// within the operator's limits, drops the download windows (start early);
+// applyPolicy reads the plan to raise the rate profile. An urgent release
+// (signed in the catalog) counts as an urgent subscription.
+func (a *Agent) deadlineSub(sub Subscription, d *download, now time.Time) (Subscription, policy.DeadlinePlan) {
+	sub.Urgent = sub.Urgent || sub.entry.Urgent
 	deliver := deliverBy(sub)
-	limits := a.cfg.Deadline.DeadlineLimits
-	urgent := sub.Urgent || sub.entry.Urgent
-	fetch := policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: urgent}
-	if limits.MayStartEarly {
-		fetch.Deliver = deliver // go when no window opens before the deadline
+	if deliver.IsZero() {
+		return sub, policy.DeadlinePlan{}
 	}
-	var plan policy.DeadlinePlan
-	if !deliver.IsZero() {
-		plan = a.trackDeadline(d, deliver, running, now)
-		if plan.StartEarly {
-			fetch.Windows = nil
-		}
+	plan := a.trackDeadline(d, deliver, !d.pausedNow(), now)
+	if plan.StartEarly {
+		sub.Windows = nil
 	}
-	a.mu.Lock()
-	cond := a.pol.cond
-	a.mu.Unlock()
-	ok, why := policy.MayDownload(fetch, now, cond, a.cfg.Power.PowerRules)
-	if plan.AtRisk {
-		if why == "" {
-			why = plan.Reason
-		} else {
-			why = plan.Reason + "; " + why
-		}
+	return sub, plan
+}
+
+// withDeadline puts a deadline at risk in front of mayDownload's reason.
+func withDeadline(why string, plan policy.DeadlinePlan) string {
+	switch {
+	case !plan.AtRisk:
+		return why
+	case why == "":
+		return plan.Reason
 	}
-	return ok, why
+	return plan.Reason + "; " + why
 }
 
 // trackDeadline updates d's rate estimate and deadline plan, logs when the

@@ -23,9 +23,9 @@ func newCatalogCmd() *cobra.Command {
 		Use:   "catalog",
 		Short: "Create, read, promote, yank and verify a signed catalog",
 	}
+	c.AddCommand(newCatalogFreezeCmd(), newCatalogScheduleCmd()) // freeze.go
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
-		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd(),
-		newCatalogFreezeCmd(), newCatalogScheduleCmd())
+		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	return c
 }
 

@@ -200,11 +200,21 @@ func PlanDeadline(d Deadline, l DeadlineLimits, now time.Time) DeadlinePlan {
 		p.Reason = "deliver-by time " + by + " has passed"
 		return p
 	}
+	open := OpenTime(d.Windows, d.Location, now, d.Deliver)
 	if rate <= 0 {
+		if open > 0 {
+			return p // a projection needs a rate
+		}
+		// No window opens before the deadline: any rate misses it.
+		p.AtRisk = true
+		p.Reason = "would miss deliver-by " + by + ": no download window opens before it"
+		if l.MayStartEarly {
+			p.StartEarly = true
+			p.Reason += "; starting outside the download windows"
+		}
 		return p
 	}
 	p.Needed = time.Duration(float64(d.Remaining) / rate * float64(time.Second))
-	open := OpenTime(d.Windows, d.Location, now, d.Deliver)
 	if p.Needed <= open {
 		return p
 	}

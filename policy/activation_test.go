@@ -173,6 +173,12 @@ func TestPlanDeadline(t *testing.T) {
 	if !p.AtRisk || !p.RaiseProfile || p.StartEarly || !strings.Contains(p.Reason, "raising rate profile to fast") {
 		t.Errorf("plan = %+v, want at risk, raise profile", p)
 	}
+	// No rate yet, and no window opens before the deadline: at risk anyway.
+	p = PlanDeadline(Deadline{Deliver: utc("2026-03-25 12:00"), Remaining: 1, Windows: nights, Location: berlin},
+		DeadlineLimits{MayStartEarly: true}, start)
+	if !p.AtRisk || !p.StartEarly || !strings.Contains(p.Reason, "no download window opens before it") {
+		t.Errorf("no window before the deadline: plan = %+v", p)
+	}
 	// No rate measured yet: no projection.
 	if p := PlanDeadline(Deadline{Deliver: deliver, Remaining: 1}, DeadlineLimits{MayStartEarly: true}, start); p.AtRisk {
 		t.Errorf("no rate: plan = %+v", p)
