@@ -40,7 +40,9 @@ import (
 // Agent is one site's agent. Create it with New, then call Run or Sync,
 // then Close.
 type Agent struct {
-	cfg      *Config
+	cfg *Config
+	// ids holds the agent ID once read (reports and rollout waves share it).
+	ids      agentIDOnce
 	log      *slog.Logger
 	store    catalog.Store
 	catalog  *catalog.Client
@@ -82,6 +84,7 @@ type Agent struct {
 	// a download that has not run yet.
 	deadlines    map[string]*deadlineTrack
 	lastDownRate float64
+	gateTimings  map[string]gateTiming // by name@version, windows.go
 	evictions    int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
@@ -625,16 +628,17 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	if err != nil {
 		return err
 	}
-	if rec.Phase == PhaseVerified && st.Active != ref.Version {
-		// Freeze, activate_at, activation windows (windows.go).
-		if err := a.mayActivateNow(sub, rec, now); err != nil {
-			return err
-		}
-	}
+	a.noteGateTiming(ref.String(), sub) // for the freeze and window gates (windows.go)
 	switch {
+	case rec.Phase == PhaseActive && st.Active == ref.Version && rec.HealthPending:
+		// Killed between the switch and the health check: check now.
+		return a.finishHealthCheck(ctx, d.manifest, rec, a.previousActive(ref.Name, ref.Version))
 	case rec.Phase == PhaseActive && st.Active == ref.Version:
 		return nil
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
+		return a.activate(ctx, d, rec)
+	case rec.Phase == PhaseFailed && rec.HealthFailed:
+		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
 		sub, plan := a.deadlineSub(sub, d, now)
@@ -687,9 +691,6 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	rec.Verified, rec.LastError = time.Now(), ""
 	_ = a.saveRecord(rec) // logged; activate writes the record again
 	a.forgetDeadline(ref.String())
-	if err := a.mayActivateNow(sub, rec, now); err != nil {
-		return err
-	}
 	return a.activate(ctx, d, rec)
 }
 
@@ -797,6 +798,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 			}
 		}
 	}
+	a.dhtRoster(d, tf.InfoHash, m.Regions)
 	d.paused, d.halted = true, true // until the next reconcile checks the policy
 	d.off.paused.Store(true)
 	a.poke()

@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"time"
 
@@ -222,49 +222,75 @@ func (a *Agent) deadlineStatusLocked(key string) *DeadlineStatus {
 	return nil
 }
 
-// errWaitActivation is a verified release held by an activation gate.
-var errWaitActivation = errors.New("waiting to activate")
+// gateTiming is what the freeze and window gates know of a release: its
+// subscription (with the release's signed timing), noted by step each pass.
+type gateTiming struct {
+	sub Subscription
+}
 
-// mayActivateNow applies the activation gates to a verified release, in
-// the order of issue 18: catalog freeze (unless urgent), then the
-// release's and the subscription's activate_at and activation windows. It
-// returns nil when the release may switch now, or an error saying why not
-// (shown as the subscription's reason). Passes run every second, so a
-// release due at activate_at switches within about a second of it.
-func (a *Agent) mayActivateNow(sub Subscription, rec *ReleaseState, now time.Time) error {
+// noteGateTiming records sub for ref's activation gates (a.mu taken).
+func (a *Agent) noteGateTiming(ref string, sub Subscription) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gateTimings == nil {
+		a.gateTimings = map[string]gateTiming{}
+	}
+	a.gateTimings[ref] = gateTiming{sub: sub}
+}
+
+func (a *Agent) gateTimingOf(rec *ReleaseState) gateTiming {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gateTimings[rec.Key()]
+}
+
+// freezeGate holds a release during a catalog freeze unless the release
+// is urgent by its signed timing (a local `urgent` does not lift a
+// fleet-wide freeze). First in activationGates.
+func (a *Agent) freezeGate(_ context.Context, rec *ReleaseState, now time.Time) (bool, string) {
 	freezes, err := a.catalog.Freezes()
 	if err != nil {
-		// A catalog whose signed freeze list does not decode holds every
+		// A signed freeze list that does not decode holds every
 		// non-urgent activation: a freeze might be in it.
 		freezes = []catalog.Freeze{{ID: "(unreadable)", To: now.Add(time.Minute), Reason: err.Error()}}
 	}
-	entryWindows, err := parseWindows(sub.entry.Activate)
-	if err != nil {
-		return a.holdActivation(rec, fmt.Sprintf("release's activation windows: %v", err))
-	}
-	gates := []policy.Activation{
-		{Windows: entryWindows, At: sub.entry.ActivateAt, Location: a.loc, Urgent: sub.entry.Urgent || sub.Urgent, Freezes: toPolicyFreezes(freezes)},
-		{Windows: sub.Activate, At: sub.ActivateAt, Location: a.loc},
-	}
-	for _, g := range gates {
-		if ok, why, _ := policy.MayActivate(g, now); !ok {
-			return a.holdActivation(rec, why)
-		} else if why != "" {
-			a.log.Info("activating despite a gate", "release", rec.Name, "version", rec.Version, "reason", why)
-		}
-	}
-	return nil
+	gt := a.gateTimingOf(rec)
+	ok, why, _ := policy.ActivationAllowed(policy.Activation{Location: a.loc, Urgent: gt.sub.entry.Urgent, Freezes: toPolicyFreezes(freezes)}, now)
+	a.noteGate(rec, ok, why)
+	return ok, why
 }
 
-// holdActivation records why a verified release waits, logging the first
-// time the reason changes.
-func (a *Agent) holdActivation(rec *ReleaseState, why string) error {
-	if rec.Reason != why {
-		a.log.Info("activation waits", "release", rec.Name, "version", rec.Version, "reason", why)
-		rec.Reason = why
-		_ = a.saveRecord(rec) // logged; a failed write is retried next pass
+// windowGate applies activate_at and the activation windows, the
+// release's (signed) and the subscription's: both must allow the switch.
+// Passes run every second, so a release due at activate_at switches
+// within about a second of it. After the wave gate in activationGates.
+func (a *Agent) windowGate(_ context.Context, rec *ReleaseState, now time.Time) (bool, string) {
+	sub := a.gateTimingOf(rec).sub
+	entryWindows, err := parseWindows(sub.entry.Activate)
+	if err != nil {
+		return false, fmt.Sprintf("release's activation windows: %v", err)
 	}
-	return fmt.Errorf("%w: %s", errWaitActivation, why)
+	for _, g := range []policy.Activation{
+		{Windows: entryWindows, At: sub.entry.ActivateAt, Location: a.loc},
+		{Windows: sub.Activate, At: sub.ActivateAt, Location: a.loc},
+	} {
+		if ok, why, _ := policy.ActivationAllowed(g, now); !ok {
+			a.noteGate(rec, false, why)
+			return false, why
+		}
+	}
+	return true, ""
+}
+
+// noteGate logs an activation that waits (once per reason) or goes
+// through a gate with a note (an urgent release during a freeze).
+func (a *Agent) noteGate(rec *ReleaseState, ok bool, why string) {
+	switch {
+	case ok && why != "":
+		a.log.Info("activating despite a gate", "release", rec.Name, "version", rec.Version, "reason", why)
+	case !ok && rec.Reason != why:
+		a.log.Info("activation waits", "release", rec.Name, "version", rec.Version, "reason", why)
+	}
 }
 
 func parseWindows(ss []string) ([]policy.Window, error) {

@@ -66,11 +66,11 @@ type Activation struct {
 	Freezes []Freeze
 }
 
-// MayActivate says whether a verified release may activate at now and, when
+// ActivationAllowed says whether a verified release may activate at now and, when
 // it may not, why and the earliest instant the answer may change (the
 // caller re-checks then; zero means not within the schedule's horizon).
 // The gates, in order: freeze (unless urgent), activate_at, windows.
-func MayActivate(a Activation, now time.Time) (ok bool, reason string, next time.Time) {
+func ActivationAllowed(a Activation, now time.Time) (ok bool, reason string, next time.Time) {
 	loc := orUTC(a.Location)
 	var notes []string
 	if until, f, frozen := FrozenUntil(a.Freezes, now); frozen {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func TestMayActivate(t *testing.T) {
+func TestActivationAllowed(t *testing.T) {
 	berlin := loadLoc(t, "Europe/Berlin")
 	sunNight := []Window{mustWindow(t, "Sun 02:00-04:00")}
 	freeze := []Freeze{{ID: "xmas", From: utc("2026-03-25 00:00"), To: utc("2026-03-27 00:00"), Reason: "sales"}}
@@ -33,9 +33,9 @@ func TestMayActivate(t *testing.T) {
 		{"activate_at inside a freeze waits for its end", Activation{Freezes: freeze, At: utc("2026-03-25 12:00")}, "2026-03-25 12:00", false, utc("2026-03-27 00:00"), "catalog freeze"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, why, next := MayActivate(tc.a, utc(tc.now))
+			ok, why, next := ActivationAllowed(tc.a, utc(tc.now))
 			if ok != tc.ok || !next.Equal(tc.next) || !strings.Contains(why, tc.why) {
-				t.Errorf("MayActivate = %v, %q, %v; want %v, %q, %v", ok, why, next, tc.ok, tc.why, tc.next)
+				t.Errorf("ActivationAllowed = %v, %q, %v; want %v, %q, %v", ok, why, next, tc.ok, tc.why, tc.next)
 			}
 		})
 	}
@@ -48,7 +48,7 @@ func TestActivateAtFakeClock(t *testing.T) {
 	for phase := time.Duration(0); phase < time.Second; phase += 125 * time.Millisecond {
 		now := at.Add(-10*time.Second + phase)
 		for {
-			ok, _, next := MayActivate(Activation{At: at}, now)
+			ok, _, next := ActivationAllowed(Activation{At: at}, now)
 			if ok {
 				break
 			}
@@ -71,7 +71,7 @@ func TestFreezeThenActivate(t *testing.T) {
 		now := utc("2026-03-25 09:00")
 		a := Activation{At: utc("2026-03-25 11:00"), Freezes: fr, Urgent: urgent}
 		for i := 0; i < 100; i++ {
-			ok, _, next := MayActivate(a, now)
+			ok, _, next := ActivationAllowed(a, now)
 			if ok {
 				break
 			}
