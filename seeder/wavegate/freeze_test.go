@@ -55,7 +55,9 @@ func TestNoWaveOpensDuringFreeze(t *testing.T) {
 		return err
 	})
 	g := &Gate{Store: store, Keys: keys, Now: clock.now,
-		Counts: func(context.Context, string, string) (policy.GateCounts, error) { return policy.GateCounts{Active: 2}, nil }}
+		Counts: func(context.Context, string, string) (policy.GateCounts, error) {
+			return policy.GateCounts{Active: 2}, nil
+		}}
 	step := func(want policy.GateAction) {
 		t.Helper()
 		if act, err := g.Step(ctx, "app"); err != nil || act != want {
