@@ -26,6 +26,7 @@ func newCatalogCmd() *cobra.Command {
 	c.AddCommand(newCatalogFreezeCmd(), newCatalogScheduleCmd()) // freeze.go
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
+	c.AddCommand(newCatalogPolicyCmd())
 	return c
 }
 
