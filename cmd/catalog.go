@@ -146,10 +146,11 @@ func newCatalogShowCmd() *cobra.Command {
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), struct {
 					*catalog.Manifest
-					Channels     []string      `json:"channels"`
-					Yanked       bool          `json:"yanked"`
-					DeltaSummary *deltaSummary `json:"delta_summary,omitempty"`
-				}{m, rel.Channels, rel.Yanked, ds})
+					Channels     []string        `json:"channels"`
+					Yanked       bool            `json:"yanked"`
+					DeltaSummary *deltaSummary   `json:"delta_summary,omitempty"`
+					Timing       *catalog.Timing `json:"timing,omitempty"`
+				}{m, rel.Channels, rel.Yanked, ds, timingOrNil(rel.Timing)})
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "release   %s@%s\ninfohash  %s\nsize      %s in %d files, %s pieces\ncreated   %s\n",
@@ -158,6 +159,7 @@ func newCatalogShowCmd() *cobra.Command {
 				fmt.Fprintf(w, "expires   %s\n", m.Expires.Format(time.RFC3339))
 			}
 			fmt.Fprintf(w, "channels  %s\nyanked    %v\n", strings.Join(rel.Channels, ","), rel.Yanked)
+			printTiming(w, rel.Timing) // freeze.go
 			for k, v := range m.Labels {
 				fmt.Fprintf(w, "label     %s=%s\n", k, v)
 			}

@@ -3,6 +3,8 @@ package cmd
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -206,4 +208,27 @@ func newCatalogScheduleCmd() *cobra.Command {
 	t.register(c.Flags())
 	c.Flags().BoolVar(&clear, "clear", false, "remove all timing: activate as soon as downloaded")
 	return c
+}
+
+func timingOrNil(t catalog.Timing) *catalog.Timing {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// printTiming writes a release's timing lines for `catalog show`.
+func printTiming(w io.Writer, t catalog.Timing) {
+	if t.Urgent {
+		fmt.Fprintf(w, "urgent    true (activates during freezes)\n")
+	}
+	if !t.ActivateAt.IsZero() {
+		fmt.Fprintf(w, "activate  at %s\n", t.ActivateAt.Format(time.RFC3339))
+	}
+	if len(t.Activate) > 0 {
+		fmt.Fprintf(w, "activate  in %s\n", strings.Join(t.Activate, " or "))
+	}
+	if !t.DeliverBy.IsZero() {
+		fmt.Fprintf(w, "deliver   by %s\n", t.DeliverBy.Format(time.RFC3339))
+	}
 }

@@ -21,6 +21,9 @@ func TestCatalogFreezeAndSchedule(t *testing.T) {
 	}
 	run("publish", payload(t, map[string]string{"a": "1"}), "--name", "app", "--version", "1.0", "--channel", "stable",
 		"--activate-at", "2026-12-24T18:00:00+01:00", "--activate", "sun 02:00-04:00", "--deliver-by", "2026-12-23T00:00:00Z")
+	if out := run("catalog", "show", "app@1.0"); !strings.Contains(out, "activate  at 2026-12-24T17:00:00Z") || !strings.Contains(out, "activate  in Sun 02:00-04:00") {
+		t.Errorf("show lacks the timing:\n%s", out)
+	}
 	out := run("catalog", "freeze", "add", "--from", "2026-12-20T00:00:00Z", "--to", "2026-12-27T00:00:00Z", "--reason", "holiday sales")
 	if !strings.Contains(out, "freeze f1") {
 		t.Errorf("freeze add: %s", out)
