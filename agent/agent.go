@@ -80,7 +80,13 @@ type Agent struct {
 	wake        chan struct{}
 	pol         policyState
 	fleet       fleetState // fleet policy from the catalog (fleetpolicy.go)
-	evictions   int64
+	// deadlines tracks downloads with a deliver-by time (windows.go);
+	// lastDownRate is the latest rate measured for one, the projection of
+	// a download that has not run yet.
+	deadlines    map[string]*deadlineTrack
+	lastDownRate float64
+	gateTimings  map[string]gateTiming // by name@version, windows.go
+	evictions    int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
 	// stateFailing is set while release records cannot be written.
@@ -233,7 +239,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
-		downloads: map[string]*download{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
+		downloads: map[string]*download{}, deadlines: map[string]*deadlineTrack{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
@@ -570,6 +576,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
+		s.entry = rel.Timing // the release's signed timing, for the gates
 		if err := a.step(ctx, s, rel.Ref, &st); err != nil {
 			st.Reason = err.Error()
 		}
@@ -634,6 +641,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	if err != nil {
 		return err
 	}
+	a.noteGateTiming(ref.String(), sub) // for the freeze and window gates (windows.go)
 	switch {
 	case rec.Phase == PhaseActive && st.Active == ref.Version && rec.HealthPending:
 		// Killed between the switch and the health check: check now.
@@ -646,7 +654,9 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
+		sub, plan := a.deadlineSub(sub, d, now)
 		ok, why := a.mayDownload(sub, now)
+		why = withDeadline(why, plan)
 		d.pause(!ok)
 		if fault := d.writeFault(); fault != "" {
 			ok, why = false, fault
@@ -693,6 +703,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	a.setPhase(rec, PhaseVerified, "")
 	rec.Verified, rec.LastError = time.Now(), ""
 	_ = a.saveRecord(rec) // logged; activate writes the record again
+	a.forgetDeadline(ref.String())
 	return a.activate(ctx, d, rec)
 }
 

@@ -55,6 +55,9 @@ type Config struct {
 	TimeZone string `yaml:"timezone"`
 	// Rates are bandwidth profiles chosen by a weekly schedule.
 	Rates RatesConfig `yaml:"rates"`
+	// Deadline says what the agent may do to meet a deliver-by time its
+	// download windows cannot (windows.go).
+	Deadline DeadlineConfig `yaml:"deadline"`
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
 	// CacheQuota bounds the release cache, e.g. "20GiB" (units as
@@ -158,6 +161,16 @@ type Subscription struct {
 	// e.g. "daily 22:00-06:00"); Urgent ignores metered/battery rules.
 	Windows []policy.Window `yaml:"windows"`
 	Urgent  bool            `yaml:"urgent"`
+	// Activate are weekly windows in which a downloaded release may
+	// switch ("Sun 02:00-04:00"); ActivateAt is the instant it may
+	// (signage on air at a set time); DeliverBy is when the bytes should
+	// be in (see deadline). The release's own timing in the catalog
+	// applies too: both must allow the switch.
+	Activate   []policy.Window `yaml:"activate"`
+	ActivateAt time.Time       `yaml:"activate_at"`
+	DeliverBy  time.Time       `yaml:"deliver_by"`
+	// entry is the release's signed timing, set per pass (reconcile).
+	entry catalog.Timing
 }
 
 func (s Subscription) String() string {
@@ -395,6 +408,7 @@ func (c *Config) Validate() error {
 		{"status", c.Status.validate()},
 		{"hooks", c.Hooks.validate()},
 		{"rates", c.Rates.validate()},
+		{"deadline", c.Deadline.validate(c.Rates)},
 		{"tracing", c.Tracing.Validate()},
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
@@ -481,6 +495,11 @@ func (s Subscription) validate() error {
 	for i, w := range s.Windows {
 		if err := w.Validate(); err != nil {
 			return fielderr.New(fielderr.Index("windows", i), "%v", err)
+		}
+	}
+	for i, w := range s.Activate {
+		if err := w.Validate(); err != nil {
+			return fielderr.New(fielderr.Index("activate", i), "%v", err)
 		}
 	}
 	return nil

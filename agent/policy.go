@@ -58,6 +58,9 @@ func (a *Agent) applyPolicy(now time.Time) {
 	if w := eff.WindowsNextEdge(loc, now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
 		next = w
 	}
+	if p, raised := a.deadlineProfile(prof); raised {
+		prof = p // a deliver-by time at risk; windows.go logs why
+	}
 	cond := a.readConditions()
 	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
 	upOK = upOK && eff.Mode.Upload()

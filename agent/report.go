@@ -277,13 +277,17 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		if len(r.Releases) == report.MaxReleases {
 			break
 		}
-		r.Releases = append(r.Releases, report.Release{
+		out := report.Release{
 			Name: rel.Name, Version: rel.Version, InfoHash: rel.InfoHash, State: string(rel.Phase),
 			Size: max(rel.Size, 0), Completed: min(max(rel.Completed, 0), max(rel.Size, 0)),
 			Downloaded: report.Bytes{Peer: rel.Downloaded.Peer, Origin: rel.Downloaded.Origin, WebSeed: rel.Downloaded.WebSeed},
 			Uploaded:   rel.Uploaded, Peers: rel.Peers, Reused: min(max(rel.Reused, 0), max(rel.Size, 0)),
 			LastError: trim(rel.LastError), Reason: trim(rel.Reason),
-		})
+		}
+		if dl := rel.Deadline; dl != nil {
+			out.DeliverBy, out.Rate, out.AtRisk = dl.DeliverBy, min(max(dl.Rate, 0), report.MaxRate), dl.AtRisk
+		}
+		r.Releases = append(r.Releases, out)
 	}
 	return r
 }

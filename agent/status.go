@@ -63,6 +63,8 @@ type ReleaseStatus struct {
 	// Roster is how many downloaders (us included) the release's roster
 	// on the DHT lists, while the agent is on it (agent/dht.go dhtRoster).
 	Roster int `json:"roster,omitempty"`
+	// Deadline is the delivery against a deliver-by time, while downloading.
+	Deadline *DeadlineStatus `json:"deadline,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -87,7 +89,7 @@ func (a *Agent) Status() Status {
 	}
 	st.Catalog.Watch = a.watch.State()
 	for _, r := range recs {
-		rs := ReleaseStatus{ReleaseState: *r}
+		rs := ReleaseStatus{ReleaseState: *r, Deadline: a.deadlineStatusLocked(r.Key())}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Reused = d.reused.Load()

@@ -33,6 +33,7 @@ const (
 	// MaxPolicyDocs bounds the fleet policy documents (and the value
 	// sources) one report names.
 	MaxPolicyDocs = 32
+	MaxRate       = 1e12 // bytes/s a download may claim (NaN and Inf refused)
 )
 
 // Report is one agent's state at one moment.
@@ -108,6 +109,13 @@ type Release struct {
 	Peers     int    `json:"peers"`
 	LastError string `json:"last_error,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// DeliverBy, Rate (bytes/s, smoothed) and AtRisk describe a download
+	// with a deliver-by time (issue 18): the origin lists sites that will
+	// miss it. Omitted when there is none, like Reused: upgrade origins
+	// before agents that send them.
+	DeliverBy time.Time `json:"deliver_by,omitzero"`
+	Rate      float64   `json:"rate,omitempty"`
+	AtRisk    bool      `json:"at_risk,omitempty"`
 }
 
 // Key is name@version.
@@ -273,6 +281,9 @@ func (r *Report) Validate() error {
 			rel.Reused < 0 || rel.Reused > rel.Size ||
 			d.Peer < 0 || d.Origin < 0 || d.WebSeed < 0 {
 			return fmt.Errorf("%s: negative counter, or completed or reused > size", field)
+		}
+		if !(rel.Rate >= 0 && rel.Rate <= MaxRate) {
+			return fmt.Errorf("%s.rate %v is not in [0, %v]", field, rel.Rate, float64(MaxRate))
 		}
 		if err := text(field+".last_error", rel.LastError, MaxText); err != nil {
 			return err

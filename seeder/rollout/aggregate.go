@@ -193,6 +193,9 @@ func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 				continue
 			}
 			ra.incompleteAgents++
+			if item, risk := atRisk(rep, id, ar.rel, now); risk && live {
+				ra.r.AtRisk = append(ra.r.AtRisk, item)
+			}
 			if ar.rel != nil && ar.rel.Size > 0 {
 				ra.remainingKnownAgent += ar.rel.Size - ar.completed
 			} else {

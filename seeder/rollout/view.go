@@ -66,10 +66,14 @@ type Release struct {
 	Swarm        SwarmHealth   `json:"swarm"`
 	Stalled      []StalledItem `json:"stalled"` // the first maxStalledShown
 	StalledTotal int           `json:"stalled_total"`
-	Remaining    int64         `json:"remaining_bytes"`
-	Rate         float64       `json:"rate_bytes_per_second"`
-	ETASeconds   *float64      `json:"eta_seconds"` // null: no progress to extrapolate
-	Series       []SeriesPoint `json:"series"`
+	// AtRisk are agents that will miss the release's deliver-by time at
+	// their current rate (deadline.go), the first maxAtRiskShown.
+	AtRisk      []AtRiskItem  `json:"at_risk"`
+	AtRiskTotal int           `json:"at_risk_total"`
+	Remaining   int64         `json:"remaining_bytes"`
+	Rate        float64       `json:"rate_bytes_per_second"`
+	ETASeconds  *float64      `json:"eta_seconds"` // null: no progress to extrapolate
+	Series      []SeriesPoint `json:"series"`
 }
 
 // Breakdown is a release's rollout at one site or region.
@@ -215,6 +219,7 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bo
 		slices.SortFunc(r.Stalled, func(x, y StalledItem) int { return strings.Compare(x.Site+x.Name, y.Site+y.Name) })
 		r.StalledTotal = len(r.Stalled)
 		r.Stalled = r.Stalled[:min(len(r.Stalled), maxStalledShown)]
+		finishAtRisk(r)
 		switch {
 		case r.Subscribed == 0:
 			r.Status = "cached"

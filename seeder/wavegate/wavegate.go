@@ -67,6 +67,12 @@ func (g *Gate) Step(ctx context.Context, name string) (policy.GateAction, error)
 	if act == policy.GateWait {
 		return act, nil
 	}
+	if act == policy.GateOpen {
+		if hold, why := frozen(repo, plan.Name, plan.Version, now()); hold {
+			log.Info("rollout gate", "release", name, "plan", plan.ID, "action", "wait", "why", why)
+			return policy.GateWait, nil
+		}
+	}
 	id, opened := plan.ID, plan.Opened
 	_, err = catalog.ChangeRolloutPlan(ctx, g.Store, g.Keys, catalog.UpdateOptions{Now: now, Logger: log}, name, func(p *catalog.RolloutPlan) error {
 		// Another writer (an operator's pause) may have come first: act

@@ -240,6 +240,28 @@
     return box;
   }
 
+  // Sites that will miss the release's deliver-by time at their rate;
+  // shown only when some release has a deadline at risk.
+  function atRiskTable(r) {
+    if (!r.at_risk || !r.at_risk.length) return null;
+    const box = el("div", { "data-at-risk": r.at_risk_total }, el("h3", { text: "Will miss the deliver-by time (" + r.at_risk_total + ")" }));
+    const t = el("table", { class: "table" },
+      headRow(["agent", "site", "progress#", "rate", "deliver by", "eta", "why"]));
+    for (const s of r.at_risk) {
+      t.appendChild(el("tr", { "data-agent": s.agent_id },
+        el("td", { text: s.name || s.agent_id }),
+        el("td", { text: s.site || "—" }),
+        el("td", { class: "num", text: s.size ? Math.floor(100 * s.completed / s.size) + "%" : "—" }),
+        el("td", { text: s.rate_bytes_per_second ? bytes(s.rate_bytes_per_second) + "/s" : "—" }),
+        el("td", { text: s.deliver_by }),
+        el("td", { text: s.eta || "never at this rate" }),
+        el("td", { class: "err", text: s.why + (s.reason ? ": " + s.reason : "") })));
+    }
+    box.appendChild(el("div", { class: "tablewrap" }, t));
+    if (r.at_risk_total > r.at_risk.length) box.appendChild(el("p", { class: "more", text: `and ${r.at_risk_total - r.at_risk.length} more` }));
+    return box;
+  }
+
   function card(r, now) {
     return el("article", {
       class: "card", "data-release": r.release, "data-agents": r.subscribed, "data-active": r.active,
@@ -253,7 +275,8 @@
       el("div", { class: "twocol" },
         offload(r),
         el("div", {}, bars("Sites", r.sites, "site"), r.regions.length > 1 ? bars("Regions", r.regions, "region") : null)),
-      stalledTable(r, now));
+      stalledTable(r, now),
+      atRiskTable(r));
   }
 
   function alerts(list, now) {
