@@ -32,6 +32,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
@@ -112,6 +113,14 @@ type Agent struct {
 	lsd *lsd.Service
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
+
+	// version is Options.Version; selfState is the self-update state read
+	// at start (selfupdate.go); selfWhy the last reason not to update;
+	// healthWritten is set once a binary on trial said it is healthy.
+	version       string
+	selfState     selfupdate.State
+	selfWhy       string
+	healthWritten bool
 }
 
 // download is one release in the torrent client.
@@ -158,6 +167,9 @@ type Options struct {
 	Store catalog.Store
 	// Now is the clock for schedules and windows (tests shift it).
 	Now func() time.Time
+	// Version is the running binary's version (cmd.Version), reported
+	// and compared with the self_update release.
+	Version string
 }
 
 // New opens the agent's state and starts its BitTorrent client. It does not
@@ -168,6 +180,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		log = slog.Default()
 	}
 	log = log.With("site", cfg.Site)
+	cfg = cfg.withSelfSubscription()
 	root, err := os.ReadFile(cfg.Catalog.Root)
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
@@ -222,7 +235,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, fmt.Errorf("piece completion database: %w", err)
 	}
+	selfState, err := selfupdate.Load(SelfUpdateStatePath(cfg.CacheDir))
+	if err != nil {
+		log.Error("self-update state unreadable; starting afresh", "err", err)
+	}
 	a := &Agent{
+		version: opts.Version, selfState: selfState,
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
@@ -382,10 +400,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = time.Second
 			refresh.Reset(a.cfg.RefreshInterval)
 			a.adoptPending(ctx)
+			a.noteRefreshed()
 		case <-tick.C:
 		case <-a.wake:
 		}
 		a.reconcile(ctx)
+		if up := a.selfUpdateDue(); up != nil {
+			return up
+		}
 	}
 }
 
