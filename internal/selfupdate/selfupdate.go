@@ -39,6 +39,7 @@ type State struct {
 	// Trial is the version being tried; set before the trial starts, so
 	// a crash mid-trial is noticed at the next start.
 	Trial    string `json:"trial,omitempty"`
+	From     string `json:"from,omitempty"` // version the trial would replace
 	Attempts int    `json:"attempts,omitempty"`
 	// Previous is the version kept at <binary>.prev.
 	Previous string `json:"previous,omitempty"`
@@ -94,7 +95,7 @@ func (s *State) MarkBad(version, from, reason string, now time.Time) {
 		s.Bad = map[string]string{}
 	}
 	s.Bad[version] = reason
-	s.Trial, s.Attempts = "", 0
+	s.Trial, s.From, s.Attempts = "", "", 0
 	s.Last = &Event{Version: version, From: from, Result: RolledBack, Reason: reason, At: now}
 }
 
@@ -107,8 +108,9 @@ func (s *State) Recover(own string, now time.Time) bool {
 	case s.Trial == "":
 		return false
 	case s.Trial == own:
-		s.Last = &Event{Version: own, From: s.Previous, Result: Updated, At: now}
-		s.Trial, s.Attempts = "", 0
+		s.Previous = s.From
+		s.Last = &Event{Version: own, From: s.From, Result: Updated, At: now}
+		s.Trial, s.From, s.Attempts = "", "", 0
 	case s.Attempts >= MaxAttempts:
 		s.MarkBad(s.Trial, own, fmt.Sprintf("trial interrupted %d times", s.Attempts), now)
 	default:
@@ -152,11 +154,22 @@ func Install(bin, staged string) error {
 	if err != nil {
 		return fmt.Errorf("keep previous binary: %w", err)
 	}
+	afterStep("prev-kept")
 	if err := os.Rename(staged, bin); err != nil {
 		return fmt.Errorf("install %s: %w", bin, err)
 	}
 	syncDir(filepath.Dir(bin))
 	return nil
+}
+
+// Cleanup removes what an interrupted update left next to bin: the staged
+// binary and temp files. Call it only when no update runs.
+func Cleanup(bin string) {
+	os.Remove(StagedPath(bin))
+	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(bin), ".tmp-*"+filepath.Base(bin)+"*"))
+	for _, t := range tmps {
+		os.Remove(t)
+	}
 }
 
 // Restore puts the kept previous binary back at bin (an operator's
