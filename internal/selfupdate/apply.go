@@ -19,7 +19,7 @@ type Plan struct {
 	// HealthTimeout bounds the trial; StopGrace how long the binary on
 	// trial has to stop after SIGTERM.
 	HealthTimeout, StopGrace time.Duration
-	Now                      func() time.Time
+	Now                      func() time.Time `json:"-"`
 }
 
 // afterStep lets tests kill the process between steps (kill -9 at each).
