@@ -21,6 +21,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 )
 
 // ReportConfig makes the agent report its status to the origin, which
@@ -260,6 +261,7 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			UploadAllowed: st.Policy.Upload, Throttle: short(st.Policy.Throttle),
 			CachedBytes: max(st.Policy.CachedBytes, 0), QuotaBytes: max(st.Policy.QuotaBytes, 0),
 		},
+		AgentVersion:  short(a.version),
 		Subscriptions: []report.Subscription{},
 		Releases:      []report.Release{},
 	}
@@ -283,6 +285,9 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			Uploaded:   rel.Uploaded, Peers: rel.Peers, Reused: min(max(rel.Reused, 0), max(rel.Size, 0)),
 			LastError: trim(rel.LastError), Reason: trim(rel.Reason),
 		})
+	}
+	if su := st.SelfUpdate; su != nil && su.Last != nil && su.Last.Result == selfupdate.RolledBack {
+		r.SelfUpdate = trim(fmt.Sprintf("%s rolled back: %s", su.Last.Version, su.Last.Reason))
 	}
 	return r
 }
