@@ -370,8 +370,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	// Run also returns with ctx alive (a self-update): the loops started
+	// here stop on this cancel, which runs before they are waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
+	defer cancel()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
