@@ -267,6 +267,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 	if st.Catalog.Watch != "" {
 		fmt.Fprintf(w, "catalog watch: %s\n", st.Catalog.Watch)
 	}
+	printSelfUpdate(w, st.SelfUpdate)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSUBSCRIPTION\tTARGET\tACTIVE\tREADY\tWAITING FOR")
 	for _, s := range st.Subscriptions {

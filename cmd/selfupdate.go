@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -174,4 +175,22 @@ func newSelfUpdateCmd() *cobra.Command {
 	clearCmd.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml")
 	c.AddCommand(clearCmd)
 	return c
+}
+
+// printSelfUpdate prints the agent's version and its latest self-update.
+func printSelfUpdate(w io.Writer, su *agent.SelfUpdateStatus) {
+	if su == nil {
+		return
+	}
+	fmt.Fprintf(w, "agent version %s", dash(su.Version))
+	if su.OnTrial {
+		fmt.Fprint(w, " (on trial)")
+	}
+	if l := su.Last; l != nil {
+		fmt.Fprintf(w, "  self-update %s %s at %s", l.Version, l.Result, l.At.Format(time.RFC3339))
+		if l.Reason != "" {
+			fmt.Fprintf(w, ": %s", l.Reason)
+		}
+	}
+	fmt.Fprintln(w)
 }

@@ -123,9 +123,9 @@ func (a *selfAgent) start(t *testing.T) {
 	})
 }
 
-// status asks the agent's status API, found in its latest log line
-// "status API listening" (a process replaced by exec logs it again).
-func (a *selfAgent) status() (agent.Status, bool) {
+// statusAddr is the address in the agent's latest log line "status API
+// listening" (a process replaced by exec logs it again).
+func (a *selfAgent) statusAddr() string {
 	var addr string
 	sc := bufio.NewScanner(strings.NewReader(a.logs.String()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -138,6 +138,12 @@ func (a *selfAgent) status() (agent.Status, bool) {
 			addr = l.Addr
 		}
 	}
+	return addr
+}
+
+// status asks the agent's status API.
+func (a *selfAgent) status() (agent.Status, bool) {
+	addr := a.statusAddr()
 	var st agent.Status
 	if addr == "" {
 		return st, false
@@ -217,9 +223,11 @@ func TestAgentSelfUpdate(t *testing.T) {
 	}
 	b.cmd.Process.Signal(syscall.SIGKILL)
 	b.cmd.Wait()
-	if v := installedVersion(t, b.bin); v != "1.0.0" && v != "2.0.0" {
+	v := installedVersion(t, b.bin)
+	if v != "1.0.0" && v != "2.0.0" {
 		t.Fatalf("after kill -9 mid-update the installed binary is %q", v)
 	}
+	t.Logf("agent b killed -9 during its update; installed binary: %s", v)
 	b.start(t)
 
 	for _, ag := range []*selfAgent{a, b} {
@@ -258,6 +266,13 @@ func TestAgentSelfUpdate(t *testing.T) {
 		}
 		if ag.cmd.ProcessState != nil {
 			t.Errorf("agent process ended: %v", ag.cmd.ProcessState)
+		}
+		if n := strings.Count(ag.logs.String(), `"msg":"self-update ready","site":"store-1","release":"swarmship","from":"2.0.0","to":"3.0.0"`); n != 1 {
+			t.Errorf("3.0.0 tried %d times, want once", n)
+		}
+		out, errOut, code := swarmship(t, "status", "--addr", ag.statusAddr())
+		if code != 0 || !strings.Contains(out, "agent version 2.0.0") || !strings.Contains(out, "3.0.0 rolled back") {
+			t.Errorf("swarmship status: %d %s\n%s", code, errOut, out)
 		}
 	}
 }
