@@ -106,14 +106,19 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		}
 		return nil
 	}
+	if err := a.gateActivation(ctx, rec); err != nil {
+		return err
+	}
 	ctx, span := tracing.Start(ctx, "activate", tracing.Release(name, version, rec.InfoHash)...)
 	defer span.End()
+	rec.HealthFailed = false
 	if err := a.cache.switchCurrent(name, version); err != nil {
 		return fmt.Errorf("activate %s@%s: %w", name, version, err)
 	}
 	now := time.Now()
 	a.setPhase(rec, PhaseActive, "")
 	rec.Activated, rec.LastUsed = now, now
+	rec.HealthPending = a.cfg.Hooks.HealthCheck.Command != ""
 	if err := a.saveRecord(rec); err != nil {
 		return err
 	}
@@ -132,7 +137,7 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 		_ = a.saveRecord(rec) // logged; the hook's failure is logged below
 		a.log.Error("post-activate hook failed", "release", name, "version", version, "err", err)
 	}
-	return nil
+	return a.finishHealthCheck(ctx, d.manifest, rec, previous)
 }
 
 // demoteOthers marks every other version of name recorded active as

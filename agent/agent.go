@@ -41,7 +41,9 @@ import (
 // Agent is one site's agent. Create it with New, then call Run or Sync,
 // then Close.
 type Agent struct {
-	cfg      *Config
+	cfg *Config
+	// ids holds the agent ID once read (reports and rollout waves share it).
+	ids      agentIDOnce
 	log      *slog.Logger
 	store    catalog.Store
 	catalog  *catalog.Client
@@ -647,9 +649,15 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		return err
 	}
 	switch {
+	case rec.Phase == PhaseActive && st.Active == ref.Version && rec.HealthPending:
+		// Killed between the switch and the health check: check now.
+		return a.finishHealthCheck(ctx, d.manifest, rec, a.previousActive(ref.Name, ref.Version))
 	case rec.Phase == PhaseActive && st.Active == ref.Version:
 		return nil
 	case rec.Phase == PhaseVerified || rec.Phase == PhaseActive:
+		return a.activate(ctx, d, rec)
+	case rec.Phase == PhaseFailed && rec.HealthFailed:
+		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
 		ok, why := a.mayDownload(sub, now)
@@ -806,6 +814,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 			}
 		}
 	}
+	a.dhtRoster(d, tf.InfoHash, m.Regions)
 	d.paused, d.halted = true, true // until the next reconcile checks the policy
 	d.off.paused.Store(true)
 	a.poke()

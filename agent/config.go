@@ -28,6 +28,9 @@ type Config struct {
 	Site    string        `yaml:"site"`
 	Region  string        `yaml:"region"`
 	Tenant  string        `yaml:"tenant"`
+	// Labels place the agent in label waves of rollout plans
+	// (`--waves label:canary,...`).
+	Labels []string `yaml:"labels"`
 	// Token (or TokenFile) is the access token from `swarmship token
 	// issue`, sent to the tracker and to a private catalog.
 	Token         string         `yaml:"token"`
@@ -216,8 +219,8 @@ type SwarmConfig struct {
 	// earlier run.
 	DHT string `yaml:"dht"`
 	// DHTSecretFile holds the tenant's DHT secret (mode 0600, at least 16
-	// bytes), the same on its agents and in the origin's dht section:
-	// without it anyone who knows the tenant's name can join.
+	// bytes), the same on its agents and in the origin's dht section;
+	// required with DHT on.
 	DHTSecretFile string `yaml:"dht_secret_file"`
 	// DHTBootstrap are host:port of the origins' DHT nodes for the tenant.
 	DHTBootstrap []string `yaml:"dht_bootstrap"`
@@ -268,6 +271,17 @@ type StatusConfig struct {
 type HooksConfig struct {
 	PostActivate string `yaml:"post_activate"`
 	// Timeout bounds each hook run.
+	Timeout time.Duration `yaml:"timeout"`
+	// HealthCheck runs after post_activate; its failure rolls the
+	// release back (agent/health.go).
+	HealthCheck HealthCheckConfig `yaml:"health_check"`
+}
+
+// HealthCheckConfig is hooks.health_check: a command run through /bin/sh
+// that exits 0 when the activated release works.
+type HealthCheckConfig struct {
+	Command string `yaml:"command"`
+	// Timeout bounds one run (default hooks.timeout); running out fails.
 	Timeout time.Duration `yaml:"timeout"`
 }
 
@@ -336,6 +350,11 @@ func (c *Config) Validate() error {
 			if err := release.ValidateName(f.name, f.v); err != nil {
 				return fielderr.New(f.name, "%v", err)
 			}
+		}
+	}
+	for i, l := range c.Labels {
+		if err := release.ValidateName("label", l); err != nil {
+			return fielderr.New(fielderr.Index("labels", i), "%v", err)
 		}
 	}
 	if c.Token != "" && c.TokenFile != "" {
@@ -631,12 +650,18 @@ func (c HooksConfig) withDefaults() HooksConfig {
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
 	}
+	if c.HealthCheck.Timeout == 0 {
+		c.HealthCheck.Timeout = c.Timeout
+	}
 	return c
 }
 
 func (c HooksConfig) validate() error {
 	if c.Timeout < 0 {
 		return fielderr.New("timeout", "must be positive")
+	}
+	if c.HealthCheck.Timeout < 0 {
+		return fielderr.New("health_check.timeout", "must be positive")
 	}
 	return nil
 }

@@ -37,11 +37,19 @@ func (c SwarmConfig) validateDHT() error {
 	if c.DHT == DHTOff && (c.DHTSecretFile != "" || len(c.DHTBootstrap) > 0 || c.DHTPort != 0) {
 		return fielderr.New("dht", "dht_secret_file, dht_bootstrap or dht_port is set but dht is off")
 	}
+	if c.DHT == DHTOn && c.DHTSecretFile == "" {
+		// Fail closed: a key derived from the tenant's name alone lets
+		// anyone who knows the name read and write the tenant's DHT.
+		return fielderr.New("dht_secret_file", "is required with dht: on (without it anyone who knows the tenant's name can join its DHT)")
+	}
 	if c.DHT == DHTOn && c.Relay == RelayOrigin {
 		return fielderr.New("dht", "on announces the agent's address to the tenant's DHT, which relay: %s keeps private", RelayOrigin)
 	}
 	if c.DHTPort < 0 || c.DHTPort > 65535 {
 		return fielderr.New("dht_port", "%d is not a port", c.DHTPort)
+	}
+	if c.DHTPort != 0 && c.DHTPort == c.ListenPort && c.UTP == "on" {
+		return fielderr.New("dht_port", "%d is the listen port, whose UDP side uTP uses", c.DHTPort)
 	}
 	for i, b := range c.DHTBootstrap {
 		_, port, err := net.SplitHostPort(b)
@@ -120,17 +128,38 @@ func (a *Agent) dhtAdd(ih metainfo.Hash, regions []string) {
 	a.dht.Add(ih, scopes, fallback)
 }
 
-// dhtPeer adds a peer found on the DHT to its release.
-func (a *Agent) dhtPeer(ih [20]byte, addr netip.AddrPort) {
-	v, ok := a.byHash.Load(metainfo.Hash(ih))
-	if !ok {
+// dhtRoster puts the agent on the release's roster in the tenant's DHT
+// (internal/dht roster.go) and makes that roster the offload's swarm view
+// whenever no tracker's list is fresh: agents then divide the origin's
+// pieces over every downloader of the tenant, not over the peers they are
+// connected to (a site's own, with locality gateway), which sent each
+// site its own copy from the origin (testbed, TRACKER=down: 2.75 copies).
+// Only in the localities that use a swarm view at all, and only for an
+// agent that announces (a download-only agent is on nobody's roster);
+// the offload leaves the roster while a tracker's list is fresh.
+func (a *Agent) dhtRoster(d *download, ih metainfo.Hash, regions []string) {
+	l := a.cfg.Swarm.Locality
+	if a.dht == nil || !a.cfg.Mode.Upload() || (l != "gateway" && l != "any") {
 		return
 	}
-	d := v.(*download)
-	d.t.AddPeers([]torrent.PeerInfo{{
-		Addr:   &net.TCPAddr{IP: addr.Addr().AsSlice(), Port: int(addr.Port()), Zone: addr.Addr().Zone()},
-		Source: torrent.PeerSourceDhtGetPeers,
-	}})
+	// A restricted release is found over the DHT only within the region
+	// (dhtScopes): its roster stays there too.
+	scope := dht.TenantScope()
+	if len(regions) > 0 {
+		scope = dht.RegionScope(a.cfg.Region)
+	}
+	n := a.dht
+	d.off.roster = func() (netip.AddrPort, []netip.AddrPort, bool) { return n.Roster(ih, listMaxAge) }
+	d.off.joinRoster = func() { n.AddRoster(ih, scope) }
+	d.off.leaveRoster = func() { n.RemoveRoster(ih) }
+	// From the start: the tracker's first answer is not there yet, and a
+	// roster joined late is short while the offload begins.
+	d.off.joinRoster()
+}
+
+// dhtPeer adds a peer found on the DHT to its release.
+func (a *Agent) dhtPeer(ih [20]byte, addr netip.AddrPort) {
+	a.addFoundPeer(ih, addr, torrent.PeerSourceDhtGetPeers)
 }
 
 // DHTStats are the DHT's counters, nil when it is off.

@@ -17,15 +17,18 @@ func TestDHTConfig(t *testing.T) {
 		t.Fatalf("swarm.dht defaults to %q, want off", c.Swarm.DHT)
 	}
 	for _, tc := range []struct{ swarm, want string }{
-		{"swarm: {dht: on}\n", ""},
+		{"swarm: {dht: on}\n", "swarm.dht_secret_file: is required with dht: on"},
+		{"swarm: {dht: on, dht_secret_file: /s}\n", ""},
 		{"swarm: {dht: on, dht_secret_file: /etc/swarmship/dht.secret, dht_bootstrap: [\"origin:6881\", \"[::1]:7\"], dht_port: 6881}\n", ""},
 		{"swarm: {dht: maybe}\n", "swarm.dht: \"maybe\": want on or off"},
 		{"swarm: {dht: off, dht_secret_file: /x}\n", "is set but dht is off"},
 		{"swarm: {dht_bootstrap: [\"origin:6881\"]}\n", "is set but dht is off"},
-		{"swarm: {dht: on, dht_bootstrap: [origin]}\n", "swarm.dht_bootstrap[0]: \"origin\": want host:port"},
-		{"swarm: {dht: on, dht_bootstrap: [\"origin:0\"]}\n", "want host:port"},
-		{"swarm: {dht: on, dht_port: 70000}\n", "swarm.dht_port: 70000 is not a port"},
-		{"swarm: {dht: on, relay: origin, lsd: off}\n", "relay: origin keeps private"},
+		{"swarm: {dht: on, dht_secret_file: /s, dht_bootstrap: [origin]}\n", "swarm.dht_bootstrap[0]: \"origin\": want host:port"},
+		{"swarm: {dht: on, dht_secret_file: /s, dht_bootstrap: [\"origin:0\"]}\n", "want host:port"},
+		{"swarm: {dht: on, dht_secret_file: /s, dht_port: 70000}\n", "swarm.dht_port: 70000 is not a port"},
+		{"swarm: {dht: on, dht_secret_file: /s, relay: origin, lsd: off}\n", "relay: origin keeps private"},
+		{"swarm: {dht: on, dht_secret_file: /s, dht_port: 6881, listen_port: 6881, utp: on}\n", "whose UDP side uTP uses"},
+		{"swarm: {dht: on, dht_secret_file: /s, dht_port: 6881, listen_port: 6881}\n", ""},
 	} {
 		_, err := ParseConfig("agent.yaml", []byte(goodConfig+tc.swarm))
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

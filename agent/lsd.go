@@ -2,15 +2,13 @@ package agent
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/swarmship/swarmship/internal/keyfile"
 	"github.com/swarmship/swarmship/internal/lsd"
 )
 
@@ -37,21 +35,7 @@ func secretFile(field, path string) ([]byte, error) {
 	if path == "" {
 		return nil, nil
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s %s has mode %v: it must be readable by its owner only (chmod 600 %s)", field, path, fi.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	if len(b) < 16 {
-		return nil, fmt.Errorf("%s %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom | base64)", field, path, len(b))
-	}
-	return b, nil
+	return keyfile.ReadSecret(field, path)
 }
 
 // startLSD starts local service discovery if the config asks for it and
@@ -89,7 +73,11 @@ func (a *Agent) startLSD() error {
 }
 
 // lsdPeer adds a peer learned on the LAN to the release it announced.
-func (a *Agent) lsdPeer(ih [20]byte, addr netip.AddrPort) {
+func (a *Agent) lsdPeer(ih [20]byte, addr netip.AddrPort) { a.addFoundPeer(ih, addr, peerSourceLSD) }
+
+// addFoundPeer adds a peer that discovery (LSD, DHT) found for the
+// release with infohash ih, if the agent holds it.
+func (a *Agent) addFoundPeer(ih [20]byte, addr netip.AddrPort, source torrent.PeerSource) {
 	v, ok := a.byHash.Load(metainfo.Hash(ih))
 	if !ok {
 		return
@@ -97,7 +85,7 @@ func (a *Agent) lsdPeer(ih [20]byte, addr netip.AddrPort) {
 	d := v.(*download)
 	d.t.AddPeers([]torrent.PeerInfo{{
 		Addr:   &net.TCPAddr{IP: addr.Addr().AsSlice(), Port: int(addr.Port()), Zone: addr.Addr().Zone()},
-		Source: peerSourceLSD,
+		Source: source,
 	}})
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -116,12 +118,21 @@ type offloader struct {
 	limiter *rate.Limiter
 	// pacer holds this agent's origin fetches to its part of the site's
 	// origin share (see pace); nil without offload.site_wan_down.
-	pacer    *rate.Limiter
-	cfg      OffloadConfig
-	self     [20]byte
-	watch    *swarmWatcher // the tracker's member list; nil: connections only
-	log      *slog.Logger
-	fileEnds []int64 // cumulative end offset of each file
+	pacer *rate.Limiter
+	cfg   OffloadConfig
+	self  [20]byte
+	watch *swarmWatcher // the tracker's member list; nil: connections only
+	// roster, if set, is the release's roster on the tenant's DHT (see
+	// rosterMembers), used while no tracker's list is fresh. The agent is
+	// on it from the start (joinRoster ran); it leaves while a tracker's
+	// list is fresh and when the offload ends, and joins again when the
+	// list goes stale (only run's goroutine touches rosterOff).
+	roster      func() (self netip.AddrPort, members []netip.AddrPort, ok bool)
+	joinRoster  func()
+	leaveRoster func()
+	rosterOff   bool
+	log         *slog.Logger
+	fileEnds    []int64 // cumulative end offset of each file
 	// now is the agent's clock (Options.Now): stalls, back-offs and peer
 	// silence are measured on it.
 	now func() time.Time
@@ -197,6 +208,9 @@ func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limi
 
 // run fetches owned pieces until the torrent completes or ctx ends.
 func (o *offloader) run(ctx context.Context) error {
+	if o.leaveRoster != nil {
+		defer o.leaveRoster()
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -341,6 +355,10 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 	}
 	stalled := o.stalledFor()
 	members, avail := o.swarmView(stalled)
+	self := o.self
+	if rm, ok := o.rosterMembers(); ok {
+		members, self = rm, rm[0]
+	}
 	if stalled > o.cfg.OrphanTimeout {
 		o.suspectOwners(n, o.shardPlan(n, members), avail)
 	}
@@ -364,11 +382,72 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 		if o.t.PieceState(p).Complete {
 			continue
 		}
-		if plan.owner(p) == o.self {
+		if plan.owner(p) == self {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// rosterMembers are the members of the release's roster on the DHT (self
+// first), named by rosterID, when no tracker's list is fresh: every
+// downloader of the tenant that announces, whichever site it is in, so
+// that each piece goes to the origin about once, not once per site. The
+// roster gives addresses only, no sites: the plan is one rendezvous over
+// all members (sites balance only on average). Connected peers that are
+// complete fetch nothing and are left out (matched by IP: agents behind
+// one address are told apart by no one here).
+func (o *offloader) rosterMembers() ([][20]byte, bool) {
+	if o.roster == nil {
+		return nil, false
+	}
+	// A roster costs every downloader a DHT lookup each 10 s: only while
+	// the trackers fail.
+	if _, fresh := o.watch.downloaders(listMaxAge); fresh {
+		if !o.rosterOff {
+			o.rosterOff = true
+			o.leaveRoster()
+		}
+		return nil, false
+	}
+	if o.rosterOff {
+		o.rosterOff = false
+		o.joinRoster()
+	}
+	self, addrs, ok := o.roster()
+	if !ok {
+		return nil, false
+	}
+	n := uint64(o.t.NumPieces())
+	complete := map[netip.Addr]bool{}
+	for _, pc := range o.t.PeerConns() {
+		if pc.PeerPieces().GetCardinality() < n {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(pc.RemoteAddr.String()); err == nil {
+			complete[ap.Addr().Unmap()] = true
+		}
+	}
+	return rosterView(self, addrs, complete), true
+}
+
+// rosterView orders a roster for the shard plan: self first, then the
+// other members not known complete.
+func rosterView(self netip.AddrPort, addrs []netip.AddrPort, complete map[netip.Addr]bool) [][20]byte {
+	members := [][20]byte{rosterID(self)}
+	for _, a := range addrs {
+		if a != self && !complete[a.Addr()] {
+			members = append(members, rosterID(a))
+		}
+	}
+	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
+	return members
+}
+
+// rosterID names a roster member in the shard plan: the same for every
+// agent that sees its address.
+func rosterID(a netip.AddrPort) [20]byte {
+	return sha1.Sum([]byte("swarmship roster\x00" + a.String()))
 }
 
 // shardPlan divides n pieces over members (self first) by site; only

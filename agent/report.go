@@ -154,7 +154,7 @@ func (a *Agent) runReporter(ctx context.Context) {
 		}
 		endpoints = append(endpoints, endpoint)
 	}
-	id := a.agentID()
+	id := a.stableID()
 	name := a.cfg.Report.Name
 	if name == "" {
 		name, _ = os.Hostname()

@@ -56,6 +56,14 @@ type ReleaseState struct {
 	Verified  time.Time `json:"verified,omitzero"`
 	Activated time.Time `json:"activated,omitzero"`
 	LastUsed  time.Time `json:"last_used,omitzero"`
+	// HealthFailed: hooks.health_check failed on this version and it was
+	// rolled back; it is not activated again until the rollout plan's
+	// retry rises above HealthRetry (agent/health.go).
+	HealthFailed bool `json:"health_failed,omitempty"`
+	// HealthPending: activated, health check not passed yet; a restart
+	// runs it again (a kill between switch and check is not a pass).
+	HealthPending bool `json:"health_pending,omitempty"`
+	HealthRetry   int  `json:"health_retry,omitempty"`
 }
 
 // Key is the release's database key.

@@ -63,6 +63,9 @@ type ReleaseStatus struct {
 	// PeerSources counts the connected peers by where they came from:
 	// tracker, lsd (the LAN), incoming, pex, ...
 	PeerSources map[string]int `json:"peer_sources,omitempty"`
+	// Roster is how many downloaders (us included) the release's roster
+	// on the DHT lists, while the agent is on it (agent/dht.go dhtRoster).
+	Roster int `json:"roster,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -101,6 +104,11 @@ func (a *Agent) Status() Status {
 				rs.PeerSources[peerSourceName(pc.Discovery)]++
 			}
 			rs.Peers = len(rs.PeerAddrs)
+			if d.off != nil && d.off.roster != nil {
+				if _, members, ok := d.off.roster(); ok {
+					rs.Roster = len(members) + 1
+				}
+			}
 			// The state database may be on the full disk too: the live
 			// reason wins over what could be saved.
 			if fault := d.writeFault(); fault != "" {

@@ -79,6 +79,7 @@ func TestDHTSitesShareWithoutTracker(t *testing.T) {
 	stranger := start("stranger", "globex", "paris", globexSecret)
 	second := start("second", "acme", "paris", acmeSecret)
 	sources := map[string]int{}
+	firstSources := map[string]int{} // first's DHT retry may find second before second's lookup returns
 	watchDone := make(chan struct{})
 	stopWatch := make(chan struct{})
 	go func() {
@@ -86,6 +87,9 @@ func TestDHTSitesShareWithoutTracker(t *testing.T) {
 		for {
 			for src, n := range releaseStatus(second, "app", "1.0").PeerSources {
 				sources[src] += n
+			}
+			for src, n := range releaseStatus(first, "app", "1.0").PeerSources {
+				firstSources[src] += n
 			}
 			select {
 			case <-stopWatch:
@@ -97,9 +101,9 @@ func TestDHTSitesShareWithoutTracker(t *testing.T) {
 	waitActive(t, "app", "1.0", 90*time.Second, second)
 	close(stopWatch)
 	<-watchDone
-	t.Logf("peer sources seen while second downloaded (samples): %v", sources)
-	if sources["dht"] == 0 {
-		t.Error("no connected peer of second was found through the DHT")
+	t.Logf("peer sources seen while second downloaded (samples): second %v, first %v", sources, firstSources)
+	if sources["dht"] == 0 && firstSources["dht"] == 0 {
+		t.Error("no connection between the sites was found through the DHT")
 	}
 	for src := range sources {
 		if src != "dht" && src != "incoming" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/internal/keyfile"
 	"github.com/swarmship/swarmship/internal/release"
 )
 
@@ -21,7 +22,7 @@ type DHTTenant struct {
 	// name it).
 	Listen string `yaml:"listen"`
 	// SecretFile is the tenant's DHT secret, the agents'
-	// swarm.dht_secret_file.
+	// swarm.dht_secret_file (required).
 	SecretFile string `yaml:"secret_file"`
 }
 
@@ -39,6 +40,10 @@ func validateDHT(ts []DHTTenant) error {
 		if _, _, err := net.SplitHostPort(t.Listen); err != nil {
 			return fielderr.New(fielderr.Join(f, "listen"), "%q: want host:port", t.Listen)
 		}
+		if t.SecretFile == "" {
+			// As for the agents: no key from the tenant's name alone.
+			return fielderr.New(fielderr.Join(f, "secret_file"), "is required (without it anyone who knows the tenant's name can join its DHT)")
+		}
 	}
 	return nil
 }
@@ -46,12 +51,9 @@ func validateDHT(ts []DHTTenant) error {
 // startDHT starts a node per configured tenant.
 func (o *Origin) startDHT() error {
 	for _, t := range o.cfg.DHT {
-		var secret []byte
-		if t.SecretFile != "" {
-			var err error
-			if secret, err = dht.ReadSecret("dht.secret_file", t.SecretFile); err != nil {
-				return err
-			}
+		secret, err := keyfile.ReadSecret("dht.secret_file", t.SecretFile)
+		if err != nil {
+			return err
 		}
 		cfg := dht.Config{Key: dht.NewKey(secret, t.Tenant), Listen: t.Listen, Log: o.log.With("component", "dht", "tenant", t.Tenant)}
 		if o.cfg.CacheDir != "" {

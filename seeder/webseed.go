@@ -29,7 +29,9 @@ type catalogServer struct {
 	catalog *atomic.Int64
 }
 
-var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/"}
+var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
+	"rollouts/", // signed rollout plans (catalog/rolloutplan.go)
+}
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

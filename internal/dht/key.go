@@ -9,9 +9,6 @@ package dht
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"fmt"
-	"os"
-	"runtime"
 )
 
 // Key is a tenant's DHT key. Two subkeys are derived from it: one seals
@@ -66,24 +63,4 @@ func (k Key) Target(scope Scope, ih [20]byte) [20]byte {
 	var t [20]byte
 	copy(t[:], mac.Sum(nil))
 	return t
-}
-
-// ReadSecret reads a tenant secret file: readable by its owner only, at
-// least 16 bytes. field names the config key in errors.
-func ReadSecret(field, path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s %s has mode %v: it must be readable by its owner only (chmod 600 %s)", field, path, fi.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", field, err)
-	}
-	if len(b) < 16 {
-		return nil, fmt.Errorf("%s %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom | base64)", field, path, len(b))
-	}
-	return b, nil
 }

@@ -63,7 +63,8 @@ type Config struct {
 	Port int
 	// Interval between two rounds of one torrent; default DefaultInterval.
 	Interval time.Duration
-	// Retry after a round that found no peer; default DefaultRetry.
+	// Retry after a round that found no peer, doubled after each such
+	// round up to Interval; default DefaultRetry.
 	Retry time.Duration
 	// OnPeer is called with each candidate peer of a torrent added with
 	// Add. It must not block long.
@@ -95,6 +96,7 @@ type Stats struct {
 type torrentEntry struct {
 	scopes, fallback []Scope
 	next             time.Time
+	misses           int // rounds in a row that found nobody
 	seen             map[netip.AddrPort]time.Time
 }
 
@@ -110,6 +112,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	torrents map[[20]byte]*torrentEntry
+	rosters  map[[20]byte]*roster // see roster.go
 
 	lookups, peers atomic.Int64
 
@@ -140,7 +143,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.OnPeer == nil {
 		cfg.OnPeer = func([20]byte, netip.AddrPort) {}
 	}
-	n := &Node{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), torrents: map[[20]byte]*torrentEntry{}, local: localAddrs(),
+	n := &Node{cfg: cfg, log: cfg.Log, wake: make(chan struct{}, 1), torrents: map[[20]byte]*torrentEntry{}, rosters: map[[20]byte]*roster{}, local: localAddrs(),
 		pinged: map[netip.AddrPort]time.Time{}, pinging: make(chan struct{}, maxPinging)}
 	var saved nodesFile
 	if cfg.NodesFile != "" {
@@ -168,6 +171,7 @@ func Start(cfg Config) (*Node, error) {
 		NoSecurity:    true,
 		StartingNodes: func() ([]adht.Addr, error) { return n.startingNodes(savedAddrs), nil },
 		PeerStore:     n.store,
+		Store:         noItems{},
 		OnQuery: func(_ *krpc.Msg, source net.Addr) bool {
 			n.pingBack(source)
 			return true
@@ -183,12 +187,13 @@ func Start(cfg Config) (*Node, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.srv.TableMaintainer()
 	}()
 	go n.run(ctx)
+	go n.runRosters(ctx)
 	n.log.Info("dht node on", "addr", pc.LocalAddr().String(), "bootstrap", len(cfg.Bootstrap), "saved_nodes", len(savedAddrs))
 	return n, nil
 }
@@ -288,7 +293,7 @@ func (n *Node) Add(ih [20]byte, scopes, fallback []Scope) {
 		e = &torrentEntry{seen: map[netip.AddrPort]time.Time{}}
 		n.torrents[ih] = e
 	}
-	e.scopes, e.fallback, e.next = scopes, fallback, time.Time{}
+	e.scopes, e.fallback, e.next, e.misses = scopes, fallback, time.Time{}, 0
 	n.mu.Unlock()
 	n.poke()
 }
@@ -383,9 +388,13 @@ func (n *Node) run(ctx context.Context) {
 			found := n.round(ctx, ih, e)
 			n.mu.Lock()
 			if found {
+				e.misses = 0
 				e.next = n.cfg.Now().Add(n.cfg.Interval)
 			} else {
-				e.next = n.cfg.Now().Add(n.cfg.Retry)
+				// Sooner while nobody is found, backing off to the
+				// interval: a release nobody else holds costs little.
+				e.next = n.cfg.Now().Add(min(n.cfg.Retry<<min(e.misses, 16), n.cfg.Interval))
+				e.misses++
 			}
 			n.mu.Unlock()
 			continue
@@ -445,7 +454,7 @@ func (n *Node) round(ctx context.Context, ih [20]byte, e *torrentEntry) bool {
 func (n *Node) lookupScopes(ctx context.Context, ih [20]byte, e *torrentEntry, scopes []Scope) bool {
 	found := false
 	for _, sc := range scopes {
-		peers, err := n.lookup(ctx, n.cfg.Key.Target(sc, ih))
+		peers, _, err := n.lookup(ctx, n.cfg.Key.Target(sc, ih))
 		if err != nil {
 			n.log.Debug("dht: lookup", "err", err)
 			continue
@@ -470,21 +479,21 @@ func (n *Node) lookupScopes(ctx context.Context, ih [20]byte, e *torrentEntry, s
 }
 
 // lookup runs one get_peers traversal toward target, announcing this
-// node's peer port to the closest nodes when it has one.
-func (n *Node) lookup(ctx context.Context, target [20]byte) ([]netip.AddrPort, error) {
+// node's peer port to the closest nodes when it has one. Its own announce
+// come back is left out of the peers and returned as self (if seen).
+func (n *Node) lookup(ctx context.Context, target [20]byte) (out []netip.AddrPort, self netip.AddrPort, err error) {
 	var opts []adht.AnnounceOpt
 	if n.cfg.Port > 0 {
 		opts = append(opts, adht.AnnouncePeer(adht.AnnouncePeerOpts{Port: n.cfg.Port}))
 	}
 	a, err := n.srv.AnnounceTraversal(target, opts...)
 	if err != nil {
-		return nil, err
+		return nil, self, err
 	}
 	n.lookups.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
 	seen := map[netip.AddrPort]bool{}
-	var out []netip.AddrPort
 	add := func(ps []krpc.NodeAddr) {
 		for _, p := range ps {
 			ip, ok := netip.AddrFromSlice(p.IP)
@@ -492,7 +501,11 @@ func (n *Node) lookup(ctx context.Context, target [20]byte) ([]netip.AddrPort, e
 				continue
 			}
 			ap := netip.AddrPortFrom(ip.Unmap(), uint16(p.Port))
-			if seen[ap] || len(out) >= maxSeen || n.self(ap) {
+			if n.self(ap) {
+				self = ap
+				continue
+			}
+			if seen[ap] || len(out) >= maxSeen {
 				continue
 			}
 			seen[ap] = true
@@ -504,7 +517,7 @@ func (n *Node) lookup(ctx context.Context, target [20]byte) ([]netip.AddrPort, e
 	// stores there counts too (read at the end: announces arrive while
 	// the traversal waits for nodes that are away).
 	add(n.store.GetPeers(target))
-	return out, err
+	return out, self, err
 }
 
 // collect hands every answer of a traversal to add until it ends, or

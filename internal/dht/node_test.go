@@ -161,7 +161,7 @@ func TestStrangersLearnNothing(t *testing.T) {
 		if err != nil {
 			return // no node answers: nothing to traverse
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		for {
 			select {
@@ -181,7 +181,7 @@ func TestStrangersLearnNothing(t *testing.T) {
 		if !a.log.ports(ih1)[7002] || !b.log.ports(ih1)[7001] {
 			return fmt.Errorf("a learned %v, b %v", a.log.ports(ih1), b.log.ports(ih1))
 		}
-		if other.Stats().Lookups < 3 || nosecret.Stats().Lookups < 3 {
+		if other.Stats().Lookups < 2 || nosecret.Stats().Lookups < 2 {
 			return errors.New("the strangers have not tried enough yet")
 		}
 		return nil
@@ -208,9 +208,13 @@ func TestStrangersLearnNothing(t *testing.T) {
 			}
 		}
 	}
-	if origin.Stats().Foreign == 0 || a.Stats().Foreign == 0 {
-		t.Fatalf("the strangers' datagrams never arrived: origin %+v, a %+v", origin.Stats(), a.Stats())
-	}
+	// Counted by the receivers, not by the senders' lookups waited for above.
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if origin.Stats().Foreign == 0 || a.Stats().Foreign == 0 {
+			return fmt.Errorf("the strangers' datagrams never arrived: origin %+v, a %+v", origin.Stats(), a.Stats())
+		}
+		return nil
+	})
 }
 
 // With every bootstrap node gone, a restarted agent rejoins through the

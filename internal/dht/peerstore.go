@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/krpc"
 	peer_store "github.com/anacrolix/dht/v2/peer-store"
 )
@@ -137,3 +138,11 @@ func (p *peerStore) addrs() []netip.AddrPort {
 	}
 	return out
 }
+
+// noItems refuses BEP 44 items: swarmship stores nothing but announces in
+// the DHT, and the library's default item store has no bound.
+type noItems struct{}
+
+func (noItems) Put(*bep44.Item) error                 { return krpc.ErrorMethodUnknown }
+func (noItems) Get(bep44.Target) (*bep44.Item, error) { return nil, bep44.ErrItemNotFound }
+func (noItems) Del(bep44.Target) error                { return nil }

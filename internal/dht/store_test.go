@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/dht/v2/krpc"
 )
 
@@ -123,4 +124,15 @@ func FuzzReadNodes(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BEP 44 puts are refused: nothing but announces is stored.
+func TestNoItems(t *testing.T) {
+	var s noItems
+	if s.Put(&bep44.Item{}) == nil {
+		t.Fatal("an item was accepted")
+	}
+	if _, err := s.Get(bep44.Target{}); err != bep44.ErrItemNotFound {
+		t.Fatalf("get: %v", err)
+	}
 }

@@ -1,6 +1,6 @@
 // Package keyfile reads and writes ed25519 private keys as PEM PKCS#8 files
-// that only their owner may read: the catalog's signing keys and the token
-// signing key.
+// that only their owner may read (the catalog's signing keys and the token
+// signing key), and reads the tenants' shared secret files.
 package keyfile
 
 import (
@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"runtime"
 )
 
 // WritePrivate writes key as PEM PKCS#8 to a new file of mode 0600,
@@ -62,4 +63,25 @@ func ReadPrivate(path string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("key file %s is not an ed25519 key", path)
 	}
 	return priv, nil
+}
+
+// ReadSecret reads a tenant secret file (the LSD and DHT secrets):
+// readable by its owner only, at least 16 bytes. field names the config
+// key in errors.
+func ReadSecret(field, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s %s has mode %v: it must be readable by its owner only (chmod 600 %s)", field, path, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	if len(b) < 16 {
+		return nil, fmt.Errorf("%s %s holds %d bytes: want at least 16 (e.g. head -c 32 /dev/urandom | base64)", field, path, len(b))
+	}
+	return b, nil
 }

@@ -37,3 +37,29 @@ func TestWriteReadPrivate(t *testing.T) {
 		t.Errorf("ReadPrivate of a missing file = %v, want fs.ErrNotExist", err)
 	}
 }
+
+func TestReadSecret(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, size int, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, make([]byte, size), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if b, err := ReadSecret("x", write("good", 32, 0o600)); err != nil || len(b) != 32 {
+		t.Errorf("good secret: %d bytes, %v", len(b), err)
+	}
+	if _, err := ReadSecret("x", write("open", 32, 0o644)); err == nil || !strings.Contains(err.Error(), "readable by its owner only") {
+		t.Errorf("group-readable secret: %v", err)
+	}
+	if _, err := ReadSecret("x", write("short", 8, 0o600)); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Errorf("short secret: %v", err)
+	}
+	if _, err := ReadSecret("swarm.dht_secret_file", filepath.Join(dir, "none")); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "swarm.dht_secret_file") {
+		t.Errorf("missing secret: %v", err)
+	}
+}

@@ -55,6 +55,7 @@ type Client struct {
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	status ClientStatus
+	resume string // the relay's proof that this agent owns its handle
 
 	sent, received atomic.Int64
 }
@@ -98,6 +99,7 @@ func (c *Client) SetPeerID(id [20]byte) {
 	defer c.mu.Unlock()
 	c.cfg.PeerID = id
 	c.self = HandleFor(c.cfg.Tenant, id)
+	c.resume = ""
 }
 
 func (c *Client) ids() ([20]byte, netip.AddrPort) {
@@ -175,7 +177,13 @@ func (c *Client) closed() bool {
 // control runs one control connection until it fails.
 func (c *Client) control(ctx context.Context) error {
 	octx, cancel := context.WithTimeout(ctx, dialTimeout)
-	conn, br, err := c.open(octx, PathControl, nil)
+	c.mu.Lock()
+	q := url.Values{}
+	if c.resume != "" {
+		q.Set("resume", c.resume)
+	}
+	c.mu.Unlock()
+	conn, br, err := c.open(octx, PathControl, q)
 	cancel()
 	if err != nil {
 		return err
@@ -199,14 +207,27 @@ func (c *Client) control(ctx context.Context) error {
 		}
 		f := strings.Fields(line)
 		switch {
-		case len(f) == 2 && f[0] == "ok":
+		case len(f) >= 2 && f[0] == "ok":
+			if len(f) >= 3 {
+				c.mu.Lock()
+				c.resume = f[2]
+				c.mu.Unlock()
+			}
 			c.setStatus(true, nil)
 		case len(f) == 3 && f[0] == "connect":
 			from, ok := ParseHandle(f[2])
 			if !ok {
 				continue
 			}
+			// Add must not race Close's Wait: take the lock Close
+			// closes done under, and stop once it has.
+			c.mu.Lock()
+			if c.closed() {
+				c.mu.Unlock()
+				return errors.New("relay: closed")
+			}
 			c.wg.Add(1)
+			c.mu.Unlock()
 			go func() {
 				defer c.wg.Done()
 				c.accept(f[1], from)
@@ -302,7 +323,9 @@ func (c *Client) Addr() net.Addr {
 // Close stops the control connection and pending accepts.
 func (c *Client) Close() error {
 	c.once.Do(func() {
+		c.mu.Lock()
 		close(c.done)
+		c.mu.Unlock()
 		c.cancel()
 	})
 	c.wg.Wait()

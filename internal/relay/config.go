@@ -27,6 +27,11 @@ type Config struct {
 	MaxSessions int `yaml:"max_sessions"`
 	// MaxControls caps agents registered (control connections); default 10000.
 	MaxControls int `yaml:"max_controls"`
+	// MaxSessionsPerTenant and MaxControlsPerTenant cap one tenant's
+	// share of MaxSessions and MaxControls, so that one tenant cannot
+	// make the relay busy for the others; default a quarter of each.
+	MaxSessionsPerTenant int `yaml:"max_sessions_per_tenant"`
+	MaxControlsPerTenant int `yaml:"max_controls_per_tenant"`
 	// MaxConnsPerToken caps one credential's connections of every kind
 	// (control, dialled and accepted); default 512: a site token is
 	// shared by the site's agents, each holding a control connection
@@ -68,6 +73,12 @@ func (c Config) WithDefaults() Config {
 	if c.MaxControls == 0 {
 		c.MaxControls = DefaultMaxControls
 	}
+	if c.MaxSessionsPerTenant == 0 {
+		c.MaxSessionsPerTenant = max(c.MaxSessions/4, 1)
+	}
+	if c.MaxControlsPerTenant == 0 {
+		c.MaxControlsPerTenant = max(c.MaxControls/4, 1)
+	}
 	if c.MaxConnsPerToken == 0 {
 		c.MaxConnsPerToken = DefaultMaxConnsPerToken
 	}
@@ -94,6 +105,10 @@ func (c Config) Validate() error {
 		return fielderr.New("max_sessions", "must not be negative")
 	case c.MaxControls < 0:
 		return fielderr.New("max_controls", "must not be negative")
+	case c.MaxSessionsPerTenant < 0:
+		return fielderr.New("max_sessions_per_tenant", "must not be negative")
+	case c.MaxControlsPerTenant < 0:
+		return fielderr.New("max_controls_per_tenant", "must not be negative")
 	case c.MaxConnsPerToken < 0:
 		return fielderr.New("max_conns_per_token", "must not be negative")
 	case c.IdleTimeout < 0 || (c.IdleTimeout > 0 && c.IdleTimeout < time.Second):

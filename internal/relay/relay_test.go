@@ -71,17 +71,18 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func TestRelaySplicesAndCounts(t *testing.T) {
-	s, url := startServer(t, Config{})
-	a := startClient(t, url, "acme", "berlin", 1)
-	b := startClient(t, url, "acme", "paris", 2)
-
-	accepted := make(chan net.Conn, 1)
+// relayPair connects a to b through the relay and returns both ends,
+// failing (never hanging) when either side does not get its end.
+func relayPair(t testing.TB, a, b *Client) (ca, cb net.Conn) {
+	t.Helper()
+	type accepted struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan accepted, 1)
 	go func() {
 		c, err := b.Accept()
-		if err == nil {
-			accepted <- c
-		}
+		ch <- accepted{c, err}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -89,9 +90,26 @@ func TestRelaySplicesAndCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ca.Close()
-	cb := <-accepted
-	defer cb.Close()
+	t.Cleanup(func() { ca.Close() })
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Cleanup(func() { r.c.Close() })
+		return ca, r.c
+	case <-ctx.Done():
+		t.Fatal("relayed connection not accepted within 30 s")
+	}
+	return nil, nil
+}
+
+func TestRelaySplicesAndCounts(t *testing.T) {
+	s, url := startServer(t, Config{})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+
+	ca, cb := relayPair(t, a, b)
 	if got, want := cb.RemoteAddr().String(), a.Addr().String(); got != want {
 		t.Errorf("accepted side sees %s, want the caller's handle %s", got, want)
 	}
@@ -184,6 +202,10 @@ func TestRelayRefusesStrangersOtherTenantsAndOverCap(t *testing.T) {
 	if st.Refused[ReasonUnauthorized] < 2 || st.Refused[ReasonUnknown] < 1 || st.Refused[ReasonByteCap] < 1 || st.Refused[ReasonCut] < 1 {
 		t.Errorf("refusals counted: %v", st.Refused)
 	}
+	// Charged before forwarding: the cap is exact.
+	if st.Bytes != 1000 {
+		t.Errorf("relay carried %d bytes for a cap of 1000", st.Bytes)
+	}
 }
 
 func TestRelayTokenCap(t *testing.T) {
@@ -266,21 +288,7 @@ func TestRelayClosesIdleConnections(t *testing.T) {
 	s, url := startServer(t, Config{IdleTimeout: time.Second})
 	a := startClient(t, url, "acme", "berlin", 1)
 	b := startClient(t, url, "acme", "paris", 2)
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if c, err := b.Accept(); err == nil {
-			accepted <- c
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ca, err := a.Dial(ctx, b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
-	cb := <-accepted
-	defer cb.Close()
+	ca, _ := relayPair(t, a, b)
 	// Neither side sends: the relay closes both within a few idle periods.
 	_ = ca.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := ca.Read(make([]byte, 1)); err == nil {
@@ -321,19 +329,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	url := startServerB(b)
 	a := startClientB(b, url, 1)
 	c := startClientB(b, url, 2)
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		if nc, err := c.Accept(); err == nil {
-			accepted <- nc
-		}
-	}()
-	ca, err := a.Dial(context.Background(), c.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ca.Close()
-	cb := <-accepted
-	defer cb.Close()
+	ca, cb := relayPair(b, a, c)
 	buf := make([]byte, 1<<20)
 	b.SetBytes(int64(len(buf)))
 	b.ResetTimer()
@@ -384,4 +380,93 @@ func startClientB(b *testing.B, url string, id byte) *Client {
 		}
 	}
 	return c
+}
+
+// A tenant-mate with the same token that learned an agent's peer ID
+// cannot take its handle, neither while the agent is registered nor in
+// the moments it reconnects; the agent itself gets it back.
+func TestRelayHandleNotTakenOverByTenantMate(t *testing.T) {
+	s, url := startServer(t, Config{})
+	newClient := func() *Client {
+		var pid [20]byte
+		pid[0] = 5
+		c, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer acme/paris")
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	owner, mate := newClient(), newClient()
+	register := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = owner.control(ctx)
+		}()
+		waitFor(t, "the owner to register", func() bool {
+			owner.mu.Lock()
+			defer owner.mu.Unlock()
+			return s.Stats().Controls == 1 && owner.resume != ""
+		})
+		return func() {
+			cancel()
+			<-done
+			waitFor(t, "the owner's control to end", func() bool { return s.Stats().Controls == 0 })
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	stop := register()
+	if err := mate.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("takeover of a live handle: %v, want 409", err)
+	}
+	stop()
+	if err := mate.control(ctx); !IsRefused(err, http.StatusConflict) {
+		t.Errorf("takeover while the owner reconnects: %v, want 409", err)
+	}
+	stop = register() // the owner presents its resume secret
+	stop()
+	if got := s.Stats().Refused[ReasonConflict]; got != 2 {
+		t.Errorf("conflicts counted: %d, want 2", got)
+	}
+}
+
+// One tenant filling its share leaves room for the others.
+func TestRelayPerTenantCaps(t *testing.T) {
+	s, url := startServer(t, Config{MaxControls: 8, MaxControlsPerTenant: 2, MaxSessionsPerTenant: 1})
+	a := startClient(t, url, "acme", "berlin", 1)
+	b := startClient(t, url, "acme", "paris", 2)
+	var pid [20]byte
+	pid[0] = 3
+	third, err := NewClient(ClientConfig{URL: url, PeerID: pid, Tenant: "acme", Authorize: func(r *http.Request) error {
+		r.Header.Set("Authorization", "Bearer acme/rome")
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := third.control(ctx); !IsRefused(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "max_controls_per_tenant") {
+		t.Errorf("acme's third agent: %v, want 503 naming max_controls_per_tenant", err)
+	}
+	// Another tenant still registers and connects.
+	g1 := startClient(t, url, "globex", "berlin", 4)
+	g2 := startClient(t, url, "globex", "paris", 5)
+
+	relayPair(t, a, b) // acme's one session
+	if _, err := b.Dial(ctx, a.Addr().String()); !IsRefused(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "max_sessions_per_tenant") {
+		t.Errorf("acme's second session: %v, want 503 naming max_sessions_per_tenant", err)
+	}
+	relayPair(t, g1, g2)
+	if st := s.Stats(); st.Controls != 4 || st.Sessions != 2 {
+		t.Errorf("stats %+v, want 4 controls and 2 sessions", st)
+	}
 }

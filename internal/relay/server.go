@@ -2,6 +2,7 @@ package relay
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -82,14 +83,20 @@ type Server struct {
 
 	mu       sync.Mutex
 	controls map[ctlKey]*control
+	// held remembers the resume secret of handles whose control ended,
+	// for ownerHold: the agent reconnecting in that time gets its
+	// handle back, nobody else does.
+	held     map[ctlKey]heldHandle
 	pending  map[string]*session
-	sessions int            // pending and spliced
-	perCred  map[string]int // connections of every kind per credential
-	budget   map[string]*dayBudget
-	bytes    map[siteKey]*atomic.Int64
-	refused  map[string]int64
-	live     map[net.Conn]struct{} // hijacked connections, closed by Close
-	closed   bool
+	sessions int // pending and spliced
+	// per tenant: sessions and registered controls
+	tenantSessions, tenantControls map[string]int
+	perCred                        map[string]int // connections of every kind per credential
+	budget                         map[string]*dayBudget
+	bytes                          map[siteKey]*atomic.Int64
+	refused                        map[string]int64
+	live                           map[net.Conn]struct{} // hijacked connections, closed by Close
+	closed                         bool
 
 	total    atomic.Int64
 	logLimit lograte.Limiter
@@ -103,6 +110,7 @@ type dayBudget struct {
 type control struct {
 	caller Caller
 	handle netip.AddrPort
+	resume string      // proves a re-registration comes from the same agent
 	out    chan string // "connect" lines
 	done   chan struct{}
 	once   sync.Once
@@ -126,7 +134,7 @@ func NewServer(cfg Config, auth AuthFunc, log *slog.Logger) *Server {
 	}
 	return &Server{
 		cfg: cfg.WithDefaults(), auth: auth, log: log, now: time.Now,
-		controls: map[ctlKey]*control{}, pending: map[string]*session{},
+		controls: map[ctlKey]*control{}, held: map[ctlKey]heldHandle{}, tenantSessions: map[string]int{}, tenantControls: map[string]int{}, pending: map[string]*session{},
 		perCred: map[string]int{}, budget: map[string]*dayBudget{},
 		bytes: map[siteKey]*atomic.Int64{}, refused: map[string]int64{},
 		live: map[net.Conn]struct{}{},
@@ -212,9 +220,13 @@ func (s *Server) takeLocked(c Caller, session bool) (string, int, string) {
 	if session && s.sessions >= s.cfg.MaxSessions {
 		return ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, %d relayed connections (max_sessions)", s.cfg.MaxSessions)
 	}
+	if session && s.tenantSessions[c.Tenant] >= s.cfg.MaxSessionsPerTenant {
+		return ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, tenant %q has %d relayed connections (max_sessions_per_tenant)", c.Tenant, s.cfg.MaxSessionsPerTenant)
+	}
 	s.perCred[c.Credential]++
 	if session {
 		s.sessions++
+		s.tenantSessions[c.Tenant]++
 	}
 	return "", 0, ""
 }
@@ -227,6 +239,9 @@ func (s *Server) release(c Caller, session bool) {
 	}
 	if session {
 		s.sessions--
+		if s.tenantSessions[c.Tenant]--; s.tenantSessions[c.Tenant] <= 0 {
+			delete(s.tenantSessions, c.Tenant)
+		}
 	}
 }
 
@@ -284,14 +299,26 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	key := ctlKey{c.Tenant, ctl.handle}
 	s.mu.Lock()
 	old := s.controls[key]
+	// A handle derives from the peer ID, which every peer of the agent
+	// sees: only the agent that registered it first (it holds the resume
+	// secret) may register it again, live or lately gone.
+	ctl.resume = s.resumeSecretLocked(key, old)
 	switch {
 	case old != nil && old.caller.Credential != c.Credential:
 		s.mu.Unlock()
 		s.refuse(w, r, ReasonConflict, http.StatusConflict, "relay: this handle is registered by another token")
 		return
+	case ctl.resume != "" && subtle.ConstantTimeCompare([]byte(ctl.resume), []byte(r.URL.Query().Get("resume"))) != 1:
+		s.mu.Unlock()
+		s.refuse(w, r, ReasonConflict, http.StatusConflict, "relay: this handle is held by another agent")
+		return
 	case old == nil && len(s.controls) >= s.cfg.MaxControls:
 		s.mu.Unlock()
 		s.refuse(w, r, ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, %d agents registered (max_controls)", s.cfg.MaxControls))
+		return
+	case old == nil && s.tenantControls[c.Tenant] >= s.cfg.MaxControlsPerTenant:
+		s.mu.Unlock()
+		s.refuse(w, r, ReasonSessions, http.StatusServiceUnavailable, fmt.Sprintf("relay: busy, tenant %q has %d agents registered (max_controls_per_tenant)", c.Tenant, s.cfg.MaxControlsPerTenant))
 		return
 	}
 	if reason, status, msg := s.takeLocked(c, false); reason != "" {
@@ -302,12 +329,23 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	if old != nil {
 		old.stop() // the same agent reconnecting: the newer connection wins
 	}
+	if ctl.resume == "" {
+		ctl.resume = newResumeSecret()
+	}
+	delete(s.held, key)
+	if old == nil {
+		s.tenantControls[c.Tenant]++
+	}
 	s.controls[key] = ctl
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		if s.controls[key] == ctl {
 			delete(s.controls, key)
+			if s.tenantControls[c.Tenant]--; s.tenantControls[c.Tenant] <= 0 {
+				delete(s.tenantControls, c.Tenant)
+			}
+			s.holdLocked(key, ctl.resume)
 		}
 		s.mu.Unlock()
 		ctl.stop()
@@ -325,7 +363,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request, c Caller) 
 	}()
 	ping := time.NewTicker(PingEvery)
 	defer ping.Stop()
-	if !writeLine(conn, "ok "+ctl.handle.String()) {
+	if !writeLine(conn, "ok "+ctl.handle.String()+" "+ctl.resume) {
 		return
 	}
 	for {
@@ -347,6 +385,49 @@ func writeLine(conn net.Conn, line string) bool {
 	_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err := io.WriteString(conn, line+"\n")
 	return err == nil
+}
+
+// ownerHold is how long a handle stays reserved for its agent after its
+// control ends: longer than the agent's longest reconnect back-off.
+const ownerHold = 5 * time.Minute
+
+type heldHandle struct {
+	resume string
+	until  time.Time
+}
+
+// resumeSecretLocked is the secret a registration of key must present,
+// "" when the handle is free.
+func (s *Server) resumeSecretLocked(key ctlKey, live *control) string {
+	if live != nil {
+		return live.resume
+	}
+	if h, ok := s.held[key]; ok && s.now().Before(h.until) {
+		return h.resume
+	}
+	return ""
+}
+
+// holdLocked reserves key for ownerHold, dropping expired holds; bounded
+// by MaxControls (past it the handle is simply free again).
+func (s *Server) holdLocked(key ctlKey, resume string) {
+	now := s.now()
+	if len(s.held) >= s.cfg.MaxControls {
+		for k, h := range s.held {
+			if !now.Before(h.until) {
+				delete(s.held, k)
+			}
+		}
+	}
+	if len(s.held) < s.cfg.MaxControls {
+		s.held[key] = heldHandle{resume, now.Add(ownerHold)}
+	}
+}
+
+func newResumeSecret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // serveDial connects the caller to the agent with the handle it names.
@@ -489,12 +570,21 @@ func (s *Server) budgetLocked(tenant string) *dayBudget {
 	return b
 }
 
-// spend counts n bytes sent toward an agent of to; false when the
-// tenant's allowance is now spent.
-func (s *Server) spend(to Caller, n int) bool {
-	s.total.Add(int64(n))
+// spend reserves up to n bytes sent toward an agent of to and returns
+// how many may be forwarded: fewer than n when the tenant's allowance
+// runs out. Charging before forwarding keeps the daily cap exact.
+func (s *Server) spend(to Caller, n int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	b := s.budgetLocked(to.Tenant)
+	if left := int64(s.cfg.MaxBytesPerDay) - b.used; int64(n) > left {
+		n = int(max(left, 0))
+	}
+	if n == 0 {
+		return 0
+	}
+	b.used += int64(n)
+	s.total.Add(int64(n))
 	k := siteKey{to.Tenant, to.Site}
 	ctr := s.bytes[k]
 	if ctr == nil && len(s.bytes) >= maxSiteCounters {
@@ -508,9 +598,7 @@ func (s *Server) spend(to Caller, n int) bool {
 		s.bytes[k] = ctr
 	}
 	ctr.Add(int64(n))
-	b := s.budgetLocked(to.Tenant)
-	b.used += int64(n)
-	return b.used <= int64(s.cfg.MaxBytesPerDay)
+	return n
 }
 
 // splice copies between a (the caller) and b (the called agent) until
@@ -531,12 +619,21 @@ func (s *Server) splice(a net.Conn, ac Caller, b net.Conn, bc Caller) {
 			n, err := src.Read(buf)
 			if n > 0 {
 				last.Store(time.Now().UnixNano())
-				_ = dst.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
+				ok := s.spend(to, n)
+				if ok > 0 {
+					_ = dst.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
+					if _, werr := dst.Write(buf[:ok]); werr != nil {
+						return
+					}
 				}
-				if !s.spend(to, n) {
-					cut.Store(true)
+				if ok < n {
+					// Counted before both sides close, so whoever sees
+					// the cut also sees it in Stats.
+					if cut.CompareAndSwap(false, true) {
+						s.mu.Lock()
+						s.refused[ReasonCut]++
+						s.mu.Unlock()
+					}
 					return
 				}
 			}
@@ -553,11 +650,6 @@ func (s *Server) splice(a net.Conn, ac Caller, b net.Conn, bc Caller) {
 	go pump(b, bc, a)
 	go pump(a, ac, b)
 	wg.Wait()
-	if cut.Load() {
-		s.mu.Lock()
-		s.refused[ReasonCut]++
-		s.mu.Unlock()
-	}
 }
 
 // Stats is what the relay has done, for the dashboard and /metrics.

@@ -6,6 +6,7 @@
 //	tbtool fetch URL                print a URL's body (health, metrics)
 //	tbtool progress FILE...         summarise agents' status JSON; exit 0 when all are ready
 //	tbtool report -dir D [flags]    read a run's data directory, print the table, write JSON
+//	tbtool verify -manifest M -dir D   check D's files against a release manifest's SHA-256s
 //
 // It uses only the standard library and internal/capacity (the model of
 // swarmship plan, itself standard library only) so that it builds in a
@@ -37,7 +38,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tbtool get|fetch|progress|report ...")
+		fmt.Fprintln(os.Stderr, "usage: tbtool get|fetch|progress|report|verify ...")
 		os.Exit(2)
 	}
 	var err error
@@ -54,6 +55,8 @@ func main() {
 		}
 	case "report":
 		err = cmdReport(os.Args[2:])
+	case "verify":
+		err = cmdVerify(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -182,24 +185,27 @@ type agentStatus struct {
 		Active       string `json:"active"`
 		Reason       string `json:"reason"`
 	} `json:"subscriptions"`
-	Releases []struct {
-		Name       string `json:"name"`
-		Version    string `json:"version"`
-		State      string `json:"state"`
-		Size       int64  `json:"size"`
-		Completed  int64  `json:"completed"`
-		Downloaded struct {
-			Peer    int64 `json:"peer"`
-			Origin  int64 `json:"origin"`
-			WebSeed int64 `json:"webseed"`
-		} `json:"downloaded"`
-		Uploaded  int64     `json:"uploaded"`
-		Peers     int       `json:"peers"`
-		LastError string    `json:"last_error"`
-		Started   time.Time `json:"started"`
-		Verified  time.Time `json:"verified"`
-		Activated time.Time `json:"activated"`
-	} `json:"releases"`
+	Releases []agentRelease `json:"releases"`
+}
+
+type agentRelease struct {
+	Name       string `json:"name"`
+	Version    string `json:"version"`
+	State      string `json:"state"`
+	Size       int64  `json:"size"`
+	Completed  int64  `json:"completed"`
+	Reused     int64  `json:"reused"`
+	Downloaded struct {
+		Peer    int64 `json:"peer"`
+		Origin  int64 `json:"origin"`
+		WebSeed int64 `json:"webseed"`
+	} `json:"downloaded"`
+	Uploaded  int64     `json:"uploaded"`
+	Peers     int       `json:"peers"`
+	LastError string    `json:"last_error"`
+	Started   time.Time `json:"started"`
+	Verified  time.Time `json:"verified"`
+	Activated time.Time `json:"activated"`
 }
 
 func readStatus(file string) (*agentStatus, error) {
@@ -226,6 +232,25 @@ func (st *agentStatus) ready() bool {
 	return true
 }
 
+// readyWith is ready, and with a version also that the agent activated it
+// (a delta run's agents are ready with the previous version already).
+func (st *agentStatus) readyWith(version string) bool {
+	if !st.ready() {
+		return false
+	}
+	return version == "" || st.release(version) != nil && !st.release(version).Activated.IsZero()
+}
+
+// release returns the status of one version, nil if the agent has none.
+func (st *agentStatus) release(version string) *agentRelease {
+	for i := range st.Releases {
+		if st.Releases[i].Version == version {
+			return &st.Releases[i]
+		}
+	}
+	return nil
+}
+
 // cmdProgress prints one line: agents ready, bytes completed. With -log
 // FILE -t SECONDS it appends one line per agent to FILE (a timeline:
 // seconds, agent, completed, from peers, from origin, uploaded, peer
@@ -234,6 +259,7 @@ func cmdProgress(args []string) (bool, error) {
 	fs := flag.NewFlagSet("progress", flag.ExitOnError)
 	logFile := fs.String("log", "", "append a timeline line per agent here")
 	at := fs.Float64("t", 0, "seconds since the start, for -log")
+	version := fs.String("version", "", "count only this release version; an agent is ready once it activated it")
 	fs.Parse(args)
 	files := fs.Args()
 	var ready int
@@ -244,10 +270,13 @@ func cmdProgress(args []string) (bool, error) {
 		if err != nil {
 			continue
 		}
-		if st.ready() {
+		if st.readyWith(*version) {
 			ready++
 		}
 		for _, r := range st.Releases {
+			if *version != "" && r.Version != *version {
+				continue
+			}
 			done += r.Completed
 			size += r.Size
 			peer += r.Downloaded.Peer
@@ -499,6 +528,7 @@ type Report struct {
 	P2POverHTT float64       `json:"p2p_over_http,omitempty"`
 	Targets    []Target      `json:"targets"`
 	Prediction *Prediction   `json:"prediction,omitempty"`
+	Delta      *DeltaReport  `json:"delta,omitempty"` // DELTA=1: the v2 phase; P2P is then the v1 phase
 }
 
 // Prediction is what `swarmship plan` (internal/capacity) expects for
@@ -553,6 +583,10 @@ func cmdReport(args []string) error {
 	fs.Float64Var(&p.StartupGraceS, "startup-grace", 0, "")
 	fs.BoolVar(&p.Pacing, "pacing", false, "")
 	fs.StringVar(&p.OriginShare, "origin-share", "", "")
+	pairFile := fs.String("pair", "", "delta run: the pair's JSON (scripts/bench/delta -gen)")
+	deltaPiece := fs.Int64("delta-piece-length", 0, "delta run: v2's piece length")
+	zsync := fs.Int64("zsync-bytes", 0, "delta run: zsync's bytes for the same pair, to compare sites with")
+	fresh := fs.Int("fresh", 0, "delta run: agents per branch that joined holding nothing")
 	fs.Parse(args)
 	if *dir == "" || p.SizeBytes <= 0 {
 		return errors.New("report needs -dir and -size")
@@ -724,6 +758,12 @@ func cmdReport(args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "tbtool: no prediction: %v\n", err)
 	}
+	d, dts, err := deltaReport(*dir, t, *pairFile, *deltaPiece, *zsync, *fresh)
+	if err != nil {
+		return err
+	}
+	r.Delta = d
+	r.Targets = append(r.Targets, dts...)
 	printReport(os.Stdout, &r)
 	if *out != "" {
 		for i := range r.Targets {
@@ -889,6 +929,9 @@ func printReport(w io.Writer, r *Report) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	if r.Delta != nil {
+		printDelta(w, r.Delta)
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
