@@ -80,6 +80,7 @@ type Agent struct {
 	refreshErrs int64
 	wake        chan struct{}
 	pol         policyState
+	fleet       fleetState // fleet policy from the catalog (fleetpolicy.go)
 	evictions   int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
@@ -123,6 +124,10 @@ type Agent struct {
 	selfState     selfupdate.State
 	selfWhy       string
 	healthWritten bool
+
+	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
+	// started with, the fleet policy's if that was stricter.
+	localMode policy.Mode
 }
 
 // download is one release in the torrent client.
@@ -255,6 +260,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	// The fleet policy in force at the last run may set a stricter mode;
+	// peer connections are set up once, here (fleetpolicy.go).
+	a.localMode = cfg.Mode
+	a.loadFleet()
+	cfg = a.startWithFleetMode()
 	a.watch = a.newCatalogWatch()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
@@ -496,6 +506,9 @@ func (a *Agent) refresh(ctx context.Context) error {
 	err := tlsHint(a.catalog.Refresh(ctx))
 	tracing.End(span, err)
 	a.noteCatalogErr(err)
+	if err == nil {
+		a.refreshFleet(ctx)
+	}
 	return err
 }
 
@@ -627,7 +640,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		}
 		// Room first: a release larger than the quota is refused, and GC
 		// makes space before a download whose bytes are not cached yet.
-		err = policy.CheckFits(m.TotalSize, a.cfg.QuotaBytes())
+		err = policy.CheckFits(m.TotalSize, a.quotaBytes())
 		if rec, cached, _ := a.state.Get(ref.String()); err == nil && (!cached || rec.Phase == PhaseFailed || rec.Phase == PhaseQueued) {
 			err = a.gc(m.TotalSize, now)
 		}

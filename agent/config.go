@@ -29,7 +29,8 @@ type Config struct {
 	Region  string        `yaml:"region"`
 	Tenant  string        `yaml:"tenant"`
 	// Labels place the agent in label waves of rollout plans
-	// (`--waves label:canary,...`).
+	// (`--waves label:canary,...`) and select fleet policy documents
+	// (assign.labels), e.g. [stores, eu-north].
 	Labels []string `yaml:"labels"`
 	// Token (or TokenFile) is the access token from `swarmship token
 	// issue`, sent to the tracker and to a private catalog.
@@ -351,6 +352,9 @@ func (c *Config) Validate() error {
 				return fielderr.New(f.name, "%v", err)
 			}
 		}
+	}
+	if len(c.Labels) > maxLabels {
+		return fielderr.New("labels", "more than %d labels", maxLabels)
 	}
 	for i, l := range c.Labels {
 		if err := release.ValidateName("label", l); err != nil {

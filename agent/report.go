@@ -265,6 +265,7 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		Subscriptions: []report.Subscription{},
 		Releases:      []report.Release{},
 	}
+	fleetReport(&r.Policy, st.Policy.Fleet)
 	for _, s := range st.Subscriptions {
 		if len(r.Subscriptions) == report.MaxSubs {
 			break

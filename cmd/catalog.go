@@ -25,6 +25,7 @@ func newCatalogCmd() *cobra.Command {
 	}
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
+	c.AddCommand(newCatalogPolicyCmd())
 	return c
 }
 

@@ -290,6 +290,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 		}
 	}
 	tw.Flush()
+	printFleetPolicy(w, st.Policy.Fleet)
 	// Damaged state found at start (corrupt databases, re-adopted releases).
 	for i, r := range st.Recovered {
 		if i == 0 {

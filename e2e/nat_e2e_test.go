@@ -259,7 +259,7 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 // file appears.
 func runNATRole(t *testing.T, role string) {
 	dir := os.Getenv(natDirEnv)
-	deadline := time.Now().Add(260 * time.Second) // past the parent's deadline
+	deadline := time.Now().Add(250 * time.Second) // past the parent's deadline, inside -test.timeout
 	var tc *tls.Config
 	if os.Getenv(natTLSEnv) == "1" {
 		var err error

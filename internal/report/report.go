@@ -30,6 +30,9 @@ const (
 	MaxText     = 1024 // errors, reasons, URLs
 	MaxIDLen    = 64
 	MaxNameLen  = 128 // the agent's display name
+	// MaxPolicyDocs bounds the fleet policy documents (and the value
+	// sources) one report names.
+	MaxPolicyDocs = 32
 )
 
 // Report is one agent's state at one moment.
@@ -74,6 +77,12 @@ type Policy struct {
 	Throttle      string `json:"throttle,omitempty"` // why transfers wait (metered, battery)
 	CachedBytes   int64  `json:"cached_bytes"`
 	QuotaBytes    int64  `json:"quota_bytes,omitempty"`
+	// PolicyDocs are the fleet policy documents in force; Sources says
+	// where each value came from ("local" or "policy:NAME"); PolicyError
+	// is why a document was refused or not read.
+	PolicyDocs  []string          `json:"policy_docs,omitempty"`
+	Sources     map[string]string `json:"sources,omitempty"`
+	PolicyError string            `json:"policy_error,omitempty"`
 }
 
 // Subscription is what one subscription resolves to.
@@ -205,6 +214,25 @@ func (r *Report) Validate() error {
 	}
 	if p.CachedBytes < 0 || p.QuotaBytes < 0 {
 		return errors.New("policy: negative cache figures")
+	}
+	if len(p.PolicyDocs) > MaxPolicyDocs || len(p.Sources) > MaxPolicyDocs {
+		return fmt.Errorf("policy: more than %d documents or sources", MaxPolicyDocs)
+	}
+	for _, d := range p.PolicyDocs {
+		if err := text("policy.policy_docs", d, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	for k, v := range p.Sources {
+		if err := text("policy.sources", k, MaxNameLen); err != nil {
+			return err
+		}
+		if err := text("policy.sources", v, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if err := text("policy.policy_error", p.PolicyError, MaxText); err != nil {
+		return err
 	}
 	if len(r.Subscriptions) > MaxSubs {
 		return fmt.Errorf("%d subscriptions, at most %d", len(r.Subscriptions), MaxSubs)

@@ -292,7 +292,16 @@
     const lim = v => !v || v === "unlimited" ? "∞" : v;
     if (lim(p.down_limit) !== "∞" || lim(p.up_limit) !== "∞") parts.push("↓" + lim(p.down_limit) + " ↑" + lim(p.up_limit));
     if (!p.upload_allowed) parts.push("no uploads" + (p.throttle ? " (" + p.throttle + ")" : ""));
+    if (p.policy_docs && p.policy_docs.length) parts.push("fleet: " + p.policy_docs.join(","));
+    if (p.policy_error) parts.push("⚠ " + p.policy_error);
     return parts.join(" · ");
+  }
+
+  // policySources says where each value came from (fleet policy), for the
+  // cell's tooltip: "down: policy:stores, mode: local".
+  function policySources(p) {
+    if (!p.sources) return undefined;
+    return Object.keys(p.sources).sort().map(k => k + ": " + p.sources[k]).join(", ");
   }
 
   function agentsTable(list, known, now) {
@@ -306,7 +315,7 @@
         el("td", {}, el("span", { class: "dot " + (a.live ? "live" : "missing") }), a.live ? "live" : "missing"),
         el("td", { class: "num", text: ago(a.last_seen, now) }),
         el("td", { class: "mono", text: a.releases.join(", ") || "—" }),
-        el("td", { "data-upload": a.policy.upload_allowed, text: policyText(a.policy) }),
+        el("td", { "data-upload": a.policy.upload_allowed, title: policySources(a.policy), text: policyText(a.policy) }),
         el("td", { class: "num", text: a.peers }),
         el("td", { class: "num", text: bytes(a.uploaded) }),
         el("td", { class: "err", text: [a.catalog_error, a.self_update && "self-update " + a.self_update].filter(Boolean).join("; ") })));
