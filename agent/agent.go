@@ -32,6 +32,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
@@ -79,7 +80,14 @@ type Agent struct {
 	refreshErrs int64
 	wake        chan struct{}
 	pol         policyState
-	evictions   int64
+	fleet       fleetState // fleet policy from the catalog (fleetpolicy.go)
+	// deadlines tracks downloads with a deliver-by time (windows.go);
+	// lastDownRate is the latest rate measured for one, the projection of
+	// a download that has not run yet.
+	deadlines    map[string]*deadlineTrack
+	lastDownRate float64
+	gateTimings  map[string]gateTiming // by name@version, windows.go
+	evictions    int64
 	// originHashFails counts origin pieces that failed their hash check.
 	originHashFails atomic.Int64
 	// stateFailing is set while release records cannot be written.
@@ -114,6 +122,18 @@ type Agent struct {
 	lsd *lsd.Service
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
+
+	// version is Options.Version; selfState is the self-update state read
+	// at start (selfupdate.go); selfWhy the last reason not to update;
+	// healthWritten is set once a binary on trial said it is healthy.
+	version       string
+	selfState     selfupdate.State
+	selfWhy       string
+	healthWritten bool
+
+	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
+	// started with, the fleet policy's if that was stricter.
+	localMode policy.Mode
 }
 
 // download is one release in the torrent client.
@@ -160,6 +180,9 @@ type Options struct {
 	Store catalog.Store
 	// Now is the clock for schedules and windows (tests shift it).
 	Now func() time.Time
+	// Version is the running binary's version (cmd.Version), reported
+	// and compared with the self_update release.
+	Version string
 }
 
 // New opens the agent's state and starts its BitTorrent client. It does not
@@ -170,6 +193,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		log = slog.Default()
 	}
 	log = log.With("site", cfg.Site)
+	cfg = cfg.withSelfSubscription()
 	root, err := os.ReadFile(cfg.Catalog.Root)
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
@@ -224,11 +248,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, fmt.Errorf("piece completion database: %w", err)
 	}
+	selfState, err := selfupdate.Load(SelfUpdateStatePath(cfg.CacheDir))
+	if err != nil {
+		log.Error("self-update state unreadable; starting afresh", "err", err)
+	}
 	a := &Agent{
+		version: opts.Version, selfState: selfState,
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
-		downloads: map[string]*download{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
+		downloads: map[string]*download{}, deadlines: map[string]*deadlineTrack{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
@@ -237,6 +266,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	// The fleet policy in force at the last run may set a stricter mode;
+	// peer connections are set up once, here (fleetpolicy.go).
+	a.localMode = cfg.Mode
+	a.loadFleet()
+	cfg = a.startWithFleetMode()
 	a.watch = a.newCatalogWatch()
 	for _, r := range []*Recovery{stateRec, complRec} {
 		if r != nil {
@@ -354,8 +388,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	// Run also returns with ctx alive (a self-update): the loops started
+	// here stop on this cancel, which runs before they are waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
+	defer cancel()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
@@ -384,10 +423,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = time.Second
 			refresh.Reset(a.cfg.RefreshInterval)
 			a.adoptPending(ctx)
+			a.noteRefreshed()
 		case <-tick.C:
 		case <-a.wake:
 		}
 		a.reconcile(ctx)
+		if up := a.selfUpdateDue(); up != nil {
+			return up
+		}
 	}
 }
 
@@ -469,6 +512,9 @@ func (a *Agent) refresh(ctx context.Context) error {
 	err := tlsHint(a.catalog.Refresh(ctx))
 	tracing.End(span, err)
 	a.noteCatalogErr(err)
+	if err == nil {
+		a.refreshFleet(ctx)
+	}
 	return err
 }
 
@@ -557,6 +603,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			continue
 		}
 		st.Target = rel.Version
+		s.entry = rel.Timing // the release's signed timing, for the gates
 		if err := a.step(ctx, s, rel.Ref, &st); err != nil {
 			st.Reason = err.Error()
 		}
@@ -600,7 +647,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		}
 		// Room first: a release larger than the quota is refused, and GC
 		// makes space before a download whose bytes are not cached yet.
-		err = policy.CheckFits(m.TotalSize, a.cfg.QuotaBytes())
+		err = policy.CheckFits(m.TotalSize, a.quotaBytes())
 		if rec, cached, _ := a.state.Get(ref.String()); err == nil && (!cached || rec.Phase == PhaseFailed || rec.Phase == PhaseQueued) {
 			err = a.gc(m.TotalSize, now)
 		}
@@ -621,6 +668,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	if err != nil {
 		return err
 	}
+	a.noteGateTiming(ref.String(), sub) // for the freeze and window gates (windows.go)
 	switch {
 	case rec.Phase == PhaseActive && st.Active == ref.Version && rec.HealthPending:
 		// Killed between the switch and the health check: check now.
@@ -633,7 +681,9 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
 	case !d.t.Complete().Bool():
+		sub, plan := a.deadlineSub(sub, d, now)
 		ok, why := a.mayDownload(sub, now)
+		why = withDeadline(why, plan)
 		d.pause(!ok)
 		if fault := d.writeFault(); fault != "" {
 			ok, why = false, fault
@@ -680,6 +730,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	a.setPhase(rec, PhaseVerified, "")
 	rec.Verified, rec.LastError = time.Now(), ""
 	_ = a.saveRecord(rec) // logged; activate writes the record again
+	a.forgetDeadline(ref.String())
 	return a.activate(ctx, d, rec)
 }
 

@@ -29,7 +29,8 @@ type Config struct {
 	Region  string        `yaml:"region"`
 	Tenant  string        `yaml:"tenant"`
 	// Labels place the agent in label waves of rollout plans
-	// (`--waves label:canary,...`).
+	// (`--waves label:canary,...`) and select fleet policy documents
+	// (assign.labels), e.g. [stores, eu-north].
 	Labels []string `yaml:"labels"`
 	// Token (or TokenFile) is the access token from `swarmship token
 	// issue`, sent to the tracker and to a private catalog.
@@ -54,6 +55,9 @@ type Config struct {
 	TimeZone string `yaml:"timezone"`
 	// Rates are bandwidth profiles chosen by a weekly schedule.
 	Rates RatesConfig `yaml:"rates"`
+	// Deadline says what the agent may do to meet a deliver-by time its
+	// download windows cannot (windows.go).
+	Deadline DeadlineConfig `yaml:"deadline"`
 	// Mode is on, download-only, origin-only or offline.
 	Mode policy.Mode `yaml:"mode"`
 	// CacheQuota bounds the release cache, e.g. "20GiB" (units as
@@ -73,6 +77,9 @@ type Config struct {
 	// Failover says how long catalog mirrors, trackers and offload
 	// sources may take and how long one that failed is skipped.
 	Failover failover.Config `yaml:"failover"`
+	// SelfUpdate follows a release holding the swarmship binary and
+	// replaces this one with it (selfupdate.go); off unless release is set.
+	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -157,6 +164,16 @@ type Subscription struct {
 	// e.g. "daily 22:00-06:00"); Urgent ignores metered/battery rules.
 	Windows []policy.Window `yaml:"windows"`
 	Urgent  bool            `yaml:"urgent"`
+	// Activate are weekly windows in which a downloaded release may
+	// switch ("Sun 02:00-04:00"); ActivateAt is the instant it may
+	// (signage on air at a set time); DeliverBy is when the bytes should
+	// be in (see deadline). The release's own timing in the catalog
+	// applies too: both must allow the switch.
+	Activate   []policy.Window `yaml:"activate"`
+	ActivateAt time.Time       `yaml:"activate_at"`
+	DeliverBy  time.Time       `yaml:"deliver_by"`
+	// entry is the release's signed timing, set per pass (reconcile).
+	entry catalog.Timing
 }
 
 func (s Subscription) String() string {
@@ -303,6 +320,7 @@ func (c Config) withDefaults() Config {
 	c.Power = c.Power.withDefaults()
 	c.Report = c.Report.withDefaults()
 	c.Failover = c.Failover.WithDefaults()
+	c.SelfUpdate = c.SelfUpdate.withDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -348,6 +366,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if len(c.Labels) > maxLabels {
+		return fielderr.New("labels", "more than %d labels", maxLabels)
+	}
 	for i, l := range c.Labels {
 		if err := release.ValidateName("label", l); err != nil {
 			return fielderr.New(fielderr.Index("labels", i), "%v", err)
@@ -366,7 +387,7 @@ func (c *Config) Validate() error {
 		}
 		return fielderr.New(field, "a token needs peer_tls mode %s: without it any client that knows an infohash downloads private releases from this agent's peer port (or use mode origin-only)", peertls.ModeRequired)
 	}
-	if len(c.Subscriptions) == 0 {
+	if len(c.Subscriptions) == 0 && !c.SelfUpdate.Enabled() {
 		return fielderr.New("subscriptions", "lists no releases")
 	}
 	seen := map[string]bool{}
@@ -380,6 +401,9 @@ func (c *Config) Validate() error {
 		}
 		seen[s.Name] = true
 	}
+	if seen[c.SelfUpdate.Release] {
+		return fielderr.New("self_update.release", "%s is also in subscriptions: self_update subscribes to it", c.SelfUpdate.Release)
+	}
 	for _, section := range []struct {
 		key string
 		err error
@@ -391,10 +415,12 @@ func (c *Config) Validate() error {
 		{"status", c.Status.validate()},
 		{"hooks", c.Hooks.validate()},
 		{"rates", c.Rates.validate()},
+		{"deadline", c.Deadline.validate(c.Rates)},
 		{"tracing", c.Tracing.Validate()},
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
+		{"self_update", c.SelfUpdate.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
@@ -477,6 +503,11 @@ func (s Subscription) validate() error {
 	for i, w := range s.Windows {
 		if err := w.Validate(); err != nil {
 			return fielderr.New(fielderr.Index("windows", i), "%v", err)
+		}
+	}
+	for i, w := range s.Activate {
+		if err := w.Validate(); err != nil {
+			return fielderr.New(fielderr.Index("activate", i), "%v", err)
 		}
 	}
 	return nil

@@ -172,3 +172,43 @@ func TestTokenNeedsPeerTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestParseConfigActivationAndDeadline: activate, activate_at, deliver_by
+// and the deadline section are accepted strictly and validated.
+func TestParseConfigActivationAndDeadline(t *testing.T) {
+	cfg := strings.Replace(goodConfig, "    channel: stable\n", `    channel: stable
+    activate: ["Sun 02:00-04:00"]
+    activate_at: 2026-12-24T18:00:00+01:00
+    deliver_by: 2026-12-23T00:00:00Z
+`, 1) + `rates:
+  profiles:
+    - {name: slow, down: 1MiB/s}
+    - {name: fast, down: 0}
+  default: slow
+deadline:
+  may_start_early: true
+  max_profile: fast
+`
+	c, err := ParseConfig("agent.yaml", []byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Subscriptions[0]
+	if len(s.Activate) != 1 || s.Activate[0].String() != "Sun 02:00-04:00" ||
+		!s.ActivateAt.Equal(time.Date(2026, 12, 24, 17, 0, 0, 0, time.UTC)) || !s.DeliverBy.Equal(time.Date(2026, 12, 23, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("subscription = %+v", s)
+	}
+	if !c.Deadline.MayStartEarly || c.Deadline.MaxProfile != "fast" {
+		t.Errorf("deadline = %+v", c.Deadline)
+	}
+	for _, bad := range []struct{ from, to, want string }{
+		{"max_profile: fast", "max_profile: turbo", "deadline.max_profile"},
+		{`activate: ["Sun 02:00-04:00"]`, `activate: ["Sun 25:00-04:00"]`, "activate"},
+		{"may_start_early: true", "may_start_early: sometimes", "agent.yaml:25:"},
+		{"deliver_by: 2026-12-23T00:00:00Z", "deliver_by: tomorrow", "deliver_by"},
+	} {
+		if _, err := ParseConfig("agent.yaml", []byte(strings.Replace(cfg, bad.from, bad.to, 1))); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: err = %v, want it to name %s", bad.to, err, bad.want)
+		}
+	}
+}

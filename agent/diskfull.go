@@ -250,7 +250,7 @@ func (a *Agent) gcForDisk(now time.Time) {
 	// Keep a margin for the state databases and partly written pieces.
 	const margin = 4 << 20
 	quota := max(used+free-remaining-margin, 1)
-	if q := a.cfg.QuotaBytes(); q > 0 {
+	if q := a.quotaBytes(); q > 0 {
 		quota = min(quota, q)
 	}
 	a.mu.Lock()

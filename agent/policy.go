@@ -28,11 +28,15 @@ type PolicyStatus struct {
 	Throttle    string      `json:"throttle,omitempty"` // why uploads or downloads wait (metered, battery)
 	QuotaBytes  int64       `json:"quota_bytes,omitempty"`
 	CachedBytes int64       `json:"cached_bytes"`
+	// Fleet is the fleet policy from the catalog merged in, with where
+	// each value came from.
+	Fleet *FleetPolicyStatus `json:"fleet,omitempty"`
 }
 
 // policyState is what applyPolicy last did, so it acts only on changes.
 type policyState struct {
 	status   PolicyStatus
+	prof     policy.RateProfile // the limits last applied
 	applied  bool
 	uploadOK bool
 	cond     policy.Conditions
@@ -47,22 +51,24 @@ type policyState struct {
 func (a *Agent) applyPolicy(now time.Time) {
 	cfg := a.cfg
 	loc := a.loc
-	sched := policy.Schedule{Location: loc, Rules: cfg.Rates.Schedule}
-	prof := policy.UnlimitedProfile
-	if len(cfg.Rates.Profiles) > 0 {
-		p, err := policy.ProfileAt(sched, cfg.Rates.Profiles, cfg.Rates.Default, now)
-		if err == nil {
-			prof = p
-		}
+	// The local rates, mode and quota merged with the fleet policy
+	// documents assigned to this agent (policy.MergeFleet).
+	eff := a.fleetEffective()
+	prof, rateOrigins, next := eff.ProfileAt(loc, now)
+	if w := eff.WindowsNextEdge(loc, now); !w.IsZero() && (next.IsZero() || w.Before(next)) {
+		next = w
+	}
+	if p, raised := a.deadlineProfile(prof); raised {
+		prof = p // a deliver-by time at risk; windows.go logs why
 	}
 	cond := a.readConditions()
 	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
-	upOK = upOK && cfg.Mode.Upload()
+	upOK = upOK && eff.Mode.Upload()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := &a.pol
-	if !st.applied || st.status.Profile != prof.Name {
+	if !st.applied || st.prof != prof {
 		setRate(a.down, prof.Down)
 		// The upload limiter's burst is the request-length cap (btclient).
 		btclient.SetUploadRate(a.up, float64(prof.Up))
@@ -80,19 +86,20 @@ func (a *Agent) applyPolicy(now time.Time) {
 			}
 		}
 		if st.applied {
-			a.log.Info("uploads "+map[bool]string{true: "allowed", false: "stopped"}[upOK], "mode", string(cfg.Mode), "reason", why)
+			a.log.Info("uploads "+map[bool]string{true: "allowed", false: "stopped"}[upOK], "mode", string(eff.Mode), "reason", why)
 		}
 	}
-	st.applied, st.uploadOK, st.cond = true, upOK, cond
+	st.applied, st.uploadOK, st.cond, st.prof = true, upOK, cond, prof
 	st.status = PolicyStatus{
-		Mode: cfg.Mode, Profile: prof.Name, DownLimit: prof.Down.String(), UpLimit: prof.Up.String(),
-		NextEdge: sched.NextChange(now), Upload: upOK, Throttle: why, QuotaBytes: cfg.QuotaBytes(),
-		CachedBytes: st.status.CachedBytes,
-	}
-	if len(cfg.Rates.Schedule) == 0 {
-		st.status.NextEdge = time.Time{}
+		Mode: eff.Mode, Profile: prof.Name, DownLimit: prof.Down.String(), UpLimit: prof.Up.String(),
+		NextEdge: next, Upload: upOK, Throttle: why, QuotaBytes: eff.Quota,
+		CachedBytes: st.status.CachedBytes, Fleet: a.fleetStatusLocked(eff, rateOrigins),
 	}
 }
+
+// quotaBytes is the cache quota in force (local file and fleet policy),
+// 0 for none.
+func (a *Agent) quotaBytes() int64 { return a.fleetEffective().Quota }
 
 // min0 is the smaller of two rates where 0 means unlimited.
 func min0(a, b policy.Rate) policy.Rate {
@@ -126,7 +133,13 @@ func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
 	a.mu.Lock()
 	cond := a.pol.cond
 	a.mu.Unlock()
-	return policy.MayDownload(policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: sub.Urgent}, now, cond, a.cfg.Power.PowerRules)
+	ok, why := policy.MayDownload(policy.Fetch{Windows: sub.Windows, Location: a.loc, Urgent: sub.Urgent}, now, cond, a.cfg.Power.PowerRules)
+	if !ok {
+		return ok, why
+	}
+	// The fleet policy's download windows narrow the subscription's, urgent
+	// or not: a local setting may only be stricter.
+	return a.fleetEffective().WindowOpen(sub.Windows, a.loc, now)
 }
 
 // readConditions reads battery and metered-interface state from sysfs.
@@ -159,7 +172,7 @@ func (a *Agent) readConditions() policy.Conditions {
 // and drops expired and yanked ones; see policy.PlanGC for the order.
 // Active and pinned releases are never evicted.
 func (a *Agent) gc(need int64, now time.Time) error {
-	return a.gcWithin(a.cfg.QuotaBytes(), need, now)
+	return a.gcWithin(a.quotaBytes(), need, now)
 }
 
 // gcWithin is gc with quota bytes as the limit (a full disk sets a lower

@@ -21,6 +21,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 )
 
 // ReportConfig makes the agent report its status to the origin, which
@@ -260,9 +261,11 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			UploadAllowed: st.Policy.Upload, Throttle: short(st.Policy.Throttle),
 			CachedBytes: max(st.Policy.CachedBytes, 0), QuotaBytes: max(st.Policy.QuotaBytes, 0),
 		},
+		AgentVersion:  short(a.version),
 		Subscriptions: []report.Subscription{},
 		Releases:      []report.Release{},
 	}
+	fleetReport(&r.Policy, st.Policy.Fleet)
 	for _, s := range st.Subscriptions {
 		if len(r.Subscriptions) == report.MaxSubs {
 			break
@@ -276,13 +279,20 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		if len(r.Releases) == report.MaxReleases {
 			break
 		}
-		r.Releases = append(r.Releases, report.Release{
+		out := report.Release{
 			Name: rel.Name, Version: rel.Version, InfoHash: rel.InfoHash, State: string(rel.Phase),
 			Size: max(rel.Size, 0), Completed: min(max(rel.Completed, 0), max(rel.Size, 0)),
 			Downloaded: report.Bytes{Peer: rel.Downloaded.Peer, Origin: rel.Downloaded.Origin, WebSeed: rel.Downloaded.WebSeed},
 			Uploaded:   rel.Uploaded, Peers: rel.Peers, Reused: min(max(rel.Reused, 0), max(rel.Size, 0)),
 			LastError: trim(rel.LastError), Reason: trim(rel.Reason),
-		})
+		}
+		if dl := rel.Deadline; dl != nil {
+			out.DeliverBy, out.Rate, out.AtRisk = dl.DeliverBy, min(max(dl.Rate, 0), report.MaxRate), dl.AtRisk
+		}
+		r.Releases = append(r.Releases, out)
+	}
+	if su := st.SelfUpdate; su != nil && su.Last != nil && su.Last.Result == selfupdate.RolledBack {
+		r.SelfUpdate = trim(fmt.Sprintf("%s rolled back: %s", su.Last.Version, su.Last.Reason))
 	}
 	return r
 }

@@ -41,6 +41,9 @@ type Status struct {
 	// Relay is the relay connection of a relay-mode agent (swarm.relay)
 	// and the bytes it carried.
 	Relay *relay.ClientStatus `json:"relay,omitempty"`
+	// SelfUpdate is the running binary's version and how updating it
+	// went (self_update).
+	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -63,6 +66,8 @@ type ReleaseStatus struct {
 	// Roster is how many downloaders (us included) the release's roster
 	// on the DHT lists, while the agent is on it (agent/dht.go dhtRoster).
 	Roster int `json:"roster,omitempty"`
+	// Deadline is the delivery against a deliver-by time, while downloading.
+	Deadline *DeadlineStatus `json:"deadline,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -81,13 +86,14 @@ func (a *Agent) Status() Status {
 		LSD:           a.LSDStats(),
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
+		SelfUpdate:    a.selfUpdateStatus(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}
 	st.Catalog.Watch = a.watch.State()
 	for _, r := range recs {
-		rs := ReleaseStatus{ReleaseState: *r}
+		rs := ReleaseStatus{ReleaseState: *r, Deadline: a.deadlineStatusLocked(r.Key())}
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Reused = d.reused.Load()

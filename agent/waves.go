@@ -23,7 +23,7 @@ import (
 type activationGate func(ctx context.Context, rec *ReleaseState, now time.Time) (bool, string)
 
 func (a *Agent) activationGates() []activationGate {
-	return []activationGate{a.waveGate}
+	return []activationGate{a.freezeGate, a.waveGate, a.windowGate} // windows.go: freeze, window
 }
 
 // mayActivate runs the gates in order.

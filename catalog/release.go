@@ -239,6 +239,30 @@ func (m *Manifest) SameContent(o *Manifest) bool {
 type EntryState struct {
 	Channels []string `json:"channels,omitempty"`
 	Yanked   bool     `json:"yanked,omitempty"`
+	Timing
+}
+
+// Timing is when a release may switch on and by when sites should have
+// it. It is entry state, not manifest: the same bytes can be rescheduled
+// or made urgent after publish (`catalog promote --urgent`, `catalog
+// schedule`) without a new version, and it is signed like channels.
+// Agents older than these fields ignore them and activate at once.
+type Timing struct {
+	// Urgent releases activate during catalog freezes and download
+	// despite metered links and low battery.
+	Urgent bool `json:"urgent,omitempty"`
+	// ActivateAt is the instant the release may go live; zero means any.
+	ActivateAt time.Time `json:"activate_at,omitzero"`
+	// Activate are weekly windows, in each site's time zone, in which the
+	// switch may happen ("Sun 02:00-04:00"); empty means any time.
+	Activate []string `json:"activate,omitempty"`
+	// DeliverBy is when every site should hold the bytes.
+	DeliverBy time.Time `json:"deliver_by,omitzero"`
+}
+
+// IsZero reports whether no timing is set.
+func (t Timing) IsZero() bool {
+	return !t.Urgent && t.ActivateAt.IsZero() && len(t.Activate) == 0 && t.DeliverBy.IsZero()
 }
 
 // Release is one catalog entry as listed from signed targets metadata.

@@ -285,7 +285,7 @@ func customOf(tf *metadata.TargetFiles) (EntryState, error) {
 
 func setCustom(tf *metadata.TargetFiles, st EntryState) {
 	sort.Strings(st.Channels)
-	if len(st.Channels) == 0 && !st.Yanked {
+	if len(st.Channels) == 0 && !st.Yanked && st.Timing.IsZero() {
 		tf.Custom = nil
 		return
 	}
@@ -404,6 +404,43 @@ func (r *Repo) Yank(name, version string) error {
 	}
 	setCustom(target, EntryState{Yanked: true})
 	r.dirty = true
+	return nil
+}
+
+// SetTiming replaces the timing of name@version (see Timing).
+func (r *Repo) SetTiming(name, version string, t Timing) error {
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	if err != nil {
+		return err
+	}
+	if len(t.Activate) > MaxActivateWindows {
+		return fmt.Errorf("%d activation windows, at most %d", len(t.Activate), MaxActivateWindows)
+	}
+	st.Timing = t
+	setCustom(target, st)
+	r.dirty = true
+	return nil
+}
+
+// MarkUrgent marks name@version urgent, keeping the rest of its timing.
+func (r *Repo) MarkUrgent(name, version string) error {
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	if err != nil {
+		return err
+	}
+	if !st.Urgent {
+		st.Urgent = true
+		setCustom(target, st)
+		r.dirty = true
+	}
 	return nil
 }
 

@@ -51,6 +51,10 @@ type RolloutPlan struct {
 	// Retry is raised by `rollout resume --retry`: agents whose health
 	// check failed this version try it again once per new value.
 	Retry int `json:"retry,omitempty"`
+	// Accepted is how many failed agents the gate counted when it last
+	// halted: a resume accepts them, and the gate then counts only
+	// failures beyond them.
+	Accepted int `json:"accepted,omitempty"`
 }
 
 // Duration is a time.Duration written as "30m" in JSON.
@@ -119,6 +123,9 @@ func (p *RolloutPlan) Validate() error {
 	case RolloutRunning, RolloutPaused, RolloutHalted, RolloutAborted, RolloutDone:
 	default:
 		return fmt.Errorf("rollout plan: unknown state %q", p.State)
+	}
+	if p.Accepted < 0 || p.Retry < 0 {
+		return errors.New("rollout plan: negative accepted or retry")
 	}
 	if p.Opened < 0 || p.Opened > len(p.Waves) {
 		return fmt.Errorf("rollout plan: %d waves open of %d", p.Opened, len(p.Waves))

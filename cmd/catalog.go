@@ -23,8 +23,10 @@ func newCatalogCmd() *cobra.Command {
 		Use:   "catalog",
 		Short: "Create, read, promote, yank and verify a signed catalog",
 	}
+	c.AddCommand(newCatalogFreezeCmd(), newCatalogScheduleCmd()) // freeze.go
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
+	c.AddCommand(newCatalogPolicyCmd())
 	return c
 }
 
@@ -144,10 +146,11 @@ func newCatalogShowCmd() *cobra.Command {
 			if jsonOutput() {
 				return printJSON(cmd.OutOrStdout(), struct {
 					*catalog.Manifest
-					Channels     []string      `json:"channels"`
-					Yanked       bool          `json:"yanked"`
-					DeltaSummary *deltaSummary `json:"delta_summary,omitempty"`
-				}{m, rel.Channels, rel.Yanked, ds})
+					Channels     []string        `json:"channels"`
+					Yanked       bool            `json:"yanked"`
+					DeltaSummary *deltaSummary   `json:"delta_summary,omitempty"`
+					Timing       *catalog.Timing `json:"timing,omitempty"`
+				}{m, rel.Channels, rel.Yanked, ds, timingOrNil(rel.Timing)})
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "release   %s@%s\ninfohash  %s\nsize      %s in %d files, %s pieces\ncreated   %s\n",
@@ -156,6 +159,7 @@ func newCatalogShowCmd() *cobra.Command {
 				fmt.Fprintf(w, "expires   %s\n", m.Expires.Format(time.RFC3339))
 			}
 			fmt.Fprintf(w, "channels  %s\nyanked    %v\n", strings.Join(rel.Channels, ","), rel.Yanked)
+			printTiming(w, rel.Timing) // freeze.go
 			for k, v := range m.Labels {
 				fmt.Fprintf(w, "label     %s=%s\n", k, v)
 			}
@@ -239,6 +243,7 @@ func mutateAudited(cmd *cobra.Command, f *catalogFlags, e audit.Event, fn func(*
 func newCatalogPromoteCmd() *cobra.Command {
 	var f catalogFlags
 	var channel string
+	var urgent bool
 	c := &cobra.Command{
 		Use:   "promote NAME VERSION --channel C",
 		Short: "Point a channel at a version (also how you roll back)",
@@ -248,7 +253,16 @@ func newCatalogPromoteCmd() *cobra.Command {
 				return errors.New("--channel is required")
 			}
 			e := audit.Event{Action: "promote", Release: args[0], Version: args[1], Channel: channel}
-			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error { return r.Promote(args[0], args[1], channel) }); err != nil {
+			if urgent {
+				e.Details = map[string]string{"urgent": "true"}
+			}
+			if err := mutateAudited(cmd, &f, e, func(r *catalog.Repo) error {
+				if err := r.Promote(args[0], args[1], channel); err != nil || !urgent {
+					return err
+				}
+				// Same commit: no agent sees the channel move without it.
+				return r.MarkUrgent(args[0], args[1])
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s channel %s -> %s\n", args[0], channel, args[1])
@@ -257,6 +271,7 @@ func newCatalogPromoteCmd() *cobra.Command {
 	}
 	f.register(c.Flags(), true)
 	c.Flags().StringVar(&channel, "channel", "", "channel to move")
+	c.Flags().BoolVar(&urgent, "urgent", false, "mark the version urgent: it activates even during catalog freezes")
 	return c
 }
 

@@ -23,6 +23,7 @@ func newPublishCmd() *cobra.Command {
 		pieceLen string
 		labels   []string
 		expires  time.Duration
+		timing   timingFlags
 	)
 	c := &cobra.Command{
 		Use:   "publish PATH... --catalog URL --keys DIR --name N --version V",
@@ -68,6 +69,9 @@ signed SHA-256s.`,
 				return err
 			}
 			if err := release.ValidateName("--version", opts.Version); err != nil {
+				return err
+			}
+			if opts.Timing, err = timing.timing(); err != nil {
 				return err
 			}
 			keys, err := f.loadKeys("targets", "snapshot", "timestamp")
@@ -137,6 +141,7 @@ signed SHA-256s.`,
 	fs.BoolVar(&opts.NoReuse, "no-reuse", false, "upload every file, even those an earlier version of the release already holds (default: copy them server-side)")
 	fs.BoolVar(&opts.VerifyReused, "verify-reused", false, "read back each server-side copy and check its SHA-256 (a download per reused file)")
 	fs.StringVar(&opts.Base, "base", "", "version to compute signed delta hints against, or none (default: the version the first --channel points at)")
+	timing.register(fs)
 	fs.StringVar(&opts.BaseDir, "base-dir", "", "local directory holding the base release's files, read instead of the catalog's copy")
 	return c
 }

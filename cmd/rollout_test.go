@@ -75,6 +75,16 @@ func TestRolloutCLI(t *testing.T) {
 			t.Fatalf("after %v: %s", s.verb, st)
 		}
 	}
+	// The plan's copies pass the catalog's own checks, and gc keeps the
+	// signed one.
+	for _, args := range [][]string{{"catalog", "verify", "--catalog", cat, "--root", keys + "/root.json"},
+		{"catalog", "resign", "--catalog", cat, "--keys", keys},
+		{"catalog", "gc", "--older-than", "0s", "--catalog", cat, "--keys", keys},
+		{"catalog", "verify", "--catalog", cat, "--root", keys + "/root.json"}} {
+		if out, errOut, code := swarmship(t, args...); code != 0 {
+			t.Fatalf("%v: %d %s %s", args, code, out, errOut)
+		}
+	}
 	out, _, _ = swarmship(t, "rollout", "status", "app", "--catalog", cat, "--root", keys+"/root.json", "-o", "json")
 	if !strings.Contains(out, `"retry": 1`) {
 		t.Errorf("resume --retry not signed: %s", out)

@@ -78,29 +78,12 @@ func TestDHTSitesShareWithoutTracker(t *testing.T) {
 	blockData.Store(true)
 	stranger := start("stranger", "globex", "paris", globexSecret)
 	second := start("second", "acme", "paris", acmeSecret)
-	sources := map[string]int{}
-	firstSources := map[string]int{} // first's DHT retry may find second before second's lookup returns
-	watchDone := make(chan struct{})
-	stopWatch := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for {
-			for src, n := range releaseStatus(second, "app", "1.0").PeerSources {
-				sources[src] += n
-			}
-			for src, n := range releaseStatus(first, "app", "1.0").PeerSources {
-				firstSources[src] += n
-			}
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	// first's DHT retry may find second before second's lookup returns:
+	// either side's connection counts.
+	stopWatch := watchSources("app", "1.0", second, first)
 	waitActive(t, "app", "1.0", 90*time.Second, second)
-	close(stopWatch)
-	<-watchDone
+	seen := stopWatch()
+	sources, firstSources := seen[0], seen[1]
 	t.Logf("peer sources seen while second downloaded (samples): second %v, first %v", sources, firstSources)
 	if sources["dht"] == 0 && firstSources["dht"] == 0 {
 		t.Error("no connection between the sites was found through the DHT")

@@ -142,6 +142,38 @@ func releaseStatus(ra *localswarm.RunningAgent, name, version string) agent.Rele
 	return agent.ReleaseStatus{}
 }
 
+// watchSources samples, every 10 ms until stop is called, where the
+// connected peers of each agent's release came from; stop returns the
+// samples per source, one map per agent. Sampling, because status shows
+// only the connections open now.
+func watchSources(name, version string, ras ...*localswarm.RunningAgent) (stop func() []map[string]int) {
+	seen := make([]map[string]int, len(ras))
+	for i := range seen {
+		seen[i] = map[string]int{}
+	}
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			for i, ra := range ras {
+				for src, n := range releaseStatus(ra, name, version).PeerSources {
+					seen[i][src] += n
+				}
+			}
+			select {
+			case <-quit:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []map[string]int {
+		close(quit)
+		<-done
+		return seen
+	}
+}
+
 func totalDownloaded(ras ...*localswarm.RunningAgent) int64 {
 	var n int64
 	for _, ra := range ras {

@@ -61,27 +61,14 @@ func TestLSDSiteSharesWithoutTracker(t *testing.T) {
 	stranger := start("stranger", "globex")
 	second := start("second", "acme")
 	// Watch where the connected peers came from while second downloads.
-	sources := map[string]int{}
-	watchDone := make(chan struct{})
-	stopWatch := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for {
-			for _, ra := range []*localswarm.RunningAgent{first, second} {
-				for src, n := range releaseStatus(ra, "app", "1.0").PeerSources {
-					sources[src] += n
-				}
-			}
-			select {
-			case <-stopWatch:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
+	stopWatch := watchSources("app", "1.0", first, second)
 	waitActive(t, "app", "1.0", 90*time.Second, second)
-	close(stopWatch)
-	<-watchDone
+	sources := map[string]int{}
+	for _, seen := range stopWatch() {
+		for src, n := range seen {
+			sources[src] += n
+		}
+	}
 	t.Logf("peer sources seen while second downloaded (samples): %v", sources)
 	for src := range sources {
 		if src != "lsd" && src != "incoming" {

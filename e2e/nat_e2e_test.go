@@ -270,7 +270,7 @@ func testNATHolePunch(t *testing.T, withTLS bool) {
 // file appears.
 func runNATRole(t *testing.T, role string) {
 	dir := os.Getenv(natDirEnv)
-	deadline := time.Now().Add(260 * time.Second) // past the parent's deadline
+	deadline := time.Now().Add(250 * time.Second) // past the parent's deadline, inside -test.timeout
 	if role == "rendezvous" {
 		runNATOrigin(t, dir, deadline)
 		return

@@ -4,18 +4,12 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
-	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
-	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
 	"github.com/swarmship/swarmship/internal/relay"
-	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/seeder"
 )
@@ -25,50 +19,18 @@ import (
 // another tenant, cannot use it to reach them.
 func TestRelayWithTokensRefusesStrangers(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "tokens")
-	if err := token.GenerateKey(keys); err != nil {
-		t.Fatal(err)
-	}
-	pki := filepath.Join(dir, "pki")
-	specs := []peertlstest.CertSpec{{Name: "origin", Identity: peertls.Identity{Tenant: "acme", Site: "origin"}}}
-	for _, a := range []struct{ name, tenant, site string }{{"acme-1", "acme", "store-1"}, {"acme-2", "acme", "store-2"}} {
-		specs = append(specs, peertlstest.CertSpec{Name: a.name, Identity: peertls.Identity{Tenant: a.tenant, Site: a.site, Region: "eu"}})
-	}
-	if err := peertlstest.GeneratePKI(pki, specs...); err != nil {
-		t.Fatal(err)
-	}
-	sw, err := localswarm.New(ctx, filepath.Join(dir, "swarm"), localswarm.OriginOptions{Configure: func(c *seeder.Config) {
-		c.TokenPublicKey = filepath.Join(keys, token.PublicKeyFile)
-		c.PeerTLS = peertlstest.Config(pki, "origin")
+	// A slowed origin leaves time for the relayed peers (TLS over the
+	// relay is a slow start) to carry part of the release: peerBytes > 0.
+	ts := newTokenSwarm(t, localswarm.OriginOptions{WrapHandler: slowPayload(20 * time.Millisecond)}, func(c *seeder.Config) {
 		c.Relay = relay.Config{Mode: relay.ModeOn}
-	}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sw.Close() })
-	payload := filepath.Join(dir, "payload")
-	os.MkdirAll(payload, 0o755)
-	os.WriteFile(filepath.Join(payload, "app.bin"), []byte(strings.Repeat("acme relayed payload\n", 200000)), 0o644)
-	if _, err := sw.PublishWith(ctx, catalogpublish.PublishOptions{Name: "app", Version: "1.0", Paths: []string{payload}, Channels: []string{"stable"}, Tenant: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	key, err := token.LoadPrivateKey(keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(tenant, site string) string {
-		tok, err := token.Issue(key, token.Claims{Tenant: tenant, Site: site, IssuedAt: time.Now(), Expires: time.Now().Add(time.Hour)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	}, []tokenAgent{{"acme-1", "acme", "store-1"}, {"acme-2", "acme", "store-2"}}, "acme relayed payload\n", 200000)
+	sw := ts.sw
+	issue := func(tenant, site string) string { return ts.issue(t, tenant, site) }
 	var agents []*localswarm.RunningAgent
 	for _, a := range []struct{ name, site string }{{"acme-1", "store-1"}, {"acme-2", "store-2"}} {
 		cfg := sw.AgentConfig(a.name, a.site, "eu", agent.Subscription{Name: "app", Channel: "stable"})
 		cfg.Tenant, cfg.Token = "acme", issue("acme", a.site)
-		cfg.PeerTLS = peertlstest.Config(pki, a.name)
+		cfg.PeerTLS = peertlstest.Config(ts.pki, a.name)
 		cfg.Swarm.Relay = agent.RelayOrigin
 		cfg.Swarm.Locality = "region"
 		ra, err := sw.StartAgent(ctx, a.name, cfg)

@@ -52,9 +52,9 @@ type waveAgent struct {
 	bad  bool // its health check fails on v2
 }
 
-// startWaveFleet starts 20 agents on app@v1 (channel stable): 2 in wave
-// 1, 8 in wave 2, 10 in wave 3 of 10%,50%,100%, of which the first
-// failing agents of wave 1 fail their health check on v2.
+// startWaveFleet starts agents on app@v1 (channel stable), sizes[i] of
+// them in wave i of the plan wavePlanID; the first failing agents of
+// wave 1 fail their health check on v2.
 func startWaveFleet(t *testing.T, sw *localswarm.Swarm, waves []policy.Wave, sizes []int, failing int) []waveAgent {
 	t.Helper()
 	ids := waveAgentIDs(t, waves, sizes)
@@ -90,7 +90,7 @@ func startWaveFleet(t *testing.T, sw *localswarm.Swarm, waves []policy.Wave, siz
 	return fleet
 }
 
-func appActive(ra *localswarm.RunningAgent) string {
+func waveActive(ra *localswarm.RunningAgent) string {
 	for _, s := range ra.Agent.Status().Subscriptions {
 		if s.Name == "app" {
 			return s.Active
@@ -99,7 +99,7 @@ func appActive(ra *localswarm.RunningAgent) string {
 	return ""
 }
 
-func releaseRecord(ra *localswarm.RunningAgent, version string) (agent.ReleaseStatus, bool) {
+func waveRecord(ra *localswarm.RunningAgent, version string) (agent.ReleaseStatus, bool) {
 	for _, r := range ra.Agent.Status().Releases {
 		if r.Name == "app" && r.Version == version {
 			return r, true
@@ -128,7 +128,7 @@ func startWavePlan(t *testing.T, sw *localswarm.Swarm, waves []policy.Wave, soak
 	}
 }
 
-func readPlan(t *testing.T, sw *localswarm.Swarm) *catalog.RolloutPlan {
+func readWavePlan(t *testing.T, sw *localswarm.Swarm) *catalog.RolloutPlan {
 	t.Helper()
 	repo, err := sw.Repo(context.Background())
 	if err != nil {
@@ -143,7 +143,7 @@ func readPlan(t *testing.T, sw *localswarm.Swarm) *catalog.RolloutPlan {
 
 // runGate runs the wave gate against the origin's view until the test
 // ends, recording when each wave opened (the signed Since).
-func runGate(t *testing.T, sw *localswarm.Swarm) func() map[int]time.Time {
+func runWaveGate(t *testing.T, sw *localswarm.Swarm) func() map[int]time.Time {
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	opened := map[int]time.Time{}
@@ -181,7 +181,7 @@ func runGate(t *testing.T, sw *localswarm.Swarm) func() map[int]time.Time {
 	}
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, fleet ...waveAgent) {
+func waveWaitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, fleet ...waveAgent) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -208,9 +208,9 @@ func TestRolloutWavesOpenInOrder(t *testing.T) {
 	sizes := map[string]int64{"app.bin": 48 << 10}
 	publish(t, sw, "app", "v1", 1, sizes, "stable")
 	fleet := startWaveFleet(t, sw, waves, []int{3, 7, 10}, 0)
-	waitFor(t, "all agents on v1", 120*time.Second, func() bool {
+	waveWaitFor(t, "all agents on v1", 120*time.Second, func() bool {
 		for _, a := range fleet {
-			if appActive(a.ra) != "v1" {
+			if waveActive(a.ra) != "v1" {
 				return false
 			}
 		}
@@ -219,16 +219,16 @@ func TestRolloutWavesOpenInOrder(t *testing.T) {
 	publish(t, sw, "app", "v2", 2, sizes)
 	soak := 2 * time.Second
 	startWavePlan(t, sw, waves, soak, 0.02)
-	opened := runGate(t, sw)
-	waitFor(t, "all agents on v2", 180*time.Second, func() bool {
+	opened := runWaveGate(t, sw)
+	waveWaitFor(t, "all agents on v2", 180*time.Second, func() bool {
 		for _, a := range fleet {
-			if appActive(a.ra) != "v2" {
+			if waveActive(a.ra) != "v2" {
 				return false
 			}
 		}
 		return true
 	})
-	p := readPlan(t, sw)
+	p := readWavePlan(t, sw)
 	opens := opened()
 	opens[0] = p.Started
 	for k := 1; k < len(waves); k++ {
@@ -240,7 +240,7 @@ func TestRolloutWavesOpenInOrder(t *testing.T) {
 		}
 	}
 	for _, a := range fleet {
-		rec, ok := releaseRecord(a.ra, "v2")
+		rec, ok := waveRecord(a.ra, "v2")
 		if !ok {
 			t.Fatalf("%s: no v2 record", a.ra.Name)
 		}
@@ -262,9 +262,9 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 	sizes := map[string]int64{"app.bin": 48 << 10}
 	publish(t, sw, "app", "v1", 1, sizes, "stable")
 	fleet := startWaveFleet(t, sw, waves, []int{4, 6, 10}, 3)
-	waitFor(t, "all agents on v1", 120*time.Second, func() bool {
+	waveWaitFor(t, "all agents on v1", 120*time.Second, func() bool {
 		for _, a := range fleet {
-			if appActive(a.ra) != "v1" {
+			if waveActive(a.ra) != "v1" {
 				return false
 			}
 		}
@@ -275,28 +275,28 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 	// starts once the bad agents have tried (until then, with no gate
 	// running, no wave opens: fail closed).
 	startWavePlan(t, sw, waves, time.Hour, 0.02)
-	waitFor(t, "the failing agents to roll back", 60*time.Second, func() bool {
+	waveWaitFor(t, "the failing agents to roll back", 60*time.Second, func() bool {
 		for _, a := range fleet {
 			if !a.bad {
 				continue
 			}
-			rec, ok := releaseRecord(a.ra, "v2")
-			if !ok || !rec.HealthFailed || appActive(a.ra) != "v1" {
+			rec, ok := waveRecord(a.ra, "v2")
+			if !ok || !rec.HealthFailed || waveActive(a.ra) != "v1" {
 				return false
 			}
 		}
 		return true
 	}, fleet...)
-	runGate(t, sw)
-	waitFor(t, "the rollout to halt", 60*time.Second, func() bool { return readPlan(t, sw).State == catalog.RolloutHalted })
-	p := readPlan(t, sw)
+	runWaveGate(t, sw)
+	waveWaitFor(t, "the rollout to halt", 60*time.Second, func() bool { return readWavePlan(t, sw).State == catalog.RolloutHalted })
+	p := readWavePlan(t, sw)
 	if p.Opened != 1 {
 		t.Fatalf("waves open %d after the halt", p.Opened)
 	}
 	// Give the agents several refreshes to (wrongly) act on the halt.
 	time.Sleep(4 * time.Second)
 	for _, a := range fleet {
-		v := appActive(a.ra)
+		v := waveActive(a.ra)
 		switch {
 		case a.bad && v != "v1":
 			t.Errorf("%s: failing agent on %q, want rolled back to v1", a.ra.Name, v)
@@ -304,7 +304,7 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 			t.Errorf("%s (wave %d): on %q after the halt, want v1", a.ra.Name, a.wave+1, v)
 		}
 		if a.wave > 0 {
-			if rec, ok := releaseRecord(a.ra, "v2"); ok && !rec.Activated.IsZero() {
+			if rec, ok := waveRecord(a.ra, "v2"); ok && !rec.Activated.IsZero() {
 				t.Errorf("%s (wave %d): activated v2 at %s", a.ra.Name, a.wave+1, rec.Activated)
 			}
 		}
@@ -313,7 +313,7 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 	if err != nil || filepath.Base(cur) != "v1" {
 		t.Errorf("current link of a rolled-back agent: %q %v", cur, err)
 	}
-	waitFor(t, "the failures on the origin's view by wave", 30*time.Second, func() bool {
+	waveWaitFor(t, "the failures on the origin's view by wave", 30*time.Second, func() bool {
 		rows, err := wavegate.FleetByWave(context.Background(), http.DefaultClient, sw.OriginURL, "", p)
 		if err != nil || len(rows) != 3 {
 			return false

@@ -30,7 +30,8 @@ type catalogServer struct {
 }
 
 var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
-	"rollouts/", // signed rollout plans (catalog/rolloutplan.go)
+	"rollouts/",          // signed rollout plans (catalog/rolloutplan.go)
+	catalog.PolicyPrefix, // fleet policy documents (catalog/fleetpolicy.go)
 }
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -59,6 +59,10 @@ type PublishOptions struct {
 	// anywhere points at, BaseNone means no hints. BaseDir, if set, is a
 	// local directory holding the base's files, read instead of the catalog.
 	Base, BaseDir string
+	// Timing, if set, is the release's activation timing (urgent,
+	// activate_at, windows, deliver_by), signed in the same commit that
+	// points the channels at it, so no agent sees the channel without it.
+	Timing *catalog.Timing
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -302,10 +306,13 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 					return err
 				}
 			}
-			return nil
+			return applyTiming(r, opts)
 		}
 		won = true
-		return r.AddRelease(manifestJSON, torrentBytes, opts.Channels)
+		if err := r.AddRelease(manifestJSON, torrentBytes, opts.Channels); err != nil {
+			return err
+		}
+		return applyTiming(r, opts)
 	})
 	if err != nil {
 		keepStage = won && !errors.Is(err, catalog.ErrConflict)
@@ -363,8 +370,16 @@ func commitRelease(ctx context.Context, store catalog.Store, keys catalog.Keys, 
 				return err
 			}
 		}
-		return nil
+		return applyTiming(r, opts)
 	})
+}
+
+// applyTiming signs opts.Timing into the release's entry, if given.
+func applyTiming(r *catalog.Repo, opts PublishOptions) error {
+	if opts.Timing == nil {
+		return nil
+	}
+	return r.SetTiming(opts.Name, opts.Version, *opts.Timing)
 }
 
 // checkSameRelease fails with ErrReleaseExists unless the release signed

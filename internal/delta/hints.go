@@ -18,6 +18,8 @@ import (
 const (
 	MaxRanges  = 1 << 20 // ranges in one release's hints
 	MaxPathLen = 4096    // bytes of a base file path
+	// MaxBaseOffset bounds BaseOff+Len, so readers can add them without overflow.
+	MaxBaseOffset = 1 << 44
 )
 
 // Range says that bytes [Off, Off+Len) of the new release's payload, counted in
@@ -49,7 +51,7 @@ func (h *Hints) Validate(total int64) error {
 	}
 	var end int64
 	for i, r := range h.Ranges {
-		if r.Len <= 0 || r.Off < end || r.Off > total-r.Len || r.BaseOff < 0 {
+		if r.Len <= 0 || r.Off < end || r.Off > total-r.Len || r.BaseOff < 0 || r.BaseOff > MaxBaseOffset-r.Len {
 			return fmt.Errorf("delta range %d (off %d, len %d, base_off %d) is empty, overlaps, is out of order or outside the release", i, r.Off, r.Len, r.BaseOff)
 		}
 		if len(r.BasePath) == 0 || len(r.BasePath) > MaxPathLen || path.IsAbs(r.BasePath) ||

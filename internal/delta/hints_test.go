@@ -19,6 +19,7 @@ func TestValidate(t *testing.T) {
 		{"absolute", Hints{Base: "1", Ranges: []Range{{Off: 0, Len: 1, BasePath: "/etc/passwd"}}}, false},
 		{"unclean", Hints{Base: "1", Ranges: []Range{{Off: 0, Len: 1, BasePath: "a/./b"}}}, false},
 		{"negative base", Hints{Base: "1", Ranges: []Range{{Off: 0, Len: 1, BasePath: "a", BaseOff: -1}}}, false},
+		{"base overflow", Hints{Base: "1", Ranges: []Range{{Off: 0, Len: 10, BasePath: "a", BaseOff: 1<<63 - 5}}}, false},
 		{"overflow", Hints{Base: "1", Ranges: []Range{{Off: 1, Len: 1<<63 - 1, BasePath: "a"}}}, false},
 	}
 	for _, c := range cases {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -387,6 +388,8 @@ func startClientB(b *testing.B, url string, id byte) *Client {
 // the moments it reconnects; the agent itself gets it back.
 func TestRelayHandleNotTakenOverByTenantMate(t *testing.T) {
 	s, url := startServer(t, Config{})
+	var later atomic.Int64 // how far the relay's clock is moved on
+	s.now = func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
 	newClient := func() *Client {
 		var pid [20]byte
 		pid[0] = 5
@@ -435,6 +438,10 @@ func TestRelayHandleNotTakenOverByTenantMate(t *testing.T) {
 	if got := s.Stats().Refused[ReasonConflict]; got != 2 {
 		t.Errorf("conflicts counted: %d, want 2", got)
 	}
+	// An owner gone for longer than its reconnect back-off frees the handle.
+	later.Store(int64(ownerHold + time.Minute))
+	go func() { _ = mate.control(ctx) }()
+	waitFor(t, "the handle, long free, to be registered", func() bool { return s.Stats().Controls == 1 })
 }
 
 // One tenant filling its share leaves room for the others.

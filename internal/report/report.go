@@ -30,6 +30,10 @@ const (
 	MaxText     = 1024 // errors, reasons, URLs
 	MaxIDLen    = 64
 	MaxNameLen  = 128 // the agent's display name
+	// MaxPolicyDocs bounds the fleet policy documents (and the value
+	// sources) one report names.
+	MaxPolicyDocs = 32
+	MaxRate       = 1e12 // bytes/s a download may claim (NaN and Inf refused)
 )
 
 // Report is one agent's state at one moment.
@@ -49,6 +53,12 @@ type Report struct {
 	Policy          Policy         `json:"policy"`
 	Subscriptions   []Subscription `json:"subscriptions"`
 	Releases        []Release      `json:"releases"`
+	// AgentVersion is the agent binary's version (issue 18); SelfUpdate
+	// the outcome of its latest self-update when it was rolled back.
+	// Both omitted when empty, so reports still decode at older origins
+	// unless there is something to say (upgrade origins first).
+	AgentVersion string `json:"agent_version,omitempty"`
+	SelfUpdate   string `json:"self_update,omitempty"`
 }
 
 // Catalog is the health of the agent's catalog feed.
@@ -68,6 +78,12 @@ type Policy struct {
 	Throttle      string `json:"throttle,omitempty"` // why transfers wait (metered, battery)
 	CachedBytes   int64  `json:"cached_bytes"`
 	QuotaBytes    int64  `json:"quota_bytes,omitempty"`
+	// PolicyDocs are the fleet policy documents in force; Sources says
+	// where each value came from ("local" or "policy:NAME"); PolicyError
+	// is why a document was refused or not read.
+	PolicyDocs  []string          `json:"policy_docs,omitempty"`
+	Sources     map[string]string `json:"sources,omitempty"`
+	PolicyError string            `json:"policy_error,omitempty"`
 }
 
 // Subscription is what one subscription resolves to.
@@ -99,6 +115,13 @@ type Release struct {
 	Peers     int    `json:"peers"`
 	LastError string `json:"last_error,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// DeliverBy, Rate (bytes/s, smoothed) and AtRisk describe a download
+	// with a deliver-by time (issue 18): the origin lists sites that will
+	// miss it. Omitted when there is none, like Reused: upgrade origins
+	// before agents that send them.
+	DeliverBy time.Time `json:"deliver_by,omitzero"`
+	Rate      float64   `json:"rate,omitempty"`
+	AtRisk    bool      `json:"at_risk,omitempty"`
 }
 
 // Key is name@version.
@@ -185,6 +208,12 @@ func (r *Report) Validate() error {
 	if err := text("catalog.error", r.Catalog.Error, MaxText); err != nil {
 		return err
 	}
+	if err := text("agent_version", r.AgentVersion, MaxNameLen); err != nil {
+		return err
+	}
+	if err := text("self_update", r.SelfUpdate, MaxText); err != nil {
+		return err
+	}
 	p := r.Policy
 	for _, f := range []struct{ k, v string }{{"policy.mode", p.Mode}, {"policy.profile", p.Profile}, {"policy.down_limit", p.DownLimit}, {"policy.up_limit", p.UpLimit}, {"policy.throttle", p.Throttle}} {
 		if err := text(f.k, f.v, MaxNameLen); err != nil {
@@ -193,6 +222,25 @@ func (r *Report) Validate() error {
 	}
 	if p.CachedBytes < 0 || p.QuotaBytes < 0 {
 		return errors.New("policy: negative cache figures")
+	}
+	if len(p.PolicyDocs) > MaxPolicyDocs || len(p.Sources) > MaxPolicyDocs {
+		return fmt.Errorf("policy: more than %d documents or sources", MaxPolicyDocs)
+	}
+	for _, d := range p.PolicyDocs {
+		if err := text("policy.policy_docs", d, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	for k, v := range p.Sources {
+		if err := text("policy.sources", k, MaxNameLen); err != nil {
+			return err
+		}
+		if err := text("policy.sources", v, MaxNameLen); err != nil {
+			return err
+		}
+	}
+	if err := text("policy.policy_error", p.PolicyError, MaxText); err != nil {
+		return err
 	}
 	if len(r.Subscriptions) > MaxSubs {
 		return fmt.Errorf("%d subscriptions, at most %d", len(r.Subscriptions), MaxSubs)
@@ -245,6 +293,9 @@ func (r *Report) Validate() error {
 			rel.Reused < 0 || rel.Reused > rel.Size ||
 			d.Peer < 0 || d.Origin < 0 || d.WebSeed < 0 {
 			return fmt.Errorf("%s: negative counter, or completed or reused > size", field)
+		}
+		if !(rel.Rate >= 0 && rel.Rate <= MaxRate) {
+			return fmt.Errorf("%s.rate %v is not in [0, %v]", field, rel.Rate, float64(MaxRate))
 		}
 		if err := text(field+".last_error", rel.LastError, MaxText); err != nil {
 			return err

@@ -20,6 +20,9 @@ type View struct {
 	Releases  []Release   `json:"releases"`
 	Alerts    []Alert     `json:"alerts"`
 	AgentList []AgentRow  `json:"agent_list"` // missing agents first, at most maxAgentRows
+	// AgentVersions counts known agents by the version of their binary
+	// (agents older than the field are not counted).
+	AgentVersions map[string]int `json:"agent_versions,omitempty"`
 }
 
 // Bounds of the view, so that a large fleet does not make it huge; the
@@ -66,10 +69,14 @@ type Release struct {
 	Swarm        SwarmHealth   `json:"swarm"`
 	Stalled      []StalledItem `json:"stalled"` // the first maxStalledShown
 	StalledTotal int           `json:"stalled_total"`
-	Remaining    int64         `json:"remaining_bytes"`
-	Rate         float64       `json:"rate_bytes_per_second"`
-	ETASeconds   *float64      `json:"eta_seconds"` // null: no progress to extrapolate
-	Series       []SeriesPoint `json:"series"`
+	// AtRisk are agents that will miss the release's deliver-by time at
+	// their current rate (deadline.go), the first maxAtRiskShown.
+	AtRisk      []AtRiskItem  `json:"at_risk"`
+	AtRiskTotal int           `json:"at_risk_total"`
+	Remaining   int64         `json:"remaining_bytes"`
+	Rate        float64       `json:"rate_bytes_per_second"`
+	ETASeconds  *float64      `json:"eta_seconds"` // null: no progress to extrapolate
+	Series      []SeriesPoint `json:"series"`
 }
 
 // Breakdown is a release's rollout at one site or region.
@@ -138,6 +145,8 @@ type AgentRow struct {
 	Uploaded     int64         `json:"uploaded"`
 	CatalogError string        `json:"catalog_error,omitempty"`
 	Policy       report.Policy `json:"policy"`
+	Version      string        `json:"version,omitempty"`     // the agent binary's
+	SelfUpdate   string        `json:"self_update,omitempty"` // a rolled-back self-update
 }
 
 // View is the rollout view of the whole fleet now.
@@ -164,7 +173,7 @@ func (s *Reports) view(scope *string) View {
 // swarm health, series or sorted agent list. s.mu is held, for reading at
 // least.
 func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bool) View {
-	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}}
+	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}, AgentVersions: a.versions}
 	fire := func(al Alert) {
 		since, ok := s.alertSince[alertKey(al)]
 		if !ok {
@@ -215,6 +224,7 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bo
 		slices.SortFunc(r.Stalled, func(x, y StalledItem) int { return strings.Compare(x.Site+x.Name, y.Site+y.Name) })
 		r.StalledTotal = len(r.Stalled)
 		r.Stalled = r.Stalled[:min(len(r.Stalled), maxStalledShown)]
+		finishAtRisk(r)
 		switch {
 		case r.Subscribed == 0:
 			r.Status = "cached"

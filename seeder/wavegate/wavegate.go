@@ -61,9 +61,17 @@ func (g *Gate) Step(ctx context.Context, name string) (policy.GateAction, error)
 	if err != nil {
 		return policy.GateWait, fmt.Errorf("read reports: %w", err)
 	}
+	raw := c.Failed
+	c.Failed = max(0, c.Failed-plan.Accepted)
 	act, why := policy.NextGate(policy.WaveState{State: plan.State, Opened: plan.Opened, Since: plan.Since}, len(plan.Waves), time.Duration(plan.Soak), plan.MaxFailures, c, now())
 	if act == policy.GateWait {
 		return act, nil
+	}
+	if act == policy.GateOpen {
+		if hold, why := frozen(repo, plan.Name, plan.Version, now()); hold {
+			log.Info("rollout gate", "release", name, "plan", plan.ID, "action", "wait", "why", why)
+			return policy.GateWait, nil
+		}
 	}
 	id, opened := plan.ID, plan.Opened
 	_, err = catalog.ChangeRolloutPlan(ctx, g.Store, g.Keys, catalog.UpdateOptions{Now: now, Logger: log}, name, func(p *catalog.RolloutPlan) error {
@@ -74,7 +82,7 @@ func (g *Gate) Step(ctx context.Context, name string) (policy.GateAction, error)
 		}
 		switch act {
 		case policy.GateHalt:
-			p.State, p.Reason = catalog.RolloutHalted, "gate: "+why
+			p.State, p.Reason, p.Accepted = catalog.RolloutHalted, "gate: "+why, raw
 		case policy.GateOpen:
 			p.Opened++
 			p.Since = now().UTC()

@@ -108,7 +108,18 @@ func TestGateSteps(t *testing.T) {
 	counts = policy.GateCounts{Active: 100}
 	clock.add(time.Hour)
 	step(policy.GateWait, 2, catalog.RolloutHalted)
-	if p := read(); p.Reason == "" {
-		t.Error("halt without a reason")
+	if p := read(); p.Reason == "" || p.Accepted != 2 {
+		t.Errorf("halt: reason %q, accepted %d", p.Reason, p.Accepted)
 	}
+	// An operator resumes: the two failures are accepted; two more halt.
+	if _, err := catalog.ChangeRolloutPlan(ctx, store, keys, catalog.UpdateOptions{}, "app", func(p *catalog.RolloutPlan) error {
+		p.State, p.Since = catalog.RolloutRunning, clock.now()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	counts = policy.GateCounts{Active: 9, Failed: 2}
+	step(policy.GateWait, 2, catalog.RolloutRunning)
+	counts = policy.GateCounts{Active: 9, Failed: 4}
+	step(policy.GateHalt, 2, catalog.RolloutHalted)
 }

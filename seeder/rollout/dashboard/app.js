@@ -240,6 +240,28 @@
     return box;
   }
 
+  // Sites that will miss the release's deliver-by time at their rate;
+  // shown only when some release has a deadline at risk.
+  function atRiskTable(r) {
+    if (!r.at_risk || !r.at_risk.length) return null;
+    const box = el("div", { "data-at-risk": r.at_risk_total }, el("h3", { text: "Will miss the deliver-by time (" + r.at_risk_total + ")" }));
+    const t = el("table", { class: "table" },
+      headRow(["agent", "site", "progress#", "rate", "deliver by", "eta", "why"]));
+    for (const s of r.at_risk) {
+      t.appendChild(el("tr", { "data-agent": s.agent_id },
+        el("td", { text: s.name || s.agent_id }),
+        el("td", { text: s.site || "—" }),
+        el("td", { class: "num", text: s.size ? Math.floor(100 * s.completed / s.size) + "%" : "—" }),
+        el("td", { text: s.rate_bytes_per_second ? bytes(s.rate_bytes_per_second) + "/s" : "—" }),
+        el("td", { text: s.deliver_by }),
+        el("td", { text: s.eta || "never at this rate" }),
+        el("td", { class: "err", text: s.why + (s.reason ? ": " + s.reason : "") })));
+    }
+    box.appendChild(el("div", { class: "tablewrap" }, t));
+    if (r.at_risk_total > r.at_risk.length) box.appendChild(el("p", { class: "more", text: `and ${r.at_risk_total - r.at_risk.length} more` }));
+    return box;
+  }
+
   function card(r, now) {
     return el("article", {
       class: "card", "data-release": r.release, "data-agents": r.subscribed, "data-active": r.active,
@@ -253,7 +275,8 @@
       el("div", { class: "twocol" },
         offload(r),
         el("div", {}, bars("Sites", r.sites, "site"), r.regions.length > 1 ? bars("Regions", r.regions, "region") : null)),
-      stalledTable(r, now));
+      stalledTable(r, now),
+      atRiskTable(r));
   }
 
   function alerts(list, now) {
@@ -282,6 +305,7 @@
       chip("alerts", d.alerts.length, d.alerts.length > 0),
       chip("origin egress", bytes((e.webseed || 0) + (e.peer || 0))),
       ...(e.relay ? [chip("relay egress", bytes(e.relay))] : []),
+      ...Object.entries(d.agent_versions || {}).sort().map(([v, n]) => chip("on swarmship " + v, n)),
       chip("updated", clock(now)));
   }
 
@@ -291,7 +315,16 @@
     const lim = v => !v || v === "unlimited" ? "∞" : v;
     if (lim(p.down_limit) !== "∞" || lim(p.up_limit) !== "∞") parts.push("↓" + lim(p.down_limit) + " ↑" + lim(p.up_limit));
     if (!p.upload_allowed) parts.push("no uploads" + (p.throttle ? " (" + p.throttle + ")" : ""));
+    if (p.policy_docs && p.policy_docs.length) parts.push("fleet: " + p.policy_docs.join(","));
+    if (p.policy_error) parts.push("⚠ " + p.policy_error);
     return parts.join(" · ");
+  }
+
+  // policySources says where each value came from (fleet policy), for the
+  // cell's tooltip: "down: policy:stores, mode: local".
+  function policySources(p) {
+    if (!p.sources) return undefined;
+    return Object.keys(p.sources).sort().map(k => k + ": " + p.sources[k]).join(", ");
   }
 
   function agentsTable(list, known, now) {
@@ -299,16 +332,16 @@
     t.replaceChildren(headRow(["agent", "site", "region", "status", "last report#", "releases", "policy", "peers#", "uploaded#", "catalog"]));
     for (const a of list) {
       t.appendChild(el("tr", { "data-agent": a.agent_id, "data-live": a.live },
-        el("td", { title: a.agent_id, text: a.name || a.agent_id }),
+        el("td", { title: a.agent_id + (a.version ? " · swarmship " + a.version : ""), "data-version": a.version || "", text: (a.name || a.agent_id) + (a.version ? " (" + a.version + ")" : "") }),
         el("td", { text: a.site || "—" }),
         el("td", { text: a.region || "—" }),
         el("td", {}, el("span", { class: "dot " + (a.live ? "live" : "missing") }), a.live ? "live" : "missing"),
         el("td", { class: "num", text: ago(a.last_seen, now) }),
         el("td", { class: "mono", text: a.releases.join(", ") || "—" }),
-        el("td", { "data-upload": a.policy.upload_allowed, text: policyText(a.policy) }),
+        el("td", { "data-upload": a.policy.upload_allowed, title: policySources(a.policy), text: policyText(a.policy) }),
         el("td", { class: "num", text: a.peers }),
         el("td", { class: "num", text: bytes(a.uploaded) }),
-        el("td", { class: "err", text: a.catalog_error || "" })));
+        el("td", { class: "err", text: [a.catalog_error, a.self_update && "self-update " + a.self_update].filter(Boolean).join("; ") })));
     }
     if (!list.length) t.appendChild(el("tr", {}, el("td", { colspan: 10, class: "none", text: "No agent has reported yet." })));
     if (known > list.length) t.appendChild(el("tr", {}, el("td", { colspan: 10, class: "more", text: `showing ${list.length} of ${known} agents (missing first)` })));

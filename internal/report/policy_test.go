@@ -1,0 +1,33 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestPolicyFleetFieldsBounded(t *testing.T) {
+	base := Report{V: Version, AgentID: "a1", IntervalSeconds: 30}
+	ok := base
+	ok.Policy = Policy{PolicyDocs: []string{"stores"}, Sources: map[string]string{"down": "policy:stores"}, PolicyError: "refused x: bad"}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid fleet fields refused: %v", err)
+	}
+	many := map[string]string{}
+	for i := range MaxPolicyDocs + 1 {
+		many[fmt.Sprint(i)] = "local"
+	}
+	for name, p := range map[string]Policy{
+		"too many docs":    {PolicyDocs: make([]string, MaxPolicyDocs+1)},
+		"too many sources": {Sources: many},
+		"control char":     {PolicyDocs: []string{"a\x00"}},
+		"long source":      {Sources: map[string]string{"down": strings.Repeat("x", MaxNameLen+1)}},
+		"long error":       {PolicyError: strings.Repeat("x", MaxText+1)},
+	} {
+		r := base
+		r.Policy = p
+		if err := r.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
