@@ -3,9 +3,11 @@ package cmd
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,6 +162,13 @@ func TestRunbookCommands(t *testing.T) {
 	// Sections that need the fleet in a given state get it here: the
 	// swarm collapse happens during a new rollout (the bad one was aborted).
 	setup := map[string]func(){
+		// Runs after "A bad release": the channel is back and 2.0 is gone.
+		"An origin outage": func() {
+			rel := runbookReleases(t, sw.CatalogDir, sw.KeysDir)
+			if !slices.Contains(rel["1.0"].Channels, "stable") || !rel["2.0"].Yanked || rel["1.0"].Yanked {
+				t.Errorf("after the bad-release steps: %+v", rel)
+			}
+		},
 		"A swarm collapse": func() {
 			src := payload(t, map[string]string{"app.bin": "version three"})
 			if _, err := sw.Publish(ctx, "app", "3.0", []string{src}); err != nil {
@@ -198,16 +207,36 @@ func TestRunbookCommands(t *testing.T) {
 		}
 	}
 
-	// The bad-release steps left the catalog as the runbook says.
-	out, errOut, code := swarmship(t, "catalog", "ls", "--catalog", sw.CatalogDir, "--keys", sw.KeysDir, "-o", "json")
-	if code != 0 {
-		t.Fatal(errOut)
-	}
-	if !strings.Contains(out, `"yanked":true`) && !strings.Contains(out, `"yanked": true`) {
-		t.Errorf("2.0 is not yanked: %s", out)
+	// The new catalog of "A leaked signing key" holds the good release.
+	if rel := runbookReleases(t, vars["NEWCATALOG"], vars["NEWKEYS"]); !slices.Contains(rel["1.0"].Channels, "stable") {
+		t.Errorf("new catalog: %+v", rel)
 	}
 	ids, err := os.ReadFile(revoked)
 	if err != nil || !strings.Contains(string(ids), "leaked-token-id") {
 		t.Errorf("revocation list %q %v", ids, err)
 	}
+}
+
+type runbookRelease struct {
+	Version  string   `json:"version"`
+	Channels []string `json:"channels"`
+	Yanked   bool     `json:"yanked"`
+}
+
+// runbookReleases reads `catalog ls -o json` by version.
+func runbookReleases(t *testing.T, cat, keys string) map[string]runbookRelease {
+	t.Helper()
+	out, errOut, code := swarmship(t, "catalog", "ls", "--catalog", cat, "--keys", keys, "-o", "json")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	var list []runbookRelease
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("catalog ls: %v\n%s", err, out)
+	}
+	m := map[string]runbookRelease{}
+	for _, r := range list {
+		m[r.Version] = r
+	}
+	return m
 }
