@@ -32,6 +32,7 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/release"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 	"github.com/swarmship/swarmship/internal/streamverify"
 	"github.com/swarmship/swarmship/internal/tracing"
 	"github.com/swarmship/swarmship/policy"
@@ -122,6 +123,14 @@ type Agent struct {
 	// dht is the tenant's private DHT (swarm.dht); nil when off.
 	dht *dht.Node
 
+	// version is Options.Version; selfState is the self-update state read
+	// at start (selfupdate.go); selfWhy the last reason not to update;
+	// healthWritten is set once a binary on trial said it is healthy.
+	version       string
+	selfState     selfupdate.State
+	selfWhy       string
+	healthWritten bool
+
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
@@ -171,6 +180,9 @@ type Options struct {
 	Store catalog.Store
 	// Now is the clock for schedules and windows (tests shift it).
 	Now func() time.Time
+	// Version is the running binary's version (cmd.Version), reported
+	// and compared with the self_update release.
+	Version string
 }
 
 // New opens the agent's state and starts its BitTorrent client. It does not
@@ -181,6 +193,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		log = slog.Default()
 	}
 	log = log.With("site", cfg.Site)
+	cfg = cfg.withSelfSubscription()
 	root, err := os.ReadFile(cfg.Catalog.Root)
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
@@ -235,7 +248,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, fmt.Errorf("piece completion database: %w", err)
 	}
+	selfState, err := selfupdate.Load(SelfUpdateStatePath(cfg.CacheDir))
+	if err != nil {
+		log.Error("self-update state unreadable; starting afresh", "err", err)
+	}
 	a := &Agent{
+		version: opts.Version, selfState: selfState,
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
 		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
@@ -370,8 +388,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	// Run also returns with ctx alive (a self-update): the loops started
+	// here stop on this cancel, which runs before they are waited for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
+	defer cancel()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
@@ -400,10 +423,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = time.Second
 			refresh.Reset(a.cfg.RefreshInterval)
 			a.adoptPending(ctx)
+			a.noteRefreshed()
 		case <-tick.C:
 		case <-a.wake:
 		}
 		a.reconcile(ctx)
+		if up := a.selfUpdateDue(); up != nil {
+			return up
+		}
 	}
 }
 

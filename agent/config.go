@@ -77,6 +77,9 @@ type Config struct {
 	// Failover says how long catalog mirrors, trackers and offload
 	// sources may take and how long one that failed is skipped.
 	Failover failover.Config `yaml:"failover"`
+	// SelfUpdate follows a release holding the swarmship binary and
+	// replaces this one with it (selfupdate.go); off unless release is set.
+	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -317,6 +320,7 @@ func (c Config) withDefaults() Config {
 	c.Power = c.Power.withDefaults()
 	c.Report = c.Report.withDefaults()
 	c.Failover = c.Failover.WithDefaults()
+	c.SelfUpdate = c.SelfUpdate.withDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -383,7 +387,7 @@ func (c *Config) Validate() error {
 		}
 		return fielderr.New(field, "a token needs peer_tls mode %s: without it any client that knows an infohash downloads private releases from this agent's peer port (or use mode origin-only)", peertls.ModeRequired)
 	}
-	if len(c.Subscriptions) == 0 {
+	if len(c.Subscriptions) == 0 && !c.SelfUpdate.Enabled() {
 		return fielderr.New("subscriptions", "lists no releases")
 	}
 	seen := map[string]bool{}
@@ -396,6 +400,9 @@ func (c *Config) Validate() error {
 			return fielderr.New(at+".name", "%s is subscribed twice", s.Name)
 		}
 		seen[s.Name] = true
+	}
+	if seen[c.SelfUpdate.Release] {
+		return fielderr.New("self_update.release", "%s is also in subscriptions: self_update subscribes to it", c.SelfUpdate.Release)
 	}
 	for _, section := range []struct {
 		key string
@@ -413,6 +420,7 @@ func (c *Config) Validate() error {
 		{"power", c.Power.validate()},
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
+		{"self_update", c.SelfUpdate.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err

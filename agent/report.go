@@ -21,6 +21,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/selfupdate"
 )
 
 // ReportConfig makes the agent report its status to the origin, which
@@ -260,6 +261,7 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			UploadAllowed: st.Policy.Upload, Throttle: short(st.Policy.Throttle),
 			CachedBytes: max(st.Policy.CachedBytes, 0), QuotaBytes: max(st.Policy.QuotaBytes, 0),
 		},
+		AgentVersion:  short(a.version),
 		Subscriptions: []report.Subscription{},
 		Releases:      []report.Release{},
 	}
@@ -288,6 +290,9 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 			out.DeliverBy, out.Rate, out.AtRisk = dl.DeliverBy, min(max(dl.Rate, 0), report.MaxRate), dl.AtRisk
 		}
 		r.Releases = append(r.Releases, out)
+	}
+	if su := st.SelfUpdate; su != nil && su.Last != nil && su.Last.Result == selfupdate.RolledBack {
+		r.SelfUpdate = trim(fmt.Sprintf("%s rolled back: %s", su.Last.Version, su.Last.Reason))
 	}
 	return r
 }

@@ -41,6 +41,9 @@ type Status struct {
 	// Relay is the relay connection of a relay-mode agent (swarm.relay)
 	// and the bytes it carried.
 	Relay *relay.ClientStatus `json:"relay,omitempty"`
+	// SelfUpdate is the running binary's version and how updating it
+	// went (self_update).
+	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -83,6 +86,7 @@ func (a *Agent) Status() Status {
 		LSD:           a.LSDStats(),
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
+		SelfUpdate:    a.selfUpdateStatus(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()

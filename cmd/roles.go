@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,17 +142,7 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run the agent daemon: follow the catalog, download, verify, activate, seed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := agent.LoadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			a, err := agent.New(cmd.Context(), cfg, agent.Options{})
-			if err != nil {
-				return err
-			}
-			runErr := a.Run(cmd.Context())
-			slog.Info("agent stopping; flushing state")
-			return errors.Join(runErr, a.Close())
+			return runAgent(cmd.Context(), configPath)
 		},
 	}
 	c.Flags().StringVar(&configPath, "config", "/etc/swarmship/agent.yaml", "agent.yaml")
@@ -205,7 +194,7 @@ active, 2 with a one-line reason when not (timeout, catalog unavailable, ...).`,
 func syncPass(ctx context.Context, cfg *agent.Config, timeout time.Duration, what string, then func(*agent.Agent) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	a, err := agent.New(ctx, cfg, agent.Options{})
+	a, err := agent.New(ctx, cfg, agent.Options{Version: version()})
 	if err != nil {
 		return err
 	}
@@ -278,6 +267,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 	if st.Catalog.Watch != "" {
 		fmt.Fprintf(w, "catalog watch: %s\n", st.Catalog.Watch)
 	}
+	printSelfUpdate(w, st.SelfUpdate)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nSUBSCRIPTION\tTARGET\tACTIVE\tREADY\tWAITING FOR")
 	for _, s := range st.Subscriptions {

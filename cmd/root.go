@@ -39,6 +39,7 @@ func Execute() int {
 // in-process.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	global = globalFlags{}
+	runArgs = args
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -74,7 +75,7 @@ runs an origin (tracker, seeder, web seed) and agents at each site that fetch
 releases from nearby peers first, verify every byte and activate atomically.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       Version,
+		Version:       version(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			return setupLogging(cmd.ErrOrStderr())
 		},

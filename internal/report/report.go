@@ -53,6 +53,12 @@ type Report struct {
 	Policy          Policy         `json:"policy"`
 	Subscriptions   []Subscription `json:"subscriptions"`
 	Releases        []Release      `json:"releases"`
+	// AgentVersion is the agent binary's version (issue 18); SelfUpdate
+	// the outcome of its latest self-update when it was rolled back.
+	// Both omitted when empty, so reports still decode at older origins
+	// unless there is something to say (upgrade origins first).
+	AgentVersion string `json:"agent_version,omitempty"`
+	SelfUpdate   string `json:"self_update,omitempty"`
 }
 
 // Catalog is the health of the agent's catalog feed.
@@ -200,6 +206,12 @@ func (r *Report) Validate() error {
 		return err
 	}
 	if err := text("catalog.error", r.Catalog.Error, MaxText); err != nil {
+		return err
+	}
+	if err := text("agent_version", r.AgentVersion, MaxNameLen); err != nil {
+		return err
+	}
+	if err := text("self_update", r.SelfUpdate, MaxText); err != nil {
 		return err
 	}
 	p := r.Policy

@@ -65,11 +65,13 @@ type relAgg struct {
 }
 
 type aggregate struct {
-	rels    map[string]*relAgg
-	counts  AgentCounts
-	rows    []AgentRow
-	missing []*agentRecord // went missing within the churn window
-	forget  []string       // silent for longer than forget: left out of the view, dropped by Tick
+	rels   map[string]*relAgg
+	counts AgentCounts
+	// versions counts known agents by their binary's version.
+	versions map[string]int
+	rows     []AgentRow
+	missing  []*agentRecord // went missing within the churn window
+	forget   []string       // silent for longer than forget: left out of the view, dropped by Tick
 }
 
 func (s *Reports) agg(key string, a *aggregate) *relAgg {
@@ -120,6 +122,12 @@ func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 		stallAfter := time.Duration(s.cfg.StallIntervals) * s.interval(rec)
 		live := age <= stallAfter
 		a.counts.Known++
+		if v := rep.AgentVersion; v != "" {
+			if a.versions == nil {
+				a.versions = map[string]int{}
+			}
+			a.versions[v]++
+		}
 		if live {
 			a.counts.Live++
 		} else {
@@ -129,7 +137,8 @@ func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 			}
 		}
 		row := AgentRow{AgentID: id, Name: rep.Name, Site: rep.Site, Region: rep.Region, Tenant: rep.Tenant,
-			Live: live, LastSeen: rec.Received, Releases: []string{}, CatalogError: rep.Catalog.Error, Policy: rep.Policy}
+			Live: live, LastSeen: rec.Received, Releases: []string{}, CatalogError: rep.Catalog.Error, Policy: rep.Policy,
+			Version: rep.AgentVersion, SelfUpdate: rep.SelfUpdate}
 		seeding := false
 		// Bytes count for every release the agent holds, targeted or not.
 		for i := range rep.Releases {

@@ -20,6 +20,9 @@ type View struct {
 	Releases  []Release   `json:"releases"`
 	Alerts    []Alert     `json:"alerts"`
 	AgentList []AgentRow  `json:"agent_list"` // missing agents first, at most maxAgentRows
+	// AgentVersions counts known agents by the version of their binary
+	// (agents older than the field are not counted).
+	AgentVersions map[string]int `json:"agent_versions,omitempty"`
 }
 
 // Bounds of the view, so that a large fleet does not make it huge; the
@@ -142,6 +145,8 @@ type AgentRow struct {
 	Uploaded     int64         `json:"uploaded"`
 	CatalogError string        `json:"catalog_error,omitempty"`
 	Policy       report.Policy `json:"policy"`
+	Version      string        `json:"version,omitempty"`     // the agent binary's
+	SelfUpdate   string        `json:"self_update,omitempty"` // a rolled-back self-update
 }
 
 // View is the rollout view of the whole fleet now.
@@ -168,7 +173,7 @@ func (s *Reports) view(scope *string) View {
 // swarm health, series or sorted agent list. s.mu is held, for reading at
 // least.
 func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bool) View {
-	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}}
+	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}, AgentVersions: a.versions}
 	fire := func(al Alert) {
 		since, ok := s.alertSince[alertKey(al)]
 		if !ok {

@@ -305,6 +305,7 @@
       chip("alerts", d.alerts.length, d.alerts.length > 0),
       chip("origin egress", bytes((e.webseed || 0) + (e.peer || 0))),
       ...(e.relay ? [chip("relay egress", bytes(e.relay))] : []),
+      ...Object.entries(d.agent_versions || {}).sort().map(([v, n]) => chip("on swarmship " + v, n)),
       chip("updated", clock(now)));
   }
 
@@ -331,7 +332,7 @@
     t.replaceChildren(headRow(["agent", "site", "region", "status", "last report#", "releases", "policy", "peers#", "uploaded#", "catalog"]));
     for (const a of list) {
       t.appendChild(el("tr", { "data-agent": a.agent_id, "data-live": a.live },
-        el("td", { title: a.agent_id, text: a.name || a.agent_id }),
+        el("td", { title: a.agent_id + (a.version ? " · swarmship " + a.version : ""), "data-version": a.version || "", text: (a.name || a.agent_id) + (a.version ? " (" + a.version + ")" : "") }),
         el("td", { text: a.site || "—" }),
         el("td", { text: a.region || "—" }),
         el("td", {}, el("span", { class: "dot " + (a.live ? "live" : "missing") }), a.live ? "live" : "missing"),
@@ -340,7 +341,7 @@
         el("td", { "data-upload": a.policy.upload_allowed, title: policySources(a.policy), text: policyText(a.policy) }),
         el("td", { class: "num", text: a.peers }),
         el("td", { class: "num", text: bytes(a.uploaded) }),
-        el("td", { class: "err", text: a.catalog_error || "" })));
+        el("td", { class: "err", text: [a.catalog_error, a.self_update && "self-update " + a.self_update].filter(Boolean).join("; ") })));
     }
     if (!list.length) t.appendChild(el("tr", {}, el("td", { colspan: 10, class: "none", text: "No agent has reported yet." })));
     if (known > list.length) t.appendChild(el("tr", {}, el("td", { colspan: 10, class: "more", text: `showing ${list.length} of ${known} agents (missing first)` })));
