@@ -242,3 +242,45 @@ func NextGate(st WaveState, waves int, soak time.Duration, maxFailures float64, 
 	}
 	return GateOpen, ""
 }
+
+// WaveAgent is a reporting agent as TallyWaves places it.
+type WaveAgent struct {
+	WaveMember
+	Name  string // shown; the ID when empty
+	State string // its state of the plan's version ("" when it has none)
+}
+
+// WaveTally is one wave of a plan with the reporting agents in it.
+type WaveTally struct {
+	Wave   string   `json:"wave"`
+	Agents []string `json:"agents"` // agent names (IDs when unnamed)
+	Active int      `json:"active"` // on the plan's version
+	Failed int      `json:"failed"`
+}
+
+// TallyWaves places agents in waves by AgentWave, as the agents place
+// themselves, and counts who has the plan's version active or failed.
+func TallyWaves(planID string, waves []Wave, agents []WaveAgent) []WaveTally {
+	out := make([]WaveTally, len(waves))
+	for i, w := range waves {
+		out[i] = WaveTally{Wave: w.String(), Agents: []string{}}
+	}
+	if len(waves) == 0 {
+		return out
+	}
+	for _, a := range agents {
+		i := AgentWave(planID, waves, a.WaveMember)
+		name := a.Name
+		if name == "" {
+			name = a.ID
+		}
+		out[i].Agents = append(out[i].Agents, name)
+		switch a.State {
+		case "active":
+			out[i].Active++
+		case "failed":
+			out[i].Failed++
+		}
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/tracker"
@@ -25,6 +26,7 @@ func (o *Origin) openReports() (*rollout.Reports, error) {
 		Authorize:  o.authorizeReport,
 		Operator:   o.operator,
 		Tokens:     o.tokensOn(),
+		Plan:       o.rolloutPlan,
 		LogRefusal: func() (bool, int) { return o.refusals.Allow(time.Now()) },
 	}
 	if o.shared != nil {
@@ -77,4 +79,13 @@ func (o *Origin) authorizeReport(r *http.Request, rep *report.Report) (int, erro
 		return statusFor(err), err
 	}
 	return 0, nil
+}
+
+// rolloutPlan reads name's signed plan for the rollout view; without a
+// catalog client (tests) there are none.
+func (o *Origin) rolloutPlan(ctx context.Context, name string) (*catalog.RolloutPlan, error) {
+	if o.catalog == nil {
+		return nil, nil
+	}
+	return o.catalog.RolloutPlan(ctx, name)
 }

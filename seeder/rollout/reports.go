@@ -23,6 +23,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/internal/state"
 )
@@ -47,6 +48,9 @@ type Origin struct {
 	// Tokens is true when reports are authenticated: identities come from
 	// tokens, so a record is not bound to an address.
 	Tokens bool
+	// Plan reads name's signed rollout plan from the verified catalog (nil:
+	// none); the view places the reporting agents in its waves.
+	Plan func(ctx context.Context, name string) (*catalog.RolloutPlan, error)
 	// LogRefusal bounds the log lines of refused reports: whether to log
 	// this one and how many were left out before it.
 	LogRefusal func() (bool, int)

@@ -23,6 +23,9 @@ type View struct {
 	// AgentVersions counts known agents by the version of their binary
 	// (agents older than the field are not counted).
 	AgentVersions map[string]int `json:"agent_versions,omitempty"`
+	// Plans are the signed rollout plans of the releases in the view,
+	// with the listed agents (AgentList) placed in their waves.
+	Plans []PlanView `json:"rollout_plans,omitempty"`
 }
 
 // Bounds of the view, so that a large fleet does not make it huge; the
@@ -279,11 +282,14 @@ func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bo
 
 // handleRollout serves the rollout view, cut to the operator's tenant.
 func (s *Reports) handleRollout(w http.ResponseWriter, r *http.Request, tenant string) {
+	var v View
 	if tenant == "" {
-		writeJSON(w, s.View())
-		return
+		v = s.View()
+	} else {
+		v = s.view(&tenant)
 	}
-	writeJSON(w, s.view(&tenant))
+	v.Plans = s.planViews(r.Context(), v)
+	writeJSON(w, v)
 }
 
 // handleAgent serves one agent's latest report and history; a fleet

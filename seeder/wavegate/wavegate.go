@@ -162,12 +162,7 @@ func OriginCounts(client *http.Client, originURL, token string) Counts {
 }
 
 // WaveRow is one wave of a plan as the origin's reports see it.
-type WaveRow struct {
-	Wave   string   `json:"wave"`
-	Agents []string `json:"agents"` // agent names (IDs when unnamed)
-	Active int      `json:"active"` // on the plan's version
-	Failed int      `json:"failed"`
-}
+type WaveRow = policy.WaveTally
 
 // FleetByWave places the agents the origin lists (GET /api/v1/rollout,
 // agent_list: bounded by the origin) in the plan's waves by the same hash
@@ -189,28 +184,18 @@ func FleetByWave(ctx context.Context, client *http.Client, originURL, token stri
 	if err := getView(ctx, client, originURL, token, &view); err != nil {
 		return nil, err
 	}
-	rows := make([]WaveRow, len(waves))
-	for i, w := range waves {
-		rows[i].Wave = w.String()
-	}
 	ref := plan.Name + "@" + plan.Version + " "
+	agents := make([]policy.WaveAgent, 0, len(view.AgentList))
 	for _, a := range view.AgentList {
-		w := policy.AgentWave(plan.ID, waves, policy.WaveMember{ID: a.AgentID, Site: a.Site})
-		name := a.Name
-		if name == "" {
-			name = a.AgentID
-		}
-		rows[w].Agents = append(rows[w].Agents, name)
+		wa := policy.WaveAgent{WaveMember: policy.WaveMember{ID: a.AgentID, Site: a.Site}, Name: a.Name}
 		for _, r := range a.Releases {
-			switch r {
-			case ref + "active":
-				rows[w].Active++
-			case ref + "failed":
-				rows[w].Failed++
+			if st, ok := strings.CutPrefix(r, ref); ok {
+				wa.State = st
 			}
 		}
+		agents = append(agents, wa)
 	}
-	return rows, nil
+	return policy.TallyWaves(plan.ID, waves, agents), nil
 }
 
 func getView(ctx context.Context, client *http.Client, originURL, token string, v any) error {
