@@ -87,6 +87,7 @@ type Reports struct {
 	db     *bolt.DB // nil: memory only
 	store  recordStore
 	origin Origin
+	plans  planCache
 
 	decoding chan struct{} // bounds the reports decoded at once
 

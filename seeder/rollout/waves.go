@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
@@ -49,7 +50,7 @@ func (s *Reports) planViews(ctx context.Context, v View) []PlanView {
 	slices.Sort(names)
 	var out []PlanView
 	for _, name := range names {
-		p, err := s.origin.Plan(ctx, name)
+		p, err := s.plans.get(ctx, s.now(), name, s.origin.Plan)
 		if err != nil {
 			out = append(out, PlanView{Name: name, Error: err.Error()})
 			continue
@@ -90,4 +91,46 @@ func planView(p *catalog.RolloutPlan, rows []AgentRow) PlanView {
 	}
 	pv.Waves = policy.TallyWaves(p.ID, waves, agents)
 	return pv
+}
+
+// planTTL is how long a plan read for the view is reused: the dashboard
+// polls every few seconds, and each read is a catalog store request. A
+// state change shows within it.
+const planTTL = 10 * time.Second
+
+// planCache keeps the plans the views read for planTTL. At most
+// maxCachedPlans names: release names come from reports.
+type planCache struct {
+	mu sync.Mutex
+	m  map[string]cachedPlan
+}
+
+type cachedPlan struct {
+	p   *catalog.RolloutPlan
+	err error
+	at  time.Time
+}
+
+const maxCachedPlans = 256
+
+func (c *planCache) get(ctx context.Context, now time.Time, name string, read func(context.Context, string) (*catalog.RolloutPlan, error)) (*catalog.RolloutPlan, error) {
+	c.mu.Lock()
+	e, ok := c.m[name]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < planTTL && now.Sub(e.at) >= 0 {
+		return e.p, e.err
+	}
+	// Two views at once may both read: harmless, and no lock is held
+	// over the store.
+	p, err := read(ctx, name)
+	if ctx.Err() != nil {
+		return p, err // this caller went away: not the plan's news
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedPlans {
+		c.m = map[string]cachedPlan{}
+	}
+	c.m[name] = cachedPlan{p, err, now}
+	c.mu.Unlock()
+	return p, err
 }
