@@ -6,17 +6,24 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/policy"
 )
 
-func TestRolloutViewWaves(t *testing.T) {
+// wavesFixture is a view with a halted plan of app@2.0 and four agents
+// on it (one canary site), plus an agent of a release whose plan does not
+// read.
+func wavesFixture(t *testing.T) (*Reports, *catalog.RolloutPlan, []*report.Report, *atomic.Int32) {
+	t.Helper()
 	plan := &catalog.RolloutPlan{ID: "p1", Name: "app", Version: "2.0", Channel: "stable",
 		Waves: []string{"site:lab", "50%", "100%"}, Soak: catalog.Duration(30 * time.Minute), MaxFailures: 0.02,
 		State: catalog.RolloutHalted, Reason: "2 of 3 agents failed (limit 2%)", Opened: 2, Since: time.Now()}
@@ -45,6 +52,12 @@ func TestRolloutViewWaves(t *testing.T) {
 			t.Fatalf("report %s: %d %s", r.AgentID, rec.Code, rec.Body)
 		}
 	}
+	return s, plan, reps, &reads
+}
+
+func TestRolloutViewWaves(t *testing.T) {
+	s, plan, reps, reads := wavesFixture(t)
+	h := mux(s)
 	get := func() View {
 		t.Helper()
 		rec := httptest.NewRecorder()
@@ -95,5 +108,29 @@ func TestRolloutViewWaves(t *testing.T) {
 	get()
 	if n := reads.Load(); n != 2 {
 		t.Fatalf("plan reads: %d, want 2", n)
+	}
+}
+
+func TestDashboardWavesInBrowser(t *testing.T) {
+	chromium := testenv.RequireTool(t, "chromium")
+	s, _, _, _ := wavesFixture(t)
+	srv := httptest.NewServer(mux(s))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", srv.URL+"/dashboard/")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	dom := string(out)
+	for _, want := range []string{`data-plan="app" data-plan-state="halted"`, "2 of 3 agents failed", `data-wave="1" data-failed="0"`,
+		"lab/host-a1", `data-plan="broken" data-plan-state="error"`, "catalog store away"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("dashboard lacks %q:\n%.4000s", want, dom)
+		}
 	}
 }

@@ -347,6 +347,30 @@
     if (known > list.length) t.appendChild(el("tr", {}, el("td", { colspan: 10, class: "more", text: `showing ${list.length} of ${known} agents (missing first)` })));
   }
 
+  // Signed rollout plans: state, why stopped, and who is in which wave
+  // (the listed agents, placed as the agents place themselves).
+  function plans(list) {
+    const box = document.getElementById("plans");
+    box.hidden = !list.length;
+    box.replaceChildren(el("h2", { text: "Rollout waves" }), ...list.map(p => {
+      const head = el("p", { "data-plan": p.name, "data-plan-state": p.state || "error" },
+        el("b", { text: p.name + (p.version ? "@" + p.version : "") }), " ",
+        el("span", { class: "badge " + (p.state === "running" || p.state === "done" ? "in_progress" : "stalled"), text: p.state || "unreadable" }),
+        p.reason || p.error ? el("span", { class: "err", text: " " + (p.reason || p.error) }) : null,
+        p.state ? el("span", { class: "meta", text: ` · ${p.opened} of ${p.waves.length} waves open since ${p.since} · soak ${p.soak} · max failures ${fmtPercent(p.max_failures * 100)}%` }) : null);
+      if (!p.waves) return head;
+      const t = el("table", { class: "table" }, headRow(["wave", "", "agents#", "active#", "failed#", "who"]));
+      p.waves.forEach((w, i) => t.appendChild(el("tr", { "data-wave": i + 1, "data-failed": w.failed },
+        el("td", { text: (i + 1) + ". " + w.wave }),
+        el("td", { text: i < p.opened ? "open" : "waiting" }),
+        el("td", { class: "num", text: w.agents.length }),
+        el("td", { class: "num", text: w.active }),
+        el("td", { class: "num" + (w.failed ? " err" : ""), text: w.failed }),
+        el("td", { class: "mono", text: w.agents.slice(0, 20).join(" ") + (w.agents.length > 20 ? ` and ${w.agents.length - 20} more` : "") }))));
+      return el("div", {}, head, el("div", { class: "tablewrap" }, t));
+    }));
+  }
+
   function render(d) {
     const now = Date.now();
     summary(d, now);
@@ -359,6 +383,7 @@
     const c = document.getElementById("cached");
     c.hidden = cached.length === 0;
     c.replaceChildren("Kept for rollback: ", ...cached.map(r => el("span", { "data-cached": r.release, text: `${r.release} on ${r.cached}` })));
+    plans(d.rollout_plans || []);
     agentsTable(d.agent_list, d.agents.known, now);
     document.body.dataset.state = "ready";
     document.body.dataset.updated = d.generated;
