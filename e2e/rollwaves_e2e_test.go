@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/localswarm"
 	"github.com/swarmship/swarmship/policy"
+	"github.com/swarmship/swarmship/seeder/rollout"
 	"github.com/swarmship/swarmship/seeder/wavegate"
 )
 
@@ -319,6 +321,21 @@ func TestRolloutHaltsOnHealthFailures(t *testing.T) {
 			return false
 		}
 		return rows[0].Failed == 3 && len(rows[1].Agents) == 6 && len(rows[2].Agents) == 10 && rows[1].Active == 0 && rows[2].Active == 0
+	})
+	// The origin's own view (the dashboard's) reads the signed plan.
+	waveWaitFor(t, "the halted plan on the origin's dashboard view", 60*time.Second, func() bool {
+		resp, err := http.Get(sw.OriginURL + "/api/v1/rollout")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v rollout.View
+		if json.NewDecoder(resp.Body).Decode(&v) != nil || len(v.Plans) != 1 {
+			return false
+		}
+		pv := v.Plans[0]
+		return pv.State == catalog.RolloutHalted && pv.Reason == p.Reason && len(pv.Waves) == 3 &&
+			pv.Waves[0].Failed == 3 && len(pv.Waves[1].Agents) == 6 && len(pv.Waves[2].Agents) == 10
 	})
 	t.Logf("halted: %s", p.Reason)
 }
