@@ -283,6 +283,16 @@ func customOf(tf *metadata.TargetFiles) (EntryState, error) {
 	return st, nil
 }
 
+// entry returns the signed target of name@version's manifest and its state.
+func (r *Repo) entry(name, version string) (*metadata.TargetFiles, EntryState, error) {
+	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
+	if !ok {
+		return nil, EntryState{}, fmt.Errorf("%s@%s is not in the catalog", name, version)
+	}
+	st, err := customOf(target)
+	return target, st, err
+}
+
 func setCustom(tf *metadata.TargetFiles, st EntryState) {
 	sort.Strings(st.Channels)
 	if len(st.Channels) == 0 && !st.Yanked && st.Timing.IsZero() {
@@ -354,11 +364,7 @@ func (r *Repo) Promote(name, version, channel string) error {
 	if err := release.ValidateName("channel", channel); err != nil {
 		return err
 	}
-	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
-	if !ok {
-		return fmt.Errorf("%s@%s is not in the catalog", name, version)
-	}
-	st, err := customOf(target)
+	target, st, err := r.entry(name, version)
 	if err != nil {
 		return err
 	}
@@ -391,11 +397,7 @@ func (r *Repo) Promote(name, version, channel string) error {
 // Yank marks name@version as withdrawn: agents never activate it, and it
 // leaves every channel. Its files stay, so nothing already cached breaks.
 func (r *Repo) Yank(name, version string) error {
-	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
-	if !ok {
-		return fmt.Errorf("%s@%s is not in the catalog", name, version)
-	}
-	st, err := customOf(target)
+	target, st, err := r.entry(name, version)
 	if err != nil {
 		return err
 	}
@@ -409,11 +411,7 @@ func (r *Repo) Yank(name, version string) error {
 
 // SetTiming replaces the timing of name@version (see Timing).
 func (r *Repo) SetTiming(name, version string, t Timing) error {
-	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
-	if !ok {
-		return fmt.Errorf("%s@%s is not in the catalog", name, version)
-	}
-	st, err := customOf(target)
+	target, st, err := r.entry(name, version)
 	if err != nil {
 		return err
 	}
@@ -428,11 +426,7 @@ func (r *Repo) SetTiming(name, version string, t Timing) error {
 
 // MarkUrgent marks name@version urgent, keeping the rest of its timing.
 func (r *Repo) MarkUrgent(name, version string) error {
-	target, ok := r.targets.Signed.Targets[ManifestKey(name, version)]
-	if !ok {
-		return fmt.Errorf("%s@%s is not in the catalog", name, version)
-	}
-	st, err := customOf(target)
+	target, st, err := r.entry(name, version)
 	if err != nil {
 		return err
 	}
