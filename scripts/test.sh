@@ -3,7 +3,8 @@
 # run against (Debian BitTorrent clients and python3-libtorrent, the
 # versitygw S3 server, staticcheck, chromium for the dashboard test, redis-server
 # for origins that share state, node and npm for
-# tuf-js, zsync and rsync for the delta benchmark), then runs go vet, staticcheck, a gofmt check and the whole suite
+# tuf-js, zsync and rsync for the delta benchmark, ffmpeg for test media,
+# tcpdump for DSCP captures), then runs go vet, staticcheck, a gofmt check and the whole suite
 # with the race detector. With CI=true a missing tool fails a test instead of
 # skipping it.
 set -euo pipefail
@@ -35,6 +36,11 @@ command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 # benchmark (scripts/bench/delta) compares publish and delivery with.
 command -v zsyncmake >/dev/null || need+=(zsync)
 command -v rsync >/dev/null || need+=(rsync)
+# ffmpeg generates the test media (HLS/DASH renditions, watermark variants);
+# media is never downloaded.
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+# tcpdump captures peer packets in a namespace to check their DSCP marks.
+command -v tcpdump >/dev/null || [ -x /usr/sbin/tcpdump ] || need+=(tcpdump)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
