@@ -105,7 +105,7 @@ func (r *refs) dash(name string, b []byte) error {
 		pdur := total
 		if p.Duration != "" {
 			if pdur, err = isoDuration(p.Duration); err != nil {
-				return fmt.Errorf("Period %d duration: %w", pi, err)
+				return fmt.Errorf("period %d duration: %w", pi, err)
 			}
 		} else if len(m.Periods) > 1 {
 			pdur = 0 // unknown: only a timeline or a list can count segments
@@ -133,10 +133,10 @@ func (r *refs) dash(name string, b []byte) error {
 					// One file per representation (SegmentBase or none).
 					err = r.segment(rdir)
 				default:
-					err = fmt.Errorf("Representation %q names no segments", rep.ID)
+					err = fmt.Errorf("representation %q names no segments", rep.ID)
 				}
 				if err != nil {
-					return fmt.Errorf("Representation %q: %w", rep.ID, err)
+					return fmt.Errorf("representation %q: %w", rep.ID, err)
 				}
 			}
 		}
