@@ -3,6 +3,7 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -144,4 +145,48 @@ func (m *Manifest) validateMedia() error {
 func IsPadPath(p string) bool {
 	rest, ok := strings.CutPrefix(p, ".pad/")
 	return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
+}
+
+// PadSizes lists the distinct sizes of the pad files in the torrent of a
+// media release (none without a media section).
+func (m *Manifest) PadSizes() []int64 {
+	if m.Media == nil {
+		return nil
+	}
+	offsets, _ := m.Layout()
+	var end int64
+	seen := map[int64]bool{}
+	var out []int64
+	for i, f := range m.Files {
+		if gap := offsets[i] - end; gap > 0 && !seen[gap] {
+			seen[gap] = true
+			out = append(out, gap)
+		}
+		end = offsets[i] + f.Size
+	}
+	return out
+}
+
+// PadKey is the catalog key under which web seed clients ask for a pad
+// file of n bytes of name@version (<version>/.pad/<n> under the web seed
+// base).
+func PadKey(name, version string, n int64) string {
+	return DataPrefix(name, version) + ".pad/" + strconv.FormatInt(n, 10)
+}
+
+// ParsePadKey reports whether key is a pad key (PadKey) and its size.
+func ParsePadKey(key string) (int64, bool) {
+	rest, ok := strings.CutPrefix(key, "data/")
+	if !ok {
+		return 0, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || parts[2] != ".pad" || !IsPadPath(".pad/"+parts[3]) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(parts[3], 10, 64)
+	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != parts[3] {
+		return 0, false
+	}
+	return n, true
 }

@@ -163,31 +163,6 @@ func (s sourceFS) Open(name string) (fs.File, error) {
 	return os.Open(src)
 }
 
-// PadKey is the catalog key of a pad file of n bytes of name@version: the
-// path clients ask a web seed for.
-func PadKey(name, version string, n int64) string {
-	return catalog.DataPrefix(name, version) + ".pad/" + fmt.Sprint(n)
-}
-
-// padSizes lists the distinct pad sizes of a media release.
-func padSizes(m *catalog.Manifest) []int64 {
-	if m.Media == nil {
-		return nil
-	}
-	offsets, _ := m.Layout()
-	var end int64
-	seen := map[int64]bool{}
-	var out []int64
-	for i, f := range m.Files {
-		if gap := offsets[i] - end; gap > 0 && !seen[gap] {
-			seen[gap] = true
-			out = append(out, gap)
-		}
-		end = offsets[i] + f.Size
-	}
-	return out
-}
-
 // ensurePads uploads the pad files of a media release as objects of zeros
 // to stores whose objects are the web seed themselves (S3 object URLs):
 // clients that treat pads as files, the torrent library among them, ask
@@ -202,8 +177,8 @@ func ensurePads(ctx context.Context, store catalog.Store, m *catalog.Manifest) e
 	if u := store.(catalog.URLer).ObjectURL(catalog.DataPrefix(m.Name, m.Version) + "x"); u == "" {
 		return nil
 	}
-	for _, n := range padSizes(m) {
-		key := PadKey(m.Name, m.Version, n)
+	for _, n := range m.PadSizes() {
+		key := catalog.PadKey(m.Name, m.Version, n)
 		if st, err := store.Stat(ctx, key); err == nil && st.Size == n {
 			continue
 		}

@@ -120,7 +120,7 @@ func TestPublishMediaLayout(t *testing.T) {
 			}
 			// The catalog holds no pad objects for a directory store: the
 			// origin answers pad paths itself.
-			if _, err := s.Stat(t.Context(), publish.PadKey("show", "1", 1)); err == nil {
+			if _, err := s.Stat(t.Context(), catalog.PadKey("show", "1", 1)); err == nil {
 				t.Error("unexpected pad object")
 			}
 		})
