@@ -143,7 +143,8 @@ type offloader struct {
 	leaveRoster func()
 	rosterOff   bool
 	log         *slog.Logger
-	fileEnds    []int64 // cumulative end offset of each file
+	fileEnds    []int64 // end offset of each file in the torrent
+	torrentSize int64   // the torrent's length, pads included
 	// now is the agent's clock (Options.Now): stalls, back-offs and peer
 	// silence are measured on it.
 	now func() time.Time
@@ -212,11 +213,13 @@ func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limi
 	if cfg.SiteWANDown > 0 {
 		o.pacer = rate.NewLimiter(rate.Inf, paceBurst)
 	}
-	var end int64
-	for _, f := range m.Files {
-		end += f.Size
-		o.fileEnds = append(o.fileEnds, end)
+	// Offsets from the layout: a media release has pad zeros between
+	// files (catalog.Media), which readRange leaves as zeros.
+	offsets, size := m.Layout()
+	for i, f := range m.Files {
+		o.fileEnds = append(o.fileEnds, offsets[i]+f.Size)
 	}
+	o.torrentSize = size
 	return o
 }
 
@@ -620,7 +623,7 @@ func (o *offloader) completedPieces() *roaring.Bitmap {
 func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	pl := o.m.PieceLength
 	begin := int64(p) * pl
-	end := min(begin+pl, o.m.TotalSize)
+	end := min(begin+pl, o.torrentSize)
 	buf := make([]byte, end-begin)
 	if err := o.paceWait(ctx, len(buf)-int(o.sub.held(p))); err != nil {
 		return err
@@ -718,6 +721,15 @@ func (o *offloader) readRange(ctx context.Context, off int64, buf []byte) error 
 		pos := off + int64(filled)
 		if pos >= o.fileEnds[i] || f.Size == 0 {
 			continue
+		}
+		if gap := fileBegin - pos; gap > 0 {
+			// Pad bytes before this file: buf is zeroed already.
+			if gap >= int64(len(buf)-filled) {
+				filled = len(buf)
+				break
+			}
+			filled += int(gap)
+			pos = fileBegin
 		}
 		inFile := pos - fileBegin
 		n := min(int64(len(buf)-filled), f.Size-inFile)
