@@ -266,7 +266,7 @@ func (p *Playlist) atLocal(screen string, dn int, wd time.Weekday, m int) Slot {
 // (window starts and ends, midnight, the zone's offset changes), so it is
 // exact across daylight-saving changes: a start inside a skipped hour
 // switches when the clock jumps, and a window in a repeated hour covers
-// both occurrences (see Window).
+// both occurrences (see Window). The result is in loc.
 func (p *Playlist) NextSwitch(screen string, t time.Time, loc *time.Location) (time.Time, Slot) {
 	loc = orUTC(loc)
 	edges := []int{24 * 60}
@@ -317,7 +317,7 @@ func (p *Playlist) NextSwitch(screen string, t time.Time, loc *time.Location) (t
 			}
 		}
 		if s := p.At(screen, next, loc); !s.Same(cur) {
-			return next, s
+			return next.In(loc), s
 		}
 		x = next
 	}
