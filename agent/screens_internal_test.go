@@ -58,7 +58,7 @@ func writeHLS(t *testing.T, root, name, version string) {
 		t.Fatal(err)
 	}
 	files := map[string]string{
-		"index.m3u8":    "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"v0/audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=800000,AUDIO=\"a\"\nv0/stream.m3u8\n",
+		"index.m3u8":     "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"v0/audio.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=800000,AUDIO=\"a\"\nv0/stream.m3u8\n",
 		"v0/stream.m3u8": "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg000.ts\n#EXTINF:2.0,\nseg001.ts\n#EXT-X-ENDLIST\n",
 		"v0/audio.m3u8":  "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\na0.aac\n#EXT-X-ENDLIST\n",
 		"v0/seg000.ts":   name + version + " segment 0",
