@@ -74,7 +74,7 @@ type aggregate struct {
 	// screens and screensAtRisk are the signage screens of live agents.
 	screens       int
 	screensAtRisk []ScreenAtRisk
-	forget   []string       // silent for longer than forget: left out of the view, dropped by Tick
+	forget        []string // silent for longer than forget: left out of the view, dropped by Tick
 }
 
 func (s *Reports) agg(key string, a *aggregate) *relAgg {
