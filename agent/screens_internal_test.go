@@ -252,3 +252,41 @@ func TestRewriteM3U8Refuses(t *testing.T) {
 		t.Errorf("rewrite: %v\n%s", err, out)
 	}
 }
+
+// TestScreensRestoreKeepsPlaying: after a restart, what was on air comes
+// back before the first evaluation, so content that is not verified at
+// air time still does not replace it.
+func TestScreensRestoreKeepsPlaying(t *testing.T) {
+	noon := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{t: noon.Add(-time.Minute)}
+	s, src := newTestScreens(t, clock, "{}")
+	writeHLS(t, src.root, "loop", "1")
+	src.channels["loop:signage"] = "1"
+	src.set("loop@1", true)
+	var saved []byte
+	s.saved = func(b []byte) { saved = b }
+	p, _ := policy.ParsePlaylist([]byte(switchDoc))
+	s.SetSchedule("lobby", p, time.UTC)
+	if saved == nil {
+		t.Fatal("on-air state not saved")
+	}
+	s.Close()
+
+	clock.Set(noon.Add(time.Minute)) // promo@2 is due, and not verified
+	s2 := NewScreens(src, clock.Now, slog.New(slog.DiscardHandler))
+	t.Cleanup(s2.Close)
+	s2.Restore(saved)
+	s2.SetSchedule("lobby", p, time.UTC)
+	if got := get(t, s2, "/screens/lobby/playlist.m3u8").Header().Get("X-Swarmship-Content"); got != "loop@1/hls/index.m3u8" || !s2.AtRisk() {
+		t.Fatalf("after restart: %q, at risk %v", got, s2.AtRisk())
+	}
+	// A saved state naming a release that is no longer verified is dropped.
+	src.set("loop@1", false)
+	s3 := NewScreens(src, clock.Now, slog.New(slog.DiscardHandler))
+	t.Cleanup(s3.Close)
+	s3.Restore(saved)
+	s3.SetSchedule("lobby", p, time.UTC)
+	if w := get(t, s3, "/screens/lobby/playlist.m3u8"); w.Code != http.StatusNotFound {
+		t.Fatalf("unverified restored content served: %d", w.Code)
+	}
+}
