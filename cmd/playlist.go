@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/internal/audit"
 	"github.com/swarmship/swarmship/policy"
@@ -182,4 +183,32 @@ func newPlaylistShowCmd() *cobra.Command {
 	c.Flags().StringVar(&tzName, "timezone", "", "the site's IANA time zone (default: the schedule's, else UTC)")
 	f.register(c.Flags(), true)
 	return c
+}
+
+// printSignage shows what each screen plays and the screens at risk.
+func printSignage(w io.Writer, st *agent.SignageStatus) {
+	if st == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nSIGNAGE schedule %s (%s)\n", st.Schedule, st.TimeZone)
+	if st.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", st.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCREEN\tPLAYING\tSINCE\tNEXT SWITCH\tAT RISK")
+	for _, s := range st.Screens {
+		next, risk := "never", "-"
+		if !s.NextSwitch.IsZero() {
+			next = s.NextSwitch.Format(time.RFC3339)
+		}
+		if s.AtRisk != nil {
+			risk = fmt.Sprintf("wants %s since %s: %s", s.AtRisk.Wanted, s.AtRisk.Since.Format(time.RFC3339), s.AtRisk.Reason)
+		}
+		since := "-"
+		if !s.Since.IsZero() {
+			since = s.Since.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Screen, dash(s.Playing), since, next, risk)
+	}
+	tw.Flush()
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/agent"
 )
 
 func TestCatalogPlaylistSetShowRm(t *testing.T) {
@@ -64,5 +67,24 @@ func TestCatalogPlaylistSetShowRm(t *testing.T) {
 	}
 	if _, _, code := run("catalog", "playlist", "rm", "lobby"); code == 0 {
 		t.Fatal("rm of a missing schedule succeeded")
+	}
+}
+
+func TestPrintSignage(t *testing.T) {
+	var b strings.Builder
+	since := time.Date(2026, 12, 24, 8, 0, 0, 0, time.UTC)
+	printSignage(&b, &agent.SignageStatus{Schedule: "store", TimeZone: "Europe/Berlin", Screens: []agent.ScreenStatus{
+		{Screen: "lobby", Playing: "loop@1/index.m3u8", Since: since},
+		{Screen: "window", Playing: "loop@1/index.m3u8", AtRisk: &agent.ScreenRisk{Wanted: "late@1 index.m3u8", Reason: "late@1 is not verified yet", Since: since}},
+	}})
+	for _, want := range []string{"SIGNAGE schedule store (Europe/Berlin)", "lobby", "wants late@1 index.m3u8 since 2026-12-24T08:00:00Z"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	printSignage(&b, nil)
+	if b.Len() != 0 {
+		t.Errorf("printed without signage: %q", b.String())
 	}
 }
