@@ -234,6 +234,7 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 	}
 	changed := false
 	var next time.Time
+	resolved := map[string]resolution{} // one catalog lookup per content per evaluation
 	for name, st := range s.screens {
 		want := s.doc.At(name, now, s.loc)
 		// The air time of what is wanted: the switch this evaluation is
@@ -254,7 +255,7 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 			st.air, st.risk, st.since = nil, nil, now
 			continue
 		}
-		air, err := s.prepare(want)
+		air, err := s.prepare(want, st.air, resolved)
 		if err != nil {
 			if st.risk == nil || st.risk.Wanted != want.Content+" "+want.Path {
 				st.risk = &ScreenRisk{Wanted: want.Content + " " + want.Path, Since: airTime}
@@ -293,15 +294,34 @@ func (s *Screens) armLocked(now time.Time) {
 	s.timer.Reset(d)
 }
 
+type resolution struct {
+	ref release.Ref
+	err error
+}
+
 // prepare resolves and loads a slot; an error when it is not servable.
-func (s *Screens) prepare(want policy.Slot) (*onAir, error) {
-	ref, err := policy.ParseContentRef(want.Content)
-	if err != nil {
-		return nil, err
+// What is on air already is only checked to be still verified, not read
+// again.
+func (s *Screens) prepare(want policy.Slot, cur *onAir, resolved map[string]resolution) (*onAir, error) {
+	res, ok := resolved[want.Content]
+	if !ok {
+		ref, err := policy.ParseContentRef(want.Content)
+		if err == nil {
+			res.ref, res.err = s.src.Resolve(ref)
+		} else {
+			res.err = err
+		}
+		resolved[want.Content] = res
 	}
-	r, err := s.src.Resolve(ref)
-	if err != nil {
-		return nil, err
+	if res.err != nil {
+		return nil, res.err
+	}
+	r := res.ref
+	if cur != nil && cur.Ref == r && cur.Path == want.Path {
+		if _, err := s.src.Verified(r); err != nil {
+			return nil, err
+		}
+		return cur, nil
 	}
 	a := &onAir{Content: want.Content, Ref: r, Name: r.Name, Version: r.Version, Path: want.Path}
 	if err := s.load(a); err != nil {
