@@ -131,6 +131,11 @@ type Agent struct {
 	selfWhy       string
 	healthWritten bool
 
+	// screens serves the signage schedule to players (signage.go), nil
+	// without signage.schedule; signageDigest is the schedule in force.
+	screens       *Screens
+	signageDigest string
+
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
@@ -338,6 +343,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
+	a.startSignage()
 	return a, nil
 }
 
@@ -366,6 +372,9 @@ func (a *Agent) Close() error {
 	}
 	if a.statusSrv != nil {
 		a.statusSrv.Close()
+	}
+	if a.screens != nil {
+		a.screens.Close()
 	}
 	if a.lsd != nil {
 		a.lsd.Close()
@@ -514,6 +523,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 	a.noteCatalogErr(err)
 	if err == nil {
 		a.refreshFleet(ctx)
+		a.refreshSignage(ctx)
 	}
 	return err
 }
@@ -619,6 +629,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.saveProgressLocked(d)
 	}
 	a.mu.Unlock()
+	// A screen missing its air time switches as soon as its content
+	// verifies: retried every pass while one is at risk.
+	if a.screens != nil && a.screens.AtRisk() {
+		a.screens.Update()
+	}
 }
 
 func (a *Agent) currentCatalogErr() error {

@@ -80,6 +80,9 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
+	// Signage follows a signed signage schedule and serves each screen's
+	// playlist to the site's players (signage.go, screens.go).
+	Signage SignageConfig `yaml:"signage"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -421,6 +424,7 @@ func (c *Config) Validate() error {
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
+		{"signage", c.Signage.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
