@@ -73,6 +73,7 @@ type ReleaseStatus struct {
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
 	recs, _ := a.state.All()
+	wan := a.wanStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
@@ -88,6 +89,7 @@ func (a *Agent) Status() Status {
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
 	}
+	st.Policy.WAN = &wan
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}

@@ -1,0 +1,435 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"golang.org/x/time/rate"
+
+	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/policy"
+)
+
+// WAN caps (rates.profiles[].wan_down / wan_up) are the site's: they
+// bound everything that crosses the site's WAN link, shared by its
+// agents. Each agent holds two token buckets, one per direction, that
+// every connection to a peer outside the site draws from (wanConn, under
+// TLS, so the bytes counted are the bytes sent), and the origin fetches
+// draw from the download one (it is Agent.originLimit). Peers inside the
+// site pass untouched: the profile's down and up (the library's limiters)
+// still apply to them.
+//
+// A peer is inside the site when
+//   - it is on a directly attached broadcast subnet of the agent (an
+//     Ethernet or Wi-Fi LAN, not a tunnel: a point-to-point interface can
+//     lead across the WAN), or loopback;
+//   - the tracker lists its peer ID, or its announced address, in the
+//     agent's own site and region (the swarm views of the downloads); or
+//   - it was found by LSD, which answers only the tenant's agents of the
+//     same site on the LAN.
+//
+// Everything else (other sites, the origin's seeder, relayed connections,
+// peers not yet identified) is outside. Connections are classified again
+// whenever the set changes (at most once a second), so a connection
+// counted outside before its handshake named the peer moves inside.
+//
+// The agent's share of a cap is the cap divided among the site's agents
+// that use that direction of the WAN, as the tracker's swarm views list
+// them: for wan_down, the site's agents still downloading (each fetches
+// its shard from the origin; the gateway also takes the other sites'
+// pieces); for wan_up, the site's gateways, which are the only agents
+// that exchange with other sites under locality gateway (every listed
+// agent of the site when none is marked, e.g. locality any). With no
+// fresh view the last counts stay (one agent at first).
+type wanLimit struct {
+	down *rate.Limiter // shared with the origin fetches
+	up   *rate.Limiter
+
+	// gen changes whenever the classification does; wanConn caches its
+	// class with the generation it was computed in.
+	gen atomic.Uint64
+
+	mu     sync.RWMutex
+	inside map[string]bool     // remote address (ip:port) of connections to site peers
+	ips    map[netip.Addr]bool // addresses the tracker lists in our site
+	lans   []netip.Prefix      // directly attached broadcast subnets
+	// onLink overrides the LAN test (tests on loopback); nil: lans.
+	onLink func(netip.Addr) bool
+
+	// state is what refresh last computed (under mu).
+	state   WANStatus
+	prof    policy.RateProfile
+	applied bool
+	lansAt  time.Time
+}
+
+// WANStatus is the WAN caps in force for status.
+type WANStatus struct {
+	// SiteDown and SiteUp are the profile's site-wide caps; DownLimit and
+	// UpLimit this agent's share ("unlimited" without a cap).
+	SiteDown  string `json:"site_down"`
+	SiteUp    string `json:"site_up"`
+	DownLimit string `json:"down_limit"`
+	UpLimit   string `json:"up_limit"`
+	// Downloaders and Gateways are the site's agents the shares are
+	// divided among.
+	Downloaders int `json:"site_downloaders"`
+	Gateways    int `json:"site_gateways"`
+	// Outside counts the connections to peers outside the site.
+	Outside int `json:"outside_conns"`
+}
+
+// wanPayloadShare is the part of a WAN cap the buckets give to payload:
+// they count the bytes written to and read from sockets, whereas the link
+// also carries TCP/IP and Ethernet headers (about 4.5% of a full-size
+// segment), the acknowledgements of the other direction's data and the
+// agent's own HTTP requests (catalog, tracker, reports).
+const wanPayloadShare = 0.92
+
+func newWANLimit(down *rate.Limiter) *wanLimit {
+	w := &wanLimit{down: down, up: btclient.Unlimited(), inside: map[string]bool{}, ips: map[netip.Addr]bool{}}
+	w.gen.Store(1)
+	w.state = WANStatus{SiteDown: "unlimited", SiteUp: "unlimited", DownLimit: "unlimited", UpLimit: "unlimited", Downloaders: 1, Gateways: 1}
+	return w
+}
+
+// wrap is btclient.Config.WrapPeerConn.
+func (w *wanLimit) wrap(c net.Conn) net.Conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	wc := &wanConn{Conn: c, w: w, key: c.RemoteAddr().String(), ctx: ctx, cancel: cancel}
+	if ap, err := netip.ParseAddrPort(wc.key); err == nil {
+		wc.ip = ap.Addr().Unmap()
+	}
+	return wc
+}
+
+// isInside classifies a connection by its remote address.
+func (w *wanLimit) isInside(key string, ip netip.Addr) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.inside[key] || (ip.IsValid() && w.ips[ip]) {
+		return true
+	}
+	if !ip.IsValid() {
+		return false // a relayed connection: it crosses the WAN
+	}
+	if w.onLink != nil {
+		return w.onLink(ip)
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, p := range w.lans {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// localLANs lists the subnets of the host's broadcast interfaces that are
+// up (Ethernet, Wi-Fi, bridges; not tunnels or point-to-point links).
+func localLANs() []netip.Prefix {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagBroadcast == 0 || ifc.Flags&net.FlagPointToPoint != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if p, err := netip.ParsePrefix(n.String()); err == nil {
+					out = append(out, p.Masked())
+				}
+			}
+		}
+	}
+	return out
+}
+
+// refreshWAN runs refresh with the agent's downloads (each policy pass).
+func (a *Agent) refreshWAN(prof policy.RateProfile, now time.Time) {
+	a.mu.Lock()
+	ds := make([]*download, 0, len(a.downloads))
+	for _, d := range a.downloads {
+		ds = append(ds, d)
+	}
+	a.mu.Unlock()
+	views := make([]wanView, 0, len(ds))
+	for _, d := range ds {
+		v := wanView{conns: d.t.PeerConns()}
+		if d.off != nil {
+			v.watch = d.off.watch
+		}
+		views = append(views, v)
+	}
+	a.wan.refresh(views, prof, now)
+}
+
+// wanStatus is the WAN caps for status.
+func (a *Agent) wanStatus() WANStatus {
+	a.mu.Lock()
+	ds := make([]*download, 0, len(a.downloads))
+	for _, d := range a.downloads {
+		ds = append(ds, d)
+	}
+	a.mu.Unlock()
+	var conns []string
+	for _, d := range ds {
+		for _, pc := range d.t.PeerConns() {
+			conns = append(conns, pc.RemoteAddr.String())
+		}
+	}
+	return a.wan.status(conns)
+}
+
+// wanView is what refresh gathers from one download.
+type wanView struct {
+	conns []*torrent.PeerConn
+	watch *swarmWatcher
+}
+
+// refresh reclassifies the connections of downloads, recounts the site's
+// agents and sets the buckets' rates from prof (the profile in force).
+func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Time) {
+	inside := map[string]bool{}
+	ips := map[netip.Addr]bool{}
+	downloaders, gateways, fresh := 0, 0, false
+	for _, v := range views {
+		home := v.watch.homeSite()
+		for _, pc := range v.conns {
+			key := pc.RemoteAddr.String()
+			id := [20]byte(pc.PeerID)
+			site, listed := v.watch.siteOf(id)
+			if pc.Discovery == peerSourceLSD || (listed && site == home && !strings.HasPrefix(string(id[:]), btclient.OriginPeerIDPrefix)) {
+				inside[key] = true
+			}
+		}
+		if v.watch == nil {
+			continue
+		}
+		v.watch.mu.Lock()
+		ok := !v.watch.fetched.IsZero() && now.Sub(v.watch.fetched) <= listMaxAge
+		var d, g, all int
+		for _, m := range v.watch.members {
+			if m.Site != v.watch.site || m.Region != v.watch.region || (v.watch.personal && !m.Trusted) {
+				continue
+			}
+			if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+				ips[ap.Addr().Unmap()] = true
+			}
+			all++
+			if m.Left > 0 {
+				d++
+			}
+			if m.Gateway {
+				g++
+			}
+		}
+		v.watch.mu.Unlock()
+		if !ok || all == 0 {
+			continue
+		}
+		if g == 0 {
+			g = all
+		}
+		fresh = true
+		downloaders, gateways = max(downloaders, d), max(gateways, g)
+	}
+	var lans []netip.Prefix
+	w.mu.RLock()
+	stale := w.onLink == nil && now.Sub(w.lansAt) > 10*time.Second
+	w.mu.RUnlock()
+	if stale {
+		lans = localLANs()
+	}
+
+	w.mu.Lock()
+	changed := !sameSet(inside, w.inside) || !sameSet(ips, w.ips)
+	w.inside, w.ips = inside, ips
+	if stale {
+		changed = changed || !samePrefixes(lans, w.lans)
+		w.lans, w.lansAt = lans, now
+	}
+	st := w.state
+	if fresh {
+		st.Downloaders, st.Gateways = max(1, downloaders), max(1, gateways)
+	}
+	downShare := share(prof.WANDown, st.Downloaders)
+	upShare := share(prof.WANUp, st.Gateways)
+	st.SiteDown, st.SiteUp = prof.WANDown.String(), prof.WANUp.String()
+	st.DownLimit, st.UpLimit = downShare.String(), upShare.String()
+	apply := !w.applied || st != w.state || prof != w.prof
+	w.state, w.prof, w.applied = st, prof, true
+	w.mu.Unlock()
+	if changed {
+		w.gen.Add(1)
+	}
+	if apply {
+		// The origin fetches draw from the download bucket: it also keeps
+		// them under the profile's down, as before WAN caps were shared.
+		setRate(w.down, min0(prof.Down, payloadRate(downShare)))
+		setRate(w.up, payloadRate(upShare))
+	}
+}
+
+// share is cap divided among n agents; unlimited stays unlimited and a
+// share never rounds down to unlimited.
+func share(c policy.Rate, n int) policy.Rate {
+	if c == policy.Unlimited {
+		return policy.Unlimited
+	}
+	return max(1, c/policy.Rate(max(1, n)))
+}
+
+// payloadRate is the bucket rate that keeps a link's bytes under r.
+func payloadRate(r policy.Rate) policy.Rate {
+	if r == policy.Unlimited {
+		return r
+	}
+	return max(1, policy.Rate(float64(r)*wanPayloadShare))
+}
+
+func sameSet[K comparable](a, b map[K]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+func samePrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// status is the WAN caps in force, with the outside connections counted
+// among conns.
+func (w *wanLimit) status(conns []string) WANStatus {
+	w.mu.RLock()
+	st := w.state
+	w.mu.RUnlock()
+	for _, k := range conns {
+		ap, _ := netip.ParseAddrPort(k)
+		if !w.isInside(k, ap.Addr().Unmap()) {
+			st.Outside++
+		}
+	}
+	return st
+}
+
+// wanConn is a peer connection that draws from the WAN buckets while its
+// peer is outside the site.
+type wanConn struct {
+	net.Conn
+	w   *wanLimit
+	key string
+	ip  netip.Addr
+	// class caches isInside: generation<<1 | inside.
+	class  atomic.Uint64
+	ctx    context.Context // ends with Close: waits in the buckets end
+	cancel context.CancelFunc
+}
+
+func (c *wanConn) inside() bool {
+	g := c.w.gen.Load()
+	if v := c.class.Load(); v>>1 == g {
+		return v&1 == 1
+	}
+	in := c.w.isInside(c.key, c.ip)
+	v := g << 1
+	if in {
+		v |= 1
+	}
+	c.class.Store(v)
+	return in
+}
+
+// Read takes what it read from the download bucket before it returns, so
+// the next read waits: the socket's receive window then closes and the
+// sender slows down.
+func (c *wanConn) Read(b []byte) (int, error) {
+	if c.inside() {
+		return c.Conn.Read(b)
+	}
+	if burst := c.w.down.Burst(); burst > 0 && len(b) > burst {
+		b = b[:burst]
+	}
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		take(c.ctx, c.w.down, n)
+	}
+	return n, err
+}
+
+// Write takes from the upload bucket before each part is written.
+func (c *wanConn) Write(b []byte) (int, error) {
+	if c.inside() {
+		return c.Conn.Write(b)
+	}
+	written := 0
+	for len(b) > 0 {
+		k := len(b)
+		if burst := c.w.up.Burst(); burst > 0 {
+			k = min(k, burst)
+		}
+		if err := take(c.ctx, c.w.up, k); err != nil {
+			return written, net.ErrClosed
+		}
+		n, err := c.Conn.Write(b[:k])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		b = b[k:]
+	}
+	return written, nil
+}
+
+// take waits for n bytes from l in parts of at most its burst (the burst
+// may shrink between a caller's look and the wait).
+func take(ctx context.Context, l *rate.Limiter, n int) error {
+	for n > 0 {
+		k := min(n, max(1, l.Burst()))
+		if err := l.WaitN(ctx, k); err != nil {
+			if ctx.Err() != nil || k <= l.Burst() {
+				return err
+			}
+			continue // the burst shrank under us: try again with the new one
+		}
+		n -= k
+	}
+	return nil
+}
+
+func (c *wanConn) Close() error {
+	c.cancel()
+	return c.Conn.Close()
+}
+
+// NetConn returns the connection underneath (as tls.Conn does).
+func (c *wanConn) NetConn() net.Conn { return c.Conn }
