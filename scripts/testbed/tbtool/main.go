@@ -528,7 +528,7 @@ type Report struct {
 	P2POverHTT float64       `json:"p2p_over_http,omitempty"`
 	Targets    []Target      `json:"targets"`
 	Prediction *Prediction   `json:"prediction,omitempty"`
-	Delta      *DeltaReport  `json:"delta,omitempty"` // DELTA=1: the v2 phase; P2P is then the v1 phase
+	Delta      *DeltaReport  `json:"delta,omitempty"`   // DELTA=1: the v2 phase; P2P is then the v1 phase
 	WANCap     *WANCapReport `json:"wan_cap,omitempty"` // WANCAP=1: the sites' WAN caps against the links
 }
 
