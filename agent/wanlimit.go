@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -105,6 +106,9 @@ func (w *wanLimit) wrap(c net.Conn) net.Conn {
 	wc := &wanConn{Conn: c, w: w, key: c.RemoteAddr().String(), ctx: ctx, cancel: cancel}
 	if ap, err := netip.ParseAddrPort(wc.key); err == nil {
 		wc.ip = ap.Addr().Unmap()
+		// A relayed connection crosses the WAN to the origin's relay
+		// whoever the peer is: its address is a handle, never on a LAN.
+		wc.relayed = relay.IsHandle(ap)
 	}
 	return wc
 }
@@ -349,6 +353,8 @@ type wanConn struct {
 	w   *wanLimit
 	key string
 	ip  netip.Addr
+	// relayed connections are always outside.
+	relayed bool
 	// class caches isInside: generation<<1 | inside.
 	class  atomic.Uint64
 	ctx    context.Context // ends with Close: waits in the buckets end
@@ -356,6 +362,9 @@ type wanConn struct {
 }
 
 func (c *wanConn) inside() bool {
+	if c.relayed {
+		return false
+	}
 	g := c.w.gen.Load()
 	if v := c.class.Load(); v>>1 == g {
 		return v&1 == 1

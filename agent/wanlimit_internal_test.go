@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/relay"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
 )
@@ -221,4 +222,22 @@ func TestWANConnFollowsClassification(t *testing.T) {
 	if !wc.inside() {
 		t.Fatal("classification change not seen")
 	}
+	// A relayed connection stays outside whatever the view says.
+	h := relay.HandleFor("acme", [20]byte{1})
+	rc := w.wrap(&fakeAddrConn{remote: net.TCPAddrFromAddrPort(h)}).(*wanConn)
+	w.mu.Lock()
+	w.inside = map[string]bool{rc.key: true}
+	w.ips = map[netip.Addr]bool{h.Addr(): true}
+	w.mu.Unlock()
+	w.gen.Add(1)
+	if rc.inside() {
+		t.Fatal("a relayed connection counts as inside the site")
+	}
 }
+
+type fakeAddrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c *fakeAddrConn) RemoteAddr() net.Addr { return c.remote }
