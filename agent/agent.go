@@ -268,7 +268,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
-	a.wan = newWANLimit(a.originLimit)
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/relay"
+	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
 )
 
@@ -40,14 +42,23 @@ import (
 // whenever the set changes (at most once a second), so a connection
 // counted outside before its handshake named the peer moves inside.
 //
-// The agent's share of a cap is the cap divided among the site's agents
-// that use that direction of the WAN, as the tracker's swarm views list
-// them: for wan_down, the site's agents still downloading (each fetches
-// its shard from the origin; the gateway also takes the other sites'
-// pieces); for wan_up, the site's gateways, which are the only agents
-// that exchange with other sites under locality gateway (every listed
-// agent of the site when none is marked, e.g. locality any). With no
-// fresh view the last counts stay (one agent at first).
+// The agent's share of a cap is its claim on that direction of the WAN
+// among its site's agents, as the tracker's swarm views list them (every
+// agent reads the same view, so the shares add up to the cap):
+//   - wan_down: while other sites are in the swarm, offload.origin_share
+//     of the cap is the origin fetches', divided among the site's
+//     downloading agents (the offload paces them to it), and the rest the
+//     other sites' pieces', divided among the site's downloading gateways,
+//     where those pieces arrive; a site alone divides it all among its
+//     downloading agents;
+//   - wan_up: the site's gateways, the only agents that exchange with
+//     other sites under locality gateway (every listed agent of the site
+//     when none is marked, e.g. locality any).
+//
+// An agent that bridges to other sites without being marked (it took over
+// from a gateway that died) claims a gateway's part too. An agent without
+// a claim keeps 2% of the cap for the protocol's messages. With no fresh
+// view the last parts stay (the whole cap at first).
 type wanLimit struct {
 	down *rate.Limiter // shared with the origin fetches
 	up   *rate.Limiter
@@ -62,6 +73,12 @@ type wanLimit struct {
 	lans   []netip.Prefix      // directly attached broadcast subnets
 	// onLink overrides the LAN test (tests on loopback); nil: lans.
 	onLink func(netip.Addr) bool
+
+	// originShare is offload.origin_share (see downFraction).
+	originShare float64
+	// downF and upF are this agent's parts of the caps from the last
+	// fresh view (1 at first: one agent, the whole cap).
+	downF, upF float64
 
 	// state is what refresh last computed (under mu).
 	state   WANStatus
@@ -79,7 +96,7 @@ type WANStatus struct {
 	DownLimit string `json:"down_limit"`
 	UpLimit   string `json:"up_limit"`
 	// Downloaders and Gateways are the site's agents the shares are
-	// divided among.
+	// divided among (the last fresh view's).
 	Downloaders int `json:"site_downloaders"`
 	Gateways    int `json:"site_gateways"`
 	// Outside counts the connections to peers outside the site.
@@ -93,8 +110,8 @@ type WANStatus struct {
 // agent's own HTTP requests (catalog, tracker, reports).
 const wanPayloadShare = 0.92
 
-func newWANLimit(down *rate.Limiter) *wanLimit {
-	w := &wanLimit{down: down, up: btclient.Unlimited(), inside: map[string]bool{}, ips: map[netip.Addr]bool{}}
+func newWANLimit(down *rate.Limiter, originShare float64) *wanLimit {
+	w := &wanLimit{down: down, up: btclient.Unlimited(), inside: map[string]bool{}, ips: map[netip.Addr]bool{}, originShare: originShare, downF: 1, upF: 1}
 	w.gen.Store(1)
 	w.state = WANStatus{SiteDown: "unlimited", SiteUp: "unlimited", DownLimit: "unlimited", UpLimit: "unlimited", Downloaders: 1, Gateways: 1}
 	return w
@@ -206,52 +223,146 @@ type wanView struct {
 	watch *swarmWatcher
 }
 
+// wanWeights are one swarm's claims on its site's WAN, from the tracker's
+// view: the site's totals and this agent's own.
+type wanWeights struct {
+	origin, peer, up    int // the site's downloaders; downloading gateways; gateways
+	myOrigin, myPeer    int
+	myUp                int
+	others              bool // the swarm has agents of other sites
+	downloaders, uppers int  // for status
+}
+
+// fraction is this agent's part of the site's download cap: originShare
+// of it is for the origin fetches of the site's downloaders (the offload
+// paces them to that part while other sites are in the swarm), the rest
+// for the pieces other sites send, which arrive at the site's gateways.
+// Alone, the site's downloaders split it all.
+func (ww wanWeights) downFraction(originShare float64) float64 {
+	if ww.origin == 0 {
+		return 0
+	}
+	if !ww.others || ww.peer == 0 {
+		return float64(ww.myOrigin) / float64(ww.origin)
+	}
+	return originShare*float64(ww.myOrigin)/float64(ww.origin) + (1-originShare)*float64(ww.myPeer)/float64(ww.peer)
+}
+
+func (ww wanWeights) upFraction() float64 {
+	if ww.up == 0 {
+		return 0
+	}
+	return float64(ww.myUp) / float64(ww.up)
+}
+
+// weigh reads one swarm's view: the site's agents (trusted ones when the
+// view is personal) and which of them download and bridge to other
+// sites. outside says this agent holds connections to other sites: it is
+// bridging whatever the view says (it took over from a gateway that died,
+// which the view lists until it expires).
+func weigh(w *swarmWatcher, now time.Time, outside bool) (wanWeights, map[netip.Addr]bool, bool) {
+	var ww wanWeights
+	ips := map[netip.Addr]bool{}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || now.Sub(w.fetched) > listMaxAge {
+		return ww, ips, false
+	}
+	me, listed := w.members[w.self]
+	if !listed {
+		me = report.SwarmMember{Site: w.site, Region: w.region, Left: 1}
+	}
+	ours := 0
+	for id, m := range w.members {
+		if m.Site != w.site || m.Region != w.region {
+			if m.Trusted || !w.personal {
+				ww.others = true
+			}
+			continue
+		}
+		if w.personal && !m.Trusted && id != w.self {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+			ips[ap.Addr().Unmap()] = true
+		}
+		ours++
+		if m.Left > 0 {
+			ww.origin++
+			if m.Gateway {
+				ww.peer++
+			}
+		}
+		if m.Gateway {
+			ww.up++
+		}
+	}
+	if !listed {
+		ours++
+		ww.origin++
+	}
+	if me.Left > 0 {
+		ww.myOrigin = 1
+	}
+	gw := me.Gateway || outside
+	if gw && !me.Gateway {
+		ww.up++
+		if me.Left > 0 {
+			ww.peer++
+		}
+	}
+	if gw {
+		ww.myUp = 1
+		ww.myPeer = ww.myOrigin
+	}
+	if ww.up == 0 {
+		// No gateway marked (locality any): every agent of the site may
+		// exchange with other sites.
+		ww.up, ww.myUp = ours, 1
+		ww.peer, ww.myPeer = ww.origin, ww.myOrigin
+	}
+	ww.downloaders, ww.uppers = ww.origin, ww.up
+	return ww, ips, true
+}
+
 // refresh reclassifies the connections of downloads, recounts the site's
 // agents and sets the buckets' rates from prof (the profile in force).
 func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Time) {
 	inside := map[string]bool{}
 	ips := map[netip.Addr]bool{}
-	downloaders, gateways, fresh := 0, 0, false
+	var downF, upF float64
+	var downloaders, uppers int
+	fresh := false
 	for _, v := range views {
 		home := v.watch.homeSite()
+		outside := false
 		for _, pc := range v.conns {
 			key := pc.RemoteAddr.String()
 			id := [20]byte(pc.PeerID)
 			site, listed := v.watch.siteOf(id)
-			if pc.Discovery == peerSourceLSD || (listed && site == home && !strings.HasPrefix(string(id[:]), btclient.OriginPeerIDPrefix)) {
+			switch {
+			case pc.Discovery == peerSourceLSD || (listed && site == home && !strings.HasPrefix(string(id[:]), btclient.OriginPeerIDPrefix)):
 				inside[key] = true
+			case listed && site != home:
+				outside = true
 			}
 		}
 		if v.watch == nil {
 			continue
 		}
-		v.watch.mu.Lock()
-		ok := !v.watch.fetched.IsZero() && now.Sub(v.watch.fetched) <= listMaxAge
-		var d, g, all int
-		for _, m := range v.watch.members {
-			if m.Site != v.watch.site || m.Region != v.watch.region || (v.watch.personal && !m.Trusted) {
-				continue
-			}
-			if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
-				ips[ap.Addr().Unmap()] = true
-			}
-			all++
-			if m.Left > 0 {
-				d++
-			}
-			if m.Gateway {
-				g++
-			}
+		ww, vips, ok := weigh(v.watch, now, outside)
+		for ip := range vips {
+			ips[ip] = true
 		}
-		v.watch.mu.Unlock()
-		if !ok || all == 0 {
+		if !ok {
 			continue
 		}
-		if g == 0 {
-			g = all
-		}
+		// Several swarms: the largest claim in any of them (agents are
+		// gateways of different releases; the sum may then pass the cap).
 		fresh = true
-		downloaders, gateways = max(downloaders, d), max(gateways, g)
+		downF = max(downF, ww.downFraction(w.originShare))
+		upF = max(upF, ww.upFraction())
+		downloaders, uppers = max(downloaders, ww.downloaders), max(uppers, ww.uppers)
 	}
 	var lans []netip.Prefix
 	w.mu.RLock()
@@ -270,10 +381,11 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 	}
 	st := w.state
 	if fresh {
-		st.Downloaders, st.Gateways = max(1, downloaders), max(1, gateways)
+		st.Downloaders, st.Gateways = downloaders, uppers
+		w.downF, w.upF = downF, upF
 	}
-	downShare := share(prof.WANDown, st.Downloaders)
-	upShare := share(prof.WANUp, st.Gateways)
+	downShare := part(prof.WANDown, w.downF)
+	upShare := part(prof.WANUp, w.upF)
 	st.SiteDown, st.SiteUp = prof.WANDown.String(), prof.WANUp.String()
 	st.DownLimit, st.UpLimit = downShare.String(), upShare.String()
 	apply := !w.applied || st != w.state || prof != w.prof
@@ -290,13 +402,19 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 	}
 }
 
-// share is cap divided among n agents; unlimited stays unlimited and a
-// share never rounds down to unlimited.
-func share(c policy.Rate, n int) policy.Rate {
+// minPart is the share of an agent that has no claim on a direction
+// (complete, or not a gateway): enough for the peer protocol's messages
+// and a stray piece, small enough not to matter next to the others'.
+const minPart = 0.02
+
+// part is fraction f of cap c, at least minPart of it (and 8000 B/s);
+// unlimited stays unlimited and a part never rounds down to unlimited.
+func part(c policy.Rate, f float64) policy.Rate {
 	if c == policy.Unlimited {
 		return policy.Unlimited
 	}
-	return max(1, c/policy.Rate(max(1, n)))
+	f = max(f, minPart)
+	return max(min(c, 8000), policy.Rate(math.Round(float64(c)*f)))
 }
 
 // payloadRate is the bucket rate that keeps a link's bytes under r.

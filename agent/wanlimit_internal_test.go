@@ -53,7 +53,7 @@ func pipePair(t *testing.T, w *wanLimit) (ours, theirs net.Conn) {
 // least most of its ideal time (a bound that a slow machine cannot
 // break), while a site connection moves more bytes in that same time.
 func TestWANLimitCapsOnlyOutsideTheSite(t *testing.T) {
-	w := newWANLimit(btclient.Unlimited())
+	w := newWANLimit(btclient.Unlimited(), 0.6)
 	w.onLink = func(netip.Addr) bool { return false } // loopback is not the LAN here
 	const capRate = 8_000_000                         // bit/s: 1 MB/s for the site, one agent
 	w.refresh(nil, policy.RateProfile{Name: "wan", WANDown: capRate / 8, WANUp: capRate / 8}, time.Now())
@@ -145,7 +145,7 @@ func TestWANLimitCapsOnlyOutsideTheSite(t *testing.T) {
 // origin is outside; the shares divide the site's caps among its
 // downloading agents and its gateways.
 func TestWANLimitClassifiesAndShares(t *testing.T) {
-	w := newWANLimit(btclient.Unlimited())
+	w := newWANLimit(btclient.Unlimited(), 0.6)
 	w.onLink = func(netip.Addr) bool { return false }
 	id := func(prefix string, b byte) (out [20]byte) {
 		copy(out[:], prefix)
@@ -154,7 +154,9 @@ func TestWANLimitClassifiesAndShares(t *testing.T) {
 	}
 	home, other, origin, lsdPeer, stranger := id(btclient.AgentPeerIDPrefix, 1), id(btclient.AgentPeerIDPrefix, 2), id(btclient.OriginPeerIDPrefix, 3), id(btclient.AgentPeerIDPrefix, 4), id(btclient.AgentPeerIDPrefix, 5)
 	hexID := func(b [20]byte) string { return hex.EncodeToString(b[:]) }
-	watch := &swarmWatcher{site: "s1", region: "eu", fetched: time.Now(), members: map[[20]byte]report.SwarmMember{
+	self := id(btclient.AgentPeerIDPrefix, 8)
+	watch := &swarmWatcher{site: "s1", region: "eu", self: self, fetched: time.Now(), members: map[[20]byte]report.SwarmMember{
+		self:                              {PeerID: hexID(self), Addr: "10.1.0.8:6881", Site: "s1", Region: "eu", Left: 20},
 		home:                              {PeerID: hexID(home), Addr: "10.1.0.5:6881", Site: "s1", Region: "eu", Left: 10},
 		other:                             {PeerID: hexID(other), Addr: "10.2.0.5:6881", Site: "s2", Region: "eu", Left: 10, Gateway: true},
 		id(btclient.AgentPeerIDPrefix, 6): {Addr: "10.1.0.6:6881", Site: "s1", Region: "eu", Left: 5, Gateway: true},
@@ -167,9 +169,9 @@ func TestWANLimitClassifiesAndShares(t *testing.T) {
 		return pc
 	}
 	conns := []*torrent.PeerConn{
-		conn(home, "192.168.9.1", torrent.PeerSourceIncoming), // NAT: only its peer ID says it is ours
 		conn(other, "10.2.0.5", torrent.PeerSourceTracker),
 		conn(origin, "10.0.0.2", torrent.PeerSourceTracker),
+		conn(home, "192.168.9.1", torrent.PeerSourceIncoming), // NAT: only its peer ID says it is ours
 		conn(lsdPeer, "10.1.0.9", peerSourceLSD),
 		conn(stranger, "10.9.0.9", torrent.PeerSourceTracker),
 	}
@@ -188,17 +190,39 @@ func TestWANLimitClassifiesAndShares(t *testing.T) {
 			t.Errorf("%s: inside %v, want %v", c.addr, got, c.want)
 		}
 	}
+	// Site s1 lists us and three more agents: three download (us among
+	// them), one of those is the gateway, and we bridge to s2 ourselves
+	// (a connection to its agent). Down: 0.6 of the cap for the origin
+	// fetches of three, 0.4 for the pieces of two bridging downloaders;
+	// up: half, with the marked gateway.
 	st := w.status(nil)
-	// Site s1: three listed agents, two downloading, one gateway.
-	if st.Downloaders != 2 || st.Gateways != 1 {
-		t.Errorf("site downloaders %d, gateways %d; want 2, 1", st.Downloaders, st.Gateways)
+	if st.Downloaders != 3 || st.Gateways != 2 {
+		t.Errorf("site downloaders %d, gateways %d; want 3, 2", st.Downloaders, st.Gateways)
 	}
-	if want := payloadRate(600_000); w.down.Limit() != rate.Limit(want) {
-		t.Errorf("down bucket %v, want %v (half the site's cap, less headers)", w.down.Limit(), want)
+	checkRates := func(what string, down, up policy.Rate) {
+		t.Helper()
+		if want := rate.Limit(payloadRate(down)); w.down.Limit() != want {
+			t.Errorf("%s: down bucket %v, want %v", what, w.down.Limit(), want)
+		}
+		if want := rate.Limit(payloadRate(up)); w.up.Limit() != want {
+			t.Errorf("%s: up bucket %v, want %v", what, w.up.Limit(), want)
+		}
 	}
-	if want := payloadRate(600_000); w.up.Limit() != rate.Limit(want) {
-		t.Errorf("up bucket %v, want %v (the gateway's whole cap, less headers)", w.up.Limit(), want)
+	checkRates("bridging", 480_000, 300_000)
+	// Without the connection to s2 we are one downloader among three and
+	// no gateway: the origin fetches' third, and 2% of the uplink.
+	w.refresh([]wanView{{conns: conns[2:], watch: watch}}, prof, time.Now())
+	checkRates("not bridging", 240_000, 12_000)
+	// A site alone in the swarm: its three downloaders split the downlink.
+	alone := &swarmWatcher{site: "s1", region: "eu", self: self, fetched: time.Now(), members: map[[20]byte]report.SwarmMember{}}
+	for k, m := range watch.members {
+		if m.Site == "s1" {
+			alone.members[k] = m
+		}
 	}
+	w.refresh([]wanView{{conns: conns[2:], watch: alone}}, prof, time.Now())
+	checkRates("site alone", 400_000, 12_000)
+
 	// A profile without WAN caps lifts them; the download bucket keeps down.
 	w.refresh([]wanView{{conns: conns, watch: watch}}, policy.RateProfile{Name: "night", Down: 50_000}, time.Now())
 	if w.down.Limit() != 50_000 || w.up.Limit() != rate.Inf {
@@ -208,7 +232,7 @@ func TestWANLimitClassifiesAndShares(t *testing.T) {
 
 // A peer's connection moves inside once its peer ID is known.
 func TestWANConnFollowsClassification(t *testing.T) {
-	w := newWANLimit(btclient.Unlimited())
+	w := newWANLimit(btclient.Unlimited(), 0.6)
 	w.onLink = func(netip.Addr) bool { return false }
 	ours, _ := pipePair(t, w)
 	wc := ours.(*wanConn)
