@@ -269,6 +269,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		a.now = time.Now
 	}
 	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -73,6 +74,7 @@ type wanLimit struct {
 	lans   []netip.Prefix      // directly attached broadcast subnets
 	// onLink overrides the LAN test (tests on loopback); nil: lans.
 	onLink func(netip.Addr) bool
+	log    *slog.Logger // share changes; nil: not logged
 
 	// originShare is offload.origin_share (see downFraction).
 	originShare float64
@@ -255,9 +257,8 @@ func (ww wanWeights) upFraction() float64 {
 	return float64(ww.myUp) / float64(ww.up)
 }
 
-// weigh reads one swarm's view: the site's agents (trusted ones when the
-// view is personal) and which of them download and bridge to other
-// sites. outside says this agent holds connections to other sites: it is
+// weigh reads one swarm's view: the site's agents and which of them
+// download and bridge to other sites. outside says this agent holds connections to other sites: it is
 // bridging whatever the view says (it took over from a gateway that died,
 // which the view lists until it expires).
 func weigh(w *swarmWatcher, now time.Time, outside bool) (wanWeights, map[netip.Addr]bool, bool) {
@@ -280,10 +281,11 @@ func weigh(w *swarmWatcher, now time.Time, outside bool) (wanWeights, map[netip.
 			}
 			continue
 		}
-		if w.personal && !m.Trusted && id != w.self {
-			continue
-		}
-		if ap, err := netip.ParseAddrPort(m.Addr); err == nil {
+		// Every listed agent of the site counts for the shares: an agent
+		// not yet trusted from our point of view still takes its own part,
+		// and counting too many only lowers ours. Only trusted ones make
+		// their addresses inside the site, which lifts the caps.
+		if ap, err := netip.ParseAddrPort(m.Addr); err == nil && (m.Trusted || !w.personal || id == w.self) {
 			ips[ap.Addr().Unmap()] = true
 		}
 		ours++
@@ -389,10 +391,15 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 	st.SiteDown, st.SiteUp = prof.WANDown.String(), prof.WANUp.String()
 	st.DownLimit, st.UpLimit = downShare.String(), upShare.String()
 	apply := !w.applied || st != w.state || prof != w.prof
+	old := w.state
 	w.state, w.prof, w.applied = st, prof, true
 	w.mu.Unlock()
 	if changed {
 		w.gen.Add(1)
+	}
+	if apply && w.log != nil && (st.DownLimit != old.DownLimit || st.UpLimit != old.UpLimit) && prof.WANDown+prof.WANUp > 0 {
+		w.log.Info("WAN share", "down", st.DownLimit, "up", st.UpLimit, "site_down", st.SiteDown, "site_up", st.SiteUp,
+			"site_downloaders", st.Downloaders, "site_gateways", st.Gateways)
 	}
 	if apply {
 		// The origin fetches draw from the download bucket: it also keeps
