@@ -110,7 +110,7 @@ type WANStatus struct {
 // also carries TCP/IP and Ethernet headers (about 4.5% of a full-size
 // segment), the acknowledgements of the other direction's data and the
 // agent's own HTTP requests (catalog, tracker, reports).
-const wanPayloadShare = 0.92
+const wanPayloadShare = 0.90
 
 func newWANLimit(down *rate.Limiter, originShare float64) *wanLimit {
 	w := &wanLimit{down: down, up: btclient.Unlimited(), inside: map[string]bool{}, ips: map[netip.Addr]bool{}, originShare: originShare, downF: 1, upF: 1}
@@ -480,6 +480,7 @@ type wanConn struct {
 	ip  netip.Addr
 	// relayed connections are always outside.
 	relayed bool
+	rcvSet  atomic.Bool // boundReceiveBuffer ran
 	// class caches isInside: generation<<1 | inside.
 	class  atomic.Uint64
 	ctx    context.Context // ends with Close: waits in the buckets end
@@ -495,12 +496,27 @@ func (c *wanConn) inside() bool {
 		return v&1 == 1
 	}
 	in := c.w.isInside(c.key, c.ip)
+	if !in && !c.rcvSet.Swap(true) {
+		c.boundReceiveBuffer()
+	}
 	v := g << 1
 	if in {
 		v |= 1
 	}
 	c.class.Store(v)
 	return in
+}
+
+// boundReceiveBuffer keeps the socket's receive buffer near the bucket's
+// burst once the connection is outside the site: reads then pace what
+// the peer may send within a fraction of a second. With the kernel's
+// autotuning (buffers of megabytes), a peer filled the buffer at the
+// link's speed while reads were held back, and the link carried more
+// than the cap in the first seconds of a transfer (branch testbed).
+func (c *wanConn) boundReceiveBuffer() {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(max(64<<10, c.w.down.Burst()))
+	}
 }
 
 // Read takes what it read from the download bucket before it returns, so
