@@ -67,8 +67,10 @@ type Agent struct {
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
-	// profile's download and WAN download rates.
+	// profile's download rate and this agent's share of the site's WAN
+	// download cap, which peers outside the site draw from too (wan).
 	originLimit *rate.Limiter
+	wan         *wanLimit // wanlimit.go
 	// verifyGate bounds the streaming hashes of all downloads together.
 	verifyGate *streamverify.Gate
 
@@ -271,6 +273,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode
@@ -304,6 +308,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
 		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
+		WrapPeerConn:   a.wan.wrap,
+	}
+	if d, _ := btclient.ParseDSCP(cfg.Swarm.DSCP); d >= 0 { // validated with the config
+		btc.DSCP = &d
 	}
 	for _, u := range cfg.trackerURLs() {
 		if strings.HasPrefix(u, "https://") {
