@@ -139,7 +139,8 @@ func tokenID(tok string) string {
 	return token.Fingerprint(tok)
 }
 
-// reloadRevocationsOnHUP re-reads the origin's revocation list on SIGHUP.
+// reloadRevocationsOnHUP re-reads the origin's revocation list, and its
+// HTTPS and peer TLS certificates, on SIGHUP.
 func reloadRevocationsOnHUP(ctx context.Context, o *seeder.Origin) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
@@ -151,6 +152,9 @@ func reloadRevocationsOnHUP(ctx context.Context, o *seeder.Origin) {
 		case <-ch:
 			if err := o.ReloadRevocations(); err != nil {
 				slog.Warn("revocation list not reloaded; the previous one stays in force", "err", err)
+			}
+			if err := o.ReloadCertificates(); err != nil {
+				slog.Warn("certificates not reloaded; the previous ones stay in force", "err", err)
 			}
 		}
 	}
