@@ -63,6 +63,9 @@ type Agent struct {
 	// files change (certs.go).
 	peerCert   *peertls.Source
 	originCert *certreload.Files[*certreload.Pair]
+	// power reads battery and metered state (power.go), made on first use.
+	power     *powerReader
+	powerOnce sync.Once
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
