@@ -57,6 +57,8 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
+	// ledger counts what each peer gave and took (ledger.go).
+	ledger *ledger
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -284,7 +286,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.ledger = newLedger(peerTLS)
 	btc := btclient.Config{
+		Callbacks:    a.ledger.callbacks(),
+		NoUpload:     cfg.TestNoUpload,
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -395,6 +400,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
 	defer cancel()
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		a.ledger.run(ctx, a.bt)
+	}()
+	defer func() { cancel(); <-ledgerDone }()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)

@@ -39,6 +39,9 @@ type Config struct {
 	CacheDir      string         `yaml:"cache_dir"`
 	Subscriptions []Subscription `yaml:"subscriptions"`
 	Swarm         SwarmConfig    `yaml:"swarm"`
+	// TestNoUpload makes the agent serve no piece data to anyone: a
+	// freeloader for the contribution ledger's tests. Not a config key.
+	TestNoUpload bool `yaml:"-"`
 	Offload       OffloadConfig  `yaml:"offload"`
 	Status        StatusConfig   `yaml:"status"`
 	Hooks         HooksConfig    `yaml:"hooks"`

@@ -82,6 +82,9 @@ type Config struct {
 	// directly) and accepts the connections relayed to this client,
 	// besides the usual listener. See internal/relay.
 	Relay Relay
+	// Callbacks, if set, are the library's event hooks (the agent's
+	// contribution ledger); they run under the client's lock.
+	Callbacks *torrent.Callbacks
 }
 
 // Relay is a relay transport (internal/relay.Client).
@@ -187,6 +190,9 @@ func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
 	if c.NoPEX {
 		cc.DisablePEX = true
+	}
+	if c.Callbacks != nil {
+		cc.Callbacks = *c.Callbacks
 	}
 	if c.NoUpload {
 		cc.NoUpload = true
