@@ -41,11 +41,11 @@ type Config struct {
 	Swarm         SwarmConfig    `yaml:"swarm"`
 	// TestNoUpload makes the agent serve no piece data to anyone: a
 	// freeloader for the contribution ledger's tests. Not a config key.
-	TestNoUpload bool `yaml:"-"`
-	Offload       OffloadConfig  `yaml:"offload"`
-	Status        StatusConfig   `yaml:"status"`
-	Hooks         HooksConfig    `yaml:"hooks"`
-	Report        ReportConfig   `yaml:"report"`
+	TestNoUpload bool          `yaml:"-"`
+	Offload      OffloadConfig `yaml:"offload"`
+	Status       StatusConfig  `yaml:"status"`
+	Hooks        HooksConfig   `yaml:"hooks"`
+	Report       ReportConfig  `yaml:"report"`
 	// RefreshInterval is how often the catalog is re-read.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 
