@@ -39,13 +39,10 @@ type Config struct {
 	CacheDir      string         `yaml:"cache_dir"`
 	Subscriptions []Subscription `yaml:"subscriptions"`
 	Swarm         SwarmConfig    `yaml:"swarm"`
-	// TestNoUpload makes the agent serve no piece data to anyone: a
-	// freeloader for the contribution ledger's tests. Not a config key.
-	TestNoUpload bool          `yaml:"-"`
-	Offload      OffloadConfig `yaml:"offload"`
-	Status       StatusConfig  `yaml:"status"`
-	Hooks        HooksConfig   `yaml:"hooks"`
-	Report       ReportConfig  `yaml:"report"`
+	Offload       OffloadConfig  `yaml:"offload"`
+	Status        StatusConfig   `yaml:"status"`
+	Hooks         HooksConfig    `yaml:"hooks"`
+	Report        ReportConfig   `yaml:"report"`
 	// RefreshInterval is how often the catalog is re-read.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 
@@ -83,6 +80,10 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
+
+	// TestNoUpload makes the agent serve no piece data to anyone: a
+	// freeloader for the contribution ledger's tests. Not a config key.
+	TestNoUpload bool `yaml:"-"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
