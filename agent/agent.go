@@ -287,6 +287,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.ledger = newLedger(peerTLS)
+	if cfg.TestLedgerStall > 0 {
+		a.ledger.stall = cfg.TestLedgerStall
+	}
 	btc := btclient.Config{
 		Callbacks:    a.ledger.callbacks(),
 		NoUpload:     cfg.TestNoUpload,

@@ -84,6 +84,9 @@ type Config struct {
 	// TestNoUpload makes the agent serve no piece data to anyone: a
 	// freeloader for the contribution ledger's tests. Not a config key.
 	TestNoUpload bool `yaml:"-"`
+	// TestLedgerStall replaces the ledger's stall timeout (tests); 0:
+	// the default. Not a config key.
+	TestLedgerStall time.Duration `yaml:"-"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first

@@ -441,3 +441,26 @@ func upLimitBytes(l *rate.Limiter) float64 {
 	}
 	return float64(l.Limit())
 }
+
+// LedgerStatus is the contribution ledger as the agent's status shows it.
+type LedgerStatus struct {
+	// Quarantined is how many quarantine entries (peer IDs and addresses)
+	// the origin's last answer put in force; Dropped how many connections
+	// they closed or refused so far.
+	Quarantined int   `json:"quarantined"`
+	Dropped     int64 `json:"dropped"`
+	// Report is what the next report says.
+	Report *report.Ledger `json:"report,omitempty"`
+}
+
+// Ledger returns the contribution ledger's state.
+func (a *Agent) Ledger() LedgerStatus {
+	if a.ledger == nil {
+		return LedgerStatus{}
+	}
+	n, dropped := a.ledger.quarantined()
+	return LedgerStatus{Quarantined: n, Dropped: dropped, Report: a.ledger.snapshot(upLimitBytes(a.up))}
+}
+
+// PeerID is the agent's BitTorrent peer ID (new at every start).
+func (a *Agent) PeerID() [20]byte { return a.peerID }
