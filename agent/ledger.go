@@ -33,8 +33,9 @@ const (
 	// ledgerIdle ages out a peer not connected for this long.
 	ledgerIdle = time.Hour
 	// ledgerStall: requests the peer has left without a single answer for
-	// this long count as stalled. Generous: a rate-limited peer with a
-	// deep queue still answers something within it.
+	// this long count as stalled, and the connection is closed. Generous:
+	// a rate-limited peer with a deep queue still answers something
+	// within it, and a peer that stops serving chokes or rejects.
 	ledgerStall = 15 * time.Second
 	// ledgerConnRequests bounds the outstanding requests counted per
 	// connection (the library keeps fewer).
@@ -112,18 +113,15 @@ func keyOf(pc *torrent.PeerConn) ledgerKey {
 	return k
 }
 
-// addrOf is the peer's address as reported: its listen port when it told
-// us one, else the connection's.
+// addrOf is the connection's remote address. (The peer's listen port,
+// from its extended handshake, is written under the client's lock, which
+// the tick does not hold.)
 func addrOf(pc *torrent.PeerConn) string {
 	ap, err := netip.ParseAddrPort(pc.RemoteAddr.String())
 	if err != nil {
 		return "0.0.0.0:0"
 	}
-	port := ap.Port()
-	if pc.PeerListenPort > 0 && pc.PeerListenPort < 1<<16 {
-		port = uint16(pc.PeerListenPort)
-	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), port).String()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
 }
 
 // entryLocked returns k's entry, making room for it.
@@ -308,11 +306,16 @@ func (l *ledger) tick(cl *torrent.Client) {
 		if s.wanted && dDown <= 0 {
 			e.Starved = min(e.Starved+1, report.MaxLedgerCount)
 		}
-		if c.outstanding > 0 && now.Sub(c.since) >= l.stall {
+		switch {
+		case l.quarantine.matches(c.key, addr):
+			drop = append(drop, s.pc)
+			l.dropped++
+		case c.outstanding > 0 && now.Sub(c.since) >= l.stall:
+			// The library never times a request out: chunks asked of a
+			// peer that does not answer would wait for it forever.
+			// Closing the connection hands them to other sources.
 			e.Stalled = min(e.Stalled+int64(c.outstanding), report.MaxLedgerCount)
-			c.since = now // counted again only after another full timeout
-		}
-		if l.quarantine.matches(c.key, addr) {
+			c.since = now
 			drop = append(drop, s.pc)
 		}
 	}
@@ -329,7 +332,6 @@ func (l *ledger) tick(cl *torrent.Client) {
 			delete(l.peers, k)
 		}
 	}
-	l.dropped += int64(len(drop))
 	l.mu.Unlock()
 	for _, pc := range drop {
 		pc.Close()

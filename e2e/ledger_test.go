@@ -120,7 +120,7 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 	}
 	if testenv.FindTool("chromium") != "" || testenv.InCI() {
 		dom := runChromium(t, testenv.RequireTool(t, "chromium"), "--virtual-time-budget=5000", "--dump-dom", base+"/dashboard/")
-		for _, want := range []string{`data-peer="` + freeID + `" data-freeloader="true"`, `data-peer="` + staller.idHex() + `" data-freeloader="false" data-misbehaving="true"`} {
+		for _, want := range []string{`data-peer="` + freeID + `" data-freeloader="true" data-misbehaving="false"`, `data-peer="` + staller.idHex() + `" data-freeloader="false" data-misbehaving="true"`} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("dashboard does not show %s:\n%s", want, truncate(dom, 3000))
 			}

@@ -54,7 +54,7 @@ type Config struct {
 	// it sent them under 5% of that, and it held pieces they lacked
 	// without sending any for FreeloaderStarved in all (default 10s); it
 	// misbehaves with a bad piece, or MisbehavingStalled requests
-	// (default 16) left unanswered or refused.
+	// (default 16) left unanswered.
 	FreeloaderMinBytes int64         `yaml:"freeloader_min_bytes"`
 	FreeloaderStarved  time.Duration `yaml:"freeloader_starved"`
 	MisbehavingStalled int           `yaml:"misbehaving_stalled"`

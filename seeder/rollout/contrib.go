@@ -176,8 +176,8 @@ func (s *Reports) foldLocked(now time.Time) *contribution {
 }
 
 // flag marks a freeloader (took much, gave almost nothing while its
-// peers wanted what it held) and a misbehaving peer (bad pieces, stalled
-// or refused requests beyond the thresholds).
+// peers wanted what it held) and a misbehaving peer (a bad piece, or
+// stalled requests beyond the threshold).
 func (s *Reports) flag(row *PeerRow) {
 	var why []string
 	if row.BadPieces > 0 {
@@ -186,9 +186,8 @@ func (s *Reports) flag(row *PeerRow) {
 	if row.Stalled >= int64(s.cfg.MisbehavingStalled) {
 		why = append(why, "stalled requests")
 	}
-	if row.Refused >= int64(s.cfg.MisbehavingStalled) {
-		why = append(why, "refused requests")
-	}
+	// Refused requests are not misbehaviour: an honest peer that chokes
+	// rejects what it will not serve (BEP 6). They are shown only.
 	row.Misbehaving = len(why) > 0
 	if !row.DownloadOnly && row.Received >= s.cfg.FreeloaderMinBytes && row.Sent*20 < row.Received &&
 		row.Starved >= int64(s.cfg.FreeloaderStarved/time.Second) {

@@ -382,7 +382,7 @@
     const t = el("table", { class: "table" }, headRow(["peer", "agent", "address", "received#", "sent#", "bad pieces#", "stalled#", "starved s#", "flags", "quarantine"]));
     for (const p of c.peers.slice(0, 50)) {
       const inQ = q.has("peer:" + p.peer_id) || q.has("addr:" + p.addr);
-      t.appendChild(el("tr", { "data-peer": p.peer_id, "data-freeloader": !!p.freeloader, "data-misbehaving": !!p.misbehaving, "data-quarantined": inQ },
+      t.appendChild(el("tr", { "data-peer": p.peer_id, "data-freeloader": String(!!p.freeloader), "data-misbehaving": String(!!p.misbehaving), "data-quarantined": String(inQ) },
         el("td", { class: "mono", title: p.peer_id, text: p.peer_id.slice(0, 16) + "…" }),
         el("td", { text: p.name || p.agent_id || "—" }),
         el("td", { class: "mono", text: p.addr }),
