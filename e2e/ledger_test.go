@@ -56,6 +56,7 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 		Configure: func(c *seeder.Config) {
 			c.Reports.FreeloaderMinBytes = 1 << 20
 			c.Reports.FreeloaderStarved = 3 * time.Second
+			c.Reports.MisbehavingStalled = 4
 		},
 	})
 	sizes := map[string]int64{"bin/app": 10 << 20, "data.bin": 2<<20 + 333}
@@ -69,6 +70,9 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 	slow := func(cfg *agent.Config) {
 		cfg.Rates = agent.RatesConfig{Profiles: []policy.RateProfile{{Name: "wan", Down: 3 << 19}}, Default: "wan"}
 		cfg.TestLedgerStall = 2 * time.Second
+		// Pieces the freeloader advertises and never sends go back to
+		// the origin sooner (the offload's orphan timeout).
+		cfg.Offload.OrphanTimeout = 3 * time.Second
 	}
 	honest := startAgents(t, sw, 3, sub, slow)
 	fcfg := sw.AgentConfig("freeloader", "site-0", "eu", sub)

@@ -54,7 +54,8 @@ type Config struct {
 	// it sent them under 5% of that, and it held pieces they lacked
 	// without sending any for FreeloaderStarved in all (default 10s); it
 	// misbehaves with a bad piece, or MisbehavingStalled requests
-	// (default 16) left unanswered.
+	// (default 16) left unanswered, or unanswered requests reported by
+	// two agents.
 	FreeloaderMinBytes int64         `yaml:"freeloader_min_bytes"`
 	FreeloaderStarved  time.Duration `yaml:"freeloader_starved"`
 	MisbehavingStalled int           `yaml:"misbehaving_stalled"`

@@ -49,16 +49,18 @@ type PeerRow struct {
 	DownloadOnly bool   `json:"download_only,omitempty"`
 	// Received is payload the reporting agents sent it, Sent what it sent
 	// them.
-	Received    int64  `json:"received"`
-	Sent        int64  `json:"sent"`
-	BadPieces   int64  `json:"bad_pieces"`
-	Stalled     int64  `json:"stalled"`
-	Refused     int64  `json:"refused"`
-	Starved     int64  `json:"starved"`
-	Reporters   int    `json:"reporters"`
-	Freeloader  bool   `json:"freeloader,omitempty"`
-	Misbehaving bool   `json:"misbehaving,omitempty"`
-	Why         string `json:"why,omitempty"`
+	Received  int64 `json:"received"`
+	Sent      int64 `json:"sent"`
+	BadPieces int64 `json:"bad_pieces"`
+	Stalled   int64 `json:"stalled"`
+	Refused   int64 `json:"refused"`
+	Starved   int64 `json:"starved"`
+	Reporters int   `json:"reporters"`
+	// StallReporters is how many of them saw it leave requests unanswered.
+	StallReporters int    `json:"stall_reporters"`
+	Freeloader     bool   `json:"freeloader,omitempty"`
+	Misbehaving    bool   `json:"misbehaving,omitempty"`
+	Why            string `json:"why,omitempty"`
 }
 
 // AgentCapacity is one agent's measured upload capacity and load.
@@ -143,6 +145,9 @@ func (s *Reports) foldLocked(now time.Time) *contribution {
 			row.Refused += p.Refused
 			row.Starved += p.Starved
 			row.Reporters++
+			if p.Stalled > 0 {
+				row.StallReporters++
+			}
 		}
 	}
 	s.weighLocked(c)
@@ -183,7 +188,10 @@ func (s *Reports) flag(row *PeerRow) {
 	if row.BadPieces > 0 {
 		why = append(why, "bad pieces")
 	}
-	if row.Stalled >= int64(s.cfg.MisbehavingStalled) {
+	// Two agents that each found it ignoring their requests are evidence
+	// enough; one agent's word needs more stalled requests (a network
+	// fault between the two looks the same to it).
+	if row.Stalled >= int64(s.cfg.MisbehavingStalled) || row.StallReporters >= 2 {
 		why = append(why, "stalled requests")
 	}
 	// Refused requests are not misbehaviour: an honest peer that chokes
