@@ -56,7 +56,7 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 		Configure: func(c *seeder.Config) {
 			c.Reports.FreeloaderMinBytes = 1 << 20
 			c.Reports.FreeloaderStarved = 3 * time.Second
-			c.Reports.MisbehavingStalled = 4
+			c.Reports.MisbehavingStalled = 2
 		},
 	})
 	sizes := map[string]int64{"bin/app": 10 << 20, "data.bin": 2<<20 + 333}
