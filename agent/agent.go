@@ -66,6 +66,8 @@ type Agent struct {
 	// power reads battery and metered state (power.go), made on first use.
 	power     *powerReader
 	powerOnce sync.Once
+	// ledger counts what each peer gave and took (ledger.go).
+	ledger *ledger
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -306,7 +308,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.ledger = newLedger(peerTLS)
+	if cfg.TestLedgerStall > 0 {
+		a.ledger.stall = cfg.TestLedgerStall
+	}
 	btc := btclient.Config{
+		Callbacks:    a.ledger.callbacks(),
+		NoUpload:     cfg.TestNoUpload,
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -425,6 +433,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
 	defer cancel()
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		a.ledger.run(ctx, a.bt)
+	}()
+	defer func() { cancel(); <-ledgerDone }()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)

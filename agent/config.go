@@ -84,6 +84,13 @@ type Config struct {
 	// Signage follows a signed signage schedule and serves each screen's
 	// playlist to the site's players (signage.go, screens.go).
 	Signage SignageConfig `yaml:"signage"`
+
+	// TestNoUpload makes the agent serve no piece data to anyone: a
+	// freeloader for the contribution ledger's tests. Not a config key.
+	TestNoUpload bool `yaml:"-"`
+	// TestLedgerStall replaces the ledger's stall timeout (tests); 0:
+	// the default. Not a config key.
+	TestLedgerStall time.Duration `yaml:"-"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
