@@ -13,6 +13,7 @@ import (
 	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/internal/mediaserve"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -80,6 +81,9 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
+	// Media serves held releases to the site's players over HTTP
+	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
+	Media mediaserve.Config `yaml:"media"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -321,6 +325,7 @@ func (c Config) withDefaults() Config {
 	c.Report = c.Report.withDefaults()
 	c.Failover = c.Failover.WithDefaults()
 	c.SelfUpdate = c.SelfUpdate.withDefaults()
+	c.Media = c.Media.WithDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -421,9 +426,15 @@ func (c *Config) Validate() error {
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
+		{"media", c.Media.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
+		}
+	}
+	for i, n := range c.Media.Releases {
+		if !seen[n] {
+			return fielderr.New(fielderr.Index("media.releases", i), "%s is not in subscriptions: the agent serves only releases it holds", n)
 		}
 	}
 	if c.TimeZone != "" {
