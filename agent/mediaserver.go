@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmship/swarmship/internal/mediaserve"
 	"github.com/swarmship/swarmship/internal/release"
@@ -307,4 +308,28 @@ func (a *Agent) waitPieces(ctx context.Context, d *download, begin, end int) err
 			return nil
 		}
 	}
+}
+
+var (
+	descMediaResponses = prometheus.NewDesc("swarmship_agent_media_responses_total", "Media server answers by result: served (200, 206, 304), not_ready (503), refused (client address or connection limits), verify_failed (bytes not matching the signed SHA-256).", []string{"result"}, nil)
+	descMediaBytes     = prometheus.NewDesc("swarmship_agent_media_sent_bytes_total", "Body bytes the media server sent to players.", nil, nil)
+	descMediaWaits     = prometheus.NewDesc("swarmship_agent_media_waits_total", "Media requests that waited for the pieces of a release still downloading.", nil, nil)
+)
+
+// mediaCollector exports the media server's counters (zeros when off).
+type mediaCollector struct{ a *Agent }
+
+func (c mediaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMediaResponses
+	ch <- descMediaBytes
+	ch <- descMediaWaits
+}
+
+func (c mediaCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.a.media.srv.Stats()
+	for result, v := range map[string]int64{"served": st.Served.Load(), "not_ready": st.NotReady.Load(), "refused": st.Refused.Load(), "verify_failed": st.HashFailed.Load()} {
+		ch <- prometheus.MustNewConstMetric(descMediaResponses, prometheus.CounterValue, float64(v), result)
+	}
+	ch <- prometheus.MustNewConstMetric(descMediaBytes, prometheus.CounterValue, float64(st.Bytes.Load()))
+	ch <- prometheus.MustNewConstMetric(descMediaWaits, prometheus.CounterValue, float64(st.Waited.Load()))
 }
