@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,11 +108,15 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	html, err := os.ReadFile(filepath.Join("testdata", "hlsjs", "player.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	sw := newSwarm(t, localswarm.OriginOptions{})
 	m := publishDir(t, sw, makeHLS(t, 20), "show", "1", "signage")
 
 	results := make(chan playResult, 64)
-	page := httptest.NewServer(playerPage(hlsJS, results))
+	page := httptest.NewServer(playerPage(html, hlsJS, results))
 	t.Cleanup(page.Close)
 
 	cfg := sw.AgentConfig("player-site", "store-1", "eu", agent.Subscription{Name: "show", Channel: "signage"})
@@ -178,6 +183,7 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 			"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
 			"--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
 			"--user-data-dir="+t.TempDir(), page.URL+"/?src="+src)
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // lets it end its children
 		cmd.WaitDelay = 10 * time.Second
 		stderr := &testenv.SyncBuffer{}
 		cmd.Stderr = stderr
@@ -226,9 +232,9 @@ type playResult struct {
 	Log     []string `json:"log"`
 }
 
-// playerPage serves a page that plays ?src= with hls.js and POSTs its
-// playback time to /result every half second.
-func playerPage(hlsJS []byte, results chan<- playResult) http.Handler {
+// playerPage serves the player (testdata/hlsjs/player.html: it plays ?src=
+// with hls.js and POSTs its playback time to /result every half second).
+func playerPage(html, hlsJS []byte, results chan<- playResult) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /hls.min.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript")
@@ -246,35 +252,10 @@ func playerPage(hlsJS []byte, results chan<- playResult) http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, playerHTML)
+		w.Write(html)
 	})
 	return mux
 }
-
-const playerHTML = `<!doctype html><html><body>
-<video id="v" muted autoplay playsinline></video>
-<script src="/hls.min.js"></script>
-<script>
-const v = document.getElementById('v'), log = [], t0 = performance.now();
-const src = new URLSearchParams(location.search).get('src');
-function report(extra) {
-  const body = Object.assign({t: v.currentTime, elapsed: (performance.now() - t0) / 1000, log: log.slice(-20)}, extra || {});
-  fetch('/result', {method: 'POST', body: JSON.stringify(body)}).catch(() => {});
-}
-if (!window.Hls || !Hls.isSupported()) {
-  report({fatal: 'hls.js not supported (no MSE?)'});
-} else {
-  const hls = new Hls();
-  hls.on(Hls.Events.ERROR, (e, d) => {
-    log.push(d.type + ':' + d.details);
-    if (d.fatal) report({fatal: d.type + ':' + d.details});
-  });
-  hls.on(Hls.Events.MANIFEST_PARSED, () => { log.push('manifest'); v.play().catch(err => log.push('play: ' + err)); });
-  hls.loadSource(src);
-  hls.attachMedia(v);
-  setInterval(() => report(), 500);
-}
-</script></body></html>`
 
 // A player asking for a segment of a release still downloading gets it as
 // soon as that segment's pieces are verified, before the release is: the
