@@ -25,6 +25,7 @@ import (
 // that handlers can be mounted and tests can call it; it listens from Run.
 type mediaState struct {
 	srv   *mediaserve.Server
+	mu    sync.Mutex // guards ln and done (set by Run, read by others)
 	ln    net.Listener
 	done  chan struct{}
 	index sync.Map // *download -> map[string]mediaFile
@@ -55,6 +56,8 @@ func (a *Agent) MountMedia(pattern string, h http.Handler) { a.media.srv.Handle(
 
 // MediaAddr is where the media server listens, once Run has started it.
 func (a *Agent) MediaAddr() string {
+	a.media.mu.Lock()
+	defer a.media.mu.Unlock()
 	if a.media.ln == nil {
 		return ""
 	}
@@ -66,6 +69,8 @@ func (a *Agent) MediaStats() *mediaserve.Stats { return a.media.srv.Stats() }
 
 // startMedia listens on media.listen (Run; sync serves no players).
 func (a *Agent) startMedia() error {
+	a.media.mu.Lock()
+	defer a.media.mu.Unlock()
 	if !a.cfg.Media.Enabled() || a.media.ln != nil {
 		return nil
 	}
@@ -73,9 +78,10 @@ func (a *Agent) startMedia() error {
 	if err != nil {
 		return fmt.Errorf("media.listen: %w", err)
 	}
-	a.media.ln, a.media.done = ln, make(chan struct{})
+	done := make(chan struct{})
+	a.media.ln, a.media.done = ln, done
 	go func() {
-		defer close(a.media.done)
+		defer close(done)
 		if err := a.media.srv.Serve(ln); err != nil {
 			a.log.Error("media server stopped", "err", err)
 		}
@@ -89,8 +95,11 @@ func (a *Agent) stopMedia() {
 	if a.media.srv != nil {
 		a.media.srv.Close()
 	}
-	if a.media.done != nil {
-		<-a.media.done
+	a.media.mu.Lock()
+	done := a.media.done
+	a.media.mu.Unlock()
+	if done != nil {
+		<-done
 	}
 }
 

@@ -119,13 +119,16 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 	page := httptest.NewServer(playerPage(html, hlsJS, results))
 	t.Cleanup(page.Close)
 
-	cfg := sw.AgentConfig("player-site", "store-1", "eu", agent.Subscription{Name: "show", Channel: "signage"})
+	// A software release the agent also holds: no playlist, not served.
+	app := publish(t, sw, "app", "1.0", 7, map[string]int64{"app.bin": 100 << 10}, "stable")
+	cfg := sw.AgentConfig("player-site", "store-1", "eu", agent.Subscription{Name: "show", Channel: "signage"}, agent.Subscription{Name: "app", Channel: "stable"})
 	cfg.Media = mediaserve.Config{Listen: "127.0.0.1:0", AllowOrigins: []string{page.URL}}
 	ra, err := sw.StartAgent(context.Background(), "player-site", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitActive(t, "show", "1", 60*time.Second, ra)
+	waitActive(t, "app", "1.0", 60*time.Second, ra)
 	var base string
 	for deadline := time.Now().Add(30 * time.Second); base == ""; time.Sleep(20 * time.Millisecond) {
 		if addr := ra.Agent.MediaAddr(); addr != "" {
@@ -172,6 +175,11 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 		resp, _ = mediaGet(t, base+"/media/show@1/../../state/agent.db", nil)
 		if resp.StatusCode == 200 {
 			t.Error("a path out of the release was served")
+		}
+		for _, u := range []string{"/media/app@1.0/" + app.Files[0].Path, "/media/app/" + app.Files[0].Path} {
+			if resp, _ := mediaGet(t, base+u, nil); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("%s (a release without a playlist): %s", u, resp.Status)
+			}
 		}
 	})
 
