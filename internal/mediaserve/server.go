@@ -254,7 +254,7 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WaitTimeout)
 	defer cancel()
-	file, err := s.open(ctx, rel, f)
+	file, err := s.open(ctx, name+"@"+version, rel, f)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client went away
@@ -271,7 +271,7 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request) {
 // open waits for the file, then checks its bytes against the signed
 // SHA-256 (once per file on disk: the check is remembered by the file's
 // identity, size and modification time).
-func (s *Server) open(ctx context.Context, rel Release, f File) (*os.File, error) {
+func (s *Server) open(ctx context.Context, id string, rel Release, f File) (*os.File, error) {
 	start := time.Now()
 	file, err := rel.Open(ctx, f.Path)
 	if err != nil {
@@ -285,7 +285,7 @@ func (s *Server) open(ctx context.Context, rel Release, f File) (*os.File, error
 		err = fmt.Errorf("%s on disk is not a regular file of %d bytes", f.Path, f.Size)
 	}
 	if err == nil {
-		err = s.checked.verify(ctx, file, fi, f, s)
+		err = s.checked.verify(ctx, id+"/"+f.Path, file, fi, f, s)
 	}
 	if err != nil {
 		file.Close()
@@ -437,8 +437,8 @@ type flight struct {
 	err  error
 }
 
-func (c *checkedFiles) verify(ctx context.Context, file *os.File, fi os.FileInfo, f File, s *Server) error {
-	key := f.SHA256 + "\x00" + file.Name()
+func (c *checkedFiles) verify(ctx context.Context, key string, file *os.File, fi os.FileInfo, f File, s *Server) error {
+	key = f.SHA256 + "\x00" + key
 	for {
 		c.mu.Lock()
 		if k, ok := c.m[key]; ok && os.SameFile(k.fi, fi) && k.size == fi.Size() && k.mod.Equal(fi.ModTime()) {
