@@ -441,3 +441,43 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A player that stops reading is cut after send_timeout instead of holding
+// its connection (and the file) for ever.
+func TestClientThatStopsReadingIsCut(t *testing.T) {
+	const size = 24 << 20 // more than loopback socket buffers hold
+	big := strings.Repeat("x", size)
+	rel := newRelease(t, map[string]string{"big.mp4": big})
+	src := &testSource{current: map[string]string{}, rels: map[string]*dirRelease{"loop@1": rel}}
+	s := newTestServer(t, Config{SendTimeout: 300 * time.Millisecond}, src)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-served
+	})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /media/loop@1/big.mp4 HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Not reading: once the file is checked and sending starts, the
+	// socket buffers fill and the next write times out.
+	for deadline := time.Now().Add(60 * time.Second); s.Stats().Served.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the file was never served")
+		}
+	}
+	time.Sleep(2 * time.Second)
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if n >= size {
+		t.Fatalf("read %d bytes: the stalled response was not cut", n)
+	}
+	t.Logf("read %d of %d bytes before the cut (%v)", n, size, err)
+}
