@@ -29,7 +29,22 @@ type mediaState struct {
 	ln    net.Listener
 	done  chan struct{}
 	index sync.Map // *download -> map[string]mediaFile
+	// urgent are pieces being fetched from the origin for a waiting
+	// player, so that two requests do not fetch one piece twice.
+	urgentMu sync.Mutex
+	urgent   map[urgentPiece]bool
 }
+
+type urgentPiece struct {
+	d *download
+	p int
+}
+
+// urgentGrace is how long a player's request waits for peers before the
+// pieces no connected peer has are fetched from the origin at once: the
+// offloader fetches its shard in piece order, which may be minutes away
+// from the segment a player wants now.
+const urgentGrace = 3 * time.Second
 
 // mediaFile is a file of a held release with the pieces that cover it.
 type mediaFile struct {
@@ -287,6 +302,7 @@ func (a *Agent) waitPieces(ctx context.Context, d *download, begin, end int) err
 	}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	start, fetched := time.Now(), false
 	for {
 		select {
 		case <-ctx.Done():
@@ -312,9 +328,59 @@ func (a *Agent) waitPieces(ctx context.Context, d *download, begin, end int) err
 				continue
 			}
 		case <-tick.C:
+			if !fetched && time.Since(start) >= urgentGrace {
+				fetched = true
+				a.fetchUrgent(ctx, d, begin, end)
+			}
 		}
 		if !missing(false) {
 			return nil
+		}
+	}
+}
+
+// fetchUrgent fetches from the origin, one after another, the pieces of
+// [begin, end) that are missing and that no connected peer has, unless the
+// release is paused (the offloader's pause covers this path too). It
+// costs the origin those pieces again only if their shard's owner fetches
+// them too: a player waiting is worth that.
+func (a *Agent) fetchUrgent(ctx context.Context, d *download, begin, end int) {
+	if d.off == nil || d.off.paused.Load() {
+		return
+	}
+	conns := d.t.PeerConns()
+	for p := begin; p < end; p++ {
+		if d.t.PieceState(p).Complete || ctx.Err() != nil {
+			continue
+		}
+		peerHas := false
+		for _, pc := range conns {
+			if pc.PeerPieces().Contains(uint32(p)) {
+				peerHas = true
+				break
+			}
+		}
+		if peerHas {
+			continue
+		}
+		key := urgentPiece{d, p}
+		a.media.urgentMu.Lock()
+		if a.media.urgent == nil {
+			a.media.urgent = map[urgentPiece]bool{}
+		}
+		busy := a.media.urgent[key]
+		a.media.urgent[key] = true
+		a.media.urgentMu.Unlock()
+		if busy {
+			continue
+		}
+		err := d.off.fetchPiece(ctx, p)
+		a.media.urgentMu.Lock()
+		delete(a.media.urgent, key)
+		a.media.urgentMu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("fetching a piece for a waiting player failed", "release", d.ref.Name, "version", d.ref.Version, "piece", p, "err", err)
+			return
 		}
 	}
 }
