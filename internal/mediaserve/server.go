@@ -132,7 +132,7 @@ func (s *Server) Stats() *Stats { return &s.stats }
 
 // Allowed reports whether a client address may use the server.
 func (s *Server) Allowed(ip netip.Addr) bool {
-	ip = ip.Unmap()
+	ip = ip.Unmap().WithZone("") // a zone (fe80::1%eth0) never matches a prefix
 	for _, p := range s.allow {
 		if p.Contains(ip) {
 			return true
@@ -314,6 +314,9 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, name, filePath
 }
 
 func (s *Server) fail(w http.ResponseWriter, what, filePath string, err error) {
+	// No validator or freshness for an error: a cache must not keep it.
+	w.Header().Del("ETag")
+	w.Header().Set("Cache-Control", "no-store")
 	var nr *NotReadyError
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -290,6 +290,9 @@ func TestWaitsForPiecesThenServes(t *testing.T) {
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("still downloading: %d %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
+	if rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("ETag") != "" {
+		t.Errorf("a 503 is cacheable: Cache-Control %q, ETag %q", rec.Header().Get("Cache-Control"), rec.Header().Get("ETag"))
+	}
 	s = newTestServer(t, Config{WaitTimeout: time.Minute}, src)
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- do(s, "GET", "/media/show@2/low/seg000.ts", nil) }()
@@ -340,6 +343,13 @@ func TestClientAddressAndCORS(t *testing.T) {
 	s.Handle("GET /screens/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "screen") }))
 	if rec := do(s, "GET", "/screens/1", nil); rec.Body.String() != "screen" {
 		t.Errorf("mounted: %d %q", rec.Code, rec.Body.String())
+	}
+	req = httptest.NewRequest("GET", "/media/show@2/index.m3u8", nil)
+	req.RemoteAddr = "[fe80::1%eth0]:5555" // link-local with a zone
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Errorf("link-local client with a zone: %d", rec.Code)
 	}
 	req = httptest.NewRequest("GET", "/screens/1", nil)
 	req.RemoteAddr = "[2001:db8::1]:5555"
