@@ -152,6 +152,9 @@ type Agent struct {
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
+
+	// media serves held releases to the site's players (mediaserver.go).
+	media mediaState
 }
 
 // download is one release in the torrent client.
@@ -373,6 +376,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.startRelay()
 	a.startSignage()
+	if err := a.newMediaServer(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -405,6 +412,7 @@ func (a *Agent) Close() error {
 	if a.screens != nil {
 		a.screens.Close()
 	}
+	a.stopMedia()
 	if a.lsd != nil {
 		a.lsd.Close()
 	}
@@ -424,6 +432,9 @@ func (a *Agent) Close() error {
 // subscriptions, and serve status, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
+		return err
+	}
+	if err := a.startMedia(); err != nil {
 		return err
 	}
 	// Run also returns with ctx alive (a self-update): the loops started
