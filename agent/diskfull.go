@@ -140,7 +140,7 @@ func (a *Agent) probeRoom(ctx context.Context, d *download, first time.Duration)
 		case <-time.After(delay):
 		}
 		delay = min(max(delay*2, probeMin), probeMax)
-		if d.t.Complete().Bool() {
+		if d.complete() {
 			break
 		}
 		why := a.roomFor(d)
@@ -242,7 +242,7 @@ func (a *Agent) gcForDisk(now time.Time) {
 	var remaining int64
 	a.mu.Lock()
 	for _, d := range a.downloads {
-		if !d.t.Complete().Bool() {
+		if !d.complete() {
 			remaining += max(d.manifest.TotalSize-d.t.BytesCompleted(), 0)
 		}
 	}
