@@ -24,8 +24,11 @@ import (
 // would be ~41 MB; real tables are far smaller).
 const MaxCodeTableSize = 48 << 20
 
+// CodesPrefix is the directory of site code tables.
+const CodesPrefix = "codes/"
+
 // CodeTableKey is the target path of the site code table name.
-func CodeTableKey(name string) string { return "codes/" + name + ".json" }
+func CodeTableKey(name string) string { return CodesPrefix + name + ".json" }
 
 // SetCodeTable records the table doc, whose bytes are already in the
 // store under their hash-prefixed name (PutHashedTarget).

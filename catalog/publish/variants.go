@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +14,8 @@ import (
 )
 
 // variantFiles lays out a watermarked release: every file of the B
-// directory is a segment with two variants, stored in the one torrent as
+// directory that differs from the A directory's file of the same path is
+// a segment with two variants, stored in the one torrent as
 // variants/a/<path> (from the A directory, opts.Paths[0]) and
 // variants/b/<path>; the A directory's other files (playlists) stay at
 // their paths. One torrent for both variants, not one per variant: the
@@ -54,12 +56,20 @@ func variantFiles(opts PublishOptions, files []piecehash.FileEntry) ([]piecehash
 		if !ok {
 			return nil, nil, fmt.Errorf("--variant-b has %s, which variant A (%s) lacks", p, opts.Paths[0])
 		}
-		isSegment[i] = true
 		a := files[i]
+		if same, err := sameBytes(a, bf); err != nil {
+			return nil, nil, err
+		} else if same {
+			continue // a playlist or other unmarked file both runs wrote alike
+		}
+		isSegment[i] = true
 		a.Path = append([]string{"variants", "a"}, a.Path...)
 		bf.Path = append([]string{"variants", "b"}, bf.Path...)
 		out = append(out, a, bf)
 		w.Segments = append(w.Segments, catalog.WatermarkSegment{Path: p, A: path.Join(a.Path...), B: path.Join(bf.Path...)})
+	}
+	if len(w.Segments) == 0 {
+		return nil, nil, fmt.Errorf("--variant-b %s: no file differs from variant A", opts.VariantB)
 	}
 	for i, f := range files {
 		if !isSegment[i] {
@@ -74,4 +84,20 @@ func variantFiles(opts PublishOptions, files []piecehash.FileEntry) ([]piecehash
 		return nil, nil, err
 	}
 	return out, w, nil
+}
+
+// sameBytes reports whether two files hold the same bytes.
+func sameBytes(a, b piecehash.FileEntry) (bool, error) {
+	if a.Size != b.Size {
+		return false, nil
+	}
+	x, err := os.ReadFile(a.Source)
+	if err != nil {
+		return false, err
+	}
+	y, err := os.ReadFile(b.Source)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
 }
