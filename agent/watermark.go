@@ -81,6 +81,27 @@ func (a *Agent) loadVariants(ctx context.Context, m *catalog.Manifest) (*siteVar
 	return newSiteVariants(m, table, a.cfg.Site)
 }
 
+// unfetchedVariants marks the files of a held watermarked release that
+// this site did not fetch (nil for other releases); without the kept
+// code table, every variant file counts as not held.
+func (a *Agent) unfetchedVariants(m *catalog.Manifest) []bool {
+	if m.Watermark == nil {
+		return nil
+	}
+	if b, err := os.ReadFile(a.cache.codesPath(m.Name, m.Version)); err == nil {
+		if t, err := sitecode.Parse(b); err == nil {
+			if v, err := newSiteVariants(m, t, a.cfg.Site); err == nil {
+				return v.skip
+			}
+		}
+	}
+	skip := make([]bool, len(m.Files))
+	for i, f := range m.Files {
+		skip[i] = strings.HasPrefix(f.Path, catalog.VariantPrefix)
+	}
+	return skip
+}
+
 func newSiteVariants(m *catalog.Manifest, table *sitecode.Table, site string) (*siteVariants, error) {
 	codes, err := table.Codes()
 	if err != nil {
