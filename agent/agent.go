@@ -706,7 +706,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 			rec.LastError = "origin fetch: " + *e
 			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
-		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.size()))
 		if rec.LastError != "" {
 			msg += "; last error: " + rec.LastError
 		}
@@ -767,6 +767,9 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	rec, err := a.recordDownload(m)
 	if err != nil {
 		return nil, err
+	}
+	if variants != nil {
+		rec.Size = variants.size // what this site fetches; progress and deadlines go by it
 	}
 	var reused reuseResult
 	if rec.Phase == PhaseDownloading {
@@ -1045,6 +1048,15 @@ func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
 		}
 		poke()
 	}()
+}
+
+// size is the bytes this agent fetches of the release: the whole torrent,
+// or the pieces of its site's variants of a watermarked one.
+func (d *download) size() int64 {
+	if d.variants != nil {
+		return d.variants.size
+	}
+	return d.manifest.TotalSize
 }
 
 // complete reports whether the download holds everything this agent

@@ -34,8 +34,9 @@ type siteVariants struct {
 	site  string
 	// skip[i] is true for manifest files this site never fetches.
 	skip []bool
-	// want are the pieces this site needs.
+	// want are the pieces this site needs; size is their bytes.
 	want *roaring.Bitmap
+	size int64
 
 	mu     sync.Mutex
 	bySite map[string]*roaring.Bitmap // pieces each site needs, by site name
@@ -113,6 +114,11 @@ func newSiteVariants(m *catalog.Manifest, table *sitecode.Table, site string) (*
 	v := &siteVariants{m: m, table: table, codes: codes, site: site, bySite: map[string]*roaring.Bitmap{}}
 	v.skip = v.skipFor(codes[site])
 	v.want = v.pieces(v.skip)
+	it := v.want.Iterator()
+	for it.HasNext() {
+		p := int64(it.Next())
+		v.size += min(m.PieceLength, m.TotalSize-p*m.PieceLength)
+	}
 	return v, nil
 }
 

@@ -168,6 +168,9 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 		// pieces a wanted file shares with an unwanted one.
 		rs := releaseStatus(ra, "promo", "1")
 		fetched := rs.Downloaded.Peer + rs.Downloaded.Origin
+		if rs.Completed != rs.Size || rs.Size >= m.TotalSize {
+			t.Errorf("%s: completed %d of %d (torrent %d): size should be its variants' pieces", ra.Name, rs.Completed, rs.Size, m.TotalSize)
+		}
 		if limit := m.TotalSize/2 + 2*int64(len(m.Watermark.Segments)+1)*m.PieceLength; fetched > limit {
 			t.Errorf("%s fetched %d bytes of a %d-byte torrent, more than its variants need (%d)", ra.Name, fetched, m.TotalSize, limit)
 		}
