@@ -76,7 +76,9 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:18: power.min_battery: ", "outside 0-100"},
 		{"power.metered_interfaces[1]", func(s string) string { return s + "power:\n  metered_interfaces:\n    - wwan0\n    - \"[bad\"\n" },
 			"agent.yaml:19: power.metered_interfaces[1]: ", "not valid"},
-		{"power.network_manager", func(s string) string { return s + "power:\n  metered_interfaces: [\"wwan*\"]\n  network_manager: sometimes\n" },
+		{"power.network_manager", func(s string) string {
+			return s + "power:\n  metered_interfaces: [\"wwan*\"]\n  network_manager: sometimes\n"
+		},
 			"agent.yaml:18: power.network_manager: ", "want auto or off"},
 		{"tracing.otlp_endpoint", func(s string) string { return s + "tracing:\n  otlp_endpoint: collector:4318\n" },
 			"agent.yaml:17: tracing.otlp_endpoint: ", "not an http(s) URL"},
