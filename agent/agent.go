@@ -76,8 +76,10 @@ type Agent struct {
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
-	// profile's download and WAN download rates.
+	// profile's download rate and this agent's share of the site's WAN
+	// download cap, which peers outside the site draw from too (wan).
 	originLimit *rate.Limiter
+	wan         *wanLimit // wanlimit.go
 	// verifyGate bounds the streaming hashes of all downloads together.
 	verifyGate *streamverify.Gate
 
@@ -139,6 +141,11 @@ type Agent struct {
 	selfState     selfupdate.State
 	selfWhy       string
 	healthWritten bool
+
+	// screens serves the signage schedule to players (signage.go), nil
+	// without signage.schedule; signageDigest is the schedule in force.
+	screens       *Screens
+	signageDigest string
 
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
@@ -279,6 +286,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode
@@ -312,6 +321,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
 		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
+		WrapPeerConn:   a.wan.wrap,
+	}
+	if d, _ := btclient.ParseDSCP(cfg.Swarm.DSCP); d >= 0 { // validated with the config
+		btc.DSCP = &d
 	}
 	for _, u := range cfg.trackerURLs() {
 		if strings.HasPrefix(u, "https://") {
@@ -351,6 +364,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
+	a.startSignage()
 	return a, nil
 }
 
@@ -379,6 +393,9 @@ func (a *Agent) Close() error {
 	}
 	if a.statusSrv != nil {
 		a.statusSrv.Close()
+	}
+	if a.screens != nil {
+		a.screens.Close()
 	}
 	if a.lsd != nil {
 		a.lsd.Close()
@@ -527,6 +544,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 	a.noteCatalogErr(err)
 	if err == nil {
 		a.refreshFleet(ctx)
+		a.refreshSignage(ctx)
 	}
 	return err
 }
@@ -632,6 +650,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.saveProgressLocked(d)
 	}
 	a.mu.Unlock()
+	// A screen missing its air time switches as soon as its content
+	// verifies: retried every pass while one is at risk.
+	if a.screens != nil && a.screens.AtRisk() {
+		a.screens.Update()
+	}
 }
 
 func (a *Agent) currentCatalogErr() error {

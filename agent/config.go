@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
@@ -80,6 +81,9 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
+	// Signage follows a signed signage schedule and serves each screen's
+	// playlist to the site's players (signage.go, screens.go).
+	Signage SignageConfig `yaml:"signage"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -248,6 +252,11 @@ type SwarmConfig struct {
 	// nor it theirs (see relay.go). It turns peer exchange and, unless
 	// set, LSD off.
 	Relay string `yaml:"relay"`
+	// DSCP marks every peer packet (IPv4 TOS, IPv6 traffic class) with a
+	// DiffServ code point, so that networks can queue peer traffic in its
+	// own class, e.g. LE or CS1 (scavenger): a name (CS0-CS7, AF11-AF43,
+	// EF, VA, LE) or a number 0-63. Unset: the system's default (0).
+	DSCP string `yaml:"dscp"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -424,6 +433,7 @@ func (c *Config) Validate() error {
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
+		{"signage", c.Signage.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
@@ -576,6 +586,9 @@ func (c SwarmConfig) validate() error {
 	}
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
+	}
+	if _, err := btclient.ParseDSCP(c.DSCP); err != nil {
+		return fielderr.New("dscp", "%v", err)
 	}
 	if err := c.validateDHT(); err != nil {
 		return err

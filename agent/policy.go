@@ -28,6 +28,8 @@ type PolicyStatus struct {
 	// Fleet is the fleet policy from the catalog merged in, with where
 	// each value came from.
 	Fleet *FleetPolicyStatus `json:"fleet,omitempty"`
+	// WAN is the site's WAN caps and this agent's share (wanlimit.go).
+	WAN *WANStatus `json:"wan,omitempty"`
 }
 
 // policyState is what applyPolicy last did, so it acts only on changes.
@@ -62,6 +64,10 @@ func (a *Agent) applyPolicy(now time.Time) {
 	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
 	upOK = upOK && eff.Mode.Upload()
 
+	// WAN caps are shared by the site's agents: the shares follow the
+	// tracker's view as well as the profile (wanlimit.go).
+	a.refreshWAN(prof, time.Now()) // the swarm views age on the wall clock
+
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := &a.pol
@@ -69,7 +75,6 @@ func (a *Agent) applyPolicy(now time.Time) {
 		setRate(a.down, prof.Down)
 		// The upload limiter's burst is the request-length cap (btclient).
 		btclient.SetUploadRate(a.up, float64(prof.Up))
-		setRate(a.originLimit, min0(prof.Down, prof.WANDown))
 		if st.applied {
 			a.log.Info("rate profile changed", "profile", prof.Name, "down", prof.Down.String(), "up", prof.Up.String())
 		}

@@ -291,6 +291,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 	}
 	tw.Flush()
 	printFleetPolicy(w, st.Policy.Fleet)
+	printSignage(w, st.Signage)
 	// Damaged state found at start (corrupt databases, re-adopted releases).
 	for i, r := range st.Recovered {
 		if i == 0 {
