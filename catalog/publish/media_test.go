@@ -211,6 +211,20 @@ func TestPublishMediaS3PadObjects(t *testing.T) {
 			t.Fatalf("pad object %d: %d bytes, %v", n, len(b), err)
 		}
 	}
+	if problems, _, err := publish.VerifyCatalog(t.Context(), pc.client(t)); err != nil || len(problems) != 0 {
+		t.Fatalf("verify: %v %+v", err, problems)
+	}
+	if err := s.Delete(t.Context(), catalog.PadKey("show", "1", m.PadSizes()[0])); err != nil {
+		t.Fatal(err)
+	}
+	if problems, _, _ := publish.VerifyCatalog(t.Context(), pc.client(t)); len(problems) != 1 || !strings.Contains(problems[0].Err, "pad object") {
+		t.Fatalf("verify after deleting a pad object: %+v", problems)
+	}
+	// Publishing the same release again puts it back.
+	pc.publish(t, publish.PublishOptions{Name: "show", Version: "1", Paths: []string{src}, Media: true, PieceLength: 16 << 10})
+	if problems, _, _ := publish.VerifyCatalog(t.Context(), pc.client(t)); len(problems) != 0 {
+		t.Fatalf("verify after re-publishing: %+v", problems)
+	}
 	left, err := publish.FindLeftovers(t.Context(), s)
 	if err != nil {
 		t.Fatal(err)
