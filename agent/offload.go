@@ -95,6 +95,17 @@ func ownsPiece(infoHash, self [20]byte, members [][20]byte, piece int) bool {
 // offloader falls back to its own connections.
 const listMaxAge = 45 * time.Second
 
+// tentativeHold is how long after the offload starts the tracker's
+// tentative members (swarmWatcher.tentativeMembers: our site's agents we
+// have no connection with yet, open sites' agents) hold shards, so that
+// their share is left to them instead of being fetched twice. On a loaded
+// machine, connections and trust took longer than the startup grace; sites
+// (and agents of one site) sharded alone and the origin sent up to 1.55
+// copies (e2e TestSwarmFiveAgentsOriginSendsAboutOneCopy). Bounded, because
+// fakes stay open and killed agents stay listed: after it, their pieces
+// move to members we are connected to or trust, as without the hold.
+const tentativeHold = 10 * time.Second
+
 // suspectFor is how long a listed agent whose shard seemed orphaned holds
 // no shard; maxSuspectScan bounds the pieces examined to find such agents.
 const (
@@ -169,6 +180,9 @@ type offloader struct {
 	// the tracker's list; suspects those of them that seemed gone, until when.
 	unconnected [][20]byte
 	suspects    map[[20]byte]time.Time
+	// started is when the offload began fetching (after StartupGrace);
+	// set before the first swarmView, by run's goroutine.
+	started time.Time
 }
 
 // stalledFor says how long our own download has received no payload byte
@@ -221,6 +235,7 @@ func (o *offloader) run(ctx context.Context) error {
 		return nil
 	case <-time.After(o.cfg.StartupGrace):
 	}
+	o.started = o.now()
 	n := o.t.NumPieces()
 	inflight := make(map[int]bool)
 	type result struct {
@@ -539,6 +554,13 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 		if id != o.self {
 			members = append(members, id)
 			o.unconnected = append(o.unconnected, id)
+		}
+	}
+	if !o.started.IsZero() && now.Sub(o.started) < tentativeHold {
+		for id := range o.watch.tentativeMembers(listMaxAge) {
+			if !seen[id] && !listed[id] && id != o.self {
+				members = append(members, id)
+			}
 		}
 	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })

@@ -27,6 +27,7 @@ func newCatalogCmd() *cobra.Command {
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	c.AddCommand(newCatalogPolicyCmd())
+	c.AddCommand(newCatalogPlaylistCmd()) // playlist.go
 	return c
 }
 

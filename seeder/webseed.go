@@ -30,8 +30,9 @@ type catalogServer struct {
 }
 
 var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
-	"rollouts/",          // signed rollout plans (catalog/rolloutplan.go)
-	catalog.PolicyPrefix, // fleet policy documents (catalog/fleetpolicy.go)
+	"rollouts/",            // signed rollout plans (catalog/rolloutplan.go)
+	catalog.PolicyPrefix,   // fleet policy documents (catalog/fleetpolicy.go)
+	catalog.PlaylistPrefix, // signage schedules (catalog/playlist.go)
 }
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
