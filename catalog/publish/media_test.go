@@ -38,7 +38,7 @@ func TestPublishMediaLayout(t *testing.T) {
 		maxPad float64
 	}{
 		{"hls-ts-ladder", catalog.MediaHLS, func(t testing.TB, d string) {
-			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 10, CBR: true, Renditions: cbrLadder})
+			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 16, CBR: true, Renditions: cbrLadder})
 		}, 0.01},
 		{"hls-fmp4", catalog.MediaHLS, func(t testing.TB, d string) {
 			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 6, FMP4: true, CBR: true, Renditions: cbrLadder[:1]})
