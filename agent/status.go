@@ -105,7 +105,9 @@ func (a *Agent) Status() Status {
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Reused = d.reused.Load()
-			rs.Completed = d.t.BytesCompleted()
+			// Pieces of a media release hold pad bytes that are not
+			// payload: never report more than the release's size.
+			rs.Completed = min(d.t.BytesCompleted(), max(r.Size, 0))
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())
 				if rs.PeerSources == nil {
