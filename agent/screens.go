@@ -55,6 +55,7 @@ type Screens struct {
 	docErr  string
 	screens map[string]*screenState
 	next    time.Time // earliest next switch over all screens; zero: none
+	evalAt  time.Time // the instant of the last evaluation
 	timer   *time.Timer
 	closed  bool
 }
@@ -271,7 +272,7 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 			st.air, st.since, changed = air, airTime, true
 		}
 	}
-	s.next = next
+	s.next, s.evalAt = next, now
 	s.armLocked(now)
 	return changed
 }
@@ -496,10 +497,11 @@ func (s *Screens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Screens) servePlaylist(w http.ResponseWriter, r *http.Request, name string) {
 	now := s.now()
 	s.mu.Lock()
-	// Past the next switch (the timer not yet run, or the clock stepped):
-	// evaluate first, so the answer changes exactly at the instant.
+	// Past the next switch (the timer not yet run, or the clock stepped
+	// forward), or before the last evaluation (stepped back): evaluate
+	// first, so the answer is the schedule's at this instant.
 	var snap []byte
-	if !s.next.IsZero() && !now.Before(s.next) {
+	if !s.next.IsZero() && !now.Before(s.next) || now.Before(s.evalAt) {
 		if s.evaluateLocked(now) && s.saved != nil {
 			snap = s.snapshotLocked()
 		}
