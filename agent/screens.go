@@ -76,6 +76,9 @@ type screenState struct {
 	since  time.Time
 	wanted policy.Slot
 	next   time.Time
+	// nextOK: next holds for the schedule in force until it passes
+	// (NextSwitch is the costly part of an evaluation).
+	nextOK bool
 	risk   *ScreenRisk
 }
 
@@ -140,6 +143,9 @@ func NewScreens(src ScreenContent, now func() time.Time, log *slog.Logger) *Scre
 func (s *Screens) SetSchedule(name string, doc *policy.Playlist, loc *time.Location) {
 	s.mu.Lock()
 	s.doc, s.docName, s.loc, s.docErr = doc, name, loc, ""
+	for _, st := range s.screens {
+		st.nextOK = false
+	}
 	names := doc.Screens()
 	for n := range s.screens {
 		if !slices.Contains(names, n) {
@@ -245,7 +251,10 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 			airTime = st.next.UTC()
 		}
 		st.wanted = want
-		st.next, _ = s.doc.NextSwitch(name, now, s.loc)
+		if !st.nextOK || !st.next.IsZero() && !now.Before(st.next) || now.Before(s.evalAt) {
+			st.next, _ = s.doc.NextSwitch(name, now, s.loc)
+			st.nextOK = true
+		}
 		if !st.next.IsZero() && (next.IsZero() || st.next.Before(next)) {
 			next = st.next
 		}
