@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/certreload"
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
@@ -57,6 +58,14 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
+	// peerCert and originCert are the peer TLS material and the client
+	// certificate for the origin (nil when unused), reread when their
+	// files change (certs.go).
+	peerCert   *peertls.Source
+	originCert *certreload.Files[*certreload.Pair]
+	// power reads battery and metered state (power.go), made on first use.
+	power     *powerReader
+	powerOnce sync.Once
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -67,8 +76,10 @@ type Agent struct {
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
-	// profile's download and WAN download rates.
+	// profile's download rate and this agent's share of the site's WAN
+	// download cap, which peers outside the site draw from too (wan).
 	originLimit *rate.Limiter
+	wan         *wanLimit // wanlimit.go
 	// verifyGate bounds the streaming hashes of all downloads together.
 	verifyGate *streamverify.Gate
 
@@ -203,10 +214,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
 	}
-	peerTLS, peerID, err := peertls.Load(cfg.PeerTLS)
+	// The certificates follow their files: ReloadCertificates.
+	peerSrc, err := peertls.Open(cfg.PeerTLS, log)
 	if err != nil {
 		return nil, fmt.Errorf("peer_tls: %w", err)
 	}
+	peerTLS, peerID := peerSrc.TLS(), peerSrc.Identity()
 	if peerTLS != nil && cfg.Tenant != "" && peerID.Tenant != cfg.Tenant {
 		return nil, fmt.Errorf("peer_tls: certificate is for tenant %q, the agent is configured for %q", peerID.Tenant, cfg.Tenant)
 	}
@@ -222,7 +235,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		}
 	}
 	log = redactLogger(log, tok)
-	originTLS, err := cfg.TLS.clientConfig()
+	originTLS, originCert, err := cfg.TLS.clientConfig(log)
 	if err != nil {
 		return nil, err
 	}
@@ -266,11 +279,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
+		peerCert:    peerSrc,
+		originCert:  originCert,
 		verifyGate:  streamverify.NewGate(verifyWorkers),
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode
@@ -304,6 +321,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
 		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
+		WrapPeerConn:   a.wan.wrap,
+	}
+	if d, _ := btclient.ParseDSCP(cfg.Swarm.DSCP); d >= 0 { // validated with the config
+		btc.DSCP = &d
 	}
 	for _, u := range cfg.trackerURLs() {
 		if strings.HasPrefix(u, "https://") {

@@ -76,6 +76,7 @@ type ReleaseStatus struct {
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
 	recs, _ := a.state.All()
+	wan := a.wanStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
@@ -92,6 +93,7 @@ func (a *Agent) Status() Status {
 		SelfUpdate:    a.selfUpdateStatus(),
 		Signage:       a.signageStatus(),
 	}
+	st.Policy.WAN = &wan
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}

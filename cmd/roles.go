@@ -94,7 +94,7 @@ func newOriginCmd() *cobra.Command {
 				return err
 			}
 			defer o.Close()
-			go reloadRevocationsOnHUP(ctx, o)
+			reloadRevocationsOnHUP(ctx, o)
 			ln, err := net.Listen("tcp", of.Listen)
 			if err != nil {
 				return fmt.Errorf("origin listen: %w", err)
