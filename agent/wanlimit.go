@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -517,6 +519,22 @@ func (c *wanConn) boundReceiveBuffer() {
 	if tc, ok := c.Conn.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(max(64<<10, c.w.down.Burst()))
 	}
+}
+
+// boundOriginReceive makes t's new connections take a receive buffer
+// near l's burst while l limits (see boundReceiveBuffer): a range response
+// otherwise filled megabytes of buffer at the link's speed ahead of the
+// reads. Connections made while l is unlimited keep the kernel's
+// autotuning.
+func boundOriginReceive(t *http.Transport, l *rate.Limiter) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, _ string, raw syscall.RawConn) error {
+		if l.Limit() == rate.Inf {
+			return nil
+		}
+		n := max(64<<10, l.Burst())
+		return raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n) })
+	}}
+	t.DialContext = d.DialContext
 }
 
 // Read takes what it read from the download bucket before it returns, so
