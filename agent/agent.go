@@ -227,7 +227,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	// The origin fetches draw from the WAN download bucket (wanlimit.go);
 	// their sockets' receive buffers stay near its burst while it limits.
 	originLimit := btclient.Unlimited()
-	boundOriginReceive(originHTTP, originLimit)
+	boundOriginReceive(originHTTP, originLimit, cfg.Rates.wanCapped())
 	s3cfg := catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())
 	store := opts.Store
 	if store == nil {

@@ -524,18 +524,37 @@ func (c *wanConn) boundReceiveBuffer() {
 // boundOriginReceive makes t's new connections take a receive buffer
 // near l's burst while l limits (see boundReceiveBuffer): a range response
 // otherwise filled megabytes of buffer at the link's speed ahead of the
-// reads. Connections made while l is unlimited keep the kernel's
-// autotuning.
-func boundOriginReceive(t *http.Transport, l *rate.Limiter) {
+// reads. With capped set (a rate profile has a WAN download cap) a
+// connection made while l is unlimited gets originRcvBuf: it may be kept
+// alive and carry range requests once a cap is in force (the catalog's
+// first requests come before the first policy pass). Otherwise the
+// kernel's autotuning stays.
+func boundOriginReceive(t *http.Transport, l *rate.Limiter, capped bool) {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, _ string, raw syscall.RawConn) error {
-		if l.Limit() == rate.Inf {
+		n := originRcvBuf
+		if l.Limit() != rate.Inf {
+			n = max(64<<10, l.Burst())
+		} else if !capped {
 			return nil
 		}
-		n := max(64<<10, l.Burst())
 		return raw.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n) })
 	}}
 	t.DialContext = d.DialContext
 }
+
+// wanCapped says whether a rate profile caps the site's WAN downlink.
+func (c RatesConfig) wanCapped() bool {
+	for _, p := range c.Profiles {
+		if p.WANDown != policy.Unlimited {
+			return true
+		}
+	}
+	return false
+}
+
+// originRcvBuf is the receive buffer of origin connections made before a
+// WAN cap is in force on an agent that has one.
+const originRcvBuf = 256 << 10
 
 // Read takes what it read from the download bucket before it returns, so
 // the next read waits: the socket's receive window then closes and the
