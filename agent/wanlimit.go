@@ -66,6 +66,8 @@ type wanLimit struct {
 	down *rate.Limiter // shared with the origin fetches
 	up   *rate.Limiter
 
+	read, written atomic.Int64 // bytes through outside connections
+
 	// gen changes whenever the classification does; wanConn caches its
 	// class with the generation it was computed in.
 	gen atomic.Uint64
@@ -105,6 +107,11 @@ type WANStatus struct {
 	Gateways    int `json:"site_gateways"`
 	// Outside counts the connections to peers outside the site.
 	Outside int `json:"outside_conns"`
+	// OutsideRead and OutsideWritten are the bytes read from and written
+	// to peers outside the site, over the agent's life (origin fetches
+	// not included).
+	OutsideRead    int64 `json:"outside_read_bytes"`
+	OutsideWritten int64 `json:"outside_written_bytes"`
 }
 
 // wanPayloadShare is the part of a WAN cap the buckets give to payload:
@@ -464,6 +471,7 @@ func (w *wanLimit) status(conns []string) WANStatus {
 	w.mu.RLock()
 	st := w.state
 	w.mu.RUnlock()
+	st.OutsideRead, st.OutsideWritten = w.read.Load(), w.written.Load()
 	for _, k := range conns {
 		ap, _ := netip.ParseAddrPort(k)
 		if !w.isInside(k, ap.Addr().Unmap()) {
@@ -568,6 +576,7 @@ func (c *wanConn) Read(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
+		c.w.read.Add(int64(n))
 		take(c.ctx, c.w.down, n)
 	}
 	return n, err
@@ -589,6 +598,7 @@ func (c *wanConn) Write(b []byte) (int, error) {
 		}
 		n, err := c.Conn.Write(b[:k])
 		written += n
+		c.w.written.Add(int64(n))
 		if err != nil {
 			return written, err
 		}
