@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -147,30 +144,10 @@ func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
 	return a.fleetEffective().WindowOpen(sub.Windows, a.loc, now)
 }
 
-// readConditions reads battery and metered-interface state from sysfs.
+// readConditions reads battery and metered state (power.go).
 func (a *Agent) readConditions() policy.Conditions {
-	c := policy.Conditions{BatteryPercent: -1}
-	root := a.cfg.Power.SysfsRoot
-	if a.cfg.Power.MinBattery > 0 {
-		files := map[string]string{}
-		dir := filepath.Join(root, "class", "power_supply")
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			for _, name := range []string{"type", "status", "capacity", "online", "present", "scope"} {
-				if b, err := os.ReadFile(filepath.Join(dir, e.Name(), name)); err == nil {
-					files[e.Name()+"/"+name] = strings.TrimSpace(string(b))
-				}
-			}
-		}
-		c.OnBattery, c.BatteryPercent = policy.ParsePowerSupply(files)
-	}
-	for _, ifc := range a.cfg.Power.MeteredInterfaces {
-		b, err := os.ReadFile(filepath.Join(root, "class", "net", ifc, "operstate"))
-		if err == nil && strings.TrimSpace(string(b)) == "up" {
-			c.Interfaces = append(c.Interfaces, ifc)
-		}
-	}
-	return c
+	a.powerOnce.Do(func() { a.power = newPowerReader(a.cfg.Power, a.log) })
+	return a.power.read(a.cfg.Power.PowerRules, a.now())
 }
 
 // gc evicts cached releases so that need more bytes fit under the quota,

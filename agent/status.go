@@ -44,6 +44,9 @@ type Status struct {
 	// SelfUpdate is the running binary's version and how updating it
 	// went (self_update).
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
+	// Signage is what each screen plays and the screens at risk
+	// (signage.schedule).
+	Signage *SignageStatus `json:"signage,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -88,6 +91,7 @@ func (a *Agent) Status() Status {
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
+		Signage:       a.signageStatus(),
 	}
 	st.Policy.WAN = &wan
 	if a.catalogErr != nil {

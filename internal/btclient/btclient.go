@@ -25,11 +25,17 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 )
 
-// Peer ID prefixes (Azureus style) let swarmship processes recognise each
-// other: agents share origin work only among agents, and the tracker keeps
-// the origin seeder away from agents.
+// Peer ID prefixes (Azureus style, BEP 20) let swarmship processes
+// recognise each other: agents share origin work only among agents, and the
+// tracker keeps the origin seeder away from agents. The client codes SH
+// (agent) and SO (origin) are in none of the known client lists
+// (libtorrent, Transmission, Vuze/BiglyBT), so foreign clients show them
+// as "SH 0.1.0" rather than as another client; "SS" was SwarmScope's.
+// The four digits are the peer protocol generation (0.1.0.0). Agents match
+// the whole prefix, so they change only when agents of different
+// generations must stop treating each other as agents.
 const (
-	AgentPeerIDPrefix  = "-SS0100-"
+	AgentPeerIDPrefix  = "-SH0100-"
 	OriginPeerIDPrefix = "-SO0100-"
 )
 
