@@ -510,7 +510,7 @@ func (c *wanConn) inside() bool {
 		return v&1 == 1
 	}
 	in := c.w.isInside(c.key, c.ip)
-	if !in && !c.rcvSet.Swap(true) {
+	if !in && c.w.down.Limit() != rate.Inf && !c.rcvSet.Swap(true) {
 		c.boundReceiveBuffer()
 	}
 	v := g << 1
@@ -522,7 +522,8 @@ func (c *wanConn) inside() bool {
 }
 
 // boundReceiveBuffer keeps the socket's receive buffer near the bucket's
-// burst once the connection is outside the site: reads then pace what
+// burst once the connection is outside the site and the bucket limits
+// (without a cap the kernel's autotuning stays): reads then pace what
 // the peer may send within a fraction of a second. With the kernel's
 // autotuning (buffers of megabytes), a peer filled the buffer at the
 // link's speed while reads were held back, and the link carried more
