@@ -407,8 +407,8 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 	old := w.state
 	w.state, w.prof, w.applied = st, prof, true
 	w.mu.Unlock()
-	if changed {
-		w.gen.Add(1)
+	if changed || apply {
+		w.gen.Add(1) // connections look again (a cap in force bounds their buffers)
 	}
 	if apply && w.log != nil && (st.DownLimit != old.DownLimit || st.UpLimit != old.UpLimit) && prof.WANDown+prof.WANUp > 0 {
 		w.log.Info("WAN share", "down", st.DownLimit, "up", st.UpLimit, "site_down", st.SiteDown, "site_up", st.SiteUp,
