@@ -69,8 +69,9 @@ tenant: testbed
 cache_dir: /tmp/agents/b1a1
 refresh_interval: 1s
 status: {addr: "127.0.0.1:7071"}
-swarm: {listen_host: "10.200.1.11", listen_port: 6881}
+swarm: {listen_host: "10.200.1.11", listen_port: 6881, dscp: CS1}
 offload: {startup_grace: 1s}
+rates: {profiles: [{name: wancap, wan_down: 10mbit, wan_up: 5mbit}], default: wancap}
 subscriptions:
   - name: testbed
     channel: stable

@@ -217,13 +217,15 @@ var (
 	descRate     = prometheus.NewDesc("swarmship_agent_rate_limit_bytes_per_second", "Rate limit in force by direction (0: unlimited).", []string{"direction", "profile"}, nil)
 	descHashFail = prometheus.NewDesc("swarmship_agent_origin_piece_hash_failures_total", "Pieces fetched from the origin that failed their hash check (each backs off: 5 s, x4, at most 15 min).", nil, nil)
 	descUpload0  = prometheus.NewDesc("swarmship_agent_upload_allowed", "1 when the policy (mode, metered, battery) allows uploading.", nil, nil)
+	descWANRate  = prometheus.NewDesc("swarmship_agent_wan_limit_bytes_per_second", "This agent's payload share of its site's WAN cap by direction (0: unlimited).", []string{"direction"}, nil)
+	descWANBytes = prometheus.NewDesc("swarmship_agent_wan_peer_bytes_total", "Bytes exchanged with peers outside the site by direction (origin fetches not included).", []string{"direction"}, nil)
 )
 
 // agentCollector reads the agent's live state at scrape time.
 type agentCollector struct{ a *Agent }
 
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReused, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail} {
+	for _, d := range []*prometheus.Desc{descBytes, descUpload, descReused, descReleases, descCatErr, descCatAge, descPeers, descCache, descQuota, descEvict, descRate, descUpload0, descHashFail, descWANRate, descWANBytes} {
 		ch <- d
 	}
 }
@@ -276,6 +278,10 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descUpload0, prometheus.GaugeValue, allowed)
 	ch <- prometheus.MustNewConstMetric(descHashFail, prometheus.CounterValue, float64(c.a.originHashFails.Load()))
+	ch <- prometheus.MustNewConstMetric(descWANRate, prometheus.GaugeValue, limitValue(c.a.wan.down.Limit()), "down")
+	ch <- prometheus.MustNewConstMetric(descWANRate, prometheus.GaugeValue, limitValue(c.a.wan.up.Limit()), "up")
+	ch <- prometheus.MustNewConstMetric(descWANBytes, prometheus.CounterValue, float64(c.a.wan.read.Load()), "down")
+	ch <- prometheus.MustNewConstMetric(descWANBytes, prometheus.CounterValue, float64(c.a.wan.written.Load()), "up")
 }
 
 func limitValue(l rate.Limit) float64 {

@@ -407,9 +407,6 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 	old := w.state
 	w.state, w.prof, w.applied = st, prof, true
 	w.mu.Unlock()
-	if changed || apply {
-		w.gen.Add(1) // connections look again (a cap in force bounds their buffers)
-	}
 	if apply && w.log != nil && (st.DownLimit != old.DownLimit || st.UpLimit != old.UpLimit) && prof.WANDown+prof.WANUp > 0 {
 		w.log.Info("WAN share", "down", st.DownLimit, "up", st.UpLimit, "site_down", st.SiteDown, "site_up", st.SiteUp,
 			"site_downloaders", st.Downloaders, "site_gateways", st.Gateways)
@@ -419,6 +416,9 @@ func (w *wanLimit) refresh(views []wanView, prof policy.RateProfile, now time.Ti
 		// them under the profile's down, as before WAN caps were shared.
 		setRate(w.down, min0(prof.Down, payloadRate(downShare)))
 		setRate(w.up, payloadRate(upShare))
+	}
+	if changed || apply {
+		w.gen.Add(1) // connections look again (a cap now in force bounds their buffers)
 	}
 }
 
