@@ -387,6 +387,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		a.Close()
 		return nil, err
 	}
+	if a.screens != nil {
+		// The site's players poll their screen's playlist where they
+		// fetch media: on media.listen, behind its client checks.
+		a.MountMedia("GET /screens/", a.screens)
+	}
 	return a, nil
 }
 

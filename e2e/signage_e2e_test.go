@@ -114,7 +114,8 @@ func TestSignageScheduleSwitchesAtAirTime(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	players := httptest.NewServer(ra.Agent.Screens())
+	// What media.listen serves: the screens are mounted there.
+	players := httptest.NewServer(ra.Agent.MediaHandler())
 	t.Cleanup(players.Close)
 	poll := func(screen string) (content string, code int) {
 		resp, err := http.Get(players.URL + "/screens/" + screen + "/playlist.m3u8")
