@@ -36,8 +36,9 @@
 // plugs either into an anacrolix client with Client.AddListener and
 // Client.AddDialer; the client must be created with DisableTCP,
 // DisableUTP and NoDHT so that no plain socket exists (internal/btclient
-// does this when given a TLS config). The listener completes the TLS handshake before the client sees
-// a connection, so unauthenticated peers never reach the BitTorrent code.
+// does this when given a TLS config). The listener completes the TLS
+// handshake before the client sees a connection, so unauthenticated peers
+// never reach the BitTorrent code.
 package peertls
 
 import (
