@@ -44,6 +44,9 @@ type Status struct {
 	// SelfUpdate is the running binary's version and how updating it
 	// went (self_update).
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
+	// Signage is what each screen plays and the screens at risk
+	// (signage.schedule).
+	Signage *SignageStatus `json:"signage,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -73,6 +76,7 @@ type ReleaseStatus struct {
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
 	recs, _ := a.state.All()
+	wan := a.wanStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
@@ -87,7 +91,9 @@ func (a *Agent) Status() Status {
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
+		Signage:       a.signageStatus(),
 	}
+	st.Policy.WAN = &wan
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}

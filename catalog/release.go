@@ -55,6 +55,9 @@ type Manifest struct {
 	// segment and the signed site code table that picks one per site
 	// (sitecodes.go).
 	Watermark *Watermark `json:"watermark,omitempty"`
+	// Media, when present, marks a media release (publish --media): its
+	// segments are piece-aligned with pad files in the torrent (media.go).
+	Media *Media `json:"media,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
@@ -174,6 +177,15 @@ func (m *Manifest) Validate() error {
 	for _, r := range m.Regions {
 		if err := release.ValidateName("region", r); err != nil {
 			return err
+		}
+	}
+	if m.Media != nil {
+		if err := m.validateMedia(); err != nil {
+			return err
+		}
+		if m.Delta != nil {
+			// Hints address the torrent stream, which pads shift.
+			return errors.New("a media release carries no delta hints")
 		}
 	}
 	if m.Delta != nil {
