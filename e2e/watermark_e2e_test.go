@@ -191,6 +191,28 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 	if len(copies) != 3 || copies["store-1"] == copies["store-2"] || copies["store-2"] == copies["store-3"] || copies["store-1"] == copies["store-3"] {
 		t.Errorf("site copies are not unique: %v", copies)
 	}
+	// A restarted agent resumes from its kept metadata and code table:
+	// active at once, nothing fetched again.
+	last := agents[len(agents)-1]
+	before := releaseStatus(last, "promo", "1")
+	if err := last.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sw.StartAgent(ctx, last.Name+"-again", last.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "promo", "1", 60*time.Second, again)
+	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		rs := releaseStatus(again, "promo", "1")
+		if rs.Completed != before.Completed || rs.Size != before.Size {
+			return fmt.Errorf("after restart completed %d of %d, before %d of %d", rs.Completed, rs.Size, before.Completed, before.Size)
+		}
+		if got := rs.Downloaded.Total() - before.Downloaded.Total(); got != 0 {
+			return fmt.Errorf("restarted agent fetched %d bytes again", got)
+		}
+		return nil
+	})
 	for i, name := range []string{"A", "B"} {
 		sent := perVariant[i].Load()
 		c := float64(sent) / float64(variantSize[i])
