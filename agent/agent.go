@@ -66,6 +66,8 @@ type Agent struct {
 	// power reads battery and metered state (power.go), made on first use.
 	power     *powerReader
 	powerOnce sync.Once
+	// ledger counts what each peer gave and took (ledger.go).
+	ledger *ledger
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -150,6 +152,9 @@ type Agent struct {
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
+
+	// media serves held releases to the site's players (mediaserver.go).
+	media mediaState
 }
 
 // download is one release in the torrent client.
@@ -243,6 +248,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	originHTTP := originTransport(originTLS)
+	// The origin fetches draw from the WAN download bucket (wanlimit.go);
+	// their sockets' receive buffers stay near its burst while it limits.
+	originLimit := btclient.Unlimited()
+	boundOriginReceive(originHTTP, originLimit, cfg.Rates.wanCapped())
 	s3cfg := catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())
 	store := opts.Store
 	if store == nil {
@@ -277,7 +286,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		version: opts.Version, selfState: selfState,
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
-		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
+		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: originLimit,
 		downloads: map[string]*download{}, deadlines: map[string]*deadlineTrack{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
@@ -309,7 +318,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.ledger = newLedger(peerTLS)
+	if cfg.TestLedgerStall > 0 {
+		a.ledger.stall = cfg.TestLedgerStall
+	}
 	btc := btclient.Config{
+		Callbacks:    a.ledger.callbacks(),
+		NoUpload:     cfg.TestNoUpload,
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -368,6 +383,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.startRelay()
 	a.startSignage()
+	if err := a.newMediaServer(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -400,6 +419,7 @@ func (a *Agent) Close() error {
 	if a.screens != nil {
 		a.screens.Close()
 	}
+	a.stopMedia()
 	if a.lsd != nil {
 		a.lsd.Close()
 	}
@@ -421,6 +441,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	if err := a.startMedia(); err != nil {
+		return err
+	}
 	// Run also returns with ctx alive (a self-update): the loops started
 	// here stop on this cancel, which runs before they are waited for.
 	ctx, cancel := context.WithCancel(ctx)
@@ -428,6 +451,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
 	defer cancel()
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		a.ledger.run(ctx, a.bt)
+	}()
+	defer func() { cancel(); <-ledgerDone }()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)

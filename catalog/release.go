@@ -51,13 +51,13 @@ type Manifest struct {
 	// Delta, when present, says where this release's bytes lie in an earlier
 	// version of the same name (see internal/delta). Signed like every field.
 	Delta *delta.Hints `json:"delta,omitempty"`
+	// Media, when present, marks a media release (publish --media): its
+	// segments are piece-aligned with pad files in the torrent (media.go).
+	Media *Media `json:"media,omitempty"`
 	// Watermark, when present, lists the A/B variants of each media
 	// segment and the signed site code table that picks one per site
 	// (sitecodes.go).
 	Watermark *Watermark `json:"watermark,omitempty"`
-	// Media, when present, marks a media release (publish --media): its
-	// segments are piece-aligned with pad files in the torrent (media.go).
-	Media *Media `json:"media,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.

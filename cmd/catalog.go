@@ -27,8 +27,8 @@ func newCatalogCmd() *cobra.Command {
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	c.AddCommand(newCatalogPolicyCmd())
-	c.AddCommand(newCatalogCodesCmd())    // watermark.go
 	c.AddCommand(newCatalogPlaylistCmd()) // playlist.go
+	c.AddCommand(newCatalogCodesCmd())    // watermark.go
 	return c
 }
 

@@ -63,16 +63,16 @@ type PublishOptions struct {
 	// activate_at, windows, deliver_by), signed in the same commit that
 	// points the channels at it, so no agent sees the channel without it.
 	Timing *catalog.Timing
+	// Media publishes an HLS or DASH release: playlists are parsed and
+	// checked, and every segment starts on a piece boundary, with BEP 47
+	// pad files in the torrent (media.go). Delta hints are off for it.
+	Media bool
 	// VariantB, with Codes, publishes A/B watermark variants (variants.go):
 	// Paths is one directory holding variant A of every segment, VariantB a
 	// directory with variant B of the same segments under the same names.
 	VariantB string
 	// Codes names the signed site code table that picks the variants.
 	Codes string
-	// Media publishes an HLS or DASH release: playlists are parsed and
-	// checked, and every segment starts on a piece boundary, with BEP 47
-	// pad files in the torrent (media.go). Delta hints are off for it.
-	Media bool
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
