@@ -114,10 +114,11 @@ func newSiteVariants(m *catalog.Manifest, table *sitecode.Table, site string) (*
 	v := &siteVariants{m: m, table: table, codes: codes, site: site, bySite: map[string]*roaring.Bitmap{}}
 	v.skip = v.skipFor(codes[site])
 	v.want = v.pieces(v.skip)
+	_, torrentSize := m.Layout()
 	it := v.want.Iterator()
 	for it.HasNext() {
 		p := int64(it.Next())
-		v.size += min(m.PieceLength, m.TotalSize-p*m.PieceLength)
+		v.size += min(m.PieceLength, torrentSize-p*m.PieceLength)
 	}
 	return v, nil
 }
@@ -137,16 +138,16 @@ func (v *siteVariants) skipFor(c sitecode.Code) []bool {
 	return skip
 }
 
-// pieces are the pieces that hold bytes of files not skipped.
+// pieces are the pieces that hold bytes of files not skipped (offsets by
+// the torrent's layout: a media release pads segments to piece starts).
 func (v *siteVariants) pieces(skip []bool) *roaring.Bitmap {
 	out := roaring.New()
 	pl := v.m.PieceLength
-	var off int64
+	offsets, _ := v.m.Layout()
 	for i, f := range v.m.Files {
-		if !skip[i] && f.Size > 0 {
+		if off := offsets[i]; !skip[i] && f.Size > 0 {
 			out.AddRange(uint64(off/pl), uint64((off+f.Size-1)/pl)+1)
 		}
-		off += f.Size
 	}
 	return out
 }
@@ -174,13 +175,20 @@ func (v *siteVariants) siteWants(key string, p int) bool {
 	return w.Contains(uint32(p))
 }
 
-// prioritize makes the torrent fetch only this site's files.
+// prioritize makes the torrent fetch only this site's files. Torrent
+// files are matched by path: a media release's torrent also lists pad
+// files, which are not in the manifest (their pieces are wanted through
+// the segment that follows them).
 func (v *siteVariants) prioritize(t *torrent.Torrent) {
-	for i, f := range t.Files() {
-		if i < len(v.skip) && v.skip[i] {
-			f.SetPriority(torrent.PiecePriorityNone)
-		} else {
+	want := make(map[string]bool, len(v.m.Files))
+	for i, f := range v.m.Files {
+		want[f.Path] = !v.skip[i]
+	}
+	for _, f := range t.Files() {
+		if want[f.DisplayPath()] {
 			f.SetPriority(torrent.PiecePriorityNormal)
+		} else {
+			f.SetPriority(torrent.PiecePriorityNone)
 		}
 	}
 }

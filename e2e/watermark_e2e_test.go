@@ -66,7 +66,8 @@ func sha256File(t *testing.T, p string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// Three sites with different site codes: every agent ends with its site's
+// Three sites with different site codes (a media release: segments
+// aligned to pieces with pad files): every agent ends with its site's
 // own copy (each segment the variant its codeword picks, at the playlist's
 // paths), never fetches the other variant's files, `swarmship trace` names
 // the site from any agent's copy, and the origin sends each variant about
@@ -95,7 +96,7 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := sw.PublishWith(ctx, catpublish.PublishOptions{Name: "promo", Version: "1", Paths: []string{dirA}, VariantB: dirB, Codes: "stores",
-		Channels: []string{"signage"}, PieceLength: 16 << 10}); err != nil {
+		Channels: []string{"signage"}, Media: true}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := catalog.ReadAll(ctx, sw.Store, catalog.ManifestKey("promo", "1"), catalog.MaxManifestSize)
@@ -106,7 +107,7 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Watermark == nil || len(m.Watermark.Segments) < 12 {
+	if m.Media == nil || m.Watermark == nil || len(m.Watermark.Segments) < 12 {
 		t.Fatalf("manifest watermark: %+v", m.Watermark)
 	}
 	sums := map[string]string{}
@@ -190,6 +191,28 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 	if len(copies) != 3 || copies["store-1"] == copies["store-2"] || copies["store-2"] == copies["store-3"] || copies["store-1"] == copies["store-3"] {
 		t.Errorf("site copies are not unique: %v", copies)
 	}
+	// A restarted agent resumes from its kept metadata and code table:
+	// active at once, nothing fetched again.
+	last := agents[len(agents)-1]
+	before := releaseStatus(last, "promo", "1")
+	if err := last.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sw.StartAgent(ctx, last.Name+"-again", last.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "promo", "1", 60*time.Second, again)
+	testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
+		rs := releaseStatus(again, "promo", "1")
+		if rs.Completed != before.Completed || rs.Size != before.Size {
+			return fmt.Errorf("after restart completed %d of %d, before %d of %d", rs.Completed, rs.Size, before.Completed, before.Size)
+		}
+		if got := rs.Downloaded.Total() - before.Downloaded.Total(); got != 0 {
+			return fmt.Errorf("restarted agent fetched %d bytes again", got)
+		}
+		return nil
+	})
 	for i, name := range []string{"A", "B"} {
 		sent := perVariant[i].Load()
 		c := float64(sent) / float64(variantSize[i])
@@ -205,16 +228,22 @@ func TestWatermarkSitesGetTheirOwnCopy(t *testing.T) {
 func checkNeverFetched(t *testing.T, agentName, p string, m *catalog.Manifest, path string) {
 	t.Helper()
 	var begin, size int64
-	for _, f := range m.Files {
+	offsets, _ := m.Layout()
+	for i, f := range m.Files {
 		if f.Path == path {
-			size = f.Size
+			begin, size = offsets[i], f.Size
 			break
 		}
-		begin += f.Size
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
 		return // never created
+	}
+	if m.Media != nil && !allZero(b) {
+		// Segments start on piece boundaries: not one byte of it is
+		// in a piece this site wants.
+		t.Errorf("%s: holds bytes of %s, which its site does not want", agentName, path)
+		return
 	}
 	pl := m.PieceLength
 	first := (begin + pl - 1) / pl

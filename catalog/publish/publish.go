@@ -155,6 +155,9 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	if err != nil {
 		return nil, err
 	}
+	// A media release's playlists are parsed from variant A's directory
+	// as the player sees it (variantFiles moves the segments).
+	variantA := files
 	var watermark *catalog.Watermark
 	if opts.VariantB != "" || opts.Codes != "" {
 		if files, watermark, err = variantFiles(opts, files); err != nil {
@@ -181,8 +184,13 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 			return nil, errors.New("--media releases carry no delta hints: pad files shift the torrent's bytes (drop --base/--base-dir)")
 		}
 		opts.Base = BaseNone
-		if mplan, pieceLength, err = planMedia(files, pieceLength); err != nil {
+		if mplan, pieceLength, err = planMedia(variantA, pieceLength); err != nil {
 			return nil, err
+		}
+		if watermark != nil {
+			if err := mplan.withVariants(files, watermark, pieceLength); err != nil {
+				return nil, err
+			}
 		}
 		hashed = mplan.aligned
 	}

@@ -101,3 +101,49 @@ func sameBytes(a, b piecehash.FileEntry) (bool, error) {
 	}
 	return bytes.Equal(x, y), nil
 }
+
+// withVariants lays a media plan made from variant A's directory out over
+// the watermarked file list: both variants of every segment start on a
+// piece boundary, so a site's pieces never hold the other variant's bytes.
+// Only segments may differ between the variants.
+func (p *mediaPlan) withVariants(files []piecehash.FileEntry, w *catalog.Watermark, pieceLength int64) error {
+	segs := make(map[string]bool, len(p.stream.Segments))
+	for _, s := range p.stream.Segments {
+		segs[s] = true
+	}
+	marked := make(map[string]bool, len(w.Segments))
+	for _, s := range w.Segments {
+		if !segs[s.Path] {
+			return fmt.Errorf("--variant-b: %s differs between the variants but is not a media segment (playlists must be the same in both)", s.Path)
+		}
+		marked[s.Path] = true
+	}
+	var out []string
+	for _, s := range p.stream.Segments {
+		if marked[s] {
+			out = append(out, catalog.VariantPrefix+"a/"+s, catalog.VariantPrefix+"b/"+s)
+		} else {
+			out = append(out, s)
+		}
+	}
+	p.stream.Segments = out
+	isSeg := make(map[string]bool, len(out))
+	for _, s := range out {
+		isSeg[s] = true
+	}
+	var pad int64
+	p.aligned, pad = piecehash.AlignFiles(files, pieceLength, func(i int) bool { return isSeg[path.Join(files[i].Path...)] })
+	var payload int64
+	p.result.PadFiles = 0
+	for _, f := range p.aligned {
+		if f.Pad {
+			p.result.PadFiles++
+		} else {
+			payload += f.Size
+		}
+	}
+	p.result.Segments = len(out)
+	p.result.PadBytes = pad
+	p.result.PadShare = float64(pad) / float64(max(payload, 1))
+	return nil
+}

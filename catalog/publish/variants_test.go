@@ -43,6 +43,26 @@ func TestPublishVariants(t *testing.T) {
 		t.Fatalf("watermark %+v", w)
 	}
 
+	// A media release: both variants of every segment start on a piece
+	// boundary (the manifest's validation checks the media section).
+	pl := "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\nseg0.ts\n#EXTINF:1.0,\nseg1.ts\n#EXT-X-ENDLIST\n"
+	ma := storetest.WritePayload(t, map[string]string{"index.m3u8": pl, "seg0.ts": strings.Repeat("a", 20000), "seg1.ts": strings.Repeat("A", 30000)})
+	mb := storetest.WritePayload(t, map[string]string{"index.m3u8": pl, "seg0.ts": strings.Repeat("b", 20000), "seg1.ts": strings.Repeat("B", 30000)})
+	res := c.publish(t, publish.PublishOptions{Name: "promo", Version: "2", Paths: []string{ma}, VariantB: mb, Codes: "stores", Media: true})
+	if res.Media == nil || res.Media.Segments != 4 || res.Media.PadFiles == 0 {
+		t.Fatalf("media result %+v", res.Media)
+	}
+	m2, err := c.client(t).Manifest(t.Context(), "promo", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Media == nil || len(m2.Media.Segments) != 4 || m2.Media.Segments[0].Path != "variants/a/seg0.ts" || m2.Watermark == nil {
+		t.Fatalf("media %+v watermark %+v", m2.Media, m2.Watermark)
+	}
+	changedPlaylist := storetest.WritePayload(t, map[string]string{"index.m3u8": pl + "\n", "seg0.ts": "x", "seg1.ts": "y"})
+	_, err = publish.Publish(t.Context(), s, c.keys, publish.PublishOptions{Name: "promo", Version: "3", Paths: []string{ma}, VariantB: changedPlaylist, Codes: "stores", Media: true})
+	wantErrContains(t, "playlist differs", err, "not a media segment")
+
 	bad := []struct {
 		name string
 		opts publish.PublishOptions
