@@ -131,7 +131,7 @@ func (a *Agent) Status() Status {
 // Handler serves /status (JSON) and /metrics (Prometheus).
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a})
+	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a}, mediaCollector{a})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
