@@ -378,11 +378,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
-	a.startSignage()
 	if err := a.newMediaServer(); err != nil {
 		a.Close()
 		return nil, err
 	}
+	a.startSignage()
 	return a, nil
 }
 

@@ -52,6 +52,7 @@ func (a *Agent) startSignage() {
 			a.log.Warn("cannot save the screens' on-air state", "err", err)
 		}
 	}
+	a.mountScreens()
 	if b, err := os.ReadFile(a.signageFile()); err == nil {
 		var s savedSignage
 		if json.Unmarshal(b, &s) == nil && s.Name == a.cfg.Signage.Schedule {
@@ -127,6 +128,17 @@ func (a *Agent) refreshSignage(ctx context.Context) {
 	a.signageDigest = digest
 	a.log.Info("signage schedule in force", "schedule", name, "screens", len(p.Screens()), "timezone", loc.String())
 	a.screens.SetSchedule(name, p, loc)
+}
+
+// mountScreens puts the per-screen playlists on the media server
+// (media.listen): the same address checks, limits and CORS as the files,
+// and playlists that point at its versioned URLs.
+func (a *Agent) mountScreens() {
+	if a.screens == nil || a.media.srv == nil {
+		return
+	}
+	a.screens.MediaFileURLs()
+	a.MountMedia("GET /screens/", a.screens)
 }
 
 // Screens is the players' handler (/screens/...), nil when the agent
