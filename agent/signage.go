@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
@@ -26,7 +27,10 @@ func (c SignageConfig) validate() error {
 	if c.Schedule == "" {
 		return nil
 	}
-	return release.ValidateName("schedule", c.Schedule)
+	if err := release.ValidateName("schedule", c.Schedule); err != nil {
+		return fielderr.New("schedule", "%v", err)
+	}
+	return nil
 }
 
 // signageFile keeps the last good schedule; screensFile what was on air.
