@@ -382,16 +382,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
-	a.startSignage()
 	if err := a.newMediaServer(); err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.screens != nil {
-		// The site's players poll their screen's playlist where they
-		// fetch media: on media.listen, behind its client checks.
-		a.MountMedia("GET /screens/", a.screens)
-	}
+	a.startSignage()
 	return a, nil
 }
 

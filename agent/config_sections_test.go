@@ -44,6 +44,8 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:16: offload.site_wan_down: ", "at least 64kbit"},
 		{"swarm.locality", func(s string) string { return s + "swarm:\n  max_conns: 3\n  locality: planet\n" },
 			"agent.yaml:18: swarm.locality: ", "want gateway"},
+		{"signage.schedule", func(s string) string { return s + "signage:\n  schedule: ../x\n" },
+			"agent.yaml:17: signage.schedule: ", "must not start"},
 		{"swarm.max_conns", func(s string) string { return s + "swarm:\n  max_conns: -3\n" },
 			"agent.yaml:17: swarm.max_conns: ", "at least 1"},
 		{"swarm.order", func(s string) string { return s + "swarm:\n  order: sequential\n" },

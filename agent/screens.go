@@ -47,6 +47,11 @@ type Screens struct {
 	// saved is called with the on-air state after each change (the agent
 	// persists it, so a restart keeps playing); may be nil.
 	saved func([]byte)
+	// fileURL is where a rewritten playlist points for a release's file:
+	// the media server's versioned URLs on an agent (MediaFileURLs), else
+	// this handler's own /screens/files/ (ownFiles).
+	fileURL  func(ref release.Ref, p string) string
+	ownFiles bool
 
 	mu      sync.Mutex
 	doc     *policy.Playlist
@@ -134,7 +139,22 @@ func NewScreens(src ScreenContent, now func() time.Time, log *slog.Logger) *Scre
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Screens{src: src, now: now, log: log, screens: map[string]*screenState{}, loc: time.UTC}
+	return &Screens{src: src, now: now, log: log, screens: map[string]*screenState{}, loc: time.UTC,
+		fileURL: ownFileURL, ownFiles: true}
+}
+
+// MediaFileURLs makes rewritten playlists point at the media server's
+// versioned URLs (/media/NAME@VERSION/PATH: manifest-checked, hashed
+// before serving, signed ETags) instead of this handler's own, which it
+// then stops serving. Call it before SetSchedule.
+func (s *Screens) MediaFileURLs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fileURL, s.ownFiles = mediaFileURL, false
+}
+
+func mediaFileURL(ref release.Ref, p string) string {
+	return "/media/" + ref.String() + "/" + escapePath(p)
 }
 
 // SetSchedule puts a validated schedule in force in loc and re-evaluates.
@@ -367,7 +387,7 @@ func (s *Screens) load(a *onAir) error {
 	if len(b) > maxM3U8Bytes {
 		return fmt.Errorf("%s: playlist %s is over %d bytes", a.Ref, a.Path, maxM3U8Bytes)
 	}
-	body, err := rewriteM3U8(b, a.Ref, a.Path)
+	body, err := rewriteM3U8(b, a.Ref, a.Path, s.fileURL)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Ref, err)
 	}
@@ -379,13 +399,17 @@ func (s *Screens) load(a *onAir) error {
 // FilesPrefix is where Screens serves release files.
 const FilesPrefix = "/screens/files/"
 
-// fileURL is the served URL of path p inside release ref.
-func fileURL(ref release.Ref, p string) string {
+// ownFileURL is this handler's URL of path p inside release ref.
+func ownFileURL(ref release.Ref, p string) string {
+	return FilesPrefix + ref.Name + "/" + ref.Version + "/" + escapePath(p)
+}
+
+func escapePath(p string) string {
 	parts := strings.Split(p, "/")
 	for i, c := range parts {
 		parts[i] = url.PathEscape(c)
 	}
-	return FilesPrefix + ref.Name + "/" + ref.Version + "/" + strings.Join(parts, "/")
+	return strings.Join(parts, "/")
 }
 
 var uriAttr = regexp.MustCompile(`URI="([^"]*)"`)
@@ -394,7 +418,7 @@ var uriAttr = regexp.MustCompile(`URI="([^"]*)"`)
 // release's served files. URIs must stay inside the release (publish
 // --media checks that too): an absolute URL or an escaping path is
 // refused rather than served.
-func rewriteM3U8(b []byte, ref release.Ref, playlist string) ([]byte, error) {
+func rewriteM3U8(b []byte, ref release.Ref, playlist string, fileURL func(release.Ref, string) string) ([]byte, error) {
 	if !bytes.HasPrefix(bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")), []byte("#EXTM3U")) {
 		return nil, fmt.Errorf("%s is not an M3U8 playlist", playlist)
 	}
@@ -490,7 +514,7 @@ func (s *Screens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		json.NewEncoder(w).Encode(s.Status())
-	case strings.HasPrefix(p, FilesPrefix):
+	case strings.HasPrefix(p, FilesPrefix) && s.servesFiles():
 		s.serveFile(w, r, strings.TrimPrefix(p, FilesPrefix))
 	default:
 		rest, ok := strings.CutPrefix(p, "/screens/")
@@ -586,6 +610,12 @@ func (s *Screens) serveFile(w http.ResponseWriter, r *http.Request, rest string)
 		w.Header().Set("Content-Type", ct)
 	}
 	http.ServeContent(w, r, parts[2], fi.ModTime(), f)
+}
+
+func (s *Screens) servesFiles() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ownFiles
 }
 
 // names reports whether the schedule in force names release name.

@@ -250,11 +250,11 @@ func TestRewriteM3U8Refuses(t *testing.T) {
 		"escape in tag": "#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI=\"../k\"\nx.ts\n",
 		"not m3u8":      "hello\n",
 	} {
-		if _, err := rewriteM3U8([]byte(body), ref, "index.m3u8"); err == nil {
+		if _, err := rewriteM3U8([]byte(body), ref, "index.m3u8", ownFileURL); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	out, err := rewriteM3U8([]byte("#EXTM3U\r\n#EXTINF:2,\r\nsub dir/seg 1.ts?x=1\r\n"), ref, "hls/index.m3u8")
+	out, err := rewriteM3U8([]byte("#EXTM3U\r\n#EXTINF:2,\r\nsub dir/seg 1.ts?x=1\r\n"), ref, "hls/index.m3u8", ownFileURL)
 	if err != nil || !strings.Contains(string(out), "\n/screens/files/p/1/hls/sub%20dir/seg%201.ts?x=1\n") {
 		t.Errorf("rewrite: %v\n%s", err, out)
 	}

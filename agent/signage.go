@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/report"
 	"github.com/swarmship/swarmship/policy"
@@ -26,7 +27,10 @@ func (c SignageConfig) validate() error {
 	if c.Schedule == "" {
 		return nil
 	}
-	return release.ValidateName("schedule", c.Schedule)
+	if err := release.ValidateName("schedule", c.Schedule); err != nil {
+		return fielderr.New("schedule", "%v", err)
+	}
+	return nil
 }
 
 // signageFile keeps the last good schedule; screensFile what was on air.
@@ -52,6 +56,7 @@ func (a *Agent) startSignage() {
 			a.log.Warn("cannot save the screens' on-air state", "err", err)
 		}
 	}
+	a.mountScreens()
 	if b, err := os.ReadFile(a.signageFile()); err == nil {
 		var s savedSignage
 		if json.Unmarshal(b, &s) == nil && s.Name == a.cfg.Signage.Schedule {
@@ -127,6 +132,17 @@ func (a *Agent) refreshSignage(ctx context.Context) {
 	a.signageDigest = digest
 	a.log.Info("signage schedule in force", "schedule", name, "screens", len(p.Screens()), "timezone", loc.String())
 	a.screens.SetSchedule(name, p, loc)
+}
+
+// mountScreens puts the per-screen playlists on the media server
+// (media.listen): the same address checks, limits and CORS as the files,
+// and playlists that point at its versioned URLs.
+func (a *Agent) mountScreens() {
+	if a.screens == nil || a.media.srv == nil {
+		return
+	}
+	a.screens.MediaFileURLs()
+	a.MountMedia("GET /screens/", a.screens)
 }
 
 // Screens is the players' handler (/screens/...), nil when the agent

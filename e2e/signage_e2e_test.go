@@ -6,15 +6,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/swarmship/swarmship/agent"
 	"github.com/swarmship/swarmship/catalog"
+	catalogpublish "github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/mediaserve"
 	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/localswarm"
 )
@@ -83,6 +87,7 @@ func TestSignageScheduleSwitchesAtAirTime(t *testing.T) {
 		agent.Subscription{Name: "loop", Channel: "signage"}, agent.Subscription{Name: "promo", Version: "2"}, agent.Subscription{Name: "late", Version: "1"})
 	cfg.TimeZone = "Europe/Berlin"
 	cfg.Signage.Schedule = "store"
+	cfg.Media = mediaserve.Config{Listen: "127.0.0.1:0"}
 	ra, err := sw.StartAgentWith(ctx, "player-host", cfg, agent.Options{Now: now})
 	if err != nil {
 		t.Fatal(err)
@@ -114,11 +119,9 @@ func TestSignageScheduleSwitchesAtAirTime(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// What media.listen serves: the screens are mounted there.
-	players := httptest.NewServer(ra.Agent.MediaHandler())
-	t.Cleanup(players.Close)
+	base := mediaBase(t, ra)
 	poll := func(screen string) (content string, code int) {
-		resp, err := http.Get(players.URL + "/screens/" + screen + "/playlist.m3u8")
+		resp, err := http.Get(base + "/screens/" + screen + "/playlist.m3u8")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,4 +218,121 @@ func TestSignageScheduleSwitchesAtAirTime(t *testing.T) {
 			t.Errorf("dashboard heading missing:\n%s", truncate(dom, 4000))
 		}
 	})
+}
+
+// mediaBase is the agent's media server URL once it listens.
+func mediaBase(t *testing.T, ra *localswarm.RunningAgent) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if addr := ra.Agent.MediaAddr(); addr != "" {
+			return "http://" + addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("media server not listening")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSignageScreenPlaysInBrowser: hls.js in headless Chromium plays a
+// screen's stable playlist URL from the agent's media server: the
+// rewritten playlist (absolute, versioned /media/ URLs) is what a real
+// player handles.
+func TestSignageScreenPlaysInBrowser(t *testing.T) {
+	chromium := testenv.RequireTool(t, "chromium")
+	modules := testenv.RequireNPMPackages(t, filepath.Join("testdata", "hlsjs"))
+	hlsJS, err := os.ReadFile(filepath.Join(modules, "hls.js", "dist", "hls.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(filepath.Join("testdata", "hlsjs", "player.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	hls := makeHLS(t, 12)
+	entries, err := os.ReadDir(hls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range entries {
+		paths = append(paths, filepath.Join(hls, e.Name()))
+	}
+	if _, err := sw.PublishWith(context.Background(), catalogpublish.PublishOptions{Name: "show", Version: "1", Paths: paths, Channels: []string{"signage"}, Media: true}); err != nil {
+		t.Fatal(err)
+	}
+	doc := `{"entries":[{"screens":["lobby"],"content":"show:signage","playlist":"index.m3u8","when":"daily 00:00-24:00"}]}`
+	if err := catalog.PublishPlaylist(context.Background(), sw.Store, sw.Keys, catalog.UpdateOptions{}, "store", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan playResult, 64)
+	page := httptest.NewServer(playerPage(html, hlsJS, results))
+	t.Cleanup(page.Close)
+	cfg := sw.AgentConfig("player-site", "store-1", "eu", agent.Subscription{Name: "show", Channel: "signage"})
+	cfg.Media = mediaserve.Config{Listen: "127.0.0.1:0", AllowOrigins: []string{page.URL}}
+	cfg.Signage.Schedule = "store"
+	ra, err := sw.StartAgent(context.Background(), "player-site", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, "show", "1", 60*time.Second, ra)
+	base := mediaBase(t, ra)
+	src := base + "/screens/lobby/playlist.m3u8"
+	if !testenv.Poll(30*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := http.Get(src)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("the screen never played: %+v", ra.Agent.Status().Signage)
+	}
+	resp, body := mediaGet(t, src, nil)
+	if !strings.Contains(string(body), "\n/media/show@1/seg000.ts\n") || resp.Header.Get("Content-Type") != "application/vnd.apple.mpegurl" {
+		t.Fatalf("screen playlist %s:\n%s", resp.Header.Get("Content-Type"), body)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+		"--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
+		"--user-data-dir="+t.TempDir(), page.URL+"/?src="+src)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	stderr := &testenv.SyncBuffer{}
+	cmd.Stderr = stderr
+	testenv.DieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cancel()
+		<-exited
+	}()
+	var last playResult
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case r := <-results:
+			last = r
+			if r.Fatal != "" {
+				t.Fatalf("player error: %s (log %v)", r.Fatal, r.Log)
+			}
+			if r.Time >= 4 {
+				t.Logf("playback of the lobby screen at %.2fs after %.1fs, player log %v", r.Time, r.Elapsed, r.Log)
+				return
+			}
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("chromium exited: %v (last report %+v)\n%s", err, last, truncate(stderr.String(), 3000))
+		case <-timeout:
+			t.Fatalf("playback did not advance: last report %+v", last)
+		}
+	}
 }
