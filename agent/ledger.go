@@ -32,8 +32,9 @@ const (
 	ledgerMaxPeers = 1024
 	// ledgerIdle ages out a peer not connected for this long.
 	ledgerIdle = time.Hour
-	// ledgerStall: requests the peer has left without a single answer for
-	// this long count as stalled, and the connection is closed. Generous:
+	// ledgerStall: requests an unchoking peer has left without a single
+	// answer for this long count as stalled, and the connection is
+	// closed. (A choking peer owes no answers.) Generous:
 	// a rate-limited peer with a deep queue still answers something
 	// within it, and a peer that stops serving chokes or rejects.
 	ledgerStall = 15 * time.Second
@@ -64,7 +65,8 @@ type ledgerConn struct {
 	down, up     int64 // counters at the last tick
 	bad          int64
 	outstanding  int       // requests sent and not yet answered
-	since        time.Time // last answer while requests were outstanding
+	since        time.Time // last answer (or unchoke) while requests were outstanding
+	choked       bool      // the peer chokes us: it owes no answers (BEP 6 lets it reject later)
 	seenCounters bool
 }
 
@@ -211,14 +213,25 @@ func (l *ledger) deleted(ev torrent.PeerRequestEvent) {
 }
 
 func (l *ledger) read(pc *torrent.PeerConn, m *pp.Message) {
-	if m.Type != pp.Reject {
+	switch m.Type {
+	case pp.Reject, pp.Choke, pp.Unchoke:
+	default:
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c := l.conns[&pc.Peer]; c != nil {
+	c := l.conns[&pc.Peer]
+	if c == nil {
+		return
+	}
+	switch m.Type {
+	case pp.Choke:
+		c.choked = true
+	case pp.Unchoke:
+		c.choked, c.since = false, l.now()
+	case pp.Reject:
 		if e := l.peers[c.key]; e != nil {
-			e.Refused++
+			e.Refused = min(e.Refused+1, report.MaxLedgerCount)
 		}
 	}
 }
@@ -310,7 +323,7 @@ func (l *ledger) tick(cl *torrent.Client) {
 		case l.quarantine.matches(c.key, addr):
 			drop = append(drop, s.pc)
 			l.dropped++
-		case c.outstanding > 0 && now.Sub(c.since) >= l.stall:
+		case c.outstanding > 0 && !c.choked && now.Sub(c.since) >= l.stall:
 			// The library never times a request out: chunks asked of a
 			// peer that does not answer would wait for it forever.
 			// Closing the connection hands them to other sources.
