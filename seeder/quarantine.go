@@ -303,7 +303,7 @@ func (o *Origin) handleQuarantineList(w http.ResponseWriter, r *http.Request, te
 	}
 	out := []QuarantineEntry{}
 	for _, e := range entries {
-		if tenant != "" && e.Tenant != tenant && e.Tenant != "" {
+		if tenant != "" && e.Tenant != tenant {
 			continue
 		}
 		kind, v, _ := strings.Cut(e.Entry, ":")
