@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/certreload"
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
@@ -57,6 +58,14 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
+	// peerCert and originCert are the peer TLS material and the client
+	// certificate for the origin (nil when unused), reread when their
+	// files change (certs.go).
+	peerCert   *peertls.Source
+	originCert *certreload.Files[*certreload.Pair]
+	// power reads battery and metered state (power.go), made on first use.
+	power     *powerReader
+	powerOnce sync.Once
 	// ledger counts what each peer gave and took (ledger.go).
 	ledger *ledger
 	// relay is the relay client of a relay-mode agent (swarm.relay:
@@ -69,8 +78,10 @@ type Agent struct {
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
-	// profile's download and WAN download rates.
+	// profile's download rate and this agent's share of the site's WAN
+	// download cap, which peers outside the site draw from too (wan).
 	originLimit *rate.Limiter
+	wan         *wanLimit // wanlimit.go
 	// verifyGate bounds the streaming hashes of all downloads together.
 	verifyGate *streamverify.Gate
 
@@ -133,9 +144,17 @@ type Agent struct {
 	selfWhy       string
 	healthWritten bool
 
+	// screens serves the signage schedule to players (signage.go), nil
+	// without signage.schedule; signageDigest is the schedule in force.
+	screens       *Screens
+	signageDigest string
+
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
+
+	// media serves held releases to the site's players (mediaserver.go).
+	media mediaState
 }
 
 // download is one release in the torrent client.
@@ -150,6 +169,9 @@ type download struct {
 	cancel   context.CancelFunc
 	span     trace.Span    // download span, ended at verification
 	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
+	// variants, for a watermarked release, are the files and pieces this
+	// site fetches (watermark.go); nil: the whole torrent.
+	variants *siteVariants
 	// reused is payload bytes taken from held releases, earlier runs
 	// included (reuse.go, subpiece.go).
 	reused atomic.Int64
@@ -200,10 +222,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
 	}
-	peerTLS, peerID, err := peertls.Load(cfg.PeerTLS)
+	// The certificates follow their files: ReloadCertificates.
+	peerSrc, err := peertls.Open(cfg.PeerTLS, log)
 	if err != nil {
 		return nil, fmt.Errorf("peer_tls: %w", err)
 	}
+	peerTLS, peerID := peerSrc.TLS(), peerSrc.Identity()
 	if peerTLS != nil && cfg.Tenant != "" && peerID.Tenant != cfg.Tenant {
 		return nil, fmt.Errorf("peer_tls: certificate is for tenant %q, the agent is configured for %q", peerID.Tenant, cfg.Tenant)
 	}
@@ -219,7 +243,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		}
 	}
 	log = redactLogger(log, tok)
-	originTLS, err := cfg.TLS.clientConfig()
+	originTLS, originCert, err := cfg.TLS.clientConfig(log)
 	if err != nil {
 		return nil, err
 	}
@@ -263,11 +287,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
+		peerCert:    peerSrc,
+		originCert:  originCert,
 		verifyGate:  streamverify.NewGate(verifyWorkers),
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode
@@ -286,7 +314,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
-	a.ledger = newLedger(peerTLS)
+	a.ledger = newLedger(peerSrc.Leaf)
 	if cfg.TestLedgerStall > 0 {
 		a.ledger.stall = cfg.TestLedgerStall
 	}
@@ -307,6 +335,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
 		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
+		WrapPeerConn:   a.wan.wrap,
+	}
+	if d, _ := btclient.ParseDSCP(cfg.Swarm.DSCP); d >= 0 { // validated with the config
+		btc.DSCP = &d
 	}
 	for _, u := range cfg.trackerURLs() {
 		if strings.HasPrefix(u, "https://") {
@@ -346,6 +378,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
+	a.startSignage()
+	if err := a.newMediaServer(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -375,6 +412,10 @@ func (a *Agent) Close() error {
 	if a.statusSrv != nil {
 		a.statusSrv.Close()
 	}
+	if a.screens != nil {
+		a.screens.Close()
+	}
+	a.stopMedia()
 	if a.lsd != nil {
 		a.lsd.Close()
 	}
@@ -394,6 +435,9 @@ func (a *Agent) Close() error {
 // subscriptions, and serve status, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
+		return err
+	}
+	if err := a.startMedia(); err != nil {
 		return err
 	}
 	// Run also returns with ctx alive (a self-update): the loops started
@@ -528,6 +572,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 	a.noteCatalogErr(err)
 	if err == nil {
 		a.refreshFleet(ctx)
+		a.refreshSignage(ctx)
 	}
 	return err
 }
@@ -633,6 +678,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.saveProgressLocked(d)
 	}
 	a.mu.Unlock()
+	// A screen missing its air time switches as soon as its content
+	// verifies: retried every pass while one is at risk.
+	if a.screens != nil && a.screens.AtRisk() {
+		a.screens.Update()
+	}
 }
 
 func (a *Agent) currentCatalogErr() error {
@@ -694,7 +744,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	case rec.Phase == PhaseFailed && rec.HealthFailed:
 		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
-	case !d.t.Complete().Bool():
+	case !d.complete():
 		sub, plan := a.deadlineSub(sub, d, now)
 		ok, why := a.mayDownload(sub, now)
 		why = withDeadline(why, plan)
@@ -717,7 +767,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 			rec.LastError = "origin fetch: " + *e
 			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
-		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.size()))
 		if rec.LastError != "" {
 			msg += "; last error: " + rec.LastError
 		}
@@ -761,6 +811,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return d, nil
 	}
 	a.mu.Unlock()
+	variants, err := a.loadVariants(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
 	// Keep the verified metadata next to the state so a restart can resume
 	// and seed without the catalog.
 	if err := a.cache.keepMetadata(m, torrentBytes); err != nil {
@@ -774,6 +828,9 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	rec, err := a.recordDownload(m)
 	if err != nil {
 		return nil, err
+	}
+	if variants != nil {
+		rec.Size = variants.size // what this site fetches; progress and deadlines go by it
 	}
 	var reused reuseResult
 	if rec.Phase == PhaseDownloading {
@@ -815,7 +872,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if err := a.saveRecord(rec); err != nil {
 		return nil, err
 	}
-	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded, variants: variants}
 	d.reused.Store(rec.Reused)
 	// Counters saved with the last completed piece outlive a kill -9
 	// between two state saves.
@@ -828,11 +885,18 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	dctx := context.WithoutCancel(ctx)
 	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	d.ctx, d.cancel = context.WithCancel(dctx)
-	t.DownloadAll()
-	if rec.Phase == PhaseDownloading {
-		d.sv = a.startStreamVerify(d)
+	if variants != nil {
+		// Only this site's variants; verified whole at completion (the
+		// streaming hash waits for every file of the torrent).
+		variants.prioritize(t)
+	} else {
+		t.DownloadAll()
+		if rec.Phase == PhaseDownloading {
+			d.sv = a.startStreamVerify(d)
+		}
 	}
 	d.off = newOffloader(t, m, a.offloadSrc, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.variants = variants
 	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
 	d.off.sub = newSubPieces(reused.partial, &d.reused)
@@ -1017,6 +1081,7 @@ func (a *Agent) saveProgressLocked(d *download) {
 // nothing). Close waits for both through wg; poke wakes the agent's loop
 // when the offloader ends.
 func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
+	offDone := make(chan struct{})
 	if w := d.off.watch; w != nil {
 		wg.Add(1)
 		go func() {
@@ -1027,6 +1092,8 @@ func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
 				select {
 				case <-d.t.Complete().On():
 					stop()
+				case <-offDone: // a watermarked release is done with part of the torrent
+					stop()
 				case <-wctx.Done():
 				}
 			}()
@@ -1036,11 +1103,30 @@ func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(offDone)
 		if err := d.off.run(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("origin offload stopped", "release", d.ref.Name, "err", err)
 		}
 		poke()
 	}()
+}
+
+// size is the bytes this agent fetches of the release: the whole torrent,
+// or the pieces of its site's variants of a watermarked one.
+func (d *download) size() int64 {
+	if d.variants != nil {
+		return d.variants.size
+	}
+	return d.manifest.TotalSize
+}
+
+// complete reports whether the download holds everything this agent
+// wants: the whole torrent, or its site's variants of a watermarked one.
+func (d *download) complete() bool {
+	if d.variants != nil {
+		return d.variants.done(d.t)
+	}
+	return d.t.Complete().Bool()
 }
 
 // stop ends the download's goroutines (and its write-room probes).

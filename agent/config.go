@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/internal/mediaserve"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -80,6 +82,12 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
+	// Signage follows a signed signage schedule and serves each screen's
+	// playlist to the site's players (signage.go, screens.go).
+	Signage SignageConfig `yaml:"signage"`
+	// Media serves held releases to the site's players over HTTP
+	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
+	Media mediaserve.Config `yaml:"media"`
 
 	// TestNoUpload makes the agent serve no piece data to anyone: a
 	// freeloader for the contribution ledger's tests. Not a config key.
@@ -102,6 +110,9 @@ type PowerConfig struct {
 	policy.PowerRules `yaml:",inline"`
 	// SysfsRoot is where /sys lives (tests point it elsewhere).
 	SysfsRoot string `yaml:"sysfs_root"`
+	// NetworkManager "auto" (the default) also takes the OS's metered
+	// flag from NetworkManager when it runs; "off" never asks it.
+	NetworkManager string `yaml:"network_manager"`
 }
 
 // CatalogConfig says where the signed catalog is and which root to trust.
@@ -252,6 +263,11 @@ type SwarmConfig struct {
 	// nor it theirs (see relay.go). It turns peer exchange and, unless
 	// set, LSD off.
 	Relay string `yaml:"relay"`
+	// DSCP marks every peer packet (IPv4 TOS, IPv6 traffic class) with a
+	// DiffServ code point, so that networks can queue peer traffic in its
+	// own class, e.g. LE or CS1 (scavenger): a name (CS0-CS7, AF11-AF43,
+	// EF, VA, LE) or a number 0-63. Unset: the system's default (0).
+	DSCP string `yaml:"dscp"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -328,6 +344,7 @@ func (c Config) withDefaults() Config {
 	c.Report = c.Report.withDefaults()
 	c.Failover = c.Failover.WithDefaults()
 	c.SelfUpdate = c.SelfUpdate.withDefaults()
+	c.Media = c.Media.WithDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -428,9 +445,16 @@ func (c *Config) Validate() error {
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
+		{"signage", c.Signage.validate()},
+		{"media", c.Media.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
+		}
+	}
+	for i, n := range c.Media.Releases {
+		if !seen[n] {
+			return fielderr.New(fielderr.Index("media.releases", i), "%s is not in subscriptions: the agent serves only releases it holds", n)
 		}
 	}
 	if c.TimeZone != "" {
@@ -581,6 +605,9 @@ func (c SwarmConfig) validate() error {
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
 	}
+	if _, err := btclient.ParseDSCP(c.DSCP); err != nil {
+		return fielderr.New("dscp", "%v", err)
+	}
 	if err := c.validateDHT(); err != nil {
 		return err
 	}
@@ -700,10 +727,18 @@ func (c PowerConfig) withDefaults() PowerConfig {
 	if c.SysfsRoot == "" {
 		c.SysfsRoot = "/sys"
 	}
+	if c.NetworkManager == "" {
+		c.NetworkManager = NetworkManagerAuto
+	}
 	return c
 }
 
-func (c PowerConfig) validate() error { return c.PowerRules.Validate() }
+func (c PowerConfig) validate() error {
+	if c.NetworkManager != "" && c.NetworkManager != NetworkManagerAuto && c.NetworkManager != NetworkManagerOff {
+		return fielderr.New("network_manager", "network_manager %q: want %s or %s", c.NetworkManager, NetworkManagerAuto, NetworkManagerOff)
+	}
+	return c.PowerRules.Validate()
+}
 
 // validate checks the profiles and the schedule (which policy.CheckProfiles
 // names relative to this section).

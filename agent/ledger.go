@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"net/netip"
 	"slices"
@@ -83,16 +83,26 @@ type ledger struct {
 	upPos      int
 	upRate     float64
 	upPeak     float64
-	tlsID      string
+	// leaf is the peer certificate in force (nil: no peer TLS); its
+	// fingerprint goes in reports, following rotations.
+	leaf func() *x509.Certificate
 }
 
-func newLedger(peerTLS *tls.Config) *ledger {
-	l := &ledger{now: time.Now, stall: ledgerStall, peers: map[ledgerKey]*ledgerEntry{}, conns: map[*torrent.Peer]*ledgerConn{}}
-	if peerTLS != nil && len(peerTLS.Certificates) > 0 && len(peerTLS.Certificates[0].Certificate) > 0 {
-		sum := sha256.Sum256(peerTLS.Certificates[0].Certificate[0])
-		l.tlsID = hex.EncodeToString(sum[:])
+func newLedger(leaf func() *x509.Certificate) *ledger {
+	return &ledger{now: time.Now, stall: ledgerStall, leaf: leaf, peers: map[ledgerKey]*ledgerEntry{}, conns: map[*torrent.Peer]*ledgerConn{}}
+}
+
+// tlsID is the SHA-256 fingerprint of the peer certificate in force.
+func (l *ledger) tlsID() string {
+	if l.leaf == nil {
+		return ""
 	}
-	return l
+	c := l.leaf()
+	if c == nil {
+		return ""
+	}
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // callbacks are the library hooks the ledger needs.
@@ -355,11 +365,12 @@ func (l *ledger) tick(cl *torrent.Client) {
 // within report.MaxLedgerPeers. upLimit is the configured upload limit in
 // bytes/s (0: none).
 func (l *ledger) snapshot(upLimit float64) *report.Ledger {
+	tlsID := l.tlsID()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := &report.Ledger{
 		UpRate: min(l.upRate, report.MaxRate), UpPeak: min(l.upPeak, report.MaxRate),
-		UpLimit: min(max(upLimit, 0), report.MaxRate), TLSID: l.tlsID,
+		UpLimit: min(max(upLimit, 0), report.MaxRate), TLSID: tlsID,
 	}
 	for _, e := range l.peers {
 		out.Peers = append(out.Peers, e.PeerLedger)

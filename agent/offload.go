@@ -95,6 +95,17 @@ func ownsPiece(infoHash, self [20]byte, members [][20]byte, piece int) bool {
 // offloader falls back to its own connections.
 const listMaxAge = 45 * time.Second
 
+// tentativeHold is how long after the offload starts the tracker's
+// tentative members (swarmWatcher.tentativeMembers: our site's agents we
+// have no connection with yet, open sites' agents) hold shards, so that
+// their share is left to them instead of being fetched twice. On a loaded
+// machine, connections and trust took longer than the startup grace; sites
+// (and agents of one site) sharded alone and the origin sent up to 1.55
+// copies (e2e TestSwarmFiveAgentsOriginSendsAboutOneCopy). Bounded, because
+// fakes stay open and killed agents stay listed: after it, their pieces
+// move to members we are connected to or trust, as without the hold.
+const tentativeHold = 10 * time.Second
+
 // suspectFor is how long a listed agent whose shard seemed orphaned holds
 // no shard; maxSuspectScan bounds the pieces examined to find such agents.
 const (
@@ -132,7 +143,8 @@ type offloader struct {
 	leaveRoster func()
 	rosterOff   bool
 	log         *slog.Logger
-	fileEnds    []int64 // cumulative end offset of each file
+	fileEnds    []int64 // end offset of each file in the torrent
+	torrentSize int64   // the torrent's length, pads included
 	// now is the agent's clock (Options.Now): stalls, back-offs and peer
 	// silence are measured on it.
 	now func() time.Time
@@ -155,6 +167,10 @@ type offloader struct {
 	onWriteErr func(error)
 	// sub holds the runs of pieces partly held locally (subpiece.go).
 	sub *subPieces
+	// variants, for a watermarked release, say which pieces each site
+	// wants (watermark.go): only those are fetched, and a piece is owned
+	// only by a member whose site wants it. nil: everyone wants everything.
+	variants *siteVariants
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -168,6 +184,9 @@ type offloader struct {
 	// the tracker's list; suspects those of them that seemed gone, until when.
 	unconnected [][20]byte
 	suspects    map[[20]byte]time.Time
+	// started is when the offload began fetching (after StartupGrace);
+	// set before the first swarmView, by run's goroutine.
+	started time.Time
 }
 
 // stalledFor says how long our own download has received no payload byte
@@ -198,11 +217,13 @@ func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limi
 	if cfg.SiteWANDown > 0 {
 		o.pacer = rate.NewLimiter(rate.Inf, paceBurst)
 	}
-	var end int64
-	for _, f := range m.Files {
-		end += f.Size
-		o.fileEnds = append(o.fileEnds, end)
+	// Offsets from the layout: a media release has pad zeros between
+	// files (catalog.Media), which readRange leaves as zeros.
+	offsets, size := m.Layout()
+	for i, f := range m.Files {
+		o.fileEnds = append(o.fileEnds, offsets[i]+f.Size)
 	}
+	o.torrentSize = size
 	return o
 }
 
@@ -218,6 +239,7 @@ func (o *offloader) run(ctx context.Context) error {
 		return nil
 	case <-time.After(o.cfg.StartupGrace):
 	}
+	o.started = o.now()
 	n := o.t.NumPieces()
 	inflight := make(map[int]bool)
 	type result struct {
@@ -230,7 +252,7 @@ func (o *offloader) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		if o.t.Complete().Bool() {
+		if o.complete() {
 			return nil
 		}
 		o.pace()
@@ -285,6 +307,14 @@ func (o *offloader) run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// complete reports whether this agent holds every piece it wants.
+func (o *offloader) complete() bool {
+	if o.variants != nil {
+		return o.variants.done(o.t)
+	}
+	return o.t.Complete().Bool()
 }
 
 // parallel is how many range requests this agent keeps open to the origin:
@@ -379,6 +409,9 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 		if inflight[p] || avail.Contains(uint32(p)) {
 			continue
 		}
+		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
+			continue // the other variant: never fetched
+		}
 		if o.t.PieceState(p).Complete {
 			continue
 		}
@@ -454,6 +487,9 @@ func rosterID(a netip.AddrPort) [20]byte {
 // run's goroutine calls it.
 func (o *offloader) shardPlan(n int, members [][20]byte) *shardPlan {
 	sp := newShardPlan(o.t.InfoHash(), n, members, o.watch.siteOf, o.watch.homeSite(), o.plan)
+	if o.variants != nil {
+		sp.wants = o.variants.siteWants
+	}
 	if o.plan == nil || !slices.Equal(o.plan.keys, sp.keys) {
 		o.log.Debug("origin offload: shards by site", "sites", len(sp.keys), "members", len(members))
 	}
@@ -524,6 +560,16 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 		if !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) || count >= n || now.Sub(pp.lastGrew) > o.cfg.OrphanTimeout {
 			continue
 		}
+		if o.variants != nil {
+			// A peer holding all of its site's variants fetches nothing.
+			key, ok := o.watch.siteOf(id)
+			if !ok {
+				key = o.watch.homeSite()
+			}
+			if o.variants.peerDone(key, pieces) {
+				continue
+			}
+		}
 		members = append(members, id)
 	}
 	for id := range o.progress {
@@ -536,6 +582,13 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 		if id != o.self {
 			members = append(members, id)
 			o.unconnected = append(o.unconnected, id)
+		}
+	}
+	if !o.started.IsZero() && now.Sub(o.started) < tentativeHold {
+		for id := range o.watch.tentativeMembers(listMaxAge) {
+			if !seen[id] && !listed[id] && id != o.self {
+				members = append(members, id)
+			}
 		}
 	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
@@ -563,6 +616,9 @@ func (o *offloader) suspectOwners(n int, plan *shardPlan, avail *roaring.Bitmap)
 	for p := 0; p < n && checked < maxSuspectScan; p++ {
 		if avail.Contains(uint32(p)) || o.t.PieceState(p).Complete {
 			continue
+		}
+		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
+			continue // not ours to wait for
 		}
 		checked++
 		if owner := plan.owner(p); unconnected[owner] {
@@ -598,7 +654,7 @@ func (o *offloader) completedPieces() *roaring.Bitmap {
 func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	pl := o.m.PieceLength
 	begin := int64(p) * pl
-	end := min(begin+pl, o.m.TotalSize)
+	end := min(begin+pl, o.torrentSize)
 	buf := make([]byte, end-begin)
 	if err := o.paceWait(ctx, len(buf)-int(o.sub.held(p))); err != nil {
 		return err
@@ -696,6 +752,15 @@ func (o *offloader) readRange(ctx context.Context, off int64, buf []byte) error 
 		pos := off + int64(filled)
 		if pos >= o.fileEnds[i] || f.Size == 0 {
 			continue
+		}
+		if gap := fileBegin - pos; gap > 0 {
+			// Pad bytes before this file: buf is zeroed already.
+			if gap >= int64(len(buf)-filled) {
+				filled = len(buf)
+				break
+			}
+			filled += int(gap)
+			pos = fileBegin
 		}
 		inFile := pos - fileBegin
 		n := min(int64(len(buf)-filled), f.Size-inFile)

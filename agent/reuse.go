@@ -105,7 +105,11 @@ func (a *Agent) heldSources(m *catalog.Manifest) (bySum map[string]*heldFile, ba
 		if isBase {
 			base = map[string]*heldFile{}
 		}
-		for _, f := range hm.Files {
+		notHeld := a.unfetchedVariants(hm)
+		for i, f := range hm.Files {
+			if notHeld != nil && notHeld[i] {
+				continue // the other variant of a watermarked release (watermark.go)
+			}
 			hf := &heldFile{path: filepath.Join(dir, filepath.FromSlash(f.Path)), size: f.Size}
 			if isBase {
 				base[f.Path] = hf
@@ -123,6 +127,11 @@ func (a *Agent) heldSources(m *catalog.Manifest) (bySum map[string]*heldFile, ba
 // held for the sub-piece fetch.
 func (a *Agent) reuseLocal(ctx context.Context, m *catalog.Manifest, info *metainfo.Info, ih metainfo.Hash) (reuseResult, error) {
 	res := reuseResult{partial: map[int][]localSeg{}}
+	if m.Media != nil {
+		// Pads shift a media release's pieces off the manifest's
+		// back-to-back offsets: no local reuse for it (yet).
+		return res, nil
+	}
 	bySum, base := a.heldSources(m)
 	var hints *delta.Hints
 	if m.Delta != nil && base != nil {

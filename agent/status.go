@@ -44,6 +44,9 @@ type Status struct {
 	// SelfUpdate is the running binary's version and how updating it
 	// went (self_update).
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
+	// Signage is what each screen plays and the screens at risk
+	// (signage.schedule).
+	Signage *SignageStatus `json:"signage,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -73,6 +76,7 @@ type ReleaseStatus struct {
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
 	recs, _ := a.state.All()
+	wan := a.wanStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
@@ -87,7 +91,9 @@ func (a *Agent) Status() Status {
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
+		Signage:       a.signageStatus(),
 	}
+	st.Policy.WAN = &wan
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}
@@ -125,7 +131,7 @@ func (a *Agent) Status() Status {
 // Handler serves /status (JSON) and /metrics (Prometheus).
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a})
+	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a}, mediaCollector{a})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {

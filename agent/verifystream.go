@@ -41,6 +41,11 @@ type streamVerify struct {
 // cannot be laid out: the completion path then hashes everything).
 func (a *Agent) startStreamVerify(d *download) *streamVerify {
 	m := d.manifest
+	if m.Media != nil {
+		// Pad files leave gaps between the files, which the streaming
+		// verifier does not model: hash at completion instead.
+		return nil
+	}
 	dir := a.cache.releaseDir(m.Name, m.Version)
 	files := make([]streamverify.File, len(m.Files))
 	var off int64
@@ -149,6 +154,10 @@ func (a *Agent) verifyComplete(ctx context.Context, d *download) error {
 	dir := a.cache.releaseDir(d.ref.Name, d.ref.Version)
 	sv := d.sv
 	start := time.Now()
+	if v := d.variants; v != nil {
+		// The other variant's files are not here: skip them.
+		return verifyFilesSkipping(ctx, dir, d.manifest, func(i int) bool { return v.skip[i] })
+	}
 	if sv == nil {
 		return verifyFiles(ctx, dir, d.manifest)
 	}

@@ -51,6 +51,13 @@ type Manifest struct {
 	// Delta, when present, says where this release's bytes lie in an earlier
 	// version of the same name (see internal/delta). Signed like every field.
 	Delta *delta.Hints `json:"delta,omitempty"`
+	// Media, when present, marks a media release (publish --media): its
+	// segments are piece-aligned with pad files in the torrent (media.go).
+	Media *Media `json:"media,omitempty"`
+	// Watermark, when present, lists the A/B variants of each media
+	// segment and the signed site code table that picks one per site
+	// (sitecodes.go).
+	Watermark *Watermark `json:"watermark,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
@@ -172,6 +179,15 @@ func (m *Manifest) Validate() error {
 			return err
 		}
 	}
+	if m.Media != nil {
+		if err := m.validateMedia(); err != nil {
+			return err
+		}
+		if m.Delta != nil {
+			// Hints address the torrent stream, which pads shift.
+			return errors.New("a media release carries no delta hints")
+		}
+	}
 	if m.Delta != nil {
 		if err := release.ValidateName("delta base version", m.Delta.Base); err != nil {
 			return err
@@ -180,6 +196,11 @@ func (m *Manifest) Validate() error {
 			return errors.New("delta hints name the release itself as their base")
 		}
 		if err := m.Delta.Validate(m.TotalSize); err != nil {
+			return err
+		}
+	}
+	if m.Watermark != nil {
+		if err := m.Watermark.validate(m.Files); err != nil {
 			return err
 		}
 	}
@@ -229,7 +250,14 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // release twice is idempotent only when this holds.
 func (m *Manifest) SameContent(o *Manifest) bool {
 	return m.Name == o.Name && m.Version == o.Version && m.InfoHash == o.InfoHash &&
-		m.PieceLength == o.PieceLength && slices.Equal(m.Files, o.Files)
+		m.PieceLength == o.PieceLength && slices.Equal(m.Files, o.Files) && sameWatermark(m.Watermark, o.Watermark)
+}
+
+func sameWatermark(a, b *Watermark) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Codes == b.Codes && slices.Equal(a.Segments, b.Segments)
 }
 
 // EntryState is the mutable, signed state of a release in the catalog:
