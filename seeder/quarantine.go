@@ -214,6 +214,7 @@ func (q *quarantineList) saveLocked() error {
 // tick; a shared state that does not answer keeps the last list.
 func (o *Origin) applyQuarantine(ctx context.Context) {
 	o.tracker.SetWeights(o.reports.Weights())
+	o.tracker.SetSlow(o.reports.Slow())
 	entries, err := o.quarantine.list(ctx)
 	if err != nil {
 		return

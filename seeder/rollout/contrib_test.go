@@ -78,6 +78,9 @@ func TestContributionFlagsFreeloadersAndStallers(t *testing.T) {
 	if !(w[id(3)] > w[id(2)] && w[id(2)] > w[id(1)]) {
 		t.Errorf("weights %v %v %v: want rising with capacity", w[id(1)], w[id(2)], w[id(3)])
 	}
+	if len(s.Slow()) != 0 {
+		t.Errorf("slow agents %v without any upload limit", s.Slow())
+	}
 	if pid, ok := s.PeerIDOf("", report.QuarantineAgent, "free"); !ok || hex.EncodeToString(pid[:]) != free {
 		t.Errorf("agent:free maps to %x, %v", pid, ok)
 	}
