@@ -3,11 +3,15 @@ package seeder_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swarmship/swarmship/internal/report"
+	"github.com/swarmship/swarmship/internal/state"
+	"github.com/swarmship/swarmship/internal/testenv"
 	"github.com/swarmship/swarmship/internal/token"
 	"github.com/swarmship/swarmship/seeder"
 )
@@ -107,4 +111,27 @@ func TestQuarantineAPI(t *testing.T) {
 	if q := answer(acme, "agent-acme-1", "acme", "s1", to.ih["app-acme"]); len(q) != 0 {
 		t.Errorf("acme agent's answer after the lift: %v", q)
 	}
+}
+
+// With state on Redis, a quarantine added at one origin is applied by
+// the other (its tick applies the list it reads there).
+func TestQuarantineSharedOnRedis(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	cfg := seeder.Config{State: state.Config{Redis: &state.RedisConfig{URL: rs.URL, Prefix: "origins", Timeout: 10 * time.Second}}}
+	first, _, _ := newOriginWith(t, cfg, nil)
+	second, _, _ := newOriginWith(t, cfg, nil)
+	peer := "peer:" + strings.Repeat("2d", 20)
+	b, _ := json.Marshal(map[string]string{"entry": peer})
+	req, _ := http.NewRequest("POST", first.URL+seeder.QuarantinePath, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, msg := do(t, req); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("quarantine at the first origin: %s %s", resp.Status, msg)
+	}
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		resp, msg := get(t, "GET", second.URL+seeder.QuarantinePath, nil)
+		if resp.StatusCode != 200 || !strings.Contains(msg, peer) {
+			return fmt.Errorf("second origin's list: %s %s", resp.Status, msg)
+		}
+		return nil
+	})
 }
