@@ -248,6 +248,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	originHTTP := originTransport(originTLS)
+	// The origin fetches draw from the WAN download bucket (wanlimit.go);
+	// their sockets' receive buffers stay near its burst while it limits.
+	originLimit := btclient.Unlimited()
+	boundOriginReceive(originHTTP, originLimit, cfg.Rates.wanCapped())
 	s3cfg := catalog.S3ConfigFromEnv(cfg.Catalog.S3Config())
 	store := opts.Store
 	if store == nil {
@@ -282,7 +286,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		version: opts.Version, selfState: selfState,
 		cfg: cfg, log: log, token: tok, store: store, catalog: cc, state: state, complete: completion,
 		offloadSrc: offloadSrc, trackers: newTrackerList(cfg.TrackerTiers(), cfg.Failover.Policy()),
-		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: btclient.Unlimited(),
+		down: btclient.Unlimited(), up: btclient.UploadLimiter(), originLimit: originLimit,
 		downloads: map[string]*download{}, deadlines: map[string]*deadlineTrack{}, wake: make(chan struct{}, 1), hints: make(chan struct{}, 1),
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},

@@ -84,6 +84,10 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:18: power.min_battery: ", "outside 0-100"},
 		{"power.metered_interfaces[1]", func(s string) string { return s + "power:\n  metered_interfaces:\n    - wwan0\n    - \"[bad\"\n" },
 			"agent.yaml:19: power.metered_interfaces[1]: ", "not valid"},
+		{"power.network_manager", func(s string) string {
+			return s + "power:\n  metered_interfaces: [\"wwan*\"]\n  network_manager: sometimes\n"
+		},
+			"agent.yaml:18: power.network_manager: ", "want auto or off"},
 		{"tracing.otlp_endpoint", func(s string) string { return s + "tracing:\n  otlp_endpoint: collector:4318\n" },
 			"agent.yaml:17: tracing.otlp_endpoint: ", "not an http(s) URL"},
 		{"report.url", func(s string) string { return s + "report:\n  url: ftp://origin/\n" },
@@ -122,7 +126,14 @@ func TestConfigDefaultsBelongToSections(t *testing.T) {
 	}
 	if c.Swarm.Locality != "gateway" || c.Swarm.MaxConns != 50 || c.Offload.Parallel != 4 ||
 		c.Hooks.Timeout.Minutes() != 5 || c.Power.SysfsRoot != "/sys" || c.Report.Interval.Seconds() != 30 ||
-		c.Status.Addr != "127.0.0.1:7071" || c.QuotaBytes() != 20<<30 {
+		c.Status.Addr != "127.0.0.1:7071" || c.QuotaBytes() != 20<<30 || c.Power.NetworkManager != NetworkManagerAuto {
 		t.Errorf("defaults: %+v", c)
+	}
+	c, err = ParseConfig("agent.yaml", []byte(goodConfig+"power:\n  metered_interfaces: [wwan*, ppp0]\n  network_manager: off\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Power.NetworkManager != NetworkManagerOff || len(c.Power.MeteredInterfaces) != 2 {
+		t.Errorf("power: %+v", c.Power)
 	}
 }

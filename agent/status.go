@@ -24,6 +24,7 @@ type Status struct {
 	Region        string               `json:"region,omitempty"`
 	Tenant        string               `json:"tenant,omitempty"`
 	PeerPort      int                  `json:"peer_port"`
+	Certificates  []CertificateStatus  `json:"certificates,omitempty"`
 	Catalog       CatalogStatus        `json:"catalog"`
 	Policy        PolicyStatus         `json:"policy"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
@@ -81,6 +82,7 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	st := Status{
 		Site: a.cfg.Site, Region: a.cfg.Region, Tenant: a.cfg.Tenant, PeerPort: a.bt.LocalPort(),
+		Certificates:  a.certificateStatus(),
 		Catalog:       CatalogStatus{URL: a.store.String(), LastRefresh: a.lastRefresh},
 		Subscriptions: append([]SubscriptionStatus(nil), a.subs...),
 		Releases:      []ReleaseStatus{},
@@ -103,7 +105,9 @@ func (a *Agent) Status() Status {
 		if d := a.downloads[r.Key()]; d != nil {
 			rs.Downloaded, rs.Uploaded = d.bytes()
 			rs.Reused = d.reused.Load()
-			rs.Completed = d.t.BytesCompleted()
+			// Pieces of a media release hold pad bytes that are not
+			// payload: never report more than the release's size.
+			rs.Completed = min(d.t.BytesCompleted(), max(r.Size, 0))
 			for _, pc := range d.t.PeerConns() {
 				rs.PeerAddrs = append(rs.PeerAddrs, pc.RemoteAddr.String())
 				if rs.PeerSources == nil {

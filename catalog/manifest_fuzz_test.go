@@ -96,6 +96,7 @@ func FuzzParseManifest(f *testing.F) {
 		edit(`"regions": [`, `"regions": [], "y": [`),
 		edit(`"us-east"`, `"us east"`),
 		edit(`"tenant": "acme"`, `"tenant": "\ud800"`), // lone surrogate
+		[]byte(mediaManifestSeed),                      // media_test.go
 	} {
 		f.Add(b)
 	}

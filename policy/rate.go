@@ -148,9 +148,10 @@ func (r *Rate) UnmarshalText(b []byte) error {
 }
 
 // RateProfile is a named set of limits, e.g. "business": 2Mbit down,
-// 512kbit up. Down and Up cap all payload traffic; WANDown and WANUp cap
-// the part that crosses the WAN (the web seed and peers outside the site),
-// within Down and Up. Every Rate is bytes per second, 0 = unlimited.
+// 512kbit up. Down and Up cap one agent's payload traffic; WANDown and
+// WANUp cap what crosses the site's WAN link (the origin and peers outside
+// the site) for the whole site: its agents share them (agent/wanlimit.go).
+// Every Rate is bytes per second, 0 = unlimited.
 type RateProfile struct {
 	Name    string `yaml:"name"`
 	Down    Rate   `yaml:"down"`

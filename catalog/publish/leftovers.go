@@ -86,6 +86,10 @@ func FindLeftovers(ctx context.Context, store catalog.Store) ([]Leftover, error)
 		for _, f := range m.Files {
 			keep[catalog.DataPrefix(r.Name, r.Version)+f.Path] = true
 		}
+		// Pad objects of a media release on S3 (media.go ensurePads).
+		for _, n := range m.PadSizes() {
+			keep[catalog.PadKey(r.Name, r.Version, n)] = true
+		}
 	}
 	// Targets files no snapshot names: a commit in flight may own one
 	// (gc's age limit protects it), a killed one left it.

@@ -171,10 +171,7 @@ func (s sourceFS) Open(name string) (fs.File, error) {
 // pad paths with zeros itself. One object per distinct size; together
 // they are at most the pad bytes (under 1% of the payload).
 func ensurePads(ctx context.Context, store catalog.Store, m *catalog.Manifest) error {
-	if _, ok := store.(catalog.URLer); !ok {
-		return nil
-	}
-	if u := store.(catalog.URLer).ObjectURL(catalog.DataPrefix(m.Name, m.Version) + "x"); u == "" {
+	if !wantsPadObjects(store) {
 		return nil
 	}
 	for _, n := range m.PadSizes() {
@@ -189,7 +186,14 @@ func ensurePads(ctx context.Context, store catalog.Store, m *catalog.Manifest) e
 	return nil
 }
 
-// mediaNote is the one line the CLI prints about a media release.
+// wantsPadObjects reports whether store's objects can be the web seed
+// themselves (it has object URLs), so pad files must exist as objects.
+func wantsPadObjects(store catalog.Store) bool {
+	u, ok := store.(catalog.URLer)
+	return ok && u.ObjectURL("data/x") != ""
+}
+
+// String is the one line the CLI prints about a media release.
 func (r *MediaResult) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "media: %s, %d playlists, %d segments aligned to pieces, %d pad files (%d bytes, %.3f%% of the payload)",

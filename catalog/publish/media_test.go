@@ -1,6 +1,7 @@
 package publish_test
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/catalog/storetest"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/testenv"
 )
@@ -36,7 +38,7 @@ func TestPublishMediaLayout(t *testing.T) {
 		maxPad float64
 	}{
 		{"hls-ts-ladder", catalog.MediaHLS, func(t testing.TB, d string) {
-			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 10, CBR: true, Renditions: cbrLadder})
+			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 16, CBR: true, Renditions: cbrLadder})
 		}, 0.01},
 		{"hls-fmp4", catalog.MediaHLS, func(t testing.TB, d string) {
 			testenv.GenerateHLS(t, d, testenv.MediaOptions{Seconds: 6, FMP4: true, CBR: true, Renditions: cbrLadder[:1]})
@@ -120,8 +122,10 @@ func TestPublishMediaLayout(t *testing.T) {
 			}
 			// The catalog holds no pad objects for a directory store: the
 			// origin answers pad paths itself.
-			if _, err := s.Stat(t.Context(), catalog.PadKey("show", "1", 1)); err == nil {
-				t.Error("unexpected pad object")
+			for _, n := range m.PadSizes() {
+				if _, err := s.Stat(t.Context(), catalog.PadKey("show", "1", n)); err == nil {
+					t.Errorf("pad object of %d bytes in a directory catalog", n)
+				}
 			}
 		})
 	}
@@ -165,5 +169,69 @@ func TestPublishMediaRefusals(t *testing.T) {
 	}
 	if len(list) != 0 {
 		t.Fatalf("refused publishes left %v", list)
+	}
+}
+
+// On S3, publish --media puts one object of zeros per pad size under the
+// release's data prefix (clients ask the bucket for them), and catalog gc
+// does not count them as leftovers.
+func TestPublishMediaS3PadObjects(t *testing.T) {
+	gw := storetest.Gateway(t)
+	if gw == nil {
+		testenv.RequireTool(t, "versitygw")
+	}
+	s, err := catalog.NewS3Store(t.Context(), pubS3Config(gw, gw.NewBucket(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := newPubCatalog(t, s)
+	src := t.TempDir()
+	pl := "#EXTM3U\n"
+	for i, n := range []int{40000, 33333, 20000} {
+		name := "s" + string(rune('0'+i)) + ".ts"
+		if err := os.WriteFile(filepath.Join(src, name), bytes.Repeat([]byte{byte(i + 1)}, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pl += "#EXTINF:2,\n" + name + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(src, "index.m3u8"), []byte(pl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pc.publish(t, publish.PublishOptions{Name: "show", Version: "1", Paths: []string{src}, Media: true, PieceLength: 16 << 10})
+	m, err := pc.client(t).Manifest(t.Context(), "show", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.PadSizes()) == 0 {
+		t.Fatal("no pads")
+	}
+	for _, n := range m.PadSizes() {
+		b, err := catalog.ReadAll(t.Context(), s, catalog.PadKey("show", "1", n), 1<<20)
+		if err != nil || len(b) != int(n) || len(bytes.Trim(b, "\x00")) != 0 {
+			t.Fatalf("pad object %d: %d bytes, %v", n, len(b), err)
+		}
+	}
+	if problems, _, err := publish.VerifyCatalog(t.Context(), pc.client(t)); err != nil || len(problems) != 0 {
+		t.Fatalf("verify: %v %+v", err, problems)
+	}
+	if err := s.Delete(t.Context(), catalog.PadKey("show", "1", m.PadSizes()[0])); err != nil {
+		t.Fatal(err)
+	}
+	if problems, _, _ := publish.VerifyCatalog(t.Context(), pc.client(t)); len(problems) != 1 || !strings.Contains(problems[0].Err, "pad object") {
+		t.Fatalf("verify after deleting a pad object: %+v", problems)
+	}
+	// Publishing the same release again puts it back.
+	pc.publish(t, publish.PublishOptions{Name: "show", Version: "1", Paths: []string{src}, Media: true, PieceLength: 16 << 10})
+	if problems, _, _ := publish.VerifyCatalog(t.Context(), pc.client(t)); len(problems) != 0 {
+		t.Fatalf("verify after re-publishing: %+v", problems)
+	}
+	left, err := publish.FindLeftovers(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range left {
+		if strings.Contains(l.Key, ".pad/") {
+			t.Errorf("pad object %s listed as a leftover", l.Key)
+		}
 	}
 }

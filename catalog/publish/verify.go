@@ -70,6 +70,14 @@ func VerifyRelease(ctx context.Context, c *catalog.Client, name, version string)
 			problems = append(problems, Problem{Release: ref, Key: key, Err: err.Error()})
 		}
 	}
+	if wantsPadObjects(c.Store()) {
+		for _, n := range m.PadSizes() {
+			key := catalog.PadKey(name, version, n)
+			if st, err := c.Store().Stat(ctx, key); err != nil || st.Size != n {
+				problems = append(problems, Problem{Release: ref, Key: key, Err: fmt.Sprintf("pad object of %d zero bytes missing or the wrong size (re-run the publish)", n)})
+			}
+		}
+	}
 	return problems
 }
 
