@@ -318,7 +318,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
-	a.ledger = newLedger(peerTLS)
+	a.ledger = newLedger(peerSrc.Leaf)
 	if cfg.TestLedgerStall > 0 {
 		a.ledger.stall = cfg.TestLedgerStall
 	}

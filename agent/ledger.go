@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"net/netip"
 	"slices"
@@ -32,8 +32,9 @@ const (
 	ledgerMaxPeers = 1024
 	// ledgerIdle ages out a peer not connected for this long.
 	ledgerIdle = time.Hour
-	// ledgerStall: requests the peer has left without a single answer for
-	// this long count as stalled, and the connection is closed. Generous:
+	// ledgerStall: requests an unchoking peer has left without a single
+	// answer for this long count as stalled, and the connection is
+	// closed. (A choking peer owes no answers.) Generous:
 	// a rate-limited peer with a deep queue still answers something
 	// within it, and a peer that stops serving chokes or rejects.
 	ledgerStall = 15 * time.Second
@@ -64,7 +65,8 @@ type ledgerConn struct {
 	down, up     int64 // counters at the last tick
 	bad          int64
 	outstanding  int       // requests sent and not yet answered
-	since        time.Time // last answer while requests were outstanding
+	since        time.Time // last answer (or unchoke) while requests were outstanding
+	choked       bool      // the peer chokes us: it owes no answers (BEP 6 lets it reject later)
 	seenCounters bool
 }
 
@@ -81,16 +83,26 @@ type ledger struct {
 	upPos      int
 	upRate     float64
 	upPeak     float64
-	tlsID      string
+	// leaf is the peer certificate in force (nil: no peer TLS); its
+	// fingerprint goes in reports, following rotations.
+	leaf func() *x509.Certificate
 }
 
-func newLedger(peerTLS *tls.Config) *ledger {
-	l := &ledger{now: time.Now, stall: ledgerStall, peers: map[ledgerKey]*ledgerEntry{}, conns: map[*torrent.Peer]*ledgerConn{}}
-	if peerTLS != nil && len(peerTLS.Certificates) > 0 && len(peerTLS.Certificates[0].Certificate) > 0 {
-		sum := sha256.Sum256(peerTLS.Certificates[0].Certificate[0])
-		l.tlsID = hex.EncodeToString(sum[:])
+func newLedger(leaf func() *x509.Certificate) *ledger {
+	return &ledger{now: time.Now, stall: ledgerStall, leaf: leaf, peers: map[ledgerKey]*ledgerEntry{}, conns: map[*torrent.Peer]*ledgerConn{}}
+}
+
+// tlsID is the SHA-256 fingerprint of the peer certificate in force.
+func (l *ledger) tlsID() string {
+	if l.leaf == nil {
+		return ""
 	}
-	return l
+	c := l.leaf()
+	if c == nil {
+		return ""
+	}
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // callbacks are the library hooks the ledger needs.
@@ -211,14 +223,25 @@ func (l *ledger) deleted(ev torrent.PeerRequestEvent) {
 }
 
 func (l *ledger) read(pc *torrent.PeerConn, m *pp.Message) {
-	if m.Type != pp.Reject {
+	switch m.Type {
+	case pp.Reject, pp.Choke, pp.Unchoke:
+	default:
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c := l.conns[&pc.Peer]; c != nil {
+	c := l.conns[&pc.Peer]
+	if c == nil {
+		return
+	}
+	switch m.Type {
+	case pp.Choke:
+		c.choked = true
+	case pp.Unchoke:
+		c.choked, c.since = false, l.now()
+	case pp.Reject:
 		if e := l.peers[c.key]; e != nil {
-			e.Refused++
+			e.Refused = min(e.Refused+1, report.MaxLedgerCount)
 		}
 	}
 }
@@ -310,7 +333,7 @@ func (l *ledger) tick(cl *torrent.Client) {
 		case l.quarantine.matches(c.key, addr):
 			drop = append(drop, s.pc)
 			l.dropped++
-		case c.outstanding > 0 && now.Sub(c.since) >= l.stall:
+		case c.outstanding > 0 && !c.choked && now.Sub(c.since) >= l.stall:
 			// The library never times a request out: chunks asked of a
 			// peer that does not answer would wait for it forever.
 			// Closing the connection hands them to other sources.
@@ -342,11 +365,12 @@ func (l *ledger) tick(cl *torrent.Client) {
 // within report.MaxLedgerPeers. upLimit is the configured upload limit in
 // bytes/s (0: none).
 func (l *ledger) snapshot(upLimit float64) *report.Ledger {
+	tlsID := l.tlsID()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := &report.Ledger{
 		UpRate: min(l.upRate, report.MaxRate), UpPeak: min(l.upPeak, report.MaxRate),
-		UpLimit: min(max(upLimit, 0), report.MaxRate), TLSID: l.tlsID,
+		UpLimit: min(max(upLimit, 0), report.MaxRate), TLSID: tlsID,
 	}
 	for _, e := range l.peers {
 		out.Peers = append(out.Peers, e.PeerLedger)

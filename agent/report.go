@@ -350,5 +350,8 @@ func (a *Agent) sendReport(ctx context.Context, client *http.Client, endpoint st
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("origin answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
+	if a.ledger != nil {
+		a.ledger.setQuarantine(nil) // no list: nothing is quarantined
+	}
 	return nil
 }

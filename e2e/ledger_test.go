@@ -69,7 +69,7 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 	// freeloader holds pieces the others want for seconds.
 	slow := func(cfg *agent.Config) {
 		cfg.Rates = agent.RatesConfig{Profiles: []policy.RateProfile{{Name: "wan", Down: 3 << 19}}, Default: "wan"}
-		cfg.TestLedgerStall = 2 * time.Second
+		cfg.TestLedgerStall = 4 * time.Second
 		// Pieces the freeloader advertises and never sends go back to
 		// the origin sooner (the offload's orphan timeout).
 		cfg.Offload.OrphanTimeout = 3 * time.Second
@@ -104,7 +104,8 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 				stallRow = p
 			}
 		}
-		return freeRow.Freeloader && stallRow.Misbehaving
+		// The freeloader's agent ID comes with its own live report.
+		return freeRow.Freeloader && freeRow.AgentID != "" && stallRow.Misbehaving
 	})
 	if !found {
 		t.Fatalf("peer view never flagged both: freeloader %+v, staller %+v (view: %d freeloaders, %d misbehaving)", freeRow, stallRow, view.Freeloaders, view.Misbehaving)

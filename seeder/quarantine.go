@@ -214,6 +214,7 @@ func (q *quarantineList) saveLocked() error {
 // tick; a shared state that does not answer keeps the last list.
 func (o *Origin) applyQuarantine(ctx context.Context) {
 	o.tracker.SetWeights(o.reports.Weights())
+	o.tracker.SetSlow(o.reports.Slow())
 	entries, err := o.quarantine.list(ctx)
 	if err != nil {
 		return
@@ -262,15 +263,19 @@ func (o *Origin) applyQuarantine(ctx context.Context) {
 }
 
 // quarantineAnswer is the answer to an agent's report: the quarantine
-// entries of its tenant and of every tenant, as peer IDs and addresses.
-// Always a list, empty included, so that agents lift what was lifted.
+// entries of its tenant and of every tenant, as peer IDs and addresses;
+// nil (204 No Content, as before there was a quarantine) when none is in
+// force, which agents take as an empty list.
 func (o *Origin) quarantineAnswer(rep *report.Report) *report.Answer {
-	ans := &report.Answer{Quarantine: []string{}}
+	ans := &report.Answer{}
 	if p := o.quarantine.answers.Load(); p != nil {
 		ans.Quarantine = append(ans.Quarantine, (*p)[""]...)
 		if rep.Tenant != "" {
 			ans.Quarantine = append(ans.Quarantine, (*p)[rep.Tenant]...)
 		}
+	}
+	if len(ans.Quarantine) == 0 {
+		return nil
 	}
 	if len(ans.Quarantine) > report.MaxQuarantine {
 		ans.Quarantine = ans.Quarantine[:report.MaxQuarantine]
@@ -299,7 +304,7 @@ func (o *Origin) handleQuarantineList(w http.ResponseWriter, r *http.Request, te
 	}
 	out := []QuarantineEntry{}
 	for _, e := range entries {
-		if tenant != "" && e.Tenant != tenant && e.Tenant != "" {
+		if tenant != "" && e.Tenant != tenant {
 			continue
 		}
 		kind, v, _ := strings.Cut(e.Entry, ":")

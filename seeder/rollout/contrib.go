@@ -84,6 +84,7 @@ type contribution struct {
 	peers   []PeerRow       // every folded peer, flagged first
 	agents  []AgentCapacity // every live agent with a ledger
 	weights map[[20]byte]float64
+	slow    map[[20]byte]bool // configured upload limit under half the median capacity
 	// byAgent and byTLS map agent IDs and certificate fingerprints (per
 	// tenant: "tenant/id") to the agents' current peer IDs.
 	byAgent, byTLS map[string][20]byte
@@ -92,7 +93,7 @@ type contribution struct {
 // foldLocked folds the live agents' ledgers. s.mu is held.
 func (s *Reports) foldLocked(now time.Time) *contribution {
 	type peerKey struct{ tenant, id string }
-	c := &contribution{at: now, weights: map[[20]byte]float64{}, byAgent: map[string][20]byte{}, byTLS: map[string][20]byte{}}
+	c := &contribution{at: now, weights: map[[20]byte]float64{}, slow: map[[20]byte]bool{}, byAgent: map[string][20]byte{}, byTLS: map[string][20]byte{}}
 	self := map[peerKey]*agentRecord{}
 	folded := map[peerKey]*PeerRow{}
 	for _, rec := range s.agents {
@@ -221,6 +222,12 @@ func (s *Reports) weighLocked(c *contribution) {
 	if len(caps) > 0 {
 		median = caps[len(caps)/2]
 	}
+	limits := map[string]float64{} // by peer ID hex
+	for _, rec := range s.agents {
+		if l := rec.Report.Ledger; l != nil && l.UpLimit > 0 {
+			limits[rec.Report.PeerID] = l.UpLimit
+		}
+	}
 	for i := range c.agents {
 		a := &c.agents[i]
 		rel := 1.0
@@ -233,6 +240,9 @@ func (s *Reports) weighLocked(c *contribution) {
 			var pid [20]byte
 			copy(pid[:], id)
 			c.weights[pid] = w
+			if lim, ok := limits[a.PeerID]; ok && median > 0 && lim < median/2 {
+				c.slow[pid] = true
+			}
 		}
 	}
 }
@@ -283,6 +293,17 @@ func (s *Reports) Contribution(scope *string) Contribution {
 		}
 	}
 	return out
+}
+
+// Slow are the agents whose configured upload limit is under half the
+// median measured capacity: the tracker elects gateways among the others.
+func (s *Reports) Slow() map[[20]byte]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.contrib == nil {
+		return nil
+	}
+	return s.contrib.slow
 }
 
 // Weights are the agents' tracker weights by peer ID (1: average).

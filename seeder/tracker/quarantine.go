@@ -62,8 +62,7 @@ func (t *Tracker) SetQuarantine(q *Quarantine) {
 // less a slow or saturated one, more a fast idle one; agents not listed
 // weigh 1. Answers then pick peers with a chance in proportion to their
 // weight (within each locality tier) and list them heaviest-first at
-// random, and a site's gateway is an agent of normal weight where there
-// is one. nil: every peer weighs the same.
+// random. nil: every peer weighs the same.
 func (t *Tracker) SetWeights(w map[[20]byte]float64) {
 	if len(w) == 0 {
 		t.weights.Store(nil)
@@ -79,9 +78,24 @@ func (t *Tracker) weightMap() map[[20]byte]float64 {
 	return nil
 }
 
-// poorWeight: below it an agent is slow or saturated, and is elected its
-// site's gateway only if no other agent is available.
-const poorWeight = 0.5
+// SetSlow names the agents that are slow by their capacity figures: a
+// site's gateway is one of the others where there is one. Momentary load
+// is left out on purpose: a gateway that moved with every burst would
+// leave a site with two agents holding WAN connections. nil: none.
+func (t *Tracker) SetSlow(slow map[[20]byte]bool) {
+	if len(slow) == 0 {
+		t.slow.Store(nil)
+		return
+	}
+	t.slow.Store(&slow)
+}
+
+func (t *Tracker) slowSet() map[[20]byte]bool {
+	if p := t.slow.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // weightOf is id's weight, 1 when unknown; never 0 or negative.
 func weightOf(w map[[20]byte]float64, id [20]byte) float64 {
@@ -89,11 +103,6 @@ func weightOf(w map[[20]byte]float64, id [20]byte) float64 {
 		return v
 	}
 	return 1
-}
-
-// capable tells whether the agent with id has a normal weight.
-func capable(w map[[20]byte]float64, id [20]byte) bool {
-	return w == nil || weightOf(w, id) >= poorWeight
 }
 
 // unit returns a pseudo-random float64 in (0, 1].

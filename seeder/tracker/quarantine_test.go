@@ -96,7 +96,7 @@ func TestWeightsFavourCapacity(t *testing.T) {
 	}
 }
 
-// A site's gateway is an agent of normal weight where there is one, even
+// A site's gateway is an agent that is not slow where there is one, even
 // if a slow agent has announced longer.
 func TestGatewayElectionUsesCapacity(t *testing.T) {
 	tr, c := newTest(Config{})
@@ -121,11 +121,15 @@ func TestGatewayElectionUsesCapacity(t *testing.T) {
 	if g := gateway(); g != pid(1) {
 		t.Fatalf("gateway %q, want the oldest", g[:])
 	}
-	tr.SetWeights(map[[20]byte]float64{pid(1): 0.1, pid(2): 1.5})
-	if g := gateway(); g != pid(2) {
-		t.Errorf("gateway %q with the oldest saturated, want the next oldest of normal weight", g[:])
+	tr.SetWeights(map[[20]byte]float64{pid(1): 0.1, pid(2): 1.5}) // load alone moves nothing
+	if g := gateway(); g != pid(1) {
+		t.Fatalf("gateway %q after a weight change, want the oldest still", g[:])
 	}
-	tr.SetWeights(map[[20]byte]float64{pid(1): 0.1, pid(2): 0.1, pid(3): 0.1})
+	tr.SetSlow(map[[20]byte]bool{pid(1): true})
+	if g := gateway(); g != pid(2) {
+		t.Errorf("gateway %q with the oldest slow, want the next oldest", g[:])
+	}
+	tr.SetSlow(map[[20]byte]bool{pid(1): true, pid(2): true, pid(3): true})
 	if g := gateway(); g != pid(1) {
 		t.Errorf("gateway %q when all are slow, want the oldest", g[:])
 	}

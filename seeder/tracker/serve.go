@@ -226,7 +226,7 @@ var noSite = unique.Make("")
 // site does not end up with two agents holding WAN connections. With
 // trusted (the requester's point of view, see trust.go) only trusted agents
 // are elected, and a site without any is open.
-func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, trusted []bool, weights map[[20]byte]float64) {
+func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, trusted []bool, slow map[[20]byte]bool) {
 	if s.gw == nil {
 		s.gw = make(map[siteKey]int)
 	}
@@ -238,7 +238,7 @@ func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, 
 		}
 		k := siteKey{p.site, p.region}
 		g, ok := s.gw[k]
-		s.gw[k] = elect(peers, trusted, weights, i, g, ok)
+		s.gw[k] = elect(peers, trusted, slow, i, g, ok)
 	}
 }
 
@@ -247,13 +247,13 @@ func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, 
 // A requester that is not its site's gateway needs nothing more, and this
 // pass costs no map operation per peer (the full election was 44% of an
 // announce in BenchmarkAnnounceGateway).
-func electSite(peers []entry, cutoff int64, allowed *regionSet, trusted []bool, weights map[[20]byte]float64, k siteKey) (g int, ok bool) {
+func electSite(peers []entry, cutoff int64, allowed *regionSet, trusted []bool, slow map[[20]byte]bool, k siteKey) (g int, ok bool) {
 	for i := range peers {
 		p := &peers[i]
 		if p.site != k.site || p.region != k.region || !electable(p, cutoff, allowed) {
 			continue
 		}
-		g, ok = elect(peers, trusted, weights, i, g, ok), true
+		g, ok = elect(peers, trusted, slow, i, g, ok), true
 	}
 	return g, ok
 }
@@ -264,10 +264,10 @@ func electable(p *entry, cutoff int64, allowed *regionSet) bool {
 }
 
 // elect is one step of a site's election: candidate i against the site's
-// gateway so far (g, if ok), returning the new one. An agent of normal
-// weight (upload capacity and load, see SetWeights) beats a slow or
-// saturated one whatever their age.
-func elect(peers []entry, trusted []bool, weights map[[20]byte]float64, i, g int, ok bool) int {
+// gateway so far (g, if ok), returning the new one. An agent that is not
+// slow (SetSlow: its configured upload limit is far below its peers'
+// capacity) beats a slow one whatever their age.
+func elect(peers []entry, trusted []bool, slow map[[20]byte]bool, i, g int, ok bool) int {
 	p := &peers[i]
 	switch {
 	case trusted != nil && !trusted[i]:
@@ -278,7 +278,7 @@ func elect(peers []entry, trusted []bool, weights map[[20]byte]float64, i, g int
 	case !ok || g == openSite:
 		return i
 	}
-	if pc, gc := capable(weights, p.id), capable(weights, peers[g].id); pc != gc {
+	if pc, gc := !slow[p.id], !slow[peers[g].id]; pc != gc {
 		if pc {
 			return i
 		}
@@ -305,6 +305,7 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		s.seen[i] = 0
 	}
 	weights := t.weightMap()
+	slow := t.slowSet()
 	quarantine := t.quarantine.Load()
 	s.v4, s.v6 = s.v4[:0], s.v6[:0]
 	s.rng = rand.Uint64()
@@ -338,11 +339,11 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		if personal(s, sw, a.peerID, cutoff) {
 			trusted = s.trusted
 		}
-		g, ok := electSite(peers, cutoff, allowed, trusted, weights, siteKey{a.site, a.region})
+		g, ok := electSite(peers, cutoff, allowed, trusted, slow, siteKey{a.site, a.region})
 		isGateway = !ok || g == openSite || sameID(&peers[g].id, &a.peerID)
 		if isGateway {
 			// Only a gateway sees other sites, through their gateways.
-			electGateways(s, peers, cutoff, allowed, trusted, weights)
+			electGateways(s, peers, cutoff, allowed, trusted, slow)
 		}
 	}
 	for i := range peers {

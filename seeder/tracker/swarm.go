@@ -148,7 +148,7 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 		trusted = s.trusted
 		view.Personal = true
 	}
-	electGateways(s, peers, cutoff, allowed, trusted, t.weightMap())
+	electGateways(s, peers, cutoff, allowed, trusted, t.slowSet())
 	quarantine := t.quarantine.Load()
 	for i := range peers {
 		p := &peers[i]

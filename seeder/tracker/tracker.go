@@ -142,6 +142,7 @@ type Tracker struct {
 	// quarantine and weights come from the origin (quarantine.go).
 	quarantine atomic.Pointer[Quarantine]
 	weights    atomic.Pointer[map[[20]byte]float64]
+	slow       atomic.Pointer[map[[20]byte]bool]
 
 	// store is where the swarms live (memstore.go, redisstore.go); the
 	// shards hold what answers read either way.
