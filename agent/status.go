@@ -44,6 +44,8 @@ type Status struct {
 	// SelfUpdate is the running binary's version and how updating it
 	// went (self_update).
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
+	// Media is the media server for players (media.listen), when on.
+	Media *MediaStatus `json:"media,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -87,6 +89,7 @@ func (a *Agent) Status() Status {
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
+		Media:         a.mediaStatus(),
 	}
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()

@@ -183,6 +183,9 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("a path out of the release was served")
 		}
+		if st := ra.Agent.Status().Media; st == nil || st.Addr != strings.TrimPrefix(base, "http://") || st.Served < 2 {
+			t.Errorf("status media: %+v", st)
+		}
 		for _, u := range []string{"/media/app@1.0/" + app.Files[0].Path, "/media/app/" + app.Files[0].Path} {
 			if resp, _ := mediaGet(t, base+u, nil); resp.StatusCode != http.StatusNotFound {
 				t.Errorf("%s (a release without a playlist): %s", u, resp.Status)
