@@ -27,6 +27,7 @@ import (
 	"github.com/swarmship/swarmship/catalog"
 	"github.com/swarmship/swarmship/catalog/torrentfile"
 	"github.com/swarmship/swarmship/internal/btclient"
+	"github.com/swarmship/swarmship/internal/certreload"
 	"github.com/swarmship/swarmship/internal/dht"
 	"github.com/swarmship/swarmship/internal/lsd"
 	"github.com/swarmship/swarmship/internal/peertls"
@@ -57,6 +58,14 @@ type Agent struct {
 	byHash   sync.Map // metainfo.Hash -> *download
 	down, up *rate.Limiter
 	peerID   [20]byte
+	// peerCert and originCert are the peer TLS material and the client
+	// certificate for the origin (nil when unused), reread when their
+	// files change (certs.go).
+	peerCert   *peertls.Source
+	originCert *certreload.Files[*certreload.Pair]
+	// power reads battery and metered state (power.go), made on first use.
+	power     *powerReader
+	powerOnce sync.Once
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -67,8 +76,10 @@ type Agent struct {
 	loc         *time.Location
 	now         func() time.Time
 	// originLimit bounds range requests to the origin: the lower of the
-	// profile's download and WAN download rates.
+	// profile's download rate and this agent's share of the site's WAN
+	// download cap, which peers outside the site draw from too (wan).
 	originLimit *rate.Limiter
+	wan         *wanLimit // wanlimit.go
 	// verifyGate bounds the streaming hashes of all downloads together.
 	verifyGate *streamverify.Gate
 
@@ -130,6 +141,11 @@ type Agent struct {
 	selfState     selfupdate.State
 	selfWhy       string
 	healthWritten bool
+
+	// screens serves the signage schedule to players (signage.go), nil
+	// without signage.schedule; signageDigest is the schedule in force.
+	screens       *Screens
+	signageDigest string
 
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
@@ -201,10 +217,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("catalog.root: %w", err)
 	}
-	peerTLS, peerID, err := peertls.Load(cfg.PeerTLS)
+	// The certificates follow their files: ReloadCertificates.
+	peerSrc, err := peertls.Open(cfg.PeerTLS, log)
 	if err != nil {
 		return nil, fmt.Errorf("peer_tls: %w", err)
 	}
+	peerTLS, peerID := peerSrc.TLS(), peerSrc.Identity()
 	if peerTLS != nil && cfg.Tenant != "" && peerID.Tenant != cfg.Tenant {
 		return nil, fmt.Errorf("peer_tls: certificate is for tenant %q, the agent is configured for %q", peerID.Tenant, cfg.Tenant)
 	}
@@ -220,7 +238,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		}
 	}
 	log = redactLogger(log, tok)
-	originTLS, err := cfg.TLS.clientConfig()
+	originTLS, originCert, err := cfg.TLS.clientConfig(log)
 	if err != nil {
 		return nil, err
 	}
@@ -264,11 +282,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		loc: cfg.Location(), now: opts.Now, cache: releaseCache{dir: cfg.CacheDir},
 		trackerHTTP: &http.Client{Timeout: cfg.Failover.Timeout, Transport: newBearerTransports(tok, cfg.trackerURLs(), originHTTP)},
 		originHTTP:  originHTTP,
+		peerCert:    peerSrc,
+		originCert:  originCert,
 		verifyGate:  streamverify.NewGate(verifyWorkers),
 	}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.wan = newWANLimit(a.originLimit, cfg.Offload.OriginShare)
+	a.wan.log = log
 	// The fleet policy in force at the last run may set a stricter mode;
 	// peer connections are set up once, here (fleetpolicy.go).
 	a.localMode = cfg.Mode
@@ -302,6 +324,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		UTP: cfg.Swarm.UTP == "on" && cfg.Mode.Peers(),
 		TLS: peerTLS, TLSLog: log,
 		TrackerRequest: trackerDirector(tok, cfg.trackerURLs()...),
+		WrapPeerConn:   a.wan.wrap,
+	}
+	if d, _ := btclient.ParseDSCP(cfg.Swarm.DSCP); d >= 0 { // validated with the config
+		btc.DSCP = &d
 	}
 	for _, u := range cfg.trackerURLs() {
 		if strings.HasPrefix(u, "https://") {
@@ -341,9 +367,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.startRelay()
+	a.startSignage()
 	if err := a.newMediaServer(); err != nil {
 		a.Close()
 		return nil, err
+	}
+	if a.screens != nil {
+		// Per-screen playlists for the players, behind the media server's
+		// client checks and limits (docs/signage-schedules.md).
+		a.MountMedia("/screens/", a.screens)
 	}
 	return a, nil
 }
@@ -375,6 +407,9 @@ func (a *Agent) Close() error {
 		a.statusSrv.Close()
 	}
 	a.stopMedia()
+	if a.screens != nil {
+		a.screens.Close()
+	}
 	if a.lsd != nil {
 		a.lsd.Close()
 	}
@@ -525,6 +560,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 	a.noteCatalogErr(err)
 	if err == nil {
 		a.refreshFleet(ctx)
+		a.refreshSignage(ctx)
 	}
 	return err
 }
@@ -630,6 +666,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.saveProgressLocked(d)
 	}
 	a.mu.Unlock()
+	// A screen missing its air time switches as soon as its content
+	// verifies: retried every pass while one is at risk.
+	if a.screens != nil && a.screens.AtRisk() {
+		a.screens.Update()
+	}
 }
 
 func (a *Agent) currentCatalogErr() error {

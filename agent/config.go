@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/catalog"
+	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
@@ -84,6 +85,9 @@ type Config struct {
 	// Media serves held releases to the site's players over HTTP
 	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
 	Media mediaserve.Config `yaml:"media"`
+	// Signage follows a signed signage schedule and serves each screen's
+	// playlist to the site's players (signage.go, screens.go).
+	Signage SignageConfig `yaml:"signage"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -99,6 +103,9 @@ type PowerConfig struct {
 	policy.PowerRules `yaml:",inline"`
 	// SysfsRoot is where /sys lives (tests point it elsewhere).
 	SysfsRoot string `yaml:"sysfs_root"`
+	// NetworkManager "auto" (the default) also takes the OS's metered
+	// flag from NetworkManager when it runs; "off" never asks it.
+	NetworkManager string `yaml:"network_manager"`
 }
 
 // CatalogConfig says where the signed catalog is and which root to trust.
@@ -249,6 +256,11 @@ type SwarmConfig struct {
 	// nor it theirs (see relay.go). It turns peer exchange and, unless
 	// set, LSD off.
 	Relay string `yaml:"relay"`
+	// DSCP marks every peer packet (IPv4 TOS, IPv6 traffic class) with a
+	// DiffServ code point, so that networks can queue peer traffic in its
+	// own class, e.g. LE or CS1 (scavenger): a name (CS0-CS7, AF11-AF43,
+	// EF, VA, LE) or a number 0-63. Unset: the system's default (0).
+	DSCP string `yaml:"dscp"`
 }
 
 // OffloadConfig tunes how agents share the origin's work (see offload.go).
@@ -427,6 +439,7 @@ func (c *Config) Validate() error {
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
 		{"media", c.Media.Validate()},
+		{"signage", c.Signage.validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
@@ -585,6 +598,9 @@ func (c SwarmConfig) validate() error {
 	if c.LSDSecretFile != "" && c.LSD == LSDOff {
 		return fielderr.New("lsd_secret_file", "is set but lsd is off")
 	}
+	if _, err := btclient.ParseDSCP(c.DSCP); err != nil {
+		return fielderr.New("dscp", "%v", err)
+	}
 	if err := c.validateDHT(); err != nil {
 		return err
 	}
@@ -704,10 +720,18 @@ func (c PowerConfig) withDefaults() PowerConfig {
 	if c.SysfsRoot == "" {
 		c.SysfsRoot = "/sys"
 	}
+	if c.NetworkManager == "" {
+		c.NetworkManager = NetworkManagerAuto
+	}
 	return c
 }
 
-func (c PowerConfig) validate() error { return c.PowerRules.Validate() }
+func (c PowerConfig) validate() error {
+	if c.NetworkManager != "" && c.NetworkManager != NetworkManagerAuto && c.NetworkManager != NetworkManagerOff {
+		return fielderr.New("network_manager", "network_manager %q: want %s or %s", c.NetworkManager, NetworkManagerAuto, NetworkManagerOff)
+	}
+	return c.PowerRules.Validate()
+}
 
 // validate checks the profiles and the schedule (which policy.CheckProfiles
 // names relative to this section).

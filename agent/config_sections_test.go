@@ -48,6 +48,8 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:17: swarm.max_conns: ", "at least 1"},
 		{"swarm.order", func(s string) string { return s + "swarm:\n  order: sequential\n" },
 			"agent.yaml:17: swarm.order: ", "want verify or rarest"},
+		{"swarm.dscp", func(s string) string { return s + "swarm:\n  dscp: AF14\n" },
+			"agent.yaml:17: swarm.dscp: ", "0-63"},
 		{"peer_tls.mode", func(s string) string { return s + "peer_tls:\n  ca: /ca.pem\n  mode: sometimes\n" },
 			"agent.yaml:18: peer_tls.mode: ", "want off or required"},
 		{"peer_tls.key", func(s string) string { return s + "peer_tls:\n  mode: required\n  ca: /ca.pem\n  cert: /c.pem\n" },

@@ -95,6 +95,17 @@ func ownsPiece(infoHash, self [20]byte, members [][20]byte, piece int) bool {
 // offloader falls back to its own connections.
 const listMaxAge = 45 * time.Second
 
+// tentativeHold is how long after the offload starts the tracker's
+// tentative members (swarmWatcher.tentativeMembers: our site's agents we
+// have no connection with yet, open sites' agents) hold shards, so that
+// their share is left to them instead of being fetched twice. On a loaded
+// machine, connections and trust took longer than the startup grace; sites
+// (and agents of one site) sharded alone and the origin sent up to 1.55
+// copies (e2e TestSwarmFiveAgentsOriginSendsAboutOneCopy). Bounded, because
+// fakes stay open and killed agents stay listed: after it, their pieces
+// move to members we are connected to or trust, as without the hold.
+const tentativeHold = 10 * time.Second
+
 // suspectFor is how long a listed agent whose shard seemed orphaned holds
 // no shard; maxSuspectScan bounds the pieces examined to find such agents.
 const (
@@ -132,7 +143,8 @@ type offloader struct {
 	leaveRoster func()
 	rosterOff   bool
 	log         *slog.Logger
-	fileEnds    []int64 // cumulative end offset of each file
+	fileEnds    []int64 // end offset of each file in the torrent
+	torrentSize int64   // the torrent's length, pads included
 	// now is the agent's clock (Options.Now): stalls, back-offs and peer
 	// silence are measured on it.
 	now func() time.Time
@@ -168,6 +180,9 @@ type offloader struct {
 	// the tracker's list; suspects those of them that seemed gone, until when.
 	unconnected [][20]byte
 	suspects    map[[20]byte]time.Time
+	// started is when the offload began fetching (after StartupGrace);
+	// set before the first swarmView, by run's goroutine.
+	started time.Time
 }
 
 // stalledFor says how long our own download has received no payload byte
@@ -198,11 +213,13 @@ func newOffloader(t *torrent.Torrent, m *catalog.Manifest, src rangeSource, limi
 	if cfg.SiteWANDown > 0 {
 		o.pacer = rate.NewLimiter(rate.Inf, paceBurst)
 	}
-	var end int64
-	for _, f := range m.Files {
-		end += f.Size
-		o.fileEnds = append(o.fileEnds, end)
+	// Offsets from the layout: a media release has pad zeros between
+	// files (catalog.Media), which readRange leaves as zeros.
+	offsets, size := m.Layout()
+	for i, f := range m.Files {
+		o.fileEnds = append(o.fileEnds, offsets[i]+f.Size)
 	}
+	o.torrentSize = size
 	return o
 }
 
@@ -218,6 +235,7 @@ func (o *offloader) run(ctx context.Context) error {
 		return nil
 	case <-time.After(o.cfg.StartupGrace):
 	}
+	o.started = o.now()
 	n := o.t.NumPieces()
 	inflight := make(map[int]bool)
 	type result struct {
@@ -538,6 +556,13 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 			o.unconnected = append(o.unconnected, id)
 		}
 	}
+	if !o.started.IsZero() && now.Sub(o.started) < tentativeHold {
+		for id := range o.watch.tentativeMembers(listMaxAge) {
+			if !seen[id] && !listed[id] && id != o.self {
+				members = append(members, id)
+			}
+		}
+	}
 	sort.Slice(members[1:], func(i, j int) bool { return string(members[1+i][:]) < string(members[1+j][:]) })
 	return members, avail
 }
@@ -598,7 +623,7 @@ func (o *offloader) completedPieces() *roaring.Bitmap {
 func (o *offloader) fetchPiece(ctx context.Context, p int) error {
 	pl := o.m.PieceLength
 	begin := int64(p) * pl
-	end := min(begin+pl, o.m.TotalSize)
+	end := min(begin+pl, o.torrentSize)
 	buf := make([]byte, end-begin)
 	if err := o.paceWait(ctx, len(buf)-int(o.sub.held(p))); err != nil {
 		return err
@@ -696,6 +721,15 @@ func (o *offloader) readRange(ctx context.Context, off int64, buf []byte) error 
 		pos := off + int64(filled)
 		if pos >= o.fileEnds[i] || f.Size == 0 {
 			continue
+		}
+		if gap := fileBegin - pos; gap > 0 {
+			// Pad bytes before this file: buf is zeroed already.
+			if gap >= int64(len(buf)-filled) {
+				filled = len(buf)
+				break
+			}
+			filled += int(gap)
+			pos = fileBegin
 		}
 		inFile := pos - fileBegin
 		n := min(int64(len(buf)-filled), f.Size-inFile)

@@ -5,12 +5,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
+	"github.com/swarmship/swarmship/internal/certreload"
 	"github.com/swarmship/swarmship/internal/fielderr"
 )
 
@@ -40,13 +41,16 @@ func (c OriginTLSConfig) validate() error {
 	return nil
 }
 
-// clientConfig builds the TLS config for requests to the origin.
-func (c OriginTLSConfig) clientConfig() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+// clientConfig builds the TLS config for requests to the origin. The
+// client certificate follows its files (internal/certreload): new
+// connections present a renewed one without a restart; cert is nil
+// without one.
+func (c OriginTLSConfig) clientConfig(log *slog.Logger) (tc *tls.Config, cert *certreload.Files[*certreload.Pair], err error) {
+	tc = &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.CA != "" {
 		b, err := os.ReadFile(c.CA)
 		if err != nil {
-			return nil, fmt.Errorf("tls.ca: %w", err)
+			return nil, nil, fmt.Errorf("tls.ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if c.SystemRoots {
@@ -55,28 +59,28 @@ func (c OriginTLSConfig) clientConfig() (*tls.Config, error) {
 			}
 		}
 		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("tls.ca: %s holds no PEM certificate", c.CA)
+			return nil, nil, fmt.Errorf("tls.ca: %s holds no PEM certificate", c.CA)
 		}
 		tc.RootCAs = pool
 	}
 	if (c.Cert == "") != (c.Key == "") {
-		return nil, fmt.Errorf("tls: cert and key go together")
+		return nil, nil, fmt.Errorf("tls: cert and key go together")
 	}
 	if c.Cert != "" {
-		fi, err := os.Stat(c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls.key: %w", err)
+		if cert, err = certreload.OpenKeyPair("origin client certificate", c.Cert, c.Key, log); err != nil {
+			return nil, nil, fmt.Errorf("tls: %w", err)
 		}
-		if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("tls.key: %s has mode %v: it must be readable by its owner only (chmod 600 %s)", c.Key, fi.Mode().Perm(), c.Key)
+		tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c := &cert.Current().Certificate
+			if cri.SupportsCertificate(c) != nil {
+				// As with Certificates: none rather than one the origin
+				// says it does not accept.
+				return &tls.Certificate{}, nil
+			}
+			return c, nil
 		}
-		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
 	}
-	return tc, nil
+	return tc, cert, nil
 }
 
 // originTransport is the HTTP transport for every request to the origin.

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/anacrolix/torrent/metainfo"
@@ -31,6 +28,8 @@ type PolicyStatus struct {
 	// Fleet is the fleet policy from the catalog merged in, with where
 	// each value came from.
 	Fleet *FleetPolicyStatus `json:"fleet,omitempty"`
+	// WAN is the site's WAN caps and this agent's share (wanlimit.go).
+	WAN *WANStatus `json:"wan,omitempty"`
 }
 
 // policyState is what applyPolicy last did, so it acts only on changes.
@@ -65,6 +64,10 @@ func (a *Agent) applyPolicy(now time.Time) {
 	upOK, _, why := policy.Throttle(cond, cfg.Power.PowerRules)
 	upOK = upOK && eff.Mode.Upload()
 
+	// WAN caps are shared by the site's agents: the shares follow the
+	// tracker's view as well as the profile (wanlimit.go).
+	a.refreshWAN(prof, time.Now()) // the swarm views age on the wall clock
+
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := &a.pol
@@ -72,7 +75,6 @@ func (a *Agent) applyPolicy(now time.Time) {
 		setRate(a.down, prof.Down)
 		// The upload limiter's burst is the request-length cap (btclient).
 		btclient.SetUploadRate(a.up, float64(prof.Up))
-		setRate(a.originLimit, min0(prof.Down, prof.WANDown))
 		if st.applied {
 			a.log.Info("rate profile changed", "profile", prof.Name, "down", prof.Down.String(), "up", prof.Up.String())
 		}
@@ -142,30 +144,10 @@ func (a *Agent) mayDownload(sub Subscription, now time.Time) (bool, string) {
 	return a.fleetEffective().WindowOpen(sub.Windows, a.loc, now)
 }
 
-// readConditions reads battery and metered-interface state from sysfs.
+// readConditions reads battery and metered state (power.go).
 func (a *Agent) readConditions() policy.Conditions {
-	c := policy.Conditions{BatteryPercent: -1}
-	root := a.cfg.Power.SysfsRoot
-	if a.cfg.Power.MinBattery > 0 {
-		files := map[string]string{}
-		dir := filepath.Join(root, "class", "power_supply")
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			for _, name := range []string{"type", "status", "capacity", "online", "present", "scope"} {
-				if b, err := os.ReadFile(filepath.Join(dir, e.Name(), name)); err == nil {
-					files[e.Name()+"/"+name] = strings.TrimSpace(string(b))
-				}
-			}
-		}
-		c.OnBattery, c.BatteryPercent = policy.ParsePowerSupply(files)
-	}
-	for _, ifc := range a.cfg.Power.MeteredInterfaces {
-		b, err := os.ReadFile(filepath.Join(root, "class", "net", ifc, "operstate"))
-		if err == nil && strings.TrimSpace(string(b)) == "up" {
-			c.Interfaces = append(c.Interfaces, ifc)
-		}
-	}
-	return c
+	a.powerOnce.Do(func() { a.power = newPowerReader(a.cfg.Power, a.log) })
+	return a.power.read(a.cfg.Power.PowerRules, a.now())
 }
 
 // gc evicts cached releases so that need more bytes fit under the quota,

@@ -291,6 +291,7 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		}
 		r.Releases = append(r.Releases, out)
 	}
+	screensReport(r, st.Signage)
 	if su := st.SelfUpdate; su != nil && su.Last != nil && su.Last.Result == selfupdate.RolledBack {
 		r.SelfUpdate = trim(fmt.Sprintf("%s rolled back: %s", su.Last.Version, su.Last.Reason))
 	}

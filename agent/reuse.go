@@ -123,6 +123,11 @@ func (a *Agent) heldSources(m *catalog.Manifest) (bySum map[string]*heldFile, ba
 // held for the sub-piece fetch.
 func (a *Agent) reuseLocal(ctx context.Context, m *catalog.Manifest, info *metainfo.Info, ih metainfo.Hash) (reuseResult, error) {
 	res := reuseResult{partial: map[int][]localSeg{}}
+	if m.Media != nil {
+		// Pads shift a media release's pieces off the manifest's
+		// back-to-back offsets: no local reuse for it (yet).
+		return res, nil
+	}
 	bySum, base := a.heldSources(m)
 	var hints *delta.Hints
 	if m.Delta != nil && base != nil {

@@ -46,6 +46,9 @@ type Status struct {
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
 	// Media is the media server for players (media.listen), when on.
 	Media *MediaStatus `json:"media,omitempty"`
+	// Signage is what each screen plays and the screens at risk
+	// (signage.schedule).
+	Signage *SignageStatus `json:"signage,omitempty"`
 }
 
 // CatalogStatus is the health of the catalog feed.
@@ -75,6 +78,7 @@ type ReleaseStatus struct {
 // Status returns a snapshot of the agent's state.
 func (a *Agent) Status() Status {
 	recs, _ := a.state.All()
+	wan := a.wanStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := Status{
@@ -90,7 +94,9 @@ func (a *Agent) Status() Status {
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
 		Media:         a.mediaStatus(),
+		Signage:       a.signageStatus(),
 	}
+	st.Policy.WAN = &wan
 	if a.catalogErr != nil {
 		st.Catalog.Error = a.catalogErr.Error()
 	}

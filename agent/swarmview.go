@@ -470,6 +470,40 @@ func (w *swarmWatcher) downloaders(maxAge time.Duration) (map[[20]byte]bool, boo
 	return out, true
 }
 
+// tentativeMembers returns, from a fresh list, the downloading agents
+// that downloaders leaves out but that are most likely real members at
+// the start of a rollout: agents of our own site (trusted, if the view is
+// personal), which we may simply not be connected to yet, and the agents
+// of open sites, which the tracker lists as candidate gateways because no
+// agent we trust has connected to that site yet (seeder/tracker/trust.go).
+// Real sites are open only until their gateway connects to ours and the
+// reports spread; fakes stay open, and dead agents stay listed until the
+// tracker expires them: callers use these only for a bounded time.
+func (w *swarmWatcher) tentativeMembers(maxAge time.Duration) map[[20]byte]bool {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fetched.IsZero() || time.Since(w.fetched) > maxAge {
+		return nil
+	}
+	var out map[[20]byte]bool
+	for id, m := range w.members {
+		if m.Left == 0 || id == w.self {
+			continue
+		}
+		ours := m.Site == w.site && m.Region == w.region
+		if (ours && (m.Trusted || !w.personal)) || (!ours && w.personal && m.Gateway && !m.Trusted) {
+			if out == nil {
+				out = map[[20]byte]bool{}
+			}
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // reportConnections lists the agents t holds connections with, those that
 // sent us the most payload first, at most maxReport of them: the report a
 // swarm view request carries.

@@ -233,4 +233,15 @@ func TestSwarmWatcherPersonalView(t *testing.T) {
 	if !fake3 || fake7 || !cand4 {
 		t.Errorf("kept members: fake3 %v fake7 %v candidate4 %v", fake3, fake7, cand4)
 	}
+	// During the offload's first seconds (tentativeHold) our trusted mate
+	// and the open site's candidates hold shards too; fakes and we do not.
+	if tm := w.tentativeMembers(time.Minute); len(tm) != 3 || !tm[id(2)] || !tm[id(4)] || !tm[id(5)] {
+		t.Errorf("tentative members %v, want agents 2, 4 and 5", tm)
+	}
+	w.mu.Lock()
+	w.fetched = time.Now().Add(-2 * time.Minute)
+	w.mu.Unlock()
+	if tm := w.tentativeMembers(time.Minute); len(tm) != 0 {
+		t.Errorf("tentative members from a stale list: %v", tm)
+	}
 }

@@ -51,6 +51,9 @@ type Manifest struct {
 	// Delta, when present, says where this release's bytes lie in an earlier
 	// version of the same name (see internal/delta). Signed like every field.
 	Delta *delta.Hints `json:"delta,omitempty"`
+	// Media, when present, marks a media release (publish --media): its
+	// segments are piece-aligned with pad files in the torrent (media.go).
+	Media *Media `json:"media,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
@@ -170,6 +173,15 @@ func (m *Manifest) Validate() error {
 	for _, r := range m.Regions {
 		if err := release.ValidateName("region", r); err != nil {
 			return err
+		}
+	}
+	if m.Media != nil {
+		if err := m.validateMedia(); err != nil {
+			return err
+		}
+		if m.Delta != nil {
+			// Hints address the torrent stream, which pads shift.
+			return errors.New("a media release carries no delta hints")
 		}
 	}
 	if m.Delta != nil {

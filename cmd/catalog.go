@@ -27,6 +27,7 @@ func newCatalogCmd() *cobra.Command {
 	c.AddCommand(newCatalogInitCmd(), newCatalogLsCmd(), newCatalogShowCmd(), newCatalogPromoteCmd(),
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	c.AddCommand(newCatalogPolicyCmd())
+	c.AddCommand(newCatalogPlaylistCmd()) // playlist.go
 	return c
 }
 
@@ -166,6 +167,14 @@ func newCatalogShowCmd() *cobra.Command {
 			if ds != nil {
 				fmt.Fprintf(w, "delta     against %s: %s in hints, %s new (%s of the release), %d ranges\n",
 					ds.Base, bytesize.Format(ds.HintedBytes), bytesize.Format(ds.NewBytes), percent(ds.NewBytes, m.TotalSize), ds.Ranges)
+			}
+			if md := m.Media; md != nil {
+				_, torrentSize := m.Layout()
+				fmt.Fprintf(w, "media     %s: %d playlists, %d segments on piece boundaries, pad files %s (%s of the release)\n",
+					md.Format, len(md.Playlists), len(md.Segments), bytesize.Format(torrentSize-m.TotalSize), percent(torrentSize-m.TotalSize, m.TotalSize))
+				for _, p := range md.Playlists {
+					fmt.Fprintf(w, "playlist  %s\n", p)
+				}
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			if ds == nil {

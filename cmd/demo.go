@@ -30,6 +30,7 @@ func newDemoCmd() *cobra.Command {
 		keep    bool
 		timeout time.Duration
 		sample  string
+		hold    bool
 	)
 	c := &cobra.Command{
 		Use:   "demo",
@@ -37,7 +38,9 @@ func newDemoCmd() *cobra.Command {
 		Long: `demo creates a temporary directory catalog, publishes a sample release (the
 files in testdata/sample-release plus a generated binary), starts an origin and
 several agents in this process on loopback, shows their progress, and prints
-where every agent's bytes came from and how many copies the origin sent.`,
+where every agent's bytes came from and how many copies the origin sent.
+With --hold the origin, its dashboard and the agents stay up afterwards until
+Ctrl-C (SIGINT or SIGTERM).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			binSize, err := bytesize.Parse(size)
@@ -52,7 +55,13 @@ where every agent's bytes came from and how many copies the origin sent.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return runDemo(ctx, cmd.OutOrStdout(), agents, int64(binSize), sample, keep)
+			var holdCtx context.Context
+			if hold {
+				// The signal context of Execute, not the timed one: --timeout
+				// bounds the demo's work, not how long it is looked at.
+				holdCtx = cmd.Context()
+			}
+			return runDemo(ctx, cmd.OutOrStdout(), agents, int64(binSize), sample, keep, holdCtx)
 		},
 	}
 	c.Flags().IntVar(&agents, "agents", 4, "number of agents")
@@ -60,10 +69,13 @@ where every agent's bytes came from and how many copies the origin sent.`,
 	c.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory")
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
 	c.Flags().StringVar(&sample, "sample", "testdata/sample-release", "directory of sample files to include (skipped if missing)")
+	c.Flags().BoolVar(&hold, "hold", false, "keep the origin, its dashboard and the agents up after the demo until Ctrl-C")
 	return c
 }
 
-func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sample string, keep bool) error {
+// runDemo runs the demo within ctx. A non-nil hold keeps the swarm up after
+// the results until hold is done.
+func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sample string, keep bool, hold context.Context) error {
 	dir, err := os.MkdirTemp("", "swarmship-demo-")
 	if err != nil {
 		return err
@@ -172,10 +184,17 @@ func runDemo(ctx context.Context, out io.Writer, nAgents int, binSize int64, sam
 	eg := sw.Origin.Egress()
 	copies := float64(eg.Total()) / float64(res.TotalSize)
 	fmt.Fprintf(out, "\norigin egress: %s of payload = %.2f copies of the release (plain HTTP to every agent would be %d copies)\n", bytesize.Format(eg.Total()), copies, nAgents)
+	if allOK {
+		fmt.Fprintf(out, "every agent's files match the signed SHA-256 manifest\n")
+	}
+	if hold != nil {
+		fmt.Fprintf(out, "\nholding: dashboard %s/dashboard, metrics %s/metrics; Ctrl-C to stop\n", sw.OriginURL, sw.OriginURL)
+		<-hold.Done()
+		fmt.Fprintf(out, "stopping\n")
+	}
 	if !allOK {
 		return exitError{code: 1, msg: "some agents' files do not match the signed manifest"}
 	}
-	fmt.Fprintf(out, "every agent's files match the signed SHA-256 manifest\n")
 	return nil
 }
 

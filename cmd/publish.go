@@ -92,6 +92,9 @@ signed SHA-256s.`,
 			if err != nil {
 				return err
 			}
+			if res.Media != nil && res.Media.Warning != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s (raise the bitrate or segment length, or accept it)\n", res.Media.Warning)
+			}
 			if !res.AlreadyPublished || len(res.Channels) > 0 {
 				details := map[string]string{"bytes": fmt.Sprint(res.TotalSize), "files": fmt.Sprint(res.Files), "already_published": fmt.Sprint(res.AlreadyPublished),
 					"uploaded_bytes": fmt.Sprint(res.UploadedBytes), "reused_bytes": fmt.Sprint(res.ReusedBytes)}
@@ -121,7 +124,11 @@ signed SHA-256s.`,
 			if len(res.Channels) > 0 {
 				fmt.Fprintf(w, "channels  %s\n", strings.Join(res.Channels, ","))
 			}
-			printPublishDelta(w, res.Delta, res.TotalSize)
+			if res.Media != nil {
+				fmt.Fprintf(w, "%s\n", res.Media)
+			} else {
+				printPublishDelta(w, res.Delta, res.TotalSize)
+			}
 			return nil
 		},
 	}
@@ -142,6 +149,7 @@ signed SHA-256s.`,
 	fs.BoolVar(&opts.VerifyReused, "verify-reused", false, "read back each server-side copy and check its SHA-256 (a download per reused file)")
 	fs.StringVar(&opts.Base, "base", "", "version to compute signed delta hints against, or none (default: the version the first --channel points at)")
 	timing.register(fs)
+	fs.BoolVar(&opts.Media, "media", false, "publish an HLS or DASH stream: check its playlists and start every segment on a piece boundary (BEP 47 pad files)")
 	fs.StringVar(&opts.BaseDir, "base-dir", "", "local directory holding the base release's files, read instead of the catalog's copy")
 	return c
 }

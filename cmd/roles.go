@@ -94,7 +94,7 @@ func newOriginCmd() *cobra.Command {
 				return err
 			}
 			defer o.Close()
-			go reloadRevocationsOnHUP(ctx, o)
+			reloadRevocationsOnHUP(ctx, o)
 			ln, err := net.Listen("tcp", of.Listen)
 			if err != nil {
 				return fmt.Errorf("origin listen: %w", err)
@@ -291,6 +291,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, st agent.Status) {
 	}
 	tw.Flush()
 	printFleetPolicy(w, st.Policy.Fleet)
+	printSignage(w, st.Signage)
 	// Damaged state found at start (corrupt databases, re-adopted releases).
 	for i, r := range st.Recovered {
 		if i == 0 {

@@ -65,12 +65,16 @@ func runAgent(ctx context.Context, configPath string) error {
 		}
 		recoverSelfUpdate(cfg, bin, own)
 	}
+	hup, stopHUP := agentHUP(ctx)
+	defer stopHUP()
 	for {
 		a, err := agent.New(ctx, cfg, agent.Options{Version: own})
 		if err != nil {
 			return err
 		}
+		hup.Store(a)
 		runErr := a.Run(ctx)
+		hup.Store(nil)
 		slog.Info("agent stopping; flushing state")
 		closeErr := a.Close()
 		var up *agent.SelfUpdate

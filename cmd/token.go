@@ -139,19 +139,31 @@ func tokenID(tok string) string {
 	return token.Fingerprint(tok)
 }
 
-// reloadRevocationsOnHUP re-reads the origin's revocation list on SIGHUP.
+// reloadRevocationsOnHUP re-reads the origin's revocation list, and its
+// HTTPS and peer TLS certificates, on SIGHUP until ctx ends. The handler
+// is in place when it returns.
 func reloadRevocationsOnHUP(ctx context.Context, o *seeder.Origin) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			if err := o.ReloadRevocations(); err != nil {
-				slog.Warn("revocation list not reloaded; the previous one stays in force", "err", err)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				err := o.ReloadRevocations()
+				if err != nil {
+					slog.Warn("revocation list not reloaded; the previous one stays in force", "err", err)
+				}
+				if cerr := o.ReloadCertificates(); cerr != nil {
+					slog.Warn("certificates not reloaded; the previous ones stay in force", "err", cerr)
+					err = cerr
+				}
+				if err == nil {
+					slog.Info("SIGHUP: revocation list and certificates reread")
+				}
 			}
 		}
-	}
+	}()
 }

@@ -187,6 +187,9 @@ func (s *Swarm) AgentConfig(name, site, region string, subs ...agent.Subscriptio
 	// LAN discovery off: agents of tests running side by side must meet
 	// only through this swarm's tracker (a test turns it on).
 	cfg.Swarm.LSD = agent.LSDOff
+	// Loopback swarms do not cross the host's uplink: its metered flag
+	// (NetworkManager on a developer's laptop) is not theirs.
+	cfg.Power.NetworkManager = agent.NetworkManagerOff
 	return cfg
 }
 

@@ -13,8 +13,10 @@ import (
 // by the agent (ParsePowerSupply reads the power part).
 type Conditions struct {
 	// Metered is true when the platform reports the uplink as metered
-	// (e.g. NetworkManager's GENERAL.METERED).
-	Metered bool
+	// (e.g. NetworkManager's GENERAL.METERED); MeteredBy says who and for
+	// which device ("NetworkManager: wwan0"), for the reason.
+	Metered   bool
+	MeteredBy string
 	// Interfaces are the network interfaces carrying traffic now, e.g. the
 	// default route's; they are matched against PowerRules.MeteredInterfaces.
 	Interfaces []string
@@ -58,6 +60,8 @@ func (r PowerRules) Validate() error {
 func Throttle(c Conditions, r PowerRules) (uploadAllowed, downloadAllowed bool, reason string) {
 	var why []string
 	switch {
+	case c.Metered && c.MeteredBy != "":
+		why = append(why, "metered connection ("+c.MeteredBy+")")
 	case c.Metered:
 		why = append(why, "metered connection")
 	default:

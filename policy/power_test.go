@@ -17,6 +17,7 @@ func TestThrottle(t *testing.T) {
 		{"all clear", Conditions{Interfaces: []string{"eth0"}, BatteryPercent: -1}, rules, true, true, ""},
 		{"no rules", Conditions{Interfaces: []string{"wwan0"}, OnBattery: true, BatteryPercent: 1}, PowerRules{}, true, true, ""},
 		{"platform says metered", Conditions{Metered: true, BatteryPercent: -1}, rules, false, false, "metered connection"},
+		{"platform names who says metered", Conditions{Metered: true, MeteredBy: "NetworkManager: wwan0", BatteryPercent: -1}, rules, false, false, "metered connection (NetworkManager: wwan0)"},
 		{"platform says metered, interface too", Conditions{Metered: true, Interfaces: []string{"wwan0"}}, rules, false, false, "metered connection"},
 		{"metered by glob", Conditions{Interfaces: []string{"eth0", "wwan1"}, BatteryPercent: -1}, rules, false, false, "metered connection (wwan1)"},
 		{"metered by name", Conditions{Interfaces: []string{"ppp0"}, BatteryPercent: -1}, rules, false, false, "metered connection (ppp0)"},

@@ -43,6 +43,11 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v jq >/dev/null || need+=(jq)
 # tcpdump captures peer packets in a namespace to check their DSCP marks.
 command -v tcpdump >/dev/null || [ -x /usr/sbin/tcpdump ] || need+=(tcpdump)
+# rpm reads the built .rpm's header and files (packaging/package_test.go);
+# dpkg-deb and systemd-analyze check the .deb and its units.
+command -v rpm >/dev/null || need+=(rpm)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

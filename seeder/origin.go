@@ -60,6 +60,9 @@ type Origin struct {
 	served  signedIndex  // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
+	// certs reread the HTTPS and peer TLS files now (ReloadCertificates);
+	// they also follow the files by themselves.
+	certs []func() error
 
 	webSeedBytes atomic.Int64
 	catalogBytes atomic.Int64
@@ -130,11 +133,12 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		o.relay = relay.NewServer(cfg.Relay, o.authorizeRelay, log)
 	}
 	if cfg.TLS.Enabled() {
-		tc, err := cfg.TLS.ServerConfig()
+		tc, pair, err := cfg.TLS.serverConfig(log)
 		if err != nil {
 			return nil, fmt.Errorf("origin: %w", err)
 		}
 		o.serverTLS = tc
+		o.certs = append(o.certs, wrapReload("tls", pair.Reload))
 	}
 	if ds, ok := store.(*catalog.DirStore); ok {
 		root, err := os.OpenRoot(ds.Root())
@@ -147,10 +151,12 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 		if o.dirRoot == nil && cfg.CacheDir == "" {
 			return nil, errors.New("origin: cache_dir is required to seed a remote catalog")
 		}
-		peerTLS, _, err := peertls.Load(cfg.PeerTLS)
+		peerSrc, err := peertls.Open(cfg.PeerTLS, log)
 		if err != nil {
 			return nil, fmt.Errorf("origin: peer_tls: %w", err)
 		}
+		peerTLS := peerSrc.TLS()
+		o.certs = append(o.certs, wrapReload("peer_tls", peerSrc.Reload))
 		bt, err := btclient.New(btclient.Config{
 			TrackerRequest: o.authorizeSeederRequest,
 			PeerIDPrefix:   btclient.OriginPeerIDPrefix,

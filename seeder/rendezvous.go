@@ -103,10 +103,12 @@ func (o *Origin) startRendezvous() error {
 	if _, err := fmt.Sscan(port, &p); err != nil {
 		return fmt.Errorf("origin: rendezvous.listen: %w", err)
 	}
-	peerTLS, _, err := peertls.Load(o.cfg.PeerTLS)
+	peerSrc, err := peertls.Open(o.cfg.PeerTLS, o.log)
 	if err != nil {
 		return fmt.Errorf("origin: peer_tls: %w", err)
 	}
+	peerTLS := peerSrc.TLS()
+	o.certs = append(o.certs, wrapReload("peer_tls (rendezvous)", peerSrc.Reload))
 	dir, err := os.MkdirTemp("", "swarmship-rendezvous-")
 	if err != nil {
 		return fmt.Errorf("origin: rendezvous: %w", err)

@@ -6,10 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
-	"runtime"
-	"sync"
-	"time"
+
+	"github.com/swarmship/swarmship/internal/certreload"
 )
 
 // TLSConfig is the origin's HTTPS listener (tracker, web seed, catalog,
@@ -30,111 +30,76 @@ func (c TLSConfig) Enabled() bool { return c.Cert != "" || c.Key != "" }
 
 // ServerConfig loads the certificate and returns the listener's TLS
 // config. The certificate and key are read again when either file
-// changes (checked at most once a second), so a renewal needs no restart;
-// a renewal that does not load keeps the old pair and is logged by the
-// handshake error.
+// changes (looked at on new connections, at most every
+// certreload.CheckEvery), so a renewal needs no restart; a renewal that
+// does not load keeps the old pair and is logged.
 func (c TLSConfig) ServerConfig() (*tls.Config, error) {
+	tc, _, err := c.serverConfig(nil)
+	return tc, err
+}
+
+// serverConfig is ServerConfig with the reloading pair, for SIGHUP, and a
+// logger for reloads (nil: slog.Default).
+func (c TLSConfig) serverConfig(log *slog.Logger) (*tls.Config, *certreload.Files[*certreload.Pair], error) {
 	if c.Cert == "" || c.Key == "" {
-		return nil, errors.New("tls: cert and key are both required")
+		return nil, nil, errors.New("tls: cert and key are both required")
 	}
-	r := &certReloader{cert: c.Cert, key: c.Key}
-	if err := r.load(); err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	pair, err := certreload.OpenKeyPair("origin HTTPS certificate", c.Cert, c.Key, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.get}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return &pair.Current().Certificate, nil
+	}}
 	switch c.ClientAuth {
 	case "", "optional":
 		tc.ClientAuth = tls.VerifyClientCertIfGiven
 	case "required":
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	default:
-		return nil, fmt.Errorf("tls: client_auth %q: want optional or required", c.ClientAuth)
+		return nil, nil, fmt.Errorf("tls: client_auth %q: want optional or required", c.ClientAuth)
 	}
 	if c.ClientCA == "" {
 		if c.ClientAuth != "" {
-			return nil, errors.New("tls: client_auth needs client_ca")
+			return nil, nil, errors.New("tls: client_auth needs client_ca")
 		}
 		tc.ClientAuth = tls.NoClientCert
-		return tc, nil
+		return tc, pair, nil
 	}
 	b, err := os.ReadFile(c.ClientCA)
 	if err != nil {
-		return nil, fmt.Errorf("tls: client_ca: %w", err)
+		return nil, nil, fmt.Errorf("tls: client_ca: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("tls: client_ca %s holds no PEM certificate", c.ClientCA)
+		return nil, nil, fmt.Errorf("tls: client_ca %s holds no PEM certificate", c.ClientCA)
 	}
 	tc.ClientCAs = pool
-	return tc, nil
+	return tc, pair, nil
 }
 
-// certReloader serves the current certificate, re-reading it when its
-// files change.
-type certReloader struct {
-	cert, key string
-
-	mu      sync.Mutex
-	current *tls.Certificate
-	stamp   []byte // sizes and modification times of both files
-	checked time.Time
-}
-
-func (r *certReloader) fileStamp() ([]byte, error) {
-	var b bytes.Buffer
-	for _, p := range []string{r.cert, r.key} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&b, "%d/%d;", fi.Size(), fi.ModTime().UnixNano())
-	}
-	return b.Bytes(), nil
-}
-
-func (r *certReloader) load() error {
-	fi, err := os.Stat(r.key)
-	if err != nil {
-		return fmt.Errorf("key: %w", err)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("key file %s has mode %v: it must be readable by its owner only (chmod 600 %s)", r.key, fi.Mode().Perm(), r.key)
-	}
-	stamp, err := r.fileStamp()
-	if err != nil {
-		return err
-	}
-	pair, err := tls.LoadX509KeyPair(r.cert, r.key)
-	if err != nil {
-		return err
-	}
-	r.mu.Lock()
-	r.current, r.stamp, r.checked = &pair, stamp, time.Now()
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	due := time.Since(r.checked) >= time.Second
-	if due {
-		r.checked = time.Now()
-	}
-	cur, stamp := r.current, r.stamp
-	r.mu.Unlock()
-	if due {
-		if s, err := r.fileStamp(); err == nil && !bytes.Equal(s, stamp) {
-			if err := r.load(); err != nil {
-				// Keep serving the old pair: a half-written renewal must
-				// not take the origin down.
-				return cur, nil
-			}
-			r.mu.Lock()
-			cur = r.current
-			r.mu.Unlock()
+// ReloadCertificates rereads the HTTPS certificate and key and the peer
+// TLS files now (SIGHUP). They are also reread when their files change,
+// looked at on new connections at most every certreload.CheckEvery. A set
+// that does not load leaves the one in force and is returned (and logged);
+// open connections keep their certificate.
+func (o *Origin) ReloadCertificates() error {
+	var errs []error
+	for _, reload := range o.certs {
+		if err := reload(); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return cur, nil
+	return errors.Join(errs...)
+}
+
+func wrapReload(section string, reload func() error) func() error {
+	return func() error {
+		if err := reload(); err != nil {
+			return fmt.Errorf("%s: %w", section, err)
+		}
+		return nil
+	}
 }
 
 // selfTrackerTLS is how the origin's own seeder checks the tracker it

@@ -2,6 +2,8 @@ package seeder
 
 import (
 	"bytes"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/swarmship/swarmship/internal/peertls/peertlstest"
+	"github.com/swarmship/swarmship/internal/testenv"
 )
 
 // A renewed certificate is served without a restart; a broken renewal
@@ -32,7 +35,8 @@ func TestOriginTLSCertificateReload(t *testing.T) {
 		}
 	}
 	install("a")
-	tc, err := TLSConfig{Cert: cert, Key: key}.ServerConfig()
+	var logs testenv.SyncBuffer
+	tc, pair, err := TLSConfig{Cert: cert, Key: key}.serverConfig(slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,16 +48,31 @@ func TestOriginTLSCertificateReload(t *testing.T) {
 		return c.Certificate[0]
 	}
 	first := served()
-	time.Sleep(1100 * time.Millisecond)
 	install("b")
+	// Looked at every few seconds, on new connections.
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if bytes.Equal(first, served()) {
+			return errors.New("renewed certificate not picked up")
+		}
+		return nil
+	})
 	second := served()
-	if bytes.Equal(first, second) {
-		t.Fatal("renewed certificate not picked up")
-	}
-	time.Sleep(1100 * time.Millisecond)
 	os.WriteFile(cert, []byte("half-written"), 0o644)
-	if !bytes.Equal(served(), second) {
-		t.Fatal("a broken renewal replaced the working certificate")
+	testenv.Eventually(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if !bytes.Equal(served(), second) {
+			t.Fatal("a broken renewal replaced the working certificate")
+		}
+		if !strings.Contains(logs.String(), "do not load") {
+			return errors.New("the broken renewal is not logged")
+		}
+		return nil
+	})
+	if err := pair.Reload(); err == nil {
+		t.Fatal("SIGHUP reload of a broken renewal succeeded")
+	}
+	install("a")
+	if err := pair.Reload(); err != nil || !bytes.Equal(served(), first) {
+		t.Fatalf("SIGHUP reload: %v; served the first certificate again: %v", err, bytes.Equal(served(), first))
 	}
 
 	for _, tc := range []struct {

@@ -30,8 +30,9 @@ type catalogServer struct {
 }
 
 var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
-	"rollouts/",          // signed rollout plans (catalog/rolloutplan.go)
-	catalog.PolicyPrefix, // fleet policy documents (catalog/fleetpolicy.go)
+	"rollouts/",            // signed rollout plans (catalog/rolloutplan.go)
+	catalog.PolicyPrefix,   // fleet policy documents (catalog/fleetpolicy.go)
+	catalog.PlaylistPrefix, // signage schedules (catalog/playlist.go)
 }
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +42,10 @@ func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := strings.TrimPrefix(r.URL.Path, "/")
+	if n, ok := catalog.ParsePadKey(key); ok {
+		servePad(w, r, n, s.webSeed) // the guard let only signed pads through
+		return
+	}
 	if err := catalog.CleanKey(key); err != nil || !hasServedPrefix(key) || strings.Contains(key, "/.") {
 		http.NotFound(w, r)
 		return
@@ -93,6 +98,11 @@ func (s *remoteCatalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	key := strings.TrimPrefix(r.URL.Path, "/")
+	if n, ok := catalog.ParsePadKey(key); ok {
+		// Zeros cost nothing to make: no presigned trip to S3.
+		servePad(w, r, n, s.catalog)
+		return
+	}
 	if err := catalog.CleanKey(key); err != nil || !hasServedPrefix(key) {
 		http.NotFound(w, r)
 		return
@@ -135,6 +145,30 @@ func (s *remoteCatalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 	defer rc.Close()
 	n, _ := io.Copy(w, rc)
 	s.catalog.Add(n)
+}
+
+// servePad answers a web seed request for a BEP 47 pad file of n bytes
+// with zeros (Range, HEAD and conditional requests as for files). Clients
+// that treat pads as files, anacrolix/torrent v1.59.1 and aria2 among
+// them, ask for <version>/.pad/<n>; a 404 would make them drop the web
+// seed for the pieces around it. Nothing is read from disk; the size is
+// bounded by the piece length of a signed media release (the guard
+// lists only the pad keys of signed manifests).
+func servePad(w http.ResponseWriter, r *http.Request, n int64, counter *atomic.Int64) {
+	if !httprange.Check(w, r, n) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", fmt.Sprintf(`"pad-%x"`, n))
+	http.ServeContent(&countingWriter{ResponseWriter: w, n: counter}, r, "", time.Time{}, io.NewSectionReader(zeroReader{}, 0, n))
+}
+
+// zeroReader reads zeros at any offset.
+type zeroReader struct{}
+
+func (zeroReader) ReadAt(p []byte, _ int64) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 func hasServedPrefix(key string) bool {
@@ -219,6 +253,9 @@ func (x *signedIndex) update(ctx context.Context, c *catalog.Client, log *slog.L
 			}
 			for _, f := range m.Files {
 				keys = append(keys, catalog.DataPrefix(m.Name, m.Version)+f.Path)
+			}
+			for _, n := range m.PadSizes() {
+				keys = append(keys, catalog.PadKey(m.Name, m.Version, n))
 			}
 		}
 		files[mk] = keys

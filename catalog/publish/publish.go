@@ -63,6 +63,10 @@ type PublishOptions struct {
 	// activate_at, windows, deliver_by), signed in the same commit that
 	// points the channels at it, so no agent sees the channel without it.
 	Timing *catalog.Timing
+	// Media publishes an HLS or DASH release: playlists are parsed and
+	// checked, and every segment starts on a piece boundary, with BEP 47
+	// pad files in the torrent (media.go). Delta hints are off for it.
+	Media bool
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -93,6 +97,8 @@ type PublishResult struct {
 	ComposedFiles int `json:"composed_files"`
 	// Delta says what the signed delta hints cover (nil with --base none).
 	Delta *DeltaResult `json:"delta,omitempty"`
+	// Media describes the layout of a media release (--media).
+	Media *MediaResult `json:"media,omitempty"`
 }
 
 // Publish hashes the release, uploads payload, torrent and manifest, and
@@ -154,6 +160,20 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		total += f.Size
 	}
 	pieceLength := opts.PieceLength
+	// hashed is what goes into the torrent: files, with pad files
+	// before media segments.
+	hashed := files
+	var mplan *mediaPlan
+	if opts.Media {
+		if opts.Base != "" && opts.Base != BaseNone || opts.BaseDir != "" {
+			return nil, errors.New("--media releases carry no delta hints: pad files shift the torrent's bytes (drop --base/--base-dir)")
+		}
+		opts.Base = BaseNone
+		if mplan, pieceLength, err = planMedia(files, pieceLength); err != nil {
+			return nil, err
+		}
+		hashed = mplan.aligned
+	}
 	if pieceLength == 0 {
 		pieceLength = piecehash.ChoosePieceLength(total)
 	}
@@ -163,13 +183,23 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	}
 	var hashProgress func(int64)
 	if opts.Progress != nil {
-		hashProgress = func(done int64) { opts.Progress("hash", done, total) }
+		hashProgress = func(done int64) { opts.Progress("hash", min(done, total), total) }
 	}
-	hr, err := piecehash.Hash(ctx, files, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress, Observe: hints.observe()})
+	hr, err := piecehash.Hash(ctx, hashed, piecehash.Options{PieceLength: pieceLength, Workers: opts.Workers, Progress: hashProgress, Observe: hints.observe()})
 	if err != nil {
 		return nil, err
 	}
-	info := piecehash.BuildInfo(opts.Version, files, hr)
+	if mplan != nil {
+		// Back to the payload files' SHA-256s, in their order.
+		var sums [][32]byte
+		for i, f := range hashed {
+			if !f.Pad {
+				sums = append(sums, hr.SHA256[i])
+			}
+		}
+		hr.SHA256 = sums
+	}
+	info := piecehash.BuildInfo(opts.Version, hashed, hr)
 	infoBytes, err := bencode.Marshal(&info)
 	if err != nil {
 		return nil, fmt.Errorf("encode torrent info: %w", err)
@@ -215,6 +245,9 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 			return nil, err
 		}
 	}
+	if mplan != nil {
+		mplan.section(m)
+	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("internal error: built an invalid manifest: %w", err)
 	}
@@ -223,6 +256,9 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		Files: len(files), PieceLength: pieceLength, Pieces: len(hr.Pieces) / 20,
 		TorrentKey: catalog.TorrentKey(opts.Name, opts.Version), ManifestKey: catalog.ManifestKey(opts.Name, opts.Version),
 		WebSeed: webSeed, Channels: opts.Channels, Delta: deltaRes,
+	}
+	if mplan != nil {
+		res.Media = &mplan.result
 	}
 
 	manifestJSON, err := catalog.MarshalManifest(m)
@@ -469,6 +505,9 @@ func placeStaged(ctx context.Context, store catalog.Store, stage string, m *cata
 			return err
 		}
 	}
+	if err := ensurePads(ctx, store, m); err != nil {
+		return err
+	}
 	if err := catalog.PutTarget(ctx, store, catalog.TorrentKey(m.Name, m.Version), torrentBytes); err != nil {
 		return err
 	}
@@ -493,9 +532,13 @@ func completeRelease(ctx context.Context, store catalog.Store, repo *catalog.Rep
 	if len(missing) > 0 {
 		sub := *m
 		sub.Files = missingM
+		sub.Media = nil // a partial file list has no layout
 		if err := uploadOrReuse(ctx, store, prefix, missing, &sub, progress, reuse, tally); err != nil {
 			return err
 		}
+	}
+	if err := ensurePads(ctx, store, m); err != nil {
+		return err
 	}
 	for _, key := range []string{catalog.TorrentKey(m.Name, m.Version), catalog.ManifestKey(m.Name, m.Version)} {
 		tf, _ := repo.Target(key)

@@ -25,7 +25,8 @@ type Torrent struct {
 
 // Parse decodes b and checks it against the manifest m: the infohash, the
 // name, the piece geometry and every file's path and size must agree, and
-// only plain v1 torrents without pad files are accepted.
+// only plain v1 torrents are accepted, with pad files only where the
+// manifest's media layout puts them (catalog.Media).
 func Parse(b []byte, m *catalog.Manifest) (*Torrent, error) {
 	if len(b) > catalog.MaxTorrentSize {
 		return nil, fmt.Errorf("torrent is larger than %d bytes", catalog.MaxTorrentSize)
@@ -66,11 +67,29 @@ func Check(info *metainfo.Info, m *catalog.Manifest) error {
 	if len(info.Files) == 0 {
 		return errors.New("torrent is single-file: swarmship torrents always list their files")
 	}
-	if len(info.Files) != len(m.Files) {
+	offsets, torrentSize := m.Layout()
+	if m.Media == nil && len(info.Files) != len(m.Files) {
 		return fmt.Errorf("torrent lists %d files, the manifest %d", len(info.Files), len(m.Files))
 	}
 	var total int64
+	j := 0 // the manifest file expected next
 	for i, f := range info.Files {
+		if f.Attr == "p" && m.Media != nil {
+			// A pad must fill exactly the gap before the next payload
+			// file, under the name BEP 47 suggests.
+			want := fmt.Sprint(f.Length)
+			if len(f.Path) != 2 || f.Path[0] != ".pad" || f.Path[1] != want || len(f.PathUtf8) > 0 || len(f.SymlinkPath) > 0 {
+				return fmt.Errorf("torrent pad file %d has path %q, want .pad/%s", i, strings.Join(f.Path, "/"), want)
+			}
+			if j >= len(m.Files) || f.Length <= 0 || total+f.Length != offsets[j] {
+				return fmt.Errorf("torrent pad file %d (%d bytes at %d) is not where the media layout puts one", i, f.Length, total)
+			}
+			total += f.Length
+			continue
+		}
+		if j >= len(m.Files) {
+			return fmt.Errorf("torrent lists more files than the manifest's %d", len(m.Files))
+		}
 		if len(f.PathUtf8) > 0 && strings.Join(f.PathUtf8, "/") != strings.Join(f.Path, "/") {
 			return fmt.Errorf("torrent file %d has a path.utf-8 that differs from its path", i)
 		}
@@ -86,10 +105,17 @@ func Check(info *metainfo.Info, m *catalog.Manifest) error {
 		if err := catalog.ValidateFilePath(p); err != nil {
 			return fmt.Errorf("torrent: %w", err)
 		}
-		if p != m.Files[i].Path || f.Length != m.Files[i].Size {
-			return fmt.Errorf("torrent file %d is %s (%d bytes), the manifest says %s (%d bytes)", i, p, f.Length, m.Files[i].Path, m.Files[i].Size)
+		if p != m.Files[j].Path || f.Length != m.Files[j].Size {
+			return fmt.Errorf("torrent file %d is %s (%d bytes), the manifest says %s (%d bytes)", i, p, f.Length, m.Files[j].Path, m.Files[j].Size)
+		}
+		if total != offsets[j] {
+			return fmt.Errorf("torrent file %s starts at %d, the media layout says %d (a pad file is missing)", p, total, offsets[j])
 		}
 		total += f.Length
+		j++
+	}
+	if j != len(m.Files) || total != torrentSize {
+		return fmt.Errorf("torrent lists %d of the manifest's %d files (%d of %d bytes)", j, len(m.Files), total, torrentSize)
 	}
 	wantPieces := (total + info.PieceLength - 1) / info.PieceLength
 	if int64(len(info.Pieces)) != wantPieces*20 {

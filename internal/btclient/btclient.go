@@ -8,6 +8,7 @@ package btclient
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,11 +25,17 @@ import (
 	"github.com/swarmship/swarmship/internal/peertls"
 )
 
-// Peer ID prefixes (Azureus style) let swarmship processes recognise each
-// other: agents share origin work only among agents, and the tracker keeps
-// the origin seeder away from agents.
+// Peer ID prefixes (Azureus style, BEP 20) let swarmship processes
+// recognise each other: agents share origin work only among agents, and the
+// tracker keeps the origin seeder away from agents. The client codes SH
+// (agent) and SO (origin) are in none of the known client lists
+// (libtorrent, Transmission, Vuze/BiglyBT), so foreign clients show them
+// as "SH 0.1.0" rather than as another client; "SS" was SwarmScope's.
+// The four digits are the peer protocol generation (0.1.0.0). Agents match
+// the whole prefix, so they change only when agents of different
+// generations must stop treating each other as agents.
 const (
-	AgentPeerIDPrefix  = "-SS0100-"
+	AgentPeerIDPrefix  = "-SH0100-"
 	OriginPeerIDPrefix = "-SO0100-"
 )
 
@@ -82,6 +89,13 @@ type Config struct {
 	// directly) and accepts the connections relayed to this client,
 	// besides the usual listener. See internal/relay.
 	Relay Relay
+	// DSCP, if set (ParseDSCP, 0-63), marks every peer packet, both
+	// directions, TCP and uTP, plain or TLS: the IPv4 TOS byte and the
+	// IPv6 traffic class of each peer socket (shape.go).
+	DSCP *int
+	// WrapPeerConn, if set, wraps every peer connection below TLS, dialled
+	// or accepted (the agent's WAN limiter); relayed ones too.
+	WrapPeerConn func(net.Conn) net.Conn
 }
 
 // Relay is a relay transport (internal/relay.Client).
@@ -268,10 +282,16 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 		cl.Close()
 		return nil, errNoUTP
 	}
+	shape := newPeerShape(c)
 	var socks peerSockets
 	if !c.NoPeers { // NoPeers accepts nothing: no listener at all
 		var err error
 		if socks, err = listenPeers(host, c.ListenPort, cc.DisableIPv6, c.UTP); err != nil {
+			cl.Close()
+			return nil, err
+		}
+		if err := errors.Join(shape.markListener(socks.tcp), shape.markUTP(socks.utp)); err != nil {
+			socks.Close()
 			cl.Close()
 			return nil, err
 		}
@@ -289,19 +309,19 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 			addr = socks.tcp.Addr().String()
 		}
 		// TCP first: the client advertises its first listener's port.
-		if _, err := peertls.Attach(cl, c.TLS, addr, append(opts, peertls.WithTransport("tcp", socks.tcp, nil))...); err != nil {
+		if _, err := peertls.Attach(cl, c.TLS, addr, append(opts, peertls.WithTransport("tcp", shape.listener(socks.tcp), tlsTCPDialer{shape}))...); err != nil {
 			socks.Close()
 			cl.Close()
 			return nil, err
 		}
 		if socks.utp != nil {
-			if _, err := peertls.Attach(cl, c.TLS, "", append(opts, peertls.WithTransport("udp", socks.utp, utpDialer{s: socks.utp}))...); err != nil {
+			if _, err := peertls.Attach(cl, c.TLS, "", append(opts, peertls.WithTransport("udp", shape.listener(socks.utp), utpDialer{s: socks.utp, shape: shape}))...); err != nil {
 				socks.Close()
 				cl.Close()
 				return nil, err
 			}
 		}
-		attachRelay(cl, c.Relay)
+		attachRelay(cl, c.Relay, shape)
 		return cl, nil
 	}
 	if socks.tcp != nil {
@@ -309,26 +329,27 @@ func attachTransport(cl *torrent.Client, cc *torrent.ClientConfig, c Config) (*t
 			<-cl.Closed()
 			socks.Close()
 		}()
-		cl.AddListener(&tcpListener{Listener: socks.tcp, stall: stall, hold: cl.Closed()})
+		cl.AddListener(&tcpListener{Listener: shape.listener(socks.tcp), stall: stall, hold: cl.Closed()})
 		if socks.utp != nil {
-			cl.AddListener(&tcpListener{Listener: socks.utp, stall: stall, hold: cl.Closed()})
+			cl.AddListener(&tcpListener{Listener: shape.listener(socks.utp), stall: stall, hold: cl.Closed()})
 			if c.Relay == nil {
-				cl.AddDialer(utpDialer{s: socks.utp, stall: stall})
+				cl.AddDialer(utpDialer{s: socks.utp, stall: stall, shape: shape})
 			}
 		}
 	}
 	if c.Relay == nil {
-		cl.AddDialer(tcpDialer{stall: stall})
+		cl.AddDialer(tcpDialer{stall: stall, shape: shape})
 	}
-	attachRelay(cl, c.Relay)
+	attachRelay(cl, c.Relay, shape)
 	return cl, nil
 }
 
 // attachRelay makes r the client's only dialer and a second listener.
-func attachRelay(cl *torrent.Client, r Relay) {
+func attachRelay(cl *torrent.Client, r Relay, shape peerShape) {
 	if r == nil {
 		return
 	}
+	r = shapedRelay{Relay: r, s: shape}
 	cl.AddDialer(r)
 	cl.AddListener(r)
 }

@@ -94,6 +94,15 @@ func (c *fileClient) OpenTorrent(_ context.Context, info *metainfo.Info, infoHas
 	}
 	seen := make(map[string]bool)
 	for _, fi := range info.UpvertedFiles() {
+		if strings.Contains(fi.Attr, "p") && fi.Length > 0 {
+			// A BEP 47 pad file: zeros that are part of the pieces but
+			// not payload. Reads give zeros and writes are dropped (the
+			// piece hash still covers them), so no ".pad" file ever lands
+			// in the cache, the agent's SHA-256 checks, GC and quotas
+			// never see one, and pads of one size may share a path.
+			t.files = append(t.files, &torrentFile{off: fi.TorrentOffset, length: fi.Length, pad: true})
+			continue
+		}
 		rel, err := localPath(info, fi)
 		if err != nil {
 			return storage.TorrentImpl{}, err
@@ -173,6 +182,7 @@ type torrentFile struct {
 	path        string
 	off, length int64 // the file's extent in the torrent
 	h           *handle
+	pad         bool // a pad file: no path, reads zeros, writes dropped
 }
 
 // handle is an open descriptor; refs counts I/O in flight on it so that
@@ -322,6 +332,10 @@ func (t *fileTorrent) readAt(b []byte, off int64) (n int, err error) {
 }
 
 func (t *fileTorrent) readFile(f *torrentFile, b []byte, off int64) (int, error) {
+	if f.pad {
+		clear(b)
+		return len(b), nil
+	}
 	h, err := t.acquire(f, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, io.EOF
@@ -339,6 +353,10 @@ func (t *fileTorrent) readFile(f *torrentFile, b []byte, off int64) (int, error)
 
 func (t *fileTorrent) writeAt(b []byte, off int64) (n int, err error) {
 	covered := t.spans(off, int64(len(b)), func(f *torrentFile, fileOff, pos, length int64) bool {
+		if f.pad {
+			n += int(length)
+			return true
+		}
 		var h *handle
 		if h, err = t.acquire(f, true); err != nil {
 			err = fmt.Errorf("open %s for writing: %w", f.path, err)
@@ -503,6 +521,9 @@ func (p *filePiece) onDisk() (bool, error) {
 	var statErr error
 	missing := false
 	p.t.spans(p.off, p.length, func(f *torrentFile, fileOff, _, length int64) bool {
+		if f.pad {
+			return true
+		}
 		st, err := os.Stat(f.path)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -65,17 +65,20 @@ func (c *stallConn) Unwrap() net.Conn { return c.Conn }
 // tcpDialer dials plain TCP peers for the client (torrent.Dialer); the
 // library's own TCP sockets are off so that every peer connection is a
 // stallConn.
-type tcpDialer struct{ stall time.Duration }
+type tcpDialer struct {
+	stall time.Duration
+	shape peerShape
+}
 
 func (tcpDialer) DialerNetwork() string { return "tcp" }
 
 func (d tcpDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	var nd net.Dialer
-	c, err := nd.DialContext(ctx, "tcp", addr)
+	c, err := d.shape.dialer().DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tunePeerConn(c)
+	c = d.shape.conn(c)
 	return newStallConn(c, d.stall), nil
 }
 

@@ -75,6 +75,7 @@ func listenPeers(host string, port int, ipv4Only, withUTP bool) (peerSockets, er
 type utpDialer struct {
 	s     *utp.Socket
 	stall time.Duration // plain dialer: wrap in a stallConn
+	shape peerShape
 }
 
 func (utpDialer) DialerNetwork() string { return "udp" }
@@ -100,7 +101,7 @@ func (d utpDialer) DialContext(ctx context.Context, network, addr string) (net.C
 	if err != nil {
 		return nil, fmt.Errorf("uTP dial %s: %w", addr, err)
 	}
-	return c, nil
+	return d.shape.conn(c), nil
 }
 
 var errNoUTP = errors.New("btclient: uTP needs a listener (NoPeers is set)")

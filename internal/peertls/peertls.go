@@ -58,6 +58,7 @@ import (
 	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 
+	"github.com/swarmship/swarmship/internal/certreload"
 	"github.com/swarmship/swarmship/internal/fielderr"
 	"github.com/swarmship/swarmship/internal/release"
 )
@@ -189,7 +190,8 @@ func parseIdentityURI(u *url.URL) (Identity, error) {
 // Load reads the CA, certificate and key of c and returns a TLS config
 // for peer connections (TLS 1.3 only, client certificates required and
 // verified against the CA, peers of another tenant refused) and this
-// peer's identity. With mode off it returns a nil config.
+// peer's identity. With mode off it returns a nil config. The config is
+// fixed; Open returns one that follows changes of the files.
 func Load(c Config) (*tls.Config, Identity, error) {
 	if err := c.Validate(); err != nil {
 		return nil, Identity{}, err
@@ -197,45 +199,163 @@ func Load(c Config) (*tls.Config, Identity, error) {
 	if !c.Enabled() {
 		return nil, Identity{}, nil
 	}
+	m, err := loadMaterial(c)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	return m.tc, m.id, nil
+}
+
+// material is one loaded set of CA, certificate and key.
+type material struct {
+	tc   *tls.Config // NewConfig of it
+	id   Identity
+	leaf *x509.Certificate
+}
+
+// Source is the peer TLS material of a running agent or origin, read again
+// when the CA, certificate or key file changes (checked on new connections,
+// at most every certreload.CheckEvery) and on Reload (SIGHUP). A new set
+// that does not load, or names another tenant, keeps the old one in force
+// and is logged. Connections already open keep the certificate they were
+// made with; new ones present and check against the new files.
+type Source struct {
+	files *certreload.Files[*material]
+	tc    *tls.Config
+}
+
+// Open is Load for a long-running process: the returned Source's TLS
+// config follows the files. With mode off it returns nil (whose methods
+// return nothing). log gets reloads and failed ones (nil: slog.Default).
+func Open(c Config, log *slog.Logger) (*Source, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if !c.Enabled() {
+		return nil, nil
+	}
+	var tenant string
+	files, err := certreload.Open("peer TLS certificate", []string{c.CA, c.Cert, c.Key}, func() (*material, error) {
+		m, err := loadMaterial(c)
+		if err == nil && tenant != "" && m.id.Tenant != tenant {
+			// The tenant is the trust boundary and the process was set up
+			// for it; changing it takes a restart.
+			return nil, fmt.Errorf("cert %s is for tenant %q, the running one is for %q: restart to change tenants", c.Cert, m.id.Tenant, tenant)
+		}
+		return m, err
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	tenant = files.Current().id.Tenant
+	s := &Source{files: files}
+	s.tc = &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		MaxVersion: tls.VersionTLS13,
+		// Server side: the whole config of the current files (their
+		// certificate, their CA for client certificates).
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.files.Current().tc, nil
+		},
+		// Client side: as NewConfig, with the current certificate and CA.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &s.files.Current().tc.Certificates[0], nil
+		},
+		InsecureSkipVerify: true, //nolint:gosec // chain verified in VerifyConnection
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return s.files.Current().tc.VerifyConnection(cs)
+		},
+		SessionTicketsDisabled: true,
+	}
+	return s, nil
+}
+
+// TLS is the config for peer connections (Attach, btclient.Config.TLS);
+// it stays the same object while the material behind it changes.
+func (s *Source) TLS() *tls.Config {
+	if s == nil {
+		return nil
+	}
+	return s.tc
+}
+
+// Identity is the identity of the certificate in force.
+func (s *Source) Identity() Identity {
+	if s == nil {
+		return Identity{}
+	}
+	return s.files.Current().id
+}
+
+// Leaf is the certificate in force.
+func (s *Source) Leaf() *x509.Certificate {
+	if s == nil {
+		return nil
+	}
+	return s.files.Current().leaf
+}
+
+// Reload reads the files now (SIGHUP); on error the old material stays.
+func (s *Source) Reload() error {
+	if s == nil {
+		return nil
+	}
+	return s.files.Reload()
+}
+
+// SetCheckEvery changes how often the files are looked at (tests).
+func (s *Source) SetCheckEvery(d time.Duration) {
+	if s != nil {
+		s.files.SetCheckEvery(d)
+	}
+}
+
+// Describe names the certificate in reload logs.
+func (m *material) Describe() []any {
+	return []any{"identity", m.id.String(), "serial", m.leaf.SerialNumber.String(), "not_after", m.leaf.NotAfter}
+}
+
+// loadMaterial reads and checks the files of c (mode required).
+func loadMaterial(c Config) (*material, error) {
 	caPEM, err := os.ReadFile(c.CA)
 	if err != nil {
-		return nil, Identity{}, fmt.Errorf("ca: %w", err)
+		return nil, fmt.Errorf("ca: %w", err)
 	}
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, Identity{}, fmt.Errorf("ca: %s holds no PEM certificate", c.CA)
+		return nil, fmt.Errorf("ca: %s holds no PEM certificate", c.CA)
 	}
 	if err := checkKeyMode(c.Key); err != nil {
-		return nil, Identity{}, err
+		return nil, err
 	}
 	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 	if err != nil {
-		return nil, Identity{}, fmt.Errorf("cert/key: %w", err)
+		return nil, fmt.Errorf("cert/key: %w", err)
 	}
 	leaf := cert.Leaf
 	if leaf == nil {
 		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, Identity{}, fmt.Errorf("cert: %w", err)
+			return nil, fmt.Errorf("cert: %w", err)
 		}
 	}
 	inter := x509.NewCertPool()
 	for _, der := range cert.Certificate[1:] {
 		ic, err := x509.ParseCertificate(der)
 		if err != nil {
-			return nil, Identity{}, fmt.Errorf("cert: intermediate: %w", err)
+			return nil, fmt.Errorf("cert: intermediate: %w", err)
 		}
 		inter.AddCert(ic)
 	}
 	for _, eku := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
-			return nil, Identity{}, fmt.Errorf("cert %s does not verify against ca %s for both serverAuth and clientAuth: %w", c.Cert, c.CA, err)
+			return nil, fmt.Errorf("cert %s does not verify against ca %s for both serverAuth and clientAuth: %w", c.Cert, c.CA, err)
 		}
 	}
 	id, err := IdentityFromCert(leaf)
 	if err != nil {
-		return nil, Identity{}, fmt.Errorf("cert %s: %w", c.Cert, err)
+		return nil, fmt.Errorf("cert %s: %w", c.Cert, err)
 	}
-	return NewConfig(roots, cert, id), id, nil
+	return &material{tc: NewConfig(roots, cert, id), id: id, leaf: leaf}, nil
 }
 
 // NewConfig builds the peer TLS config from material already loaded; self

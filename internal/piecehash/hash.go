@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,10 @@ type FileEntry struct {
 	Path   []string // path components inside the release, e.g. {"bin","app"}; validated
 	Source string   // local filesystem path to read
 	Size   int64
+	// Pad marks a BEP 47 pad file (Path {".pad", "<Size>"}, no Source):
+	// Size zero bytes that are hashed into the pieces but never read and
+	// have no SHA-256 (see AlignFiles).
+	Pad bool
 }
 
 // Result is what one read pass over the files yields.
@@ -150,6 +155,9 @@ func SortFiles(files []FileEntry) {
 func CheckUniquePaths(files []FileEntry) error {
 	seen := make(map[string]int, len(files))
 	for i, f := range files {
+		if f.Pad {
+			continue // pads of one size share a path (BEP 47)
+		}
 		key := strings.Join(f.Path, "/")
 		if j, ok := seen[key]; ok {
 			return fmt.Errorf("duplicate path %q in release: from %s and %s", key, files[j].Source, f.Source)
@@ -160,6 +168,9 @@ func CheckUniquePaths(files []FileEntry) error {
 	// systems would merge them): say so before hashing, not after.
 	folded := make(map[string]int, len(files))
 	for i, f := range files {
+		if f.Pad {
+			continue
+		}
 		key := strings.ToLower(strings.Join(f.Path, "/"))
 		if j, ok := folded[key]; ok {
 			return fmt.Errorf("paths %q and %q in release differ only in case (from %s and %s)", strings.Join(files[j].Path, "/"), strings.Join(f.Path, "/"), files[j].Source, f.Source)
@@ -167,6 +178,9 @@ func CheckUniquePaths(files []FileEntry) error {
 		folded[key] = i
 	}
 	for _, f := range files {
+		if f.Pad {
+			continue
+		}
 		for k := 1; k < len(f.Path); k++ {
 			dir := strings.Join(f.Path[:k], "/")
 			if j, ok := seen[dir]; ok {
@@ -189,6 +203,9 @@ func BuildInfo(name string, files []FileEntry, r *Result) metainfo.Info {
 	}
 	for i, f := range files {
 		info.Files[i] = metainfo.FileInfo{Length: f.Size, Path: slices.Clone(f.Path)}
+		if f.Pad {
+			info.Files[i].Attr = "p"
+		}
 	}
 	return info
 }
@@ -342,7 +359,11 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 	}
 	var total int64
 	for _, e := range entries {
-		if err := CheckPath(e.Path); err != nil {
+		if e.Pad {
+			if err := checkPad(e); err != nil {
+				return nil, err
+			}
+		} else if err := CheckPath(e.Path); err != nil {
 			return nil, fmt.Errorf("hash %s: %w", e.Source, err)
 		}
 		if e.Size < 0 {
@@ -416,7 +437,10 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 		}
 		f.next = f.firstPiece
 		f.refs = f.lastPiece - f.firstPiece + 1
-		if withSHA256 {
+		if e.Pad {
+			// Zeros: nothing to open, no chain.
+			f.refs, f.done = 0, true
+		} else if withSHA256 {
 			f.refs *= 2
 			f.sum = sha256.New()
 			if observe != nil {
@@ -454,6 +478,9 @@ func hashFiles(ctx context.Context, entries []FileEntry, pieceLength int64, work
 	res.Pieces = h.pieces
 	if withSHA256 {
 		for _, f := range h.files {
+			if f.Pad {
+				continue
+			}
 			if !f.done {
 				return nil, fmt.Errorf("hash %s: internal error: SHA-256 incomplete", f.Source)
 			}
@@ -477,6 +504,44 @@ func (o observedHash) Write(p []byte) (int, error) {
 }
 
 const maxInt = int(^uint(0) >> 1)
+
+// zeros feeds pad files to SHA-1.
+var zeros = make([]byte, readChunk)
+
+// PadPath is the torrent path of a pad file of n bytes, as BEP 47
+// suggests; pads of one size share it.
+func PadPath(n int64) []string {
+	return []string{".pad", strconv.FormatInt(n, 10)}
+}
+
+func checkPad(e FileEntry) error {
+	if e.Size <= 0 || e.Size >= MaxPieceLength || e.Source != "" || !slices.Equal(e.Path, PadPath(e.Size)) {
+		return fmt.Errorf("hash: bad pad file %q of %d bytes", strings.Join(e.Path, "/"), e.Size)
+	}
+	return nil
+}
+
+// AlignFiles returns files with a pad file inserted before each file i for
+// which align(i) holds and that would otherwise start inside a piece, so
+// that it starts on a piece boundary (media segments, BEP 47). It also
+// returns the pad bytes added.
+func AlignFiles(files []FileEntry, pieceLength int64, align func(i int) bool) ([]FileEntry, int64) {
+	out := make([]FileEntry, 0, len(files))
+	var off, pad int64
+	for i, f := range files {
+		if align(i) && f.Size > 0 {
+			if r := off % pieceLength; r != 0 {
+				n := pieceLength - r
+				out = append(out, FileEntry{Path: PadPath(n), Size: n, Pad: true})
+				off += n
+				pad += n
+			}
+		}
+		out = append(out, f)
+		off += f.Size
+	}
+	return out, pad
+}
 
 // ceilDiv is a/b rounded up, for a >= 0 and b > 0, without overflow.
 func ceilDiv(a, b int64) int64 {
@@ -593,11 +658,19 @@ func (w *worker) run() {
 // one file and that chain is idle and waiting for exactly this piece, so
 // that SHA-256 can be fed from the same hot chunks as SHA-1.
 func (h *hasher) claimInline(idx int) *hashFile {
-	ov := h.filesOf(idx)
-	if len(ov) != 1 {
+	var f *hashFile
+	for _, o := range h.filesOf(idx) {
+		if o.Pad {
+			continue
+		}
+		if f != nil {
+			return nil
+		}
+		f = o
+	}
+	if f == nil {
 		return nil
 	}
-	f := ov[0]
 	h.chainMu.Lock()
 	defer h.chainMu.Unlock()
 	if f.running || f.next != idx {
@@ -616,6 +689,14 @@ func (w *worker) readPiece(idx int, s *slot, inline *hashFile) error {
 	for _, f := range h.filesOf(idx) {
 		from := max(start, f.start)
 		to := min(end, f.start+f.Size)
+		if f.Pad {
+			for off := from; off < to; {
+				n := min(to-off, int64(len(zeros)))
+				w.sha.Write(zeros[:n])
+				off += n
+			}
+			continue
+		}
 		file, m, err := f.acquire()
 		if err != nil {
 			return err
@@ -779,7 +860,19 @@ func (w *worker) finishPiece(idx int, s *slot, inline *hashFile) {
 		}
 		return
 	}
-	ov := h.filesOf(idx)
+	var ov []*hashFile
+	for _, f := range h.filesOf(idx) {
+		if !f.Pad {
+			ov = append(ov, f)
+		}
+	}
+	if len(ov) == 0 {
+		// Only pad bytes: no chain needs the piece (AlignFiles never
+		// makes such a piece, but a caller's list might).
+		h.putSlot(s)
+		h.addDone(h.pieceSize(idx))
+		return
+	}
 	var run []*hashFile
 	h.chainMu.Lock()
 	h.ready[idx] = &pieceBuf{slot: s, refs: len(ov)}

@@ -31,3 +31,24 @@ func TestPolicyFleetFieldsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestScreensBounded(t *testing.T) {
+	base := Report{V: Version, AgentID: "a1", IntervalSeconds: 30}
+	ok := base
+	ok.Screens = []Screen{{Screen: "lobby", Playing: "loop@1/index.m3u8", AtRisk: true, Wanted: "promo@2 index.m3u8", Reason: "downloading"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid screens refused: %v", err)
+	}
+	for name, sc := range map[string][]Screen{
+		"too many":     make([]Screen, MaxScreens+1),
+		"bad screen":   {{Screen: "a/b"}},
+		"control char": {{Screen: "a", Reason: "x\x00"}},
+		"long wanted":  {{Screen: "a", Wanted: strings.Repeat("x", MaxText+1)}},
+	} {
+		r := base
+		r.Screens = sc
+		if err := r.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -59,6 +59,24 @@ type Report struct {
 	// unless there is something to say (upgrade origins first).
 	AgentVersion string `json:"agent_version,omitempty"`
 	SelfUpdate   string `json:"self_update,omitempty"`
+	// Screens are the signage screens the agent serves (issue 19), for
+	// the origin's "screens at risk". Omitted when there are none, so an
+	// agent without signage still reports to older origins.
+	Screens []Screen `json:"screens,omitempty"`
+}
+
+// MaxScreens bounds the screens of one report (policy.MaxScreens).
+const MaxScreens = 256
+
+// Screen is one signage screen: what it plays and, when the schedule
+// wants content that is not verified, what it misses since when.
+type Screen struct {
+	Screen  string    `json:"screen"`
+	Playing string    `json:"playing,omitempty"` // name@version/playlist
+	AtRisk  bool      `json:"at_risk,omitempty"`
+	Wanted  string    `json:"wanted,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Since   time.Time `json:"since,omitzero"` // the missed air time
 }
 
 // Catalog is the health of the agent's catalog feed.
@@ -262,6 +280,20 @@ func (r *Report) Validate() error {
 		}
 		if err := text(field+".reason", s.Reason, MaxText); err != nil {
 			return err
+		}
+	}
+	if len(r.Screens) > MaxScreens {
+		return fmt.Errorf("%d screens, at most %d", len(r.Screens), MaxScreens)
+	}
+	for i, sc := range r.Screens {
+		field := fmt.Sprintf("screens[%d]", i)
+		if err := release.ValidateName(field+".screen", sc.Screen); err != nil {
+			return err
+		}
+		for _, f := range []struct{ k, v string }{{".playing", sc.Playing}, {".wanted", sc.Wanted}, {".reason", sc.Reason}} {
+			if err := text(field+f.k, f.v, MaxText); err != nil {
+				return err
+			}
 		}
 	}
 	if len(r.Releases) > MaxReleases {

@@ -71,7 +71,10 @@ type aggregate struct {
 	versions map[string]int
 	rows     []AgentRow
 	missing  []*agentRecord // went missing within the churn window
-	forget   []string       // silent for longer than forget: left out of the view, dropped by Tick
+	// screens and screensAtRisk are the signage screens of live agents.
+	screens       int
+	screensAtRisk []ScreenAtRisk
+	forget        []string // silent for longer than forget: left out of the view, dropped by Tick
 }
 
 func (s *Reports) agg(key string, a *aggregate) *relAgg {
@@ -171,6 +174,11 @@ func (s *Reports) aggregateLocked(now time.Time, scope *string) *aggregate {
 		}
 		if live && seeding {
 			a.counts.Seeding++
+		}
+		if live {
+			var n int
+			a.screensAtRisk, n = screensAtRisk(a.screensAtRisk, rep)
+			a.screens += n
 		}
 		a.rows = append(a.rows, row)
 		held := map[string]bool{}

@@ -26,6 +26,12 @@ type View struct {
 	// Plans are the signed rollout plans of the releases in the view,
 	// with the listed agents (AgentList) placed in their waves.
 	Plans []PlanView `json:"rollout_plans,omitempty"`
+	// Screens counts the signage screens live agents serve; ScreensAtRisk
+	// are those missing their air time (screens.go), the first
+	// maxScreensShown.
+	Screens            int            `json:"screens"`
+	ScreensAtRisk      []ScreenAtRisk `json:"screens_at_risk"`
+	ScreensAtRiskTotal int            `json:"screens_at_risk_total"`
 }
 
 // Bounds of the view, so that a large fleet does not make it huge; the
@@ -176,7 +182,9 @@ func (s *Reports) view(scope *string) View {
 // swarm health, series or sorted agent list. s.mu is held, for reading at
 // least.
 func (s *Reports) viewLocked(now time.Time, scope *string, a *aggregate, full bool) View {
-	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}, AgentVersions: a.versions}
+	out := View{Generated: now.UTC(), Agents: a.counts, Releases: []Release{}, AgentList: a.rows, Alerts: []Alert{}, AgentVersions: a.versions,
+		Screens: a.screens, ScreensAtRisk: a.screensAtRisk}
+	finishScreens(&out)
 	fire := func(al Alert) {
 		since, ok := s.alertSince[alertKey(al)]
 		if !ok {

@@ -366,7 +366,7 @@ func makeAgents(n, swarms, sites, regions int, tenant, token, locality string, s
 	const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	for i := range out {
 		var id [20]byte
-		copy(id[:], "-SS0100-")
+		copy(id[:], "-SH0100-") // btclient.AgentPeerIDPrefix
 		rand.Read(id[8:])
 		for j := 8; j < 20; j++ {
 			id[j] = alnum[int(id[j])%len(alnum)]

@@ -530,7 +530,8 @@ type Report struct {
 	P2POverHTT float64       `json:"p2p_over_http,omitempty"`
 	Targets    []Target      `json:"targets"`
 	Prediction *Prediction   `json:"prediction,omitempty"`
-	Delta      *DeltaReport  `json:"delta,omitempty"` // DELTA=1: the v2 phase; P2P is then the v1 phase
+	Delta      *DeltaReport  `json:"delta,omitempty"`   // DELTA=1: the v2 phase; P2P is then the v1 phase
+	WANCap     *WANCapReport `json:"wan_cap,omitempty"` // WANCAP=1: the sites' WAN caps against the links
 }
 
 // Prediction is what `swarmship plan` (internal/capacity) expects for
@@ -589,6 +590,8 @@ func cmdReport(args []string) error {
 	deltaPiece := fs.Int64("delta-piece-length", 0, "delta run: v2's piece length")
 	zsync := fs.Int64("zsync-bytes", 0, "delta run: zsync's bytes for the same pair, to compare sites with")
 	fresh := fs.Int("fresh", 0, "delta run: agents per branch that joined holding nothing")
+	capDown := fs.String("wancap-down", "", "WANCAP run: the sites' wan_down cap (e.g. 10mbit)")
+	capUp := fs.String("wancap-up", "", "WANCAP run: the sites' wan_up cap")
 	fs.Parse(args)
 	if *dir == "" || p.SizeBytes <= 0 {
 		return errors.New("report needs -dir and -size")
@@ -760,6 +763,15 @@ func cmdReport(args []string) error {
 	} else {
 		fmt.Fprintf(os.Stderr, "tbtool: no prediction: %v\n", err)
 	}
+	if *capDown != "" && *capUp != "" && r.P2P != nil {
+		t0, _ := readFloat(filepath.Join(*dir, "p2p", "t0"))
+		wc, err := wanCapReport(filepath.Join(*dir, "p2p", "wancap"), *capDown, *capUp, t0, r.P2P.MaxSeconds, r.P2P.Branches, r.Agents)
+		if err != nil {
+			return fmt.Errorf("WAN cap report: %w", err)
+		}
+		r.WANCap = wc
+		r.Targets = append(r.Targets, Target{Name: "WAN caps: busiest 5 s window / cap", Target: 1.05, Measured: wc.MaxRatio, OK: wc.MaxRatio <= 1.05})
+	}
 	d, dts, err := deltaReport(*dir, t, *pairFile, *deltaPiece, *zsync, *fresh)
 	if err != nil {
 		return err
@@ -836,6 +848,9 @@ func printReport(w io.Writer, r *Report) {
 			share = "default"
 		}
 		fmt.Fprintf(w, "origin fetches paced: site_wan_down %s, origin_share %s\n", p.Down, share)
+	}
+	if r.WANCap != nil {
+		printWANCap(w, r.WANCap)
 	}
 	lb := r.LowerBound
 	keys := make([]string, 0, len(lb.Terms))

@@ -371,6 +371,29 @@
     }));
   }
 
+  // Signage screens whose scheduled content was not verified at air
+  // time: the previous content stays on them. Shown while any exists.
+  function screens(d) {
+    const box = document.getElementById("screens");
+    const list = d.screens_at_risk || [];
+    box.hidden = !list.length;
+    box.dataset.screensAtRisk = d.screens_at_risk_total || 0;
+    if (!list.length) { box.replaceChildren(); return; }
+    const t = el("table", { class: "table" }, headRow(["agent", "site", "screen", "missed since", "wanted", "still playing", "why"]));
+    for (const s of list) {
+      t.appendChild(el("tr", { "data-screen": s.screen, "data-agent": s.agent_id },
+        el("td", { text: s.name || s.agent_id }),
+        el("td", { text: s.site || "—" }),
+        el("td", { text: s.screen }),
+        el("td", { text: s.since }),
+        el("td", { text: s.wanted }),
+        el("td", { text: s.playing || "nothing" }),
+        el("td", { class: "err", text: s.reason || "" })));
+    }
+    const more = d.screens_at_risk_total > list.length ? el("p", { class: "more", text: `and ${d.screens_at_risk_total - list.length} more` }) : null;
+    box.replaceChildren(el("h2", { text: `Screens at risk (${d.screens_at_risk_total} of ${d.screens})` }), el("div", { class: "tablewrap" }, t), more);
+  }
+
   function render(d) {
     const now = Date.now();
     summary(d, now);
@@ -384,6 +407,7 @@
     c.hidden = cached.length === 0;
     c.replaceChildren("Kept for rollback: ", ...cached.map(r => el("span", { "data-cached": r.release, text: `${r.release} on ${r.cached}` })));
     plans(d.rollout_plans || []);
+    screens(d);
     agentsTable(d.agent_list, d.agents.known, now);
     document.body.dataset.state = "ready";
     document.body.dataset.updated = d.generated;
