@@ -82,12 +82,19 @@ type Config struct {
 	// SelfUpdate follows a release holding the swarmship binary and
 	// replaces this one with it (selfupdate.go); off unless release is set.
 	SelfUpdate SelfUpdateConfig `yaml:"self_update"`
-	// Media serves held releases to the site's players over HTTP
-	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
-	Media mediaserve.Config `yaml:"media"`
 	// Signage follows a signed signage schedule and serves each screen's
 	// playlist to the site's players (signage.go, screens.go).
 	Signage SignageConfig `yaml:"signage"`
+	// Media serves held releases to the site's players over HTTP
+	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
+	Media mediaserve.Config `yaml:"media"`
+
+	// TestNoUpload makes the agent serve no piece data to anyone: a
+	// freeloader for the contribution ledger's tests. Not a config key.
+	TestNoUpload bool `yaml:"-"`
+	// TestLedgerStall replaces the ledger's stall timeout (tests); 0:
+	// the default. Not a config key.
+	TestLedgerStall time.Duration `yaml:"-"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -438,8 +445,8 @@ func (c *Config) Validate() error {
 		{"report", c.Report.validate()},
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
-		{"media", c.Media.Validate()},
 		{"signage", c.Signage.validate()},
+		{"media", c.Media.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err

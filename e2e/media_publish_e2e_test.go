@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"context"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmship/swarmship/agent"
+	"github.com/swarmship/swarmship/catalog"
+	pub "github.com/swarmship/swarmship/catalog/publish"
+	"github.com/swarmship/swarmship/internal/testenv"
+	"github.com/swarmship/swarmship/localswarm"
+)
+
+// A media release (HLS ladder, segments on piece boundaries with pad
+// files) reaches three agents through the origin and each other; every
+// agent activates it with the signed SHA-256s and no pad file lands in
+// any cache.
+func TestMediaReleaseAgentsCompleteAndActivate(t *testing.T) {
+	src := t.TempDir()
+	testenv.GenerateHLS(t, src, testenv.MediaOptions{Seconds: 6, CBR: true, Renditions: []testenv.Rendition{
+		{Name: "hi", Width: 480, Height: 270, VideoKbps: 4000},
+		{Name: "lo", Width: 320, Height: 180, VideoKbps: 1500},
+	}})
+	sw := newSwarm(t, localswarm.OriginOptions{})
+	res, err := sw.PublishWith(context.Background(), pub.PublishOptions{Name: "show", Version: "1", Paths: []string{src}, Channels: []string{"stable"}, Media: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Media == nil || res.Media.PadFiles == 0 {
+		t.Fatalf("no pads in the layout: %+v", res.Media)
+	}
+	b, err := catalog.ReadAll(context.Background(), sw.Store, catalog.ManifestKey("show", "1"), catalog.MaxManifestSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := catalog.ParseManifest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := startAgents(t, sw, 3, agent.Subscription{Name: "show", Channel: "stable"}, nil)
+	waitActive(t, "show", "1", 90*time.Second, agents...)
+	for _, ra := range agents {
+		checkActiveFiles(t, ra, m)
+		filepath.WalkDir(ra.Config.CacheDir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && strings.Contains(p, string(filepath.Separator)+".pad") {
+				t.Errorf("%s: pad path %s in the cache", ra.Name, p)
+			}
+			return nil
+		})
+		if rs := releaseStatus(ra, "show", "1"); rs.Phase != agent.PhaseActive {
+			t.Errorf("%s: state %s, want active", ra.Name, rs.Phase)
+		}
+	}
+	t.Logf("%d bytes, %d pad bytes, origin egress %d bytes", m.TotalSize, res.Media.PadBytes, sw.Origin.Egress().Total())
+}
