@@ -82,6 +82,28 @@ func (a *Agent) MediaAddr() string {
 // MediaStats are the media server's counters.
 func (a *Agent) MediaStats() *mediaserve.Stats { return a.media.srv.Stats() }
 
+// MediaStatus is the media server in the status API.
+type MediaStatus struct {
+	Addr     string `json:"addr"`
+	Served   int64  `json:"served"`
+	Bytes    int64  `json:"bytes"`
+	Waited   int64  `json:"waited"`
+	NotReady int64  `json:"not_ready"`
+	Refused  int64  `json:"refused"`
+	// VerifyFailed counts files whose bytes did not match their signed
+	// SHA-256 (never sent): a damaged cache.
+	VerifyFailed int64 `json:"verify_failed"`
+}
+
+func (a *Agent) mediaStatus() *MediaStatus {
+	if !a.cfg.Media.Enabled() || a.media.srv == nil {
+		return nil
+	}
+	st := a.media.srv.Stats()
+	return &MediaStatus{Addr: a.MediaAddr(), Served: st.Served.Load(), Bytes: st.Bytes.Load(), Waited: st.Waited.Load(),
+		NotReady: st.NotReady.Load(), Refused: st.Refused.Load(), VerifyFailed: st.HashFailed.Load()}
+}
+
 // startMedia listens on media.listen (Run; sync serves no players).
 func (a *Agent) startMedia() error {
 	a.media.mu.Lock()

@@ -45,6 +45,8 @@ type Status struct {
 	// SelfUpdate is the running binary's version and how updating it
 	// went (self_update).
 	SelfUpdate *SelfUpdateStatus `json:"self_update,omitempty"`
+	// Media is the media server for players (media.listen), when on.
+	Media *MediaStatus `json:"media,omitempty"`
 	// Signage is what each screen plays and the screens at risk
 	// (signage.schedule).
 	Signage *SignageStatus `json:"signage,omitempty"`
@@ -93,6 +95,7 @@ func (a *Agent) Status() Status {
 		DHT:           a.DHTStats(),
 		Relay:         a.RelayStatus(),
 		SelfUpdate:    a.selfUpdateStatus(),
+		Media:         a.mediaStatus(),
 		Signage:       a.signageStatus(),
 	}
 	st.Policy.WAN = &wan

@@ -49,15 +49,17 @@ func makeHLS(t *testing.T, seconds int) string {
 	return dir
 }
 
-// publishDir publishes every file of dir as name@version on channel.
-func publishDir(t *testing.T, sw *localswarm.Swarm, dir, name, version, channel string) *catalog.Manifest {
-	t.Helper()
-	return publishDirPieces(t, sw, dir, name, version, channel, 0)
-}
-
-// publishDirPieces is publishDir with a piece length (0: publish chooses).
+// publishDirPieces publishes every file of dir as name@version on
+// channel with a piece length (0: publish chooses).
 func publishDirPieces(t *testing.T, sw *localswarm.Swarm, dir, name, version, channel string, pieceLength int64) *catalog.Manifest {
 	t.Helper()
+	return publishDirWith(t, sw, dir, catalogpublish.PublishOptions{Name: name, Version: version, Channels: []string{channel}, PieceLength: pieceLength})
+}
+
+// publishDirWith publishes every file of dir with opts (Paths set here).
+func publishDirWith(t *testing.T, sw *localswarm.Swarm, dir string, opts catalogpublish.PublishOptions) *catalog.Manifest {
+	t.Helper()
+	name, version := opts.Name, opts.Version
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +68,8 @@ func publishDirPieces(t *testing.T, sw *localswarm.Swarm, dir, name, version, ch
 	for _, e := range entries {
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
-	if _, err := sw.PublishWith(context.Background(), catalogpublish.PublishOptions{Name: name, Version: version, Paths: paths, Channels: []string{channel}, PieceLength: pieceLength}); err != nil {
+	opts.Paths = paths
+	if _, err := sw.PublishWith(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
 	b, err := catalog.ReadAll(context.Background(), sw.Store, catalog.ManifestKey(name, version), catalog.MaxManifestSize)
@@ -120,7 +123,9 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw := newSwarm(t, localswarm.OriginOptions{})
-	m := publishDir(t, sw, makeHLS(t, 20), "show", "1", "signage")
+	// Published as media: segments on piece boundaries with BEP 47 pad
+	// files in the torrent, which the agent never serves.
+	m := publishDirWith(t, sw, makeHLS(t, 20), catalogpublish.PublishOptions{Name: "show", Version: "1", Channels: []string{"signage"}, Media: true})
 
 	results := make(chan playResult, 64)
 	page := httptest.NewServer(playerPage(html, hlsJS, results))
@@ -182,6 +187,9 @@ func TestMediaPlayedFromAgentInBrowser(t *testing.T) {
 		resp, _ = mediaGet(t, base+"/media/show@1/../../state/agent.db", nil)
 		if resp.StatusCode == 200 {
 			t.Error("a path out of the release was served")
+		}
+		if st := ra.Agent.Status().Media; st == nil || st.Addr != strings.TrimPrefix(base, "http://") || st.Served < 2 {
+			t.Errorf("status media: %+v", st)
 		}
 		for _, u := range []string{"/media/app@1.0/" + app.Files[0].Path, "/media/app/" + app.Files[0].Path} {
 			if resp, _ := mediaGet(t, base+u, nil); resp.StatusCode != http.StatusNotFound {
