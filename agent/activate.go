@@ -112,6 +112,12 @@ func (a *Agent) activate(ctx context.Context, d *download, rec *ReleaseState) er
 	ctx, span := tracing.Start(ctx, "activate", tracing.Release(name, version, rec.InfoHash)...)
 	defer span.End()
 	rec.HealthFailed = false
+	if d != nil && d.variants != nil {
+		// The site's copy at the release's normal paths (watermark.go).
+		if err := d.variants.assemble(a.cache.releaseDir(name, version)); err != nil {
+			return fmt.Errorf("activate %s@%s: %w", name, version, err)
+		}
+	}
 	if err := a.cache.switchCurrent(name, version); err != nil {
 		return fmt.Errorf("activate %s@%s: %w", name, version, err)
 	}

@@ -66,6 +66,8 @@ type Agent struct {
 	// power reads battery and metered state (power.go), made on first use.
 	power     *powerReader
 	powerOnce sync.Once
+	// ledger counts what each peer gave and took (ledger.go).
+	ledger *ledger
 	// relay is the relay client of a relay-mode agent (swarm.relay:
 	// origin), nil otherwise; stopRelay ends it.
 	relay     *relay.Client
@@ -150,6 +152,9 @@ type Agent struct {
 	// localMode is agent.yaml's mode; cfg.Mode is the mode the agent
 	// started with, the fleet policy's if that was stricter.
 	localMode policy.Mode
+
+	// media serves held releases to the site's players (mediaserver.go).
+	media mediaState
 }
 
 // download is one release in the torrent client.
@@ -164,6 +169,9 @@ type download struct {
 	cancel   context.CancelFunc
 	span     trace.Span    // download span, ended at verification
 	sv       *streamVerify // hashes files as pieces arrive; nil when seeding
+	// variants, for a watermarked release, are the files and pieces this
+	// site fetches (watermark.go); nil: the whole torrent.
+	variants *siteVariants
 	// reused is payload bytes taken from held releases, earlier runs
 	// included (reuse.go, subpiece.go).
 	reused atomic.Int64
@@ -306,7 +314,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 		state.Close()
 		return nil, err
 	}
+	a.ledger = newLedger(peerTLS)
+	if cfg.TestLedgerStall > 0 {
+		a.ledger.stall = cfg.TestLedgerStall
+	}
 	btc := btclient.Config{
+		Callbacks:    a.ledger.callbacks(),
+		NoUpload:     cfg.TestNoUpload,
 		PeerIDPrefix: btclient.AgentPeerIDPrefix,
 		ListenHost:   cfg.Swarm.ListenHost,
 		ListenPort:   cfg.Swarm.ListenPort,
@@ -365,6 +379,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Agent, error) {
 	}
 	a.startRelay()
 	a.startSignage()
+	if err := a.newMediaServer(); err != nil {
+		a.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -397,6 +415,7 @@ func (a *Agent) Close() error {
 	if a.screens != nil {
 		a.screens.Close()
 	}
+	a.stopMedia()
 	if a.lsd != nil {
 		a.lsd.Close()
 	}
@@ -418,6 +437,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startStatus(); err != nil {
 		return err
 	}
+	if err := a.startMedia(); err != nil {
+		return err
+	}
 	// Run also returns with ctx alive (a self-update): the loops started
 	// here stop on this cancel, which runs before they are waited for.
 	ctx, cancel := context.WithCancel(ctx)
@@ -425,6 +447,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.startReporter(ctx)()
 	defer a.startCatalogWatch(ctx)()
 	defer cancel()
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		a.ledger.run(ctx, a.bt)
+	}()
+	defer func() { cancel(); <-ledgerDone }()
 	a.adoptUnrecorded(ctx)
 	a.applyPolicy(a.now())
 	a.restoreCached(ctx)
@@ -716,7 +744,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 	case rec.Phase == PhaseFailed && rec.HealthFailed:
 		// Verified, then rolled back: only the gates decide (waves.go).
 		return a.activate(ctx, d, rec)
-	case !d.t.Complete().Bool():
+	case !d.complete():
 		sub, plan := a.deadlineSub(sub, d, now)
 		ok, why := a.mayDownload(sub, now)
 		why = withDeadline(why, plan)
@@ -739,7 +767,7 @@ func (a *Agent) step(ctx context.Context, sub Subscription, ref release.Ref, st 
 			rec.LastError = "origin fetch: " + *e
 			_ = a.saveRecord(rec) // logged; a failed write is retried next pass
 		}
-		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.manifest.TotalSize))
+		msg := fmt.Sprintf("downloading (%s of %s)", humanSize(d.t.BytesCompleted()), humanSize(d.size()))
 		if rec.LastError != "" {
 			msg += "; last error: " + rec.LastError
 		}
@@ -783,6 +811,10 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 		return d, nil
 	}
 	a.mu.Unlock()
+	variants, err := a.loadVariants(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
 	// Keep the verified metadata next to the state so a restart can resume
 	// and seed without the catalog.
 	if err := a.cache.keepMetadata(m, torrentBytes); err != nil {
@@ -796,6 +828,9 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	rec, err := a.recordDownload(m)
 	if err != nil {
 		return nil, err
+	}
+	if variants != nil {
+		rec.Size = variants.size // what this site fetches; progress and deadlines go by it
 	}
 	var reused reuseResult
 	if rec.Phase == PhaseDownloading {
@@ -837,7 +872,7 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	if err := a.saveRecord(rec); err != nil {
 		return nil, err
 	}
-	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded}
+	d := &download{ref: ref, manifest: m, t: t, base: rec.Downloaded, baseUp: rec.Uploaded, variants: variants}
 	d.reused.Store(rec.Reused)
 	// Counters saved with the last completed piece outlive a kill -9
 	// between two state saves.
@@ -850,11 +885,18 @@ func (a *Agent) addDownload(ctx context.Context, m *catalog.Manifest, torrentByt
 	dctx := context.WithoutCancel(ctx)
 	_, d.span = tracing.Start(dctx, "download", tracing.Release(ref.Name, ref.Version, m.InfoHash)...)
 	d.ctx, d.cancel = context.WithCancel(dctx)
-	t.DownloadAll()
-	if rec.Phase == PhaseDownloading {
-		d.sv = a.startStreamVerify(d)
+	if variants != nil {
+		// Only this site's variants; verified whole at completion (the
+		// streaming hash waits for every file of the torrent).
+		variants.prioritize(t)
+	} else {
+		t.DownloadAll()
+		if rec.Phase == PhaseDownloading {
+			d.sv = a.startStreamVerify(d)
+		}
 	}
 	d.off = newOffloader(t, m, a.offloadSrc, a.originLimit, a.cfg.Offload, a.peerID, a.log.With("release", ref.Name, "version", ref.Version))
+	d.off.variants = variants
 	d.off.now = a.now
 	d.off.hashFails = &a.originHashFails
 	d.off.sub = newSubPieces(reused.partial, &d.reused)
@@ -1039,6 +1081,7 @@ func (a *Agent) saveProgressLocked(d *download) {
 // nothing). Close waits for both through wg; poke wakes the agent's loop
 // when the offloader ends.
 func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
+	offDone := make(chan struct{})
 	if w := d.off.watch; w != nil {
 		wg.Add(1)
 		go func() {
@@ -1049,6 +1092,8 @@ func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
 				select {
 				case <-d.t.Complete().On():
 					stop()
+				case <-offDone: // a watermarked release is done with part of the torrent
+					stop()
 				case <-wctx.Done():
 				}
 			}()
@@ -1058,11 +1103,30 @@ func (d *download) start(wg *sync.WaitGroup, log *slog.Logger, poke func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(offDone)
 		if err := d.off.run(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("origin offload stopped", "release", d.ref.Name, "err", err)
 		}
 		poke()
 	}()
+}
+
+// size is the bytes this agent fetches of the release: the whole torrent,
+// or the pieces of its site's variants of a watermarked one.
+func (d *download) size() int64 {
+	if d.variants != nil {
+		return d.variants.size
+	}
+	return d.manifest.TotalSize
+}
+
+// complete reports whether the download holds everything this agent
+// wants: the whole torrent, or its site's variants of a watermarked one.
+func (d *download) complete() bool {
+	if d.variants != nil {
+		return d.variants.done(d.t)
+	}
+	return d.t.Complete().Bool()
 }
 
 // stop ends the download's goroutines (and its write-room probes).

@@ -125,6 +125,7 @@ func (c releaseCache) remove(name, version string) error {
 	}
 	os.Remove(c.manifestPath(name, version))
 	os.Remove(c.torrentPath(name, version))
+	os.Remove(c.codesPath(name, version))
 	return nil
 }
 

@@ -96,4 +96,7 @@ func TestOriginClientCertificateRotation(t *testing.T) {
 	if got, err := presented(); err != nil || got != "c3" {
 		t.Fatalf("right after ReloadCertificates: %q, %v; want c3", got, err)
 	}
+	if cs := a.certificateStatus(); len(cs) != 1 || cs[0].Use != "tls" || cs[0].Subject != "CN=c3" {
+		t.Fatalf("status shows %+v, want the tls client certificate c3", cs)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/swarmship/swarmship/internal/bytesize"
 	"github.com/swarmship/swarmship/internal/failover"
 	"github.com/swarmship/swarmship/internal/fielderr"
+	"github.com/swarmship/swarmship/internal/mediaserve"
 	"github.com/swarmship/swarmship/internal/peertls"
 	"github.com/swarmship/swarmship/internal/release"
 	"github.com/swarmship/swarmship/internal/tracing"
@@ -84,6 +85,16 @@ type Config struct {
 	// Signage follows a signed signage schedule and serves each screen's
 	// playlist to the site's players (signage.go, screens.go).
 	Signage SignageConfig `yaml:"signage"`
+	// Media serves held releases to the site's players over HTTP
+	// (internal/mediaserve, agent/mediaserver.go); off unless listen is set.
+	Media mediaserve.Config `yaml:"media"`
+
+	// TestNoUpload makes the agent serve no piece data to anyone: a
+	// freeloader for the contribution ledger's tests. Not a config key.
+	TestNoUpload bool `yaml:"-"`
+	// TestLedgerStall replaces the ledger's stall timeout (tests); 0:
+	// the default. Not a config key.
+	TestLedgerStall time.Duration `yaml:"-"`
 }
 
 // RatesConfig names rate profiles and when each applies. The first
@@ -333,6 +344,7 @@ func (c Config) withDefaults() Config {
 	c.Report = c.Report.withDefaults()
 	c.Failover = c.Failover.WithDefaults()
 	c.SelfUpdate = c.SelfUpdate.withDefaults()
+	c.Media = c.Media.WithDefaults()
 	subs := make([]Subscription, len(c.Subscriptions))
 	for i, s := range c.Subscriptions {
 		subs[i] = s.withDefaults()
@@ -434,9 +446,15 @@ func (c *Config) Validate() error {
 		{"failover", c.Failover.Validate()},
 		{"self_update", c.SelfUpdate.validate()},
 		{"signage", c.Signage.validate()},
+		{"media", c.Media.Validate()},
 	} {
 		if err := fielderr.In(section.key, section.err); err != nil {
 			return err
+		}
+	}
+	for i, n := range c.Media.Releases {
+		if !seen[n] {
+			return fielderr.New(fielderr.Index("media.releases", i), "%s is not in subscriptions: the agent serves only releases it holds", n)
 		}
 	}
 	if c.TimeZone != "" {

@@ -56,6 +56,12 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:16: peer_tls.key: ", "required"},
 		{"tls.cert", func(s string) string { return s + "tls:\n  ca: /ca.pem\n  cert: /c.pem\n" },
 			"agent.yaml:18: tls.cert: ", "go together"},
+		{"media.listen", func(s string) string { return s + "media:\n  releases: [app]\n  listen: 8088\n" },
+			"agent.yaml:18: media.listen: ", "host:port"},
+		{"media.allow[1]", func(s string) string { return s + "media:\n  allow:\n    - 10.0.0.0/8\n    - 10.0.0.1\n" },
+			"agent.yaml:19: media.allow[1]: ", "not a CIDR"},
+		{"media.releases[0]", func(s string) string { return s + "media:\n  listen: \":8088\"\n  releases: [signage]\n" },
+			"agent.yaml:18: media.releases[0]: ", "not in subscriptions"},
 		{"status.addr", func(s string) string { return s + "status:\n  addr: nowhere\n" },
 			"agent.yaml:17: status.addr: ", "host:port"},
 		{"status.hosts[1]", func(s string) string { return s + "status:\n  hosts:\n    - box.local\n    - \"\"\n" },
@@ -78,6 +84,10 @@ func TestConfigSectionErrorsNameFileLineAndPath(t *testing.T) {
 			"agent.yaml:18: power.min_battery: ", "outside 0-100"},
 		{"power.metered_interfaces[1]", func(s string) string { return s + "power:\n  metered_interfaces:\n    - wwan0\n    - \"[bad\"\n" },
 			"agent.yaml:19: power.metered_interfaces[1]: ", "not valid"},
+		{"power.network_manager", func(s string) string {
+			return s + "power:\n  metered_interfaces: [\"wwan*\"]\n  network_manager: sometimes\n"
+		},
+			"agent.yaml:18: power.network_manager: ", "want auto or off"},
 		{"tracing.otlp_endpoint", func(s string) string { return s + "tracing:\n  otlp_endpoint: collector:4318\n" },
 			"agent.yaml:17: tracing.otlp_endpoint: ", "not an http(s) URL"},
 		{"report.url", func(s string) string { return s + "report:\n  url: ftp://origin/\n" },
@@ -116,7 +126,14 @@ func TestConfigDefaultsBelongToSections(t *testing.T) {
 	}
 	if c.Swarm.Locality != "gateway" || c.Swarm.MaxConns != 50 || c.Offload.Parallel != 4 ||
 		c.Hooks.Timeout.Minutes() != 5 || c.Power.SysfsRoot != "/sys" || c.Report.Interval.Seconds() != 30 ||
-		c.Status.Addr != "127.0.0.1:7071" || c.QuotaBytes() != 20<<30 {
+		c.Status.Addr != "127.0.0.1:7071" || c.QuotaBytes() != 20<<30 || c.Power.NetworkManager != NetworkManagerAuto {
 		t.Errorf("defaults: %+v", c)
+	}
+	c, err = ParseConfig("agent.yaml", []byte(goodConfig+"power:\n  metered_interfaces: [wwan*, ppp0]\n  network_manager: off\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Power.NetworkManager != NetworkManagerOff || len(c.Power.MeteredInterfaces) != 2 {
+		t.Errorf("power: %+v", c.Power)
 	}
 }

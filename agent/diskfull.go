@@ -140,7 +140,7 @@ func (a *Agent) probeRoom(ctx context.Context, d *download, first time.Duration)
 		case <-time.After(delay):
 		}
 		delay = min(max(delay*2, probeMin), probeMax)
-		if d.t.Complete().Bool() {
+		if d.complete() {
 			break
 		}
 		why := a.roomFor(d)
@@ -175,7 +175,7 @@ func roomNeeded(remaining, pieceLength int64) int64 {
 // also catches quotas and read-only filesystems that statfs does not show.
 func (a *Agent) roomFor(d *download) string {
 	dir := a.cache.releasesDir()
-	need := roomNeeded(d.manifest.TotalSize-d.t.BytesCompleted(), d.manifest.PieceLength)
+	need := roomNeeded(d.size()-d.t.BytesCompleted(), d.manifest.PieceLength)
 	if free, ok := freeBytes(dir); ok && free < need {
 		return fmt.Sprintf("disk full: %s free on %s, waiting for %s", humanSize(free), dir, humanSize(need))
 	}
@@ -242,8 +242,8 @@ func (a *Agent) gcForDisk(now time.Time) {
 	var remaining int64
 	a.mu.Lock()
 	for _, d := range a.downloads {
-		if !d.t.Complete().Bool() {
-			remaining += max(d.manifest.TotalSize-d.t.BytesCompleted(), 0)
+		if !d.complete() {
+			remaining += max(d.size()-d.t.BytesCompleted(), 0)
 		}
 	}
 	a.mu.Unlock()

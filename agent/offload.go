@@ -167,6 +167,10 @@ type offloader struct {
 	onWriteErr func(error)
 	// sub holds the runs of pieces partly held locally (subpiece.go).
 	sub *subPieces
+	// variants, for a watermarked release, say which pieces each site
+	// wants (watermark.go): only those are fetched, and a piece is owned
+	// only by a member whose site wants it. nil: everyone wants everything.
+	variants *siteVariants
 
 	mu       sync.Mutex
 	progress map[[20]byte]peerProgress
@@ -248,7 +252,7 @@ func (o *offloader) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		if o.t.Complete().Bool() {
+		if o.complete() {
 			return nil
 		}
 		o.pace()
@@ -303,6 +307,14 @@ func (o *offloader) run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// complete reports whether this agent holds every piece it wants.
+func (o *offloader) complete() bool {
+	if o.variants != nil {
+		return o.variants.done(o.t)
+	}
+	return o.t.Complete().Bool()
 }
 
 // parallel is how many range requests this agent keeps open to the origin:
@@ -397,6 +409,9 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 		if inflight[p] || avail.Contains(uint32(p)) {
 			continue
 		}
+		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
+			continue // the other variant: never fetched
+		}
 		if o.t.PieceState(p).Complete {
 			continue
 		}
@@ -472,6 +487,9 @@ func rosterID(a netip.AddrPort) [20]byte {
 // run's goroutine calls it.
 func (o *offloader) shardPlan(n int, members [][20]byte) *shardPlan {
 	sp := newShardPlan(o.t.InfoHash(), n, members, o.watch.siteOf, o.watch.homeSite(), o.plan)
+	if o.variants != nil {
+		sp.wants = o.variants.siteWants
+	}
 	if o.plan == nil || !slices.Equal(o.plan.keys, sp.keys) {
 		o.log.Debug("origin offload: shards by site", "sites", len(sp.keys), "members", len(members))
 	}
@@ -542,6 +560,16 @@ func (o *offloader) swarmView(stalled time.Duration) ([][20]byte, *roaring.Bitma
 		if !strings.HasPrefix(string(id[:]), btclient.AgentPeerIDPrefix) || count >= n || now.Sub(pp.lastGrew) > o.cfg.OrphanTimeout {
 			continue
 		}
+		if o.variants != nil {
+			// A peer holding all of its site's variants fetches nothing.
+			key, ok := o.watch.siteOf(id)
+			if !ok {
+				key = o.watch.homeSite()
+			}
+			if o.variants.peerDone(key, pieces) {
+				continue
+			}
+		}
 		members = append(members, id)
 	}
 	for id := range o.progress {
@@ -588,6 +616,9 @@ func (o *offloader) suspectOwners(n int, plan *shardPlan, avail *roaring.Bitmap)
 	for p := 0; p < n && checked < maxSuspectScan; p++ {
 		if avail.Contains(uint32(p)) || o.t.PieceState(p).Complete {
 			continue
+		}
+		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
+			continue // not ours to wait for
 		}
 		checked++
 		if owner := plan.owner(p); unconnected[owner] {

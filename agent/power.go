@@ -25,7 +25,7 @@ const (
 
 // nmEvery is how often NetworkManager is asked: a metered flag changes
 // with the connection, rarely, and nmcli costs a process.
-const nmEvery = 30 * time.Second
+const nmEvery = 10 * time.Second
 
 // powerReader reads the device's power and network state: sysfs under
 // root for batteries and interfaces, NetworkManager (nmcli) for the OS's

@@ -114,7 +114,12 @@ func (a *Agent) adoptChecked(ctx context.Context, name, version string, m *catal
 	dir := a.cache.releaseDir(name, version)
 	active := a.cache.activeVersion(name) == version
 	if err == nil {
-		err = verifyFiles(ctx, dir, m)
+		if skip := a.unfetchedVariants(m); skip != nil {
+			// A watermarked release holds only its site's variants.
+			err = verifyFilesSkipping(ctx, dir, m, func(i int) bool { return skip[i] })
+		} else {
+			err = verifyFiles(ctx, dir, m)
+		}
 	}
 	if ctx.Err() != nil {
 		return

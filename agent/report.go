@@ -215,6 +215,9 @@ func (a *Agent) reportLoop(ctx context.Context, endpoints []string, build func()
 	}
 }
 
+// maxAnswer bounds the origin's answer to a report.
+const maxAnswer = 256 << 10
+
 // agentID is a random ID kept in the cache dir, so the agent keeps its
 // identity on the dashboard across restarts (its peer ID changes). If the
 // file cannot be written the peer ID stands in.
@@ -266,6 +269,9 @@ func (a *Agent) buildReport(id, name string) *report.Report {
 		Releases:      []report.Release{},
 	}
 	fleetReport(&r.Policy, st.Policy.Fleet)
+	if a.ledger != nil {
+		r.Ledger = a.ledger.snapshot(upLimitBytes(a.up))
+	}
 	for _, s := range st.Subscriptions {
 		if len(r.Subscriptions) == report.MaxSubs {
 			break
@@ -323,6 +329,22 @@ func (a *Agent) sendReport(ctx context.Context, client *http.Client, endpoint st
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		// The answer carries the quarantine list (report.Answer).
+		var ans report.Answer
+		dec := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer))
+		if err := dec.Decode(&ans); err != nil {
+			return fmt.Errorf("origin's answer: %w", err)
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		if len(ans.Quarantine) > report.MaxQuarantine {
+			ans.Quarantine = ans.Quarantine[:report.MaxQuarantine]
+		}
+		if a.ledger != nil {
+			a.ledger.setQuarantine(ans.Quarantine)
+		}
+		return nil
+	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {

@@ -105,7 +105,11 @@ func (a *Agent) heldSources(m *catalog.Manifest) (bySum map[string]*heldFile, ba
 		if isBase {
 			base = map[string]*heldFile{}
 		}
-		for _, f := range hm.Files {
+		notHeld := a.unfetchedVariants(hm)
+		for i, f := range hm.Files {
+			if notHeld != nil && notHeld[i] {
+				continue // the other variant of a watermarked release (watermark.go)
+			}
 			hf := &heldFile{path: filepath.Join(dir, filepath.FromSlash(f.Path)), size: f.Size}
 			if isBase {
 				base[f.Path] = hf

@@ -55,6 +55,7 @@ type Screens struct {
 	docErr  string
 	screens map[string]*screenState
 	next    time.Time // earliest next switch over all screens; zero: none
+	evalAt  time.Time // the instant of the last evaluation
 	timer   *time.Timer
 	closed  bool
 }
@@ -75,6 +76,9 @@ type screenState struct {
 	since  time.Time
 	wanted policy.Slot
 	next   time.Time
+	// nextOK: next holds for the schedule in force until it passes
+	// (NextSwitch is the costly part of an evaluation).
+	nextOK bool
 	risk   *ScreenRisk
 }
 
@@ -139,6 +143,9 @@ func NewScreens(src ScreenContent, now func() time.Time, log *slog.Logger) *Scre
 func (s *Screens) SetSchedule(name string, doc *policy.Playlist, loc *time.Location) {
 	s.mu.Lock()
 	s.doc, s.docName, s.loc, s.docErr = doc, name, loc, ""
+	for _, st := range s.screens {
+		st.nextOK = false
+	}
 	names := doc.Screens()
 	for n := range s.screens {
 		if !slices.Contains(names, n) {
@@ -244,7 +251,10 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 			airTime = st.next.UTC()
 		}
 		st.wanted = want
-		st.next, _ = s.doc.NextSwitch(name, now, s.loc)
+		if !st.nextOK || !st.next.IsZero() && !now.Before(st.next) || now.Before(s.evalAt) {
+			st.next, _ = s.doc.NextSwitch(name, now, s.loc)
+			st.nextOK = true
+		}
 		if !st.next.IsZero() && (next.IsZero() || st.next.Before(next)) {
 			next = st.next
 		}
@@ -271,7 +281,7 @@ func (s *Screens) evaluateLocked(now time.Time) bool {
 			st.air, st.since, changed = air, airTime, true
 		}
 	}
-	s.next = next
+	s.next, s.evalAt = next, now
 	s.armLocked(now)
 	return changed
 }
@@ -496,10 +506,11 @@ func (s *Screens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Screens) servePlaylist(w http.ResponseWriter, r *http.Request, name string) {
 	now := s.now()
 	s.mu.Lock()
-	// Past the next switch (the timer not yet run, or the clock stepped):
-	// evaluate first, so the answer changes exactly at the instant.
+	// Past the next switch (the timer not yet run, or the clock stepped
+	// forward), or before the last evaluation (stepped back): evaluate
+	// first, so the answer is the schedule's at this instant.
 	var snap []byte
-	if !s.next.IsZero() && !now.Before(s.next) {
+	if !s.next.IsZero() && !now.Before(s.next) || now.Before(s.evalAt) {
 		if s.evaluateLocked(now) && s.saved != nil {
 			snap = s.snapshotLocked()
 		}

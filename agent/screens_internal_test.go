@@ -149,6 +149,13 @@ func TestScreensSwitchAtInstant(t *testing.T) {
 		!strings.Contains(seg.Header().Get("Cache-Control"), "immutable") {
 		t.Errorf("segment: %d %q %v", seg.Code, seg.Body.String(), seg.Header())
 	}
+	// The wall clock steps back an hour (NTP): the answer follows it.
+	clock.Set(noon.Add(-time.Hour))
+	if got := get(t, s, "/screens/lobby/playlist.m3u8").Header().Get("X-Swarmship-Content"); got != "loop@1/hls/index.m3u8" {
+		t.Fatalf("after the clock stepped back: %s", got)
+	}
+	clock.Set(noon)
+	get(t, s, "/screens/lobby/playlist.m3u8")
 	st := s.Status()
 	if len(st.Screens) != 1 || st.Screens[0].Playing != "promo@2/hls/index.m3u8" || !st.Screens[0].Since.Equal(noon) ||
 		!st.Screens[0].NextSwitch.Equal(noon.Add(time.Hour)) {

@@ -20,6 +20,10 @@ type shardPlan struct {
 	sites [][][20]byte // members of each site
 	// shard[p] is piece p's site; nil: the site ranked first for p.
 	shard []int
+	// wants, if set, says whether agents of a site (by key) need piece
+	// p (watermarked releases: each site fetches its own variants). A
+	// piece goes only to a site that wants it.
+	wants func(key string, p int) bool
 }
 
 // siteKey names a member's site for the plan.
@@ -78,7 +82,22 @@ func (sp *shardPlan) site(p int) int {
 	return best
 }
 
-// owner is the member that fetches piece p from the origin.
+// owner is the member that fetches piece p from the origin; the zero ID
+// when no member's site wants it.
 func (sp *shardPlan) owner(p int) [20]byte {
-	return pieceOwner(sp.ih, sp.sites[sp.site(p)], p)
+	s := sp.site(p)
+	if sp.wants != nil && !sp.wants(sp.keys[s], p) {
+		// The even share went to a site that does not want p: the
+		// wanting site ranked first for it takes it instead.
+		s = -1
+		for i, k := range sp.keys {
+			if sp.wants(k, p) && (s < 0 || outranks(pieceScore(sp.ih, sp.ids[i], p), sp.ids[i], pieceScore(sp.ih, sp.ids[s], p), sp.ids[s])) {
+				s = i
+			}
+		}
+		if s < 0 {
+			return [20]byte{}
+		}
+	}
+	return pieceOwner(sp.ih, sp.sites[s], p)
 }

@@ -24,6 +24,7 @@ type Status struct {
 	Region        string               `json:"region,omitempty"`
 	Tenant        string               `json:"tenant,omitempty"`
 	PeerPort      int                  `json:"peer_port"`
+	Certificates  []CertificateStatus  `json:"certificates,omitempty"`
 	Catalog       CatalogStatus        `json:"catalog"`
 	Policy        PolicyStatus         `json:"policy"`
 	Subscriptions []SubscriptionStatus `json:"subscriptions"`
@@ -81,6 +82,7 @@ func (a *Agent) Status() Status {
 	defer a.mu.Unlock()
 	st := Status{
 		Site: a.cfg.Site, Region: a.cfg.Region, Tenant: a.cfg.Tenant, PeerPort: a.bt.LocalPort(),
+		Certificates:  a.certificateStatus(),
 		Catalog:       CatalogStatus{URL: a.store.String(), LastRefresh: a.lastRefresh},
 		Subscriptions: append([]SubscriptionStatus(nil), a.subs...),
 		Releases:      []ReleaseStatus{},
@@ -133,7 +135,7 @@ func (a *Agent) Status() Status {
 // Handler serves /status (JSON) and /metrics (Prometheus).
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a})
+	reg.MustRegister(agentCollector{a}, reportCollector{a}, sourceCollector{a}, watchCollector{a}, relayCollector{a}, mediaCollector{a})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {

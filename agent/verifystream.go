@@ -154,6 +154,10 @@ func (a *Agent) verifyComplete(ctx context.Context, d *download) error {
 	dir := a.cache.releaseDir(d.ref.Name, d.ref.Version)
 	sv := d.sv
 	start := time.Now()
+	if v := d.variants; v != nil {
+		// The other variant's files are not here: skip them.
+		return verifyFilesSkipping(ctx, dir, d.manifest, func(i int) bool { return v.skip[i] })
+	}
 	if sv == nil {
 		return verifyFiles(ctx, dir, d.manifest)
 	}

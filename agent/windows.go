@@ -134,7 +134,7 @@ func (a *Agent) trackDeadline(d *download, deliver time.Time, running bool, now 
 	a.mu.Unlock()
 
 	plan := policy.PlanDeadline(policy.Deadline{
-		Deliver: deliver, Remaining: d.manifest.TotalSize - done, Rate: measured, Limit: limit,
+		Deliver: deliver, Remaining: d.size() - done, Rate: measured, Limit: limit,
 		Windows: a.subWindows(d.ref.Name), Location: a.loc,
 	}, a.cfg.Deadline.DeadlineLimits, now)
 

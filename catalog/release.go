@@ -54,6 +54,10 @@ type Manifest struct {
 	// Media, when present, marks a media release (publish --media): its
 	// segments are piece-aligned with pad files in the torrent (media.go).
 	Media *Media `json:"media,omitempty"`
+	// Watermark, when present, lists the A/B variants of each media
+	// segment and the signed site code table that picks one per site
+	// (sitecodes.go).
+	Watermark *Watermark `json:"watermark,omitempty"`
 }
 
 // ManifestKey is where the manifest of name@version lives in a catalog.
@@ -195,6 +199,11 @@ func (m *Manifest) Validate() error {
 			return err
 		}
 	}
+	if m.Watermark != nil {
+		if err := m.Watermark.validate(m.Files); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -241,7 +250,14 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // release twice is idempotent only when this holds.
 func (m *Manifest) SameContent(o *Manifest) bool {
 	return m.Name == o.Name && m.Version == o.Version && m.InfoHash == o.InfoHash &&
-		m.PieceLength == o.PieceLength && slices.Equal(m.Files, o.Files)
+		m.PieceLength == o.PieceLength && slices.Equal(m.Files, o.Files) && sameWatermark(m.Watermark, o.Watermark)
+}
+
+func sameWatermark(a, b *Watermark) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Codes == b.Codes && slices.Equal(a.Segments, b.Segments)
 }
 
 // EntryState is the mutable, signed state of a release in the catalog:

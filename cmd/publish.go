@@ -150,6 +150,8 @@ signed SHA-256s.`,
 	fs.StringVar(&opts.Base, "base", "", "version to compute signed delta hints against, or none (default: the version the first --channel points at)")
 	timing.register(fs)
 	fs.BoolVar(&opts.Media, "media", false, "publish an HLS or DASH stream: check its playlists and start every segment on a piece boundary (BEP 47 pad files)")
+	fs.StringVar(&opts.VariantB, "variant-b", "", "directory holding watermark variant B of the segments in PATH (variant A); needs --codes")
+	fs.StringVar(&opts.Codes, "codes", "", "signed site code table (catalog codes add) that picks each site's variants")
 	fs.StringVar(&opts.BaseDir, "base-dir", "", "local directory holding the base release's files, read instead of the catalog's copy")
 	return c
 }

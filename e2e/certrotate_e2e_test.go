@@ -128,4 +128,7 @@ func TestTLSAgentCertificateRotationWithoutRestart(t *testing.T) {
 	if got, err := presented(); err != nil || got.Cmp(serial("again")) != 0 {
 		t.Fatalf("right after ReloadCertificates new connections get %v, %v; want %v", got, err, serial("again"))
 	}
+	if cs := ra.Agent.Status().Certificates; len(cs) != 1 || cs[0].Use != "peer_tls" || cs[0].Serial != serial("again").String() {
+		t.Fatalf("status shows certificates %+v, want the peer_tls one with serial %v", cs, serial("again"))
+	}
 }

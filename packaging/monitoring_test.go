@@ -384,6 +384,25 @@ func TestMonitoringFilesParse(t *testing.T) {
 			t.Errorf("promtool check rules: %v\n%s", err, out)
 		}
 		t.Logf("promtool: %s", out)
+		// The dashboard's queries, as recording rules, Grafana's
+		// variables replaced by values.
+		var rec strings.Builder
+		rec.WriteString("groups:\n- name: dashboard\n  rules:\n")
+		for i, u := range uses {
+			if strings.HasPrefix(u.expr, "label_values(") {
+				continue // Grafana's, not PromQL
+			}
+			e := strings.ReplaceAll(grafanaVar.ReplaceAllString(u.expr, "5m"), "$release", ".*")
+			q, _ := json.Marshal(e)
+			fmt.Fprintf(&rec, "  - record: dashboard:query%d\n    expr: %s\n", i, q)
+		}
+		p := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+		if err := os.WriteFile(p, []byte(rec.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(promtool, "check", "rules", p).CombinedOutput(); err != nil {
+			t.Errorf("promtool check rules on the dashboard's queries: %v\n%s", err, out)
+		}
 	} else {
 		t.Log("promtool not installed: alerts.yml checked by parsing only")
 	}

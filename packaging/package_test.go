@@ -5,6 +5,7 @@ package packaging
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,7 @@ func TestPackages(t *testing.T) {
 			}
 			run(t, ctx, "", nil, "sh", "-n", p)
 		}
-		if b, _ := os.ReadFile(filepath.Join(control, "postinst")); !bytes.Contains(b, []byte("systemd-sysusers")) || !bytes.Contains(b, []byte("useradd --system")) {
+		if b, _ := os.ReadFile(filepath.Join(control, "postinst")); !bytes.Contains(b, []byte("systemd-sysusers")) || !bytes.Contains(b, []byte("useradd")) {
 			t.Error("postinst does not create the swarmship user")
 		}
 
@@ -153,6 +154,8 @@ func TestPackages(t *testing.T) {
 			t.Errorf("example origin.yaml: %v", err)
 		}
 	})
+
+	t.Run("dpkg-root", func(t *testing.T) { installIntoRoot(t, ctx, deb) })
 
 	t.Run("rpm", func(t *testing.T) {
 		run(t, ctx, "", nil, rpmTool, "--checksig", "--nosignature", rpm)
@@ -254,5 +257,97 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 	if err := os.WriteFile(dst, b, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// installIntoRoot installs the .deb with `dpkg --root` into an empty
+// temporary root, reinstalls it (the upgrade path) and removes it. dpkg
+// runs the maintainer scripts on the host with DPKG_ROOT set
+// (--force-script-chrootless: the root has no shell to chroot into), and
+// the scripts put every path under it; the test refuses a postinst that
+// does not, so that nothing lands on the host.
+func installIntoRoot(t *testing.T, ctx context.Context, deb string) {
+	dpkg := testenv.RequireTool(t, "dpkg")
+	if os.Geteuid() != 0 {
+		if testenv.InCI() {
+			t.Fatal("dpkg --root needs root")
+		}
+		t.Skip("dpkg --root needs root")
+	}
+	control := t.TempDir()
+	run(t, ctx, "", nil, "dpkg-deb", "-e", deb, control)
+	if b, _ := os.ReadFile(filepath.Join(control, "postinst")); !bytes.Contains(b, []byte(`root="${DPKG_ROOT:-}"`)) {
+		t.Fatal("postinst does not honour DPKG_ROOT: not running it")
+	}
+	root := t.TempDir()
+	for _, d := range []string{"etc", "var/log", "var/lib/dpkg/info", "var/lib/dpkg/updates"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The C runtimes the package depends on are not in the empty root.
+	dpkgIn := func(args ...string) string {
+		base := []string{"--root=" + root, "--force-script-chrootless", "--force-depends", "--log=" + filepath.Join(root, "var/log/dpkg.log")}
+		out, _ := run(t, ctx, "", nil, dpkg, append(base, args...)...)
+		return out
+	}
+	status := func() string {
+		out, _ := run(t, ctx, "", nil, dpkg, "--root="+root, "-s", "swarmship")
+		return out
+	}
+
+	dpkgIn("-i", deb)
+	if st := status(); !strings.Contains(st, "Status: install ok installed") || !strings.Contains(st, "Version: "+testVersion) {
+		t.Fatalf("after dpkg -i:\n%s", st)
+	}
+	passwd, _ := os.ReadFile(filepath.Join(root, "etc", "passwd"))
+	var uid, gid string
+	for _, line := range strings.Split(string(passwd), "\n") {
+		if f := strings.Split(line, ":"); len(f) == 7 && f[0] == "swarmship" {
+			uid, gid = f[2], f[3]
+			if f[5] != "/var/lib/swarmship" || !strings.HasSuffix(f[6], "nologin") {
+				t.Errorf("swarmship user: %s", line)
+			}
+		}
+	}
+	if uid == "" {
+		t.Fatalf("postinst created no swarmship user:\n%s", passwd)
+	}
+	for _, d := range []struct{ path, uid, gid string }{
+		{"etc/swarmship", "0", gid},
+		{"var/lib/swarmship", uid, gid},
+	} {
+		fi, err := os.Stat(filepath.Join(root, d.path))
+		if err != nil {
+			t.Errorf("postinst did not create /%s: %v", d.path, err)
+			continue
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if got := fmt.Sprintf("%d:%d %v", st.Uid, st.Gid, fi.Mode().Perm()); got != d.uid+":"+d.gid+" -rwxr-x---" {
+			t.Errorf("/%s: %s, want %s:%s -rwxr-x---", d.path, got, d.uid, d.gid)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(root, "usr/bin/swarmship")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("/usr/bin/swarmship after install: %v", err)
+	}
+
+	// Again, as an upgrade does: the user and directories are kept.
+	dpkgIn("-i", deb)
+	if again, _ := os.ReadFile(filepath.Join(root, "etc", "passwd")); !bytes.Equal(again, passwd) {
+		t.Errorf("reinstall changed /etc/passwd:\n%s", again)
+	}
+
+	dpkgIn("-r", "swarmship")
+	if st := status(); !strings.Contains(st, "Status: deinstall ok") {
+		t.Errorf("after dpkg -r:\n%s", st)
+	}
+	if _, err := os.Stat(filepath.Join(root, "usr/bin/swarmship")); err == nil {
+		t.Error("dpkg -r left /usr/bin/swarmship")
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/swarmship")); err != nil {
+		t.Errorf("dpkg -r removed the data directory: %v", err)
 	}
 }

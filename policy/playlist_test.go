@@ -251,3 +251,27 @@ func TestParseContentRef(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePlaylist: any document either is refused or answers At and
+// NextSwitch without panicking, and NextSwitch moves forward.
+func FuzzParsePlaylist(f *testing.F) {
+	f.Add([]byte(`{"entries":[{"screens":["a"],"content":"p@1","playlist":"i.m3u8","when":"Fri 22:00-02:00"},{"screens":["a","b"],"content":"q:c","playlist":"x/i.m3u8","date":"2026-03-29","when":"02:30-03:30"}]}`))
+	f.Add([]byte(`{"timezone":"Europe/Berlin","entries":[]}`))
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		loc = time.UTC
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParsePlaylist(b)
+		if err != nil {
+			return
+		}
+		at := time.Date(2026, 3, 28, 23, 0, 0, 0, loc)
+		for _, s := range p.Screens() {
+			p.At(s, at, loc)
+			if next, _ := p.NextSwitch(s, at, loc); !next.IsZero() && !next.After(at) {
+				t.Fatalf("next switch %s not after %s", next, at)
+			}
+		}
+	})
+}

@@ -39,6 +39,8 @@ command -v rsync >/dev/null || need+=(rsync)
 # ffmpeg generates the test media (HLS/DASH renditions, watermark variants);
 # media is never downloaded.
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+# jq adds the media player's result to the testbed's JSON (MEDIA=1).
+command -v jq >/dev/null || need+=(jq)
 # tcpdump captures peer packets in a namespace to check their DSCP marks.
 command -v tcpdump >/dev/null || [ -x /usr/sbin/tcpdump ] || need+=(tcpdump)
 # rpm reads the built .rpm's header and files (packaging/package_test.go);

@@ -56,8 +56,10 @@ type Origin struct {
 	serve   *btclient.ServeBudget // peer request data, all releases together
 	dirRoot *os.Root              // set for directory catalogs: the web seed
 	reports *rollout.Reports
-	shared  *state.Redis // nil: the state lives in this process
-	served  signedIndex  // what the web seed and catalog proxy may serve
+	// quarantine is the operators' list of quarantined peers (quarantine.go).
+	quarantine *quarantineList
+	shared     *state.Redis // nil: the state lives in this process
+	served     signedIndex  // what the web seed and catalog proxy may serve
 
 	serverTLS *tls.Config // nil: plain HTTP
 	// certs reread the HTTPS and peer TLS files now (ReloadCertificates);
@@ -190,6 +192,10 @@ func New(cfg Config, store catalog.Store, client *catalog.Client, log *slog.Logg
 			o.Close()
 			return nil, fmt.Errorf("origin: tracker on shared state: %w", err)
 		}
+	}
+	if o.quarantine, err = openQuarantine(cfg.CacheDir, o.shared); err != nil {
+		o.Close()
+		return nil, err
 	}
 	reports, err := o.openReports()
 	if err != nil {
@@ -655,6 +661,7 @@ func (o *Origin) Handler() http.Handler {
 		mux.Handle("/relay/", o.relay)
 	}
 	o.reports.Routes(mux) // /api/v1/report, /api/v1/rollout, /dashboard
+	o.quarantineRoutes(mux)
 	if o.events != nil {
 		mux.Handle(catalogevents.Path, o.catalogWatchGuard(o.events))
 	}

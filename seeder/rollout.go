@@ -29,6 +29,9 @@ func (o *Origin) openReports() (*rollout.Reports, error) {
 		Plan:       o.rolloutPlan,
 		LogRefusal: func() (bool, int) { return o.refusals.Allow(time.Now()) },
 	}
+	if o.quarantine != nil {
+		ro.Answer = o.quarantineAnswer
+	}
 	if o.shared != nil {
 		return rollout.OpenShared(o.cfg.Reports, o.shared, ro, o.log)
 	}
@@ -47,6 +50,9 @@ func (o *Origin) tickReports(ctx context.Context) {
 			return
 		case now := <-t.C:
 			o.reports.Tick(now)
+			if o.quarantine != nil {
+				o.applyQuarantine(ctx)
+			}
 		}
 	}
 }

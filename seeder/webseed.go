@@ -33,6 +33,9 @@ var servedPrefixes = []string{"metadata/", "releases/", "torrents/", "data/",
 	"rollouts/",            // signed rollout plans (catalog/rolloutplan.go)
 	catalog.PolicyPrefix,   // fleet policy documents (catalog/fleetpolicy.go)
 	catalog.PlaylistPrefix, // signage schedules (catalog/playlist.go)
+	"rollouts/",            // signed rollout plans (catalog/rolloutplan.go)
+	catalog.PolicyPrefix,   // fleet policy documents (catalog/fleetpolicy.go)
+	catalog.CodesPrefix,    // site code tables of watermarked media (catalog/sitecodes.go)
 }
 
 func (s *catalogServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -67,6 +67,12 @@ type PublishOptions struct {
 	// checked, and every segment starts on a piece boundary, with BEP 47
 	// pad files in the torrent (media.go). Delta hints are off for it.
 	Media bool
+	// VariantB, with Codes, publishes A/B watermark variants (variants.go):
+	// Paths is one directory holding variant A of every segment, VariantB a
+	// directory with variant B of the same segments under the same names.
+	VariantB string
+	// Codes names the signed site code table that picks the variants.
+	Codes string
 }
 
 // PublishResult is what publish reports, also as JSON for scripts.
@@ -148,6 +154,12 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 	files, err := CollectFiles(opts.Paths)
 	if err != nil {
 		return nil, err
+	}
+	var watermark *catalog.Watermark
+	if opts.VariantB != "" || opts.Codes != "" {
+		if files, watermark, err = variantFiles(opts, files); err != nil {
+			return nil, err
+		}
 	}
 	// Open the repo before hashing: wrong keys or an unreachable catalog
 	// should fail in a second, not after hashing gigabytes.
@@ -231,6 +243,7 @@ func Publish(ctx context.Context, store catalog.Store, keys catalog.Keys, opts P
 		Labels:      opts.Labels,
 		Tenant:      opts.Tenant,
 		Regions:     opts.Regions,
+		Watermark:   watermark,
 	}
 	if opts.Expires > 0 {
 		m.Expires = created.Add(opts.Expires)

@@ -96,6 +96,9 @@ type Config struct {
 	// WrapPeerConn, if set, wraps every peer connection below TLS, dialled
 	// or accepted (the agent's WAN limiter); relayed ones too.
 	WrapPeerConn func(net.Conn) net.Conn
+	// Callbacks, if set, are the library's event hooks (the agent's
+	// contribution ledger); they run under the client's lock.
+	Callbacks *torrent.Callbacks
 }
 
 // Relay is a relay transport (internal/relay.Client).
@@ -201,6 +204,9 @@ func clientConfig(c *Config) (*torrent.ClientConfig, error) {
 	cc.DefaultStorage = NewFileStorage(c.DataDir, storage.NewMapPieceCompletion())
 	if c.NoPEX {
 		cc.DisablePEX = true
+	}
+	if c.Callbacks != nil {
+		cc.Callbacks = *c.Callbacks
 	}
 	if c.NoUpload {
 		cc.NoUpload = true

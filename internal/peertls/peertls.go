@@ -31,11 +31,12 @@
 //
 // # Wiring
 //
-// Load turns a Config into a *tls.Config. Attach plugs it into an
-// anacrolix client with Client.AddListener and Client.AddDialer; the
-// client must be created with DisableTCP, DisableUTP and NoDHT so that no
-// plain socket exists (internal/btclient does this when given a TLS
-// config). The listener completes the TLS handshake before the client sees
+// Load turns a Config into a *tls.Config; Open into a Source whose config
+// follows the files, for certificate renewal without a restart. Attach
+// plugs either into an anacrolix client with Client.AddListener and
+// Client.AddDialer; the client must be created with DisableTCP,
+// DisableUTP and NoDHT so that no plain socket exists (internal/btclient
+// does this when given a TLS config). The listener completes the TLS handshake before the client sees
 // a connection, so unauthenticated peers never reach the BitTorrent code.
 package peertls
 

@@ -59,6 +59,10 @@ type Report struct {
 	// unless there is something to say (upgrade origins first).
 	AgentVersion string `json:"agent_version,omitempty"`
 	SelfUpdate   string `json:"self_update,omitempty"`
+	// Ledger is the agent's contribution accounting (ledger.go); omitted
+	// by agents older than it, and refused by origins older than it:
+	// upgrade origins first.
+	Ledger *Ledger `json:"ledger,omitempty"`
 	// Screens are the signage screens the agent serves (issue 19), for
 	// the origin's "screens at risk". Omitted when there are none, so an
 	// agent without signage still reports to older origins.
@@ -231,6 +235,11 @@ func (r *Report) Validate() error {
 	}
 	if err := text("self_update", r.SelfUpdate, MaxText); err != nil {
 		return err
+	}
+	if r.Ledger != nil {
+		if err := r.Ledger.validate(); err != nil {
+			return err
+		}
 	}
 	p := r.Policy
 	for _, f := range []struct{ k, v string }{{"policy.mode", p.Mode}, {"policy.profile", p.Profile}, {"policy.down_limit", p.DownLimit}, {"policy.up_limit", p.UpLimit}, {"policy.throttle", p.Throttle}} {

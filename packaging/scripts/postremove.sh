@@ -3,7 +3,7 @@
 # /etc/swarmship and /var/lib/swarmship (caches, state, keys) are kept: delete
 # them by hand if the host is done with swarmship.
 set -e
-if [ -d /run/systemd/system ]; then
+if [ -z "${DPKG_ROOT:-}" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 fi
 exit 0

@@ -48,6 +48,17 @@ type Config struct {
 	// (burst: 4 s worth, at least 50); default 50. One agent identity may
 	// send identityRate per second.
 	RatePerAddress float64 `yaml:"rate_per_address"`
+
+	// Contribution (the agents' per-peer ledgers): a peer is a freeloader
+	// when the agents sent it at least FreeloaderMinBytes (default 4 MiB),
+	// it sent them under 5% of that, and it held pieces they lacked
+	// without sending any for FreeloaderStarved in all (default 10s); it
+	// misbehaves with a bad piece, or MisbehavingStalled requests
+	// (default 16) left unanswered, or unanswered requests reported by
+	// two agents.
+	FreeloaderMinBytes int64         `yaml:"freeloader_min_bytes"`
+	FreeloaderStarved  time.Duration `yaml:"freeloader_starved"`
+	MisbehavingStalled int           `yaml:"misbehaving_stalled"`
 }
 
 func (c *Config) setDefaults() {
@@ -92,6 +103,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.RatePerAddress <= 0 {
 		c.RatePerAddress = 50
+	}
+	if c.FreeloaderMinBytes <= 0 {
+		c.FreeloaderMinBytes = 4 << 20
+	}
+	if c.FreeloaderStarved <= 0 {
+		c.FreeloaderStarved = 10 * time.Second
+	}
+	if c.MisbehavingStalled <= 0 {
+		c.MisbehavingStalled = 16
 	}
 }
 

@@ -233,6 +233,12 @@ func (s *Reports) handleReport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.accepted.Add(1)
+	if s.origin.Answer != nil {
+		if ans := s.origin.Answer(rep); ans != nil {
+			writeJSON(w, ans)
+			return
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

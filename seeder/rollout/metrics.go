@@ -14,6 +14,8 @@ var (
 		"Agents known from their reports, by state (live, missing).", []string{"state"}, nil)
 	descReportsRecv = prometheus.NewDesc("swarmship_origin_reports_total",
 		"Agent reports received, by result (accepted, rejected).", []string{"result"}, nil)
+	descPeersFlagged = prometheus.NewDesc("swarmship_peers_flagged",
+		"Peers the agents' contribution ledgers flag, by kind (freeloader, misbehaving).", []string{"kind"}, nil)
 )
 
 // Collector exports the rollout view and the report counters to
@@ -23,7 +25,7 @@ func (s *Reports) Collector() prometheus.Collector { return rolloutCollector{s} 
 type rolloutCollector struct{ s *Reports }
 
 func (c rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRolloutAgents, descRolloutProgress, descAlerts, descReportAgents, descReportsRecv} {
+	for _, d := range []*prometheus.Desc{descRolloutAgents, descRolloutProgress, descAlerts, descReportAgents, descReportsRecv, descPeersFlagged} {
 		ch <- d
 	}
 }
@@ -54,4 +56,7 @@ func (c rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReportAgents, prometheus.GaugeValue, float64(ro.Agents.Missing), "missing")
 	ch <- prometheus.MustNewConstMetric(descReportsRecv, prometheus.CounterValue, float64(c.s.accepted.Load()), "accepted")
 	ch <- prometheus.MustNewConstMetric(descReportsRecv, prometheus.CounterValue, float64(c.s.rejected.Load()), "rejected")
+	co := c.s.Contribution(nil)
+	ch <- prometheus.MustNewConstMetric(descPeersFlagged, prometheus.GaugeValue, float64(co.Freeloaders), "freeloader")
+	ch <- prometheus.MustNewConstMetric(descPeersFlagged, prometheus.GaugeValue, float64(co.Misbehaving), "misbehaving")
 }

@@ -54,6 +54,9 @@ type Origin struct {
 	// LogRefusal bounds the log lines of refused reports: whether to log
 	// this one and how many were left out before it.
 	LogRefusal func() (bool, int)
+	// Answer, if set, is the body of the answer to an accepted report
+	// (the quarantine list the agent must apply); nil: 204 No Content.
+	Answer func(*report.Report) *report.Answer
 }
 
 // Peer is one peer of a swarm as the tracker sees it.
@@ -105,6 +108,7 @@ type Reports struct {
 	firstSeen  map[string]time.Time // releases, by name@version
 	capacity   []capSample
 	alertSince map[string]time.Time // by alertKey
+	contrib    *contribution        // the ledgers' latest fold (contrib.go)
 }
 
 // Open opens the report store in this origin's memory; with a cache dir
@@ -174,6 +178,7 @@ func (s *Reports) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+report.Path, s.handleReport)
 	mux.HandleFunc("GET /api/v1/rollout", guard(false, "rollout", s.handleRollout))
 	mux.HandleFunc("GET /api/v1/agents/{id}", guard(false, "agent view", s.handleAgent))
+	mux.HandleFunc("GET /api/v1/peers", guard(false, "peer contribution", s.handlePeers))
 	dashboardRoutes(mux)
 }
 
@@ -192,6 +197,7 @@ func (s *Reports) Tick(now time.Time) {
 		s.dropLocked(key)
 	}
 	s.sampleLocked(now, a)
+	s.refreshContributionLocked(now)
 	alerts := s.viewLocked(now, nil, a, false).Alerts // since: kept or now
 	clear(s.alertSince)
 	for _, al := range alerts {

@@ -38,10 +38,10 @@ func TestElectSiteAgrees(t *testing.T) {
 			rs = allowed
 		}
 		s := new(scratch)
-		electGateways(s, peers, cutoff, rs, trusted)
+		electGateways(s, peers, cutoff, rs, trusted, nil)
 		for _, k := range sites {
 			wg, wok := s.gw[k]
-			g, ok := electSite(peers, cutoff, rs, trusted, k)
+			g, ok := electSite(peers, cutoff, rs, trusted, nil, k)
 			if g != wg || ok != wok {
 				t.Fatalf("round %d site %v: electSite (%d, %v), electGateways (%d, %v)", round, k, g, ok, wg, wok)
 			}

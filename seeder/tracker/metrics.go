@@ -55,7 +55,7 @@ func newMetrics(t *Tracker) metrics {
 	m.completed = m.announces.WithLabelValues(eventCompleted)
 	m.stopped = m.announces.WithLabelValues(eventStopped)
 	m.regular = m.announces.WithLabelValues("none")
-	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency, reasonPeerID, reasonCap, reasonUnknown, reasonState} {
+	for _, r := range []string{reasonMalformed, reasonUnauthorized, reasonResidency, reasonPeerID, reasonCap, reasonUnknown, reasonState, reasonQuarantined} {
 		m.refusals.WithLabelValues(r) // export zeros so rates work from the start
 	}
 	return m

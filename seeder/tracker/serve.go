@@ -86,6 +86,13 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if q := t.quarantine.Load(); q != nil {
+		probe := entry{id: a.peerID, addr: addr}
+		if q.has(&probe) {
+			t.refuse(w, r, &a, reasonQuarantined, errors.New("peer is quarantined by the operator"))
+			return
+		}
+	}
 	if a.relay {
 		// A relay-mode agent's address is never stored, so no answer,
 		// swarm view or dashboard can hand it out: its handle stands in.
@@ -172,9 +179,10 @@ type scratch struct {
 	gw      map[siteKey]int // gateway-mode answers: each site's gateway, as an index into swarm.peers, or openSite
 	trusted []bool          // per swarm.peers index: trusted by the requester (trust.go)
 	queue   []int
-	res     [numTiers][]int // indices into swarm.peers, one reservoir per tier
-	seen    [numTiers]int   // candidates offered per tier
-	rng     uint64          // wyrand state, seeded per answer
+	res     [numTiers][]int     // indices into swarm.peers, one reservoir per tier
+	keys    [numTiers][]float64 // weighted answers: each reservoir entry's key (quarantine.go)
+	seen    [numTiers]int       // candidates offered per tier
+	rng     uint64              // wyrand state, seeded per answer
 	v4, v6  []byte
 	out     []byte
 }
@@ -218,7 +226,7 @@ var noSite = unique.Make("")
 // site does not end up with two agents holding WAN connections. With
 // trusted (the requester's point of view, see trust.go) only trusted agents
 // are elected, and a site without any is open.
-func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, trusted []bool) {
+func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, trusted []bool, weights map[[20]byte]float64) {
 	if s.gw == nil {
 		s.gw = make(map[siteKey]int)
 	}
@@ -230,7 +238,7 @@ func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, 
 		}
 		k := siteKey{p.site, p.region}
 		g, ok := s.gw[k]
-		s.gw[k] = elect(peers, trusted, i, g, ok)
+		s.gw[k] = elect(peers, trusted, weights, i, g, ok)
 	}
 }
 
@@ -239,13 +247,13 @@ func electGateways(s *scratch, peers []entry, cutoff int64, allowed *regionSet, 
 // A requester that is not its site's gateway needs nothing more, and this
 // pass costs no map operation per peer (the full election was 44% of an
 // announce in BenchmarkAnnounceGateway).
-func electSite(peers []entry, cutoff int64, allowed *regionSet, trusted []bool, k siteKey) (g int, ok bool) {
+func electSite(peers []entry, cutoff int64, allowed *regionSet, trusted []bool, weights map[[20]byte]float64, k siteKey) (g int, ok bool) {
 	for i := range peers {
 		p := &peers[i]
 		if p.site != k.site || p.region != k.region || !electable(p, cutoff, allowed) {
 			continue
 		}
-		g, ok = elect(peers, trusted, i, g, ok), true
+		g, ok = elect(peers, trusted, weights, i, g, ok), true
 	}
 	return g, ok
 }
@@ -256,8 +264,10 @@ func electable(p *entry, cutoff int64, allowed *regionSet) bool {
 }
 
 // elect is one step of a site's election: candidate i against the site's
-// gateway so far (g, if ok), returning the new one.
-func elect(peers []entry, trusted []bool, i, g int, ok bool) int {
+// gateway so far (g, if ok), returning the new one. An agent of normal
+// weight (upload capacity and load, see SetWeights) beats a slow or
+// saturated one whatever their age.
+func elect(peers []entry, trusted []bool, weights map[[20]byte]float64, i, g int, ok bool) int {
 	p := &peers[i]
 	switch {
 	case trusted != nil && !trusted[i]:
@@ -265,7 +275,16 @@ func elect(peers []entry, trusted []bool, i, g int, ok bool) int {
 			return openSite
 		}
 		return g
-	case !ok || g == openSite || p.joined < peers[g].joined || (p.joined == peers[g].joined && bytes.Compare(p.id[:], peers[g].id[:]) < 0):
+	case !ok || g == openSite:
+		return i
+	}
+	if pc, gc := capable(weights, p.id), capable(weights, peers[g].id); pc != gc {
+		if pc {
+			return i
+		}
+		return g
+	}
+	if p.joined < peers[g].joined || (p.joined == peers[g].joined && bytes.Compare(p.id[:], peers[g].id[:]) < 0) {
 		return i
 	}
 	return g
@@ -282,8 +301,11 @@ func sameID(a, b *[20]byte) bool {
 func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort, allowed *regionSet, now int64, want int) []byte {
 	for i := range s.res {
 		s.res[i] = s.res[i][:0]
+		s.keys[i] = s.keys[i][:0]
 		s.seen[i] = 0
 	}
+	weights := t.weightMap()
+	quarantine := t.quarantine.Load()
 	s.v4, s.v6 = s.v4[:0], s.v6[:0]
 	s.rng = rand.Uint64()
 
@@ -316,11 +338,11 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		if personal(s, sw, a.peerID, cutoff) {
 			trusted = s.trusted
 		}
-		g, ok := electSite(peers, cutoff, allowed, trusted, siteKey{a.site, a.region})
+		g, ok := electSite(peers, cutoff, allowed, trusted, weights, siteKey{a.site, a.region})
 		isGateway = !ok || g == openSite || sameID(&peers[g].id, &a.peerID)
 		if isGateway {
 			// Only a gateway sees other sites, through their gateways.
-			electGateways(s, peers, cutoff, allowed, trusted)
+			electGateways(s, peers, cutoff, allowed, trusted, weights)
 		}
 	}
 	for i := range peers {
@@ -344,7 +366,8 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 			reqOrigin && p.role == roleAgent,
 			// Relay-mode agents meet only each other, by handle: no real
 			// address reaches them, and no one else gets a handle.
-			a.relay != relay.IsHandle(p.addr):
+			a.relay != relay.IsHandle(p.addr),
+			quarantine.has(p): // stored by another origin before it was quarantined
 			continue
 		}
 		tier := tierOther
@@ -379,7 +402,11 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 		// Once the nearer tiers have had want candidates, farther tiers can
 		// no longer reach the answer; skipping them saves the random draws.
 		if tier <= maxTier {
-			s.offer(tier, i, want)
+			if weights != nil {
+				s.offerWeighted(tier, i, want, weightOf(weights, p.id))
+			} else {
+				s.offer(tier, i, want)
+			}
 			switch {
 			case s.seen[tierSite] >= want:
 				maxTier = tierSite
@@ -391,10 +418,14 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 
 	// Reservoirs are filled in swarm order at first; shuffle each tier so
 	// the same few peers are not always at the head of every answer.
-	for _, res := range s.res {
-		for i := len(res) - 1; i > 0; i-- {
-			j := s.intn(i + 1)
-			res[i], res[j] = res[j], res[i]
+	if weights != nil {
+		s.orderWeighted()
+	} else {
+		for _, res := range s.res {
+			for i := len(res) - 1; i > 0; i-- {
+				j := s.intn(i + 1)
+				res[i], res[j] = res[j], res[i]
+			}
 		}
 	}
 

@@ -148,10 +148,11 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 		trusted = s.trusted
 		view.Personal = true
 	}
-	electGateways(s, peers, cutoff, allowed, trusted)
+	electGateways(s, peers, cutoff, allowed, trusted, t.weightMap())
+	quarantine := t.quarantine.Load()
 	for i := range peers {
 		p := &peers[i]
-		if p.seen < cutoff || p.role != roleAgent || !allowed.allows(p.region) {
+		if p.seen < cutoff || p.role != roleAgent || !allowed.allows(p.region) || quarantine.has(p) {
 			continue
 		}
 		if len(view.Agents) == maxSwarmView {

@@ -139,6 +139,10 @@ type Tracker struct {
 	scratch sync.Pool // *scratch, per-request buffers
 	m       metrics
 
+	// quarantine and weights come from the origin (quarantine.go).
+	quarantine atomic.Pointer[Quarantine]
+	weights    atomic.Pointer[map[[20]byte]float64]
+
 	// store is where the swarms live (memstore.go, redisstore.go); the
 	// shards hold what answers read either way.
 	store swarmStore

@@ -38,7 +38,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tbtool get|fetch|progress|report|verify ...")
+		fmt.Fprintln(os.Stderr, "usage: tbtool get|fetch|progress|report|verify|play ...")
 		os.Exit(2)
 	}
 	var err error
@@ -57,6 +57,8 @@ func main() {
 		err = cmdReport(os.Args[2:])
 	case "verify":
 		err = cmdVerify(os.Args[2:])
+	case "play":
+		err = cmdPlay(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

@@ -394,6 +394,42 @@
     box.replaceChildren(el("h2", { text: `Screens at risk (${d.screens_at_risk_total} of ${d.screens})` }), el("div", { class: "tablewrap" }, t), more);
   }
 
+  // Peer contribution (GET ../api/v1/peers): what the agents' ledgers say
+  // of each peer; freeloaders and misbehaving peers first. The quarantine
+  // list shows which of them are already cut off.
+  function peersPanel(c, quarantined) {
+    const box = document.getElementById("peers");
+    const flagged = c.peers.filter(p => p.freeloader || p.misbehaving);
+    box.hidden = !c.peers.length && !quarantined.length;
+    const q = new Set(quarantined.map(e => e.applied ? "peer:" + e.applied : e.entry));
+    const t = el("table", { class: "table" }, headRow(["peer", "agent", "address", "received#", "sent#", "bad pieces#", "stalled#", "starved s#", "flags", "quarantine"]));
+    for (const p of c.peers.slice(0, 50)) {
+      const inQ = q.has("peer:" + p.peer_id) || q.has("addr:" + p.addr);
+      t.appendChild(el("tr", { "data-peer": p.peer_id, "data-freeloader": String(!!p.freeloader), "data-misbehaving": String(!!p.misbehaving), "data-quarantined": String(inQ) },
+        el("td", { class: "mono", title: p.peer_id, text: p.peer_id.slice(0, 16) + "…" }),
+        el("td", { text: p.name || p.agent_id || "—" }),
+        el("td", { class: "mono", text: p.addr }),
+        el("td", { class: "num", text: bytes(p.received) }),
+        el("td", { class: "num", text: bytes(p.sent) }),
+        el("td", { class: "num" + (p.bad_pieces ? " err" : ""), text: p.bad_pieces }),
+        el("td", { class: "num" + (p.stalled ? " err" : ""), text: p.stalled }),
+        el("td", { class: "num", text: p.starved }),
+        el("td", { class: p.why ? "err" : "", text: p.why || "—" }),
+        el("td", { text: inQ ? "quarantined" : "—" })));
+    }
+    const head = el("h2", { text: "Peers" + (flagged.length ? ` (${c.freeloaders} freeloading, ${c.misbehaving} misbehaving)` : "") });
+    box.replaceChildren(head, el("div", { class: "tablewrap" }, t),
+      el("p", { class: "meta", text: `${quarantined.length} quarantined · swarmship quarantine add peer:ID --origin URL` }));
+  }
+
+  async function pollPeers(headers) {
+    try {
+      const [pr, qr] = await Promise.all([fetch("../api/v1/peers", { cache: "no-store", headers }), fetch("../api/v1/quarantine", { cache: "no-store", headers })]);
+      if (!pr.ok) return;
+      peersPanel(await pr.json(), qr.ok ? await qr.json() : []);
+    } catch (e) { /* the rollout poll shows the origin's state */ }
+  }
+
   function render(d) {
     const now = Date.now();
     summary(d, now);
@@ -424,6 +460,7 @@
       }
       if (!res.ok) throw new Error(res.status + " " + res.statusText);
       render(await res.json());
+      await pollPeers(headers);
       err.hidden = true;
     } catch (e) {
       err.textContent = "Cannot read the rollout from the origin: " + e.message + " (showing the last data)";
