@@ -28,7 +28,7 @@ func newCatalogCmd() *cobra.Command {
 		newCatalogYankCmd(), newCatalogVerifyCmd(), newCatalogResignCmd(), newCatalogGCCmd())
 	c.AddCommand(newCatalogPolicyCmd())
 	c.AddCommand(newCatalogPlaylistCmd()) // playlist.go
-	c.AddCommand(newCatalogCodesCmd()) // watermark.go
+	c.AddCommand(newCatalogCodesCmd())    // watermark.go
 	return c
 }
 
