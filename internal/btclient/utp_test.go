@@ -9,6 +9,7 @@ import (
 	"time"
 
 	utp "github.com/anacrolix/go-libutp"
+	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/swarmship/swarmship/internal/btclient"
 	"github.com/swarmship/swarmship/internal/peertls"
@@ -43,6 +44,11 @@ func TestUTPListensOnThePeerPort(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { cl.Close() })
+			// A client with no torrent wants no peer: it closes what it
+			// accepts, and under load that reset overtook the dial's
+			// connect (UTP_ECONNRESET, 1 run in 30). With a torrent it
+			// keeps the connection until the handshake times out.
+			cl.AddTorrentInfoHash(metainfo.Hash{1})
 			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cl.LocalPort()))
 			s, err := utp.NewSocket("udp4", "127.0.0.1:0")
 			if err != nil {
