@@ -404,16 +404,17 @@ func (o *offloader) candidates(n int, inflight map[int]bool, max int) []int {
 		avail = roaring.New()
 	}
 	plan := o.shardPlan(n, members)
+	// One look at the torrent's piece states, not one per piece: each
+	// takes the client's lock, and a media release with 16 KiB pieces has
+	// tens of thousands, scanned five times a second.
+	have := o.completedPieces()
 	var out []int
 	for p := 0; p < n && len(out) < max; p++ {
-		if inflight[p] || avail.Contains(uint32(p)) {
+		if inflight[p] || avail.Contains(uint32(p)) || have.Contains(uint32(p)) {
 			continue
 		}
 		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
 			continue // the other variant: never fetched
-		}
-		if o.t.PieceState(p).Complete {
-			continue
 		}
 		if plan.owner(p) == self {
 			out = append(out, p)
@@ -613,8 +614,9 @@ func (o *offloader) suspectOwners(n int, plan *shardPlan, avail *roaring.Bitmap)
 	now := o.now()
 	found := map[[20]byte]bool{}
 	checked := 0
+	have := o.completedPieces()
 	for p := 0; p < n && checked < maxSuspectScan; p++ {
-		if avail.Contains(uint32(p)) || o.t.PieceState(p).Complete {
+		if avail.Contains(uint32(p)) || have.Contains(uint32(p)) {
 			continue
 		}
 		if o.variants != nil && !o.variants.want.Contains(uint32(p)) {
