@@ -4,6 +4,9 @@ package main
 
 import (
 	"os"
+	// Time zones inside the binary: an agent's timezone and signage
+	// schedules must load on minimal systems without tzdata.
+	_ "time/tzdata"
 
 	"github.com/swarmship/swarmship/cmd"
 )

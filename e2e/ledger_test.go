@@ -47,6 +47,9 @@ const stallPeerIP = "127.0.0.4"
 // than the swarm's usual bound.
 func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 	if ln, err := net.Listen("tcp", stallPeerIP+":0"); err != nil {
+		if testenv.InCI() {
+			t.Fatalf("cannot listen on %s (needs the whole of 127/8 on loopback): %v", stallPeerIP, err)
+		}
 		t.Skipf("cannot listen on %s (needs the whole of 127/8 on loopback): %v", stallPeerIP, err)
 	} else {
 		ln.Close()
@@ -83,9 +86,9 @@ func TestFreeloaderAndStallerAreQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitActive(t, "app", "1.0", 120*time.Second, honest...)
-	if staller.requests.Load() == 0 {
-		t.Fatal("no agent sent the stalling peer a request")
-	}
+	// Whether the staller got requests before the agents finished is
+	// timing; the flag polled below needs them and says so if missing.
+	t.Logf("the stalling peer got %d requests", staller.requests.Load())
 
 	// The origin's peer view flags both.
 	base := sw.OriginURL
