@@ -41,7 +41,8 @@ type Config struct {
 	// (a player that stopped reading holds nothing for longer).
 	SendTimeout time.Duration `yaml:"send_timeout"`
 	// WaitTimeout is how long a request for a file still downloading
-	// waits for its pieces before it is answered 503 (Retry-After).
+	// waits for its pieces (and its first hash, which goes on after)
+	// before it is answered 503 (Retry-After).
 	WaitTimeout time.Duration `yaml:"wait_timeout"`
 }
 

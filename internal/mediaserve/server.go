@@ -81,6 +81,15 @@ type Server struct {
 	checked checkedFiles
 	hashing chan struct{} // bounds concurrent hashes
 
+	// Hashes run under the server's lifetime, not a request's: a request
+	// that gives up (WaitTimeout, client gone) leaves the hash going for
+	// the next one; Close stops them.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	hashers sync.WaitGroup
+
+	onHashBlock func(ctx context.Context, off int64) // tests: a slow disk
+
 	stats Stats
 
 	mu  sync.Mutex
@@ -102,6 +111,10 @@ type Stats struct {
 // maxChecked bounds the memo of verified files.
 const maxChecked = 1 << 16
 
+// maxFlights bounds the files waiting to be hashed or being hashed (a
+// goroutine and an open file each); past it a request is answered 503.
+const maxFlights = 256
+
 // New returns a server for cfg (defaults applied and validated).
 func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	if log == nil {
@@ -111,7 +124,9 @@ func New(cfg Config, src Source, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		ctx: ctx, cancel: cancel,
 		cfg: cfg, src: src, log: log, allow: allow, origins: map[string]bool{},
 		mux: http.NewServeMux(), hashing: make(chan struct{}, 2),
 		checked: checkedFiles{m: map[string]checked{}, flights: map[string]*flight{}},
@@ -197,8 +212,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Close stops serving and closes open connections.
+// Close stops serving, closes open connections and stops the hashes
+// under way (waiting for them to end).
 func (s *Server) Close() error {
+	s.checked.mu.Lock()
+	s.checked.closed = true // no hash starts after this
+	s.checked.mu.Unlock()
+	s.cancel()
+	s.hashers.Wait()
 	s.mu.Lock()
 	srv := s.srv
 	s.srv = &http.Server{} // a later Serve fails
@@ -285,7 +306,7 @@ func (s *Server) open(ctx context.Context, id string, rel Release, f File) (*os.
 		err = fmt.Errorf("%s on disk is not a regular file of %d bytes", f.Path, f.Size)
 	}
 	if err == nil {
-		err = s.checked.verify(ctx, id+"/"+f.Path, file, fi, f, s)
+		err = s.checked.verify(ctx, id+"/"+f.Path, fi, f, s, func() (*os.File, error) { return rel.Open(ctx, f.Path) })
 	}
 	if err != nil {
 		file.Close()
@@ -328,7 +349,7 @@ func (s *Server) fail(w http.ResponseWriter, what, filePath string, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		s.stats.NotReady.Add(1)
 		w.Header().Set("Retry-After", "2")
-		http.Error(w, "still downloading: its pieces are not verified yet", http.StatusServiceUnavailable)
+		http.Error(w, "still downloading or being verified", http.StatusServiceUnavailable)
 	case errors.Is(err, errMismatch):
 		s.log.Error("media file does not match its signed SHA-256; not served", "release", what, "file", filePath)
 		http.Error(w, "file failed verification", http.StatusInternalServerError)
@@ -422,11 +443,12 @@ func cacheControl(name string) string {
 var errMismatch = errors.New("bytes do not match the signed SHA-256")
 
 // checkedFiles remembers which files on disk matched their SHA-256, and
-// lets one request hash a file while others for it wait.
+// hashes each file once at a time for all the requests that want it.
 type checkedFiles struct {
 	mu      sync.Mutex
 	m       map[string]checked
 	flights map[string]*flight
+	closed  bool
 }
 
 type checked struct {
@@ -440,7 +462,12 @@ type flight struct {
 	err  error
 }
 
-func (c *checkedFiles) verify(ctx context.Context, key string, file *os.File, fi os.FileInfo, f File, s *Server) error {
+var errClosing = &NotReadyError{Reason: "media server closing"}
+
+// verify returns nil once a file with the identity fi has matched f's
+// SHA-256, starting a hash of it (on a file of its own, from open) if none
+// is under way. The request waits only until ctx ends; the hash goes on.
+func (c *checkedFiles) verify(ctx context.Context, key string, fi os.FileInfo, f File, s *Server, open func() (*os.File, error)) error {
 	key = f.SHA256 + "\x00" + key
 	for {
 		c.mu.Lock()
@@ -448,39 +475,79 @@ func (c *checkedFiles) verify(ctx context.Context, key string, file *os.File, fi
 			c.mu.Unlock()
 			return nil
 		}
-		if fl := c.flights[key]; fl != nil {
+		fl := c.flights[key]
+		if fl == nil {
+			if c.closed {
+				c.mu.Unlock()
+				return errClosing
+			}
+			if len(c.flights) >= maxFlights {
+				c.mu.Unlock()
+				return &NotReadyError{Reason: "too many files being verified"}
+			}
+			fl = &flight{done: make(chan struct{})}
+			c.flights[key] = fl
+			s.hashers.Add(1)
 			c.mu.Unlock()
-			select {
-			case <-fl.done:
-				if fl.err != nil && !errors.Is(fl.err, context.Canceled) && !errors.Is(fl.err, context.DeadlineExceeded) {
-					return fl.err
-				}
-				continue // checked (or the hasher gave up): look again
-			case <-ctx.Done():
-				return ctx.Err()
+			file, err := open() // the pieces are in: this does not wait
+			if err != nil {
+				c.mu.Lock()
+				delete(c.flights, key)
+				fl.err = err
+				c.mu.Unlock()
+				close(fl.done)
+				s.hashers.Done()
+				return err
 			}
+			go c.run(key, fl, file, f, s)
+		} else {
+			c.mu.Unlock()
 		}
-		fl := &flight{done: make(chan struct{})}
-		c.flights[key] = fl
-		c.mu.Unlock()
-		fl.err = s.hash(ctx, file, f)
-		c.mu.Lock()
-		delete(c.flights, key)
-		if fl.err == nil {
-			if len(c.m) >= maxChecked {
-				for k := range c.m { // drop an arbitrary half
-					delete(c.m, k)
-					if len(c.m) < maxChecked/2 {
-						break
-					}
+		select {
+		case <-fl.done:
+			if fl.err != nil {
+				if s.ctx.Err() != nil {
+					return errClosing
 				}
+				return fl.err // not remembered: the next request hashes again
 			}
-			c.m[key] = checked{fi: fi, size: fi.Size(), mod: fi.ModTime()}
+			// Look again: the file hashed may not be the one this
+			// request opened (replaced in between).
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		c.mu.Unlock()
-		close(fl.done)
-		return fl.err
 	}
+}
+
+func (c *checkedFiles) run(key string, fl *flight, file *os.File, f File, s *Server) {
+	defer s.hashers.Done()
+	defer file.Close()
+	fi, err := file.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || fi.Size() != f.Size) {
+		err = fmt.Errorf("%s on disk is not a regular file of %d bytes", f.Path, f.Size)
+	}
+	if err == nil {
+		err = s.hash(s.ctx, file, f)
+	}
+	if err != nil && !errors.Is(err, errMismatch) && s.ctx.Err() == nil {
+		s.log.Warn("media file hash failed", "file", f.Path, "err", err)
+	}
+	c.mu.Lock()
+	delete(c.flights, key)
+	if err == nil {
+		if len(c.m) >= maxChecked {
+			for k := range c.m { // drop an arbitrary half
+				delete(c.m, k)
+				if len(c.m) < maxChecked/2 {
+					break
+				}
+			}
+		}
+		c.m[key] = checked{fi: fi, size: fi.Size(), mod: fi.ModTime()}
+	}
+	fl.err = err
+	c.mu.Unlock()
+	close(fl.done)
 }
 
 func (s *Server) hash(ctx context.Context, file *os.File, f File) error {
@@ -494,6 +561,9 @@ func (s *Server) hash(ctx context.Context, file *os.File, f File) error {
 	buf := make([]byte, 256<<10)
 	var off int64
 	for off < f.Size {
+		if s.onHashBlock != nil {
+			s.onHashBlock(ctx, off)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

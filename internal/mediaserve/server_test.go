@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -91,6 +92,7 @@ func newTestServer(t *testing.T, cfg Config, src Source) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -490,4 +492,109 @@ func TestClientThatStopsReadingIsCut(t *testing.T) {
 		t.Fatalf("read %d bytes: the stalled response was not cut", n)
 	}
 	t.Logf("read %d of %d bytes before the cut (%v)", n, size, err)
+}
+
+// waitUntil polls cond for up to a minute (a loaded machine is slow).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+	}
+}
+
+// A file whose hash takes longer than WaitTimeout (a large file on a slow
+// disk): requests give up alone, the one hash goes on and is remembered.
+func TestSlowHashOutlivesRequests(t *testing.T) {
+	src, _ := mediaFixture(t)
+	s := newTestServer(t, Config{WaitTimeout: time.Second}, src)
+	var starts, cancelled atomic.Int64
+	release := make(chan struct{})
+	s.onHashBlock = func(ctx context.Context, off int64) {
+		if off == 0 {
+			starts.Add(1)
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			cancelled.Add(1)
+		}
+	}
+	const target = "/media/show@2/low/seg000.ts"
+
+	// The client whose request started the hash goes away.
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequest("GET", target, nil).WithContext(cctx)
+	req.RemoteAddr = "10.1.2.3:4567"
+	gone := make(chan struct{})
+	go func() { defer close(gone); s.ServeHTTP(httptest.NewRecorder(), req) }()
+	waitUntil(t, "the hash to start", func() bool { return starts.Load() == 1 })
+	cancel()
+	select {
+	case <-gone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a request whose client went away did not end")
+	}
+
+	// The next one waits its WaitTimeout and is told to come back.
+	rec := do(s, "GET", target, nil)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("hash under way: %d %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if n := starts.Load(); n != 1 {
+		t.Fatalf("%d hashes started, want 1 shared", n)
+	}
+
+	close(release)
+	waitUntil(t, "the hash to end", func() bool { return s.Stats().HashedBytes.Load() == int64(len(segment)) })
+	for i := 0; i < 2; i++ {
+		rec = do(s, "GET", target, nil)
+		if rec.Code != 200 || rec.Body.String() != segment {
+			t.Fatalf("after the hash: %d %q", rec.Code, rec.Body.String())
+		}
+	}
+	if n, c := starts.Load(), cancelled.Load(); n != 1 || c != 0 {
+		t.Errorf("hashes started %d (want 1), cancelled %d (want 0)", n, c)
+	}
+}
+
+func TestCloseStopsHashes(t *testing.T) {
+	src, _ := mediaFixture(t)
+	s := newTestServer(t, Config{WaitTimeout: 50 * time.Millisecond}, src)
+	var starts, cancelled atomic.Int64
+	s.onHashBlock = func(ctx context.Context, off int64) {
+		if off == 0 {
+			starts.Add(1)
+		}
+		<-ctx.Done()
+		cancelled.Add(1)
+	}
+	for _, p := range []string{"low/seg000.ts", "low/seg001.ts", "index.m3u8"} {
+		if rec := do(s, "GET", "/media/show@2/"+p, nil); rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s while hashing: %d", p, rec.Code)
+		}
+	}
+	waitUntil(t, "two hashes to start", func() bool { return starts.Load() == 2 })
+	time.Sleep(100 * time.Millisecond) // a third, if unbounded, would start now
+	if n := starts.Load(); n != 2 {
+		t.Errorf("%d hashes at once, want at most 2", n)
+	}
+	closed := make(chan struct{})
+	go func() { defer close(closed); s.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not stop the hashes")
+	}
+	if n, c := starts.Load(), cancelled.Load(); c != n {
+		t.Errorf("hashes started %d, stopped %d", n, c)
+	}
+	if b := s.Stats().HashedBytes.Load(); b != 0 {
+		t.Errorf("a stopped hash counted %d bytes", b)
+	}
+	if rec := do(s, "GET", "/media/show@2/low/seg000.ts", nil); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("after Close: %d", rec.Code)
+	}
 }
