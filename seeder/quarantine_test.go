@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +112,56 @@ func TestQuarantineAPI(t *testing.T) {
 	}
 	if q := answer(acme, "agent-acme-1", "acme", "s1", to.ih["app-acme"]); len(q) != 0 {
 		t.Errorf("acme agent's answer after the lift: %v", q)
+	}
+}
+
+// With tokens off, the quarantine may be read from anywhere but changed
+// only from the origin's own host: otherwise anyone who reaches the origin
+// could cut agents off.
+func TestQuarantineTokensOffLoopbackOnly(t *testing.T) {
+	srv, _, _ := newOriginWith(t, seeder.Config{}, func(s *httptest.Server) {
+		h := s.Config.Handler
+		s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if a := r.Header.Get("X-Test-Remote"); a != "" {
+				r.RemoteAddr = a // stands in for a caller on another host
+			}
+			h.ServeHTTP(w, r)
+		})
+		s.Start()
+	})
+	peer := "peer:" + strings.Repeat("2d", 20)
+	call := func(method, remote string) int {
+		t.Helper()
+		var body io.Reader
+		url := srv.URL + seeder.QuarantinePath
+		if method == "POST" {
+			b, _ := json.Marshal(map[string]string{"entry": peer})
+			body = bytes.NewReader(b)
+		} else if method == "DELETE" {
+			url += "?entry=" + peer
+		}
+		req, _ := http.NewRequest(method, url, body)
+		req.Header.Set("Content-Type", "application/json")
+		if remote != "" {
+			req.Header.Set("X-Test-Remote", remote)
+		}
+		resp, _ := do(t, req)
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		method, remote string
+		want           int
+	}{
+		{"POST", "192.0.2.9:4000", http.StatusForbidden},
+		{"POST", "[2001:db8::9]:4000", http.StatusForbidden},
+		{"POST", "", http.StatusCreated}, // loopback
+		{"GET", "192.0.2.9:4000", http.StatusOK},
+		{"DELETE", "192.0.2.9:4000", http.StatusForbidden},
+		{"DELETE", "[::1]:4000", http.StatusNoContent},
+	} {
+		if got := call(c.method, c.remote); got != c.want {
+			t.Errorf("%s from %q: %d, want %d", c.method, c.remote, got, c.want)
+		}
 	}
 }
 
