@@ -219,7 +219,7 @@ func (o *Origin) applyQuarantine(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	tq := &tracker.Quarantine{IDs: map[[20]byte]bool{}, IPs: map[netip.Addr]bool{}, Addrs: map[netip.AddrPort]bool{}}
+	tq := &tracker.Quarantine{IDs: map[[20]byte]bool{}, TenantIDs: map[string]map[[20]byte]bool{}, IPs: map[netip.Addr]bool{}, Addrs: map[netip.AddrPort]bool{}}
 	answers := map[string][]string{}
 	var sig strings.Builder
 	for _, e := range entries {
@@ -244,12 +244,22 @@ func (o *Origin) applyQuarantine(ctx context.Context) {
 			var id [20]byte
 			if b, err := hex.DecodeString(v); err == nil && len(b) == 20 {
 				copy(id[:], b)
-				tq.IDs[id] = true
+				// A tenant's entry holds in that tenant's swarms only:
+				// peer IDs are chosen by clients, so another tenant's
+				// agent may carry the same one.
+				if e.Tenant == "" {
+					tq.IDs[id] = true
+				} else {
+					if tq.TenantIDs[e.Tenant] == nil {
+						tq.TenantIDs[e.Tenant] = map[[20]byte]bool{}
+					}
+					tq.TenantIDs[e.Tenant][id] = true
+				}
 			}
 		}
 		if out != "" {
 			answers[e.Tenant] = append(answers[e.Tenant], out)
-			sig.WriteString(out + ",")
+			sig.WriteString(e.Tenant + "/" + out + ",")
 		}
 	}
 	o.quarantine.answers.Store(&answers)
@@ -292,8 +302,26 @@ type quarantineRequest struct {
 
 func (o *Origin) quarantineRoutes(mux *http.ServeMux) {
 	mux.Handle("GET "+QuarantinePath, o.operator(false, "quarantine list", o.handleQuarantineList))
-	mux.Handle("POST "+QuarantinePath, o.operator(false, "quarantine", o.handleQuarantineAdd))
-	mux.Handle("DELETE "+QuarantinePath, o.operator(false, "quarantine", o.handleQuarantineRemove))
+	mux.Handle("POST "+QuarantinePath, o.loopbackWithoutTokens(o.operator(false, "quarantine", o.handleQuarantineAdd)))
+	mux.Handle("DELETE "+QuarantinePath, o.loopbackWithoutTokens(o.operator(false, "quarantine", o.handleQuarantineRemove)))
+}
+
+// loopbackWithoutTokens refuses h to callers off this host when tokens
+// are off. Reading dashboards unauthenticated is the tokens-off trade-off,
+// but a quarantine cuts agents off the swarm: anyone who can reach the
+// origin must not get that. The direct peer address is used, never a
+// forwarded header, so a proxy on the same host should run with tokens on.
+func (o *Origin) loopbackWithoutTokens(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !o.tokensOn() {
+			ap, err := netip.ParseAddrPort(r.RemoteAddr)
+			if err != nil || !ap.Addr().Unmap().IsLoopback() {
+				http.Error(w, "forbidden: with tokens off, the quarantine is changed from the origin's own host only", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 func (o *Origin) handleQuarantineList(w http.ResponseWriter, r *http.Request, tenant string) {

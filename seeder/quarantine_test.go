@@ -2,9 +2,13 @@ package seeder_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +114,102 @@ func TestQuarantineAPI(t *testing.T) {
 	}
 	if q := answer(acme, "agent-acme-1", "acme", "s1", to.ih["app-acme"]); len(q) != 0 {
 		t.Errorf("acme agent's answer after the lift: %v", q)
+	}
+}
+
+// A tenant operator's peer entry quarantines that peer ID in its own
+// tenant's swarms only: a globex agent with the same peer ID (peer IDs are
+// the client's choice) is still served; a fleet entry holds for both.
+func TestQuarantineTenantEntryStaysInTenant(t *testing.T) {
+	to := newTenantOrigin(t)
+	acme := to.issue(t, token.Claims{Tenant: "acme", Site: "s1"})
+	globex := to.issue(t, token.Claims{Tenant: "globex", Site: "g1"})
+	acmeOps := to.issue(t, token.Claims{Role: token.RoleOperator, Tenant: "acme"})
+	fleet := to.issue(t, token.Claims{Role: token.RoleOperator})
+	const peerID = "-SS0001-abcdefghijkl"
+	announce := func(tok, tenant, site, ihHex string) string {
+		t.Helper()
+		ih, _ := hex.DecodeString(ihHex)
+		q := url.Values{"info_hash": {string(ih)}, "peer_id": {peerID}, "port": {"6881"}, "uploaded": {"0"},
+			"downloaded": {"0"}, "left": {"1"}, "tenant": {tenant}, "site": {site}, "token": {tok}}
+		resp, body := get(t, "GET", to.srv.URL+"/announce?"+q.Encode(), nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("announce: %s %s", resp.Status, body)
+		}
+		return body
+	}
+	post := func(tok string) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]string{"entry": "peer:" + hex.EncodeToString([]byte(peerID))})
+		req, _ := http.NewRequest("POST", to.srv.URL+seeder.QuarantinePath, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range bearer(tok) {
+			req.Header.Set(k, v)
+		}
+		if resp, msg := do(t, req); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("quarantine: %s %s", resp.Status, msg)
+		}
+	}
+	post(acmeOps)
+	if body := announce(acme, "acme", "s1", to.ih["app-acme"]); !strings.Contains(body, "quarantined") {
+		t.Errorf("acme agent under acme's entry: %q, want a refusal", body)
+	}
+	if body := announce(globex, "globex", "g1", to.ih["app-globex"]); strings.Contains(body, "failure") {
+		t.Errorf("globex agent with the same peer ID under acme's entry: %q, want it served", body)
+	}
+	post(fleet)
+	if body := announce(globex, "globex", "g1", to.ih["app-globex"]); !strings.Contains(body, "quarantined") {
+		t.Errorf("globex agent under a fleet entry: %q, want a refusal", body)
+	}
+}
+
+// With tokens off, the quarantine may be read from anywhere but changed
+// only from the origin's own host: otherwise anyone who reaches the origin
+// could cut agents off.
+func TestQuarantineTokensOffLoopbackOnly(t *testing.T) {
+	srv, _, _ := newOriginWith(t, seeder.Config{}, func(s *httptest.Server) {
+		h := s.Config.Handler
+		s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if a := r.Header.Get("X-Test-Remote"); a != "" {
+				r.RemoteAddr = a // stands in for a caller on another host
+			}
+			h.ServeHTTP(w, r)
+		})
+		s.Start()
+	})
+	peer := "peer:" + strings.Repeat("2d", 20)
+	call := func(method, remote string) int {
+		t.Helper()
+		var body io.Reader
+		url := srv.URL + seeder.QuarantinePath
+		if method == "POST" {
+			b, _ := json.Marshal(map[string]string{"entry": peer})
+			body = bytes.NewReader(b)
+		} else if method == "DELETE" {
+			url += "?entry=" + peer
+		}
+		req, _ := http.NewRequest(method, url, body)
+		req.Header.Set("Content-Type", "application/json")
+		if remote != "" {
+			req.Header.Set("X-Test-Remote", remote)
+		}
+		resp, _ := do(t, req)
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		method, remote string
+		want           int
+	}{
+		{"POST", "192.0.2.9:4000", http.StatusForbidden},
+		{"POST", "[2001:db8::9]:4000", http.StatusForbidden},
+		{"POST", "", http.StatusCreated}, // loopback
+		{"GET", "192.0.2.9:4000", http.StatusOK},
+		{"DELETE", "192.0.2.9:4000", http.StatusForbidden},
+		{"DELETE", "[::1]:4000", http.StatusNoContent},
+	} {
+		if got := call(c.method, c.remote); got != c.want {
+			t.Errorf("%s from %q: %d, want %d", c.method, c.remote, got, c.want)
+		}
 	}
 }
 

@@ -16,11 +16,15 @@ const reasonQuarantined = "quarantined"
 
 // Quarantine is the set of peers the tracker refuses and never hands
 // out: by peer ID (agents behind one NAT address differ by it), by IP
-// address, or by ip:port.
+// address, or by ip:port. IDs, IPs and Addrs apply to every tenant (a
+// fleet operator's entries); TenantIDs only to the named tenant's swarms,
+// so a tenant's operator cannot cut off another tenant's peer that uses
+// (or is made to look like it uses) the same peer ID.
 type Quarantine struct {
-	IDs   map[[20]byte]bool
-	IPs   map[netip.Addr]bool
-	Addrs map[netip.AddrPort]bool
+	IDs       map[[20]byte]bool
+	TenantIDs map[string]map[[20]byte]bool
+	IPs       map[netip.Addr]bool
+	Addrs     map[netip.AddrPort]bool
 }
 
 // Len is the number of entries.
@@ -28,14 +32,20 @@ func (q *Quarantine) Len() int {
 	if q == nil {
 		return 0
 	}
-	return len(q.IDs) + len(q.IPs) + len(q.Addrs)
+	n := len(q.IDs) + len(q.IPs) + len(q.Addrs)
+	for _, ids := range q.TenantIDs {
+		n += len(ids)
+	}
+	return n
 }
 
-func (q *Quarantine) has(e *entry) bool {
+// has reports whether e, a peer of tenant's swarms, is quarantined: by a
+// fleet-wide entry or by one of its own tenant.
+func (q *Quarantine) has(e *entry, tenant string) bool {
 	if q == nil {
 		return false
 	}
-	return q.IDs[e.id] || q.IPs[e.addr.Addr()] || q.Addrs[e.addr]
+	return q.IDs[e.id] || q.TenantIDs[tenant][e.id] || q.IPs[e.addr.Addr()] || q.Addrs[e.addr]
 }
 
 // SetQuarantine replaces the quarantined peers (nil: none). Stored peers
@@ -51,7 +61,7 @@ func (t *Tracker) SetQuarantine(q *Quarantine) {
 		sh.mu.Lock()
 		for ih, tenants := range sh.byHash {
 			for tenant, sw := range tenants {
-				t.filter(sh, ih, tenant, sw, func(e *entry) bool { return !q.has(e) })
+				t.filter(sh, ih, tenant, sw, func(e *entry) bool { return !q.has(e, tenant) })
 			}
 		}
 		sh.mu.Unlock()

@@ -49,6 +49,42 @@ func TestQuarantine(t *testing.T) {
 	mustOK(t, ann{ih: ih, id: pid(2), remote: "198.51.100.7:1002", port: 7001, left: 10, ident: id}.do(t, tr))
 }
 
+// A tenant's entry holds in that tenant's swarms only: another tenant's
+// peer with the same peer ID is still stored, served and listed, while a
+// fleet-wide entry holds everywhere.
+func TestQuarantineTenantScoped(t *testing.T) {
+	tr, _ := newTest(Config{})
+	ih := hash("quarantine-tenants")
+	acme := Identity{Tenant: "acme", Site: "s", Region: "eu", Role: RoleAgent}
+	globex := Identity{Tenant: "globex", Site: "s", Region: "eu", Role: RoleAgent}
+	for _, id := range []Identity{acme, globex} {
+		mustOK(t, ann{ih: ih, id: pid(2), remote: "198.51.100.7:1", port: 7002, left: 10, ident: id}.do(t, tr))
+	}
+	tr.SetQuarantine(&Quarantine{TenantIDs: map[string]map[[20]byte]bool{"acme": {pid(2): true}}})
+	if r := mustOK(t, ann{ih: ih, id: pid(9), remote: "192.0.2.50:1", left: 10, ident: acme}.do(t, tr)); len(r.addrs) != 0 {
+		t.Errorf("acme answer %v, want its quarantined peer left out", r.addrs)
+	}
+	if again := (ann{ih: ih, id: pid(2), remote: "198.51.100.7:1", port: 7002, left: 10, ident: acme}.do(t, tr)); !strings.Contains(again.Failure, "quarantined") {
+		t.Errorf("acme's quarantined peer announcing: %+v, want a refusal", again)
+	}
+	if r := mustOK(t, ann{ih: ih, id: pid(9), remote: "192.0.2.51:1", left: 10, ident: globex}.do(t, tr)); len(r.addrs) != 1 || r.addrs[0].Port() != 7002 {
+		t.Errorf("globex answer %v, want globex's peer with the same ID served", r.addrs)
+	}
+	mustOK(t, ann{ih: ih, id: pid(2), remote: "198.51.100.7:1", port: 7002, left: 10, ident: globex}.do(t, tr))
+	if v := tr.swarmView(ih, "globex", nil, nil); len(v.Agents) != 2 {
+		t.Errorf("globex swarm view lists %d agents, want 2", len(v.Agents))
+	}
+	if v := tr.swarmView(ih, "acme", nil, nil); len(v.Agents) != 1 {
+		t.Errorf("acme swarm view lists %d agents, want 1 (the requester)", len(v.Agents))
+	}
+
+	// Fleet-wide: every tenant's.
+	tr.SetQuarantine(&Quarantine{IDs: map[[20]byte]bool{pid(2): true}})
+	if again := (ann{ih: ih, id: pid(2), remote: "198.51.100.7:1", port: 7002, left: 10, ident: globex}.do(t, tr)); !strings.Contains(again.Failure, "quarantined") {
+		t.Errorf("globex peer under a fleet entry: %+v, want a refusal", again)
+	}
+}
+
 // With weights, heavy peers are picked far more often than light ones
 // when the answer cannot hold everyone, and the light ones still appear.
 func TestWeightsFavourCapacity(t *testing.T) {

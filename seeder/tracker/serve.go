@@ -88,7 +88,7 @@ func (t *Tracker) serveAnnounce(w http.ResponseWriter, r *http.Request) {
 	}
 	if q := t.quarantine.Load(); q != nil {
 		probe := entry{id: a.peerID, addr: addr}
-		if q.has(&probe) {
+		if q.has(&probe, a.id.Tenant) {
 			t.refuse(w, r, &a, reasonQuarantined, errors.New("peer is quarantined by the operator"))
 			return
 		}
@@ -368,7 +368,7 @@ func (t *Tracker) answer(s *scratch, sh *shard, a *announce, self netip.AddrPort
 			// Relay-mode agents meet only each other, by handle: no real
 			// address reaches them, and no one else gets a handle.
 			a.relay != relay.IsHandle(p.addr),
-			quarantine.has(p): // stored by another origin before it was quarantined
+			quarantine.has(p, a.id.Tenant): // stored by another origin before it was quarantined
 			continue
 		}
 		tier := tierOther

@@ -152,7 +152,7 @@ func (t *Tracker) swarmView(infoHash [20]byte, tenant string, allowed *regionSet
 	quarantine := t.quarantine.Load()
 	for i := range peers {
 		p := &peers[i]
-		if p.seen < cutoff || p.role != roleAgent || !allowed.allows(p.region) || quarantine.has(p) {
+		if p.seen < cutoff || p.role != roleAgent || !allowed.allows(p.region) || quarantine.has(p, tenant) {
 			continue
 		}
 		if len(view.Agents) == maxSwarmView {
